@@ -62,9 +62,15 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="mlenv")
-def cli() -> None:
+@click.option("-C", "directory", type=click.Path(exists=True, file_okay=False), metavar="DIR",
+              help="Run as if mlenv was started in DIR (like git -C).")
+def cli(directory: str | None) -> None:
     """Reproducible machine-learning environments: declare in mlenv.toml, lock,
     build a content-addressed image, register versions, restore them."""
+    if directory:
+        import os
+
+        os.chdir(directory)
 
 
 def main(argv: list[str] | None = None) -> None:

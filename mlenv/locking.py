@@ -1,0 +1,300 @@
+"""Spec -> lock: freshness, the satisfiability check, and the solve itself.
+
+Freshness is decided in three steps, cheapest first:
+1. the spec hash in the lock equals the spec's: fresh, nothing imported beyond tomllib;
+2. otherwise a satisfiability check (pixi's rule): every locked package still
+   satisfies the spec, and platforms, channels, indexes and [system] match.
+   A satisfied lock is rewritten without solving (new spec hash, and new
+   variables/image fields when only those changed);
+3. otherwise conda is solved with rattler, then PyPI with uv given the conda result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from .errors import LockError, SolveError, SpecError
+from .lockfile import Lock, Package, read_lock
+from .spec import Spec
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class Status:
+    state: str  # "fresh" | "satisfied" | "stale" | "missing"
+    reasons: list[str] = field(default_factory=list)
+    env_changed: bool = False  # variables / image / python fields differ from the spec
+
+    @property
+    def check_ok(self) -> bool:
+        return self.state == "fresh" or (self.state == "satisfied" and not self.env_changed)
+
+
+@dataclass
+class LockResult:
+    lock: Lock
+    action: str  # "fresh" | "rewritten" | "solved"
+    status: Status
+    warnings: list[str] = field(default_factory=list)
+    written: bool = False
+
+
+def inputs_of(spec: Spec) -> dict:
+    inputs: dict = {
+        "platforms": sorted(spec.platforms),
+        "channels": [c.rstrip("/") for c in spec.channels] if spec.has_conda else [],
+        "conda-dependencies": sorted(spec.conda_specs()),
+        "pypi-dependencies": sorted(spec.pypi_dependencies),
+        "system": dict(sorted(spec.system.items())),
+    }
+    norm = spec.normalized()["pypi"]
+    if norm["index-url"]:
+        inputs["index-url"] = norm["index-url"]
+    inputs["extra-index-urls"] = norm["extra-index-urls"]
+    return inputs
+
+
+def _env_fields(spec: Spec) -> dict:
+    return {
+        "python": spec.python,
+        "variables": dict(sorted(spec.variables.items())),
+        "base": spec.base_image,
+        "apt-packages": sorted(set(spec.apt_packages)),
+        "interpreter": spec.interpreter,
+        "steps": list(spec.steps),
+    }
+
+
+def _lock_env_fields(lock: Lock) -> dict:
+    return {
+        "python": lock.python,
+        "variables": dict(sorted(lock.variables.items())),
+        "base": lock.image.get("base"),
+        "apt-packages": sorted(set(lock.image.get("apt-packages", []))),
+        "interpreter": lock.image.get("python"),
+        "steps": list(lock.image.get("steps", [])),
+    }
+
+
+def status(spec: Spec, lock: Lock | None) -> Status:
+    if lock is None:
+        return Status("missing", ["no mlenv.lock yet"])
+    if lock.spec_hash == spec.spec_hash():
+        return Status("fresh")
+    spec.validate_requirements()
+    reasons = satisfiability(spec, lock)
+    env_changed = _env_fields(spec) != _lock_env_fields(lock)
+    if reasons:
+        return Status("stale", reasons, env_changed)
+    return Status("satisfied", [], env_changed)
+
+
+def satisfiability(spec: Spec, lock: Lock) -> list[str]:
+    """Why the lock no longer satisfies the spec; empty when it still does."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+    from packaging.version import InvalidVersion, Version
+
+    from .solve.names import pypi_name
+
+    reasons: list[str] = []
+    old = lock.inputs
+    new = inputs_of(spec)
+    for key, label in (("platforms", "platforms"), ("channels", "conda channels"), ("system", "[system] requirements"),
+                       ("index-url", "index-url"), ("extra-index-urls", "extra-index-urls")):  # fmt: skip
+        if old.get(key) != new.get(key):
+            reasons.append(f"{label} changed")
+    if sorted(lock.platforms) != sorted(spec.platforms):
+        reasons.append("platforms changed")
+    if (lock.python or None) != (spec.python or None):
+        reasons.append("python changed")
+    removed_conda = {_conda_name(d) for d in old.get("conda-dependencies", [])} - {_conda_name(d) for d in new["conda-dependencies"]}
+    removed_pypi = {canonicalize_name(Requirement(d).name) for d in old.get("pypi-dependencies", [])} - {
+        canonicalize_name(Requirement(d).name) for d in new["pypi-dependencies"]
+    }
+    for name in sorted(removed_conda | removed_pypi):
+        reasons.append(f"{name} was removed from the spec")
+    if reasons:
+        return reasons
+
+    for platform in spec.platforms:
+        conda = {p.name: p for p in lock.for_platform(platform, "conda")}
+        if spec.has_conda and new["conda-dependencies"]:
+            from rattler import MatchSpec
+
+            from .solve.conda import to_record
+
+            for dep in new["conda-dependencies"]:
+                ms = MatchSpec(dep)
+                name = ms.name.normalized if ms.name else None
+                pkg = conda.get(name)
+                if pkg is None or not ms.matches(to_record(pkg)):
+                    have = f"{pkg.version} is locked" if pkg else "nothing is locked"
+                    reasons.append(f"{platform}: conda {dep!r} is not satisfied ({have})")
+        provided = {}
+        for p in conda.values():
+            mapped = pypi_name(p.name, noarch=p.get("noarch"), depends=p.get("depends", []))
+            if mapped:
+                provided[mapped] = p.version
+        pypi = {canonicalize_name(p.name): p.version for p in lock.for_platform(platform, "pypi")}
+        for dep in new["pypi-dependencies"]:
+            req = Requirement(dep)
+            name = canonicalize_name(req.name)
+            version = pypi.get(name) or provided.get(name)
+            if version is None:
+                if req.marker is not None:
+                    continue  # may be excluded by its marker on this platform
+                reasons.append(f"{platform}: {dep!r} is not in the lock")
+                continue
+            try:
+                if not req.specifier.contains(Version(version), prereleases=True):
+                    reasons.append(f"{platform}: {dep!r} is not satisfied ({version} is locked)")
+            except InvalidVersion:
+                reasons.append(f"{platform}: locked {name} {version} is not a PEP 440 version")
+    return reasons
+
+
+def _conda_name(dep: str) -> str:
+    from .spec import _conda_name as name
+
+    return name(dep)
+
+
+def read_existing(path: Path) -> Lock | None:
+    if not path.exists():
+        return None
+    return read_lock(path)
+
+
+def lock_spec(
+    spec: Spec,
+    *,
+    platforms: tuple[str, ...] = (),
+    upgrade: bool = False,
+    upgrade_packages: tuple[str, ...] = (),
+    offline: bool = False,
+    resolver: str = "uv",
+    progress: Progress | None = None,
+    existing: Lock | None = None,
+    force_solve: bool = False,
+) -> LockResult:
+    """Produce the lock for spec (not written). Solves only what must be solved."""
+    say = progress or (lambda msg: None)
+    for p in platforms:
+        if p not in spec.platforms:
+            raise SpecError(f"--platform {p} is not one of the spec's platforms ({', '.join(spec.platforms)})",
+                            hint=f"add it to [environment] platforms in {spec.path}")
+    warnings: list[str] = []
+    st = status(spec, existing)
+    if not (upgrade or upgrade_packages or force_solve):
+        if st.state == "fresh":
+            return LockResult(existing, "fresh", st)
+        if st.state == "satisfied":
+            say("lock still satisfies the spec: updating without solving")
+            lock, warnings = _relock_env(spec, existing, offline)
+            return LockResult(lock, "rewritten", st, warnings)
+    spec.validate_requirements()
+    image, warnings = resolve_image(spec, existing, offline=offline, upgrade=upgrade)
+
+    from .solve import conda as conda_solver
+    from .solve import pypi as pypi_solver
+    from .solve.names import pypi_name
+
+    packages: list[Package] = []
+    plat_info: dict[str, dict] = {}
+    keep_old = set(spec.platforms) - set(platforms) if platforms and existing else set()
+    for platform in spec.platforms:
+        if platform in keep_old and platform in existing.platforms:
+            packages += existing.for_platform(platform)
+            plat_info[platform] = dict(existing.platforms[platform])
+            continue
+        locked = existing.for_platform(platform) if existing else []
+        conda_pkgs: list[Package] = []
+        if spec.has_conda:
+            say(f"{platform}: solving conda packages with rattler")
+            conda_pkgs = conda_solver.solve(spec, platform, locked=locked, upgrade=upgrade,
+                                            upgrade_packages=upgrade_packages, offline=offline)
+        python = next((p.version for p in conda_pkgs if p.name == "python"), None) or spec.python
+        provided = {}
+        for p in conda_pkgs:
+            mapped = pypi_name(p.name, noarch=p.get("noarch"), depends=p.get("depends", []))
+            if mapped:
+                provided[mapped] = p.version
+        pypi_pkgs: list[Package] = []
+        if spec.pypi_dependencies:
+            if not python:
+                raise SpecError(f"{spec.where('environment')}: PyPI packages need a Python version",
+                                hint='set [environment] python = "3.11"')
+            say(f"{platform}: resolving PyPI packages with {resolver} (Python {python})")
+            prefs = {p.name: p.version for p in locked if p.manager == "pypi"}
+            resolved = pypi_solver.resolve(spec, platform, python, provided=provided, preferences=prefs,
+                                           upgrade=upgrade, upgrade_packages=upgrade_packages,
+                                           offline=offline, resolver=resolver)
+            for r in resolved:
+                extra = {"size": r.size, "index": r.index}
+                if r.requires_python:
+                    extra["requires-python"] = r.requires_python
+                pypi_pkgs.append(Package("pypi", platform, r.name, r.version, r.url, r.sha256, extra))
+        packages += conda_pkgs + pypi_pkgs
+        plat_info[platform] = {"python": python}
+
+    lock = Lock(
+        spec_hash=spec.spec_hash(),
+        python=spec.python,
+        platforms=plat_info,
+        packages=packages,
+        variables=dict(spec.variables),
+        image=image,
+        inputs=inputs_of(spec),
+    ).seal()
+    return LockResult(lock, "solved", st, warnings)
+
+
+def _relock_env(spec: Spec, existing: Lock, offline: bool) -> tuple[Lock, list[str]]:
+    image, warnings = resolve_image(spec, existing, offline=offline, upgrade=False)
+    lock = Lock(
+        spec_hash=spec.spec_hash(),
+        python=spec.python,
+        platforms={k: dict(v) for k, v in existing.platforms.items()},
+        packages=list(existing.packages),
+        variables=dict(spec.variables),
+        image=image,
+        inputs=inputs_of(spec),
+    ).seal()
+    return lock, warnings
+
+
+def resolve_image(spec: Spec, existing: Lock | None, *, offline: bool, upgrade: bool) -> tuple[dict, list[str]]:
+    from . import image_ref
+
+    warnings: list[str] = []
+    base = spec.base_image
+    try:
+        ref = image_ref.parse(base)
+    except ValueError as exc:
+        raise SpecError(f"{spec.where('image', 'base')}: {exc}") from None
+    digest = ref.digest
+    previous = existing.image if existing else {}
+    if digest is None and not upgrade and previous.get("base") == base and previous.get("digest"):
+        digest = previous["digest"]  # keep the pin; `--upgrade` re-reads the tag
+    elif digest is None and offline:
+        warnings.append(f"base image {base} is not pinned to a digest (--offline); the lock records the tag")
+    elif digest is None:
+        try:
+            digest = image_ref.resolve_digest(ref)
+        except image_ref.ResolveError as exc:
+            warnings.append(f"base image {base} is not pinned to a digest: {exc}; the lock records the tag")
+    image = {"base": base, "reference": ref.with_digest(digest).pinned if digest else str(ref)}
+    if digest:
+        image["digest"] = digest
+    image["apt-packages"] = sorted(set(spec.apt_packages))
+    if spec.interpreter:
+        image["python"] = spec.interpreter
+    image["steps"] = list(spec.steps)
+    return image, warnings
+
+
+__all__ = ["LockResult", "Status", "lock_spec", "status", "read_existing", "SolveError", "LockError"]

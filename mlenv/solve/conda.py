@@ -1,0 +1,146 @@
+"""Conda solving with py-rattler (resolvo): no conda executable needed.
+
+Solves one platform at a time against the spec's channels (names, URLs,
+file:// channels), with exactly the [system] virtual packages. Previously
+locked records are passed as preferences, so a re-lock only moves what it must.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from ..errors import SolveError
+from ..lockfile import Package
+from ..spec import Spec, strip_credentials
+from .platforms import virtual_packages
+
+
+def _cache_dir() -> Path:
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("mlenv")) / "rattler"
+
+
+def _virtuals(platform: str, system: dict[str, str]):
+    from rattler import BuildString, GenericVirtualPackage, PackageName, Version
+
+    return [GenericVirtualPackage(PackageName(n), Version(v), BuildString(b)) for n, v, b in virtual_packages(platform, system)]
+
+
+def solve(
+    spec: Spec,
+    platform: str,
+    *,
+    locked: list[Package] = (),
+    upgrade: bool = False,
+    upgrade_packages: tuple[str, ...] = (),
+    offline: bool = False,
+) -> list[Package]:
+    import rattler
+    from rattler.exceptions import FetchRepoDataError, GatewayError, SolverError
+
+    specs = spec.conda_specs()
+    if not specs:
+        return []
+    channels = [rattler.Channel(c) for c in spec.channels]
+    subdirs = [platform, "noarch"]
+    preferences = []
+    if not upgrade:
+        skip = {n.lower() for n in upgrade_packages}
+        preferences = [to_record(p) for p in locked if p.manager == "conda" and p.name not in skip]
+    gateway = rattler.Gateway(cache_dir=_cache_dir())
+
+    async def run():
+        return await rattler.solve(
+            sources=channels,
+            specs=specs,
+            gateway=gateway,
+            platforms=subdirs,
+            locked_packages=preferences,
+            virtual_packages=_virtuals(platform, spec.system),
+            timestamp_policy="ignore",
+        )
+
+    if offline:
+        _check_offline(spec.channels)
+    try:
+        records = asyncio.run(run())
+    except SolverError as exc:
+        raise SolveError(f"the conda dependencies cannot be solved for {platform}:\n{_indent(str(exc))}") from None
+    except (FetchRepoDataError, GatewayError) as exc:
+        raise SolveError(f"could not read a conda channel for {platform}: {strip_credentials(_first(exc))}",
+                         hint="check the channel name/URL and your network; conda channels: " + ", ".join(spec.channels)) from None
+    except Exception as exc:  # rattler wraps I/O errors in its own types
+        raise SolveError(f"conda solve failed for {platform}: {strip_credentials(_first(exc))}") from None
+    return sorted((from_record(r, platform) for r in records), key=lambda p: p.name)
+
+
+def _check_offline(channels: list[str]) -> None:
+    for c in channels:
+        if not c.startswith("file://"):
+            raise SolveError(f"--offline cannot solve against the remote conda channel {c!r}",
+                             hint="drop --offline, or use a file:// channel")
+
+
+def from_record(record, platform: str) -> Package:
+    extra = {
+        "build": str(record.build),
+        "build-number": int(record.build_number),
+        "subdir": str(record.subdir),
+        "channel": strip_credentials(str(record.channel or "")),
+        "md5": record.md5.hex() if record.md5 else "",
+        "size": int(record.size or 0),
+        "timestamp": int(record.timestamp.timestamp() * 1000) if record.timestamp else 0,
+        "noarch": str(record.noarch) if record.noarch and str(record.noarch) not in ("None", "") else "",
+        "depends": list(record.depends),
+        "constrains": list(record.constrains),
+        "license": record.license or "",
+    }
+    if extra["noarch"] not in ("", "python", "generic"):
+        extra["noarch"] = "python" if "python" in extra["noarch"].lower() else "generic"
+    return Package(
+        manager="conda",
+        platform=platform,
+        name=str(record.name.normalized),
+        version=str(record.version),
+        url=strip_credentials(str(record.url)),
+        sha256=record.sha256.hex() if record.sha256 else "",
+        extra=extra,
+    )
+
+
+def to_record(pkg: Package):
+    """A rattler RepoDataRecord rebuilt from the lock's fields (no repodata read)."""
+    import datetime
+
+    import rattler
+
+    noarch = pkg.get("noarch") or None
+    record = rattler.PackageRecord(
+        name=pkg.name,
+        version=pkg.version,
+        build=pkg.get("build", ""),
+        build_number=int(pkg.get("build-number", 0)),
+        subdir=pkg.get("subdir", pkg.platform),
+        noarch=noarch,
+        depends=list(pkg.get("depends", [])),
+        constrains=list(pkg.get("constrains", [])),
+        sha256=bytes.fromhex(pkg.sha256) if pkg.sha256 else None,
+        md5=bytes.fromhex(pkg.get("md5")) if pkg.get("md5") else None,
+        size=pkg.get("size") or None,
+        license=pkg.get("license") or None,
+    )
+    if pkg.get("timestamp"):
+        record.timestamp = datetime.datetime.fromtimestamp(pkg.get("timestamp") / 1000, tz=datetime.timezone.utc)
+    file_name = pkg.url.rsplit("/", 1)[-1]
+    return rattler.RepoDataRecord(record, file_name, pkg.url, pkg.get("channel", ""))
+
+
+def _first(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _indent(text: str) -> str:
+    return "\n".join("  " + ln for ln in text.strip().splitlines())

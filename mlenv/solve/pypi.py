@@ -1,0 +1,241 @@
+"""PyPI resolution with uv (default) or pip-tools, for one target platform.
+
+uv resolves for a target platform from any host (`--python-platform`) and
+emits PEP 751 pylock.toml with the URL and hash of every artifact, which is
+exactly what the lock records. Packages the conda solve already provides are
+pinned as constraints and then left out of the result, so they are never
+installed twice.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import SolveError
+from ..spec import Spec, expand_env, strip_credentials
+from .platforms import python_platform, wheel_tags
+
+PYPI_SIMPLE = "https://pypi.org/simple"
+
+
+@dataclass
+class PypiPackage:
+    name: str
+    version: str
+    url: str
+    sha256: str
+    size: int | None
+    index: str
+    requires_python: str | None = None
+    sdist: bool = False
+
+
+def uv_binary() -> str:
+    try:
+        from uv import find_uv_bin
+
+        return find_uv_bin()
+    except Exception:  # the uv wheel is a dependency; fall back to PATH
+        import shutil
+
+        found = shutil.which("uv")
+        if not found:
+            raise SolveError("uv not found", hint="pip install uv (it is a dependency of mlenv)") from None
+        return found
+
+
+def normalize_name(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def resolve(
+    spec: Spec,
+    platform: str,
+    python_version: str,
+    *,
+    provided: dict[str, str] | None = None,
+    preferences: dict[str, str] | None = None,
+    upgrade: bool = False,
+    upgrade_packages: tuple[str, ...] = (),
+    offline: bool = False,
+    resolver: str = "uv",
+    cache_dir: str | None = None,
+) -> list[PypiPackage]:
+    """Resolve spec's [pypi] dependencies for `platform` and `python_version`.
+
+    provided: PyPI name -> version of Python packages the conda solve installs.
+    preferences: name -> version from the previous lock (kept unless upgraded).
+    """
+    if not spec.pypi_dependencies:
+        return []
+    provided = {normalize_name(k): v for k, v in (provided or {}).items()}
+    glibc = spec.system.get("glibc")
+    target = python_platform(platform, glibc=glibc, osx=spec.system.get("osx"))
+    index = expand_env(spec.index_url) if spec.index_url else PYPI_SIMPLE
+    extras = [expand_env(u) for u in spec.extra_index_urls]
+
+    with tempfile.TemporaryDirectory(prefix="mlenv-uv-") as tmp:
+        tmpdir = Path(tmp)
+        reqs = tmpdir / "requirements.in"
+        reqs.write_text("\n".join(spec.pypi_dependencies) + "\n", encoding="utf-8")
+        constraints = tmpdir / "constraints.txt"
+        constraints.write_text("".join(f"{n}=={v}\n" for n, v in sorted(provided.items())), encoding="utf-8")
+        out = tmpdir / "pylock.toml"
+        if resolver == "pip-tools":
+            pins = _pip_compile(reqs, constraints, index, extras, offline, python_version, platform)
+            reqs.write_text("".join(f"{n}=={v}\n" for n, v in sorted(pins.items())), encoding="utf-8")
+        elif resolver != "uv":
+            raise SolveError(f"unknown resolver {resolver!r}", hint="use uv or pip-tools")
+        if preferences and not upgrade:
+            # uv treats an existing output file as preferences: the previous pins
+            # survive a re-lock unless a requirement moved or --upgrade-package names them.
+            out.write_text(
+                'lock-version = "1.0"\ncreated-by = "mlenv"\n'
+                + "".join(f'\n[[packages]]\nname = "{n}"\nversion = "{v}"\n' for n, v in sorted(preferences.items())),
+                encoding="utf-8",
+            )
+        cmd = [
+            uv_binary(), "pip", "compile", str(reqs),
+            "--constraints", str(constraints),
+            "--python-version", python_version,
+            "--python-platform", target,
+            "--format", "pylock.toml",
+            "--output-file", str(out),
+            "--index-url", index,
+            "--no-header", "--quiet", "--no-progress", "--color", "never",
+        ]  # fmt: skip
+        for url in extras:
+            cmd += ["--extra-index-url", url]
+        if upgrade:
+            cmd.append("--upgrade")
+        for name in upgrade_packages:
+            cmd += ["--upgrade-package", name]
+        if offline:
+            cmd.append("--offline")
+        env = _uv_env(cache_dir)
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL)
+        if proc.returncode != 0:
+            raise SolveError(_explain_uv_failure(proc.stderr, platform, python_version, index, extras))
+        data = tomllib.loads(out.read_text(encoding="utf-8"))
+
+    return _select_artifacts(data, platform, python_version, glibc, spec.system.get("osx"), provided, index)
+
+
+def _uv_env(cache_dir: str | None) -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("UV_NO_CONFIG", "1")  # a user's uv.toml must not change what mlenv locks
+    # Corporate proxies: uv reads SSL_CERT_FILE; mlenv's CA bundle setting feeds it.
+    ca = env.get("MLENV_CA_BUNDLE")
+    if ca:
+        env["SSL_CERT_FILE"] = ca
+    if cache_dir:
+        env["UV_CACHE_DIR"] = cache_dir
+    return env
+
+
+def _select_artifacts(data, platform, python_version, glibc, osx, provided, index) -> list[PypiPackage]:
+    from packaging.utils import parse_wheel_filename
+
+    tags = {t: i for i, t in enumerate(wheel_tags(platform, python_version, glibc=glibc, osx=osx))}
+    result = []
+    for pkg in data.get("packages", []):
+        name = normalize_name(pkg["name"])
+        if name in provided:
+            continue
+        best = None
+        for wheel in pkg.get("wheels", []):
+            filename = wheel["url"].rsplit("/", 1)[-1].split("#", 1)[0]
+            try:
+                _, _, _, wheel_tagset = parse_wheel_filename(filename)
+            except Exception:
+                continue
+            rank = min((tags[t] for t in wheel_tagset if t in tags), default=None)
+            if rank is not None and (best is None or rank < best[0]):
+                best = (rank, wheel)
+        if best is not None:
+            artifact, sdist = best[1], False
+        elif pkg.get("sdist"):
+            artifact, sdist = pkg["sdist"], True
+        else:
+            raise SolveError(
+                f"{pkg['name']} {pkg['version']} has no wheel for {platform} (Python {python_version}) and no sdist",
+                hint="pin another version, or set [system] glibc/osx to match your target",
+            )
+        sha = artifact.get("hashes", {}).get("sha256")
+        if not sha:
+            raise SolveError(f"{pkg['name']} {pkg['version']}: the index gives no sha256 for {artifact['url']}")
+        result.append(
+            PypiPackage(
+                name=name,
+                version=str(pkg["version"]),
+                url=strip_credentials(artifact["url"]),
+                sha256=sha,
+                size=artifact.get("size"),
+                index=strip_credentials(pkg.get("index", index)),
+                requires_python=pkg.get("requires-python"),
+                sdist=sdist,
+            )
+        )
+    return sorted(result, key=lambda p: p.name)
+
+
+def _explain_uv_failure(stderr: str, platform: str, python_version: str, index: str, extras: list[str]) -> str:
+    text = strip_credentials_in_text(stderr.strip())
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    head = f"PyPI resolution failed for {platform} (Python {python_version})"
+    if any("Failed to fetch" in ln or "error sending request" in ln or "dns error" in ln.lower() for ln in lines):
+        urls = re.findall(r"`(https?://[^`]+|file://[^`]+)`", text)
+        where = urls[0] if urls else strip_credentials(index)
+        head = f"network failure while resolving PyPI packages: could not fetch {where}"
+    elif any("not found in the package registry" in ln or "was not found in the package registry" in ln for ln in lines):
+        m = re.search(r"Because (\S+) was not found in the package registry", text)
+        if m:
+            head = f"unknown PyPI package {m.group(1)!r} (not found on {strip_credentials(index)})"
+    detail = "\n".join("  " + ln for ln in lines[:40])
+    return f"{head}\n{detail}" if detail else head
+
+
+def strip_credentials_in_text(text: str) -> str:
+    return re.sub(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s`'\"]*@", r"\1", text)
+
+
+def _pip_compile(reqs: Path, constraints: Path, index: str, extras: list[str], offline: bool, python_version: str, platform: str) -> dict[str, str]:
+    """pip-tools resolves with the pip resolver on the *host* interpreter; mlenv
+    then takes its pins and lets uv pick the artifacts for each target."""
+    import importlib.util
+
+    if importlib.util.find_spec("piptools") is None:
+        raise SolveError("--resolver pip-tools needs pip-tools", hint="pip install 'mlenv[pip-tools]'")
+    host = f"{sys.version_info.major}.{sys.version_info.minor}"
+    if ".".join(python_version.split(".")[:2]) != host:
+        raise SolveError(
+            f"pip-tools resolves for the interpreter it runs on (Python {host}), but the lock targets Python {python_version}",
+            hint="use the default resolver (uv), which resolves for any target, or run mlenv under that Python",
+        )
+    out = reqs.with_name("pins.txt")
+    cmd = [
+        sys.executable, "-m", "piptools", "compile", str(reqs), "-c", str(constraints),
+        "--output-file", str(out), "--no-header", "--no-annotate", "--strip-extras", "--allow-unsafe",
+        "--index-url", index, "--quiet", "--no-emit-index-url",
+    ]  # fmt: skip
+    for url in extras:
+        cmd += ["--extra-index-url", url]
+    if offline:
+        cmd += ["--no-index"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    if proc.returncode != 0:
+        raise SolveError(f"pip-compile failed for {platform}:\n" + "\n".join("  " + ln for ln in strip_credentials_in_text(proc.stderr).strip().splitlines()[-30:]))
+    pins = {}
+    for line in out.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if "==" in line:
+            name, version = line.split("==", 1)
+            pins[normalize_name(name.split("[")[0].strip())] = version.split(";")[0].strip()
+    return pins

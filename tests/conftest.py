@@ -1,0 +1,5 @@
+"""Shared test setup. Fixture families live in their own plugin modules:
+plugin_fixtures.py (local conda channel, local PyPI index and server) and
+plugin_docker.py (Docker Engine, local OCI registry, test base image)."""
+
+pytest_plugins = ["plugin_fixtures", "plugin_docker"]
