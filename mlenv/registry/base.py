@@ -1,0 +1,151 @@
+"""The registry interface every backend implements (local, OCI, Azure ML).
+
+Semantics are Azure ML's, made exact: versions are 1, 2, 3... per name;
+registering a content hash the name already has returns that version
+(idempotent); only description, labels, archive state and the image record
+change on an existing version. A version is addressed as NAME@3, NAME@latest
+(highest non-archived), NAME@<label>, or NAME@<unique content-hash prefix>.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+
+from ..errors import MlenvError
+
+
+class RegistryError(MlenvError):
+    pass
+
+
+class NotFound(RegistryError):
+    pass
+
+
+@dataclass
+class Version:
+    name: str
+    version: int
+    content_hash: str  # "sha256:<64 hex>"
+    spec_sha256: str  # sha256 hex of the stored mlenv.toml bytes
+    lock_sha256: str  # sha256 hex of the stored mlenv.lock bytes
+    created: str  # ISO 8601 UTC
+    description: str = ""
+    labels: list[str] = field(default_factory=list)
+    archived: bool = False
+    image: str | None = None  # image reference mlenv built/pushed
+    image_digest: str | None = None
+
+    @property
+    def short_hash(self) -> str:
+        return self.content_hash.split(":", 1)[-1][:12]
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["short_hash"] = self.short_hash
+        return data
+
+
+@dataclass
+class Registered:
+    version: Version
+    created: bool  # False: this content was already registered under that name
+
+
+class Registry(ABC):
+    url: str
+
+    @abstractmethod
+    def register(self, name: str, spec: bytes, lock: bytes, content_hash: str, *, description: str = "",
+                 image: str | None = None, image_digest: str | None = None) -> Registered: ...
+
+    @abstractmethod
+    def names(self, *, include_archived: bool = False) -> list[str]: ...
+
+    @abstractmethod
+    def versions(self, name: str) -> list[Version]:
+        """All versions of name, archived included, ascending. NotFound if no such name."""
+
+    @abstractmethod
+    def read(self, version: Version) -> tuple[bytes, bytes]:
+        """(spec bytes, lock bytes), each verified against its recorded sha256."""
+
+    @abstractmethod
+    def set_label(self, name: str, version: int, label: str) -> None:
+        """Point label at version (moving it if it pointed elsewhere)."""
+
+    @abstractmethod
+    def label_history(self, name: str, label: str) -> list[tuple[str, int]]:
+        """(ISO time, version) moves of a label, oldest first."""
+
+    @abstractmethod
+    def set_archived(self, name: str, version: int | None, archived: bool) -> None:
+        """version None: the whole environment."""
+
+    @abstractmethod
+    def update(self, name: str, version: int, *, description: str | None = None,
+               image: str | None = None, image_digest: str | None = None) -> Version: ...
+
+    # --- shared resolution ----------------------------------------------------
+    def resolve(self, name: str, ref: str = "latest") -> Version:
+        versions = self.versions(name)
+        if ref == "latest":
+            live = [v for v in versions if not v.archived]
+            if not live:
+                raise NotFound(f"{name} has no version that is not archived",
+                               hint=f"`mlenv versions {name}` lists them; `mlenv unarchive {name}@N` brings one back")
+            return live[-1]
+        if re.fullmatch(r"\d+", ref):
+            for v in versions:
+                if v.version == int(ref):
+                    return v
+            raise NotFound(f"{name}@{ref}: no such version (latest is {versions[-1].version})")
+        labelled = [v for v in versions if ref in v.labels]
+        if labelled:
+            return labelled[0]
+        prefix = ref.removeprefix("sha256:").lower()
+        if re.fullmatch(r"[0-9a-f]{4,64}", prefix):
+            hits = [v for v in versions if v.content_hash.removeprefix("sha256:").startswith(prefix)]
+            if len(hits) == 1:
+                return hits[0]
+            if len(hits) > 1:
+                raise RegistryError(f"{name}@{ref} is ambiguous: it matches versions "
+                                    + ", ".join(str(v.version) for v in hits),
+                                    hint="give more digits of the hash")
+        raise NotFound(f"{name}@{ref}: no version, label or content hash matches")
+
+
+def parse_ref(text: str) -> tuple[str, str]:
+    """'fraud-train@3' -> ('fraud-train', '3'); 'fraud-train' -> ('fraud-train', 'latest')."""
+    name, _, ref = text.partition("@")
+    if not name:
+        raise RegistryError(f"{text!r}: expected NAME or NAME@VERSION")
+    return name, ref or "latest"
+
+
+def open_registry(url: str | None = None) -> Registry:
+    """None: MLENV_REGISTRY or the embedded local registry under the user data dir.
+    A path or file:// URL: a local registry there. oci://host[:port]/ns: an OCI registry.
+    azureml://subscriptions/.../workspaces/WS: an Azure ML workspace."""
+    import os
+
+    url = url or os.environ.get("MLENV_REGISTRY") or None
+    if url is None or url.startswith("file://") or "://" not in url:
+        from .local import LocalRegistry
+
+        return LocalRegistry(url.removeprefix("file://") if url else None)
+    if url.startswith("oci://"):
+        from .oci import OciRegistry
+
+        return OciRegistry(url)
+    if url.startswith("azureml://"):
+        from .azureml import AzureMLRegistry
+
+        return AzureMLRegistry(url)
+    raise RegistryError(f"unknown registry URL {url!r}", hint="use a path, oci://host/namespace or azureml://subscriptions/...")
