@@ -302,6 +302,11 @@ def parse_spec(text: str, path: Path) -> Spec:
     if interpreter is not None and not interpreter.startswith("/"):
         raise SpecError(f"{where('image', 'python')}: [image] python must be an absolute interpreter path, e.g. /usr/bin/python3")
 
+    if pypi_deps and conda is None and python is None:
+        raise SpecError(
+            f"{where('environment')}: PyPI packages need [environment] python (the base image's Python version)",
+            hint='e.g. python = "3.11"',
+        )
     base = image.get("base")
     if base is None:
         if python is None:
@@ -316,11 +321,6 @@ def parse_spec(text: str, path: Path) -> Spec:
     elif not base.strip() or any(c.isspace() for c in base):
         raise SpecError(f"{where('image', 'base')}: invalid image reference {base!r}")
 
-    if pypi_deps and conda is None and python is None:
-        raise SpecError(
-            f"{where('environment')}: PyPI packages need [environment] python (the base image's Python version)",
-            hint='e.g. python = "3.11"',
-        )
     if pypi_deps and conda is not None and python is None and not any(_conda_name(d) == "python" for d in conda_deps):
         raise SpecError(
             f"{where('pypi', 'dependencies')}: PyPI packages in a conda environment need a conda Python",
@@ -430,6 +430,8 @@ def locate(text: str, table: str, key: str | None = None, value: str | None = No
             current = m.group(1).strip("\"'")
             if current == table and table_line is None:
                 table_line = i
+            if key and current == f"{table}.{key}":  # [environment.extra]
+                return i
             continue
         if key_re is None:
             continue

@@ -59,7 +59,7 @@ def lock(spec_file, check, upgrade, upgrade_packages, platforms, offline, resolv
     existing = read_lock(spec.lock_path) if spec.lock_path.exists() else None
 
     # The no-op path: only tomllib, hashlib and json have been imported so far.
-    if existing is not None and existing.spec_hash == spec.spec_hash() and not (upgrade or upgrade_packages):
+    if existing is not None and existing.spec_hash == spec.spec_hash() and not (upgrade or upgrade_packages or platforms):
         if as_json:
             from ..locking import LockResult, Status
 

@@ -92,6 +92,35 @@ class Registry(ABC):
     def update(self, name: str, version: int, *, description: str | None = None,
                image: str | None = None, image_digest: str | None = None) -> Version: ...
 
+    # --- optional, with portable defaults (backends may do better) -----------
+    def find(self, name: str, content_hash: str) -> Version | None:
+        """The version of name holding content_hash, or None (also None for an unknown name)."""
+        try:
+            versions = self.versions(name)
+        except NotFound:
+            return None
+        return next((v for v in versions if v.content_hash == content_hash), None)
+
+    def content_hashes(self) -> set[str]:
+        """Every content hash registered under any name, archived included (for gc)."""
+        out: set[str] = set()
+        for name in self.names(include_archived=True):
+            out.update(v.content_hash for v in self.versions(name))
+        return out
+
+    def labels(self, name: str) -> dict[str, int]:
+        """label -> version for name."""
+        return {label: v.version for v in self.versions(name) for label in v.labels}
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     # --- shared resolution ----------------------------------------------------
     def resolve(self, name: str, ref: str = "latest") -> Version:
         versions = self.versions(name)
@@ -119,6 +148,19 @@ class Registry(ABC):
                                     + ", ".join(str(v.version) for v in hits),
                                     hint="give more digits of the hash")
         raise NotFound(f"{name}@{ref}: no version, label or content hash matches")
+
+
+LABEL_RE = re.compile(r"^[a-z][a-z0-9._-]{0,63}$")
+
+
+def check_label(label: str) -> str:
+    """Labels are lowercase words that cannot be mistaken for a version number or
+    `latest` (they also become OCI tags `label-<label>`)."""
+    if label == "latest" or not LABEL_RE.match(label):
+        raise RegistryError(f"invalid label {label!r}",
+                            hint="a label is a lowercase word: a letter, then letters, digits, '.', '_' or '-' "
+                                 "(at most 64); `latest` is reserved")
+    return label
 
 
 def parse_ref(text: str) -> tuple[str, str]:

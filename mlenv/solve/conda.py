@@ -59,7 +59,7 @@ def solve(
             platforms=subdirs,
             locked_packages=preferences,
             virtual_packages=_virtuals(platform, spec.system),
-            timestamp_policy="ignore",
+            timestamp_policy="allow-missing",
         )
 
     if offline:
@@ -120,7 +120,7 @@ def to_record(pkg: Package):
     record = rattler.PackageRecord(
         name=pkg.name,
         version=pkg.version,
-        build=pkg.get("build", ""),
+        build=rattler.BuildString(pkg.get("build", "")),
         build_number=int(pkg.get("build-number", 0)),
         subdir=pkg.get("subdir", pkg.platform),
         noarch=noarch,

@@ -122,7 +122,7 @@ def resolve(
         env = _uv_env(cache_dir)
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL)
         if proc.returncode != 0:
-            raise SolveError(_explain_uv_failure(proc.stderr, platform, python_version, index, extras))
+            raise SolveError(_explain_uv_failure(proc.stderr, platform, python_version, index, extras, offline))
         data = tomllib.loads(out.read_text(encoding="utf-8"))
 
     return _select_artifacts(data, platform, python_version, glibc, spec.system.get("osx"), provided, index)
@@ -186,11 +186,15 @@ def _select_artifacts(data, platform, python_version, glibc, osx, provided, inde
     return sorted(result, key=lambda p: p.name)
 
 
-def _explain_uv_failure(stderr: str, platform: str, python_version: str, index: str, extras: list[str]) -> str:
+def _explain_uv_failure(stderr: str, platform: str, python_version: str, index: str, extras: list[str], offline: bool = False) -> str:
     text = strip_credentials_in_text(stderr.strip())
     lines = [ln for ln in text.splitlines() if ln.strip()]
     head = f"PyPI resolution failed for {platform} (Python {python_version})"
-    if any("Failed to fetch" in ln or "error sending request" in ln or "dns error" in ln.lower() for ln in lines):
+    if offline and "network was disabled" in text:
+        m = re.search(r"Because (\S+) was not found in the cache", text)
+        what = m.group(1) if m else "a package"
+        head = f"--offline: {what} is not in uv's cache; run `mlenv lock` once without --offline"
+    elif any("Failed to fetch" in ln or "error sending request" in ln or "dns error" in ln.lower() for ln in lines):
         urls = re.findall(r"`(https?://[^`]+|file://[^`]+)`", text)
         where = urls[0] if urls else strip_credentials(index)
         head = f"network failure while resolving PyPI packages: could not fetch {where}"

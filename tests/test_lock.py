@@ -1,0 +1,441 @@
+"""`mlenv lock` with real solvers: uv against a local PEP 503 index (and PyPI,
+marked network), rattler against a local conda channel."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from mlenv.lockfile import read_lock
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def mlenv(*args, cwd, env=None, check=False):
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    proc = subprocess.run([sys.executable, "-m", "mlenv.cli", *args], cwd=cwd, capture_output=True, text=True, env=full_env)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"mlenv {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def write_spec(directory: Path, body: str, *, name="demo", python='"3.11"', platforms='["linux-64"]',
+               base='"python:3.11-slim-bookworm"') -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    text = f'[environment]\nname = "{name}"\npython = {python}\nplatforms = {platforms}\n\n' + textwrap.dedent(body)
+    if "[image]" not in text:
+        text += f"\n[image]\nbase = {base}\n"
+    path = directory / "mlenv.toml"
+    path.write_text(text)
+    return path
+
+
+def pypi_spec(index: str, deps: list[str]) -> str:
+    return f'[pypi]\nindex-url = "{index}"\ndependencies = {json.dumps(deps)}\n'
+
+
+def pins(lock, platform="linux-64", manager=None):
+    return {p.name: p.version for p in lock.for_platform(platform, manager)}
+
+
+# --- PyPI via uv, local index ---------------------------------------------------------
+
+
+def test_lock_resolves_local_index_with_urls_and_hashes(tmp_path, pypi_server, pypi_index_path):
+    write_spec(tmp_path, pypi_spec(pypi_server, ["fixbeta"]))
+    proc = mlenv("lock", cwd=tmp_path, check=True)
+    lock = read_lock(tmp_path / "mlenv.lock")
+    assert pins(lock) == {"fixalpha": "1.1.0", "fixbeta": "1.0.0"}
+    assert lock.short_hash in proc.stdout and lock.content_hash in proc.stdout
+    files = pypi_index_path.parent / "files"
+    for pkg in lock.packages:
+        filename = pkg.url.rsplit("/", 1)[-1]
+        assert pkg.url.startswith("http://127.0.0.1:")
+        assert hashlib.sha256((files / filename).read_bytes()).hexdigest() == pkg.sha256
+
+
+def test_per_platform_artifacts(tmp_path, pypi_server):
+    write_spec(tmp_path, pypi_spec(pypi_server, ["fixplat"]), platforms='["linux-64", "osx-arm64"]')
+    mlenv("lock", cwd=tmp_path, check=True)
+    lock = read_lock(tmp_path / "mlenv.lock")
+    linux = lock.for_platform("linux-64")[0]
+    mac = lock.for_platform("osx-arm64")[0]
+    assert "manylinux" in linux.url and "macosx" in mac.url
+    assert linux.sha256 != mac.sha256
+
+
+def test_same_packages_same_hash_whatever_the_name_and_order(tmp_path, pypi_server):
+    a = tmp_path / "a"
+    b = tmp_path / "b"
+    write_spec(a, pypi_spec(pypi_server, ["fixbeta", "fixalpha>=1"]), name="first")
+    write_spec(b, "# another team's spec\n" + pypi_spec(pypi_server, ["fixalpha>=1.0", "fixbeta==1.0.0"]), name="second")
+    mlenv("lock", cwd=a, check=True)
+    mlenv("lock", cwd=b, check=True)
+    la, lb = read_lock(a / "mlenv.lock"), read_lock(b / "mlenv.lock")
+    assert la.spec_hash != lb.spec_hash
+    assert la.content_hash == lb.content_hash
+
+
+def test_noop_lock_is_fast_and_writes_nothing(tmp_path, pypi_server):
+    write_spec(tmp_path, pypi_spec(pypi_server, ["fixbeta"]))
+    mlenv("lock", cwd=tmp_path, check=True)
+    lock_path = tmp_path / "mlenv.lock"
+    stat = lock_path.stat()
+    proc = mlenv("lock", cwd=tmp_path, check=True)
+    assert "is up to date" in proc.stderr
+    assert lock_path.stat().st_mtime_ns == stat.st_mtime_ns
+    # the fast path imports neither rattler, uv, packaging nor rich
+    code = ("import sys, mlenv.cli as c\n"
+            "try: c.main(['lock', '-q'])\n"
+            "except SystemExit: pass\n"
+            "print(sorted(m for m in ('rattler','packaging','rich','requests','tomlkit','docker') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    assert out.stdout.strip() == "[]", out.stderr
+
+
+def test_satisfied_change_rewrites_without_solving(tmp_path, pypi_server):
+    write_spec(tmp_path, pypi_spec(pypi_server, ["fixalpha>=1,<2"]))
+    mlenv("lock", cwd=tmp_path, check=True)
+    before = read_lock(tmp_path / "mlenv.lock")
+    assert pins(before) == {"fixalpha": "1.1.0"}
+    write_spec(tmp_path, pypi_spec(pypi_server, ["fixalpha>=1.1,<2"]))
+    assert mlenv("lock", "--check", cwd=tmp_path).returncode == 0  # still satisfied: pixi's rule
+    n = len(pypi_server.requests)
+    proc = mlenv("lock", cwd=tmp_path, check=True)
+    assert "Updated" in proc.stdout
+    assert len(pypi_server.requests) == n, "a satisfied lock must not hit the index"
+    after = read_lock(tmp_path / "mlenv.lock")
+    assert after.content_hash == before.content_hash and after.spec_hash != before.spec_hash
+
+
+def test_check_reports_stale_and_writes_nothing(tmp_path, pypi_server):
+    write_spec(tmp_path, pypi_spec(pypi_server, ["fixalpha"]))
+    mlenv("lock", cwd=tmp_path, check=True)
+    original = (tmp_path / "mlenv.lock").read_bytes()
+    assert mlenv("lock", "--check", cwd=tmp_path).returncode == 0
+    write_spec(tmp_path, pypi_spec(pypi_server, ["fixalpha", "fixbeta"]))
+    proc = mlenv("lock", "--check", cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "stale" in proc.stderr and "'fixbeta' is not in the lock" in proc.stderr
+    write_spec(tmp_path, pypi_spec(pypi_server, ["fixalpha<1.1"]))
+    proc = mlenv("lock", "--check", cwd=tmp_path)
+    assert proc.returncode == 1 and "is not satisfied (2.0.0 is locked)" in proc.stderr
+    write_spec(tmp_path, pypi_spec(pypi_server, ["fixalpha"]) + '[variables]\nX = "1"\n')
+    assert mlenv("lock", "--check", cwd=tmp_path).returncode == 1  # content would change
+    assert (tmp_path / "mlenv.lock").read_bytes() == original
+    (tmp_path / "mlenv.lock").unlink()
+    assert mlenv("lock", "--check", cwd=tmp_path).returncode == 1
+
+
+def test_relock_keeps_pins_until_upgrade_package(tmp_path, pypi_server):
+    write_spec(tmp_path, pypi_spec(pypi_server, ["fixalpha<1.1", "fixnum", "numpy<2"]))
+    mlenv("lock", cwd=tmp_path, check=True)
+    assert pins(read_lock(tmp_path / "mlenv.lock")) == {"fixalpha": "1.0.0", "fixnum": "1.0.0", "numpy": "1.26.4"}
+    # a re-solve (numpy left the spec) prefers what was locked
+    write_spec(tmp_path, pypi_spec(pypi_server, ["fixalpha", "fixnum"]))
+    mlenv("lock", cwd=tmp_path, check=True)
+    assert pins(read_lock(tmp_path / "mlenv.lock")) == {"fixalpha": "1.0.0", "fixnum": "1.0.0", "numpy": "1.26.4"}
+    mlenv("lock", "--upgrade-package", "fixalpha", cwd=tmp_path, check=True)
+    assert pins(read_lock(tmp_path / "mlenv.lock")) == {"fixalpha": "2.0.0", "fixnum": "1.0.0", "numpy": "1.26.4"}
+    mlenv("lock", "--upgrade", cwd=tmp_path, check=True)
+    assert pins(read_lock(tmp_path / "mlenv.lock"))["numpy"] == "2.0.0"
+
+
+def test_removed_dependency_is_stale_and_dropped(tmp_path, pypi_server):
+    write_spec(tmp_path, pypi_spec(pypi_server, ["fixalpha", "fixbeta"]))
+    mlenv("lock", cwd=tmp_path, check=True)
+    write_spec(tmp_path, pypi_spec(pypi_server, ["fixalpha"]))
+    proc = mlenv("lock", "--check", cwd=tmp_path)
+    assert proc.returncode == 1 and "fixbeta was removed" in proc.stderr
+    mlenv("lock", cwd=tmp_path, check=True)
+    assert "fixbeta" not in pins(read_lock(tmp_path / "mlenv.lock"))
+
+
+def test_unsatisfiable_pypi_explains_and_keeps_old_lock(tmp_path, pypi_server):
+    write_spec(tmp_path, pypi_spec(pypi_server, ["fixalpha"]))
+    mlenv("lock", cwd=tmp_path, check=True)
+    original = (tmp_path / "mlenv.lock").read_bytes()
+    write_spec(tmp_path, pypi_spec(pypi_server, ["fixalpha>=1", "fixconflict"]))
+    proc = mlenv("lock", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "PyPI resolution failed for linux-64" in proc.stderr
+    assert "fixconflict" in proc.stderr and "unsatisfiable" in proc.stderr.lower()
+    assert "Traceback" not in proc.stderr
+    assert (tmp_path / "mlenv.lock").read_bytes() == original
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_unknown_pypi_package(tmp_path, pypi_server):
+    write_spec(tmp_path, pypi_spec(pypi_server, ["no-such-package-xyz"]))
+    proc = mlenv("lock", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "no-such-package-xyz" in proc.stderr and "not found" in proc.stderr
+    assert not (tmp_path / "mlenv.lock").exists()
+
+
+def test_network_failure_names_the_url(tmp_path):
+    write_spec(tmp_path, pypi_spec("http://127.0.0.1:9/simple", ["fixalpha"]))
+    proc = mlenv("lock", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "http://127.0.0.1:9/simple" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_index_credentials_work_and_never_reach_the_lock(tmp_path, pypi_auth_server):
+    url = pypi_auth_server.url.replace("http://", "http://${IDX_USER}:${IDX_PASS}@")
+    write_spec(tmp_path, pypi_spec(url, ["fixbeta"]))
+    env = {"IDX_USER": pypi_auth_server.username, "IDX_PASS": pypi_auth_server.password}
+    proc = mlenv("lock", cwd=tmp_path, env=env, check=True)
+    text = (tmp_path / "mlenv.lock").read_text()
+    assert pins(read_lock(tmp_path / "mlenv.lock")) == {"fixalpha": "1.1.0", "fixbeta": "1.0.0"}
+    for secret in (pypi_auth_server.password, pypi_auth_server.username):
+        assert secret not in text and secret not in proc.stdout and secret not in proc.stderr
+    # literal credentials in the spec work too, and are stripped
+    literal = pypi_auth_server.url.replace("http://", f"http://{pypi_auth_server.username}:{pypi_auth_server.password}@")
+    write_spec(tmp_path / "lit", pypi_spec(literal, ["fixalpha"]))
+    mlenv("lock", cwd=tmp_path / "lit", check=True)
+    assert pypi_auth_server.password not in (tmp_path / "lit" / "mlenv.lock").read_text()
+    # without credentials the index refuses, and the error carries no secret
+    write_spec(tmp_path / "noauth", pypi_spec(pypi_auth_server.url, ["fixalpha"]))
+    proc = mlenv("lock", cwd=tmp_path / "noauth", env={"UV_CACHE_DIR": str(tmp_path / "fresh-cache")})
+    assert proc.returncode == 2 and pypi_auth_server.password not in proc.stderr
+
+
+def test_missing_env_var_for_index_is_clear(tmp_path):
+    write_spec(tmp_path, pypi_spec("https://${NOPE_TOKEN_XYZ}@pypi.example/simple", ["fixalpha"]))
+    proc = mlenv("lock", cwd=tmp_path)
+    assert proc.returncode == 2 and "NOPE_TOKEN_XYZ is not set" in proc.stderr
+
+
+def test_json_summary(tmp_path, pypi_server):
+    write_spec(tmp_path, pypi_spec(pypi_server, ["fixbeta"]), platforms='["linux-64", "osx-arm64"]')
+    proc = mlenv("lock", "--json", cwd=tmp_path, check=True)
+    data = json.loads(proc.stdout)
+    lock = read_lock(tmp_path / "mlenv.lock")
+    assert data["content_hash"] == lock.content_hash and data["short_hash"] == lock.short_hash
+    assert data["action"] == "solved"
+    assert data["platforms"]["osx-arm64"] == {"python": "3.11", "conda": 0, "pypi": 2}
+    again = json.loads(mlenv("lock", "--json", cwd=tmp_path, check=True).stdout)
+    assert again["action"] == "fresh" and again["content_hash"] == lock.content_hash
+
+
+def test_hash_command(tmp_path, pypi_server):
+    write_spec(tmp_path, pypi_spec(pypi_server, ["fixalpha"]))
+    mlenv("lock", cwd=tmp_path, check=True)
+    lock = read_lock(tmp_path / "mlenv.lock")
+    assert mlenv("hash", "--short", cwd=tmp_path, check=True).stdout.strip() == lock.short_hash
+    assert mlenv("hash", cwd=tmp_path, check=True).stdout.splitlines()[0] == lock.content_hash
+    path = tmp_path / "mlenv.lock"
+    path.write_text(path.read_text().replace(lock.packages[0].sha256, "0" * 64))
+    proc = mlenv("hash", cwd=tmp_path)
+    assert proc.returncode == 2 and "content hash mismatch" in proc.stderr
+
+
+def test_platform_option_resolves_only_that_platform(tmp_path, pypi_server):
+    write_spec(tmp_path, pypi_spec(pypi_server, ["fixalpha<1.1"]), platforms='["linux-64", "osx-arm64"]')
+    mlenv("lock", cwd=tmp_path, check=True)
+    proc = mlenv("lock", "--platform", "win-64", cwd=tmp_path)
+    assert proc.returncode == 2 and "not one of the spec's platforms" in proc.stderr
+    write_spec(tmp_path, pypi_spec(pypi_server, ["fixalpha"]), platforms='["linux-64", "osx-arm64"]')
+    mlenv("lock", "--platform", "osx-arm64", "--upgrade", cwd=tmp_path, check=True)
+    lock = read_lock(tmp_path / "mlenv.lock")
+    assert pins(lock, "osx-arm64") == {"fixalpha": "2.0.0"}
+    assert pins(lock, "linux-64") == {"fixalpha": "1.0.0"}
+
+
+def test_failed_write_leaves_previous_lock(tmp_path, monkeypatch):
+    from mlenv import fsutil
+
+    path = tmp_path / "mlenv.lock"
+    path.write_bytes(b"previous")
+
+    def boom(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(fsutil.os, "replace", boom)
+    with pytest.raises(OSError):
+        fsutil.atomic_write(path, "new content")
+    assert path.read_bytes() == b"previous"
+    assert [p.name for p in tmp_path.iterdir()] == ["mlenv.lock"]
+
+
+def test_interrupted_lock_leaves_previous_lock(tmp_path, pypi_server):
+    """SIGKILL while mlenv is resolving: the previous lock is untouched."""
+    import signal
+
+    write_spec(tmp_path, pypi_spec(pypi_server, ["fixalpha"]))
+    mlenv("lock", cwd=tmp_path, check=True)
+    original = (tmp_path / "mlenv.lock").read_bytes()
+    write_spec(tmp_path, pypi_spec(pypi_server, ["fixalpha", "fixbeta", "fixnum"]), platforms='["linux-64", "osx-arm64", "win-64"]')
+    for delay in (0.15, 0.3, 0.45):
+        proc = subprocess.Popen([sys.executable, "-m", "mlenv.cli", "lock", "-q"], cwd=tmp_path,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        current = (tmp_path / "mlenv.lock").read_bytes()
+        assert current == original or read_lock(tmp_path / "mlenv.lock").packages  # old, or a complete new one
+        if current != original:
+            break
+
+
+# --- conda via rattler, local channel ---------------------------------------------------
+
+
+def conda_spec(channel: str, deps: list[str], extra: str = "") -> str:
+    return f'[conda]\nchannels = ["{channel}"]\ndependencies = {json.dumps(deps)}\n{extra}'
+
+
+def test_conda_lock_records_md5_sha256_and_urls(tmp_path, conda_channel):
+    write_spec(tmp_path, conda_spec(conda_channel, ["mlenv-hello"]), python='"3.11"',
+               platforms='["linux-64", "osx-arm64"]', base='"debian:bookworm-slim"')
+    mlenv("lock", "--offline", cwd=tmp_path, check=True)
+    lock = read_lock(tmp_path / "mlenv.lock")
+    for plat in ("linux-64", "osx-arm64"):
+        got = pins(lock, plat, "conda")
+        assert got["mlenv-hello"] == "1.0.0" and got["python"] == "3.11.9" and "libfix" in got
+        assert lock.platforms[plat]["python"] == "3.11.9"
+    for pkg in lock.packages:
+        local = Path(pkg.url.removeprefix("file://"))
+        data = local.read_bytes()
+        assert hashlib.sha256(data).hexdigest() == pkg.sha256
+        assert hashlib.md5(data).hexdigest() == pkg.get("md5")
+        assert pkg.get("subdir") in ("linux-64", "osx-arm64", "noarch")
+
+
+def test_conda_virtual_packages_come_only_from_system(tmp_path, conda_channel):
+    write_spec(tmp_path, conda_spec(conda_channel, ["fixcuda"]), base='"debian:bookworm-slim"')
+    proc = mlenv("lock", cwd=tmp_path)
+    assert proc.returncode == 2 and "cannot be solved" in proc.stderr and "__cuda" in proc.stderr
+    write_spec(tmp_path, conda_spec(conda_channel, ["fixcuda"], '\n[system]\ncuda = "12.4"\n'), base='"debian:bookworm-slim"')
+    mlenv("lock", cwd=tmp_path, check=True)
+    assert "fixcuda" in pins(read_lock(tmp_path / "mlenv.lock"))
+    write_spec(tmp_path, conda_spec(conda_channel, ["fixcuda"], '\n[system]\ncuda = "11.8"\n'), base='"debian:bookworm-slim"')
+    assert mlenv("lock", cwd=tmp_path).returncode == 2
+
+
+def test_conda_conflict_prints_solver_explanation(tmp_path, conda_channel):
+    write_spec(tmp_path, conda_spec(conda_channel, ["conflict-a", "conflict-b"]), base='"debian:bookworm-slim"')
+    proc = mlenv("lock", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "cannot be solved" in proc.stderr and "conflict-a" in proc.stderr and "libfix" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "mlenv.lock").exists()
+
+
+def test_conda_unknown_package(tmp_path, conda_channel):
+    write_spec(tmp_path, conda_spec(conda_channel, ["no-such-conda-pkg"]), base='"debian:bookworm-slim"')
+    proc = mlenv("lock", cwd=tmp_path)
+    assert proc.returncode == 2 and "no-such-conda-pkg" in proc.stderr
+
+
+def test_conda_missing_channel_names_it(tmp_path):
+    write_spec(tmp_path, conda_spec("file:///nonexistent/channel", ["numpy"]), base='"debian:bookworm-slim"')
+    proc = mlenv("lock", cwd=tmp_path)
+    assert proc.returncode == 2 and "nonexistent/channel" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_conda_python_and_numpy_with_pypi_package_no_second_numpy(tmp_path, conda_channel, pypi_server):
+    """The combined case: conda provides python and numpy; PyPI's fixnum needs numpy.
+    numpy is a constraint on the PyPI resolution, and is installed once, from conda."""
+    body = conda_spec(conda_channel, ["python 3.11.*", "numpy 1.26.*"]) + "\n" + pypi_spec(pypi_server, ["fixnum"])
+    write_spec(tmp_path, body, base='"debian:bookworm-slim"')
+    mlenv("lock", cwd=tmp_path, check=True)
+    lock = read_lock(tmp_path / "mlenv.lock")
+    assert pins(lock, manager="conda")["numpy"] == "1.26.4"
+    assert pins(lock, manager="pypi") == {"fixnum": "1.0.0"}
+    assert lock.platforms["linux-64"]["python"] == "3.11.9"
+    # conda numpy 2.0.0 makes PyPI resolution use numpy 2.0.0 as well (still only one numpy)
+    body = conda_spec(conda_channel, ["python 3.11.*", "numpy 2.*"]) + "\n" + pypi_spec(pypi_server, ["fixnum"])
+    write_spec(tmp_path, body, base='"debian:bookworm-slim"')
+    mlenv("lock", cwd=tmp_path, check=True)
+    lock = read_lock(tmp_path / "mlenv.lock")
+    assert pins(lock, manager="conda")["numpy"] == "2.0.0"
+    assert "numpy" not in pins(lock, manager="pypi")
+
+
+def test_conda_relock_prefers_locked_versions(tmp_path, conda_channel):
+    write_spec(tmp_path, conda_spec(conda_channel, ["libfix 1.0.*"]), base='"debian:bookworm-slim"')
+    mlenv("lock", cwd=tmp_path, check=True)
+    write_spec(tmp_path, conda_spec(conda_channel, ["libfix", "mlenv-hello"]), base='"debian:bookworm-slim"')
+    mlenv("lock", cwd=tmp_path, check=True)
+    assert pins(read_lock(tmp_path / "mlenv.lock"))["libfix"] == "1.0.0"
+    mlenv("lock", "--upgrade-package", "libfix", cwd=tmp_path, check=True)
+    assert pins(read_lock(tmp_path / "mlenv.lock"))["libfix"] == "2.0.0"
+
+
+# --- base image digest ---------------------------------------------------------------------
+
+
+def test_base_image_pinned_to_registry_digest(tmp_path, pypi_server, base_image_remote, test_registry):
+    import requests
+
+    write_spec(tmp_path, pypi_spec(pypi_server, ["fixalpha"]), base=f'"{base_image_remote}"')
+    proc = mlenv("lock", cwd=tmp_path, check=True)
+    lock = read_lock(tmp_path / "mlenv.lock")
+    repo, tag = base_image_remote.split("/", 1)[1].rsplit(":", 1)
+    head = requests.head(f"http://{test_registry}/v2/{repo}/manifests/{tag}", headers={
+        "Accept": "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json"})
+    assert lock.image["digest"] == head.headers["Docker-Content-Digest"]
+    assert lock.image["reference"] == f"{test_registry}/{repo}@{lock.image['digest']}"
+    assert "warning" not in proc.stderr
+
+
+def test_unreachable_base_image_registry_warns_and_records_tag(tmp_path, pypi_server):
+    write_spec(tmp_path, pypi_spec(pypi_server, ["fixalpha"]), base='"127.0.0.1:9/some/image:1.0"')
+    proc = mlenv("lock", cwd=tmp_path, check=True)
+    assert "warning: base image 127.0.0.1:9/some/image:1.0 is not pinned to a digest" in proc.stderr
+    lock = read_lock(tmp_path / "mlenv.lock")
+    assert "digest" not in lock.image and lock.image["reference"] == "127.0.0.1:9/some/image:1.0"
+
+
+def test_offline_never_touches_the_network(tmp_path, pypi_server):
+    write_spec(tmp_path, pypi_spec(pypi_server, ["fixalpha"]), base='"127.0.0.1:9/some/image:1.0"')
+    mlenv("lock", cwd=tmp_path, check=True)  # warms uv's cache
+    write_spec(tmp_path / "off", pypi_spec(pypi_server, ["fixalpha"]), base='"127.0.0.1:9/some/image:1.0"')
+    n = len(pypi_server.requests)
+    proc = mlenv("lock", "--offline", cwd=tmp_path / "off", check=True)
+    assert len(pypi_server.requests) == n
+    assert "--offline" in proc.stderr  # the image warning says why it is unpinned
+    write_spec(tmp_path / "cold", pypi_spec(pypi_server, ["fixbeta"]))
+    proc = mlenv("lock", "--offline", cwd=tmp_path / "cold", env={"UV_CACHE_DIR": str(tmp_path / "empty-cache")})
+    assert proc.returncode == 2 and "not in uv's cache" in proc.stderr and "without --offline" in proc.stderr
+    assert len(pypi_server.requests) == n
+
+
+# --- real PyPI ---------------------------------------------------------------------------
+
+
+@pytest.mark.network
+def test_real_pypi_ml_spec(tmp_path):
+    write_spec(tmp_path, '[pypi]\ndependencies = ["scikit-learn==1.5.2", "pandas>=2,<3"]\n',
+               platforms='["linux-64", "osx-arm64", "win-64"]')
+    mlenv("lock", cwd=tmp_path, check=True)
+    lock = read_lock(tmp_path / "mlenv.lock")
+    for plat, marker in (("linux-64", "manylinux"), ("osx-arm64", "macosx"), ("win-64", "win_amd64")):
+        got = {p.name: p for p in lock.for_platform(plat)}
+        assert got["scikit-learn"].version == "1.5.2"
+        assert {"numpy", "scipy", "pandas", "joblib"} <= set(got)
+        assert marker in got["scikit-learn"].url and got["scikit-learn"].url.startswith("https://files.pythonhosted.org/")
+
+
+@pytest.mark.network
+def test_pip_tools_resolver_agrees_with_uv(tmp_path):
+    if sys.version_info[:2] != (3, 11):
+        pytest.skip("pip-tools resolves for the running interpreter; the spec targets 3.11")
+    body = '[pypi]\ndependencies = ["requests==2.32.3", "urllib3<2.3", "idna==3.10", "certifi==2024.8.30", "charset-normalizer==3.4.0"]\n'
+    write_spec(tmp_path / "uv", body)
+    write_spec(tmp_path / "pt", body)
+    mlenv("lock", cwd=tmp_path / "uv", check=True)
+    mlenv("lock", "--resolver", "pip-tools", cwd=tmp_path / "pt", check=True)
+    a, b = read_lock(tmp_path / "uv" / "mlenv.lock"), read_lock(tmp_path / "pt" / "mlenv.lock")
+    assert pins(a) == pins(b)
+    assert a.content_hash == b.content_hash
