@@ -439,3 +439,12 @@ def test_pip_tools_resolver_agrees_with_uv(tmp_path):
     a, b = read_lock(tmp_path / "uv" / "mlenv.lock"), read_lock(tmp_path / "pt" / "mlenv.lock")
     assert pins(a) == pins(b)
     assert a.content_hash == b.content_hash
+
+
+def test_conda_noarch_kinds_are_recorded(tmp_path, conda_channel):
+    write_spec(tmp_path, conda_spec(conda_channel, ["mlenv-hello", "fixpy-utils", "libfix"]), base='"debian:bookworm-slim"')
+    mlenv("lock", cwd=tmp_path, check=True)
+    lock = read_lock(tmp_path / "mlenv.lock")
+    kinds = {p.name: p.get("noarch", "") for p in lock.for_platform("linux-64", "conda")}
+    assert kinds["mlenv-hello"] == "generic" and kinds["fixpy-utils"] == "python"
+    assert kinds["libfix"] == "" and kinds["python"] == ""

@@ -92,13 +92,11 @@ def from_record(record, platform: str) -> Package:
         "md5": record.md5.hex() if record.md5 else "",
         "size": int(record.size or 0),
         "timestamp": int(record.timestamp.timestamp() * 1000) if record.timestamp else 0,
-        "noarch": str(record.noarch) if record.noarch and str(record.noarch) not in ("None", "") else "",
+        "noarch": _noarch(record.noarch),
         "depends": list(record.depends),
         "constrains": list(record.constrains),
         "license": record.license or "",
     }
-    if extra["noarch"] not in ("", "python", "generic"):
-        extra["noarch"] = "python" if "python" in extra["noarch"].lower() else "generic"
     return Package(
         manager="conda",
         platform=platform,
@@ -108,6 +106,12 @@ def from_record(record, platform: str) -> Package:
         sha256=record.sha256.hex() if record.sha256 else "",
         extra=extra,
     )
+
+
+def _noarch(value) -> str:
+    if value is None or getattr(value, "none", False):
+        return ""
+    return "python" if getattr(value, "python", False) else "generic"
 
 
 def to_record(pkg: Package):
