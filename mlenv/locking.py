@@ -196,50 +196,66 @@ def lock_spec(
             say("lock still satisfies the spec: updating without solving")
             lock, warnings = _relock_env(spec, existing, offline)
             return LockResult(lock, "rewritten", st, warnings)
-    spec.validate_requirements()
-    image, warnings = resolve_image(spec, existing, offline=offline, upgrade=upgrade)
-
-    from .solve import conda as conda_solver
     from .solve import pypi as pypi_solver
-    from .solve.names import pypi_name
 
-    packages: list[Package] = []
-    plat_info: dict[str, dict] = {}
     keep_old = set(spec.platforms) - set(platforms) if platforms and existing else set()
-    for platform in spec.platforms:
-        if platform in keep_old and platform in existing.platforms:
-            packages += existing.for_platform(platform)
-            plat_info[platform] = dict(existing.platforms[platform])
-            continue
-        locked = existing.for_platform(platform) if existing else []
-        conda_pkgs: list[Package] = []
-        if spec.has_conda:
-            say(f"{platform}: solving conda packages with rattler")
-            conda_pkgs = conda_solver.solve(spec, platform, locked=locked, upgrade=upgrade,
-                                            upgrade_packages=upgrade_packages, offline=offline)
-        python = next((p.version for p in conda_pkgs if p.name == "python"), None) or spec.python
-        provided = {}
-        for p in conda_pkgs:
-            mapped = pypi_name(p.name, noarch=p.get("noarch"), depends=p.get("depends", []))
-            if mapped:
-                provided[mapped] = p.version
-        pypi_pkgs: list[Package] = []
+    to_solve = [p for p in spec.platforms if not (p in keep_old and p in existing.platforms)]
+    locked = {p: existing.for_platform(p) if existing else [] for p in spec.platforms}
+
+    def start_pypi(platform: str, python: str | None, provided: dict[str, str]):
+        if spec.pypi_dependencies and not python:
+            raise SpecError(f"{spec.where('environment')}: PyPI packages need a Python version",
+                            hint='set [environment] python = "3.11"')
         if spec.pypi_dependencies:
-            if not python:
-                raise SpecError(f"{spec.where('environment')}: PyPI packages need a Python version",
-                                hint='set [environment] python = "3.11"')
             say(f"{platform}: resolving PyPI packages with {resolver} (Python {python})")
-            prefs = {p.name: p.version for p in locked if p.manager == "pypi"}
-            resolved = pypi_solver.resolve(spec, platform, python, provided=provided, preferences=prefs,
-                                           upgrade=upgrade, upgrade_packages=upgrade_packages,
-                                           offline=offline, resolver=resolver)
-            for r in resolved:
+        prefs = {p.name: p.version for p in locked[platform] if p.manager == "pypi"}
+        return pypi_solver.start(spec, platform, python or "", provided=provided, preferences=prefs, upgrade=upgrade,
+                                 upgrade_packages=upgrade_packages, offline=offline, resolver=resolver)
+
+    # Without conda, every platform's uv run starts at once, before mlenv's own
+    # validation and image pinning, which then overlap with the resolution.
+    jobs = {}
+    try:
+        if not spec.has_conda:
+            for platform in to_solve:
+                jobs[platform] = start_pypi(platform, spec.python, {})
+        spec.validate_requirements()
+        image, warnings = resolve_image(spec, existing, offline=offline, upgrade=upgrade)
+        conda_pkgs: dict[str, list[Package]] = {}
+        pythons: dict[str, str | None] = {p: spec.python for p in to_solve}
+        if spec.has_conda:
+            from .solve import conda as conda_solver
+            from .solve.names import pypi_name
+
+            for platform in to_solve:
+                say(f"{platform}: solving conda packages with rattler")
+                pkgs = conda_solver.solve(spec, platform, locked=locked[platform], upgrade=upgrade,
+                                          upgrade_packages=upgrade_packages, offline=offline)
+                conda_pkgs[platform] = pkgs
+                pythons[platform] = next((p.version for p in pkgs if p.name == "python"), None) or spec.python
+                provided = {}
+                for p in pkgs:
+                    mapped = pypi_name(p.name, noarch=p.get("noarch"), depends=p.get("depends", []))
+                    if mapped:
+                        provided[mapped] = p.version
+                jobs[platform] = start_pypi(platform, pythons[platform], provided)
+        packages: list[Package] = []
+        plat_info: dict[str, dict] = {}
+        for platform in spec.platforms:
+            if platform not in to_solve:
+                packages += existing.for_platform(platform)
+                plat_info[platform] = dict(existing.platforms[platform])
+                continue
+            packages += conda_pkgs.get(platform, [])
+            for r in jobs.pop(platform).finish():
                 extra = {"size": r.size, "index": r.index}
                 if r.requires_python:
                     extra["requires-python"] = r.requires_python
-                pypi_pkgs.append(Package("pypi", platform, r.name, r.version, r.url, r.sha256, extra))
-        packages += conda_pkgs + pypi_pkgs
-        plat_info[platform] = {"python": python}
+                packages.append(Package("pypi", platform, r.name, r.version, r.url, r.sha256, extra))
+            plat_info[platform] = {"python": pythons[platform]}
+    finally:
+        for job in jobs.values():
+            job.kill()
 
     lock = Lock(
         spec_hash=spec.spec_hash(),

@@ -152,7 +152,6 @@ def test_example_lock_matches_its_hash_and_spec():
     spec = load_spec(ROOT / "examples" / "fraud-train" / "mlenv.toml")
     assert lock.spec_hash == spec.spec_hash()
     assert status(spec, lock).state == "fresh"
-    assert (ROOT / "examples" / "fraud-train" / "mlenv.lock").read_bytes() == (ROOT / "mlenv.lock.example").read_bytes()
     names = {p.name for p in lock.for_platform("linux-64", "pypi")}
     assert {"scikit-learn", "pandas", "numpy", "requests"} <= names
     for pkg in lock.packages:

@@ -55,7 +55,48 @@ def normalize_name(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def resolve(
+def resolve(spec: Spec, platform: str, python_version: str, **kwargs) -> list[PypiPackage]:
+    """Resolve spec's [pypi] dependencies for `platform` and `python_version`
+    (start() then finish(); see UvJob)."""
+    return start(spec, platform, python_version, **kwargs).finish()
+
+
+class UvJob:
+    """One `uv pip compile` run in the background: mlenv starts it as early as
+    it can and does its own work (validation, image pinning) while uv resolves."""
+
+    def __init__(self, spec, platform, python_version, provided, index, tmpdir, proc, offline, extras, resolver_pins=None):
+        self.spec, self.platform, self.python_version = spec, platform, python_version
+        self.provided, self.index, self.tmpdir, self.proc = provided, index, tmpdir, proc
+        self.offline, self.extras = offline, extras
+
+    def finish(self) -> list[PypiPackage]:
+        import shutil
+
+        try:
+            if self.proc is None:
+                return []
+            glibc, osx = self.spec.system.get("glibc"), self.spec.system.get("osx")
+            tags = wheel_tags(self.platform, self.python_version, glibc=glibc, osx=osx)  # computed while uv runs
+            _, stderr = self.proc.communicate()
+            if self.proc.returncode != 0:
+                raise SolveError(_explain_uv_failure(stderr, self.platform, self.python_version, self.index,
+                                                     self.extras, self.offline))
+            data = tomllib.loads((self.tmpdir / "pylock.toml").read_text(encoding="utf-8"))
+            return _select_artifacts(data, self.platform, self.python_version, tags, self.provided, self.index)
+        finally:
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
+
+    def kill(self) -> None:
+        import shutil
+
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        shutil.rmtree(self.tmpdir, ignore_errors=True)
+
+
+def start(
     spec: Spec,
     platform: str,
     python_version: str,
@@ -67,65 +108,58 @@ def resolve(
     offline: bool = False,
     resolver: str = "uv",
     cache_dir: str | None = None,
-) -> list[PypiPackage]:
-    """Resolve spec's [pypi] dependencies for `platform` and `python_version`.
+) -> UvJob:
+    """Start resolving spec's [pypi] dependencies for one platform.
 
     provided: PyPI name -> version of Python packages the conda solve installs.
     preferences: name -> version from the previous lock (kept unless upgraded).
     """
-    if not spec.pypi_dependencies:
-        return []
     provided = {normalize_name(k): v for k, v in (provided or {}).items()}
-    glibc = spec.system.get("glibc")
-    target = python_platform(platform, glibc=glibc, osx=spec.system.get("osx"))
     index = expand_env(spec.index_url) if spec.index_url else PYPI_SIMPLE
     extras = [expand_env(u) for u in spec.extra_index_urls]
-
-    with tempfile.TemporaryDirectory(prefix="mlenv-uv-") as tmp:
-        tmpdir = Path(tmp)
-        reqs = tmpdir / "requirements.in"
-        reqs.write_text("\n".join(spec.pypi_dependencies) + "\n", encoding="utf-8")
-        constraints = tmpdir / "constraints.txt"
-        constraints.write_text("".join(f"{n}=={v}\n" for n, v in sorted(provided.items())), encoding="utf-8")
-        out = tmpdir / "pylock.toml"
-        if resolver == "pip-tools":
-            pins = _pip_compile(reqs, constraints, index, extras, offline, python_version, platform)
-            reqs.write_text("".join(f"{n}=={v}\n" for n, v in sorted(pins.items())), encoding="utf-8")
-        elif resolver != "uv":
-            raise SolveError(f"unknown resolver {resolver!r}", hint="use uv or pip-tools")
-        if preferences and not upgrade:
-            # uv treats an existing output file as preferences: the previous pins
-            # survive a re-lock unless a requirement moved or --upgrade-package names them.
-            out.write_text(
-                'lock-version = "1.0"\ncreated-by = "mlenv"\n'
-                + "".join(f'\n[[packages]]\nname = "{n}"\nversion = "{v}"\n' for n, v in sorted(preferences.items())),
-                encoding="utf-8",
-            )
-        cmd = [
-            uv_binary(), "pip", "compile", str(reqs),
-            "--constraints", str(constraints),
-            "--python-version", python_version,
-            "--python-platform", target,
-            "--format", "pylock.toml",
-            "--output-file", str(out),
-            "--index-url", index,
-            "--no-header", "--quiet", "--no-progress", "--color", "never",
-        ]  # fmt: skip
-        for url in extras:
-            cmd += ["--extra-index-url", url]
-        if upgrade:
-            cmd.append("--upgrade")
-        for name in upgrade_packages:
-            cmd += ["--upgrade-package", name]
-        if offline:
-            cmd.append("--offline")
-        env = _uv_env(cache_dir)
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL)
-        if proc.returncode != 0:
-            raise SolveError(_explain_uv_failure(proc.stderr, platform, python_version, index, extras, offline))
-        data = tomllib.loads(out.read_text(encoding="utf-8"))
-
-    return _select_artifacts(data, platform, python_version, glibc, spec.system.get("osx"), provided, index)
+    tmpdir = Path(tempfile.mkdtemp(prefix="mlenv-uv-"))
+    if not spec.pypi_dependencies:
+        return UvJob(spec, platform, python_version, provided, index, tmpdir, None, offline, extras)
+    target = python_platform(platform, glibc=spec.system.get("glibc"), osx=spec.system.get("osx"))
+    reqs = tmpdir / "requirements.in"
+    reqs.write_text("\n".join(spec.pypi_dependencies) + "\n", encoding="utf-8")
+    constraints = tmpdir / "constraints.txt"
+    constraints.write_text("".join(f"{n}=={v}\n" for n, v in sorted(provided.items())), encoding="utf-8")
+    out = tmpdir / "pylock.toml"
+    if resolver == "pip-tools":
+        pins = _pip_compile(reqs, constraints, index, extras, offline, python_version, platform)
+        reqs.write_text("".join(f"{n}=={v}\n" for n, v in sorted(pins.items())), encoding="utf-8")
+    elif resolver != "uv":
+        raise SolveError(f"unknown resolver {resolver!r}", hint="use uv or pip-tools")
+    if preferences and not upgrade:
+        # uv treats an existing output file as preferences: the previous pins
+        # survive a re-lock unless a requirement moved or --upgrade-package names them.
+        out.write_text(
+            'lock-version = "1.0"\ncreated-by = "mlenv"\n'
+            + "".join(f'\n[[packages]]\nname = "{n}"\nversion = "{v}"\n' for n, v in sorted(preferences.items())),
+            encoding="utf-8",
+        )
+    cmd = [
+        uv_binary(), "pip", "compile", str(reqs),
+        "--constraints", str(constraints),
+        "--python-version", python_version,
+        "--python-platform", target,
+        "--format", "pylock.toml",
+        "--output-file", str(out),
+        "--index-url", index,
+        "--no-header", "--quiet", "--no-progress", "--color", "never",
+    ]  # fmt: skip
+    for url in extras:
+        cmd += ["--extra-index-url", url]
+    if upgrade:
+        cmd.append("--upgrade")
+    for name in upgrade_packages:
+        cmd += ["--upgrade-package", name]
+    if offline:
+        cmd.append("--offline")
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                            text=True, env=_uv_env(cache_dir))
+    return UvJob(spec, platform, python_version, provided, index, tmpdir, proc, offline, extras)
 
 
 def _uv_env(cache_dir: str | None) -> dict[str, str]:
@@ -140,10 +174,10 @@ def _uv_env(cache_dir: str | None) -> dict[str, str]:
     return env
 
 
-def _select_artifacts(data, platform, python_version, glibc, osx, provided, index) -> list[PypiPackage]:
+def _select_artifacts(data, platform, python_version, tag_list, provided, index) -> list[PypiPackage]:
     from packaging.utils import parse_wheel_filename
 
-    tags = {t: i for i, t in enumerate(wheel_tags(platform, python_version, glibc=glibc, osx=osx))}
+    tags = {t: i for i, t in enumerate(tag_list)}
     result = []
     for pkg in data.get("packages", []):
         name = normalize_name(pkg["name"])

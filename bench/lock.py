@@ -1,0 +1,147 @@
+"""Lock benchmark: mlenv lock vs uv pip compile vs pip-compile, one run, side by side.
+
+One ML spec (scikit-learn, pandas, matplotlib, xgboost, requests) on real PyPI,
+one target (linux-64, Python 3.11). Cold means an empty resolver cache for
+every tool; warm means the cache of a previous run. Prints medians and ratios
+and writes them into docs/benchmarks.md (section "lock").
+
+    python bench/lock.py [--repeat 5] [--pip-compile-repeat 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _report import median, run, table, timed, write_section  # noqa: E402
+
+DEPS = ["scikit-learn", "pandas", "matplotlib", "xgboost", "requests"]
+SPEC = """\
+[environment]
+name = "bench-lock"
+python = "3.11"
+platforms = ["linux-64"]
+
+[pypi]
+dependencies = {deps}
+
+[image]
+base = "python:3.11-slim-bookworm@sha256:{digest}"
+"""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--pip-compile-repeat", type=int, default=2)
+    ap.add_argument("--no-write", action="store_true")
+    args = ap.parse_args()
+
+    venv_bin = Path(sys.executable).parent
+    mlenv = [str(venv_bin / "mlenv")]
+    from mlenv.solve.pypi import uv_binary
+
+    uv = uv_binary()
+    pip_compile = str(venv_bin / "pip-compile")
+    work = Path(tempfile.mkdtemp(prefix="mlenv-bench-lock-"))
+    import json
+
+    (work / "mlenv.toml").write_text(SPEC.format(deps=json.dumps(DEPS), digest="0" * 64))
+    (work / "requirements.in").write_text("\n".join(DEPS) + "\n")
+    env = dict(os.environ)
+
+    def cache(name: str) -> dict:
+        return {**env, "UV_CACHE_DIR": str(work / name), "PIP_CACHE_DIR": str(work / (name + "-pip")),
+                "PIP_NO_CACHE_DIR": "0"}
+
+    def fresh(name: str) -> dict:
+        shutil.rmtree(work / name, ignore_errors=True)
+        shutil.rmtree(work / (name + "-pip"), ignore_errors=True)
+        return cache(name)
+
+    uv_cmd = [uv, "pip", "compile", "requirements.in", "--generate-hashes", "--python-version", "3.11",
+              "--python-platform", "x86_64-manylinux_2_28", "-o", "uv.txt", "--quiet", "--no-header"]
+    pc_cmd = [pip_compile, "requirements.in", "--generate-hashes", "-o", "pc.txt", "--quiet", "--no-header",
+              "--strip-extras", "--allow-unsafe", "--rebuild"]
+
+    def uv_compile(envmap):
+        # From scratch, like mlenv without a lock: an existing output file would
+        # be read back by uv as preferences and make it a different job.
+        (work / "uv.txt").unlink(missing_ok=True)
+        run(uv_cmd, cwd=work, env=envmap)
+
+    def pip_compile_run(envmap):
+        (work / "pc.txt").unlink(missing_ok=True)
+        run(pc_cmd, cwd=work, env=envmap)
+
+    def mlenv_lock(envmap):
+        (work / "mlenv.lock").unlink(missing_ok=True)
+        run(mlenv + ["lock", "-q"], cwd=work, env=envmap)
+
+    results: dict[str, list[float]] = {}
+    print(f"bench/lock.py: {args.repeat} repeats, spec: {', '.join(DEPS)}", flush=True)
+    results["uv pip compile --generate-hashes (cold)"] = timed(lambda: uv_compile(fresh("uv-cold")), args.repeat)
+    results["mlenv lock (cold)"] = timed(lambda: mlenv_lock(fresh("mlenv-cold")), args.repeat)
+    uv_compile(cache("uv-warm"))
+    results["uv pip compile --generate-hashes (warm)"] = timed(lambda: uv_compile(cache("uv-warm")), args.repeat)
+    mlenv_lock(cache("mlenv-warm"))
+    results["mlenv lock (warm)"] = timed(lambda: mlenv_lock(cache("mlenv-warm")), args.repeat)
+    mlenv_lock(cache("mlenv-warm"))
+    results["mlenv lock (no-op, lock fresh)"] = timed(lambda: run(mlenv + ["lock", "-q"], cwd=work, env=cache("mlenv-warm")), max(args.repeat, 10))
+    results["mlenv --help"] = timed(lambda: run(mlenv + ["--help"], cwd=work), max(args.repeat, 10))
+    if shutil.which(pip_compile) or Path(pip_compile).exists():
+        results["pip-compile --generate-hashes (cold)"] = timed(lambda: pip_compile_run(fresh("pc")), args.pip_compile_repeat)
+
+    uv_pins = _pins(work / "uv.txt")
+    lock_text = (work / "mlenv.lock").read_text()
+    same = all(f'name = "{n}"\nversion = "{v}"' in lock_text for n, v in uv_pins.items())
+    pc_pins = _pins(work / "pc.txt") if (work / "pc.txt").exists() else {}
+
+    med = {k: median(v) for k, v in results.items()}
+    uv_cold = med["uv pip compile --generate-hashes (cold)"]
+    uv_warm = med["uv pip compile --generate-hashes (warm)"]
+    rows = []
+    for name, value in med.items():
+        ref = uv_warm if "warm" in name else uv_cold
+        ratio = f"{value / ref:.2f}x uv" if ("uv" not in name and "help" not in name and "no-op" not in name) else ""
+        rows.append([name, f"{value * 1000:.0f} ms", f"{len(results[name])}", ratio])
+    checks = [
+        f"- cold `mlenv lock` / cold `uv pip compile`: **{med['mlenv lock (cold)'] / uv_cold:.2f}x** (target ≤ 1.2x)",
+        f"- no-op `mlenv lock`: **{med['mlenv lock (no-op, lock fresh)'] * 1000:.0f} ms** wall, interpreter start included (target < 150 ms)",
+        f"- `mlenv --help`: **{med['mlenv --help'] * 1000:.0f} ms**",
+        f"- mlenv and uv pick the same versions: **{'yes' if same else 'NO'}** ({len(uv_pins)} packages)",
+    ]
+    if pc_pins:
+        pc = med["pip-compile --generate-hashes (cold)"]
+        checks.append(f"- pip-compile cold / mlenv cold: **{pc / med['mlenv lock (cold)']:.0f}x** slower; "
+                      f"same versions as uv: {'yes' if pc_pins == uv_pins else 'no (differs: ' + ', '.join(sorted(k for k in set(pc_pins) | set(uv_pins) if pc_pins.get(k) != uv_pins.get(k))) + ')'}")
+    body = (
+        "## Lock (`bench/lock.py`)\n\n"
+        f"Spec: {', '.join(DEPS)} on real PyPI, target linux-64 / Python 3.11. Cold = empty resolver cache; every run starts without an output/lock file (uv reads an existing output file back as preferences).\n"
+        "mlenv's number includes interpreter start, spec parsing, the uv run (pylock output with URLs), "
+        "wheel selection, hashing and the atomic write.\n\n"
+        + table(rows, ["command", "median", "runs", "ratio"]) + "\n\n" + "\n".join(checks) + "\n"
+    )
+    print(body)
+    if not args.no_write:
+        write_section("lock", body)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def _pins(path: Path) -> dict[str, str]:
+    out = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if "==" in line and not line.startswith("#"):
+            name, version = line.split("==", 1)
+            out[name.strip().lower().replace("_", "-")] = version.split()[0].rstrip("\\").strip()
+    return out
+
+
+if __name__ == "__main__":
+    main()
