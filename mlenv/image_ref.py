@@ -164,4 +164,32 @@ def registry_credentials(registry: str) -> tuple[str, str] | None:
             except ValueError:
                 continue
             return user, password
+    return credential_helper(registry)
+
+
+def credential_helper(host: str) -> tuple[str, str] | None:
+    """`credHelpers` / `credsStore` of the Docker config: `docker-credential-<helper> get`."""
+    import subprocess
+
+    config = Path(os.environ.get("DOCKER_CONFIG", Path.home() / ".docker")) / "config.json"
+    try:
+        data = json.loads(config.read_text())
+    except (OSError, ValueError):
+        return None
+    helper = (data.get("credHelpers") or {}).get(host) or data.get("credsStore")
+    if not helper:
+        return None
+    try:
+        proc = subprocess.run([f"docker-credential-{helper}", "get"], input=host, capture_output=True, text=True,
+                              timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if proc.returncode != 0:
+        return None
+    try:
+        body = json.loads(proc.stdout)
+    except ValueError:
+        return None
+    if body.get("Username") and body.get("Secret"):
+        return body["Username"], body["Secret"]
     return None

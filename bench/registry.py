@@ -1,0 +1,159 @@
+"""Registry benchmark: register and restore latency on both backends (CLI wall
+time, interpreter start included, and the in-process API), and `mlenv versions
+NAME` on a local registry holding 10,000 versions (target: under 200 ms).
+
+    . .venv/bin/activate && source .ci/_work/services.env; python bench/registry.py
+
+The OCI rows need the local registry (MLENV_TEST_REGISTRY, from .ci/services.sh);
+without it they are left out. Writes the "registry" section of docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _report import median, run, table, timed, write_section  # noqa: E402
+
+REPEAT = int(os.environ.get("BENCH_REPEAT", "10"))
+SEED_VERSIONS = 10_000
+
+
+def make_env(directory: Path, name: str, seed: int) -> None:
+    """mlenv.toml + a current mlenv.lock (no solve) whose content differs by seed."""
+    from mlenv.lockfile import Lock, Package
+    from mlenv.locking import inputs_of
+    from mlenv.spec import load_spec
+
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "mlenv.toml").write_text(
+        f'[environment]\nname = "{name}"\npython = "3.11"\nplatforms = ["linux-64"]\n\n'
+        f'[variables]\nSEED = "{seed}"\n\n[image]\nbase = "python:3.11-slim-bookworm"\n')
+    spec = load_spec(directory / "mlenv.toml")
+    pkgs = [Package("pypi", "linux-64", f"pkg{i}", f"1.{seed}.{i}", f"https://files.example/pkg{i}.whl",
+                    hashlib.sha256(f"{seed}-{i}".encode()).hexdigest(), {"size": 1}) for i in range(40)]
+    Lock(spec_hash=spec.spec_hash(), python="3.11", platforms={"linux-64": {"python": "3.11"}}, packages=pkgs,
+         variables={"SEED": str(seed)}, image={"base": spec.base_image, "apt-packages": [], "steps": []},
+         inputs=inputs_of(spec)).seal().write(directory / "mlenv.lock")
+
+
+def cli(*args, cwd, env):
+    return run([sys.executable, "-m", "mlenv.cli", *args], cwd=cwd, env=env)
+
+
+def bench_backend(url: str, tmp: Path) -> dict:
+    from mlenv.registry.base import open_registry
+
+    env = dict(os.environ, MLENV_REGISTRY=url)
+    name = f"bench-{uuid.uuid4().hex[:8]}"
+    dirs = []
+    for i in range(REPEAT * 2):
+        d = tmp / f"{name}-{i}"
+        make_env(d, name, i)
+        dirs.append(d)
+    it = iter(dirs[:REPEAT])
+    reg_cli = timed(lambda: cli("register", "--no-image", cwd=next(it), env=env), REPEAT)
+    idem = timed(lambda: cli("register", "--no-image", cwd=dirs[0], env=env), REPEAT)
+    n = iter(range(1, REPEAT + 1))
+    out = tmp / f"out-{name}"
+    rest_cli = timed(lambda: cli("restore", f"{name}@{next(n)}", "--into", str(out), "--force", cwd=tmp, env=env), REPEAT)
+    # in-process API
+    reg = open_registry(url)
+    payloads = [((d / "mlenv.toml").read_bytes(), (d / "mlenv.lock").read_bytes()) for d in dirs[REPEAT:]]
+    from mlenv.lockfile import loads_lock
+
+    hashes = [loads_lock(lk.decode()).content_hash for _, lk in payloads]
+    k = iter(range(REPEAT))
+
+    def api_register():
+        i = next(k)
+        reg.register(name, payloads[i][0], payloads[i][1], hashes[i])
+
+    reg_api = timed(api_register, REPEAT)
+    m = iter(range(REPEAT + 1, 2 * REPEAT + 1))
+    rest_api = timed(lambda: reg.read(reg.resolve(name, str(next(m)))), REPEAT)
+    versions_cli = timed(lambda: cli("versions", name, cwd=tmp, env=env), REPEAT)
+    reg.close()
+    return {"register (CLI)": reg_cli, "register again, idempotent (CLI)": idem, "restore (CLI)": rest_cli,
+            "register (API)": reg_api, "resolve + read (API)": rest_api, f"versions, {2 * REPEAT} versions (CLI)": versions_cli}
+
+
+def bench_10k(tmp: Path) -> tuple[float, list[tuple[str, list[float]]]]:
+    from mlenv.registry.local import LocalRegistry
+
+    root = tmp / "big"
+    reg = LocalRegistry(root)
+    t0 = time.perf_counter()
+    items = []
+    for i in range(SEED_VERSIONS):
+        lock = f"# lock {i}\ncontent-hash = \"{i}\"\n".encode()
+        items.append(("big-env", b'[environment]\nname = "big-env"\n', lock,
+                      "sha256:" + hashlib.sha256(lock).hexdigest(), f"version {i}"))
+    reg.register_many(items)
+    seed = time.perf_counter() - t0
+    reg.set_label("big-env", SEED_VERSIONS, "prod")
+    reg.close()
+    env = dict(os.environ, MLENV_REGISTRY=str(root))
+    rows = []
+    for label, args in (("mlenv versions big-env (10,000 rows)", ["versions", "big-env"]),
+                        ("mlenv versions big-env --json", ["versions", "big-env", "--json"]),
+                        ("mlenv list", ["list"]),
+                        ("mlenv --help (reference)", ["--help"])):
+        cli(*args, cwd=tmp, env=env)  # warm the page cache
+        rows.append((label, timed(lambda: cli(*args, cwd=tmp, env=env), REPEAT)))
+    return seed, rows
+
+
+def main() -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="mlenv-bench-registry-"))
+    try:
+        backends = {"local (SQLite)": str(tmp / "local-registry")}
+        addr = os.environ.get("MLENV_TEST_REGISTRY")
+        if addr:
+            backends[f"OCI (distribution 2.8 on {addr})"] = f"oci://{addr}/mlenv-bench-{uuid.uuid4().hex[:8]}"
+        results = {b: bench_backend(url, tmp) for b, url in backends.items()}
+        ops = list(next(iter(results.values())))
+        names = list(results)
+        rows = []
+        for op in ops:
+            row = [op] + [f"{median(results[b][op]) * 1000:.0f} ms" for b in names]
+            if len(names) == 2:
+                row.append(f"{median(results[names[1]][op]) / median(results[names[0]][op]):.1f}x")
+            rows.append(row)
+        header = ["operation (median of %d)" % REPEAT] + names + (["OCI / local"] if len(names) == 2 else [])
+        seed, big = bench_10k(tmp)
+        big_rows = [[label, f"{median(xs) * 1000:.0f} ms", f"{min(xs) * 1000:.0f} ms", f"{max(xs) * 1000:.0f} ms"]
+                    for label, xs in big]
+        versions_ms = median(big[0][1]) * 1000
+        body = "\n".join([
+            "## Registry (`bench/registry.py`)",
+            "",
+            "Register and restore, CLI wall time (interpreter start included) and in-process API.",
+            "Each registered lock has 40 packages.",
+            "",
+            table(rows, header),
+            "",
+            f"`mlenv versions` on a local registry holding {SEED_VERSIONS:,} versions of one name "
+            f"(seeded in-process with `LocalRegistry.register_many` in {seed:.1f} s); output piped, "
+            "so plain aligned text (rich only on a terminal). Target: under 200 ms.",
+            "",
+            table(big_rows, ["command", "median", "min", "max"]),
+            "",
+            f"Result: `mlenv versions` on 10,000 versions: {versions_ms:.0f} ms "
+            f"({'meets' if versions_ms < 200 else 'MISSES'} the 200 ms target).",
+        ])
+        write_section("registry", body)
+        print(body)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

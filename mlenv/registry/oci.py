@@ -1,0 +1,547 @@
+"""An OCI registry as the environment registry (CNCF distribution, Harbor, ACR, GHCR...).
+
+URL: `oci://host[:port]/namespace`. Plain http for 127.0.0.0/8 and localhost,
+https otherwise. Everything goes through the distribution HTTP API with
+requests (see docs/registry.md, "Why not oras-py").
+
+Layout, for environment NAME in repository `<namespace>/<NAME>`:
+
+- each version is an OCI image manifest with `artifactType`
+  `application/vnd.mlenv.environment.v1`, the empty config descriptor, and two
+  layers: the spec (`application/vnd.mlenv.spec.v1+toml`) and the lock
+  (`application/vnd.mlenv.lock.v1+toml`); manifest annotations carry
+  `org.mlenv.name`, `org.mlenv.version`, `org.mlenv.content-hash`,
+  `org.opencontainers.image.description` and `org.opencontainers.image.created`.
+  It is tagged `v<N>` and `sha256-<64 hex of the content hash>`.
+- mutable state (environment/version archived flags, edited descriptions,
+  image records, labels and their history) is one JSON document, the single
+  layer (`application/vnd.mlenv.state.v1+json`) of a manifest with artifactType
+  `application/vnd.mlenv.state.v1`, tagged `mlenv-state`. Labels are also
+  mirrored as tags `label-<label>` on the version manifest, so a plain
+  `docker`/`oras` client resolves `NAME:label-prod`.
+
+Distribution has no conditional PUT, so version allocation and state updates
+are optimistic: write, wait a moment, re-read, retry on a lost race (see
+docs/registry.md, "Concurrency").
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import random
+import re
+import time
+from datetime import datetime, timezone
+from urllib.parse import urljoin
+
+from .base import NotFound, Registered, Registry, RegistryError, Version, check_label
+
+MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+ARTIFACT = "application/vnd.mlenv.environment.v1"
+STATE_ARTIFACT = "application/vnd.mlenv.state.v1"
+SPEC_MEDIA = "application/vnd.mlenv.spec.v1+toml"
+LOCK_MEDIA = "application/vnd.mlenv.lock.v1+toml"
+STATE_MEDIA = "application/vnd.mlenv.state.v1+json"
+EMPTY_MEDIA = "application/vnd.oci.empty.v1+json"
+EMPTY_DATA = b"{}"
+EMPTY_DIGEST = "sha256:" + hashlib.sha256(EMPTY_DATA).hexdigest()
+STATE_TAG = "mlenv-state"
+
+A_NAME = "org.mlenv.name"
+A_VERSION = "org.mlenv.version"
+A_HASH = "org.mlenv.content-hash"
+A_DESC = "org.opencontainers.image.description"
+A_CREATED = "org.opencontainers.image.created"
+A_TITLE = "org.opencontainers.image.title"
+
+# OCI distribution repository path component
+COMPONENT_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
+SETTLE = float(os.environ.get("MLENV_OCI_SETTLE", "0.05"))  # seconds between write and re-read
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _sha(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+class AuthRefused(RegistryError):
+    pass
+
+
+class OciRegistry(Registry):
+    def __init__(self, url: str, *, timeout: float = 15.0):
+        rest = url.removeprefix("oci://").strip("/")
+        host, _, namespace = rest.partition("/")
+        if not host:
+            raise RegistryError(f"invalid OCI registry URL {url!r}", hint="use oci://host[:port]/namespace")
+        for part in namespace.split("/") if namespace else []:
+            if not COMPONENT_RE.match(part):
+                raise RegistryError(f"invalid namespace {namespace!r} in {url!r}",
+                                    hint="lowercase letters and digits, separated by '.', '_', '__' or '-'")
+        from ..image_ref import is_local_registry
+
+        self.url = f"oci://{host}/{namespace}" if namespace else f"oci://{host}"
+        self.host = host
+        self.namespace = namespace
+        self.local = is_local_registry(host)
+        self.base = f"{'http' if self.local else 'https'}://{host}"
+        self.timeout = timeout
+        self._session = None
+        self._tokens: dict[str, str] = {}  # scope -> Authorization header value
+        self._basic: str | None = None
+
+    # --- HTTP plumbing --------------------------------------------------------
+    @property
+    def session(self):
+        if self._session is None:
+            import requests
+
+            s = requests.Session()
+            if self.local:
+                s.trust_env = False  # never route loopback through a proxy
+            else:
+                s.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("SSL_CERT_FILE") or True
+            s.headers["User-Agent"] = "mlenv-registry"
+            self._session = s
+        return self._session
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
+    def repo(self, name: str) -> str:
+        if not COMPONENT_RE.match(name):
+            raise RegistryError(f"environment name {name!r} is not a valid OCI repository name",
+                                hint="use lowercase letters and digits separated by single '.', '_' or '-'")
+        return f"{self.namespace}/{name}" if self.namespace else name
+
+    def _credentials(self) -> tuple[str, str] | None:
+        from ..image_ref import registry_credentials
+
+        return registry_credentials(self.host)
+
+    def _request(self, method: str, path: str, *, scope: str | None = None, ok=(200,), **kw):
+        import requests
+
+        url = path if path.startswith("http") else self.base + path
+        headers = dict(kw.pop("headers", {}) or {})
+        auth = self._tokens.get(scope or "") or self._basic
+        if auth:
+            headers["Authorization"] = auth
+        # Reads and manifest PUTs are idempotent: retry them on a transient 5xx
+        # (distribution's filesystem driver answers 500 when it reads a tag link
+        # another request is rewriting at that moment).
+        retries = 4 if method in ("GET", "HEAD") or (method == "PUT" and "/manifests/" in path) else 0
+        try:
+            for attempt in range(retries + 1):
+                resp = self.session.request(method, url, headers=headers, timeout=self.timeout, **kw)
+                if resp.status_code == 401:
+                    value = self._authenticate(resp.headers.get("WWW-Authenticate", ""), scope)
+                    if value:
+                        headers["Authorization"] = value
+                        resp = self.session.request(method, url, headers=headers, timeout=self.timeout, **kw)
+                if resp.status_code < 500 or attempt == retries:
+                    break
+                time.sleep(0.05 * (2 ** attempt) * (1 + random.random()))
+        except requests.exceptions.SSLError as exc:
+            raise RegistryError(f"registry {self.host}: TLS error ({_short(exc)})",
+                                hint="check the registry's certificate (REQUESTS_CA_BUNDLE / SSL_CERT_FILE)") from None
+        except requests.RequestException as exc:
+            raise RegistryError(f"registry {self.host} unreachable ({type(exc).__name__}: {_short(exc)})",
+                                hint=f"check the URL {self.url} and that the registry is running") from None
+        if resp.status_code in (401, 403):
+            had = self._credentials() is not None
+            raise AuthRefused(
+                f"registry {self.host} refused access (HTTP {resp.status_code}"
+                f"{', with the configured credentials' if had else ', no credentials configured'})",
+                hint=f"run `docker login {self.host}` or set MLENV_REGISTRY_USERNAME and MLENV_REGISTRY_PASSWORD",
+            )
+        if resp.status_code not in ok:
+            raise RegistryError(f"registry {self.host}: {method} {path.split('?')[0]} answered HTTP {resp.status_code}"
+                                f"{_error_text(resp)}")
+        return resp
+
+    def _authenticate(self, challenge: str, scope: str | None) -> str | None:
+        creds = self._credentials()
+        if challenge.lower().startswith("basic"):
+            if not creds:
+                return None
+            self._basic = "Basic " + base64.b64encode(f"{creds[0]}:{creds[1]}".encode()).decode()
+            return self._basic
+        params = dict(re.findall(r'(\w+)="([^"]*)"', challenge))
+        realm = params.pop("realm", None)
+        if not realm:
+            return None
+        if scope:
+            params["scope"] = scope
+        import requests
+
+        try:
+            resp = self.session.get(realm, params=params, auth=creds, timeout=self.timeout)
+        except requests.RequestException as exc:
+            raise RegistryError(f"registry {self.host}: token service {realm} unreachable ({type(exc).__name__})") from None
+        if resp.status_code != 200:
+            return None
+        body = resp.json()
+        token = body.get("token") or body.get("access_token")
+        if not token:
+            return None
+        value = f"Bearer {token}"
+        self._tokens[scope or ""] = value
+        return value
+
+    def _scope(self, repo: str, push: bool = False) -> str:
+        return f"repository:{repo}:{'pull,push' if push else 'pull'}"
+
+    # --- distribution API -----------------------------------------------------
+    def _tags(self, repo: str) -> list[str] | None:
+        """All tags of repo, or None when the repository does not exist."""
+        out: list[str] = []
+        path = f"/v2/{repo}/tags/list?n=1000"
+        while path:
+            resp = self._request("GET", path, scope=self._scope(repo), ok=(200, 404))
+            if resp.status_code == 404:
+                return None if not out else out
+            out += resp.json().get("tags") or []
+            path = _next_link(resp)
+        return out
+
+    def _get_manifest(self, repo: str, ref: str) -> tuple[dict, bytes, str] | None:
+        resp = self._request("GET", f"/v2/{repo}/manifests/{ref}", scope=self._scope(repo), ok=(200, 404),
+                             headers={"Accept": MANIFEST})
+        if resp.status_code == 404:
+            return None
+        raw = resp.content
+        digest = _sha(raw)
+        try:
+            return json.loads(raw), raw, digest
+        except ValueError:
+            raise RegistryError(f"registry {self.host}: {repo}:{ref} is not a JSON manifest") from None
+
+    def _head_manifest(self, repo: str, ref: str) -> str | None:
+        resp = self._request("HEAD", f"/v2/{repo}/manifests/{ref}", scope=self._scope(repo), ok=(200, 404),
+                             headers={"Accept": MANIFEST})
+        return resp.headers.get("Docker-Content-Digest") if resp.status_code == 200 else None
+
+    def _put_manifest(self, repo: str, ref: str, raw: bytes) -> None:
+        self._request("PUT", f"/v2/{repo}/manifests/{ref}", scope=self._scope(repo, True), ok=(200, 201),
+                      data=raw, headers={"Content-Type": MANIFEST})
+
+    def _delete_manifest(self, repo: str, digest: str) -> bool:
+        resp = self._request("DELETE", f"/v2/{repo}/manifests/{digest}", scope=self._scope(repo, True),
+                             ok=(200, 202, 404, 405))
+        return resp.status_code in (200, 202)
+
+    def _put_blob(self, repo: str, data: bytes) -> str:
+        digest = _sha(data)
+        scope = self._scope(repo, True)
+        head = self._request("HEAD", f"/v2/{repo}/blobs/{digest}", scope=scope, ok=(200, 404))
+        if head.status_code == 200:
+            return digest
+        start = self._request("POST", f"/v2/{repo}/blobs/uploads/", scope=scope, ok=(202,))
+        location = urljoin(self.base + "/", start.headers["Location"])
+        sep = "&" if "?" in location else "?"
+        self._request("PUT", f"{location}{sep}digest={digest}", scope=scope, ok=(201,), data=data,
+                      headers={"Content-Type": "application/octet-stream"})
+        return digest
+
+    def _get_blob(self, repo: str, digest: str, what: str) -> bytes:
+        resp = self._request("GET", f"/v2/{repo}/blobs/{digest}", scope=self._scope(repo), ok=(200, 404))
+        if resp.status_code == 404:
+            raise RegistryError(f"registry {self.host}: the {what} blob {digest[:19]}… is missing from {repo}")
+        data = resp.content
+        if _sha(data) != digest:
+            raise RegistryError(f"registry {self.host}: the {what} blob does not match its digest {digest[:19]}… "
+                                "(corrupt or tampered); refusing to use it")
+        return data
+
+    # --- manifests ------------------------------------------------------------
+    def _artifact(self, repo: str, artifact_type: str, layers: list[tuple[bytes, str, str | None]],
+                  annotations: dict[str, str]) -> bytes:
+        self._put_blob(repo, EMPTY_DATA)
+        descs = []
+        for data, media, title in layers:
+            digest = self._put_blob(repo, data)
+            d = {"mediaType": media, "digest": digest, "size": len(data)}
+            if title:
+                d["annotations"] = {A_TITLE: title}
+            descs.append(d)
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": MANIFEST,
+            "artifactType": artifact_type,
+            "config": {"mediaType": EMPTY_MEDIA, "digest": EMPTY_DIGEST, "size": 2, "data": "e30="},
+            "layers": descs,
+            "annotations": annotations,
+        }
+        return json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
+
+    def _to_version(self, name: str, manifest: dict) -> Version | None:
+        if manifest.get("artifactType") != ARTIFACT:
+            return None
+        ann = manifest.get("annotations") or {}
+        layers = {d.get("mediaType"): d for d in manifest.get("layers", [])}
+        try:
+            return Version(
+                name=ann.get(A_NAME, name), version=int(ann[A_VERSION]), content_hash=ann[A_HASH],
+                spec_sha256=layers[SPEC_MEDIA]["digest"].removeprefix("sha256:"),
+                lock_sha256=layers[LOCK_MEDIA]["digest"].removeprefix("sha256:"),
+                created=ann.get(A_CREATED, ""), description=ann.get(A_DESC, ""),
+            )
+        except (KeyError, ValueError):
+            return None
+
+    # --- state ----------------------------------------------------------------
+    def _read_state(self, repo: str) -> dict:
+        got = self._get_manifest(repo, STATE_TAG)
+        if got is None:
+            return _empty_state()
+        manifest = got[0]
+        layer = next((d for d in manifest.get("layers", []) if d.get("mediaType") == STATE_MEDIA), None)
+        if layer is None:
+            return _empty_state()
+        state = json.loads(self._get_blob(repo, layer["digest"], "state"))
+        base = _empty_state()
+        base.update(state)
+        return base
+
+    def _change_state(self, repo: str, change, check) -> dict:
+        """Read-modify-write the state document; re-read after a settle delay and
+        reapply when a concurrent writer overwrote the change (no CAS in distribution)."""
+        for attempt in range(8):
+            state = self._read_state(repo)
+            change(state)
+            state["updated"] = _now()
+            raw = json.dumps(state, sort_keys=True, indent=1).encode()
+            manifest = self._artifact(repo, STATE_ARTIFACT, [(raw, STATE_MEDIA, "state.json")],
+                                      {A_CREATED: state["updated"]})
+            self._put_manifest(repo, STATE_TAG, manifest)
+            time.sleep(SETTLE * (1 + random.random()))
+            after = self._read_state(repo)
+            if check(after):
+                return after
+        raise RegistryError(f"registry {self.host}: could not update {repo} state: concurrent writers kept overwriting it",
+                            hint="retry")
+
+    # --- Registry -------------------------------------------------------------
+    def names(self, *, include_archived: bool = False) -> list[str]:
+        prefix = f"{self.namespace}/" if self.namespace else ""
+        repos: list[str] = []
+        path = "/v2/_catalog?n=1000"
+        while path:
+            resp = self._request("GET", path, scope="registry:catalog:*", ok=(200, 404))
+            if resp.status_code == 404:
+                raise RegistryError(f"registry {self.host} does not offer a catalog (/v2/_catalog)",
+                                    hint="address versions by name: `mlenv versions NAME`")
+            repos += resp.json().get("repositories") or []
+            path = _next_link(resp)
+        candidates = [r[len(prefix):] for r in repos if r.startswith(prefix) and "/" not in r[len(prefix):]]
+
+        def keep(name: str) -> bool:
+            tags = self._tags(self.repo(name)) or []
+            if not any(re.fullmatch(r"v\d+", t) for t in tags):
+                return False
+            return include_archived or STATE_TAG not in tags or not self._read_state(self.repo(name)).get("archived")
+
+        return sorted(n for n, k in zip(candidates, _pmap(keep, candidates)) if k)
+
+    def versions(self, name: str) -> list[Version]:
+        repo = self.repo(name)
+        tags = self._tags(repo)
+        numbered = sorted(int(t[1:]) for t in (tags or []) if re.fullmatch(r"v\d+", t))
+        if not numbered:
+            raise NotFound(f"no environment named {name!r} in the registry {self.url}",
+                           hint="`mlenv list` shows the registered names")
+        state = self._read_state(repo) if STATE_TAG in tags else _empty_state()
+        got = _pmap(lambda n: self._get_manifest(repo, f"v{n}"), numbered)
+        out = []
+        for number, item in zip(numbered, got):
+            if item is None:
+                continue
+            v = self._to_version(name, item[0])
+            if v is None or v.version != number:
+                continue  # a tag that is not ours, or a lost race (see docs)
+            out.append(self._apply_state(v, state))
+        if not out:
+            raise NotFound(f"no environment named {name!r} in the registry {self.url}")
+        return out
+
+    def _apply_state(self, v: Version, state: dict) -> Version:
+        own = state["versions"].get(str(v.version), {})
+        v.archived = bool(own.get("archived")) or bool(state.get("archived"))
+        if own.get("description") is not None:
+            v.description = own["description"]
+        v.image = own.get("image") or None
+        v.image_digest = own.get("image_digest") or None
+        v.labels = sorted(label for label, n in state["labels"].items() if n == v.version)
+        return v
+
+    def find(self, name: str, content_hash: str) -> Version | None:
+        repo = self.repo(name)
+        got = self._get_manifest(repo, _hash_tag(content_hash))
+        if got is None:
+            return None
+        v = self._to_version(name, got[0])
+        if v is None or self._head_manifest(repo, f"v{v.version}") != got[2]:
+            return None  # the version tag lost a race: this content needs a number again
+        tags = self._tags(repo) or []
+        return self._apply_state(v, self._read_state(repo) if STATE_TAG in tags else _empty_state())
+
+    def register(self, name, spec, lock, content_hash, *, description="", image=None, image_digest=None) -> Registered:
+        repo = self.repo(name)
+        existing = self.find(name, content_hash)
+        if existing is not None:
+            return Registered(existing, created=False)
+        for attempt in range(12):
+            tags = self._tags(repo) or []
+            numbered = [int(t[1:]) for t in tags if re.fullmatch(r"v\d+", t)]
+            number = max(numbered, default=0) + 1
+            created = _now()
+            raw = self._artifact(repo, ARTIFACT, [(spec, SPEC_MEDIA, "mlenv.toml"), (lock, LOCK_MEDIA, "mlenv.lock")], {
+                A_NAME: name, A_VERSION: str(number), A_HASH: content_hash, A_DESC: description, A_CREATED: created,
+            })
+            digest = _sha(raw)
+            if self._head_manifest(repo, f"v{number}") is not None:
+                continue  # taken since we listed
+            self._put_manifest(repo, f"v{number}", raw)
+            time.sleep(SETTLE * (1 + random.random()))
+            if self._head_manifest(repo, f"v{number}") != digest:
+                time.sleep(SETTLE * random.random() * attempt)
+                continue  # another client won v<number>; take the next one
+            # Identical content registered concurrently by another client: the
+            # lowest number wins, the others withdraw their tag. Versions below
+            # ours that existed when we started were covered by find() above;
+            # only the few in flight just below our number need a look.
+            below = [n for n in range(max(1, number - 8), number)]
+            for n, got in zip(below, _pmap(lambda n: self._get_manifest(repo, f"v{n}"), below)):
+                if got is None:
+                    continue
+                v = self._to_version(name, got[0])
+                if v is not None and v.version == n and v.content_hash == content_hash:
+                    self._delete_manifest(repo, digest)
+                    return Registered(self.find(name, content_hash) or self._apply_state(v, _empty_state()),
+                                      created=False)
+            self._put_manifest(repo, _hash_tag(content_hash), raw)
+            if self._head_manifest(repo, f"v{number}") != digest:
+                continue
+            if image or image_digest:
+                self.update(name, number, image=image, image_digest=image_digest)
+            v = self._to_version(name, json.loads(raw))
+            if image or image_digest:
+                v.image, v.image_digest = image, image_digest
+            return Registered(v, created=True)
+        raise RegistryError(f"registry {self.host}: could not allocate a version number for {name}: "
+                            "too many concurrent registrations", hint="retry")
+
+    def read(self, version: Version) -> tuple[bytes, bytes]:
+        repo = self.repo(version.name)
+        spec = self._get_blob(repo, "sha256:" + version.spec_sha256, f"mlenv.toml of {version.ref}")
+        lock = self._get_blob(repo, "sha256:" + version.lock_sha256, f"mlenv.lock of {version.ref}")
+        return spec, lock
+
+    def _require(self, name: str, version: int | None) -> list[Version]:
+        versions = self.versions(name)
+        if version is not None and not any(v.version == version for v in versions):
+            raise NotFound(f"{name}@{version}: no such version")
+        return versions
+
+    def set_label(self, name: str, version: int, label: str) -> None:
+        check_label(label)
+        self._require(name, version)
+        repo = self.repo(name)
+        stamp = _now()
+
+        def change(state):
+            if state["labels"].get(label) != version:
+                state["labels"][label] = version
+                state["history"].setdefault(label, []).append([stamp, version])
+
+        self._change_state(repo, change, lambda s: s["labels"].get(label) == version)
+        got = self._get_manifest(repo, f"v{version}")
+        if got is not None:
+            self._put_manifest(repo, f"label-{label}", got[1])
+
+    def label_history(self, name: str, label: str) -> list[tuple[str, int]]:
+        self._require(name, None)
+        state = self._read_state(self.repo(name))
+        return [(t, int(v)) for t, v in state["history"].get(label, [])]
+
+    def set_archived(self, name: str, version: int | None, archived: bool) -> None:
+        self._require(name, version)
+
+        def change(state):
+            if version is None:
+                state["archived"] = archived
+            else:
+                state["versions"].setdefault(str(version), {})["archived"] = archived
+
+        def check(state):
+            if version is None:
+                return bool(state.get("archived")) == archived
+            return bool(state["versions"].get(str(version), {}).get("archived")) == archived
+
+        self._change_state(self.repo(name), change, check)
+
+    def update(self, name: str, version: int, *, description=None, image=None, image_digest=None) -> Version:
+        self._require(name, version)
+        fields = {k: v for k, v in (("description", description), ("image", image), ("image_digest", image_digest))
+                  if v is not None}
+
+        def change(state):
+            state["versions"].setdefault(str(version), {}).update(fields)
+
+        def check(state):
+            own = state["versions"].get(str(version), {})
+            return all(own.get(k) == v for k, v in fields.items())
+
+        if fields:
+            self._change_state(self.repo(name), change, check)
+        return self.resolve(name, str(version))
+
+
+def _empty_state() -> dict:
+    return {"archived": False, "versions": {}, "labels": {}, "history": {}}
+
+
+def _hash_tag(content_hash: str) -> str:
+    return "sha256-" + content_hash.removeprefix("sha256:")
+
+
+def _next_link(resp) -> str | None:
+    link = resp.headers.get("Link")
+    if not link:
+        return None
+    m = re.search(r"<([^>]+)>", link)
+    return m.group(1) if m else None
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:160]
+
+
+def _error_text(resp) -> str:
+    try:
+        errors = resp.json().get("errors") or []
+        if errors:
+            return ": " + "; ".join(f"{e.get('code')}: {e.get('message')}" for e in errors)[:300]
+    except ValueError:
+        pass
+    return ""
+
+
+def _pmap(fn, items):
+    items = list(items)
+    if len(items) <= 1:
+        return [fn(i) for i in items]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(8, len(items))) as pool:
+        return list(pool.map(fn, items))

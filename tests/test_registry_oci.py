@@ -1,0 +1,265 @@
+"""The OCI backend against a real CNCF distribution registry (Debian docker-registry):
+artifact layout, semantics, integrity, concurrency, unreachable and auth refusal."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+import warnings
+from pathlib import Path
+
+import pytest
+
+from mlenv.registry.base import NotFound, RegistryError
+from mlenv.registry.oci import OciRegistry
+from test_registry_local import fake, make_env, mlenv
+
+pytestmark = pytest.mark.registry
+
+ROOT = Path(__file__).resolve().parent.parent
+MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+
+
+def session():
+    import requests
+
+    s = requests.Session()
+    s.trust_env = False
+    return s
+
+
+@pytest.fixture
+def oci_url(test_registry):
+    return f"oci://{test_registry}/mlenv-test-{uuid.uuid4().hex[:10]}"
+
+
+def test_artifact_and_tag_layout(oci_url, test_registry):
+    reg = OciRegistry(oci_url)
+    spec, lock, h = fake(1)
+    r = reg.register("fraud-train", spec, lock, h, description="baseline")
+    assert (r.created, r.version.version) == (True, 1)
+    reg.set_label("fraud-train", 1, "prod")
+    repo = oci_url.split("/", 3)[3] + "/fraud-train"
+    s = session()
+    tags = s.get(f"http://{test_registry}/v2/{repo}/tags/list").json()["tags"]
+    assert sorted(tags) == sorted(["v1", "sha256-" + h.split(":")[1], "label-prod", "mlenv-state"])
+    resp = s.get(f"http://{test_registry}/v2/{repo}/manifests/v1", headers={"Accept": MANIFEST})
+    m = resp.json()
+    assert m["mediaType"] == MANIFEST and m["artifactType"] == "application/vnd.mlenv.environment.v1"
+    assert m["config"]["mediaType"] == "application/vnd.oci.empty.v1+json" and m["config"]["size"] == 2
+    assert [(d["mediaType"], d["digest"]) for d in m["layers"]] == [
+        ("application/vnd.mlenv.spec.v1+toml", "sha256:" + hashlib.sha256(spec).hexdigest()),
+        ("application/vnd.mlenv.lock.v1+toml", "sha256:" + hashlib.sha256(lock).hexdigest()),
+    ]
+    ann = m["annotations"]
+    assert (ann["org.mlenv.name"], ann["org.mlenv.version"], ann["org.mlenv.content-hash"]) == ("fraud-train", "1", h)
+    assert ann["org.opencontainers.image.description"] == "baseline" and ann["org.opencontainers.image.created"]
+    # label and hash tags resolve with plain API calls to the same manifest
+    digest = resp.headers["Docker-Content-Digest"]
+    for tag in ("label-prod", "sha256-" + h.split(":")[1]):
+        head = s.head(f"http://{test_registry}/v2/{repo}/manifests/{tag}", headers={"Accept": MANIFEST})
+        assert head.headers["Docker-Content-Digest"] == digest
+    state = s.get(f"http://{test_registry}/v2/{repo}/manifests/mlenv-state", headers={"Accept": MANIFEST}).json()
+    assert state["artifactType"] == "application/vnd.mlenv.state.v1"
+    blob = s.get(f"http://{test_registry}/v2/{repo}/blobs/{state['layers'][0]['digest']}").json()
+    assert blob["labels"] == {"prod": 1} and [v for _, v in blob["history"]["prod"]] == [1]
+
+
+def test_semantics_match_the_local_backend(oci_url):
+    reg = OciRegistry(oci_url)
+    for i in (1, 2, 3):
+        assert reg.register("env", *fake(i)).version.version == i
+    again = reg.register("env", *fake(2))
+    assert (again.created, again.version.version) == (False, 2)
+    assert [v.version for v in reg.versions("env")] == [1, 2, 3]
+    assert reg.read(reg.resolve("env", "2")) == fake(2)[:2]
+    assert reg.resolve("env", fake(3)[2].split(":")[1][:10]).version == 3
+    reg.set_label("env", 1, "prod")
+    reg.set_label("env", 3, "prod")
+    assert reg.resolve("env", "prod").version == 3
+    assert [v for _, v in reg.label_history("env", "prod")] == [1, 3]
+    reg.set_archived("env", 3, True)
+    assert reg.resolve("env").version == 2
+    assert reg.names() == ["env"]
+    reg.set_archived("env", None, True)
+    assert reg.names() == [] and reg.names(include_archived=True) == ["env"]
+    reg.set_archived("env", None, False)
+    v = reg.update("env", 2, description="edited", image="127.0.0.1:1/x:abc", image_digest="sha256:" + "a" * 64)
+    assert (v.description, v.image, v.version) == ("edited", "127.0.0.1:1/x:abc", 2)
+    assert reg.find("env", fake(2)[2]).description == "edited"
+    assert reg.content_hashes() >= {fake(i)[2] for i in (1, 2, 3)}
+    with pytest.raises(NotFound, match="no environment named 'nope'"):
+        reg.versions("nope")
+    with pytest.raises(NotFound, match="no such version"):
+        reg.resolve("env", "8")
+
+
+def test_tampered_blob_in_registry_storage_is_refused(oci_url, test_registry, tmp_path):
+    """Corrupt the blob file inside the registry's own storage: mlenv must refuse it."""
+    data_root = ROOT / ".ci" / "_work" / "registry" / "data" / "docker" / "registry" / "v2" / "blobs" / "sha256"
+    if not data_root.is_dir():
+        pytest.skip("the test registry's storage is not under .ci/_work (registry not started by .ci/services.sh)")
+    reg = OciRegistry(oci_url)
+    spec, lock, h = fake(int(time.time() * 1000))  # unique content: a blob no other test shares
+    reg.register("env", spec, lock, h)
+    hexd = hashlib.sha256(lock).hexdigest()
+    blob = data_root / hexd[:2] / hexd / "data"
+    blob.write_bytes(lock.replace(b"lock", b"LOCK"))
+    out = tmp_path / "out"
+    proc = mlenv("restore", "env@1", "--into", str(out), "--registry", oci_url, cwd=tmp_path)
+    assert proc.returncode != 0 and "does not match its digest" in proc.stderr, proc.stderr
+    assert not out.exists()
+
+
+def test_unreachable_registry_is_one_clear_line(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    make_env(tmp_path)
+    proc = mlenv("register", "--no-image", "--registry", f"oci://127.0.0.1:{port}/ns", cwd=tmp_path)
+    assert proc.returncode != 0
+    assert proc.stderr.startswith(f"error: registry 127.0.0.1:{port} unreachable") and "Traceback" not in proc.stderr
+    proc = mlenv("versions", "demo", "--registry", f"oci://127.0.0.1:{port}/ns", cwd=tmp_path)
+    assert proc.returncode != 0 and "unreachable" in proc.stderr
+
+
+def test_invalid_names_for_oci(oci_url):
+    reg = OciRegistry(oci_url)
+    with pytest.raises(RegistryError, match="not a valid OCI repository name"):
+        reg.register("Bad--", *fake(1))
+    with pytest.raises(RegistryError, match="invalid namespace"):
+        OciRegistry("oci://127.0.0.1:5000/Upper")
+
+
+def test_concurrent_clients_get_distinct_versions(oci_url, tmp_path):
+    """8 `mlenv register` processes against one OCI repository, 4 distinct contents
+    each twice: the optimistic allocation (write, re-read, retry) gives each content
+    exactly one version and no number twice."""
+    dirs, hashes = [], []
+    for i in range(8):
+        _, _, h = make_env(tmp_path / f"w{i}", name="race", variables={"SEED": str(i % 4)})
+        dirs.append(tmp_path / f"w{i}")
+        hashes.append(h)
+    env = dict(os.environ, MLENV_REGISTRY=oci_url)
+    procs = [subprocess.Popen([sys.executable, "-m", "mlenv.cli", "register", "--json", "--no-image"], cwd=d, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for d in dirs]
+    results = []
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+        results.append(json.loads(out))
+    vs = OciRegistry(oci_url).versions("race")
+    assert len({v.content_hash for v in vs}) == len(vs) == 4
+    assert {v.content_hash for v in vs} == set(hashes)
+    by_hash = {v.content_hash: v.version for v in vs}
+    for h, r in zip(hashes, results):
+        assert r["version"] == by_hash[h]
+
+
+# --- auth: a second registry with htpasswd (bcrypt) ---------------------------------------
+
+
+def _bcrypt(password: str) -> str:
+    try:
+        import bcrypt
+
+        return bcrypt.hashpw(password.encode(), bcrypt.gensalt()).decode()
+    except ImportError:
+        pass
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import crypt  # glibc/libxcrypt bcrypt ($2b$); removed in Python 3.13
+
+    return crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH))
+
+
+@pytest.fixture(scope="module")
+def auth_registry(tmp_path_factory):
+    import shutil
+
+    exe = shutil.which("docker-registry")
+    if exe is None:
+        if os.environ.get("MLENV_REQUIRE_DOCKER") == "1":
+            pytest.fail("docker-registry is not installed")
+        pytest.skip("docker-registry is not installed")
+    work = tmp_path_factory.mktemp("auth-registry")
+    (work / "htpasswd").write_text(f"alice:{_bcrypt('wonder-Land-9')}\n")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (work / "config.yml").write_text(
+        "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {work}/data\n  delete:\n    enabled: true\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n  secret: mlenv-test\n"
+        f"auth:\n  htpasswd:\n    realm: mlenv-test\n    path: {work}/htpasswd\n"
+    )
+    log = open(work / "registry.log", "wb")
+    proc = subprocess.Popen([exe, "serve", str(work / "config.yml")], stdout=log, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL)
+    try:
+        s = session()
+        for _ in range(100):
+            try:
+                if s.get(f"http://127.0.0.1:{port}/v2/", timeout=1).status_code == 401:
+                    break
+            except Exception:
+                pass
+            if proc.poll() is not None:
+                pytest.fail(f"docker-registry exited: {(work / 'registry.log').read_text()[-500:]}")
+            time.sleep(0.1)
+        else:
+            pytest.fail("the htpasswd registry did not come up")
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def test_auth_refused_without_or_with_wrong_credentials(auth_registry, tmp_path):
+    make_env(tmp_path)
+    url = f"oci://{auth_registry}/team"
+    clean = {"DOCKER_CONFIG": str(tmp_path / "no-docker-config"), "MLENV_REGISTRY_USERNAME": "",
+             "MLENV_REGISTRY_PASSWORD": ""}
+    proc = mlenv("register", "--no-image", "--registry", url, cwd=tmp_path, env=clean)
+    assert proc.returncode != 0
+    assert proc.stderr.startswith(f"error: registry {auth_registry} refused access (HTTP 401, no credentials configured)")
+    assert "docker login" in proc.stderr and "Traceback" not in proc.stderr
+    wrong = dict(clean, MLENV_REGISTRY_USERNAME="alice", MLENV_REGISTRY_PASSWORD="not-the-Password-7")
+    proc = mlenv("register", "--no-image", "--registry", url, cwd=tmp_path, env=wrong)
+    assert proc.returncode != 0 and "refused access (HTTP 401, with the configured credentials)" in proc.stderr
+    assert "not-the-Password-7" not in proc.stderr + proc.stdout
+    # nothing was written remotely
+    s = session()
+    s.auth = ("alice", "wonder-Land-9")
+    assert s.get(f"http://{auth_registry}/v2/_catalog").json()["repositories"] == []
+
+
+def test_auth_with_env_credentials_and_docker_config(auth_registry, tmp_path):
+    make_env(tmp_path, name="authed")
+    url = f"oci://{auth_registry}/team"
+    env = {"DOCKER_CONFIG": str(tmp_path / "none"), "MLENV_REGISTRY_USERNAME": "alice",
+           "MLENV_REGISTRY_PASSWORD": "wonder-Land-9"}
+    proc = mlenv("register", "--no-image", "--registry", url, cwd=tmp_path, env=env, check=True)
+    assert "registered authed@1" in proc.stdout and "wonder-Land-9" not in proc.stdout + proc.stderr
+    # `docker login` style config.json
+    cfg = tmp_path / "docker"
+    cfg.mkdir()
+    auth = base64.b64encode(b"alice:wonder-Land-9").decode()
+    (cfg / "config.json").write_text(json.dumps({"auths": {auth_registry: {"auth": auth}}}))
+    env = {"DOCKER_CONFIG": str(cfg), "MLENV_REGISTRY_USERNAME": "", "MLENV_REGISTRY_PASSWORD": ""}
+    out = tmp_path / "out"
+    mlenv("restore", "authed@1", "--into", str(out), "--registry", url, cwd=tmp_path, env=env, check=True)
+    assert (out / "mlenv.lock").read_bytes() == (tmp_path / "mlenv.lock").read_bytes()
+    listing = json.loads(mlenv("list", "--json", "--registry", url, cwd=tmp_path, env=env, check=True).stdout)
+    assert [e["name"] for e in listing["environments"]] == ["authed"]
