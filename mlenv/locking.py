@@ -45,7 +45,7 @@ class LockResult:
 def inputs_of(spec: Spec) -> dict:
     inputs: dict = {
         "platforms": sorted(spec.platforms),
-        "channels": [c.rstrip("/") for c in spec.channels] if spec.has_conda else [],
+        "channels": spec.normalized()["conda"]["channels"] if spec.has_conda else [],
         "conda-dependencies": sorted(spec.conda_specs()),
         "pypi-dependencies": sorted(spec.pypi_dependencies),
         "system": dict(sorted(spec.system.items())),

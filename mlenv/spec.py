@@ -92,7 +92,7 @@ class Spec:
             "conda": None
             if not self.has_conda
             else {
-                "channels": [c.rstrip("/") for c in self.channels],  # order is priority
+                "channels": [strip_credentials(c).rstrip("/") for c in self.channels],  # order is priority
                 "dependencies": sorted({_squash(d) for d in self.conda_specs()}),
             },
             "pypi": {

@@ -448,3 +448,38 @@ def test_conda_noarch_kinds_are_recorded(tmp_path, conda_channel):
     kinds = {p.name: p.get("noarch", "") for p in lock.for_platform("linux-64", "conda")}
     assert kinds["mlenv-hello"] == "generic" and kinds["fixpy-utils"] == "python"
     assert kinds["libfix"] == "" and kinds["python"] == ""
+
+
+def test_conda_channel_over_http(tmp_path, conda_channel_server):
+    """A remote (URL) channel: the same fixture channel served over HTTP."""
+    write_spec(tmp_path, conda_spec(conda_channel_server.url, ["mlenv-hello"]), base='"debian:bookworm-slim"')
+    mlenv("lock", cwd=tmp_path, check=True)
+    lock = read_lock(tmp_path / "mlenv.lock")
+    hello = next(p for p in lock.packages if p.name == "mlenv-hello")
+    assert hello.url.startswith(conda_channel_server.url + "/noarch/mlenv-hello-1.0.0")
+    assert hello.get("channel").rstrip("/") == conda_channel_server.url
+    assert any(r.endswith("repodata.json") or "repodata" in r for r in conda_channel_server.requests)
+
+
+def test_named_channel_that_cannot_be_reached_names_the_url(tmp_path):
+    """Named channels resolve against conda.anaconda.org; unreachable here, the error says which URL."""
+    write_spec(tmp_path, conda_spec("conda-forge", ["numpy"]), base='"debian:bookworm-slim"')
+    proc = mlenv("lock", cwd=tmp_path)
+    if proc.returncode == 0:
+        pytest.skip("conda-forge is reachable from this machine")
+    assert proc.returncode == 2
+    assert "https://conda.anaconda.org/conda-forge/" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_conda_channel_credentials_never_reach_the_lock(tmp_path, conda_channel_path):
+    from plugin_fixtures import IndexServer
+
+    with IndexServer(conda_channel_path, "chan-user", "chan-Secr3t") as server:
+        authed = server.url.replace("http://", "http://chan-user:chan-Secr3t@")
+        write_spec(tmp_path, conda_spec(authed, ["mlenv-hello"]), base='"debian:bookworm-slim"')
+        proc = mlenv("lock", cwd=tmp_path, check=True)
+        text = (tmp_path / "mlenv.lock").read_text()
+        assert "chan-Secr3t" not in text and "chan-user" not in text
+        assert "chan-Secr3t" not in proc.stdout + proc.stderr
+        assert server.url + "/noarch/mlenv-hello-1.0.0" in text
+        assert server.requests  # the credentials were used
