@@ -1,0 +1,247 @@
+"""`mlenv build` and `mlenv images`."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from .common import emit_json, spec_option
+
+
+def image_ref(repository: str, name: str, short_hash: str) -> str:
+    return f"{repository.rstrip('/')}/{name}:{short_hash}"
+
+
+def _log_path(name: str, short: str) -> Path:
+    from platformdirs import user_cache_dir
+
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path(user_cache_dir("mlenv")) / "logs" / f"build-{name}-{short}-{stamp}.log"
+
+
+def _credentials_arg(spec) -> str | None:
+    """Index URLs with credentials, from the environment only (spec ${VAR} or
+    MLENV_INDEX_URL); passed to the builder stage as a build arg, never written."""
+    from ..errors import MlenvError
+    from ..spec import expand_env
+
+    urls = []
+    for url in ([spec.index_url] if spec.index_url else []) + list(spec.extra_index_urls):
+        if "${" in url:
+            try:
+                urls.append(expand_env(url))
+            except MlenvError:
+                pass
+    urls += [u for u in os.environ.get("MLENV_INDEX_URL", "").split() if "@" in u]
+    urls = [u for u in urls if "@" in u.split("/", 3)[2]] if urls else []
+    return " ".join(urls) or None
+
+
+class _Display:
+    """Step lines (plain stderr) or a rich spinner with the current step on a tty."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+        self.status = None
+
+    def __enter__(self):
+        if not self.quiet and sys.stderr.isatty():
+            from rich.console import Console
+
+            self.status = Console(stderr=True).status("building…")
+            self.status.__enter__()
+        return self
+
+    def step(self, text: str) -> None:
+        if self.quiet:
+            return
+        if self.status is not None:
+            self.status.update(f"step {text[:110]}")
+        else:
+            click.echo(f"  step {text[:160]}", err=True)
+
+    def line(self, text: str) -> None:
+        if self.status is not None:
+            self.status.update(self.status.status.split("\n")[0] + "\n  " + text[:110])
+
+    def __exit__(self, *exc):
+        if self.status is not None:
+            self.status.__exit__(*exc)
+        return False
+
+
+@click.command()
+@spec_option
+@click.option("--repository", default="mlenv", show_default=True, metavar="REPO",
+              help="Image repository: the image is REPO/NAME:SHORT_HASH; `host:port/ns` names a registry.")
+@click.option("--push", is_flag=True, help="Push the image to the registry named by --repository.")
+@click.option("--force", is_flag=True, help="Build even if an image with this content hash exists.")
+@click.option("--no-cache", "no_cache", is_flag=True, help="Do not use Docker's layer cache.")
+@click.option("--ca-bundle", type=click.Path(dir_okay=False), envvar="MLENV_CA_BUNDLE", metavar="FILE",
+              help="CA bundle for downloads in the builder stage (env MLENV_CA_BUNDLE); never in the final image.")
+@click.option("--platform", "platform", default="linux-64", show_default=True, metavar="PLATFORM",
+              help="Platform of the lock to build.")
+@click.option("--dockerfile-only", "dockerfile_only", type=click.Path(file_okay=False), metavar="DIR",
+              help="Write the Dockerfile and build context to DIR and stop.")
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable result on stdout.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+def build(spec_file, repository, push, force, no_cache, ca_bundle, platform, dockerfile_only, as_json, quiet):
+    """Build (or reuse) the Docker image of mlenv.lock, tagged REPO/NAME:SHORT_HASH.
+
+    An image with the lock's content hash is reused instead of built: a local
+    one (found by label, under any name; retagged) or the tag in the registry
+    of --repository. Build output is saved to a log file whose path is printed
+    on failure.
+    """
+    from ..errors import LockError, MlenvError
+    from ..lockfile import read_lock
+    from ..spec import load_spec
+    from .common import spec_path
+
+    t0 = time.perf_counter()
+    spec = load_spec(spec_path(spec_file))
+    lock = read_lock(spec.lock_path)
+    if lock.spec_hash != spec.spec_hash():
+        from ..locking import status
+
+        st = status(spec, lock)
+        if not st.check_ok:
+            reasons = "; ".join(st.reasons) or "variables, image or python changed"
+            raise LockError(f"{spec.lock_path} is stale ({reasons}); refusing to build an image of an old lock",
+                            hint="run `mlenv lock` first")
+    if platform not in lock.platforms:
+        raise LockError(f"{spec.lock_path} has no {platform} packages (it has {', '.join(sorted(lock.platforms))})",
+                        hint=f'add "{platform}" to [environment] platforms and run `mlenv lock`')
+    if ca_bundle and not os.path.isfile(ca_bundle):
+        raise MlenvError(f"CA bundle {ca_bundle}: no such file",
+                         hint="pass an existing PEM file to --ca-bundle (or fix MLENV_CA_BUNDLE)")
+    ref = image_ref(repository, spec.name, lock.short_hash)
+    result = {"image": ref, "name": spec.name, "content_hash": lock.content_hash, "short_hash": lock.short_hash}
+
+    from ..build.context import context_files, make_plan
+
+    creds = _credentials_arg(spec)
+    plan = make_plan(spec, lock, platform, ca_bundle=bool(ca_bundle), credentials=bool(creds))
+    if dockerfile_only:
+        from ..build.context import write_dir
+
+        files = context_files(spec, lock, plan, ca_bundle=ca_bundle)
+        write_dir(files, Path(dockerfile_only))
+        result.update(action="rendered", directory=str(Path(dockerfile_only)))
+        _report(result, as_json, quiet, f"Wrote the Dockerfile and build context of {ref} to {dockerfile_only}")
+        return
+
+    from ..build import docker as engine
+
+    client = engine.connect()
+    if not force:
+        local = engine.find_local(client, lock.content_hash)
+        if local is not None:
+            retagged = engine.ensure_tag(client, local, ref)
+            result.update(action="reused", where="local", id=local["Id"], retagged=retagged)
+            if push:
+                result["pushed"] = _push(engine, client, ref, quiet, only_if_missing=True)
+            result["seconds"] = round(time.perf_counter() - t0, 3)
+            _report(result, as_json, quiet, f"reused {ref} (local image {local['Id'][7:19]}"
+                    + (", tagged" if retagged else "") + ")")
+            return
+        digest = engine.registry_digest(ref)
+        if digest:
+            result.update(action="reused", where="registry", digest=digest, seconds=round(time.perf_counter() - t0, 3))
+            _report(result, as_json, quiet, f"reused {ref} (in the registry, {digest[:19]}…); nothing to build")
+            return
+
+    from ..build.context import missing_local_files, tar_context
+    from ..fsutil import atomic_write
+    from ..solve.pypi import strip_credentials_in_text
+
+    files = context_files(spec, lock, plan, ca_bundle=ca_bundle)
+    missing = missing_local_files(files)
+    if missing:
+        raise MlenvError(f"files the build needs are missing: {', '.join(missing[:3])}",
+                         hint="a file:// channel or index of the lock moved; re-lock")
+    secrets = [s for s in (creds or "").split() if s]
+
+    def scrub(text: str) -> str:
+        text = strip_credentials_in_text(text)
+        for s in secrets:
+            text = text.replace(s, "***")
+        return text
+
+    log_path = _log_path(spec.name, lock.short_hash)
+    if not quiet and not as_json:
+        click.echo(f"Building {ref} ({plan.platform}, base {plan.base})", err=True)
+    context = tar_context(files)
+    try:
+        with _Display(quiet or as_json) as display:
+            log = engine.build(client, context, ref, buildargs={"MLENV_INDEX_CREDENTIALS": creds} if creds else None,
+                               nocache=no_cache, on_step=display.step, on_line=display.line, scrub=scrub)
+    finally:
+        context.close()
+    atomic_write(log_path, "\n".join(log.lines) + "\n")
+    if log.error or not log.image_id:
+        raise engine.explain_failure(log, plan.base, log_path)
+    result.update(action="built", id=client.api.inspect_image(ref)["Id"], log=str(log_path), seconds=round(time.perf_counter() - t0, 3))
+    if push:
+        result["pushed"] = _push(engine, client, ref, quiet)
+    _report(result, as_json, quiet, f"built {ref} in {result['seconds']:.1f}s (log: {log_path})")
+
+
+def _push(engine, client, ref: str, quiet: bool, only_if_missing: bool = False) -> str | None:
+    from ..errors import MlenvError
+
+    if not engine._names_registry(ref):
+        raise MlenvError(f"--push needs a registry in --repository (e.g. 127.0.0.1:5000/team), not {ref.rsplit('/', 1)[0]!r}")
+    if only_if_missing:
+        digest = engine.registry_digest(ref)
+        if digest:
+            return digest
+    if not quiet:
+        click.echo(f"  pushing {ref}", err=True)
+    return engine.push(client, ref)
+
+
+def _report(result: dict, as_json: bool, quiet: bool, message: str) -> None:
+    if as_json:
+        emit_json(result)
+    elif not quiet:
+        click.echo(message)
+        if result.get("pushed"):
+            click.echo(f"  pushed {result['image']} ({result['pushed'][:19]}…)")
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return str(n)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+@click.option("--name", "name", metavar="NAME", help="Only images of this environment.")
+def images(as_json, name):
+    """List the local images mlenv built (found by their org.mlenv.content-hash label)."""
+    from ..build import docker as engine
+
+    rows = engine.list_images(engine.connect())
+    if name:
+        rows = [r for r in rows if r["name"] == name]
+    if as_json:
+        emit_json(rows)
+        return
+    if not rows:
+        click.echo("no mlenv images (build one with `mlenv build`)", err=True)
+        return
+    header = ("NAME", "HASH", "SIZE", "CREATED", "TAGS")
+    table = [(r["name"], r["short_hash"], _size(r["size"]),
+              time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created"])), ", ".join(r["tags"]) or "<untagged>")
+             for r in rows]  # fmt: skip
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *table)]
+    for row in (header, *table):
+        click.echo("  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip())

@@ -1,0 +1,282 @@
+"""`mlenv build` / `mlenv images` / `mlenv verify --image` against a real Docker
+Engine and the local OCI registry. Built images are shared through
+module-scoped fixtures to keep the number of builds small."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from mlenv.lockfile import read_lock
+
+pytestmark = pytest.mark.docker
+HOST_CA = os.environ.get("SSL_CERT_FILE") or "/etc/ssl/certs/ca-certificates.crt"
+
+
+def mlenv(*args, cwd, env=None):
+    full_env = {k: v for k, v in os.environ.items() if k != "MLENV_CA_BUNDLE"}
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-m", "mlenv.cli", *args], cwd=cwd, capture_output=True, text=True, env=full_env)
+
+
+def ok(proc):
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+def project(directory: Path, base: str, body: str, name: str, *, python: str | None = None, steps=()) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    env = f'[environment]\nname = "{name}"\ndescription = "test image {name}"\nplatforms = ["linux-64"]\n'
+    if python:
+        env += f'python = "{python}"\n'
+    image = f'\n[image]\nbase = "{base}"\npython = "/usr/bin/python3"\n'
+    if steps:
+        image += f"steps = {json.dumps(list(steps))}\n"
+    (directory / "mlenv.toml").write_text(env + textwrap.dedent(body) + image)
+    return directory
+
+
+def build(d: Path, *args, env=None) -> dict:
+    return json.loads(ok(mlenv("build", "--json", *args, cwd=d, env=env)).stdout)
+
+
+def layers(client, ref: str) -> list[str]:
+    return client.api.inspect_image(ref)["RootFS"]["Layers"]
+
+
+def remove_image(client, ref: str) -> None:
+    try:
+        client.api.remove_image(ref, force=True)
+    except Exception:
+        pass
+
+
+# --- a conda image from the fixture channel (file:// artifacts carried in the context) ---
+
+
+@pytest.fixture(scope="module")
+def conda_image(tmp_path_factory, docker_client, base_image_remote, conda_channel):
+    d = project(tmp_path_factory.mktemp("conda-img"), base_image_remote, f"""
+        [conda]
+        channels = ["{conda_channel}"]
+        dependencies = ["mlenv-hello"]
+        [variables]
+        MLENV_TEST_RUN = "{uuid.uuid4().hex}"
+        GREETING = "hello world"
+        """, "build-conda")
+    ok(mlenv("lock", cwd=d))
+    result = build(d)
+    yield d, result
+    remove_image(docker_client, result["image"])
+
+
+def test_conda_image_content_labels_and_self_description(conda_image, docker_client):
+    d, result = conda_image
+    lock = read_lock(d / "mlenv.lock")
+    assert result["action"] == "built"
+    assert result["image"] == f"mlenv/build-conda:{lock.short_hash}"
+    labels = docker_client.api.inspect_image(result["image"])["Config"]["Labels"]
+    assert labels["org.mlenv.content-hash"] == lock.content_hash
+    assert labels["org.mlenv.name"] == "build-conda"
+    assert labels["org.opencontainers.image.title"] == "build-conda"
+    assert labels["org.opencontainers.image.version"] == lock.short_hash
+    script = ("ls /opt/mlenv/env/conda-meta/mlenv-hello-*.json && cat /opt/mlenv/env/share/mlenv-hello/hello.txt"
+              " && cat /opt/mlenv/mlenv.lock && echo \"$GREETING\" && ls /opt")
+    out = docker_client.containers.run(result["image"], ["sh", "-c", script], network_mode="none", remove=True).decode()
+    assert "/opt/mlenv/env/conda-meta/mlenv-hello-1.0.0-0.json" in out
+    assert "hello" in out and lock.content_hash in out and "hello world" in out
+    assert "mlenv-builder" not in out  # builder tooling never reaches the final image
+    spec = docker_client.containers.run(result["image"], ["cat", "/opt/mlenv/mlenv.toml"], network_mode="none", remove=True)
+    assert spec.decode() == (d / "mlenv.toml").read_text()
+    ok(mlenv("verify", "--image", result["image"], cwd=d))
+
+
+def test_cache_hit_is_fast_and_found_by_label_under_any_name(conda_image, docker_client):
+    d, result = conda_image
+    t0 = time.perf_counter()
+    again = build(d)
+    elapsed = time.perf_counter() - t0
+    assert again["action"] == "reused" and again["where"] == "local" and again["id"] == result["id"]
+    assert elapsed < 1.0, f"cache hit took {elapsed:.2f}s"
+    # Only another name holds the image: found by label and retagged.
+    docker_client.api.tag(result["id"], "someone/else", "x")
+    docker_client.api.remove_image(result["image"])
+    again = build(d)
+    assert again["action"] == "reused" and again["retagged"] is True
+    assert result["image"] in docker_client.api.inspect_image(result["id"])["RepoTags"]
+    docker_client.api.remove_image("someone/else:x")
+
+
+def test_images_lists_mlenv_images(conda_image):
+    d, result = conda_image
+    rows = json.loads(ok(mlenv("images", "--json", cwd=d)).stdout)
+    row = next(r for r in rows if r["content_hash"] == read_lock(d / "mlenv.lock").content_hash)
+    assert row["name"] == "build-conda" and result["image"] in row["tags"] and row["size"] > 0
+    text = ok(mlenv("images", cwd=d)).stdout
+    assert "build-conda" in text and row["short_hash"] in text
+
+
+def test_dockerfile_only_renders_the_context(conda_image, tmp_path):
+    d, _ = conda_image
+    out = tmp_path / "ctx"
+    ok(mlenv("build", "--dockerfile-only", str(out), "--ca-bundle", HOST_CA, cwd=d))
+    text = (out / "Dockerfile").read_text()
+    assert text.count("FROM ") == 2 and "AS builder" in text
+    final = text.split("# ---- final stage")[1]
+    assert "ca-bundle" not in final and "SSL_CERT_FILE" not in final
+    assert (out / "ca/ca-bundle.pem").exists() and (out / "tools/lib/mlenv/install.py").exists()
+    assert any((out / "env/files").glob("mlenv-hello-*.tar.bz2"))
+
+
+# --- PyPI images from the fixture index: layers, registry, failures -----------------
+
+
+@pytest.fixture(scope="module")
+def pypi_project(tmp_path_factory, base_image_remote, pypi_server):
+    def make(deps, name="build-pypi", steps=()):
+        d = project(tmp_path_factory.mktemp(name), base_image_remote, f"""
+            [pypi]
+            index-url = "{pypi_server}"
+            dependencies = {json.dumps(deps)}
+            [variables]
+            MLENV_TEST_RUN = "{uuid.uuid4().hex}"
+            """, name, python="3.11", steps=steps)
+        ok(mlenv("lock", cwd=d))
+        return d
+
+    return make
+
+
+def test_one_pypi_change_rebuilds_only_the_pypi_layer(pypi_project, docker_client):
+    d = pypi_project(["fixalpha==1.0.0", "numpy==1.26.4"])
+    first = build(d)
+    toml = d / "mlenv.toml"
+    toml.write_text(toml.read_text().replace("fixalpha==1.0.0", "fixalpha==1.1.0"))
+    ok(mlenv("lock", cwd=d))
+    second = build(d)
+    try:
+        assert first["image"] != second["image"] and second["action"] == "built"
+        a, b = layers(docker_client, first["image"]), layers(docker_client, second["image"])
+        assert len(a) == len(b)
+        # base..., env (venv), pypi, metadata: everything before the PyPI layer is shared
+        assert a[:-2] == b[:-2]
+        assert a[-2] != b[-2]
+        out = docker_client.containers.run(second["image"], ["python", "-c", "import fixalpha, importlib.metadata as m; print(m.version('fixalpha'))"],
+                                           network_mode="none", remove=True)
+        assert out.decode().strip() == "1.1.0"
+        ok(mlenv("verify", "--image", second["image"], cwd=d))
+        # the first image does not match the new lock
+        proc = mlenv("verify", "--image", first["image"], cwd=d)
+        assert proc.returncode == 1 and "fixalpha is 1.0.0, mlenv.lock says 1.1.0" in proc.stdout
+    finally:
+        remove_image(docker_client, first["image"])
+        remove_image(docker_client, second["image"])
+
+
+def test_push_then_reuse_from_registry(pypi_project, docker_client, test_registry):
+    d = pypi_project(["fixalpha==1.1.0"], name="build-push")
+    repo = f"{test_registry}/mlenv-test-{uuid.uuid4().hex[:8]}"
+    first = build(d, "--repository", repo, "--push")
+    assert first["action"] == "built" and first["pushed"].startswith("sha256:")
+    docker_client.api.remove_image(first["id"], force=True)
+    t0 = time.perf_counter()
+    again = build(d, "--repository", repo)
+    assert again["action"] == "reused" and again["where"] == "registry" and again["digest"] == first["pushed"]
+    assert time.perf_counter() - t0 < 1.5
+    assert docker_client.api.images(filters={"label": f"org.mlenv.content-hash={first['content_hash']}"}) == []
+
+
+def test_failing_step_prints_step_and_log(pypi_project, docker_client):
+    d = pypi_project(["fixalpha==1.1.0"], name="build-fail", steps=["RUN echo about-to-fail && false"])
+    proc = mlenv("build", cwd=d)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "build failed at step" in proc.stderr and "RUN echo about-to-fail && false" in proc.stderr
+    assert "about-to-fail" in proc.stderr.split("last log lines:")[1]
+    log = Path(proc.stderr.split("full log: ")[1].split()[0])
+    assert log.is_file() and "about-to-fail" in log.read_text()
+
+
+def test_stale_lock_is_refused(pypi_project):
+    d = pypi_project(["fixalpha==1.1.0"], name="build-stale")
+    toml = d / "mlenv.toml"
+    toml.write_text(toml.read_text().replace("fixalpha==1.1.0", "fixalpha==2.0.0"))
+    proc = mlenv("build", cwd=d)
+    assert proc.returncode != 0 and "stale" in proc.stderr and "mlenv lock" in proc.stderr
+
+
+# --- bad inputs --------------------------------------------------------------------------
+
+
+def test_no_daemon_names_docker_host(pypi_project, tmp_path):
+    d = pypi_project(["fixalpha==1.1.0"], name="build-nodaemon")
+    sock = f"unix://{tmp_path}/nonexistent.sock"
+    proc = mlenv("build", cwd=d, env={"DOCKER_HOST": sock})
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    first = proc.stderr.strip().splitlines()[0]
+    assert first.startswith("error: cannot reach the Docker daemon") and f"DOCKER_HOST={sock}" in first
+
+
+def test_missing_ca_file(pypi_project, tmp_path):
+    d = pypi_project(["fixalpha==1.1.0"], name="build-noca")
+    proc = mlenv("build", "--ca-bundle", str(tmp_path / "nope.pem"), cwd=d)
+    assert proc.returncode != 0 and "CA bundle" in proc.stderr and "nope.pem: no such file" in proc.stderr
+
+
+def test_missing_base_image(tmp_path, test_registry, docker_client):
+    d = project(tmp_path / "p", f"{test_registry}/mlenv-test/does-not-exist:1", "", "build-nobase")
+    ok(mlenv("lock", cwd=d))
+    proc = mlenv("build", cwd=d)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "base image" in proc.stderr and "does-not-exist" in proc.stderr and "not found" in proc.stderr
+
+
+# --- end to end with real PyPI packages ------------------------------------------------
+
+
+@pytest.mark.network
+def test_real_pypi_image_end_to_end(tmp_path, docker_client, base_image_remote):
+    d = project(tmp_path / "ml", base_image_remote, f"""
+        [pypi]
+        dependencies = ["scikit-learn==1.5.2", "pandas==2.2.3"]
+        [variables]
+        MLENV_TEST_RUN = "{uuid.uuid4().hex}"
+        """, "build-ml", python="3.11")
+    ok(mlenv("lock", cwd=d))
+    lock = read_lock(d / "mlenv.lock")
+    ref = f"mlenv/build-ml:{lock.short_hash}"
+    try:
+        # Without the proxy's CA the builder cannot download from PyPI: a clear failure.
+        proc = mlenv("build", cwd=d)
+        assert proc.returncode != 0 and "Traceback" not in proc.stderr
+        assert "TLS" in proc.stderr and "--ca-bundle" in proc.stderr and "full log: " in proc.stderr
+
+        result = build(d, "--ca-bundle", HOST_CA)
+        assert result["action"] == "built" and result["image"] == ref
+        want = {p.name: p.version for p in lock.for_platform("linux-64", "pypi")}
+        code = ("import json, importlib.metadata as m, sklearn, pandas, numpy, scipy; "
+                f"print(json.dumps({{n: m.version(n) for n in {sorted(want)!r}}}))")
+        out = docker_client.containers.run(ref, ["python", "-c", code], network_mode="none", remove=True)
+        got = {k.lower().replace("_", "-"): v for k, v in json.loads(out.decode()).items()}
+        assert got == want
+        ok(mlenv("verify", "--image", ref, cwd=d))
+
+        # The CA bundle is not in the final image, nor in its history.
+        history = json.dumps(docker_client.api.history(ref))
+        assert "ca-bundle" not in history and "SSL_CERT_FILE" not in history and "mlenv-builder" not in history
+        found = docker_client.containers.run(ref, ["sh", "-c", "find / -xdev -name 'ca-bundle.pem' 2>/dev/null; ls /opt"],
+                                             network_mode="none", remove=True).decode()
+        assert "ca-bundle.pem" not in found and "mlenv-builder" not in found
+
+        t0 = time.perf_counter()
+        again = build(d, "--ca-bundle", HOST_CA)
+        assert again["action"] == "reused" and time.perf_counter() - t0 < 1.0
+    finally:
+        remove_image(docker_client, ref)
