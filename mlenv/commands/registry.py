@@ -584,6 +584,13 @@ def restore(ref, registry_url, into, force, prefix, pull, from_image, as_json):
     else:
         if not ref:
             raise RegistryError("say what to restore: NAME@VERSION (or --from-image IMAGE)")
+        if ref.startswith("azureml://"):
+            from ..registry.azureml import split_ref
+
+            parts = split_ref(ref)
+            if parts is None:
+                raise RegistryError(f"{ref!r}: expected azureml://subscriptions/S/resourceGroups/R/workspaces/W/environments/NAME@V")
+            registry_url, ref = parts
         with _open(registry_url) as reg:
             v = _resolve(reg, ref)
             spec_bytes, lock_bytes, _ = _read_verified(reg, v)

@@ -67,6 +67,7 @@ def init(name, python, from_file, curated, force, spec_file):
         raise SpecError("--from and --curated cannot be combined")
     name = name or _default_name(path)
     notes: list[str] = []
+    curated_lock = None
     if from_file:
         from ..formats.importers import import_file
 
@@ -75,6 +76,7 @@ def init(name, python, from_file, curated, force, spec_file):
         from ..curated.catalog import spec_text
 
         text = spec_text(curated, name=name)
+        curated_lock = _curated_lock(curated)
     else:
         if not re.match(r"^3\.\d{1,2}$", python):
             raise SpecError(f"--python {python!r}: expected a version like 3.11")
@@ -83,9 +85,20 @@ def init(name, python, from_file, curated, force, spec_file):
 
     parse_spec(text, path)  # never write a spec mlenv itself would reject
     atomic_write(path, text)
+    lock_path = path.with_name("mlenv.lock")
+    if curated_lock and (force or not lock_path.exists()):
+        # The shipped lock stays current under the new name: names are not in the spec hash.
+        atomic_write(lock_path, curated_lock)
+        notes.append(f"wrote {lock_path} (the curated lock; `mlenv lock --check` passes)")
     for note in notes:
         click.echo(f"note: {note}", err=True)
     click.echo(f"Wrote {path}" + (f" ({len(notes)} item(s) not carried over, see notes above)" if notes else ""))
+
+
+def _curated_lock(curated: str) -> str | None:
+    from ..curated.catalog import lock_text
+
+    return lock_text(curated)
 
 
 def _default_name(path: Path) -> str:

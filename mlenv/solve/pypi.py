@@ -83,7 +83,7 @@ class UvJob:
                 raise SolveError(_explain_uv_failure(stderr, self.platform, self.python_version, self.index,
                                                      self.extras, self.offline))
             data = tomllib.loads((self.tmpdir / "pylock.toml").read_text(encoding="utf-8"))
-            return _select_artifacts(data, self.platform, self.python_version, tags, self.provided, self.index)
+            return _select_artifacts(data, self.platform, self.python_version, tags, self.provided, self.index, self.extras)
         finally:
             shutil.rmtree(self.tmpdir, ignore_errors=True)
 
@@ -174,7 +174,26 @@ def _uv_env(cache_dir: str | None) -> dict[str, str]:
     return env
 
 
-def _select_artifacts(data, platform, python_version, tag_list, provided, index) -> list[PypiPackage]:
+def _index_of(pkg: dict, url: str, index: str, extras: list[str]) -> str:
+    """The index a package came from: uv's own record when present, else the
+    index whose host serves the file (files.pythonhosted.org is PyPI's)."""
+    from urllib.parse import urlsplit
+
+    if pkg.get("index"):
+        return strip_credentials(pkg["index"])
+    indexes = [index, *extras]
+    host = urlsplit(url).hostname or ""
+    if host == "files.pythonhosted.org":
+        for candidate in indexes:
+            if urlsplit(candidate).hostname == "pypi.org":
+                return strip_credentials(candidate)
+    for candidate in indexes:
+        if urlsplit(candidate).hostname == host:
+            return strip_credentials(candidate)
+    return strip_credentials(index) if len(indexes) == 1 else ""
+
+
+def _select_artifacts(data, platform, python_version, tag_list, provided, index, extras=()) -> list[PypiPackage]:
     from packaging.utils import parse_wheel_filename
 
     tags = {t: i for i, t in enumerate(tag_list)}
@@ -212,7 +231,7 @@ def _select_artifacts(data, platform, python_version, tag_list, provided, index)
                 url=strip_credentials(artifact["url"]),
                 sha256=sha,
                 size=artifact.get("size"),
-                index=strip_credentials(pkg.get("index", index)),
+                index=_index_of(pkg, artifact["url"], index, extras),
                 requires_python=pkg.get("requires-python"),
                 sdist=sdist,
             )

@@ -1,0 +1,759 @@
+"""Other tools' environment files -> mlenv.toml (`mlenv init --from FILE`).
+
+Supported: conda environment.yml, requirements.txt (pip syntax: -r, -c,
+--index-url, --extra-index-url, hashes, markers), Azure ML v2 environment
+YAML (image, conda_file, build), pyproject.toml ([project] dependencies,
+requires-python), and PEP 751 pylock.toml.
+
+`import_file()` returns (mlenv.toml text, notes). A note names file:line and
+says what could not be carried over (an editable install, a local path, a
+VCS URL that needs building, an option mlenv has no field for); nothing is
+dropped silently. The text is validated by the caller (parse_spec).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import SpecError
+
+DEFAULT_PYTHON = "3.11"
+KNOWN_PYTHONS = ("3.8", "3.9", "3.10", "3.11", "3.12", "3.13", "3.14")
+DEFAULTS_CHANNEL = "https://repo.anaconda.com/pkgs/main"
+
+
+@dataclass
+class Draft:
+    """The spec being assembled."""
+
+    name: str
+    source: str  # "conda environment.yml", ...
+    origin: Path
+    description: str = ""
+    python: str | None = None
+    platforms: list[str] = field(default_factory=lambda: ["linux-64"])
+    channels: list[str] = field(default_factory=list)
+    conda: list[str] = field(default_factory=list)
+    has_conda: bool = False
+    index_url: str | None = None
+    extra_index_urls: list[str] = field(default_factory=list)
+    pypi: list[str] = field(default_factory=list)
+    variables: dict[str, str] = field(default_factory=dict)
+    system: dict[str, str] = field(default_factory=dict)
+    base: str | None = None
+    apt: list[str] = field(default_factory=list)
+    steps: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    hashes_dropped: int = 0
+
+    def note(self, where: str, message: str) -> None:
+        self.notes.append(f"{where}: {message}")
+
+    def add_extra_index(self, url: str) -> None:
+        if url != self.index_url and url not in self.extra_index_urls:
+            self.extra_index_urls.append(url)
+
+    def render(self) -> str:
+        q = _q
+        out = [f"# Imported by `mlenv init --from {self.origin.name}` ({self.source})."]
+        if self.notes:
+            out.append("# Not carried over (review these):")
+            out += [f"#   {n}" for n in self.notes]
+        out += ["", "[environment]", f"name = {q(self.name)}", f"description = {q(self.description)}"]
+        if self.python:
+            out.append(f"python = {q(self.python)}")
+        out.append(f"platforms = {_arr(self.platforms)}")
+        if self.has_conda:
+            out += ["", "[conda]", f"channels = {_arr(self.channels)}", f"dependencies = {_arr(self.conda, multiline=True)}"]
+        if self.pypi or self.index_url or self.extra_index_urls:
+            out += ["", "[pypi]"]
+            if self.index_url:
+                out.append(f"index-url = {q(self.index_url)}")
+            if self.extra_index_urls:
+                out.append(f"extra-index-urls = {_arr(self.extra_index_urls)}")
+            out.append(f"dependencies = {_arr(self.pypi, multiline=True)}")
+        if self.variables:
+            out += ["", "[variables]"] + [f"{k} = {q(v)}" for k, v in self.variables.items()]
+        if self.system:
+            out += ["", "[system]"] + [f"{k} = {q(v)}" for k, v in self.system.items()]
+        if self.base or self.apt or self.steps:
+            out += ["", "[image]"]
+            if self.base:
+                out.append(f"base = {q(self.base)}")
+            if self.apt:
+                out.append(f"apt-packages = {_arr(self.apt)}")
+            if self.steps:
+                out.append(f"steps = {_arr(self.steps, multiline=True)}")
+        return "\n".join(out) + "\n"
+
+
+def _q(value: str) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _arr(values: list[str], multiline: bool = False) -> str:
+    if not values:
+        return "[]"
+    if not multiline:
+        return "[" + ", ".join(_q(v) for v in values) + "]"
+    return "[\n" + "".join(f"  {_q(v)},\n" for v in values) + "]"
+
+
+# --- entry point ------------------------------------------------------------------------
+
+
+def detect(path: Path, text: str) -> str:
+    """'conda' | 'requirements' | 'azureml' | 'pyproject' | 'pylock'."""
+    name = path.name.lower()
+    if name.endswith(".toml"):
+        if re.search(r"^\s*lock-version\s*=", text, re.M):
+            return "pylock"
+        if re.search(r"^\s*\[project\]", text, re.M) or name == "pyproject.toml":
+            return "pyproject"
+        raise SpecError(f"{path}: a TOML file that is neither pyproject.toml ([project]) nor pylock.toml",
+                        hint="mlenv.toml itself needs no import")
+    if name.endswith((".yml", ".yaml")):
+        data = _yaml_plain(_yaml_compose(text, path)) or {}
+        if not isinstance(data, dict):
+            raise SpecError(f"{path}:1: expected a YAML mapping")
+        schema = str(data.get("$schema", ""))
+        if "environment.schema" in schema or "azureml" in schema:
+            return "azureml"
+        if "dependencies" in data or "channels" in data:
+            return "conda"
+        if {"image", "build", "conda_file"} & set(data):
+            return "azureml"
+        if data.get("version") == 1 and "package" in data:
+            raise SpecError(f"{path}: a conda-lock.yml lock file cannot be imported",
+                            hint="import the environment.yml it was made from")
+        raise SpecError(f"{path}: not a conda environment.yml (no `dependencies`) nor an Azure ML environment "
+                        "(no `image`, `build` or `conda_file`)")
+    return "requirements"
+
+
+def import_file(path: Path, *, name: str, python: str | None = None) -> tuple[str, list[str]]:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    kind = detect(path, text)
+    label = {"conda": "conda environment.yml", "requirements": "requirements.txt", "azureml": "Azure ML environment",
+             "pyproject": "pyproject.toml", "pylock": "pylock.toml (PEP 751)"}[kind]
+    draft = Draft(name=name, source=label, origin=path)
+    {"conda": _import_conda, "requirements": _import_requirements, "azureml": _import_azureml,
+     "pyproject": _import_pyproject, "pylock": _import_pylock}[kind](draft, path, text)
+    header = read_header(text)
+    if header.get("python"):
+        draft.python = header["python"]
+    if header.get("image") and kind in ("requirements", "conda", "pylock"):
+        draft.base = header["image"]
+    if header.get("platform") and kind != "pyproject":
+        draft.platforms = [header["platform"]]
+    if python:
+        draft.python = python
+    if draft.hashes_dropped:
+        draft.notes.append(f"{path}: {draft.hashes_dropped} --hash option(s) not copied: `mlenv lock` records the "
+                           "sha256 of every artifact it resolves and install verifies them")
+    if (draft.pypi or not (draft.has_conda or draft.base)) and not draft.python and not draft.has_conda:
+        draft.python = DEFAULT_PYTHON
+        draft.notes.append(f"{path}: the file does not say which Python; assumed {DEFAULT_PYTHON} "
+                           "(edit [environment] python)")
+    return draft.render(), list(draft.notes)
+
+
+def read_header(text: str) -> dict[str, str]:
+    """The `# mlenv: platform=... python=... image=...` line mlenv's exports carry
+    (requirements, environment.yml, pylock, Azure ML YAML): what those formats
+    have no field for. Files from other tools simply have none."""
+    for line in text.splitlines()[:10]:
+        m = re.match(r"^#\s*mlenv:\s*(.*)$", line)
+        if m:
+            return dict(kv.split("=", 1) for kv in m.group(1).split() if "=" in kv)
+    return {}
+
+
+# --- requirements.txt ---------------------------------------------------------------------
+
+
+def _logical_lines(text: str) -> list[tuple[int, str]]:
+    """(first line number, line) with `\\` continuations joined and comments removed."""
+    out: list[tuple[int, str]] = []
+    buf, start = "", 0
+    for i, raw in enumerate(text.splitlines(), 1):
+        line = raw
+        if not buf:
+            start = i
+        if re.match(r"^\s*#", line):
+            line = ""
+        else:
+            line = re.sub(r"(^|\s)#.*$", "", line)
+        if line.rstrip().endswith("\\"):
+            buf += line.rstrip()[:-1] + " "
+            continue
+        buf += line
+        if buf.strip():
+            out.append((start, buf.strip()))
+        buf = ""
+    if buf.strip():
+        out.append((start, buf.strip()))
+    return out
+
+
+_OPT_WITH_VALUE = {"-r", "--requirement", "-c", "--constraint", "-i", "--index-url", "--extra-index-url",
+                   "-f", "--find-links", "--trusted-host", "-e", "--editable", "--only-binary", "--no-binary",
+                   "--hash", "--global-option", "--config-settings", "--use-feature"}
+
+
+def _split_option(line: str) -> tuple[str, str] | None:
+    m = re.match(r"^(-[a-zA-Z]|--[a-z][a-z-]*)(?:\s*=\s*|\s+)?(.*)$", line)
+    if not m:
+        return None
+    return m.group(1), m.group(2).strip()
+
+
+@dataclass
+class _ReqCtx:
+    draft: Draft
+    constraints: dict[str, tuple[str, str, str]] = field(default_factory=dict)  # name -> (req, where, text)
+    seen_files: set = field(default_factory=set)
+
+
+def parse_requirement_lines(ctx: _ReqCtx, lines: list[tuple[str, str]], base_dir: Path, *, constraint: bool = False) -> None:
+    """lines: (where, logical line). Requirements go to the draft (or to ctx.constraints)."""
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
+    d = ctx.draft
+    for where, line in lines:
+        opt = _split_option(line) if line.startswith("-") else None
+        if opt:
+            flag, value = opt
+            if flag in ("-r", "--requirement", "-c", "--constraint"):
+                sub = (base_dir / value).resolve() if not Path(value).is_absolute() else Path(value)
+                if not sub.is_file():
+                    raise SpecError(f"{where}: {flag} {value}: no such file ({sub})")
+                is_c = flag in ("-c", "--constraint") or constraint
+                key = (sub, is_c)
+                if key in ctx.seen_files:
+                    continue
+                ctx.seen_files.add(key)
+                text = sub.read_text(encoding="utf-8")
+                parse_requirement_lines(ctx, [(f"{_rel(sub)}:{n}", ln) for n, ln in _logical_lines(text)],
+                                        sub.parent, constraint=is_c)
+            elif flag in ("-i", "--index-url"):
+                if constraint:
+                    d.note(where, f"{flag} in a constraints file ignored")
+                elif d.index_url and d.index_url != value:
+                    d.add_extra_index(value)
+                    d.note(where, f"a second --index-url {value} became an extra index")
+                else:
+                    d.index_url = value
+            elif flag == "--extra-index-url":
+                d.add_extra_index(value)
+            elif flag in ("-e", "--editable"):
+                d.note(where, f"editable install `{line}` not carried over: mlenv locks packages from indexes "
+                              "(publish it, or install it on top of the environment)")
+            elif flag in ("-f", "--find-links"):
+                d.note(where, f"`{line}`: mlenv has no find-links; serve the files as a PEP 503 index and add it "
+                              "to extra-index-urls")
+            elif flag == "--no-index":
+                d.note(where, "--no-index not carried over: mlenv resolves from [pypi] index-url")
+            elif flag == "--trusted-host":
+                d.note(where, f"`{line}` not carried over: mlenv verifies TLS (set MLENV_CA_BUNDLE for a private CA)")
+            elif flag == "--hash":
+                d.hashes_dropped += 1
+            else:
+                d.note(where, f"pip option `{line}` has no mlenv equivalent; not carried over")
+            continue
+        # A requirement, possibly with per-requirement options (--hash ...).
+        req_text, opts = _strip_req_options(line)
+        d.hashes_dropped += sum(1 for o in opts if o.startswith("--hash"))
+        for o in opts:
+            if not o.startswith("--hash"):
+                d.note(where, f"per-requirement option `{o}` not carried over")
+        reason = _unbuildable(req_text)
+        if reason:
+            d.note(where, f"`{req_text}` not carried over: {reason}")
+            continue
+        try:
+            req = Requirement(req_text)
+        except InvalidRequirement as exc:
+            d.note(where, f"`{req_text}` is not a valid requirement ({str(exc).splitlines()[0]}); not carried over")
+            continue
+        if req.url:
+            d.note(where, f"`{req_text}` not carried over: a direct URL; mlenv locks from indexes so every "
+                          "artifact has a hash (add `{req.name}` by version instead)")
+            continue
+        name = canonicalize_name(req.name)
+        if constraint:
+            ctx.constraints[name] = (str(req), where, req_text)
+        else:
+            d.pypi.append(req_text if not _needs_normalizing(req_text) else str(req))
+
+
+def _needs_normalizing(text: str) -> bool:
+    return "\t" in text or "  " in text
+
+
+def _strip_req_options(line: str) -> tuple[str, list[str]]:
+    """'pkg==1 --hash=sha256:x --hash sha256:y' -> ('pkg==1', ['--hash=sha256:x', '--hash=sha256:y'])."""
+    m = re.search(r"\s--?[a-zA-Z]", line)
+    if not m:
+        return line, []
+    req, rest = line[: m.start()].strip(), line[m.start():].strip()
+    try:
+        opts = shlex.split(rest)
+    except ValueError:
+        opts = rest.split()
+    merged = []
+    i = 0
+    while i < len(opts):
+        o = opts[i]
+        if "=" not in o and o in _OPT_WITH_VALUE and i + 1 < len(opts):
+            merged.append(f"{o}={opts[i + 1]}")
+            i += 2
+        else:
+            merged.append(o)
+            i += 1
+    return req, merged
+
+
+def _unbuildable(req: str) -> str | None:
+    s = req.strip()
+    if re.match(r"^(git|hg|svn|bzr)\+", s) or re.search(r"@\s*(git|hg|svn|bzr)\+", s):
+        return "a VCS URL that needs building; publish a wheel to an index and pin its version"
+    if s.startswith(("file:", "./", "../", "/", "~")) or re.search(r"@\s*file:", s) or s in (".", ".."):
+        return "a local path; mlenv environments hold packages from indexes (publish it, or install it on top)"
+    if re.match(r"^[A-Za-z]:\\", s) or s.endswith((".whl", ".tar.gz", ".zip")) and "/" in s and "@" not in s:
+        return "a local or URL archive; mlenv locks packages from indexes"
+    return None
+
+
+def _rel(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _apply_constraints(ctx: _ReqCtx) -> None:
+    """mlenv has no constraints field. A constraint on a direct requirement is merged
+    into it (pin-merge); one on anything else is reported, line by line."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    d = ctx.draft
+    by_name = {}
+    for i, text in enumerate(d.pypi):
+        by_name.setdefault(canonicalize_name(Requirement(text).name), []).append(i)
+    for name, (creq, where, ctext) in ctx.constraints.items():
+        c = Requirement(creq)
+        if name not in by_name:
+            d.note(where, f"constraint `{ctext}` applies only to a transitive dependency; mlenv has no constraints "
+                          f"field, so it is not carried over (add `{ctext}` to [pypi] dependencies to enforce it)")
+            continue
+        for i in by_name[name]:
+            r = Requirement(d.pypi[i])
+            spec = ",".join(s for s in (str(r.specifier), str(c.specifier)) if s)
+            extras = f"[{','.join(sorted(r.extras))}]" if r.extras else ""
+            marker = f"; {r.marker}" if r.marker else ""
+            d.pypi[i] = f"{r.name}{extras}{spec}{marker}"
+        if c.marker:
+            d.note(where, f"constraint `{ctext}` has a marker; merged without it")
+
+
+def _import_requirements(d: Draft, path: Path, text: str) -> None:
+    ctx = _ReqCtx(d)
+    ctx.seen_files.add((path.resolve(), False))
+    parse_requirement_lines(ctx, [(f"{_rel(path)}:{n}", ln) for n, ln in _logical_lines(text)], path.parent)
+    _apply_constraints(ctx)
+
+
+# --- YAML with line numbers ------------------------------------------------------------------
+
+
+def _yaml_compose(text: str, path: Path):
+    import yaml
+
+    try:
+        return yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else 1
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SpecError(f"{path}:{line}: invalid YAML: {problem}") from None
+
+
+def _yaml_plain(node):
+    return None if node is None else _construct(node)
+
+
+def _construct(node):
+    import yaml
+
+    if isinstance(node, yaml.MappingNode):
+        return {_construct(k): _construct(v) for k, v in node.value}
+    if isinstance(node, yaml.SequenceNode):
+        return [_construct(v) for v in node.value]
+    loader = yaml.SafeLoader("")
+    return loader.construct_object(node, deep=True)
+
+
+def _map_get(node, key: str):
+    import yaml
+
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            if getattr(k, "value", None) == key:
+                return v
+    return None
+
+
+def _line(node) -> int:
+    return node.start_mark.line + 1
+
+
+# --- conda environment.yml --------------------------------------------------------------------
+
+
+def _conda_python(dep: str) -> tuple[str | None, bool]:
+    """(python version X.Y[.Z] or None, is-a-python-spec) of a conda dep string."""
+    s = dep.strip()
+    if "::" in s:
+        s = s.split("::", 1)[1]
+    m = re.match(r"^python(?![A-Za-z0-9_.-])\s*(.*)$", s)
+    if not m:
+        return None, False
+    rest = m.group(1).strip()
+    v = re.match(r"^(?:==|=|\s)*\s*(3\.\d{1,2}(?:\.\d{1,3})?)(?:\.\*|\*)?(?:[= ].*)?$", rest)
+    if v:
+        return v.group(1), True
+    lo = re.search(r">=\s*(3\.\d{1,2})", rest)
+    if lo:
+        return lo.group(1), True
+    return None, True
+
+
+def _import_conda(d: Draft, path: Path, text: str, *, root=None, where_file: str | None = None) -> None:
+    import yaml
+
+    where_file = where_file or _rel(path)
+    root = root if root is not None else _yaml_compose(text, path)
+    if not isinstance(root, yaml.MappingNode):
+        raise SpecError(f"{where_file}:1: expected a YAML mapping with `dependencies`")
+    for k, v in root.value:
+        key = k.value
+        if key in ("name", "prefix"):
+            if key == "prefix":
+                d.note(f"{where_file}:{_line(k)}", "`prefix` is machine-specific; not carried over")
+        elif key == "channels":
+            for item in v.value if isinstance(v, yaml.SequenceNode) else []:
+                ch = str(item.value)
+                if ch == "nodefaults":
+                    continue
+                if ch == "defaults":
+                    d.channels.append(DEFAULTS_CHANNEL)
+                    d.note(f"{where_file}:{_line(item)}", f"channel `defaults` mapped to {DEFAULTS_CHANNEL} "
+                                                          "(Anaconda's main channel; check its terms of service)")
+                else:
+                    d.channels.append(ch)
+        elif key == "dependencies":
+            if not isinstance(v, yaml.SequenceNode):
+                raise SpecError(f"{where_file}:{_line(v)}: `dependencies` must be a list")
+            _conda_dependencies(d, v, path, where_file)
+        elif key == "variables":
+            if isinstance(v, yaml.MappingNode):
+                for vk, vv in v.value:
+                    value = _construct(vv)
+                    d.variables[str(vk.value)] = "" if value is None else str(value)
+        else:
+            d.note(f"{where_file}:{_line(k)}", f"key `{key}` is not part of a conda environment file; ignored")
+    _settle_conda(d, where_file)
+
+
+def _conda_dependencies(d: Draft, seq, path: Path, where_file: str) -> None:
+    import yaml
+
+    ctx = _ReqCtx(d)
+    pip_lines: list[tuple[str, str]] = []
+    for item in seq.value:
+        where = f"{where_file}:{_line(item)}"
+        if isinstance(item, yaml.MappingNode):
+            pip = _map_get(item, "pip")
+            if pip is None or not isinstance(pip, yaml.SequenceNode):
+                d.note(where, "a dependency mapping other than `pip:` is not understood; not carried over")
+                continue
+            for entry in pip.value:
+                pip_lines.append((f"{where_file}:{_line(entry)}", str(_construct(entry)).strip()))
+            continue
+        dep = str(_construct(item)).strip()
+        version, is_python = _conda_python(dep)
+        if is_python:
+            d.conda.append(_conda_spec(dep))
+            if version:
+                d.python = d.python or version
+            continue
+        if re.match(r"^(conda-forge::|defaults::)?pip(\s|=|$|<|>)", dep):
+            continue  # pip itself: mlenv's installer brings its own
+        d.conda.append(_conda_spec(dep))
+    ctx.seen_files.add((path.resolve(), False))
+    parse_requirement_lines(ctx, pip_lines, path.parent)
+    _apply_constraints(ctx)
+    d.has_conda = True
+
+
+def _conda_spec(dep: str) -> str:
+    """environment.yml syntax -> a MatchSpec rattler accepts. conda's exact form
+    `name=version=build` (what `conda env export` writes) becomes `name ==version build`;
+    other forms (`numpy=1.26`, `numpy>=1.26`, `conda-forge::numpy`) are kept."""
+    s = " ".join(dep.split())
+    m = re.fullmatch(r"((?:[A-Za-z0-9_.-]+::)?[A-Za-z0-9_.-]+)=([^=<>!~\s,|*]+)=([A-Za-z0-9_.*]+)", s)
+    if m:
+        return f"{m.group(1)} =={m.group(2)} {m.group(3)}"
+    return s
+
+
+def _settle_conda(d: Draft, where_file: str) -> None:
+    """A conda file whose only conda packages are python (and pip) describes a pip
+    environment: mlenv keeps it as one (a venv on the base image's Python)."""
+    names = {re.split(r"[\s=<>!~]", c.split("::")[-1], maxsplit=1)[0].lower() for c in d.conda}
+    if d.has_conda and names <= {"python"} and d.python:
+        version = d.python
+        d.has_conda, d.conda, d.channels = False, [], []
+        d.python = ".".join(version.split(".")[:3])
+        d.notes.append(f"{where_file}: only python{' ' + version} and pip come from conda; imported as a PyPI "
+                       f"environment on the base image's Python {d.python} (add a [conda] table for conda's Python)")
+        return
+    if d.has_conda:
+        if not d.channels:
+            d.channels = ["conda-forge"]
+            d.notes.append(f"{where_file}: no channels listed; conda-forge assumed")
+        bad = []
+        try:
+            from rattler import MatchSpec
+
+            for c in list(d.conda):
+                try:
+                    MatchSpec(c)
+                except Exception as exc:  # noqa: BLE001 - rattler's own error type
+                    bad.append(c)
+                    d.notes.append(f"{where_file}: conda dependency `{c}` is not a valid MatchSpec "
+                                   f"({str(exc).splitlines()[0]}); not carried over")
+        except ImportError:  # pragma: no cover - rattler is a dependency
+            pass
+        d.conda = [c for c in d.conda if c not in bad]
+        if d.python:  # conda's python pin decides; [environment] python says the same in X.Y form
+            d.python = ".".join(d.python.split(".")[:2])
+
+
+# --- Azure ML environment YAML ------------------------------------------------------------------
+
+
+def _import_azureml(d: Draft, path: Path, text: str) -> None:
+    import yaml
+
+    root = _yaml_compose(text, path)
+    where_file = _rel(path)
+    if not isinstance(root, yaml.MappingNode):
+        raise SpecError(f"{where_file}:1: expected a YAML mapping")
+    data = {k.value: (k, v) for k, v in root.value}
+    if "description" in data:
+        d.description = str(_construct(data["description"][1]) or "")
+    if "image" in data:
+        d.base = str(_construct(data["image"][1]))
+    if "conda_file" in data:
+        knode, vnode = data["conda_file"]
+        if isinstance(vnode, yaml.MappingNode):
+            _import_conda(d, path, text, root=vnode, where_file=where_file)
+        else:
+            conda_path = (path.parent / str(vnode.value)).resolve()
+            if not conda_path.is_file():
+                raise SpecError(f"{where_file}:{_line(vnode)}: conda_file {vnode.value}: no such file ({conda_path})")
+            _import_conda(d, conda_path, conda_path.read_text(encoding="utf-8"))
+    if "build" in data:
+        _import_build(d, path, data["build"][1])
+    for key, (knode, vnode) in data.items():
+        where = f"{where_file}:{_line(knode)}"
+        if key == "version":
+            d.note(where, f"Azure ML version {_construct(vnode)} not carried over: mlenv numbers versions itself when "
+                          "you `mlenv register`")
+        elif key == "inference_config":
+            d.note(where, "inference_config (liveness/readiness/scoring routes) has no mlenv field; not carried over")
+        elif key == "os_type" and str(_construct(vnode)).lower() == "windows":
+            d.platforms = ["win-64"]
+            d.note(where, "os_type windows: platforms set to win-64")
+        elif key == "tags":
+            tags = _construct(vnode) or {}
+            if isinstance(tags, dict) and tags.get("mlenv.variables"):
+                try:
+                    d.variables.update({str(k): str(v) for k, v in json.loads(tags["mlenv.variables"]).items()})
+                except (ValueError, AttributeError):
+                    d.note(where, "tag mlenv.variables is not a JSON object; ignored")
+            if isinstance(tags, dict) and tags.get("mlenv.platform") and d.platforms == ["linux-64"]:
+                d.platforms = [str(tags["mlenv.platform"])]
+            if isinstance(tags, dict) and tags.get("mlenv.python"):
+                d.python = str(tags["mlenv.python"])
+    if not ({"image", "build"} & set(data)):
+        d.note(where_file, "neither image nor build is set; mlenv's default base image is used")
+
+
+def _import_build(d: Draft, path: Path, node) -> None:
+    build = _construct(node) or {}
+    where_file = _rel(path)
+    context = str(build.get("path", ""))
+    if re.match(r"^[a-z]+://", context) or context.startswith("azureml:"):
+        d.note(f"{where_file}:{_line(node)}", f"build context {context} is remote; mlenv cannot read its Dockerfile")
+        return
+    ctx_dir = (path.parent / context).resolve()
+    dockerfile = ctx_dir / str(build.get("dockerfile_path") or "Dockerfile")
+    if not dockerfile.is_file():
+        raise SpecError(f"{where_file}:{_line(node)}: build: no Dockerfile at {dockerfile}")
+    _import_dockerfile(d, dockerfile)
+
+
+def _import_dockerfile(d: Draft, dockerfile: Path) -> None:
+    """FROM -> [image] base, ENV -> [variables], `apt-get install` -> apt-packages,
+    `pip install` of plain requirements -> [pypi]; other instructions become
+    [image] steps (reported); COPY/ADD need the build context and are reported."""
+    where_file = _rel(dockerfile)
+    text = dockerfile.read_text(encoding="utf-8")
+    stages = 0
+    for n, line in _logical_lines(text):
+        where = f"{where_file}:{n}"
+        instr, _, rest = line.partition(" ")
+        instr = instr.upper()
+        rest = rest.strip()
+        if instr == "FROM":
+            stages += 1
+            if stages > 1:
+                d.note(where, "multi-stage Dockerfile: only the first stage's base image is used")
+                continue
+            d.base = rest.split()[0]
+        elif instr == "ENV":
+            pairs = re.findall(r'([A-Za-z_][A-Za-z0-9_]*)=("(?:[^"\\]|\\.)*"|\S+)', rest)
+            if not pairs and rest:
+                key, _, value = rest.partition(" ")
+                pairs = [(key, value)]
+            for k, v in pairs:
+                d.variables[k] = json.loads(v) if v.startswith('"') else v
+        elif instr == "RUN" and re.search(r"apt-get\s+(-\S+\s+)*install", rest) and "&&" not in rest.replace(
+                "apt-get update &&", ""):
+            pkgs = [t for t in rest.split("install", 1)[1].split() if not t.startswith("-")]
+            d.apt += [p for p in pkgs if p not in d.apt]
+        elif instr == "RUN" and re.match(r"^(python3? -m )?pip3? install\s", rest):
+            tokens = shlex.split(rest.split("install", 1)[1])
+            reqs = [t for t in tokens if not t.startswith("-")]
+            if any(t.startswith("-") for t in tokens) or any(_unbuildable(r) for r in reqs):
+                d.steps.append(line)
+                d.note(where, f"`{line}` kept as an [image] step (pip options or local paths mlenv cannot lock)")
+            else:
+                d.pypi += reqs
+        elif instr in ("COPY", "ADD"):
+            d.note(where, f"`{line}` needs the Azure ML build context; not carried over")
+        elif instr in ("LABEL", "MAINTAINER", "ARG") or not instr:
+            continue
+        else:
+            d.steps.append(line)
+            d.note(where, f"`{line[:60]}` kept as an [image] step; review it (mlenv cannot lock what it installs)")
+
+
+# --- pyproject.toml --------------------------------------------------------------------------
+
+
+def _choose_python(requires: str) -> str | None:
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+    try:
+        spec = SpecifierSet(requires)
+    except InvalidSpecifier:
+        return None
+    allowed = [v for v in KNOWN_PYTHONS if spec.contains(f"{v}.0") or spec.contains(f"{v}.99")]
+    if not allowed:
+        return None
+    return DEFAULT_PYTHON if DEFAULT_PYTHON in allowed else allowed[0]
+
+
+def _toml_line(text: str, needle: str, default: int = 1, *, key: bool = False) -> int:
+    pattern = re.compile(rf"^\s*[\"']?{re.escape(needle)}[\"']?\s*=") if key else None
+    for i, line in enumerate(text.splitlines(), 1):
+        if (pattern.match(line) if pattern else needle in line):
+            return i
+    return default
+
+
+def _import_pyproject(d: Draft, path: Path, text: str) -> None:
+    import tomllib
+
+    where_file = _rel(path)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"{where_file}: invalid TOML: {exc}") from None
+    project = data.get("project")
+    if not isinstance(project, dict):
+        raise SpecError(f"{where_file}: no [project] table", hint="mlenv imports PEP 621 metadata ([project] dependencies)")
+    d.description = str(project.get("description", "") or "")
+    requires = project.get("requires-python")
+    if requires:
+        chosen = _choose_python(str(requires))
+        line = _toml_line(text, "requires-python", key=True)
+        if chosen:
+            d.python = chosen
+            d.note(f"{where_file}:{line}", f"requires-python {requires!r}: the environment uses Python {chosen}")
+        else:
+            d.note(f"{where_file}:{line}", f"requires-python {requires!r} matches no known Python; not used")
+    deps = project.get("dependencies", [])
+    if "dependencies" in (project.get("dynamic") or []):
+        d.note(f"{where_file}:{_toml_line(text, 'dynamic')}", "dependencies are dynamic (computed by the build "
+                                                               "backend); mlenv cannot read them")
+    lines = [(f"{where_file}:{_toml_line(text, json.dumps(dep)[1:-1], _toml_line(text, 'dependencies'))}", dep)
+             for dep in deps]
+    ctx = _ReqCtx(d)
+    parse_requirement_lines(ctx, lines, path.parent)
+    for extra, reqs in (project.get("optional-dependencies") or {}).items():
+        d.note(f"{where_file}:{_toml_line(text, extra, key=True)}", f"optional dependencies [{extra}] ({len(reqs)}) not "
+                                                          "carried over; add them with `mlenv add` if wanted")
+    for group in (data.get("dependency-groups") or {}):
+        d.note(f"{where_file}:{_toml_line(text, group, key=True)}", f"dependency group `{group}` not carried over")
+    d.note(f"{where_file}:{_toml_line(text, 'name', key=True)}", f"the project itself ({project.get('name', '?')}) is a local "
+                                                       "package and is not part of the environment; install it on top")
+    uv = (data.get("tool") or {}).get("uv") or {}
+    for index in uv.get("index", []) or []:
+        if isinstance(index, dict) and index.get("url"):
+            if index.get("default"):
+                d.index_url = index["url"]
+            else:
+                d.add_extra_index(index["url"])
+
+
+# --- pylock.toml (PEP 751) -----------------------------------------------------------------------
+
+
+def _import_pylock(d: Draft, path: Path, text: str) -> None:
+    import tomllib
+
+    where_file = _rel(path)
+    data = tomllib.loads(text)
+    rp = data.get("requires-python")
+    if rp:
+        d.python = _choose_python(str(rp))
+    indexes: list[str] = []
+    for pkg in data.get("packages", []):
+        name, version = pkg.get("name"), pkg.get("version")
+        where = f"{where_file}:{_toml_line(text, f'name = {json.dumps(name)}')}"
+        if not version or pkg.get("vcs") or pkg.get("directory") or pkg.get("archive"):
+            d.note(where, f"{name}: not from an index (vcs, directory or archive); not carried over")
+            continue
+        marker = f"; {pkg['marker']}" if pkg.get("marker") else ""
+        d.pypi.append(f"{name}=={version}{marker}")
+        if pkg.get("index") and pkg["index"] not in indexes:
+            indexes.append(pkg["index"])
+    if indexes:
+        d.index_url = indexes[0]
+        for u in indexes[1:]:
+            d.add_extra_index(u)

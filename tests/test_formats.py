@@ -1,0 +1,551 @@
+"""`mlenv init --from` and `mlenv export`: every format checked by its real peer
+(uv installs requirements.txt and pylock.toml, conda-lock's own parsers read
+environment.yml and conda-lock.yml and render @EXPLICIT, azure-ai-ml loads the
+Azure ML YAML), and round trips (export, import, lock again: same content hash)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from mlenv.lockfile import read_lock
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def mlenv(*args, cwd, check=True, env=None):
+    full_env = dict(os.environ, **(env or {}))
+    proc = subprocess.run([sys.executable, "-m", "mlenv.cli", *args], cwd=cwd, capture_output=True, text=True,
+                          env=full_env)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"mlenv {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def uv() -> str:
+    from mlenv.solve.pypi import uv_binary
+
+    return uv_binary()
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text).lstrip("\n"))
+    return path
+
+
+def pypi_project(directory: Path, index: str, *, variables=True, deps=("fixbeta", "fixnum")) -> Path:
+    body = f'''
+        [environment]
+        name = "demo"
+        description = "a demo"
+        python = "3.11"
+
+        [pypi]
+        index-url = "{index}"
+        dependencies = {json.dumps(list(deps))}
+    '''
+    if variables:
+        body += '\n        [variables]\n        OMP_NUM_THREADS = "4"\n'
+    write(directory / "mlenv.toml", body)
+    mlenv("lock", "-q", cwd=directory)
+    return directory
+
+
+def conda_project(directory: Path, channel: str, index: str) -> Path:
+    write(directory / "mlenv.toml", f'''
+        [environment]
+        name = "condademo"
+        python = "3.11"
+
+        [conda]
+        channels = ["{channel}"]
+        dependencies = ["numpy 1.26.*", "mlenv-hello"]
+
+        [pypi]
+        index-url = "{index}"
+        dependencies = ["fixalpha==1.0.0"]
+
+        [variables]
+        MLENV_DEMO = "yes"
+    ''')
+    mlenv("lock", "-q", cwd=directory)
+    return directory
+
+
+def export(directory: Path, fmt: str, *extra: str) -> str:
+    return mlenv("export", "--format", fmt, *extra, cwd=directory).stdout
+
+
+def reimport_and_lock(src_file: Path, workdir: Path, name="demo"):
+    workdir.mkdir(parents=True, exist_ok=True)
+    proc = mlenv("init", "--from", str(src_file), "--name", name, cwd=workdir)
+    mlenv("lock", "-q", cwd=workdir)
+    return read_lock(workdir / "mlenv.lock"), proc
+
+
+@pytest.fixture(scope="module")
+def pypi_env(tmp_path_factory, pypi_server):
+    return pypi_project(tmp_path_factory.mktemp("pypi-env"), pypi_server)
+
+
+@pytest.fixture(scope="module")
+def conda_env(tmp_path_factory, conda_channel, pypi_server):
+    return conda_project(tmp_path_factory.mktemp("conda-env"), conda_channel, pypi_server)
+
+
+# --- export: requirements.txt, checked by uv installing it ---------------------------------
+
+
+def _venv(path: Path) -> Path:
+    subprocess.run([uv(), "venv", "-q", "--python", sys.executable, str(path)], check=True)
+    return path / "bin" / "python"
+
+
+def _installed(python: Path) -> dict[str, str]:
+    out = subprocess.run([uv(), "pip", "freeze", "--python", str(python)], check=True, capture_output=True,
+                         text=True).stdout
+    return dict(line.split("==", 1) for line in out.splitlines() if "==" in line)
+
+
+def test_requirements_export_installs_with_hashes(pypi_env, tmp_path):
+    text = export(pypi_env, "requirements")
+    lock = read_lock(pypi_env / "mlenv.lock")
+    for pkg in lock.for_platform("linux-64"):
+        assert f"{pkg.name}=={pkg.version}" in text and f"--hash=sha256:{pkg.sha256}" in text
+    assert "--index-url http://127.0.0.1:" in text
+    req = write(tmp_path / "requirements.txt", text)
+    python = _venv(tmp_path / "venv")
+    subprocess.run([uv(), "pip", "install", "-q", "--python", str(python), "--require-hashes", "--no-deps",
+                    "-r", str(req)], check=True)
+    assert _installed(python) == {p.name: p.version for p in lock.for_platform("linux-64")}
+    # A wrong hash is refused by the installer: the hashes are real.
+    bad = write(tmp_path / "bad.txt", text.replace(lock.for_platform("linux-64")[0].sha256, "0" * 64))
+    proc = subprocess.run([uv(), "pip", "install", "-q", "--python", str(_venv(tmp_path / "venv2")),
+                           "--require-hashes", "--no-deps", "-r", str(bad)], capture_output=True, text=True)
+    assert proc.returncode != 0 and "hash" in proc.stderr.lower()
+
+
+def test_requirements_export_per_platform(tmp_path, pypi_server):
+    write(tmp_path / "mlenv.toml", f'''
+        [environment]
+        name = "plat"
+        python = "3.11"
+        platforms = ["linux-64", "osx-arm64"]
+        [pypi]
+        index-url = "{pypi_server}"
+        dependencies = ["fixplat"]
+    ''')
+    mlenv("lock", "-q", cwd=tmp_path)
+    linux = export(tmp_path, "requirements", "--platform", "linux-64")
+    mac = export(tmp_path, "requirements", "--platform", "osx-arm64")
+    lock = read_lock(tmp_path / "mlenv.lock")
+    assert lock.for_platform("linux-64")[0].sha256 in linux and lock.for_platform("osx-arm64")[0].sha256 in mac
+    assert lock.for_platform("osx-arm64")[0].sha256 not in linux
+    proc = mlenv("export", "--format", "requirements", "--platform", "win-64", cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and "no such platform" in proc.stderr and "Traceback" not in proc.stderr
+
+
+# --- export: pylock.toml, checked by uv installing from it -------------------------------------
+
+
+def test_pylock_export_installs_with_uv(pypi_env, tmp_path):
+    text = export(pypi_env, "pylock")
+    import tomllib
+
+    data = tomllib.loads(text)
+    assert data["lock-version"] == "1.0" and data["created-by"] == "mlenv"
+    lock = read_lock(pypi_env / "mlenv.lock")
+    got = {p["name"]: p["version"] for p in data["packages"]}
+    assert got == {p.name: p.version for p in lock.for_platform("linux-64")}
+    pylock = write(tmp_path / "pylock.toml", text)
+    python = _venv(tmp_path / "venv")
+    subprocess.run([uv(), "pip", "install", "-q", "--python", str(python), "-r", str(pylock)], check=True)
+    assert _installed(python) == got
+    # uv verifies the hashes it reads from pylock.toml
+    wrong = write(tmp_path / "wrong" / "pylock.toml", text.replace(lock.for_platform("linux-64")[0].sha256, "1" * 64))
+    proc = subprocess.run([uv(), "pip", "install", "-q", "--python", str(_venv(tmp_path / "venv2")), "-r", str(wrong)],
+                          capture_output=True, text=True)
+    assert proc.returncode != 0 and "hash" in proc.stderr.lower()
+
+
+# --- export: environment.yml, read by conda-lock's environment.yml parser -------------------------
+
+
+def test_environment_yml_export_parsed_by_conda_lock(conda_env, tmp_path):
+    from conda_lock.src_parser.environment_yaml import parse_environment_file
+
+    text = export(conda_env, "environment-yml")
+    assert "- --index-url http://127.0.0.1:" in text  # conda passes pip-section options through to pip
+    # conda-lock's parser (unlike conda) takes only requirements in the pip section; it has its own
+    # `pip-repositories` key instead. Everything else goes through it unchanged.
+    path = write(tmp_path / "environment.yml", "\n".join(ln for ln in text.splitlines() if "--index-url" not in ln))
+    mapping = tmp_path / "pypi-mapping.json"  # conda-lock's PyPI->conda name map; none of ours are mapped
+    mapping.write_text("{}")
+    spec = parse_environment_file(path, ["linux-64"], mapping_url=str(mapping))
+    deps = {d.name: d for d in spec.dependencies["linux-64"]}
+    lock = read_lock(conda_env / "mlenv.lock")
+    for pkg in lock.for_platform("linux-64", "conda"):
+        assert deps[pkg.name].manager == "conda"
+        assert deps[pkg.name].version in (pkg.version, f"=={pkg.version}", f"{pkg.version}")
+        assert deps[pkg.name].build == pkg.get("build")
+    assert deps["fixalpha"].manager == "pip" and "1.0.0" in deps["fixalpha"].version
+    import yaml
+
+    assert yaml.safe_load(text)["variables"] == {"MLENV_DEMO": "yes"}
+
+
+# --- export: conda-lock.yml, read by conda-lock's own lockfile parser ---------------------------
+
+
+def test_conda_lock_export_parsed_by_conda_lock(conda_env, tmp_path):
+    from conda_lock.lockfile import parse_conda_lock_file
+
+    path = write(tmp_path / "conda-lock.yml", export(conda_env, "conda-lock"))
+    parsed = parse_conda_lock_file(path)
+    lock = read_lock(conda_env / "mlenv.lock")
+    got = {(p.manager, p.name, p.version, p.url, p.hash.sha256) for p in parsed.package}
+    want = {("conda" if p.manager == "conda" else "pip", p.name, p.version, p.url, p.sha256) for p in lock.packages}
+    assert got == want
+    md5 = {p.name: p.hash.md5 for p in parsed.package if p.manager == "conda"}
+    assert all(md5[p.name] == p.get("md5") for p in lock.packages if p.manager == "conda")
+    assert parsed.metadata.platforms == ["linux-64"]
+    assert parsed.metadata.content_hash["linux-64"] == lock.content_hash.split(":")[1]
+    hello = next(p for p in parsed.package if p.name == "mlenv-hello")
+    assert "libfix-data" in hello.dependencies
+
+
+def test_conda_explicit_matches_conda_lock_rendering(conda_env, tmp_path):
+    """conda-lock renders @EXPLICIT from a lockfile; mlenv's export lists the same URLs and md5s."""
+    from conda_lock.conda_lock import render_lockfile_for_platform
+    from conda_lock.lockfile import parse_conda_lock_file
+
+    ours = export(conda_env, "conda-explicit")
+    assert "@EXPLICIT" in ours.splitlines()
+    path = write(tmp_path / "conda-lock.yml", export(conda_env, "conda-lock"))
+    theirs = render_lockfile_for_platform(lockfile=parse_conda_lock_file(path), include_dev_dependencies=True,
+                                          extras=set(), kind="explicit", platform="linux-64")
+    url_lines = lambda lines: sorted(ln for ln in lines if "://" in ln and not ln.startswith("#"))  # noqa: E731
+    theirs_conda = [ln for ln in url_lines(theirs) if not ln.startswith("# pip")]
+    assert url_lines(ours.splitlines()) == theirs_conda
+    lock = read_lock(conda_env / "mlenv.lock")
+    for pkg in lock.for_platform("linux-64", "conda"):
+        assert f"{pkg.url}#{pkg.get('md5')}" in ours
+
+
+def test_conda_explicit_needs_conda_packages(pypi_env):
+    proc = mlenv("export", "--format", "conda-explicit", cwd=pypi_env, check=False)
+    assert proc.returncode == 2 and "no conda packages" in proc.stderr and "Traceback" not in proc.stderr
+
+
+# --- export: Azure ML YAML, loaded by azure-ai-ml ----------------------------------------------------
+
+
+def test_azureml_export_loads_with_azure_ai_ml(pypi_env, tmp_path):
+    pytest.importorskip("azure.ai.ml")
+    from azure.ai.ml import load_environment
+
+    path = write(tmp_path / "env.yml", export(pypi_env, "azureml"))
+    env = load_environment(source=path)
+    lock = read_lock(pypi_env / "mlenv.lock")
+    assert env.name == "demo" and env.description == "a demo"
+    assert env.image == lock.image["reference"]
+    assert env.tags["mlenv.content-hash"] == lock.content_hash
+    pip = next(d for d in env.conda_file["dependencies"] if isinstance(d, dict))["pip"]
+    assert {f"{p.name}=={p.version}" for p in lock.for_platform("linux-64")} <= set(pip)
+    assert "python=3.11" in env.conda_file["dependencies"]
+    rest = env._to_rest_object()  # what the SDK would send
+    assert "fixbeta==1.0.0" in rest.properties.conda_file and rest.properties.image == env.image
+    assert json.loads(env.tags["mlenv.variables"]) == {"OMP_NUM_THREADS": "4"}
+
+
+# --- export: Dockerfile --------------------------------------------------------------------------------
+
+
+def test_dockerfile_export_is_standalone(pypi_env):
+    text = export(pypi_env, "dockerfile")
+    lock = read_lock(pypi_env / "mlenv.lock")
+    assert text.splitlines()[2] == f"FROM {lock.image['reference']}"
+    assert "--require-hashes" in text and 'OMP_NUM_THREADS="4"' in text
+    for pkg in lock.for_platform("linux-64"):
+        assert f"{pkg.name}=={pkg.version} --hash=sha256:{pkg.sha256}" in text
+    assert lock.content_hash in text
+
+
+def test_export_writes_atomically_to_file_and_refuses_stale_lock(pypi_env, tmp_path):
+    out = tmp_path / "out" / "requirements.txt"
+    proc = mlenv("export", "--format", "requirements", "-o", str(out), cwd=pypi_env)
+    assert out.read_text() == export(pypi_env, "requirements") and proc.stdout == ""
+    assert not [p for p in out.parent.iterdir() if p.name.endswith(".tmp")]
+    stale = tmp_path / "stale"
+    stale.mkdir()
+    for name in ("mlenv.toml", "mlenv.lock"):
+        (stale / name).write_text((pypi_env / name).read_text())
+    spec = stale / "mlenv.toml"
+    spec.write_text(spec.read_text().replace('["fixbeta", "fixnum"]', '["fixbeta", "fixnum", "fixconflict"]'))
+    proc = mlenv("export", "--format", "requirements", "-o", str(stale / "r.txt"), cwd=stale, check=False)
+    assert proc.returncode == 2 and "not current" in proc.stderr and not (stale / "r.txt").exists()
+
+
+# --- round trips: export, import, lock: same content hash ------------------------------------------------
+
+
+def test_round_trip_requirements(tmp_path, pypi_server):
+    src = pypi_project(tmp_path / "src", pypi_server, variables=False)
+    before = read_lock(src / "mlenv.lock")
+    req = write(tmp_path / "requirements.txt", export(src, "requirements"))
+    after, _ = reimport_and_lock(req, tmp_path / "dst")
+    assert after.content_hash == before.content_hash
+
+
+def test_round_trip_pylock(tmp_path, pypi_server):
+    src = pypi_project(tmp_path / "src", pypi_server, variables=False)
+    before = read_lock(src / "mlenv.lock")
+    path = write(tmp_path / "x" / "pylock.toml", export(src, "pylock"))
+    after, _ = reimport_and_lock(path, tmp_path / "dst")
+    assert after.content_hash == before.content_hash
+
+
+def test_round_trip_environment_yml_pypi_only_with_variables(pypi_env, tmp_path):
+    before = read_lock(pypi_env / "mlenv.lock")
+    path = write(tmp_path / "environment.yml", export(pypi_env, "environment-yml"))
+    after, proc = reimport_and_lock(path, tmp_path / "dst")
+    assert after.content_hash == before.content_hash
+    assert "imported as a PyPI environment" in proc.stderr
+
+
+def test_round_trip_environment_yml_conda(conda_env, tmp_path):
+    before = read_lock(conda_env / "mlenv.lock")
+    path = write(tmp_path / "environment.yml", export(conda_env, "environment-yml"))
+    after, _ = reimport_and_lock(path, tmp_path / "dst", name="condademo")
+    assert after.content_hash == before.content_hash
+    spec = (tmp_path / "dst" / "mlenv.toml").read_text()
+    assert "[conda]" in spec and "mlenv-hello ==1.0.0 " in spec
+
+
+def test_round_trip_azureml(pypi_env, tmp_path):
+    before = read_lock(pypi_env / "mlenv.lock")
+    path = write(tmp_path / "env.yml", export(pypi_env, "azureml"))
+    after, _ = reimport_and_lock(path, tmp_path / "dst")
+    assert after.content_hash == before.content_hash
+
+
+# --- import: requirements.txt -----------------------------------------------------------------------------
+
+
+def _init(tmp_path, src: Path, *extra):
+    work = tmp_path / "work"
+    work.mkdir(exist_ok=True)
+    proc = mlenv("init", "--from", str(src), "--name", "imported", "--force", *extra, cwd=work, check=False)
+    text = (work / "mlenv.toml").read_text() if (work / "mlenv.toml").exists() else ""
+    return proc, text
+
+
+def _spec(text: str) -> dict:
+    import tomllib
+
+    return tomllib.loads(text)
+
+
+def test_import_requirements_includes_constraints_indexes_hashes_markers(tmp_path):
+    write(tmp_path / "src" / "base.txt", """
+        numpy>=1.26  # the base
+        requests[socks]>=2 ; python_version >= "3.8"
+    """)
+    write(tmp_path / "src" / "constraints.txt", """
+        numpy==1.26.4
+        urllib3<2
+    """)
+    req = write(tmp_path / "src" / "requirements.txt", """
+        --index-url https://${PYPI_USER}:${PYPI_TOKEN}@pypi.example.com/simple
+        --extra-index-url https://extra.example.com/simple
+        -r base.txt
+        -c constraints.txt
+        pandas==2.2.2 \\
+            --hash=sha256:aaaa \\
+            --hash=sha256:bbbb
+        -e ./src/mypkg
+        git+https://github.com/org/repo.git@main#egg=repo
+        mylib @ git+https://github.com/org/mylib.git
+        ./vendor/thing-1.0.tar.gz
+        --find-links ./wheels
+    """)
+    proc, text = _init(tmp_path, req)
+    assert proc.returncode == 0, proc.stderr
+    spec = _spec(text)
+    deps = spec["pypi"]["dependencies"]
+    assert "numpy>=1.26,==1.26.4" in deps  # constraint pin-merged into the direct requirement
+    assert 'requests[socks]>=2 ; python_version >= "3.8"' in deps and "pandas==2.2.2" in deps
+    assert spec["pypi"]["index-url"] == "https://${PYPI_USER}:${PYPI_TOKEN}@pypi.example.com/simple"
+    assert spec["pypi"]["extra-index-urls"] == ["https://extra.example.com/simple"]
+    err = proc.stderr
+    lines = {ln for ln in err.splitlines() if ln.startswith("note:")}
+    assert any("requirements.txt:8:" in ln and "editable" in ln for ln in lines)
+    assert any("requirements.txt:9:" in ln and "VCS" in ln for ln in lines)
+    assert any("requirements.txt:10:" in ln and "VCS" in ln for ln in lines)
+    assert any("requirements.txt:11:" in ln and "local" in ln for ln in lines)
+    assert any("requirements.txt:12:" in ln and "find-links" in ln for ln in lines)
+    assert any("constraints.txt:2:" in ln and "urllib3<2" in ln and "transitive" in ln for ln in lines)
+    assert any("2 --hash option(s)" in ln for ln in lines)
+    assert any("assumed 3.11" in ln for ln in lines)
+    assert "# Not carried over" in text  # also recorded in the spec itself
+
+
+def test_import_requirements_missing_include_is_one_clear_error(tmp_path):
+    req = write(tmp_path / "requirements.txt", "-r nope.txt\n")
+    proc, _ = _init(tmp_path, req)
+    assert proc.returncode == 2 and "requirements.txt:1: -r nope.txt: no such file" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+# --- import: environment.yml ------------------------------------------------------------------------------
+
+
+def test_import_environment_yml_conda_and_pip(tmp_path):
+    write(tmp_path / "src" / "more.txt", "scipy>=1.11\n")
+    env = write(tmp_path / "src" / "environment.yml", """
+        name: research
+        channels:
+          - conda-forge
+          - defaults
+        dependencies:
+          - python=3.11
+          - numpy=1.26
+          - cudatoolkit>=11.8
+          - pip
+          - pip:
+            - --extra-index-url https://extra.example.com/simple
+            - -r more.txt
+            - torch==2.4.0
+            - -e .
+        variables:
+          OMP_NUM_THREADS: 4
+    """)
+    proc, text = _init(tmp_path, env)
+    assert proc.returncode == 0, proc.stderr
+    spec = _spec(text)
+    assert spec["environment"]["python"] == "3.11"
+    assert spec["conda"]["channels"] == ["conda-forge", "https://repo.anaconda.com/pkgs/main"]
+    assert spec["conda"]["dependencies"] == ["python=3.11", "numpy=1.26", "cudatoolkit>=11.8"]
+    assert spec["pypi"]["dependencies"] == ["scipy>=1.11", "torch==2.4.0"]
+    assert spec["pypi"]["extra-index-urls"] == ["https://extra.example.com/simple"]
+    assert spec["variables"] == {"OMP_NUM_THREADS": "4"}
+    assert "environment.yml:14:" in proc.stderr and "editable" in proc.stderr
+    assert "environment.yml:4:" in proc.stderr and "defaults" in proc.stderr
+
+
+def test_import_environment_yml_bad_yaml_points_at_line(tmp_path):
+    env = write(tmp_path / "environment.yml", "dependencies:\n  - numpy\n  bad: [\n")
+    proc, _ = _init(tmp_path, env)
+    assert proc.returncode == 2 and "environment.yml:" in proc.stderr and "invalid YAML" in proc.stderr
+
+
+# --- import: Azure ML environment YAML ----------------------------------------------------------------------
+
+
+def test_import_azureml_image_and_conda_file(tmp_path):
+    write(tmp_path / "src" / "conda.yml", """
+        channels: [conda-forge]
+        dependencies:
+          - python=3.10
+          - pip
+          - pip:
+            - scikit-learn==1.5.2
+            - azureml-mlflow
+    """)
+    env = write(tmp_path / "src" / "env.yml", """
+        $schema: https://azuremlschemas.azureedge.net/latest/environment.schema.json
+        name: sklearn-train
+        version: 7
+        description: Training
+        image: mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest
+        conda_file: conda.yml
+        inference_config:
+          liveness_route: {port: 5001, path: /}
+    """)
+    proc, text = _init(tmp_path, env)
+    assert proc.returncode == 0, proc.stderr
+    spec = _spec(text)
+    assert spec["image"]["base"] == "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest"
+    assert spec["environment"]["python"] == "3.10" and spec["environment"]["description"] == "Training"
+    assert spec["pypi"]["dependencies"] == ["scikit-learn==1.5.2", "azureml-mlflow"]
+    assert "env.yml:3:" in proc.stderr and "version 7" in proc.stderr
+    assert "env.yml:7:" in proc.stderr and "inference_config" in proc.stderr
+
+
+def test_import_azureml_build_context_dockerfile(tmp_path):
+    write(tmp_path / "src" / "ctx" / "Dockerfile", """
+        FROM mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04@sha256:""" + "a" * 64 + """
+        ENV OMP_NUM_THREADS=2 MODE="train"
+        RUN apt-get update && apt-get install -y libgomp1 graphviz
+        RUN pip install xgboost==2.1.1 pandas
+        COPY requirements.txt /tmp/
+        RUN useradd -m ml
+    """)
+    env = write(tmp_path / "src" / "env.yml", """
+        name: xgb
+        build:
+          path: ctx
+    """)
+    proc, text = _init(tmp_path, env)
+    assert proc.returncode == 0, proc.stderr
+    spec = _spec(text)
+    assert spec["image"]["base"].endswith("@sha256:" + "a" * 64)
+    assert spec["variables"] == {"OMP_NUM_THREADS": "2", "MODE": "train"}
+    assert spec["image"]["apt-packages"] == ["libgomp1", "graphviz"]
+    assert spec["pypi"]["dependencies"] == ["xgboost==2.1.1", "pandas"]
+    assert spec["image"]["steps"] == ["RUN useradd -m ml"]
+    assert "Dockerfile:5:" in proc.stderr and "build context" in proc.stderr
+    assert "Dockerfile:6:" in proc.stderr
+
+
+# --- import: pyproject.toml ------------------------------------------------------------------------------
+
+
+def test_import_pyproject(tmp_path):
+    src = write(tmp_path / "src" / "pyproject.toml", """
+        [project]
+        name = "fraud-model"
+        description = "Fraud model"
+        requires-python = ">=3.10,<3.13"
+        dependencies = [
+          "scikit-learn>=1.5",
+          "pandas>=2 ; python_version >= '3.10'",
+          "localdep @ file:///opt/localdep",
+        ]
+
+        [project.optional-dependencies]
+        dev = ["pytest"]
+    """)
+    proc, text = _init(tmp_path, src)
+    assert proc.returncode == 0, proc.stderr
+    spec = _spec(text)
+    assert spec["environment"]["python"] == "3.11"
+    assert spec["pypi"]["dependencies"] == ["scikit-learn>=1.5", "pandas>=2 ; python_version >= '3.10'"]
+    assert "pyproject.toml:8:" in proc.stderr and "localdep" in proc.stderr
+    assert "pyproject.toml:12:" in proc.stderr and "[dev]" in proc.stderr
+
+
+def test_imported_pyproject_locks(tmp_path, pypi_server):
+    src = write(tmp_path / "src" / "pyproject.toml", f"""
+        [project]
+        name = "x"
+        requires-python = ">=3.11"
+        dependencies = ["fixbeta"]
+
+        [[tool.uv.index]]
+        url = "{pypi_server}"
+        default = true
+    """)
+    work = tmp_path / "work"
+    work.mkdir()
+    mlenv("init", "--from", str(src), cwd=work)
+    mlenv("lock", "-q", cwd=work)
+    lock = read_lock(work / "mlenv.lock")
+    assert {p.name: p.version for p in lock.packages} == {"fixalpha": "1.1.0", "fixbeta": "1.0.0"}
