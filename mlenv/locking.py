@@ -92,6 +92,17 @@ def status(spec: Spec, lock: Lock | None) -> Status:
     return Status("satisfied", [], env_changed)
 
 
+def require_current(spec: Spec, lock: Lock, *, path, doing: str) -> None:
+    """Refuse to act on a lock that no longer matches its spec (build, register, export)."""
+    if lock.spec_hash == spec.spec_hash():
+        return
+    st = status(spec, lock)
+    if not st.check_ok:
+        reasons = "; ".join(st.reasons) or "variables, image or python changed"
+        raise LockError(f"{path} is stale, not current for {spec.path.name} ({reasons}); refusing to {doing}",
+                        hint="run `mlenv lock` first")
+
+
 def satisfiability(spec: Spec, lock: Lock) -> list[str]:
     """Why the lock no longer satisfies the spec; empty when it still does."""
     from packaging.requirements import Requirement

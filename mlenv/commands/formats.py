@@ -11,20 +11,14 @@ FORMAT_NAMES = ("requirements", "environment-yml", "conda-explicit", "conda-lock
 
 def load_current(spec_file):
     """(spec, lock) with the lock verified and current for the spec."""
-    from ..errors import LockError
     from ..lockfile import read_lock
     from ..spec import load_spec
 
     spec = load_spec(spec_path(spec_file))
     lock = read_lock(spec.lock_path)
-    if lock.spec_hash != spec.spec_hash():
-        from ..locking import status
+    from ..locking import require_current
 
-        st = status(spec, lock)
-        if not st.check_ok:
-            reasons = st.reasons or ["variables, image or python changed"]
-            raise LockError(f"{spec.lock_path} is not current for {spec.path.name}: " + "; ".join(reasons),
-                            hint="run `mlenv lock`, then export again")
+    require_current(spec, lock, path=spec.lock_path, doing="export an old lock")
     return spec, lock
 
 

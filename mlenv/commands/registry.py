@@ -161,14 +161,9 @@ def register(spec_file, registry_url, description, no_image, as_json):
     if spec_bytes.decode("utf-8") != spec.text:  # changed between the two reads
         raise LockError(f"{spec.path} changed while registering", hint="retry")
     lock = loads_lock(lock_bytes.decode("utf-8"), lock_path)
-    if lock.spec_hash != spec.spec_hash():
-        from ..locking import status
+    from ..locking import require_current
 
-        st = status(spec, lock)
-        if not st.check_ok:
-            reasons = st.reasons or ["variables, image or python changed"]
-            raise LockError(f"{lock_path} is not current for {spec.path.name}: " + "; ".join(reasons),
-                            hint="run `mlenv lock`, then register again")
+    require_current(spec, lock, path=lock_path, doing="register an old lock")
     image = image_digest = None
     if not no_image:
         client = _docker_client()
