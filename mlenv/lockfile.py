@@ -149,13 +149,13 @@ def loads_lock(text: str, path: Path | str = "mlenv.lock", *, verify: bool = Tru
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise LockError(
-            f"{path}: not a valid lock file ({exc})", hint="regenerate it with `mlenv lock --upgrade`"
+            f"{path}: not a valid lock file ({exc})", hint="`mlenv lock` regenerates it"
         ) from None
     version = data.get("version")
     if version != LOCK_VERSION:
         raise LockError(
             f"{path}: lock format version {version!r} is not supported (this mlenv reads version {LOCK_VERSION})",
-            hint="regenerate it with `mlenv lock`",
+            hint="`mlenv lock` regenerates it",
         )
     try:
         packages = []
@@ -183,14 +183,14 @@ def loads_lock(text: str, path: Path | str = "mlenv.lock", *, verify: bool = Tru
             content_hash=data["content-hash"],
         )
     except (KeyError, TypeError, AttributeError) as exc:
-        raise LockError(f"{path}: malformed lock file (missing or wrong field {exc})", hint="regenerate it with `mlenv lock`") from None
+        raise LockError(f"{path}: malformed lock file (missing or wrong field {exc})", hint="`mlenv lock` regenerates it") from None
     if verify:
         computed = lock.compute_hash()
         if computed != lock.content_hash:
             raise LockError(
                 f"{path}: content hash mismatch: the file says {lock.content_hash[:19]}…, its content hashes to "
                 f"{computed[:19]}…; it was edited by hand or corrupted",
-                hint="regenerate it with `mlenv lock` (or restore it from version control)",
+                hint="`mlenv lock` regenerates it (or restore it from version control)",
             )
     return lock
 

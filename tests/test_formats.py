@@ -549,3 +549,15 @@ def test_imported_pyproject_locks(tmp_path, pypi_server):
     mlenv("lock", "-q", cwd=work)
     lock = read_lock(work / "mlenv.lock")
     assert {p.name: p.version for p in lock.packages} == {"fixalpha": "1.1.0", "fixbeta": "1.0.0"}
+
+
+def test_import_of_an_unknown_file_kind_is_refused(tmp_path):
+    import subprocess
+    import sys
+
+    odd = tmp_path / "hostname"
+    odd.write_text("myhost\n")
+    proc = subprocess.run([sys.executable, "-m", "mlenv.cli", "init", "--from", str(odd)], cwd=tmp_path,
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "cannot tell which format" in proc.stderr
+    assert not (tmp_path / "mlenv.toml").exists()

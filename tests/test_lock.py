@@ -483,3 +483,16 @@ def test_conda_channel_credentials_never_reach_the_lock(tmp_path, conda_channel_
         assert "chan-Secr3t" not in proc.stdout + proc.stderr
         assert server.url + "/noarch/mlenv-hello-1.0.0" in text
         assert server.requests  # the credentials were used
+
+
+def test_corrupt_lock_is_regenerated_by_lock_and_fails_check(tmp_path, pypi_server):
+    write_spec(tmp_path, pypi_spec(pypi_server, ["fixalpha"]))
+    mlenv("lock", cwd=tmp_path, check=True)
+    good = read_lock(tmp_path / "mlenv.lock")
+    path = tmp_path / "mlenv.lock"
+    path.write_text(path.read_text().replace(good.packages[0].sha256, "f" * 64))
+    proc = mlenv("lock", "--check", cwd=tmp_path)
+    assert proc.returncode == 1 and "content hash mismatch" in proc.stderr
+    proc = mlenv("lock", cwd=tmp_path, check=True)
+    assert "content hash mismatch" in proc.stderr and "solving from scratch" in proc.stderr
+    assert read_lock(path).content_hash == good.content_hash

@@ -55,8 +55,18 @@ def lock(spec_file, check, upgrade, upgrade_packages, platforms, offline, resolv
     from ..lockfile import read_lock
     from ..spec import load_spec
 
+    from ..errors import LockError
+
     spec = load_spec(spec_path(spec_file))
-    existing = read_lock(spec.lock_path) if spec.lock_path.exists() else None
+    try:
+        existing = read_lock(spec.lock_path) if spec.lock_path.exists() else None
+    except LockError as exc:
+        if check:
+            raise LockError(str(exc.message), hint="run `mlenv lock` to regenerate it", exit_code=1) from None
+        # Regenerating is what `mlenv lock` is for: a corrupt or hand-edited lock is
+        # replaced by a fresh solve (never used as preferences), and the user is told.
+        warn(f"{exc.message}; solving from scratch and replacing it")
+        existing = None
 
     # The no-op path: only tomllib, hashlib and json have been imported so far.
     if existing is not None and existing.spec_hash == spec.spec_hash() and not (upgrade or upgrade_packages or platforms):

@@ -132,7 +132,11 @@ def detect(path: Path, text: str) -> str:
                             hint="import the environment.yml it was made from")
         raise SpecError(f"{path}: not a conda environment.yml (no `dependencies`) nor an Azure ML environment "
                         "(no `image`, `build` or `conda_file`)")
-    return "requirements"
+    if name.endswith((".txt", ".in")) or "requirements" in name or "constraints" in name:
+        return "requirements"
+    raise SpecError(f"{path}: cannot tell which format this is from its name",
+                    hint="mlenv imports environment.yml/.yaml, requirements*.txt / *.in, pyproject.toml, "
+                         "pylock.toml and Azure ML environment YAML")
 
 
 def import_file(path: Path, *, name: str, python: str | None = None) -> tuple[str, list[str]]:
