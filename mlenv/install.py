@@ -17,8 +17,20 @@ Layout of a prefix:
   separate layers) PyPI packages go to PYPI_PREFIX/lib/pythonX.Y/site-packages
   and a `_mlenv_pypi.pth` in PREFIX's site-packages adds that directory.
 
-Every artifact is checked against the lock's sha256 (conda: by mlenv before
-rattler links it; PyPI: by uv --require-hashes). Nothing is resolved afresh.
+- images (`pypi_groups`): PyPI packages are installed in groups, each into
+  PYPI_PREFIX/<group>/ (one builder stage and one image layer per group), with
+  their scripts linked into PYPI_PREFIX/bin; the `_mlenv_pypi.pth` adds every
+  PYPI_PREFIX/*/lib/pythonX.Y/site-packages, so the groups form one logical
+  site-packages set.
+
+Artifacts (conda packages, wheels, sdists) are fetched by mlenv itself into a
+content-addressed cache, `<user cache>/mlenv/artifacts/sha256/<hex>` (atomic
+writes, sha256-verified before they enter it; concurrent downloads; index
+credentials from the environment only; CA from MLENV_CA_BUNDLE / SSL_CERT_FILE).
+`mlenv build` fetches on the host and ships the files in the build context, so
+the image's builder stages install offline (`--offline`). Every artifact is
+checked against the lock's sha256 (by mlenv when it enters the cache; again by
+uv --require-hashes for PyPI). Nothing is resolved afresh.
 """
 
 from __future__ import annotations
@@ -125,13 +137,16 @@ def _check_python_version(lock, platform: str, interpreter: str | Path) -> str:
 # --- sub-locks (the image builder installs the env and PyPI parts as separate layers) --
 
 
-def part_lock(lock, platform: str, part: str):
+def part_lock(lock, platform: str, part: str, packages=None, group: str | None = None):
     """A sealed lock holding only what one install step needs, so that a Docker
-    layer built from it changes only when that part of the environment does."""
+    layer built from it changes only when that part of the environment does
+    (`packages`/`group`: one PyPI group of an image)."""
     from .lockfile import Lock
 
     manager = "conda" if part == PART_ENV else "pypi"
     inputs = {"part": part}
+    if group:
+        inputs["group"] = group
     if part == PART_ENV:
         inputs["needs-interpreter"] = needs_interpreter(lock, platform)
     image = {k: lock.image[k] for k in ("python",) if lock.image.get(k)}
@@ -139,7 +154,7 @@ def part_lock(lock, platform: str, part: str):
         spec_hash="sha256:" + "0" * 64,
         python=lock.python,
         platforms={platform: dict(lock.platforms[platform])},
-        packages=[p for p in lock.for_platform(platform, manager)],
+        packages=list(packages) if packages is not None else [p for p in lock.for_platform(platform, manager)],
         variables={},
         image=image,
         inputs=inputs,
@@ -171,54 +186,138 @@ def install(
     files_dir: str | os.PathLike[str] | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
     no_cache: bool = False,
+    offline: bool = False,
+    pypi_groups: bool = False,
+    pypi_group: str | None = None,
+    stage_out: str | os.PathLike[str] | None = None,
     index_urls: tuple[str, ...] = (),
     progress=None,
 ) -> InstallResult:
+    """Materialize the lock's `parts` into prefix.
+
+    pypi_groups (images): PyPI packages live in PYPI_PREFIX/<group>/, the env's
+    .pth adds all of them; with pypi_group, the PyPI part installs this lock's
+    PyPI packages (one group's sub-lock) into PYPI_PREFIX/<pypi_group>, and with
+    stage_out moves it to stage_out/<PYPI_PREFIX>/<group> for the image's final COPY."""
     say = progress or (lambda msg: None)
     platform = check_platform(lock, platform)
     prefix = Path(prefix).absolute()
     pypi_prefix = Path(pypi_prefix).absolute() if pypi_prefix else None
+    if (pypi_groups or pypi_group) and pypi_prefix is None:
+        raise InstallError("PyPI groups need --pypi-prefix")
+    groups = pypi_groups or bool(pypi_group)
     files = Path(files_dir) if files_dir else None
-    cache = Path(cache_dir) if cache_dir else _default_cache()
     result = InstallResult(prefix, platform, pypi_prefix=pypi_prefix)
     prefix.mkdir(parents=True, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix="mlenv-install-")
+    try:
+        if no_cache:
+            cache = Path(tmp) / "artifacts"
+        elif cache_dir:
+            cache = Path(cache_dir) / "artifacts" / "sha256"
+        else:
+            cache = artifact_cache_dir()
+        wanted = []
+        if PART_ENV in parts:
+            wanted += lock.for_platform(platform, "conda")
+        if PART_PYPI in parts:
+            wanted += lock.for_platform(platform, "pypi")
+        artifacts = fetch_artifacts(wanted, cache=cache, files=files, offline=offline, index_urls=index_urls,
+                                    progress=say)
 
-    if PART_ENV in parts:
-        conda_pkgs = lock.for_platform(platform, "conda")
-        if conda_pkgs:
-            say(f"conda: verifying and linking {len(conda_pkgs)} packages with py-rattler")
-            _install_conda(conda_pkgs, prefix, platform, files, cache, no_cache)
-            result.conda = len(conda_pkgs)
-        if needs_interpreter(lock, platform):
-            interp = _ensure_interpreter(lock, platform, prefix, python, say)
-            result.interpreter = str(interp)
-            if pypi_prefix is not None:
-                version = _check_python_version(lock, platform, interp)
-                _write_pth(interp, pypi_prefix, version)
-
-    if PART_PYPI in parts:
-        pypi_pkgs = lock.for_platform(platform, "pypi")
-        if pypi_pkgs:
-            interp = env_python(prefix)
-            if not interp.exists():
+        if PART_ENV in parts:
+            conda_pkgs = lock.for_platform(platform, "conda")
+            if conda_pkgs:
+                say(f"conda: linking {len(conda_pkgs)} verified packages with py-rattler")
+                local = _named_links(conda_pkgs, artifacts, Path(tmp) / "conda")
+                rcache = Path(tmp) / "rattler" if (no_cache or offline) else _default_cache() / "rattler-pkgs"
+                _install_conda(conda_pkgs, prefix, platform, local, rcache)
+                result.conda = len(conda_pkgs)
+            if needs_interpreter(lock, platform):
                 interp = _ensure_interpreter(lock, platform, prefix, python, say)
-            version = _check_python_version(lock, platform, interp)
-            if pypi_prefix is not None:
-                _write_pth(interp, pypi_prefix, version)
-            say(f"pypi: installing {len(pypi_pkgs)} packages with uv (--require-hashes --no-deps)")
-            # A damaged or different installed distribution is reinstalled, not trusted.
-            inv = inventory(str(prefix), str(pypi_prefix) if pypi_prefix else None)
-            repair = [d.name for d in compare(lock, platform, inv) if d.manager == "pypi" and d.kind in ("files", "version")]
-            _install_pypi(pypi_pkgs, interp, pypi_prefix, files, cache, no_cache, index_urls, repair)
-            result.interpreter = str(interp)
-            result.pypi = len(pypi_pkgs)
-            result.removed = _remove_extra_pypi(lock, platform, prefix, pypi_prefix, interp)
+                result.interpreter = str(interp)
+                if pypi_prefix is not None:
+                    version = _check_python_version(lock, platform, interp)
+                    _write_pth(interp, pypi_prefix, version, groups=groups)
+                    if groups:  # the groups' parent: part of the env layer, so its metadata is stable
+                        pypi_prefix.mkdir(parents=True, exist_ok=True)
+
+        if PART_PYPI in parts:
+            pypi_pkgs = lock.for_platform(platform, "pypi")
+            if pypi_pkgs:
+                interp = env_python(prefix)
+                if not interp.exists():
+                    interp = _ensure_interpreter(lock, platform, prefix, python, say)
+                version = _check_python_version(lock, platform, interp)
+                local = _named_links(pypi_pkgs, artifacts, Path(tmp) / "pypi")
+                uv_cache = Path(tmp) / "uv" if (no_cache or offline) else _default_cache() / "uv"
+                if pypi_group:
+                    target = pypi_prefix / pypi_group
+                    say(f"pypi: installing group {pypi_group} ({len(pypi_pkgs)} packages) with uv (--require-hashes --no-deps)")
+                    _install_pypi(pypi_pkgs, interp, target, local, uv_cache, True, offline)
+                    if stage_out:
+                        _stage_group(target, pypi_prefix, Path(stage_out))
+                    else:
+                        _link_scripts(target / "bin", pypi_prefix / "bin")
+                else:
+                    if pypi_prefix is not None:
+                        _write_pth(interp, pypi_prefix, version, groups=groups)
+                    say(f"pypi: installing {len(pypi_pkgs)} packages with uv (--require-hashes --no-deps)")
+                    # A damaged or different installed distribution is reinstalled, not trusted.
+                    inv = inventory(str(prefix), str(pypi_prefix) if pypi_prefix else None)
+                    repair = [d.name for d in compare(lock, platform, inv) if d.manager == "pypi" and d.kind in ("files", "version")]
+                    _install_pypi(pypi_pkgs, interp, pypi_prefix, local, uv_cache, no_cache, offline, repair)
+                    result.removed = _remove_extra_pypi(lock, platform, prefix, pypi_prefix, interp)
+                result.interpreter = str(interp)
+                result.pypi = len(pypi_pkgs)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return result
 
 
+def _link_scripts(bin_dir: Path, merged: Path) -> None:
+    """Relative symlinks merged/<script> -> ../<group>/bin/<script>: one PATH entry for all groups."""
+    merged.mkdir(parents=True, exist_ok=True)
+    if not bin_dir.is_dir():
+        return
+    for script in sorted(bin_dir.iterdir()):
+        link = merged / script.name
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(os.path.relpath(script, merged))
+
+
+FIXED_MTIME = 1_700_000_000
+
+
+def _stage_group(target: Path, pypi_prefix: Path, out: Path) -> None:
+    """Move an installed group to out/<its absolute path>, scripts linked into
+    out/<PYPI_PREFIX>/bin, and give the directories the final image shares between
+    groups (/opt, /opt/mlenv, PYPI_PREFIX, its bin) a fixed mtime. The final stage
+    copies out/ to / : a group's layer then holds only its own files plus those
+    shared directories with fixed metadata, so its digest does not depend on when
+    it was copied (the classic builder re-runs every COPY after a changed one)."""
+    dest = out / target.relative_to(target.anchor)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    os.rename(target, dest)
+    merged = out / pypi_prefix.relative_to(pypi_prefix.anchor) / "bin"
+    _link_scripts(dest / "bin", merged)
+    for d in [merged, *merged.relative_to(out).parents]:
+        if str(d) != ".":
+            path = d if d.is_absolute() else out / d
+            os.utime(path, (FIXED_MTIME, FIXED_MTIME))
+
+
 def _default_cache() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "mlenv"
+    """platformdirs.user_cache_dir("mlenv") (XDG_CACHE_HOME, else ~/.cache/mlenv on Linux);
+    stdlib fallback where platformdirs is absent (the image builder)."""
+    try:
+        from platformdirs import user_cache_dir
+
+        return Path(user_cache_dir("mlenv"))
+    except ImportError:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        return Path(base) / "mlenv"
 
 
 def _ensure_interpreter(lock, platform: str, prefix: Path, python: str | None, say) -> Path:
@@ -248,12 +347,21 @@ def _clean_env() -> dict[str, str]:
     return env
 
 
-def _write_pth(interp: Path, pypi_prefix: Path, version: str) -> None:
+def _write_pth(interp: Path, pypi_prefix: Path, version: str, groups: bool = False) -> None:
+    """The env's `_mlenv_pypi.pth`: addsitedir (so .pth files of PyPI packages work too)
+    of PYPI_PREFIX's site-packages, or with groups of every PYPI_PREFIX/*/ one, sorted
+    (it does not depend on the set of groups, so the env layer does not either)."""
     from .fsutil import atomic_write
 
     site = _purelib(interp)
-    target = pypi_prefix / "lib" / f"python{version}" / "site-packages"
-    atomic_write(Path(site) / PTH_NAME, f"import site; site.addsitedir({str(target)!r})\n")
+    if groups:
+        pattern = str(pypi_prefix / "*" / "lib" / f"python{version}" / "site-packages")
+        # no comprehension: .pth lines run in exec() with separate locals
+        line = f"import glob, site; list(map(site.addsitedir, sorted(glob.glob({pattern!r}))))\n"
+    else:
+        target = pypi_prefix / "lib" / f"python{version}" / "site-packages"
+        line = f"import site; site.addsitedir({str(target)!r})\n"
+    atomic_write(Path(site) / PTH_NAME, line)
 
 
 def _purelib(interp: Path) -> str:
@@ -264,7 +372,12 @@ def _purelib(interp: Path) -> str:
     return proc.stdout.strip()
 
 
-# --- conda ----------------------------------------------------------------------------
+# --- the artifact cache -------------------------------------------------------------------
+
+
+def artifact_cache_dir() -> Path:
+    """<user cache>/mlenv/artifacts/sha256: files named by their sha256 only."""
+    return _default_cache() / "artifacts" / "sha256"
 
 
 def sha256_file(path: Path) -> str:
@@ -275,87 +388,225 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def _fetch_verified(pkg, files: Path | None, store: Path) -> Path:
-    """A local copy of pkg's artifact whose sha256 equals the lock's."""
+def artifact_filename(pkg) -> str:
+    from urllib.parse import unquote
+
+    return unquote(pkg.url.rsplit("/", 1)[-1].split("#", 1)[0].split("?", 1)[0])
+
+
+def _kind(pkg) -> str:
+    return "conda package" if pkg.manager == "conda" else "PyPI package"
+
+
+def _mismatch(pkg, want: str, got: str, where: str) -> InstallError:
+    return InstallError(
+        f"sha256 mismatch for {_kind(pkg)} {pkg.name} {pkg.version} ({artifact_filename(pkg)}): "
+        f"mlenv.lock says {want}, {where} has {got}",
+        hint="the artifact or the lock was altered; re-lock (`mlenv lock --upgrade`) from a trusted channel or index",
+    )
+
+
+def link_or_copy(src: Path, dest: Path) -> None:
+    """dest becomes src's content: a hard link when on one filesystem, else a copy."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.exists() or dest.is_symlink():
+        dest.unlink()
+    try:
+        os.link(src, dest)
+    except OSError:
+        shutil.copyfile(src, dest)
+
+
+def fetch_artifacts(pkgs, *, cache: Path | None = None, files: Path | None = None, offline: bool = False,
+                    index_urls: tuple[str, ...] = (), workers: int = 8, progress=None) -> dict[str, Path]:
+    """sha256 -> a local file with exactly that content, for every package.
+
+    Looked up in order: `files/<filename>` (the image builder's context), the cache
+    (`cache/<sha256>`), a file:// URL (hashed, then linked into the cache), a download
+    (hashed while streamed; atomically renamed into the cache only when it matches).
+    `offline`: never download (the image builder). Downloads run concurrently."""
     from urllib.parse import unquote, urlparse
 
-    filename = pkg.url.rsplit("/", 1)[-1]
-    candidates: list[Path] = []
-    if files is not None:
-        candidates.append(files / filename)
-    parsed = urlparse(pkg.url)
-    if parsed.scheme == "file":
-        candidates.append(Path(unquote(parsed.path)))
-    cached = store / f"{pkg.sha256[:16]}-{filename}"
-    candidates.append(cached)
-    for path in candidates:
-        if path.is_file():
-            got = sha256_file(path)
-            if got == pkg.sha256:
-                return path
-            if path != cached:
-                raise InstallError(
-                    f"sha256 mismatch for conda package {pkg.name} {pkg.version} ({filename}): "
-                    f"mlenv.lock says {pkg.sha256}, the file has {got}",
-                    hint="the artifact or the lock was altered; re-lock with `mlenv lock --upgrade` from a trusted channel",
-                )
-    if parsed.scheme == "file":
-        raise InstallError(f"conda package file {unquote(parsed.path)} not found", hint="is the local channel still there?")
-    store.mkdir(parents=True, exist_ok=True)
-    tmp = store / f".{filename}.{os.getpid()}.part"
-    _download(pkg.url, tmp)
-    got = sha256_file(tmp)
+    cache = cache or artifact_cache_dir()
+    out: dict[str, Path] = {}
+    todo = []
+    for pkg in pkgs:
+        if pkg.sha256 in out:
+            continue
+        filename = artifact_filename(pkg)
+        if files is not None and (files / filename).is_file():
+            got = sha256_file(files / filename)
+            if got != pkg.sha256:
+                raise _mismatch(pkg, pkg.sha256, got, "the file")
+            out[pkg.sha256] = files / filename
+            continue
+        cached = cache / pkg.sha256
+        if cached.is_file():
+            out[pkg.sha256] = cached
+            continue
+        parsed = urlparse(pkg.url)
+        if parsed.scheme == "file":
+            local = Path(unquote(parsed.path))
+            if not local.is_file():
+                raise InstallError(f"{_kind(pkg)} file {local} not found", hint="is the local channel or index still there? re-lock")
+            got = sha256_file(local)
+            if got != pkg.sha256:
+                raise _mismatch(pkg, pkg.sha256, got, "the file")
+            cache.mkdir(parents=True, exist_ok=True)
+            tmp = cache / f".{pkg.sha256}.{os.getpid()}.{threading_ident()}.part"
+            link_or_copy(local, tmp)
+            os.replace(tmp, cached)
+            out[pkg.sha256] = cached
+            continue
+        if offline:
+            raise InstallError(f"{_kind(pkg)} {pkg.name} {pkg.version}: {filename} is not in {files or cache}",
+                               hint="the image builder installs offline from the build context; rebuild with `mlenv build`")
+        todo.append(pkg)
+    if todo:
+        creds = _credentials(index_urls)
+        ctx = _ssl_context()
+        cache.mkdir(parents=True, exist_ok=True)
+        say = progress or (lambda msg: None)
+        total = sum(int(p.get("size") or 0) for p in todo)
+        say(f"downloading {len(todo)} artifacts" + (f" ({total / 1e6:.1f} MB)" if total else ""))
+        if len(todo) == 1 or workers <= 1:
+            for pkg in todo:
+                out[pkg.sha256] = _download_verified(pkg, cache, creds, ctx)
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+
+            # biggest first: the longest downloads start at once
+            todo.sort(key=lambda p: -int(p.get("size") or 0))
+            with ThreadPoolExecutor(max_workers=min(workers, len(todo)), thread_name_prefix="mlenv-fetch") as pool:
+                futures = [(pkg, pool.submit(_download_verified, pkg, cache, creds, ctx)) for pkg in todo]
+                error = None
+                for pkg, fut in futures:
+                    try:
+                        out[pkg.sha256] = fut.result()
+                    except InstallError as exc:
+                        error = error or exc
+                if error:
+                    raise error
+    return out
+
+
+def threading_ident() -> int:
+    import threading
+
+    return threading.get_ident()
+
+
+def _ssl_context():
+    """Verification against MLENV_CA_BUNDLE if set, else the default paths
+    (which honour SSL_CERT_FILE / SSL_CERT_DIR)."""
+    import ssl
+
+    ca = os.environ.get("MLENV_CA_BUNDLE")
+    return ssl.create_default_context(cafile=ca) if ca else ssl.create_default_context()
+
+
+def _netrc_auth(host: str) -> str | None:
+    import netrc
+
+    path = os.environ.get("NETRC") or os.path.join(os.path.expanduser("~"), ".netrc")
+    if not os.path.isfile(path):
+        return None
+    try:
+        entry = netrc.netrc(path).authenticators(host)
+    except (OSError, netrc.NetrcParseError):
+        return None
+    if not entry:
+        return None
+    login, _, password = entry
+    return f"{login or ''}:{password or ''}"
+
+
+def _download_verified(pkg, cache: Path, creds: dict[str, str], ctx) -> Path:
+    import base64
+    import urllib.request
+    from urllib.parse import urlsplit
+
+    url = pkg.url
+    parts = urlsplit(url)
+    headers = {"User-Agent": "mlenv"}
+    auth = None
+    if parts.username:  # never in a lock, but a hand-made one may carry them
+        auth = parts.netloc.rsplit("@", 1)[0]
+        url = url.replace(parts.netloc, parts.netloc.rsplit("@", 1)[1], 1)
+        parts = urlsplit(url)
+    auth = auth or creds.get(parts.netloc) or creds.get(parts.hostname or "") or _netrc_auth(parts.hostname or "")
+    req = urllib.request.Request(url, headers=headers)
+    if auth:
+        from urllib.parse import unquote
+
+        raw = unquote(auth).encode()
+        req.add_unredirected_header("Authorization", "Basic " + base64.b64encode(raw).decode())
+    tmp = cache / f".{pkg.sha256}.{os.getpid()}.{threading_ident()}.part"
+    h = hashlib.sha256()
+    try:
+        with urllib.request.urlopen(req, timeout=120, context=ctx if parts.scheme == "https" else None) as resp, \
+                open(tmp, "wb") as out:
+            while True:
+                chunk = resp.read(1 << 20)
+                if not chunk:
+                    break
+                h.update(chunk)
+                out.write(chunk)
+    except Exception as exc:  # URLError, HTTPError, SSL errors, timeouts
+        tmp.unlink(missing_ok=True)
+        text = _strip(str(exc))
+        hint = None
+        if "CERTIFICATE" in text.upper():
+            hint = "a TLS-intercepting proxy? pass --ca-bundle FILE (or set MLENV_CA_BUNDLE / SSL_CERT_FILE)"
+        elif re.search(r"\b(401|403)\b|Unauthorized|Forbidden", text):
+            text = "the index refused the download (authentication): " + text
+            hint = ("provide credentials in the environment: MLENV_INDEX_URL=https://user:token@host/simple, "
+                    "the spec's ${VAR} index URL, or ~/.netrc")
+        raise InstallError(f"could not download {_kind(pkg)} {pkg.name} {pkg.version} from {_strip(pkg.url)}: {text}",
+                           hint=hint) from None
+    got = h.hexdigest()
     if got != pkg.sha256:
         tmp.unlink(missing_ok=True)
-        raise InstallError(
-            f"sha256 mismatch for conda package {pkg.name} {pkg.version} downloaded from {_strip(pkg.url)}: "
-            f"mlenv.lock says {pkg.sha256}, the download has {got}",
-            hint="the channel serves a different file than when the lock was made; re-lock or check the channel",
-        )
-    os.replace(tmp, cached)
-    return cached
+        raise _mismatch(pkg, pkg.sha256, got, f"the download from {_strip(pkg.url)}")
+    dest = cache / pkg.sha256
+    os.replace(tmp, dest)
+    return dest
 
 
-def _download(url: str, dest: Path) -> None:
-    import urllib.request
+def _named_links(pkgs, artifacts: dict[str, Path], directory: Path) -> Path:
+    """directory/<filename> for each package (installers need the real file name)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for pkg in pkgs:
+        src = artifacts[pkg.sha256]
+        dest = directory / artifact_filename(pkg)
+        if src != dest:
+            try:
+                dest.symlink_to(src.absolute())  # the cache may be on another filesystem than the temp dir
+            except OSError:
+                link_or_copy(src, dest)
+    return directory
 
-    try:
-        with urllib.request.urlopen(url, timeout=120) as resp, open(dest, "wb") as out:
-            shutil.copyfileobj(resp, out, 1 << 20)
-    except Exception as exc:  # URLError, SSL errors, timeouts
-        dest.unlink(missing_ok=True)
-        hint = None
-        if "CERTIFICATE" in str(exc).upper():
-            hint = "a TLS-intercepting proxy? pass --ca-bundle FILE (or set MLENV_CA_BUNDLE / SSL_CERT_FILE)"
-        raise InstallError(f"could not download {_strip(url)}: {exc}", hint=hint) from None
+
+# --- conda ----------------------------------------------------------------------------
 
 
-def _install_conda(pkgs, prefix: Path, platform: str, files: Path | None, cache: Path, no_cache: bool) -> None:
+def _install_conda(pkgs, prefix: Path, platform: str, local: Path, rcache: Path) -> None:
+    """Link verified local artifacts (local/<filename>) into prefix with py-rattler."""
     import asyncio
 
     import rattler
 
     from .solve.conda import to_record
 
-    tmp = tempfile.mkdtemp(prefix="mlenv-conda-") if no_cache else None
+    records = [to_record(replace(pkg, url=(local / artifact_filename(pkg)).absolute().as_uri())) for pkg in pkgs]
+    tag_existed = (prefix / "CACHEDIR.TAG").exists()
     try:
-        store = Path(tmp) / "pkgs" if tmp else cache / "conda-pkgs"
-        records = []
-        for pkg in pkgs:
-            local = _fetch_verified(pkg, files, store)
-            records.append(to_record(replace(pkg, url=local.absolute().as_uri())))
-        rcache = Path(tmp) / "rattler" if tmp else cache / "rattler-pkgs"
-        tag_existed = (prefix / "CACHEDIR.TAG").exists()
-        try:
-            asyncio.run(rattler.install(records, str(prefix), cache_dir=str(rcache), show_progress=False,
-                                        platform=rattler.Platform(platform)))
-        except Exception as exc:
-            raise InstallError(f"py-rattler could not install the conda packages into {prefix}: {_first(exc)}") from None
-        if not tag_existed:  # py-rattler marks the prefix as a cache dir; an environment is not one
-            (prefix / "CACHEDIR.TAG").unlink(missing_ok=True)
-    finally:
-        if tmp:
-            shutil.rmtree(tmp, ignore_errors=True)
+        asyncio.run(rattler.install(records, str(prefix), cache_dir=str(rcache), show_progress=False,
+                                    platform=rattler.Platform(platform)))
+    except Exception as exc:
+        raise InstallError(f"py-rattler could not install the conda packages into {prefix}: {_first(exc)}") from None
+    if not tag_existed:  # py-rattler marks the prefix as a cache dir; an environment is not one
+        (prefix / "CACHEDIR.TAG").unlink(missing_ok=True)
 
 
 # --- PyPI -------------------------------------------------------------------------------
@@ -382,8 +633,7 @@ def _credentials(index_urls: tuple[str, ...]) -> dict[str, str]:
     from urllib.parse import urlsplit
 
     urls = list(index_urls)
-    for var in ("MLENV_INDEX_URL", "MLENV_INDEX_CREDENTIALS"):
-        urls += [u for u in os.environ.get(var, "").split() if u]
+    urls += [u for u in os.environ.get("MLENV_INDEX_URL", "").split() if u]
     out = {}
     for url in urls:
         parts = urlsplit(url)
@@ -392,33 +642,17 @@ def _credentials(index_urls: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
-def _with_credentials(url: str, creds: dict[str, str]) -> str:
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or "@" in parts.netloc:
-        return url
-    auth = creds.get(parts.netloc)
-    if not auth:
-        return url
-    return urlunsplit((parts.scheme, f"{auth}@{parts.netloc}", parts.path, parts.query, parts.fragment))
-
-
 def _strip(text: str) -> str:
     return re.sub(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s`'\"]*@", r"\1", text)
 
 
-def _install_pypi(pkgs, interp: Path, pypi_prefix: Path | None, files: Path | None, cache: Path, no_cache: bool,
-                  index_urls: tuple[str, ...], reinstall: list[str] = ()) -> None:
-    creds = _credentials(index_urls)
-    lines = []
-    for pkg in pkgs:
-        url = pkg.url
-        filename = url.rsplit("/", 1)[-1]
-        if files is not None and (files / filename).is_file():
-            url = (files / filename).absolute().as_uri()
-        url = _with_credentials(url, creds)
-        lines.append(f"{pkg.name} @ {url} --hash=sha256:{pkg.sha256}\n")
+def _install_pypi(pkgs, interp: Path, pypi_prefix: Path | None, local: Path, cache: Path, no_cache: bool,
+                  offline: bool, reinstall: list[str] = ()) -> None:
+    """uv installs verified local artifacts (local/<filename>), hashes required again.
+    Wheels need no index at all; an sdist may need its build backend from PyPI
+    (unless offline)."""
+    lines = [f"{pkg.name} @ {(local / artifact_filename(pkg)).absolute().as_uri()} --hash=sha256:{pkg.sha256}\n"
+             for pkg in pkgs]
     env = _clean_env()
     env["UV_NO_CONFIG"] = "1"
     ca = os.environ.get("MLENV_CA_BUNDLE")
@@ -426,13 +660,13 @@ def _install_pypi(pkgs, interp: Path, pypi_prefix: Path | None, files: Path | No
         env["SSL_CERT_FILE"] = ca
     with tempfile.TemporaryDirectory(prefix="mlenv-install-") as tmp:
         reqs = Path(tmp) / "requirements.txt"
-        fd = os.open(reqs, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # may hold credentials: private, temporary
+        fd = os.open(reqs, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.writelines(lines)
         cmd = [uv_command(), "pip", "install", "--python", str(interp), "--require-hashes", "--no-deps",
                "--no-progress", "--color", "never", "-r", str(reqs)]
-        if all(p.url.endswith(".whl") for p in pkgs):
-            cmd.append("--no-index")
+        if all(artifact_filename(p).endswith(".whl") for p in pkgs):
+            cmd += ["--no-index", "--offline"]  # nothing to fetch: every file is local
         if pypi_prefix is not None:
             cmd += ["--prefix", str(pypi_prefix)]
         for name in reinstall:
@@ -440,7 +674,7 @@ def _install_pypi(pkgs, interp: Path, pypi_prefix: Path | None, files: Path | No
         if no_cache:
             cmd.append("--no-cache")
         else:
-            env.setdefault("UV_CACHE_DIR", str(cache / "uv"))
+            env.setdefault("UV_CACHE_DIR", str(cache))
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL)
     if pypi_prefix is not None:
         (pypi_prefix / ".lock").unlink(missing_ok=True)
@@ -505,7 +739,12 @@ def site_dirs(prefix):
         pth = os.path.join(site, "_mlenv_pypi.pth")
         if os.path.exists(pth):
             with open(pth, encoding="utf-8") as fh:
-                m = re.search(r"addsitedir\((['\"])(.+?)\1\)", fh.read())
+                text = fh.read()
+            m = re.search(r"glob\.glob\((['\"])(.+?)\1\)", text)  # PyPI groups (images)
+            if m:
+                out += sorted(glob.glob(m.group(2)))
+                continue
+            m = re.search(r"addsitedir\((['\"])(.+?)\1\)", text)
             if m:
                 out.append(m.group(2))
     return out
@@ -679,6 +918,10 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--files-dir")
             p.add_argument("--cache-dir")
             p.add_argument("--no-cache", action="store_true")
+            p.add_argument("--offline", action="store_true", help="never download: every artifact is in --files-dir")
+            p.add_argument("--pypi-groups", action="store_true", help="PyPI packages live in PYPI_PREFIX/<group>/")
+            p.add_argument("--pypi-group", metavar="GROUP", help="install the PyPI part into PYPI_PREFIX/GROUP")
+            p.add_argument("--stage-out", metavar="DIR", help="then move the group to DIR/<its path> (image builder)")
     args = parser.parse_args(argv)
     from .lockfile import read_lock
 
@@ -687,7 +930,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "install":
             res = install(lock, args.prefix, platform=args.platform, python=args.python, pypi_prefix=args.pypi_prefix,
                           parts=tuple(args.part or (PART_ENV, PART_PYPI)), files_dir=args.files_dir,
-                          cache_dir=args.cache_dir, no_cache=args.no_cache,
+                          cache_dir=args.cache_dir, no_cache=args.no_cache, offline=args.offline,
+                          pypi_groups=args.pypi_groups, pypi_group=args.pypi_group, stage_out=args.stage_out,
                           progress=lambda m: print(f"mlenv-install: {m}", file=sys.stderr, flush=True))
             print(f"mlenv-install: installed {res.conda} conda + {res.pypi} PyPI packages into {res.prefix}", file=sys.stderr)
             return 0

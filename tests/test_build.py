@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -129,11 +130,12 @@ def test_dockerfile_only_renders_the_context(conda_image, tmp_path):
     out = tmp_path / "ctx"
     ok(mlenv("build", "--dockerfile-only", str(out), "--ca-bundle", HOST_CA, cwd=d))
     text = (out / "Dockerfile").read_text()
-    assert text.count("FROM ") == 2 and "AS builder" in text
-    final = text.split("# ---- final stage")[1]
-    assert "ca-bundle" not in final and "SSL_CERT_FILE" not in final
-    assert (out / "ca/ca-bundle.pem").exists() and (out / "tools/lib/mlenv/install.py").exists()
-    assert any((out / "env/files").glob("mlenv-hello-*.tar.bz2"))
+    assert text.count("FROM ") == 3 and "AS tools" in text and "FROM tools AS env" in text
+    assert "--offline" in text
+    # every artifact is in the context: no stage downloads, so no stage needs the CA bundle
+    assert "ca-bundle" not in text and "SSL_CERT_FILE" not in text and not (out / "ca").exists()
+    assert (out / "tools/lib/mlenv/install.py").exists()
+    assert sorted(p.name.rsplit("-", 2)[0] for p in (out / "env/files").glob("*.tar.bz2")) == ["libfix", "libfix-data", "mlenv-hello"]
 
 
 # --- PyPI images from the fixture index: layers, registry, failures -----------------
@@ -155,23 +157,46 @@ def pypi_project(tmp_path_factory, base_image_remote, pypi_server):
     return make
 
 
-def test_one_pypi_change_rebuilds_only_the_pypi_layer(pypi_project, docker_client):
-    d = pypi_project(["fixalpha==1.0.0", "numpy==1.26.4"])
-    first = build(d)
+def _layer_steps(client, ref: str) -> list[str]:
+    """The Dockerfile step of each filesystem layer, oldest first (aligned with RootFS.Layers)."""
+    hist = [h for h in reversed(client.api.history(ref)) if h["Size"] > 0]
+    assert len(hist) == len(layers(client, ref))
+    return [h["CreatedBy"] for h in hist]
+
+
+GROUPS_OF_ONE = {"MLENV_BUILD_GROUP_MIN_BYTES": "1"}  # fixture wheels are tiny: one group each
+
+
+def test_one_pypi_change_rebuilds_only_that_group_layer(pypi_project, docker_client):
+    d = pypi_project(["fixalpha==1.0.0", "fixnum"])
+    first = build(d, env=GROUPS_OF_ONE)
     toml = d / "mlenv.toml"
     toml.write_text(toml.read_text().replace("fixalpha==1.0.0", "fixalpha==1.1.0"))
     ok(mlenv("lock", cwd=d))
-    second = build(d)
+    second = build(d, env=GROUPS_OF_ONE)
     try:
         assert first["image"] != second["image"] and second["action"] == "built"
         a, b = layers(docker_client, first["image"]), layers(docker_client, second["image"])
-        assert len(a) == len(b)
-        # base..., env (venv), pypi, metadata: everything before the PyPI layer is shared
-        assert a[:-2] == b[:-2]
-        assert a[-2] != b[-2]
-        out = docker_client.containers.run(second["image"], ["python", "-c", "import fixalpha, importlib.metadata as m; print(m.version('fixalpha'))"],
-                                           network_mode="none", remove=True)
-        assert out.decode().strip() == "1.1.0"
+        steps = _layer_steps(docker_client, second["image"])
+        assert len(a) == len(b) == len(steps)
+        # the final stage's group COPYs, in Dockerfile order (history shows no stage names)
+        ctx = d / "ctx"
+        ok(mlenv("build", "--dockerfile-only", str(ctx), cwd=d, env=GROUPS_OF_ONE))
+        order = re.findall(r"^COPY --from=pypi-(\S+) ", (ctx / "Dockerfile").read_text(), re.M)
+        assert sorted(order) == ["fixalpha", "fixnum", "numpy"]
+        groups = [i for i, st in enumerate(steps) if st.rstrip().endswith(" in / ") or st.rstrip().endswith(" in /")]
+        assert len(groups) == 3, steps
+        fixalpha = groups[order.index("fixalpha")]
+        changed = [i for i in range(len(a)) if a[i] != b[i]]
+        # base, env, the other groups keep their digests; only fixalpha's group and the metadata change
+        assert changed == sorted([fixalpha, len(a) - 1]), (changed, steps)
+        # one logical site-packages over the groups: fixnum imports numpy from another group
+        code = ("import fixnum, numpy, fixalpha, importlib.metadata as m, os; "
+                "print(m.version('fixalpha'), os.path.dirname(numpy.__file__), os.path.dirname(fixnum.__file__))")
+        out = docker_client.containers.run(second["image"], ["python", "-c", code], network_mode="none", remove=True)
+        version, numpy_dir, fixnum_dir = out.decode().split()
+        assert version == "1.1.0"
+        assert numpy_dir.startswith("/opt/mlenv/pypi/numpy/") and fixnum_dir.startswith("/opt/mlenv/pypi/fixnum/")
         ok(mlenv("verify", "--image", second["image"], cwd=d))
         # the first image does not match the new lock
         proc = mlenv("verify", "--image", first["image"], cwd=d)
@@ -179,6 +204,72 @@ def test_one_pypi_change_rebuilds_only_the_pypi_layer(pypi_project, docker_clien
     finally:
         remove_image(docker_client, first["image"])
         remove_image(docker_client, second["image"])
+
+
+def test_shared_artifacts_are_downloaded_once(pypi_project, docker_client, pypi_server, tmp_path):
+    cache = {"XDG_CACHE_HOME": str(tmp_path / "cache")}  # an empty artifact cache for both builds
+    one = pypi_project(["fixbeta"], name="build-share-a")
+    two = pypi_project(["fixalpha==1.1.0", "fixnum"], name="build-share-b")
+    alpha = next(p for p in read_lock(two / "mlenv.lock").packages if p.name == "fixalpha").url.rsplit("/", 1)[-1]
+    refs = []
+    try:
+        before = len(pypi_server.requests)
+        refs.append(build(one, env=cache)["image"])
+        assert any(alpha in r for r in pypi_server.requests[before:])
+        before = len(pypi_server.requests)
+        refs.append(build(two, env=cache)["image"])
+        fetched = pypi_server.requests[before:]
+        assert any("fixnum" in r for r in fetched) and not any(alpha in r for r in fetched), fetched
+        cached = {p.name for p in (tmp_path / "cache" / "mlenv" / "artifacts" / "sha256").iterdir()}
+        lock_shas = {p.sha256 for d in (one, two) for p in read_lock(d / "mlenv.lock").packages}
+        assert cached == lock_shas
+    finally:
+        for ref in refs:
+            remove_image(docker_client, ref)
+
+
+def test_no_credential_or_ca_reaches_any_stage(tmp_path, docker_client, base_image_remote, pypi_auth_server):
+    index = pypi_auth_server.url.replace("://", "://${IDX_USER}:${IDX_TOKEN}@")
+    d = project(tmp_path / "auth", base_image_remote, f"""
+        [pypi]
+        index-url = "{index}"
+        dependencies = ["fixbeta"]
+        [variables]
+        MLENV_TEST_RUN = "{uuid.uuid4().hex}"
+        """, "build-auth", python="3.11")
+    env = {"IDX_USER": pypi_auth_server.username, "IDX_TOKEN": pypi_auth_server.password,
+           "XDG_CACHE_HOME": str(tmp_path / "cache"), **GROUPS_OF_ONE}
+    ok(mlenv("lock", cwd=d, env=env))
+    secret = pypi_auth_server.password.encode()
+    ca_pem = Path(HOST_CA).read_bytes()
+    ca_cert = ca_pem.split(b"-----BEGIN CERTIFICATE-----")[-1][:200]
+    # without credentials, the host-side download is refused: one clear message
+    proc = mlenv("build", cwd=d, env={**env, "IDX_USER": "", "IDX_TOKEN": ""})
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr and "authentication" in proc.stderr
+    # the build context: every file, the Dockerfile included
+    ctx = tmp_path / "ctx"
+    ok(mlenv("build", "--dockerfile-only", str(ctx), "--ca-bundle", HOST_CA, cwd=d, env=env))
+    files = [p for p in ctx.rglob("*") if p.is_file()]
+    assert len([p for p in files if p.suffix == ".whl"]) == 2
+    assert [p for p in files if secret in p.read_bytes() or ca_cert in p.read_bytes()] == []
+    dockerfile = (ctx / "Dockerfile").read_text()
+    assert "ARG" not in dockerfile and "MLENV_INDEX" not in dockerfile and "ca-bundle" not in dockerfile
+    index_host = pypi_auth_server.url.split("://", 1)[1].split("/", 1)[0]
+    assert index_host not in dockerfile  # no index URL: nothing is fetched in any stage
+    result = build(d, "--ca-bundle", HOST_CA, env=env)
+    try:
+        history = json.dumps(docker_client.api.history(result["image"]))
+        for bad in (pypi_auth_server.password, pypi_auth_server.username, "ca-bundle", "SSL_CERT_FILE", "MLENV_INDEX"):
+            assert bad not in history
+        log = Path(result["log"]).read_bytes()
+        assert secret not in log and ca_cert not in log
+        config = json.dumps(docker_client.api.inspect_image(result["image"])["Config"])
+        assert pypi_auth_server.password not in config
+        out = docker_client.containers.run(result["image"], ["python", "-c", "import fixbeta, fixalpha; print('ok')"],
+                                           network_mode="none", remove=True)
+        assert out.decode().strip() == "ok"
+    finally:
+        remove_image(docker_client, result["image"])
 
 
 def test_push_then_reuse_from_registry(pypi_project, docker_client, test_registry):
@@ -253,10 +344,13 @@ def test_real_pypi_image_end_to_end(tmp_path, docker_client, base_image_remote):
     lock = read_lock(d / "mlenv.lock")
     ref = f"mlenv/build-ml:{lock.short_hash}"
     try:
-        # Without the proxy's CA the builder cannot download from PyPI: a clear failure.
-        proc = mlenv("build", cwd=d)
+        # Without the proxy's CA, mlenv's host-side download from PyPI fails: a clear failure.
+        empty = tmp_path / "empty"
+        empty.mkdir()
+        no_ca = {"SSL_CERT_FILE": str(empty / "none.pem"), "SSL_CERT_DIR": str(empty), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+        proc = mlenv("build", cwd=d, env=no_ca)
         assert proc.returncode != 0 and "Traceback" not in proc.stderr
-        assert "TLS" in proc.stderr and "--ca-bundle" in proc.stderr and "full log: " in proc.stderr
+        assert "CERTIFICATE_VERIFY_FAILED" in proc.stderr and "--ca-bundle" in proc.stderr
 
         result = build(d, "--ca-bundle", HOST_CA)
         assert result["action"] == "built" and result["image"] == ref

@@ -181,16 +181,47 @@ def test_credentials_come_from_the_environment_and_are_not_written(tmp_path, pyp
         [image]
         base = "{UNRESOLVABLE}"
     """)
-    creds = {"IDX_USER": pypi_auth_server.username, "IDX_TOKEN": pypi_auth_server.password}
+    cache = {"XDG_CACHE_HOME": str(tmp_path / "cache")}  # an empty artifact cache
+    creds = {"IDX_USER": pypi_auth_server.username, "IDX_TOKEN": pypi_auth_server.password, **cache}
     ok(mlenv("lock", cwd=d, env=creds))
     assert pypi_auth_server.password not in (d / "mlenv.lock").read_text()
     prefix = tmp_path / "env"
-    proc = mlenv("install", "--prefix", str(prefix), "--python", BASE_PYTHON, cwd=d, env={"IDX_USER": "", "IDX_TOKEN": ""})
+    proc = mlenv("install", "--prefix", str(prefix), "--python", BASE_PYTHON, cwd=d, env={"IDX_USER": "", "IDX_TOKEN": "", **cache})
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "authentication" in proc.stderr and "MLENV_INDEX_URL" in proc.stderr
     ok(mlenv("install", "--prefix", str(prefix), "--python", BASE_PYTHON, cwd=d, env=creds))
     ok(mlenv("verify", "--prefix", str(prefix), cwd=d, env=creds))
     leaked = [p for p in prefix.rglob("*") if p.is_file() and pypi_auth_server.password.encode() in p.read_bytes()]
     assert leaked == []
+    artifacts = list((tmp_path / "cache" / "mlenv" / "artifacts" / "sha256").iterdir())
+    lock = read_lock(d / "mlenv.lock")
+    assert [a.name for a in artifacts] == [p.sha256 for p in lock.for_platform("linux-64", "pypi")]
+    assert all(pypi_auth_server.password.encode() not in a.read_bytes() for a in artifacts)
+
+
+def test_second_install_uses_the_artifact_cache_offline(tmp_path, pypi_server):
+    d = tmp_path / "proj"
+    write(d, f"""
+        [environment]
+        name = "inst-cache"
+        python = "{sys.version_info.major}.{sys.version_info.minor}"
+        [pypi]
+        index-url = "{pypi_server}"
+        dependencies = ["fixbeta"]
+        [image]
+        base = "{UNRESOLVABLE}"
+    """)
+    cache = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    ok(mlenv("lock", cwd=d, env=cache))
+    files = [p.url.rsplit("/", 1)[-1] for p in read_lock(d / "mlenv.lock").for_platform("linux-64", "pypi")]
+    before = len(pypi_server.requests)
+    ok(mlenv("install", "--prefix", str(tmp_path / "a"), "--python", BASE_PYTHON, cwd=d, env=cache))
+    fetched = pypi_server.requests[before:]
+    assert all(any(f in r for r in fetched) for f in files), fetched
+    before = len(pypi_server.requests)
+    ok(mlenv("install", "--prefix", str(tmp_path / "b"), "--python", BASE_PYTHON, cwd=d, env=cache))
+    assert pypi_server.requests[before:] == []  # every artifact came from the cache
+    ok(mlenv("verify", "--prefix", str(tmp_path / "b"), cwd=d))
 
 
 def test_installer_module_imports_only_stdlib():

@@ -1,15 +1,17 @@
-"""The build context of a lock: Dockerfile, installer tooling, sub-locks,
-local artifacts (file:// conda channels and PyPI indexes, which the builder
-cannot see), and the image's own mlenv.lock + mlenv.toml.
+"""The build context of a lock: Dockerfile, installer tooling, sub-locks, every
+artifact of the lock (from mlenv's host-side artifact cache: the builder stages
+install offline), and the image's own mlenv.lock + mlenv.toml.
 
 Context layout:
   Dockerfile
-  ca/ca-bundle.pem          only with --ca-bundle (builder stage only)
-  tools/bin/uv              this mlenv's uv binary (linux-64 target on an x86_64 Linux host)
-  tools/lib/mlenv/...       the installer and the stdlib-only modules it imports
-  rattler/                  this mlenv's py-rattler (only when the lock has conda packages)
-  env/env.lock  env/files/  sub-lock of the env part (conda packages, venv) + file:// artifacts
-  pypi/pypi.lock pypi/files/ sub-lock of the PyPI part + file:// artifacts
+  ca/ca-bundle.pem             only with --ca-bundle AND a stage that reaches the network
+                               (an sdist group, or a host that cannot copy its uv)
+  tools/bin/uv                 this mlenv's uv binary (linux-64 target on an x86_64 Linux host)
+  tools/lib/mlenv/...          the installer and the stdlib-only modules it imports
+  rattler/                     this mlenv's py-rattler (only when the lock has conda packages)
+  env/env.lock env/files/      sub-lock of the env part (conda packages, venv) + its conda artifacts
+  pypi/<group>/pypi.lock       sub-lock of one PyPI group
+  pypi/<group>/files/          + its wheels / sdists
   meta/mlenv.lock meta/mlenv.toml
 """
 
@@ -18,11 +20,12 @@ from __future__ import annotations
 import io
 import os
 import platform as _platform
+import re
 import sys
 import tarfile
 from pathlib import Path
 
-from .dockerfile import Plan, render
+from .dockerfile import Group, Plan, render
 
 # The installer and what it imports; all stdlib-only at module top.
 INSTALLER_MODULES = (
@@ -31,6 +34,11 @@ INSTALLER_MODULES = (
 )  # fmt: skip
 FIXED_MTIME = 1_700_000_000  # reproducible context entries
 
+# An artifact at least this big is a PyPI group (a builder stage and an image layer) of
+# its own; smaller ones share one. More than MAX_GROUPS: the smallest are merged.
+GROUP_MIN_BYTES = int(os.environ.get("MLENV_BUILD_GROUP_MIN_BYTES") or 4_000_000)
+MAX_GROUPS = 30
+
 
 def tools_inline(platform: str) -> bool:
     """Copy this installation's uv (and py-rattler) into the image: only when
@@ -38,13 +46,43 @@ def tools_inline(platform: str) -> bool:
     return platform == "linux-64" and sys.platform.startswith("linux") and _platform.machine() in ("x86_64", "AMD64")
 
 
-def make_plan(spec, lock, platform: str, *, ca_bundle: bool, credentials: bool) -> Plan:
+def _norm(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def pypi_groups(pkgs, sizes: dict[str, int], *, min_bytes: int = GROUP_MIN_BYTES, max_groups: int = MAX_GROUPS) -> list[Group]:
+    """Every artifact >= min_bytes alone (group id = its normalized name), the rest
+    together (group id from their sorted names, so a version change keeps it). A
+    group's id and content depend only on its own artifacts. Ordered largest first
+    (ties by id): a change re-copies only the groups after it in the final stage."""
+    size = {p.sha256: int(sizes.get(p.sha256) or p.get("size") or 0) for p in pkgs}
+    ordered = sorted(pkgs, key=lambda p: (-size[p.sha256], _norm(p.name)))
+    big = [p for p in ordered if size[p.sha256] >= min_bytes]
+    small = [p for p in ordered if size[p.sha256] < min_bytes]
+    while big and len(big) + (1 if small else 0) > max_groups:
+        small.insert(0, big.pop())  # the smallest big one joins the shared group
+    groups = []
+    for p in big:
+        gid = _norm(p.name)
+        groups.append(Group("bin-pkg" if gid == "bin" else gid, [p], size[p.sha256]))
+    if small:
+        import hashlib
+
+        names = sorted(_norm(p.name) for p in small)
+        gid = "group-" + hashlib.sha256("\n".join(names).encode()).hexdigest()[:12]
+        groups.append(Group(gid, sorted(small, key=lambda p: _norm(p.name)), sum(size[p.sha256] for p in small)))
+    return sorted(groups, key=lambda g: (-g.size, g.gid))
+
+
+def make_plan(spec, lock, platform: str, *, ca_bundle: bool, artifacts: dict[str, Path] | None = None) -> Plan:
     from .. import __version__
     from ..install import needs_interpreter
 
     conda = lock.for_platform(platform, "conda")
     pypi = lock.for_platform(platform, "pypi")
     base = lock.image.get("reference") or lock.image.get("base") or spec.base_image
+    sizes = {sha: path.stat().st_size for sha, path in (artifacts or {}).items()}
+    inline = tools_inline(platform)
     return Plan(
         name=spec.name,
         description=spec.description,
@@ -61,11 +99,11 @@ def make_plan(spec, lock, platform: str, *, ca_bundle: bool, credentials: bool) 
         variables=dict(lock.variables),
         steps=list(lock.image.get("steps", [])),
         ca_bundle=ca_bundle,
-        credentials=credentials,
-        tools_inline=tools_inline(platform),
-        uv_version=_dist_version("uv"),
-        rattler_version=_dist_version("py-rattler"),
+        tools_inline=inline,
+        uv_version="" if inline else _dist_version("uv"),
+        rattler_version="" if inline else _dist_version("py-rattler"),
         version=__version__,
+        groups=pypi_groups(pypi, sizes) if pypi else [],
     )
 
 
@@ -78,56 +116,59 @@ def _dist_version(name: str) -> str:
         return ""
 
 
-def context_files(spec, lock, plan: Plan, *, ca_bundle: str | None) -> dict[str, bytes | Path]:
-    """context path -> bytes or a file to copy."""
-    from ..install import part_lock
+def context_files(spec, lock, plan: Plan, *, ca_bundle: str | None, artifacts: dict[str, Path]) -> dict[str, bytes | Path]:
+    """context path -> bytes or a file to copy (artifacts: sha256 -> the cached file)."""
+    from ..install import artifact_filename, part_lock
     from ..solve.pypi import strip_credentials_in_text
 
     dockerfile, _ = render(plan)
     files: dict[str, bytes | Path] = {"Dockerfile": dockerfile.encode()}
-    if ca_bundle:
+    if ca_bundle and plan.needs_ca:
         files["ca/ca-bundle.pem"] = Path(ca_bundle)
-    pkg_root = Path(__file__).resolve().parent.parent
-    for rel in INSTALLER_MODULES:
-        files[f"tools/lib/mlenv/{rel}"] = pkg_root / rel
-    if plan.tools_inline:
-        from ..solve.pypi import uv_binary
+    if plan.needs_env:
+        pkg_root = Path(__file__).resolve().parent.parent
+        for rel in INSTALLER_MODULES:
+            files[f"tools/lib/mlenv/{rel}"] = pkg_root / rel
+        if plan.tools_inline:
+            from ..solve.pypi import uv_binary
 
-        files["tools/bin/uv"] = Path(uv_binary())
-        if plan.has_conda:
-            import importlib.util
+            files["tools/bin/uv"] = Path(uv_binary())
+            if plan.has_conda:
+                import importlib.util
 
-            origin = Path(importlib.util.find_spec("rattler").origin).parent
-            for path in sorted(origin.rglob("*")):
-                if path.is_file() and "__pycache__" not in path.parts:
-                    files[f"rattler/{path.relative_to(origin).as_posix()}"] = path
-    for part, manager in (("env", "conda"), ("pypi", "pypi")):
-        if (part == "env" and not plan.needs_env) or (part == "pypi" and not plan.has_pypi):
-            continue
-        files[f"{part}/{part}.lock"] = part_lock(lock, plan.platform, part).dumps().encode()
-        files[f"{part}/files/.keep"] = b""
-        for pkg in lock.for_platform(plan.platform, manager):
-            if pkg.url.startswith("file://"):
-                from urllib.parse import unquote, urlparse
-
-                local = Path(unquote(urlparse(pkg.url).path))
-                files[f"{part}/files/{local.name}"] = local
+                origin = Path(importlib.util.find_spec("rattler").origin).parent
+                for path in sorted(origin.rglob("*")):
+                    if path.is_file() and "__pycache__" not in path.parts:
+                        files[f"rattler/{path.relative_to(origin).as_posix()}"] = path
+        files["env/env.lock"] = part_lock(lock, plan.platform, "env").dumps().encode()
+        files["env/files/.keep"] = b""
+        for pkg in lock.for_platform(plan.platform, "conda"):
+            files[f"env/files/{artifact_filename(pkg)}"] = artifacts[pkg.sha256]
+    for g in plan.groups:
+        files[f"pypi/{g.gid}/pypi.lock"] = part_lock(lock, plan.platform, "pypi", g.packages, g.gid).dumps().encode()
+        for pkg in g.packages:
+            files[f"pypi/{g.gid}/files/{artifact_filename(pkg)}"] = artifacts[pkg.sha256]
     files["meta/mlenv.lock"] = lock.dumps().encode()
     files["meta/mlenv.toml"] = strip_credentials_in_text(spec.text).encode()
     return files
 
 
 def write_dir(files: dict[str, bytes | Path], directory: Path) -> None:
-    """--dockerfile-only: the context as plain files, for inspection."""
+    """--dockerfile-only: the context as plain files, for inspection (artifacts are
+    hard links into the artifact cache when on the same filesystem)."""
     import shutil
 
     from ..fsutil import atomic_write
+    from ..install import link_or_copy
 
     for rel, src in files.items():
         dest = directory / rel
         if isinstance(src, Path):
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest)
+            if "/files/" in rel:
+                link_or_copy(src, dest)
+            else:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(src, dest)
         else:
             atomic_write(dest, src, mode=0o755 if rel.endswith("/uv") else None)
 

@@ -1,5 +1,11 @@
-"""The Docker Engine side of `mlenv build` / `mlenv images` / `mlenv verify --image`,
-through the docker SDK (DOCKER_HOST respected). Imported only by those commands."""
+"""The Docker Engine side of `mlenv build` / `mlenv images` / `mlenv verify --image`.
+
+Builds, pushes and `verify --image` go through the docker SDK (DOCKER_HOST
+respected). The reuse check of `mlenv build` (the cache-hit path) does not
+import it: `Engine` speaks the Engine API over the unix socket with the
+standard library (http.client on an AF_UNIX socket), and the registry HEAD is
+urllib; the SDK (and requests) are used only for tcp:// / ssh:// DOCKER_HOSTs
+and registries that want a token. Imported only by those commands."""
 
 from __future__ import annotations
 
@@ -31,14 +37,109 @@ def connect():
     except Exception as exc:  # DockerException, requests ConnectionError, ...
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         reason = re.sub(r"^Error while fetching server API version: ", "", reason)
-        raise MlenvError(
-            f"cannot reach the Docker daemon at DOCKER_HOST={docker_host()} ({reason[:200]})",
-            hint="start Docker (e.g. `bash .ci/services.sh up`), or point DOCKER_HOST at a running daemon",
-        ) from None
+        raise unreachable(reason) from None
     return client
 
 
-# --- reuse ---------------------------------------------------------------------------
+# --- reuse without the SDK: the Engine API on the unix socket, stdlib only -------------
+
+
+class EngineUnreachable(Exception):
+    pass
+
+
+class Engine:
+    """The few Engine API calls of the reuse check, over DOCKER_HOST's unix socket."""
+
+    def __init__(self, socket_path: str):
+        self.socket_path = socket_path
+
+    @classmethod
+    def from_env(cls) -> "Engine | None":
+        """None when DOCKER_HOST is not a unix socket (tcp://, ssh://: use the SDK)."""
+        host = docker_host()
+        if not host.startswith("unix://"):
+            return None
+        return cls(host[len("unix://"):])
+
+    def request(self, method: str, path: str, params: dict | None = None):
+        """One HTTP/1.0 request on a fresh AF_UNIX connection (the daemon answers with
+        a plain body and closes): no http.client, which alone costs ~12 ms of imports."""
+        import socket
+        from urllib.parse import urlencode
+
+        url = path + ("?" + urlencode(params) if params else "")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(30)
+        try:
+            sock.connect(self.socket_path)
+            sock.sendall(f"{method} {url} HTTP/1.0\r\nHost: docker\r\nContent-Length: 0\r\n\r\n".encode())
+            chunks = []
+            while True:
+                data = sock.recv(1 << 16)
+                if not data:
+                    break
+                chunks.append(data)
+        except OSError as exc:
+            raise EngineUnreachable(f"{type(exc).__name__}: {exc.strerror or exc}") from None
+        finally:
+            sock.close()
+        head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
+        status_line, *header_lines = head.decode("latin-1").split("\r\n")
+        try:
+            status = int(status_line.split()[1])
+        except (IndexError, ValueError):
+            raise EngineUnreachable(f"not an HTTP answer from {self.socket_path}: {status_line[:80]!r}") from None
+        headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in header_lines)}
+        if status >= 400:
+            raise EngineUnreachable(f"HTTP {status} for {method} {path}: {body[:200].decode(errors='replace')}")
+        return json.loads(body) if body and headers.get("content-type", "").startswith("application/json") else None
+
+    def find_local(self, content_hash: str) -> dict | None:
+        images = self.request("GET", "/images/json", {"filters": json.dumps({"label": [f"{LABEL_HASH}={content_hash}"]})})
+        return max(images, key=lambda i: i.get("Created", 0)) if images else None
+
+    def ensure_tag(self, image: dict, ref: str) -> bool:
+        if ref in (image.get("RepoTags") or []):
+            return False
+        repo, _, tag = ref.rpartition(":")
+        self.request("POST", f"/images/{image['Id']}/tag", {"repo": repo, "tag": tag})
+        return True
+
+
+def unreachable(reason: str) -> MlenvError:
+    return MlenvError(
+        f"cannot reach the Docker daemon at DOCKER_HOST={docker_host()} ({reason[:200]})",
+        hint="start Docker (e.g. `bash .ci/services.sh up`), or point DOCKER_HOST at a running daemon",
+    )
+
+
+def registry_digest_fast(ref: str) -> str | None:
+    """registry_digest() with urllib: a plain HEAD; only a registry that asks for
+    credentials or a token (401) goes through mlenv.image_ref (requests)."""
+    import urllib.error
+    import urllib.request
+
+    from .. import image_ref
+
+    if not _names_registry(ref):
+        return None
+    parsed = image_ref.parse(ref)
+    url = f"{parsed.api_base}/v2/{parsed.repository}/manifests/{parsed.tag}"
+    req = urllib.request.Request(url, method="HEAD", headers={"Accept": image_ref.MANIFEST_ACCEPT})
+    handlers = [urllib.request.ProxyHandler({})] if image_ref.is_local_registry(parsed.registry) else []
+    try:
+        with urllib.request.build_opener(*handlers).open(req, timeout=5.0) as resp:
+            return resp.headers.get("Docker-Content-Digest")
+    except urllib.error.HTTPError as exc:
+        if exc.code == 401:
+            return registry_digest(ref)
+        return None
+    except (OSError, ValueError):
+        return None
+
+
+# --- reuse with the SDK ------------------------------------------------------------------
 
 
 def find_local(client, content_hash: str) -> dict | None:

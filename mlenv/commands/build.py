@@ -23,9 +23,10 @@ def _log_path(name: str, short: str) -> Path:
     return Path(user_cache_dir("mlenv")) / "logs" / f"build-{name}-{short}-{stamp}.log"
 
 
-def _credentials_arg(spec) -> str | None:
-    """Index URLs with credentials, from the environment only (spec ${VAR} or
-    MLENV_INDEX_URL); passed to the builder stage as a build arg, never written."""
+def _index_urls(spec) -> tuple[str, ...]:
+    """Credentialed index URLs from the environment only (the spec's ${VAR} URLs
+    expanded, MLENV_INDEX_URL): used by the host-side artifact download, never
+    written anywhere and never passed to the build."""
     from ..errors import MlenvError
     from ..spec import expand_env
 
@@ -36,9 +37,7 @@ def _credentials_arg(spec) -> str | None:
                 urls.append(expand_env(url))
             except MlenvError:
                 pass
-    urls += [u for u in os.environ.get("MLENV_INDEX_URL", "").split() if "@" in u]
-    urls = [u for u in urls if "@" in u.split("/", 3)[2]] if urls else []
-    return " ".join(urls) or None
+    return tuple(urls)
 
 
 class _Display:
@@ -82,7 +81,7 @@ class _Display:
 @click.option("--force", is_flag=True, help="Build even if an image with this content hash exists.")
 @click.option("--no-cache", "no_cache", is_flag=True, help="Do not use Docker's layer cache.")
 @click.option("--ca-bundle", type=click.Path(dir_okay=False), envvar="MLENV_CA_BUNDLE", metavar="FILE",
-              help="CA bundle for downloads in the builder stage (env MLENV_CA_BUNDLE); never in the final image.")
+              help="CA bundle for mlenv's host-side downloads (env MLENV_CA_BUNDLE); never in an image.")
 @click.option("--platform", "platform", default="linux-64", show_default=True, metavar="PLATFORM",
               help="Platform of the lock to build.")
 @click.option("--dockerfile-only", "dockerfile_only", type=click.Path(file_okay=False), metavar="DIR",
@@ -122,49 +121,46 @@ def build(spec_file, repository, push, force, no_cache, ca_bundle, platform, doc
     ref = image_ref(repository, spec.name, lock.short_hash)
     result = {"image": ref, "name": spec.name, "content_hash": lock.content_hash, "short_hash": lock.short_hash}
 
-    from ..build.context import context_files, make_plan
+    from ..build import docker as engine
 
-    creds = _credentials_arg(spec)
-    plan = make_plan(spec, lock, platform, ca_bundle=bool(ca_bundle), credentials=bool(creds))
+    if not dockerfile_only and not force:
+        reused = _reuse(engine, lock, ref, result, push, quiet)
+        if reused:
+            result["seconds"] = round(time.perf_counter() - t0, 3)
+            _report(result, as_json, quiet, reused)
+            return
+
+    # Every artifact of the lock, on the host, in mlenv's content-addressed cache: the
+    # builder stages install offline from the context (no index, credential or CA there).
+    from .. import install as installer
+    from ..build.context import context_files, make_plan
+    from .common import ProgressLine
+
+    if ca_bundle:
+        os.environ["MLENV_CA_BUNDLE"] = os.path.abspath(ca_bundle)  # this process's downloads only
+    pkgs = lock.for_platform(platform, "conda") + lock.for_platform(platform, "pypi")
+    with ProgressLine(quiet or as_json) as progress:
+        artifacts = installer.fetch_artifacts(pkgs, index_urls=_index_urls(spec), progress=progress)
+    plan = make_plan(spec, lock, platform, ca_bundle=bool(ca_bundle), artifacts=artifacts)
+    files = context_files(spec, lock, plan, ca_bundle=ca_bundle, artifacts=artifacts)
     if dockerfile_only:
         from ..build.context import write_dir
 
-        files = context_files(spec, lock, plan, ca_bundle=ca_bundle)
         write_dir(files, Path(dockerfile_only))
         result.update(action="rendered", directory=str(Path(dockerfile_only)))
         _report(result, as_json, quiet, f"Wrote the Dockerfile and build context of {ref} to {dockerfile_only}")
         return
 
-    from ..build import docker as engine
-
-    client = engine.connect()
-    if not force:
-        local = engine.find_local(client, lock.content_hash)
-        if local is not None:
-            retagged = engine.ensure_tag(client, local, ref)
-            result.update(action="reused", where="local", id=local["Id"], retagged=retagged)
-            if push:
-                result["pushed"] = _push(engine, client, ref, quiet, only_if_missing=True)
-            result["seconds"] = round(time.perf_counter() - t0, 3)
-            _report(result, as_json, quiet, f"reused {ref} (local image {local['Id'][7:19]}"
-                    + (", tagged" if retagged else "") + ")")
-            return
-        digest = engine.registry_digest(ref)
-        if digest:
-            result.update(action="reused", where="registry", digest=digest, seconds=round(time.perf_counter() - t0, 3))
-            _report(result, as_json, quiet, f"reused {ref} (in the registry, {digest[:19]}…); nothing to build")
-            return
-
     from ..build.context import missing_local_files, tar_context
     from ..fsutil import atomic_write
     from ..solve.pypi import strip_credentials_in_text
 
-    files = context_files(spec, lock, plan, ca_bundle=ca_bundle)
+    client = engine.connect()
     missing = missing_local_files(files)
     if missing:
         raise MlenvError(f"files the build needs are missing: {', '.join(missing[:3])}",
-                         hint="a file:// channel or index of the lock moved; re-lock")
-    secrets = [s for s in (creds or "").split() if s]
+                         hint="the artifact cache was cleaned during the build; run `mlenv build` again")
+    secrets = [u.split("://", 1)[-1].split("@", 1)[0] for u in _index_urls(spec) if "@" in u]
 
     def scrub(text: str) -> str:
         text = strip_credentials_in_text(text)
@@ -174,12 +170,12 @@ def build(spec_file, repository, push, force, no_cache, ca_bundle, platform, doc
 
     log_path = _log_path(spec.name, lock.short_hash)
     if not quiet and not as_json:
-        click.echo(f"Building {ref} ({plan.platform}, base {plan.base})", err=True)
+        click.echo(f"Building {ref} ({plan.platform}, base {plan.base}, {len(plan.groups)} PyPI groups)", err=True)
     context = tar_context(files)
     try:
         with _Display(quiet or as_json) as display:
-            log = engine.build(client, context, ref, buildargs={"MLENV_INDEX_CREDENTIALS": creds} if creds else None,
-                               nocache=no_cache, on_step=display.step, on_line=display.line, scrub=scrub)
+            log = engine.build(client, context, ref, nocache=no_cache, on_step=display.step, on_line=display.line,
+                               scrub=scrub)
     finally:
         context.close()
     atomic_write(log_path, "\n".join(log.lines) + "\n")
@@ -189,6 +185,36 @@ def build(spec_file, repository, push, force, no_cache, ca_bundle, platform, doc
     if push:
         result["pushed"] = _push(engine, client, ref, quiet)
     _report(result, as_json, quiet, f"built {ref} in {result['seconds']:.1f}s (log: {log_path})")
+
+
+def _reuse(engine, lock, ref: str, result: dict, push: bool, quiet: bool) -> str | None:
+    """The cache-hit path: a local image with the content hash label, else the tag in
+    the registry. Engine API on the unix socket with the stdlib (no docker SDK,
+    requests or rich import) unless DOCKER_HOST is tcp:// / ssh://."""
+    fast = engine.Engine.from_env()
+    if fast is not None:
+        try:
+            local = fast.find_local(lock.content_hash)
+        except engine.EngineUnreachable as exc:
+            raise engine.unreachable(str(exc)) from None
+        tag = fast.ensure_tag
+        registry_digest = engine.registry_digest_fast
+    else:
+        client = engine.connect()
+        local = engine.find_local(client, lock.content_hash)
+        tag = lambda image, ref: engine.ensure_tag(client, image, ref)  # noqa: E731
+        registry_digest = engine.registry_digest
+    if local is not None:
+        retagged = tag(local, ref)
+        result.update(action="reused", where="local", id=local["Id"], retagged=retagged)
+        if push:
+            result["pushed"] = _push(engine, engine.connect(), ref, quiet, only_if_missing=True)
+        return f"reused {ref} (local image {local['Id'][7:19]}" + (", tagged" if retagged else "") + ")"
+    digest = registry_digest(ref)
+    if digest:
+        result.update(action="reused", where="registry", digest=digest)
+        return f"reused {ref} (in the registry, {digest[:19]}…); nothing to build"
+    return None
 
 
 def _push(engine, client, ref: str, quiet: bool, only_if_missing: bool = False) -> str | None:
