@@ -104,14 +104,10 @@ def build(spec_file, repository, push, force, no_cache, ca_bundle, platform, doc
     t0 = time.perf_counter()
     spec = load_spec(spec_path(spec_file))
     lock = read_lock(spec.lock_path)
-    if lock.spec_hash != spec.spec_hash():
-        from ..locking import status
+    if lock.spec_hash != spec.spec_hash():  # the fresh case stays import-free for the cache-hit path
+        from ..locking import require_current
 
-        st = status(spec, lock)
-        if not st.check_ok:
-            reasons = "; ".join(st.reasons) or "variables, image or python changed"
-            raise LockError(f"{spec.lock_path} is stale ({reasons}); refusing to build an image of an old lock",
-                            hint="run `mlenv lock` first")
+        require_current(spec, lock, path=spec.lock_path, doing="build an image of an old lock")
     if platform not in lock.platforms:
         raise LockError(f"{spec.lock_path} has no {platform} packages (it has {', '.join(sorted(lock.platforms))})",
                         hint=f'add "{platform}" to [environment] platforms and run `mlenv lock`')
