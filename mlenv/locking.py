@@ -99,7 +99,7 @@ def require_current(spec: Spec, lock: Lock, *, path, doing: str) -> None:
     st = status(spec, lock)
     if not st.check_ok:
         reasons = "; ".join(st.reasons) or "variables, image or python changed"
-        raise LockError(f"{path} is stale, not current for {spec.path.name} ({reasons}); refusing to {doing}",
+        raise LockError(f"{path} is not current for {spec.path.name} (stale: {reasons}); refusing to {doing}",
                         hint="run `mlenv lock` first")
 
 
