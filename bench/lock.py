@@ -40,10 +40,19 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--pip-compile-repeat", type=int, default=2)
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--editable", action="store_true",
+                    help="measure the mlenv of this (editable, dev) venv instead of a regular install")
     args = ap.parse_args()
 
     venv_bin = Path(sys.executable).parent
     mlenv = [str(venv_bin / "mlenv")]
+    if not args.editable:
+        # What users run: a regular install (`pip install mlenv`). A dev venv's
+        # editable-install finder adds ~10 ms to every start.
+        release = Path(tempfile.mkdtemp(prefix="mlenv-bench-venv-"))
+        run([sys.executable, "-m", "venv", str(release)])
+        run([str(release / "bin" / "python"), "-m", "pip", "install", "-q", str(Path(__file__).resolve().parent.parent)])
+        mlenv = [str(release / "bin" / "mlenv")]
     from mlenv.solve.pypi import uv_binary
 
     uv = uv_binary()
@@ -128,7 +137,8 @@ def main() -> None:
     body = (
         "## Lock (`bench/lock.py`)\n\n"
         f"Spec: {', '.join(DEPS)} on real PyPI, target linux-64 / Python 3.11. Cold = empty resolver cache; every run starts without an output/lock file (uv reads an existing output file back as preferences).\n"
-        "mlenv's number includes interpreter start, spec parsing, the uv run (pylock output with URLs), "
+        f"mlenv {'from this editable dev venv' if args.editable else 'installed regularly (pip install .) in a fresh venv'}; "
+        "its number includes interpreter start, spec parsing, the uv run (pylock output with URLs), "
         "wheel selection, hashing and the atomic write.\n\n"
         + table(rows, ["command", "median", "runs", "ratio"]) + "\n\n" + "\n".join(checks) + "\n\n"
         "Where mlenv's extra time goes: ~45 ms of interpreter, click and spec parsing before uv can start "
