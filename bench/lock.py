@@ -144,8 +144,8 @@ def main() -> None:
         "Where mlenv's extra time goes: ~45 ms of interpreter, click and spec parsing before uv can start "
         "(uv is then started at once, and validation, base-image pinning and wheel-tag ranking run while it resolves), "
         "~10 ms after it (artifact selection, hashing, atomic write), and CPU contention with uv on this 2-core "
-        "machine. The ratio moves between about 1.2x and 1.35x from run to run with the network; the "
-        "overhead is a constant ~90 ms, so it shrinks as specs grow.\n"
+        "machine. The cold ratio moves between about 1.15x and 1.3x from run to run with the network; the "
+        "overhead is a constant ~75 ms, so it shrinks as specs grow.\n"
     )
     print(body)
     if not args.no_write:
