@@ -230,11 +230,13 @@ def main() -> None:
     ]  # fmt: skip
     notes = [
         "How mlenv gets there: every artifact is downloaded on the host (concurrently, sha256-checked, into the "
-        "content-addressed artifact cache) and sent in the build context; PyPI packages are installed in "
-        f"{groups or '?'} groups (each artifact >= 4 MB alone, the small ones together), one builder stage and one "
-        "final layer each, offline. A one-package change downloads one wheel and rebuilds one group stage; the "
-        "final stage re-copies the groups after it (the classic builder re-runs every step after a changed one), "
-        "with identical layer digests.",
+        "content-addressed artifact cache) and served, for the duration of the build, by a GET-only server on "
+        "127.0.0.1 in the mlenv process (builds use host networking). One stage: the env and each of the "
+        f"{groups or '?'} PyPI groups (each artifact >= 4 MB alone, the small ones together) is one RUN that fetches "
+        "the installer + uv into /tmp, installs the group's wheels (sha256-checked) at their final path, stamps them "
+        "with a fixed mtime and deletes /tmp's tooling: every installed byte is written once, no builder stage, no "
+        "COPY --from, a context of three small files. A one-package change downloads one wheel and re-runs that "
+        "group's step and the (smaller) ones after it, which write byte-identical layers.",
         f"- cache hit: the reuse check is one Engine API call on the unix socket with the stdlib (heavy modules "
         f"imported on that path: {heavy}). A fully cached `docker build` of the pip Dockerfile is a Go binary "
         f"({hp * 1000:.0f} ms); `python -c pass` in this venv alone takes {py * 1000:.0f} ms ({py / hp:.2f}x of it), "
@@ -245,18 +247,12 @@ def main() -> None:
     ]
     if cm / cp > 0.6:
         notes.append("- cold build: the downloads are not the cost (80 MB on the host in ~0.3 s, 8 threads). "
-                     "The classic builder is: every group stage is a container start, a COPY of its wheels and a "
-                     "RUN whose layer is committed, then the final stage COPYs each group again and commits that "
-                     "(every installed byte written as a stage layer and again as a final layer; a commit itself "
-                     "re-writes the diff), and the stages run one after the other on 2 cores. Measured on one cold "
-                     "build: builder stages ~7.3 s (scipy's alone 1.8 s), final-stage COPYs ~4.6 s. pip's single "
-                     "RUN writes once, but downloads sequentially and compiles .pyc files. Next step, not done: "
-                     "build the group stages as separate images concurrently (2 builds at once) and `COPY --from` "
-                     "those images, or a BuildKit builder (parallel stages, `RUN --mount` instead of COPY).")
+                     "What is left is the classic builder's per-step cost (a container start and a layer commit "
+                     "per group, ~0.3 s each, one after the other) and uv writing the files once; pip's single RUN "
+                     "writes once too, but downloads sequentially and compiles .pyc files.")
     if rb / cm >= 0.3:
-        notes.append("- one-package rebuild: after the changed group the final stage re-copies every later "
-                     "group (same digests, but the classic builder has no cache once a parent changed), and the "
-                     "context (all wheels, the uv binary) is sent again.")
+        notes.append("- one-package rebuild: after the changed group the classic builder re-runs every later "
+                     "group's step (same layer digests, but it has no cache once a parent changed).")
     body = (
         "## build: `mlenv build` vs a hand-written pip Dockerfile\n\n"
         f"Lock: {', '.join(DEPS)} ({len(pins)} PyPI packages, real PyPI through the TLS proxy), base "

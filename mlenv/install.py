@@ -1,7 +1,7 @@
 """`mlenv install` / `mlenv verify`: materialize mlenv.lock into a prefix, exactly.
 
-One installer for laptops and images: the image's builder stage runs this very
-module (`python3 -m mlenv.install ...`), so a laptop env and an image agree.
+One installer for laptops and images: each install step of an image runs this
+very module (`python3 -m mlenv.install ...`), so a laptop env and an image agree.
 It therefore needs only the standard library at module top (plus the uv
 binary; py-rattler is imported only when the lock has conda packages), and
 the few mlenv modules it imports (errors, lockfile, spec, solve.conda,
@@ -18,7 +18,7 @@ Layout of a prefix:
   and a `_mlenv_pypi.pth` in PREFIX's site-packages adds that directory.
 
 - images (`pypi_groups`): PyPI packages are installed in groups, each into
-  PYPI_PREFIX/<group>/ (one builder stage and one image layer per group), with
+  PYPI_PREFIX/<group>/ (one build step and one image layer per group), with
   their scripts linked into PYPI_PREFIX/bin; the `_mlenv_pypi.pth` adds every
   PYPI_PREFIX/*/lib/pythonX.Y/site-packages, so the groups form one logical
   site-packages set.
@@ -27,8 +27,8 @@ Artifacts (conda packages, wheels, sdists) are fetched by mlenv itself into a
 content-addressed cache, `<user cache>/mlenv/artifacts/sha256/<hex>` (atomic
 writes, sha256-verified before they enter it; concurrent downloads; index
 credentials from the environment only; CA from MLENV_CA_BUNDLE / SSL_CERT_FILE).
-`mlenv build` fetches on the host and ships the files in the build context, so
-the image's builder stages install offline (`--offline`). Every artifact is
+`mlenv build` fetches on the host and serves them to its build steps from
+127.0.0.1 (`--artifact-url`, no credentials there); every artifact is
 checked against the lock's sha256 (by mlenv when it enters the cache; again by
 uv --require-hashes for PyPI). Nothing is resolved afresh.
 """
@@ -189,16 +189,26 @@ def install(
     offline: bool = False,
     pypi_groups: bool = False,
     pypi_group: str | None = None,
-    stage_out: str | os.PathLike[str] | None = None,
     index_urls: tuple[str, ...] = (),
+    artifact_url: str | None = None,
+    work_dir: str | os.PathLike[str] | None = None,
+    fixed_mtime: int | None = None,
+    expect_sha256: tuple[str, ...] | None = None,
     progress=None,
 ) -> InstallResult:
     """Materialize the lock's `parts` into prefix.
 
     pypi_groups (images): PyPI packages live in PYPI_PREFIX/<group>/, the env's
     .pth adds all of them; with pypi_group, the PyPI part installs this lock's
-    PyPI packages (one group's sub-lock) into PYPI_PREFIX/<pypi_group>, and with
-    stage_out moves it to stage_out/<PYPI_PREFIX>/<group> for the image's final COPY."""
+    PyPI packages (one group's sub-lock) into PYPI_PREFIX/<pypi_group>.
+
+    Image build steps (`mlenv build`): artifact_url fetches every artifact from
+    mlenv's build-time artifact server (ARTIFACT_URL<sha256>, sha256-checked while
+    streamed); work_dir is a fixed scratch directory (so paths recorded in the
+    prefix, e.g. direct_url.json, are the same on every run); fixed_mtime stamps
+    everything this install wrote (and its parent directories) with that epoch, so
+    the image layer is byte-reproducible; expect_sha256 must be exactly the set of
+    the lock's artifacts for the parts (the build step's cache key names them)."""
     say = progress or (lambda msg: None)
     platform = check_platform(lock, platform)
     prefix = Path(prefix).absolute()
@@ -209,7 +219,12 @@ def install(
     files = Path(files_dir) if files_dir else None
     result = InstallResult(prefix, platform, pypi_prefix=pypi_prefix)
     prefix.mkdir(parents=True, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix="mlenv-install-")
+    if work_dir:
+        tmp = str(Path(work_dir).absolute())
+        os.makedirs(tmp)  # must not exist: it is removed afterwards
+    else:
+        tmp = tempfile.mkdtemp(prefix="mlenv-install-")
+    written: list[Path] = []  # roots whose trees this install wrote (fixed_mtime)
     try:
         if no_cache:
             cache = Path(tmp) / "artifacts"
@@ -222,8 +237,11 @@ def install(
             wanted += lock.for_platform(platform, "conda")
         if PART_PYPI in parts:
             wanted += lock.for_platform(platform, "pypi")
+        if expect_sha256 is not None and set(expect_sha256) != {p.sha256 for p in wanted}:
+            raise InstallError("the artifacts named by the build step differ from its sub-lock's",
+                               hint="a stale or altered Dockerfile: render it again with `mlenv build`")
         artifacts = fetch_artifacts(wanted, cache=cache, files=files, offline=offline, index_urls=index_urls,
-                                    progress=say)
+                                    artifact_url=artifact_url, progress=say)
 
         if PART_ENV in parts:
             conda_pkgs = lock.for_platform(platform, "conda")
@@ -233,6 +251,7 @@ def install(
                 rcache = Path(tmp) / "rattler" if (no_cache or offline) else _default_cache() / "rattler-pkgs"
                 _install_conda(conda_pkgs, prefix, platform, local, rcache)
                 result.conda = len(conda_pkgs)
+            written.append(prefix)
             if needs_interpreter(lock, platform):
                 interp = _ensure_interpreter(lock, platform, prefix, python, say)
                 result.interpreter = str(interp)
@@ -241,6 +260,7 @@ def install(
                     _write_pth(interp, pypi_prefix, version, groups=groups)
                     if groups:  # the groups' parent: part of the env layer, so its metadata is stable
                         pypi_prefix.mkdir(parents=True, exist_ok=True)
+                        written.append(pypi_prefix)
 
         if PART_PYPI in parts:
             pypi_pkgs = lock.for_platform(platform, "pypi")
@@ -255,10 +275,8 @@ def install(
                     target = pypi_prefix / pypi_group
                     say(f"pypi: installing group {pypi_group} ({len(pypi_pkgs)} packages) with uv (--require-hashes --no-deps)")
                     _install_pypi(pypi_pkgs, interp, target, local, uv_cache, True, offline)
-                    if stage_out:
-                        _stage_group(target, pypi_prefix, Path(stage_out))
-                    else:
-                        _link_scripts(target / "bin", pypi_prefix / "bin")
+                    links = _link_scripts(target / "bin", pypi_prefix / "bin")
+                    written += [target, pypi_prefix / "bin", *links]
                 else:
                     if pypi_prefix is not None:
                         _write_pth(interp, pypi_prefix, version, groups=groups)
@@ -272,40 +290,66 @@ def install(
                 result.pypi = len(pypi_pkgs)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    if fixed_mtime is not None:
+        if pypi_group and pypi_prefix is not None:
+            _drop_uv_cache_info(pypi_prefix / pypi_group)
+        fix_mtimes(written, fixed_mtime)
     return result
 
 
-def _link_scripts(bin_dir: Path, merged: Path) -> None:
+def _drop_uv_cache_info(target: Path) -> None:
+    """uv records the install time of a file:// requirement in
+    `*.dist-info/uv_cache.json` (for its own reinstall checks): the one byte of an
+    installed group that differs between two runs. Reproducible installs (images)
+    drop it, and its RECORD line."""
+    for info in target.glob("lib/python*/site-packages/*.dist-info"):
+        cache = info / "uv_cache.json"
+        if not cache.is_file():
+            continue
+        cache.unlink()
+        record = info / "RECORD"
+        if record.is_file():
+            rel = f"{info.name}/uv_cache.json,"
+            lines = record.read_text(encoding="utf-8").splitlines(keepends=True)
+            record.write_text("".join(ln for ln in lines if not ln.startswith(rel)), encoding="utf-8")
+
+
+def _link_scripts(bin_dir: Path, merged: Path) -> list[Path]:
     """Relative symlinks merged/<script> -> ../<group>/bin/<script>: one PATH entry for all groups."""
     merged.mkdir(parents=True, exist_ok=True)
     if not bin_dir.is_dir():
-        return
+        return []
+    links = []
     for script in sorted(bin_dir.iterdir()):
         link = merged / script.name
         if link.is_symlink() or link.exists():
             link.unlink()
         link.symlink_to(os.path.relpath(script, merged))
+        links.append(link)
+    return links
 
 
 FIXED_MTIME = 1_700_000_000
 
 
-def _stage_group(target: Path, pypi_prefix: Path, out: Path) -> None:
-    """Move an installed group to out/<its absolute path>, scripts linked into
-    out/<PYPI_PREFIX>/bin, and give the directories the final image shares between
-    groups (/opt, /opt/mlenv, PYPI_PREFIX, its bin) a fixed mtime. The final stage
-    copies out/ to / : a group's layer then holds only its own files plus those
-    shared directories with fixed metadata, so its digest does not depend on when
-    it was copied (the classic builder re-runs every COPY after a changed one)."""
-    dest = out / target.relative_to(target.anchor)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    os.rename(target, dest)
-    merged = out / pypi_prefix.relative_to(pypi_prefix.anchor) / "bin"
-    _link_scripts(dest / "bin", merged)
-    for d in [merged, *merged.relative_to(out).parents]:
-        if str(d) != ".":
-            path = d if d.is_absolute() else out / d
-            os.utime(path, (FIXED_MTIME, FIXED_MTIME))
+def fix_mtimes(roots, epoch: int = FIXED_MTIME) -> None:
+    """Every entry under each root (symlinks themselves, not their targets), the roots
+    and all their parent directories get mtime = epoch: an image layer written by an
+    install then has the same bytes on every run (a layer tar records mtimes only)."""
+    ns = (epoch * 1_000_000_000, epoch * 1_000_000_000)
+    parents = set()
+    for root in roots:
+        root = Path(root)
+        if not os.path.lexists(root):
+            continue
+        if root.is_dir() and not root.is_symlink():
+            for dirpath, dirnames, filenames in os.walk(root):
+                for name in dirnames + filenames:
+                    os.utime(os.path.join(dirpath, name), ns=ns, follow_symlinks=False)
+        os.utime(root, ns=ns, follow_symlinks=False)
+        parents.update(p for p in root.parents if p != Path(root.anchor))
+    for p in sorted(parents):
+        os.utime(p, ns=ns)
 
 
 def _default_cache() -> Path:
@@ -418,13 +462,17 @@ def link_or_copy(src: Path, dest: Path) -> None:
 
 
 def fetch_artifacts(pkgs, *, cache: Path | None = None, files: Path | None = None, offline: bool = False,
-                    index_urls: tuple[str, ...] = (), workers: int = 8, progress=None) -> dict[str, Path]:
+                    index_urls: tuple[str, ...] = (), artifact_url: str | None = None, workers: int = 8,
+                    progress=None) -> dict[str, Path]:
     """sha256 -> a local file with exactly that content, for every package.
 
     Looked up in order: `files/<filename>` (the image builder's context), the cache
     (`cache/<sha256>`), a file:// URL (hashed, then linked into the cache), a download
     (hashed while streamed; atomically renamed into the cache only when it matches).
-    `offline`: never download (the image builder). Downloads run concurrently."""
+    `offline`: never download. `artifact_url` (an image build step): every artifact not
+    found locally comes from ARTIFACT_URL<sha256>, mlenv's build-time artifact server on
+    the build host (no credentials), hashed while streamed as any download. Downloads
+    run concurrently."""
     from urllib.parse import unquote, urlparse
 
     cache = cache or artifact_cache_dir()
@@ -445,6 +493,9 @@ def fetch_artifacts(pkgs, *, cache: Path | None = None, files: Path | None = Non
             out[pkg.sha256] = cached
             continue
         parsed = urlparse(pkg.url)
+        if artifact_url:
+            todo.append(pkg)
+            continue
         if parsed.scheme == "file":
             local = Path(unquote(parsed.path))
             if not local.is_file():
@@ -471,14 +522,14 @@ def fetch_artifacts(pkgs, *, cache: Path | None = None, files: Path | None = Non
         say(f"downloading {len(todo)} artifacts" + (f" ({total / 1e6:.1f} MB)" if total else ""))
         if len(todo) == 1 or workers <= 1:
             for pkg in todo:
-                out[pkg.sha256] = _download_verified(pkg, cache, creds, ctx)
+                out[pkg.sha256] = _download_verified(pkg, cache, creds, ctx, artifact_url)
         else:
             from concurrent.futures import ThreadPoolExecutor
 
             # biggest first: the longest downloads start at once
             todo.sort(key=lambda p: -int(p.get("size") or 0))
             with ThreadPoolExecutor(max_workers=min(workers, len(todo)), thread_name_prefix="mlenv-fetch") as pool:
-                futures = [(pkg, pool.submit(_download_verified, pkg, cache, creds, ctx)) for pkg in todo]
+                futures = [(pkg, pool.submit(_download_verified, pkg, cache, creds, ctx, artifact_url)) for pkg in todo]
                 error = None
                 for pkg, fut in futures:
                     try:
@@ -521,16 +572,18 @@ def _netrc_auth(host: str) -> str | None:
     return f"{login or ''}:{password or ''}"
 
 
-def _download_verified(pkg, cache: Path, creds: dict[str, str], ctx) -> Path:
+def _download_verified(pkg, cache: Path, creds: dict[str, str], ctx, artifact_url: str | None = None) -> Path:
     import base64
     import urllib.request
     from urllib.parse import urlsplit
 
-    url = pkg.url
+    url = artifact_url + pkg.sha256 if artifact_url else pkg.url
     parts = urlsplit(url)
     headers = {"User-Agent": "mlenv"}
     auth = None
-    if parts.username:  # never in a lock, but a hand-made one may carry them
+    if artifact_url:
+        creds = {}  # the build host's artifact server: no credentials, ever
+    elif parts.username:  # never in a lock, but a hand-made one may carry them
         auth = parts.netloc.rsplit("@", 1)[0]
         url = url.replace(parts.netloc, parts.netloc.rsplit("@", 1)[1], 1)
         parts = urlsplit(url)
@@ -543,8 +596,11 @@ def _download_verified(pkg, cache: Path, creds: dict[str, str], ctx) -> Path:
         req.add_unredirected_header("Authorization", "Basic " + base64.b64encode(raw).decode())
     tmp = cache / f".{pkg.sha256}.{os.getpid()}.{threading_ident()}.part"
     h = hashlib.sha256()
+    # the build host's artifact server is on 127.0.0.1: never through a proxy
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({})) if artifact_url else None
     try:
-        with urllib.request.urlopen(req, timeout=120, context=ctx if parts.scheme == "https" else None) as resp, \
+        with (opener.open(req, timeout=120) if opener else
+              urllib.request.urlopen(req, timeout=120, context=ctx if parts.scheme == "https" else None)) as resp, \
                 open(tmp, "wb") as out:
             while True:
                 chunk = resp.read(1 << 20)
@@ -562,12 +618,12 @@ def _download_verified(pkg, cache: Path, creds: dict[str, str], ctx) -> Path:
             text = "the index refused the download (authentication): " + text
             hint = ("provide credentials in the environment: MLENV_INDEX_URL=https://user:token@host/simple, "
                     "the spec's ${VAR} index URL, or ~/.netrc")
-        raise InstallError(f"could not download {_kind(pkg)} {pkg.name} {pkg.version} from {_strip(pkg.url)}: {text}",
+        raise InstallError(f"could not download {_kind(pkg)} {pkg.name} {pkg.version} from {_strip(url)}: {text}",
                            hint=hint) from None
     got = h.hexdigest()
     if got != pkg.sha256:
         tmp.unlink(missing_ok=True)
-        raise _mismatch(pkg, pkg.sha256, got, f"the download from {_strip(pkg.url)}")
+        raise _mismatch(pkg, pkg.sha256, got, f"the download from {_strip(url)}")
     dest = cache / pkg.sha256
     os.replace(tmp, dest)
     return dest
@@ -921,7 +977,10 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--offline", action="store_true", help="never download: every artifact is in --files-dir")
             p.add_argument("--pypi-groups", action="store_true", help="PyPI packages live in PYPI_PREFIX/<group>/")
             p.add_argument("--pypi-group", metavar="GROUP", help="install the PyPI part into PYPI_PREFIX/GROUP")
-            p.add_argument("--stage-out", metavar="DIR", help="then move the group to DIR/<its path> (image builder)")
+            p.add_argument("--artifact-url", metavar="URL", help="fetch artifacts from URL<sha256> (image build step)")
+            p.add_argument("--work-dir", metavar="DIR", help="fixed scratch directory (must not exist)")
+            p.add_argument("--fixed-mtime", type=int, metavar="EPOCH", help="stamp everything written with EPOCH")
+            p.add_argument("--expect-sha256", metavar="SHA,...", help="the parts' artifacts, exactly")
     args = parser.parse_args(argv)
     from .lockfile import read_lock
 
@@ -931,7 +990,9 @@ def main(argv: list[str] | None = None) -> int:
             res = install(lock, args.prefix, platform=args.platform, python=args.python, pypi_prefix=args.pypi_prefix,
                           parts=tuple(args.part or (PART_ENV, PART_PYPI)), files_dir=args.files_dir,
                           cache_dir=args.cache_dir, no_cache=args.no_cache, offline=args.offline,
-                          pypi_groups=args.pypi_groups, pypi_group=args.pypi_group, stage_out=args.stage_out,
+                          pypi_groups=args.pypi_groups, pypi_group=args.pypi_group, artifact_url=args.artifact_url,
+                          work_dir=args.work_dir, fixed_mtime=args.fixed_mtime,
+                          expect_sha256=tuple(filter(None, args.expect_sha256.split(","))) if args.expect_sha256 is not None else None,
                           progress=lambda m: print(f"mlenv-install: {m}", file=sys.stderr, flush=True))
             print(f"mlenv-install: installed {res.conda} conda + {res.pypi} PyPI packages into {res.prefix}", file=sys.stderr)
             return 0

@@ -90,11 +90,11 @@ def test_conda_image_content_labels_and_self_description(conda_image, docker_cli
     assert labels["org.opencontainers.image.title"] == "build-conda"
     assert labels["org.opencontainers.image.version"] == lock.short_hash
     script = ("ls /opt/mlenv/env/conda-meta/mlenv-hello-*.json && cat /opt/mlenv/env/share/mlenv-hello/hello.txt"
-              " && cat /opt/mlenv/mlenv.lock && echo \"$GREETING\" && ls /opt")
+              " && cat /opt/mlenv/mlenv.lock && echo \"$GREETING\" && ls /opt /tmp")
     out = docker_client.containers.run(result["image"], ["sh", "-c", script], network_mode="none", remove=True).decode()
     assert "/opt/mlenv/env/conda-meta/mlenv-hello-1.0.0-0.json" in out
     assert "hello" in out and lock.content_hash in out and "hello world" in out
-    assert "mlenv-builder" not in out  # builder tooling never reaches the final image
+    assert "mlenv-builder" not in out and "mlenv-build" not in out  # build tooling never reaches the image
     spec = docker_client.containers.run(result["image"], ["cat", "/opt/mlenv/mlenv.toml"], network_mode="none", remove=True)
     assert spec.decode() == (d / "mlenv.toml").read_text()
     ok(mlenv("verify", "--image", result["image"], cwd=d))
@@ -130,12 +130,19 @@ def test_dockerfile_only_renders_the_context(conda_image, tmp_path):
     out = tmp_path / "ctx"
     ok(mlenv("build", "--dockerfile-only", str(out), "--ca-bundle", HOST_CA, cwd=d))
     text = (out / "Dockerfile").read_text()
-    assert text.count("FROM ") == 3 and "AS tools" in text and "FROM tools AS env" in text
-    assert "--offline" in text
-    # every artifact is in the context: no stage downloads, so no stage needs the CA bundle
-    assert "ca-bundle" not in text and "SSL_CERT_FILE" not in text and not (out / "ca").exists()
-    assert (out / "tools/lib/mlenv/install.py").exists()
-    assert sorted(p.name.rsplit("-", 2)[0] for p in (out / "env/files").glob("*.tar.bz2")) == ["libfix", "libfix-data", "mlenv-hello"]
+    # one stage: no builder stage, no COPY --from; the context is the Dockerfile + metadata
+    assert text.count("FROM ") == 1 and "COPY --from" not in text and " AS " not in text
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file() and "served" not in p.parts) == [
+        "Dockerfile", "meta/mlenv.lock", "meta/mlenv.toml"]
+    assert "http://127.0.0.1:47291" in text and "--artifact-url" in text
+    # every artifact is on the host: no step downloads, so the CA bundle is not served or named
+    assert "ca-bundle" not in text and "SSL_CERT_FILE" not in text and not (out / "served/net.pem").exists()
+    lock = read_lock(d / "mlenv.lock")
+    served = sorted(p.name for p in (out / "served/a").iterdir())
+    assert served == sorted(p.sha256 for p in lock.for_platform("linux-64", "conda"))
+    assert all(sha in text for sha in served)  # the env step's cache key names its artifacts
+    tars = sorted((out / "served/tools").iterdir())
+    assert len(tars) == 2 and all(t.name in text for t in tars)  # installer + uv, py-rattler
 
 
 # --- PyPI images from the fixture index: layers, registry, failures -----------------
@@ -182,13 +189,16 @@ def test_one_pypi_change_rebuilds_only_that_group_layer(pypi_project, docker_cli
         # the final stage's group COPYs, in Dockerfile order (history shows no stage names)
         ctx = d / "ctx"
         ok(mlenv("build", "--dockerfile-only", str(ctx), cwd=d, env=GROUPS_OF_ONE))
-        order = re.findall(r"^COPY --from=pypi-(\S+) ", (ctx / "Dockerfile").read_text(), re.M)
+        order = re.findall(r'"--pypi-group", "(\S+)"', (ctx / "Dockerfile").read_text())
         assert sorted(order) == ["fixalpha", "fixnum", "numpy"]
-        groups = [i for i, st in enumerate(steps) if st.rstrip().endswith(" in / ") or st.rstrip().endswith(" in /")]
+        groups = [i for i, st in enumerate(steps) if "--pypi-group " in st]
         assert len(groups) == 3, steps
         fixalpha = groups[order.index("fixalpha")]
         changed = [i for i in range(len(a)) if a[i] != b[i]]
-        # base, env, the other groups keep their digests; only fixalpha's group and the metadata change
+        # base, env and the groups before fixalpha's are cache hits; the groups after it are
+        # re-run (the classic builder re-runs every step after a changed one) but write
+        # byte-identical layers (fixed mtimes, fixed paths): only fixalpha's layer and the
+        # metadata change
         assert changed == sorted([fixalpha, len(a) - 1]), (changed, steps)
         # one logical site-packages over the groups: fixnum imports numpy from another group
         code = ("import fixnum, numpy, fixalpha, importlib.metadata as m, os; "
@@ -250,7 +260,7 @@ def test_no_credential_or_ca_reaches_any_stage(tmp_path, docker_client, base_ima
     ctx = tmp_path / "ctx"
     ok(mlenv("build", "--dockerfile-only", str(ctx), "--ca-bundle", HOST_CA, cwd=d, env=env))
     files = [p for p in ctx.rglob("*") if p.is_file()]
-    assert len([p for p in files if p.suffix == ".whl"]) == 2
+    assert len(list((ctx / "served/a").iterdir())) == 2 and not (ctx / "served/net.pem").exists()
     assert [p for p in files if secret in p.read_bytes() or ca_cert in p.read_bytes()] == []
     dockerfile = (ctx / "Dockerfile").read_text()
     assert "ARG" not in dockerfile and "MLENV_INDEX" not in dockerfile and "ca-bundle" not in dockerfile
@@ -374,3 +384,27 @@ def test_real_pypi_image_end_to_end(tmp_path, docker_client, base_image_remote):
         assert again["action"] == "reused" and time.perf_counter() - t0 < 1.0
     finally:
         remove_image(docker_client, ref)
+
+
+def test_pypi_groups_put_the_specs_own_requirements_last():
+    """A change re-runs every step after it, so transitive dependencies (rarely
+    edited) come first and the pins the spec names itself come last."""
+    from mlenv.build.context import pypi_groups
+    from mlenv.lockfile import Package
+
+    def pkg(name, size):
+        import hashlib
+
+        sha = hashlib.sha256(name.encode()).hexdigest()
+        return Package("pypi", "linux-64", name, "1.0", f"https://x/{name}-1.0-py3-none-any.whl", sha, {"size": size})
+
+    pkgs = [pkg("scipy", 35), pkg("numpy", 16), pkg("scikit-learn", 13), pkg("pandas", 12), pkg("joblib", 1), pkg("six", 1)]
+    groups = pypi_groups(pkgs, {}, min_bytes=10, direct=frozenset({"scikit-learn", "pandas"}))
+    order = [g.gid for g in groups]
+    assert order[:2] == ["scipy", "numpy"]  # transitive, largest first
+    assert order[-2:] == ["scikit-learn", "pandas"]  # the spec's own pins, last
+    small = next(g for g in groups if g.gid.startswith("group-"))
+    assert [p.name for p in small.packages] == ["joblib", "six"]
+    # group ids depend only on their own artifacts, not on the order
+    again = pypi_groups(list(reversed(pkgs)), {}, min_bytes=10)
+    assert {g.gid for g in again} == set(order)

@@ -1,18 +1,17 @@
-"""The build context of a lock: Dockerfile, installer tooling, sub-locks, every
-artifact of the lock (from mlenv's host-side artifact cache: the builder stages
-install offline), and the image's own mlenv.lock + mlenv.toml.
+"""The inputs of a build: the build context (Dockerfile, the image's own
+mlenv.lock + mlenv.toml) and what the build-time artifact server serves to the
+install steps (mlenv.build.serve), all by sha256:
 
-Context layout:
-  Dockerfile
-  ca/ca-bundle.pem             only with --ca-bundle AND a stage that reaches the network
-                               (an sdist group, or a host that cannot copy its uv)
-  tools/bin/uv                 this mlenv's uv binary (linux-64 target on an x86_64 Linux host)
-  tools/lib/mlenv/...          the installer and the stdlib-only modules it imports
-  rattler/                     this mlenv's py-rattler (only when the lock has conda packages)
-  env/env.lock env/files/      sub-lock of the env part (conda packages, venv) + its conda artifacts
-  pypi/<group>/pypi.lock       sub-lock of one PyPI group
-  pypi/<group>/files/          + its wheels / sdists
-  meta/mlenv.lock meta/mlenv.toml
+  /tools/<sha>   tar: lib/mlenv/... (the installer and the stdlib-only modules it
+                 imports) + bin/uv (this mlenv's uv: linux-64 target on an x86_64
+                 Linux host; elsewhere the step pip-installs uv)
+  /tools/<sha>   tar: lib/rattler/... (this mlenv's py-rattler; conda locks only)
+  /lock/<sha>    the sub-lock of the env step and of each PyPI group
+  /a/<sha>       every artifact, from the host's content-addressed cache
+  /net.pem       the CA bundle: only with --ca-bundle AND a step that reaches the
+                 network (an sdist group, or a host that cannot serve its uv)
+
+The tool tars are reproducible and cached in <user cache>/mlenv/build-tools.
 """
 
 from __future__ import annotations
@@ -32,7 +31,7 @@ INSTALLER_MODULES = (
     "__init__.py", "errors.py", "fsutil.py", "spec.py", "lockfile.py", "install.py",
     "solve/__init__.py", "solve/conda.py", "solve/platforms.py",
 )  # fmt: skip
-FIXED_MTIME = 1_700_000_000  # reproducible context entries
+FIXED_MTIME = 1_700_000_000  # reproducible tar entries
 
 # An artifact at least this big is a PyPI group (a builder stage and an image layer) of
 # its own; smaller ones share one. More than MAX_GROUPS: the smallest are merged.
@@ -50,11 +49,17 @@ def _norm(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def pypi_groups(pkgs, sizes: dict[str, int], *, min_bytes: int = GROUP_MIN_BYTES, max_groups: int = MAX_GROUPS) -> list[Group]:
+def pypi_groups(pkgs, sizes: dict[str, int], *, min_bytes: int = GROUP_MIN_BYTES, max_groups: int = MAX_GROUPS,
+                direct: frozenset[str] = frozenset()) -> list[Group]:
     """Every artifact >= min_bytes alone (group id = its normalized name), the rest
     together (group id from their sorted names, so a version change keeps it). A
-    group's id and content depend only on its own artifacts. Ordered largest first
-    (ties by id): a change re-copies only the groups after it in the final stage."""
+    group's id and content depend only on its own artifacts.
+
+    Order: the classic builder re-runs every step after a changed one, so the
+    least likely to change come first, as in any good Dockerfile: groups of
+    transitive dependencies, then groups holding a requirement the spec names
+    itself (`direct`: the pins users edit); within each, largest first (ties by
+    id), so a change re-runs only what is smaller than it."""
     size = {p.sha256: int(sizes.get(p.sha256) or p.get("size") or 0) for p in pkgs}
     ordered = sorted(pkgs, key=lambda p: (-size[p.sha256], _norm(p.name)))
     big = [p for p in ordered if size[p.sha256] >= min_bytes]
@@ -71,7 +76,7 @@ def pypi_groups(pkgs, sizes: dict[str, int], *, min_bytes: int = GROUP_MIN_BYTES
         names = sorted(_norm(p.name) for p in small)
         gid = "group-" + hashlib.sha256("\n".join(names).encode()).hexdigest()[:12]
         groups.append(Group(gid, sorted(small, key=lambda p: _norm(p.name)), sum(size[p.sha256] for p in small)))
-    return sorted(groups, key=lambda g: (-g.size, g.gid))
+    return sorted(groups, key=lambda g: (any(_norm(p.name) in direct for p in g.packages), -g.size, g.gid))
 
 
 def make_plan(spec, lock, platform: str, *, ca_bundle: bool, artifacts: dict[str, Path] | None = None) -> Plan:
@@ -103,8 +108,18 @@ def make_plan(spec, lock, platform: str, *, ca_bundle: bool, artifacts: dict[str
         uv_version="" if inline else _dist_version("uv"),
         rattler_version="" if inline else _dist_version("py-rattler"),
         version=__version__,
-        groups=pypi_groups(pypi, sizes) if pypi else [],
+        groups=pypi_groups(pypi, sizes, direct=_direct_names(lock)) if pypi else [],
     )
+
+
+def _direct_names(lock) -> frozenset[str]:
+    """Normalized names of the spec's own PyPI requirements (from the lock's inputs)."""
+    names = set()
+    for req in lock.inputs.get("pypi-dependencies", []):
+        m = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", req)
+        if m:
+            names.add(_norm(m.group(1)))
+    return frozenset(names)
 
 
 def _dist_version(name: str) -> str:
@@ -116,61 +131,122 @@ def _dist_version(name: str) -> str:
         return ""
 
 
-def context_files(spec, lock, plan: Plan, *, ca_bundle: str | None, artifacts: dict[str, Path]) -> dict[str, bytes | Path]:
-    """context path -> bytes or a file to copy (artifacts: sha256 -> the cached file)."""
-    from ..install import artifact_filename, part_lock
+def _tar_bytes(entries: list[tuple[str, Path]]) -> bytes:
+    """A reproducible tar (sorted, fixed mtime/owner) of (archive name, file)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for rel, src in sorted(entries):
+            st = src.stat()
+            info = tarfile.TarInfo(rel)
+            info.mtime = FIXED_MTIME
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            info.size = st.st_size
+            info.mode = 0o755 if (st.st_mode & 0o111) else 0o644
+            with open(src, "rb") as data:
+                tar.addfile(info, data)
+    return buf.getvalue()
+
+
+def _cached_tar(kind: str, entries: list[tuple[str, Path]]) -> tuple[str, Path]:
+    """(sha256, file) of the tar of entries, kept in mlenv's cache keyed by the files'
+    names, sizes and mtimes: built once per mlenv/uv/py-rattler installation."""
+    import hashlib
+
+    from ..fsutil import atomic_write
+    from ..install import _default_cache
+
+    key = hashlib.sha256()
+    for rel, src in sorted(entries):
+        st = src.stat()
+        key.update(f"{rel}\0{src}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    directory = _default_cache() / "build-tools"
+    path = directory / f"{kind}-{key.hexdigest()[:24]}.tar"
+    sha_path = path.with_suffix(".sha256")
+    if path.is_file() and sha_path.is_file():
+        sha = sha_path.read_text().strip()
+        if path.stat().st_size and len(sha) == 64:
+            return sha, path
+    data = _tar_bytes(entries)
+    atomic_write(path, data)
+    sha = hashlib.sha256(data).hexdigest()
+    atomic_write(sha_path, sha + "\n")
+    return sha, path
+
+
+def served_files(lock, plan: Plan, *, ca_bundle: str | None, artifacts: dict[str, Path]) -> dict[str, bytes | Path]:
+    """URL path -> bytes or a file: what the build-time artifact server (mlenv.build.serve)
+    serves to the install steps, everything named by its sha256. Fills in the plan's
+    sha256s (tools, sub-locks), which the install steps' RUN text carries."""
+    import hashlib
+
+    from ..install import part_lock
+
+    served: dict[str, bytes | Path] = {}
+    if not plan.needs_env:
+        return served
+    pkg_root = Path(__file__).resolve().parent.parent
+    tools = [(f"lib/mlenv/{rel}", pkg_root / rel) for rel in INSTALLER_MODULES]
+    if plan.tools_inline:
+        from ..solve.pypi import uv_binary
+
+        tools.append(("bin/uv", Path(uv_binary())))
+    plan.tools_sha, path = _cached_tar("tools", tools)
+    served[f"/tools/{plan.tools_sha}"] = path
+    if plan.has_conda and plan.tools_inline:
+        import importlib.util
+
+        origin = Path(importlib.util.find_spec("rattler").origin).parent
+        entries = [(f"lib/rattler/{f.relative_to(origin).as_posix()}", f) for f in origin.rglob("*")
+                   if f.is_file() and "__pycache__" not in f.parts]
+        plan.rattler_sha, path = _cached_tar("rattler", entries)
+        served[f"/tools/{plan.rattler_sha}"] = path
+
+    def add_lock(sub) -> str:
+        data = sub.dumps().encode()
+        sha = hashlib.sha256(data).hexdigest()
+        served[f"/lock/{sha}"] = data
+        return sha
+
+    conda = lock.for_platform(plan.platform, "conda")
+    plan.env_lock_sha = add_lock(part_lock(lock, plan.platform, "env"))
+    plan.env_shas = sorted({p.sha256 for p in conda})
+    for g in plan.groups:
+        g.lock_sha = add_lock(part_lock(lock, plan.platform, "pypi", g.packages, g.gid))
+    for pkg in conda + [p for g in plan.groups for p in g.packages]:
+        served[f"/a/{pkg.sha256}"] = artifacts[pkg.sha256]
+    if ca_bundle and plan.needs_ca:
+        served["/net.pem"] = Path(ca_bundle)
+    return served
+
+
+def context_files(spec, lock, plan: Plan) -> dict[str, bytes | Path]:
+    """The build context: the Dockerfile (render after served_files) and the image's
+    own mlenv.lock + mlenv.toml. Nothing else: the install steps fetch their inputs
+    from the artifact server."""
     from ..solve.pypi import strip_credentials_in_text
 
     dockerfile, _ = render(plan)
-    files: dict[str, bytes | Path] = {"Dockerfile": dockerfile.encode()}
-    if ca_bundle and plan.needs_ca:
-        files["ca/ca-bundle.pem"] = Path(ca_bundle)
-    if plan.needs_env:
-        pkg_root = Path(__file__).resolve().parent.parent
-        for rel in INSTALLER_MODULES:
-            files[f"tools/lib/mlenv/{rel}"] = pkg_root / rel
-        if plan.tools_inline:
-            from ..solve.pypi import uv_binary
-
-            files["tools/bin/uv"] = Path(uv_binary())
-            if plan.has_conda:
-                import importlib.util
-
-                origin = Path(importlib.util.find_spec("rattler").origin).parent
-                for path in sorted(origin.rglob("*")):
-                    if path.is_file() and "__pycache__" not in path.parts:
-                        files[f"rattler/{path.relative_to(origin).as_posix()}"] = path
-        files["env/env.lock"] = part_lock(lock, plan.platform, "env").dumps().encode()
-        files["env/files/.keep"] = b""
-        for pkg in lock.for_platform(plan.platform, "conda"):
-            files[f"env/files/{artifact_filename(pkg)}"] = artifacts[pkg.sha256]
-    for g in plan.groups:
-        files[f"pypi/{g.gid}/pypi.lock"] = part_lock(lock, plan.platform, "pypi", g.packages, g.gid).dumps().encode()
-        for pkg in g.packages:
-            files[f"pypi/{g.gid}/files/{artifact_filename(pkg)}"] = artifacts[pkg.sha256]
-    files["meta/mlenv.lock"] = lock.dumps().encode()
-    files["meta/mlenv.toml"] = strip_credentials_in_text(spec.text).encode()
-    return files
+    return {
+        "Dockerfile": dockerfile.encode(),
+        "meta/mlenv.lock": lock.dumps().encode(),
+        "meta/mlenv.toml": strip_credentials_in_text(spec.text).encode(),
+    }
 
 
-def write_dir(files: dict[str, bytes | Path], directory: Path) -> None:
-    """--dockerfile-only: the context as plain files, for inspection (artifacts are
-    hard links into the artifact cache when on the same filesystem)."""
-    import shutil
-
+def write_dir(files: dict[str, bytes | Path], directory: Path, served: dict[str, bytes | Path] | None = None) -> None:
+    """--dockerfile-only: the context as plain files, for inspection, plus what the
+    artifact server would serve under served/<url path> (files are hard links into
+    mlenv's cache when on the same filesystem)."""
     from ..fsutil import atomic_write
     from ..install import link_or_copy
 
-    for rel, src in files.items():
+    for rel, src in list(files.items()) + [("served" + k, v) for k, v in (served or {}).items()]:
         dest = directory / rel
         if isinstance(src, Path):
-            if "/files/" in rel:
-                link_or_copy(src, dest)
-            else:
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(src, dest)
+            link_or_copy(src, dest)
         else:
-            atomic_write(dest, src, mode=0o755 if rel.endswith("/uv") else None)
+            atomic_write(dest, src)
 
 
 def tar_context(files: dict[str, bytes | Path]):

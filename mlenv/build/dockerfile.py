@@ -1,28 +1,25 @@
 """Render the Dockerfile of a lock: small hooks composed into one template
-(repo2docker's buildpack idea), each contributing builder-stage lines,
-final-stage lines and build-context files.
+(repo2docker's buildpack idea), each contributing final-stage lines.
 
-Builder stages (classic builder of the docker SDK: no BuildKit, so no
-`RUN --mount` and no build secrets; it builds the stages in order):
+One stage, every installed byte written once (classic builder of the docker
+SDK: no BuildKit, so no `RUN --mount`). During `mlenv build` the host serves
+the build's inputs on 127.0.0.1 (mlenv.build.serve: the installer + uv as a
+tar, py-rattler as a tar when the lock has conda packages, the sub-locks, the
+artifacts from mlenv's content-addressed cache, all by sha256; GET only);
+builds use host networking, so a RUN step reaches it. Each install step is one
+RUN of the base Python running BOOTSTRAP: it fetches the tools into
+/tmp/mlenv-build (sha256-checked against the RUN text), runs
+`python3 -m mlenv.install` on the step's sub-lock (its sha256 in the RUN text,
+and the step's artifact sha256s, so the layer cache key is the content), which
+fetches and sha256-checks the artifacts, installs them at their final path and
+stamps everything it wrote (and the parent directories) with a fixed mtime;
+then /tmp/mlenv-build is removed and /tmp's own mtime restored. Nothing
+build-only is in any layer, and a re-run of an unchanged step writes a layer
+with the same digest.
 
-- tools: FROM the pinned base; the mlenv installer (this mlenv's install.py +
-  the uv binary, py-rattler only when the lock has conda packages);
-- env: FROM tools; installs the env part (conda packages / the venv) into
-  /opt/mlenv/env from its own sub-lock and the conda artifacts in the context;
-- pypi-<group>: FROM env, one per PyPI group (a large artifact alone, the small
-  ones together); installs that group's wheels from the context into
-  /opt/mlenv/pypi/<group> (scripts linked into /opt/mlenv/pypi/bin). A stage
-  depends only on the env and its own artifacts, so changing one package
-  rebuilds one group.
-
-Every artifact was downloaded and sha256-checked on the host (mlenv's artifact
-cache) and is in the build context: the builder stages install offline, with
-no index URL, credential or CA bundle. (Exception: a group holding an sdist
-may need its build backend from PyPI; only that stage gets the CA bundle, if
-one was given. Same for the tools stage on hosts that cannot copy their uv.)
-
-Final: FROM the same base; apt packages; COPY --from=env of /opt/mlenv; one
-COPY --from per PyPI group (largest first: a change in a small group re-copies
+Final stage: FROM the pinned base; apt packages; the env step (conda packages
+/ the venv into /opt/mlenv/env); one step per PyPI group into
+/opt/mlenv/pypi/<group> (largest first: a change in a small group re-runs
 little); ENV; [image] steps; /opt/mlenv/mlenv.lock + mlenv.toml; labels.
 """
 
@@ -34,8 +31,7 @@ from dataclasses import dataclass, field
 PREFIX = "/opt/mlenv/env"
 PYPI_PREFIX = "/opt/mlenv/pypi"
 META_DIR = "/opt/mlenv"
-TOOLS = "/opt/mlenv-builder"
-STAGE_OUT = f"{TOOLS}/out"  # a group stage's files, at their final paths: COPY --from=... STAGE_OUT/ /
+FIXED_MTIME = 1_700_000_000  # every file an install step writes (reproducible layers)
 
 LABEL_HASH = "org.mlenv.content-hash"
 LABEL_NAME = "org.mlenv.name"
@@ -43,23 +39,52 @@ LABEL_NAME = "org.mlenv.name"
 TEMPLATE = """\
 # Rendered by mlenv {version} from mlenv.lock {content_hash}.
 # Do not edit: `mlenv build` renders it again. Layout and rules: docs/build.md.
-
-# ---- builder stages: every artifact is in the context; installs run offline ----
-{builder}
-
-# ---- final stage: base, apt packages, env layer, one layer per PyPI group, metadata ----
+# Install steps fetch from mlenv's artifact server on the build host ({server}), which
+# runs only during `mlenv build`: build this file with `mlenv build`, not `docker build`.
+# Layers: base, apt packages, env, one per PyPI group, metadata.
 FROM {base}
 {final}
+"""
+
+# Run by the base Python in each install step: argv = server URL, tools (sha256s of
+# tars at /tools/<sha>, or "pip=REQ" to pip-install them), sub-lock sha256, network
+# ("-" none, "net" PyPI for an sdist's build backend, "net+ca" with the CA bundle the
+# host serves at /net.pem for this step's process only), then the installer's args.
+BOOTSTRAP = """\
+import hashlib,io,os,shutil,subprocess,sys,tarfile,urllib.request as u
+url,tools,lock,net,*args=sys.argv[1:]
+op=u.build_opener(u.ProxyHandler({}))
+def get(p,sha=None):
+    with op.open(url+p,timeout=600) as r:d=r.read()
+    if sha and hashlib.sha256(d).hexdigest()!=sha:sys.exit('mlenv: sha256 mismatch for '+url+p)
+    return d
+w='/tmp/mlenv-build';st=os.stat('/tmp');rc=1
+os.makedirs(w+'/lib')
+try:
+    e=dict(os.environ,PYTHONPATH=w+'/lib',UV_NO_CONFIG='1',PYTHONDONTWRITEBYTECODE='1',no_proxy='127.0.0.1',NO_PROXY='127.0.0.1')
+    if net=='net+ca':
+        open(w+'/net.pem','wb').write(get('/net.pem'))
+        e['MLENV_CA_BUNDLE']=e['PIP_CERT']=w+'/net.pem'
+    for t in tools.split(','):
+        if t.startswith('pip='):subprocess.run([sys.executable,'-m','pip','install','-q','--no-cache-dir','--target',w+'/lib',*t[4:].split('+')],env=e,check=True)
+        else:tarfile.open(fileobj=io.BytesIO(get('/tools/'+t,t))).extractall(w)
+    e['MLENV_UV']=w+'/bin/uv' if os.path.exists(w+'/bin/uv') else w+'/lib/bin/uv'
+    open(w+'/part.lock','wb').write(get('/lock/'+lock,lock))
+    rc=subprocess.run([sys.executable,'-m','mlenv.install','install','--lock',w+'/part.lock','--artifact-url',url+'/a/','--work-dir',w+'/work',*args],env=e).returncode
+finally:
+    shutil.rmtree(w,ignore_errors=True);os.utime('/tmp',ns=(st.st_atime_ns,st.st_mtime_ns))
+sys.exit(rc)
 """
 
 
 @dataclass
 class Group:
-    """PyPI packages installed by one builder stage into PYPI_PREFIX/<gid>, one final layer."""
+    """PyPI packages installed by one build step into PYPI_PREFIX/<gid>: one layer."""
 
     gid: str
     packages: list = field(default_factory=list)  # lockfile.Package
     size: int = 0
+    lock_sha: str = ""  # sha256 of its sub-lock (served at /lock/<sha>)
 
     @property
     def has_sdist(self) -> bool:
@@ -77,23 +102,28 @@ class Plan:
     content_hash: str
     short_hash: str
     platform: str
-    interpreter: str  # the Python the builder stages run the installer with
+    interpreter: str  # the base Python the install steps run the installer with
     has_conda: bool
     has_pypi: bool
     needs_env: bool  # a conda prefix or a venv goes to /opt/mlenv/env
     apt_packages: list[str]
     variables: dict[str, str]
     steps: list[str]
-    ca_bundle: bool  # a CA bundle was given (used only by stages that reach the network)
-    tools_inline: bool  # uv binary (and rattler) copied from this mlenv installation
+    ca_bundle: bool  # a CA bundle was given (used only by steps that reach the network)
+    tools_inline: bool  # uv binary (and rattler) served from this mlenv installation
     uv_version: str
     rattler_version: str
     version: str
     groups: list[Group] = field(default_factory=list)
+    server: str = "http://127.0.0.1:47291"  # the build-time artifact server
+    tools_sha: str = ""  # sha256 of the installer + uv tar
+    rattler_sha: str = ""  # sha256 of the py-rattler tar (conda)
+    env_lock_sha: str = ""
+    env_shas: list[str] = field(default_factory=list)  # the conda artifacts of the env step
 
     @property
     def needs_ca(self) -> bool:
-        """Does any builder stage reach the network (so the CA bundle goes into the context)?"""
+        """Does any install step reach the network (so the host serves the CA bundle)?"""
         return self.ca_bundle and (not self.tools_inline or any(g.has_sdist for g in self.groups))
 
 
@@ -106,61 +136,38 @@ def _exec(args: list[str]) -> str:
     return "RUN " + json.dumps(args)
 
 
-def _ca_lines() -> list[str]:
-    ca = f"{TOOLS}/ca-bundle.pem"
-    return [f"COPY ca/ca-bundle.pem {ca}",
-            f"ENV SSL_CERT_FILE={ca} PIP_CERT={ca} REQUESTS_CA_BUNDLE={ca} MLENV_CA_BUNDLE={ca}"]
+def _tools(p: Plan, conda: bool) -> str:
+    if p.tools_inline:
+        return ",".join([p.tools_sha] + ([p.rattler_sha] if conda else []))
+    reqs = [f"uv=={p.uv_version}"] + ([f"py-rattler=={p.rattler_version}"] if conda else [])
+    return f"{p.tools_sha},pip=" + "+".join(reqs)
 
 
-def tools_hook(p: Plan) -> Hook:
-    if not p.needs_env:
-        return Hook("tools")  # nothing to install: no builder stage at all
-    lines = [f"FROM {p.base} AS tools", f"COPY tools/ {TOOLS}/"]
-    if not p.tools_inline:
-        if p.ca_bundle:
-            lines += _ca_lines()
-        pkgs = [f"uv=={p.uv_version}"] + ([f"py-rattler=={p.rattler_version}"] if p.has_conda else [])
-        lines.append(_exec([p.interpreter, "-m", "pip", "install", "--no-cache-dir", "--target", f"{TOOLS}/lib", *pkgs]))
-        lines.append(f"RUN mkdir -p {TOOLS}/bin && ln -sf {TOOLS}/lib/bin/uv {TOOLS}/bin/uv")
-    elif p.has_conda:
-        lines.append(f"COPY rattler/ {TOOLS}/lib/rattler/")
-    lines.append(f"ENV PYTHONPATH={TOOLS}/lib MLENV_UV={TOOLS}/bin/uv UV_NO_CONFIG=1 PYTHONDONTWRITEBYTECODE=1")
-    return Hook("tools", builder=lines)
-
-
-def _installer(p: Plan, part: str, ctx_dir: str, group: str | None = None) -> list[str]:
+def _step(p: Plan, lock_sha: str, shas: list[str], *, conda: bool, network: bool, extra: list[str]) -> str:
+    net = ("net+ca" if p.ca_bundle else "net") if network else "-"
     args = [
-        p.interpreter, "-m", "mlenv.install", "install",
-        "--lock", f"{TOOLS}/{ctx_dir}/{part}.lock", "--platform", p.platform,
-        "--prefix", PREFIX, "--pypi-prefix", PYPI_PREFIX, "--part", part,
-        "--files-dir", f"{TOOLS}/{ctx_dir}/files", "--offline", "--no-cache",
+        p.interpreter, "-c", BOOTSTRAP, p.server, _tools(p, conda), lock_sha, net,
+        "--platform", p.platform, "--prefix", PREFIX, "--pypi-prefix", PYPI_PREFIX, "--no-cache",
+        "--fixed-mtime", str(FIXED_MTIME), "--expect-sha256", ",".join(sorted(shas)), *extra,
     ]  # fmt: skip
-    args += ["--pypi-group", group, "--stage-out", STAGE_OUT] if group else ["--pypi-groups"]
-    return args
+    return _exec(args)
 
 
 def env_hook(p: Plan) -> Hook:
     if not p.needs_env:
         return Hook("env")
-    return Hook("env", builder=["", "FROM tools AS env", f"COPY env/ {TOOLS}/env/", _exec(_installer(p, "env", "env"))],
-                final=[f"COPY --from=env {META_DIR} {META_DIR}"])
-
-
-def stage_name(group: Group) -> str:
-    return f"pypi-{group.gid}"
+    step = _step(p, p.env_lock_sha, p.env_shas, conda=p.has_conda, network=not p.tools_inline,
+                 extra=["--part", "env", "--pypi-groups"])
+    return Hook("env", final=[step])
 
 
 def pypi_hook(p: Plan) -> Hook:
     if not p.has_pypi:
         return Hook("pypi")
-    builder, final = [], []
-    for g in p.groups:
-        builder += ["", f"FROM env AS {stage_name(g)}"]
-        if g.has_sdist and p.ca_bundle and p.tools_inline:
-            builder += _ca_lines()  # an sdist's build backend comes from PyPI
-        builder += [f"COPY pypi/{g.gid}/ {TOOLS}/pypi/{g.gid}/", _exec(_installer(p, "pypi", f"pypi/{g.gid}", g.gid))]
-        final.append(f"COPY --from={stage_name(g)} {STAGE_OUT}/ /")
-    return Hook("pypi", builder=builder, final=final)
+    final = [_step(p, g.lock_sha, [pkg.sha256 for pkg in g.packages], conda=False,
+                   network=g.has_sdist or not p.tools_inline, extra=["--part", "pypi", "--pypi-group", g.gid])
+             for g in p.groups]  # fmt: skip
+    return Hook("pypi", final=final)
 
 
 def apt_hook(p: Plan) -> Hook:
@@ -208,11 +215,10 @@ def meta_hook(p: Plan) -> Hook:
 @dataclass
 class Hook:
     name: str
-    builder: list[str] = field(default_factory=list)
     final: list[str] = field(default_factory=list)
 
 
-HOOKS = (tools_hook, env_hook, pypi_hook, apt_hook, env_vars_hook, steps_hook, meta_hook)
+HOOKS = (env_hook, pypi_hook, apt_hook, env_vars_hook, steps_hook, meta_hook)
 # Final-stage order matters for the layer cache: base, apt, env (conda), PyPI groups, then the rest.
 FINAL_ORDER = ("apt", "env", "pypi", "variables", "steps", "meta")
 
@@ -220,8 +226,7 @@ FINAL_ORDER = ("apt", "env", "pypi", "variables", "steps", "meta")
 def render(p: Plan) -> tuple[str, list[Hook]]:
     hooks = [h(p) for h in HOOKS]
     by_name = {h.name: h for h in hooks}
-    builder = [ln for h in hooks for ln in h.builder]
     final = [ln for name in FINAL_ORDER for ln in by_name[name].final]
-    text = TEMPLATE.format(version=p.version, content_hash=p.content_hash, base=p.base,
-                           builder="\n".join(builder), final="\n".join(final))
+    text = TEMPLATE.format(version=p.version, content_hash=p.content_hash, base=p.base, server=p.server,
+                           final="\n".join(final))
     return text, hooks

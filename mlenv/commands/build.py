@@ -126,10 +126,12 @@ def build(spec_file, repository, push, force, no_cache, ca_bundle, platform, doc
             _report(result, as_json, quiet, reused)
             return
 
-    # Every artifact of the lock, on the host, in mlenv's content-addressed cache: the
-    # builder stages install offline from the context (no index, credential or CA there).
+    # Every artifact of the lock, on the host, in mlenv's content-addressed cache; the
+    # install steps fetch them from mlenv's artifact server on 127.0.0.1 during the build
+    # (no index, credential or CA in any layer, the context or the Dockerfile).
     from .. import install as installer
-    from ..build.context import context_files, make_plan
+    from ..build.context import context_files, make_plan, missing_local_files, served_files
+    from ..build.serve import ArtifactServer, default_port, url_for
     from .common import ProgressLine
 
     if ca_bundle:
@@ -138,21 +140,22 @@ def build(spec_file, repository, push, force, no_cache, ca_bundle, platform, doc
     with ProgressLine(quiet or as_json) as progress:
         artifacts = installer.fetch_artifacts(pkgs, index_urls=_index_urls(spec), progress=progress)
     plan = make_plan(spec, lock, platform, ca_bundle=bool(ca_bundle), artifacts=artifacts)
-    files = context_files(spec, lock, plan, ca_bundle=ca_bundle, artifacts=artifacts)
+    served = served_files(lock, plan, ca_bundle=ca_bundle, artifacts=artifacts)
     if dockerfile_only:
         from ..build.context import write_dir
 
-        write_dir(files, Path(dockerfile_only))
+        plan.server = url_for(default_port())
+        write_dir(context_files(spec, lock, plan), Path(dockerfile_only), served)
         result.update(action="rendered", directory=str(Path(dockerfile_only)))
         _report(result, as_json, quiet, f"Wrote the Dockerfile and build context of {ref} to {dockerfile_only}")
         return
 
-    from ..build.context import missing_local_files, tar_context
+    from ..build.context import tar_context
     from ..fsutil import atomic_write
     from ..solve.pypi import strip_credentials_in_text
 
     client = engine.connect()
-    missing = missing_local_files(files)
+    missing = missing_local_files(served)
     if missing:
         raise MlenvError(f"files the build needs are missing: {', '.join(missing[:3])}",
                          hint="the artifact cache was cleaned during the build; run `mlenv build` again")
@@ -167,13 +170,15 @@ def build(spec_file, repository, push, force, no_cache, ca_bundle, platform, doc
     log_path = _log_path(spec.name, lock.short_hash)
     if not quiet and not as_json:
         click.echo(f"Building {ref} ({plan.platform}, base {plan.base}, {len(plan.groups)} PyPI groups)", err=True)
-    context = tar_context(files)
-    try:
-        with _Display(quiet or as_json) as display:
-            log = engine.build(client, context, ref, nocache=no_cache, on_step=display.step, on_line=display.line,
-                               scrub=scrub)
-    finally:
-        context.close()
+    with ArtifactServer(served) as server:
+        plan.server = server.url  # a busy default port: another one (correct, misses the layer cache)
+        context = tar_context(context_files(spec, lock, plan))
+        try:
+            with _Display(quiet or as_json) as display:
+                log = engine.build(client, context, ref, nocache=no_cache, on_step=display.step,
+                                   on_line=display.line, scrub=scrub)
+        finally:
+            context.close()
     atomic_write(log_path, "\n".join(log.lines) + "\n")
     if log.error or not log.image_id:
         raise engine.explain_failure(log, plan.base, log_path)
