@@ -10,7 +10,6 @@ Every error names file:line and is raised as SpecError (one line, no traceback).
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import os
@@ -399,6 +398,8 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _did_you_mean(word: str, options) -> str:
+    import difflib  # only on the error path
+
     close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
     return f" (did you mean `{close[0]}`?)" if close else ""
 

@@ -95,7 +95,20 @@ class Engine:
             raise EngineUnreachable(f"HTTP {status} for {method} {path}: {body[:200].decode(errors='replace')}")
         return json.loads(body) if body and headers.get("content-type", "").startswith("application/json") else None
 
-    def find_local(self, content_hash: str) -> dict | None:
+    def find_local(self, content_hash: str, ref: str | None = None) -> dict | None:
+        """The image with this content hash. The usual cache hit already carries the
+        tag `ref`: one inspect (~1 ms) instead of a label-filtered listing, which the
+        daemon answers in tens of ms once it holds a few hundred images."""
+        if ref:
+            try:
+                info = self.request("GET", f"/images/{ref}/json")
+            except EngineUnreachable as exc:
+                if not str(exc).startswith("HTTP 404"):
+                    raise
+            else:
+                labels = (info or {}).get("Config", {}).get("Labels") or {}
+                if labels.get(LABEL_HASH) == content_hash:
+                    return {"Id": info["Id"], "RepoTags": info.get("RepoTags") or [], "Created": info.get("Created")}
         images = self.request("GET", "/images/json", {"filters": json.dumps({"label": [f"{LABEL_HASH}={content_hash}"]})})
         return max(images, key=lambda i: i.get("Created", 0)) if images else None
 

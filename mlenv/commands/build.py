@@ -195,7 +195,7 @@ def _reuse(engine, lock, ref: str, result: dict, push: bool, quiet: bool) -> str
     fast = engine.Engine.from_env()
     if fast is not None:
         try:
-            local = fast.find_local(lock.content_hash)
+            local = fast.find_local(lock.content_hash, ref)
         except engine.EngineUnreachable as exc:
             raise engine.unreachable(str(exc)) from None
         tag = fast.ensure_tag
