@@ -64,10 +64,24 @@ def sh(cmd, **kw) -> subprocess.CompletedProcess:
     return proc
 
 
+# The interpreter whose mlenv is measured: a regular install (`pip install .`) in a
+# fresh venv, what users run; --editable measures this dev venv instead.
+PY = sys.executable
+
+
+def release_python() -> str:
+    import tempfile
+
+    venv = Path(tempfile.mkdtemp(prefix="mlenv-bench-venv-"))
+    sh([sys.executable, "-m", "venv", str(venv)])
+    sh([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", str(Path(__file__).resolve().parent.parent)])
+    return str(venv / "bin" / "python")
+
+
 def mlenv(*args, cwd) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "MLENV_CA_BUNDLE"}
     env["XDG_CACHE_HOME"] = str(CACHE_HOME)
-    return sh([sys.executable, "-m", "mlenv.cli", *args], cwd=cwd, env=env)
+    return sh([str(Path(PY).parent / "mlenv"), *args], cwd=cwd, env=env)
 
 
 def write_spec(d: Path, base: str, deps: list[str]) -> None:
@@ -126,14 +140,14 @@ def mlenv_build(d: Path, *args) -> tuple[float, dict]:
 
 def python_startup() -> float:
     t0 = time.perf_counter()
-    sh([sys.executable, "-c", "pass"])
+    sh([PY, "-c", "pass"])
     return time.perf_counter() - t0
 
 
 def cache_hit_imports(d: Path) -> str:
     """Modules of the cache-hit path that must stay out (heavy or SDK)."""
     env = {**os.environ, "XDG_CACHE_HOME": str(CACHE_HOME)}
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "mlenv.cli", "build", "-q"], cwd=d,
+    proc = subprocess.run([PY, "-X", "importtime", "-m", "mlenv.cli", "build", "-q"], cwd=d,
                           capture_output=True, text=True, env=env)
     mods = {ln.split("|")[-1].strip() for ln in proc.stderr.splitlines() if ln.startswith("import time:")}
     heavy = sorted(m for m in mods if m.split(".")[0] in ("docker", "requests", "rich", "packaging", "urllib3", "http"))
@@ -143,7 +157,11 @@ def cache_hit_imports(d: Path) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--editable", action="store_true", help="measure this dev venv's mlenv, not a regular install")
     args = parser.parse_args()
+    global PY
+    if not args.editable:
+        PY = release_python()
 
     import docker
 
