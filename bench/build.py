@@ -69,6 +69,21 @@ def sh(cmd, **kw) -> subprocess.CompletedProcess:
 PY = sys.executable
 
 
+def changed_step_ran(log: Path, group: str) -> None:
+    """Refuse a rebuild number that the layer cache made meaningless: the changed
+    group's install step must have run, not come from some earlier build's cache
+    (any build with the same base and artifacts leaves reusable steps behind)."""
+    lines = log.read_text(errors="replace").splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("Step ") and f'"--pypi-group", "{group}"' in line:
+            after = next((ln for ln in lines[i + 1:] if ln.startswith(" ---> ")), "")
+            if "Using cache" in after:
+                raise SystemExit(f"bench: the {group} step came from the layer cache ({log}); remove the images of "
+                                 "earlier builds of this lock (docker image prune) and run again")
+            return
+    raise SystemExit(f"bench: no install step for group {group} in {log}")
+
+
 def release_python() -> str:
     import tempfile
 
@@ -227,6 +242,7 @@ def main() -> None:
                 (CACHE_HOME / "mlenv" / "artifacts" / "sha256" / sha).unlink(missing_ok=True)
             t, res = images.track(lambda: mlenv_build(proj2, "--force"))
             assert res["action"] == "built", res
+            changed_step_ran(Path(res["log"]), "scikit-learn")
             rebuild.append(t)
         images.clean(local_base)
         try:
