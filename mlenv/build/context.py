@@ -24,6 +24,7 @@ import sys
 import tarfile
 from pathlib import Path
 
+from ..solve.names import normalize as _norm
 from .dockerfile import Group, Plan, render
 
 # The installer and what it imports; all stdlib-only at module top.
@@ -43,10 +44,6 @@ def tools_inline(platform: str) -> bool:
     """Copy this installation's uv (and py-rattler) into the image: only when
     they run there, i.e. a linux-64 target built from an x86_64 Linux host."""
     return platform == "linux-64" and sys.platform.startswith("linux") and _platform.machine() in ("x86_64", "AMD64")
-
-
-def _norm(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def pypi_groups(pkgs, sizes: dict[str, int], *, min_bytes: int = GROUP_MIN_BYTES, max_groups: int = MAX_GROUPS,

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from ..errors import SolveError
 from ..spec import Spec, expand_env, strip_credentials
+from .names import normalize as normalize_name
 from .platforms import python_platform, wheel_tags
 
 PYPI_SIMPLE = "https://pypi.org/simple"
@@ -49,10 +50,6 @@ def uv_binary() -> str:
         if not found:
             raise SolveError("uv not found", hint="pip install uv (it is a dependency of mlenv)") from None
         return found
-
-
-def normalize_name(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def resolve(spec: Spec, platform: str, python_version: str, **kwargs) -> list[PypiPackage]:
