@@ -101,5 +101,34 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
 
 
+def entry() -> None:
+    """The `mlenv` console script and `python -m mlenv.cli`: main(), then exit.
+
+    py-rattler 0.28 crashes (SIGSEGV/SIGABRT) in about 1 of 30 interpreter
+    exits after a failed solve, while its runtime is torn down; reproduced
+    with rattler alone. Once rattler is loaded, mlenv has written and closed
+    everything it writes, so it flushes its output and leaves without
+    interpreter finalization, and the exit code is the one mlenv chose."""
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        if exc.code is None or isinstance(exc.code, int):
+            code = exc.code or 0
+        else:
+            print(exc.code, file=sys.stderr)
+            code = 1
+    if "rattler" in sys.modules:
+        import os
+
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    main()
+    entry()

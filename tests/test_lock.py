@@ -496,3 +496,19 @@ def test_corrupt_lock_is_regenerated_by_lock_and_fails_check(tmp_path, pypi_serv
     proc = mlenv("lock", cwd=tmp_path, check=True)
     assert "content hash mismatch" in proc.stderr and "solving from scratch" in proc.stderr
     assert read_lock(path).content_hash == good.content_hash
+
+
+def test_failed_conda_solve_always_exits_2(tmp_path, conda_channel):
+    """py-rattler 0.28 crashes in ~1 of 30 interpreter exits after a failed solve;
+    mlenv's entry point leaves without finalization once rattler is loaded."""
+    write_spec(tmp_path, conda_spec(conda_channel, ["fixcuda"], '\n[system]\ncuda = "11.8"\n'), base='"debian:bookworm-slim"')
+    codes = [mlenv("lock", "-q", cwd=tmp_path).returncode for _ in range(40)]
+    assert set(codes) == {2}, codes
+
+
+def test_output_is_complete_when_rattler_was_loaded(tmp_path, conda_channel):
+    write_spec(tmp_path, conda_spec(conda_channel, ["mlenv-hello"]), base='"debian:bookworm-slim"',
+               platforms='["linux-64", "osx-arm64"]')
+    proc = mlenv("lock", "--json", cwd=tmp_path, check=True)
+    data = json.loads(proc.stdout)  # flushed in full before the process leaves
+    assert data["platforms"]["osx-arm64"]["conda"] >= 4
