@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -73,13 +74,19 @@ def changed_step_ran(log: Path, group: str) -> None:
     """Refuse a rebuild number that the layer cache made meaningless: the changed
     group's install step must have run, not come from some earlier build's cache
     (any build with the same base and artifacts leaves reusable steps behind)."""
-    lines = log.read_text(errors="replace").splitlines()
+    text = log.read_text(errors="replace")
+    lines = text.splitlines()
     for i, line in enumerate(lines):
-        if line.startswith("Step ") and f'"--pypi-group", "{group}"' in line:
+        if line.startswith("Step ") and f'"--pypi-group", "{group}"' in line:  # classic builder
             after = next((ln for ln in lines[i + 1:] if ln.startswith(" ---> ")), "")
             if "Using cache" in after:
                 raise SystemExit(f"bench: the {group} step came from the layer cache ({log}); remove the images of "
                                  "earlier builds of this lock (docker image prune) and run again")
+            return
+        m = re.match(rf"^#(\d+) \[g-{re.escape(group)} \d+/\d+\] RUN", line)  # BuildKit
+        if m:
+            if re.search(rf"^#{m.group(1)} CACHED$", text, re.M):
+                raise SystemExit(f"bench: the {group} stage came from BuildKit's cache ({log})")
             return
     raise SystemExit(f"bench: no install step for group {group} in {log}")
 
@@ -93,9 +100,12 @@ def release_python() -> str:
     return str(venv / "bin" / "python")
 
 
-def mlenv(*args, cwd) -> subprocess.CompletedProcess:
+def mlenv(*args, cwd, builder: str = "auto", port: int | None = None) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "MLENV_CA_BUNDLE"}
     env["XDG_CACHE_HOME"] = str(CACHE_HOME)
+    env["MLENV_BUILDER"] = builder
+    if port:  # the artifact server's port is in every install step: a fresh one misses every cache
+        env["MLENV_ARTIFACT_PORT"] = str(port)
     return sh([str(Path(PY).parent / "mlenv"), *args], cwd=cwd, env=env)
 
 
@@ -140,16 +150,29 @@ class Images:
         self.client.api.inspect_image(keep)  # the base image must still be there
 
 
-def pip_build(ctx: Path, no_cache: bool = False) -> float:
+BUILDKIT_CLI = None  # the docker CLI that builds with BuildKit (mlenv.build.buildkit.find_cli)
+
+
+def pip_build(ctx: Path, builder: str, no_cache: bool = False) -> float:
+    """`docker build` of the pip Dockerfile with the classic builder or BuildKit."""
+    cli = BUILDKIT_CLI if builder == "buildkit" else "docker"
     t0 = time.perf_counter()
-    sh(["docker", "build", "--network", "host", "-q", *(["--no-cache"] if no_cache else []), "-t", PIP_TAG, str(ctx)],
-       env={**os.environ, "DOCKER_BUILDKIT": "0"})
+    sh([cli, "build", "--network", "host", "-q", *(["--no-cache"] if no_cache else []), "-t", PIP_TAG, str(ctx)],
+       env={**os.environ, "DOCKER_BUILDKIT": "1" if builder == "buildkit" else "0"})
     return time.perf_counter() - t0
 
 
-def mlenv_build(d: Path, *args) -> tuple[float, dict]:
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def mlenv_build(d: Path, *args, builder: str = "auto", port: int | None = None) -> tuple[float, dict]:
     t0 = time.perf_counter()
-    out = mlenv("build", "--json", "--ca-bundle", CA, *args, cwd=d)
+    out = mlenv("build", "--json", "--ca-bundle", CA, *args, cwd=d, builder=builder, port=port)
     return time.perf_counter() - t0, json.loads(out.stdout)
 
 
@@ -160,13 +183,16 @@ def python_startup() -> float:
 
 
 def cache_hit_imports(d: Path) -> str:
-    """Modules of the cache-hit path that must stay out (heavy or SDK)."""
+    """The modules the console script's cache hit must not import (it is the fast path)."""
     env = {**os.environ, "XDG_CACHE_HOME": str(CACHE_HOME)}
-    proc = subprocess.run([PY, "-X", "importtime", "-m", "mlenv.cli", "build", "-q"], cwd=d,
+    proc = subprocess.run([PY, "-X", "importtime", str(Path(PY).parent / "mlenv"), "build", "-q"], cwd=d,
                           capture_output=True, text=True, env=env)
     mods = {ln.split("|")[-1].strip() for ln in proc.stderr.splitlines() if ln.startswith("import time:")}
-    heavy = sorted(m for m in mods if m.split(".")[0] in ("docker", "requests", "rich", "packaging", "urllib3", "http"))
-    return ", ".join(heavy) or "none"
+    out = ("click", "tomllib", "dataclasses", "docker", "requests", "rich", "http")
+    present = sorted({m.split(".")[0] for m in mods} & set(out))
+    if present:
+        raise SystemExit(f"bench: the cache hit imported {', '.join(present)}: not the fast path")
+    return ", ".join(out)
 
 
 def main() -> None:
@@ -180,6 +206,10 @@ def main() -> None:
 
     import docker
 
+    from mlenv.build.buildkit import find_cli
+
+    global BUILDKIT_CLI
+    BUILDKIT_CLI = find_cli()
     client = docker.from_env(timeout=3600)
     local_base = os.environ.get("MLENV_TEST_BASE_IMAGE", "mlenv-test/debian-python:bookworm")
     remote_base = os.environ.get("MLENV_TEST_BASE_IMAGE_REMOTE")
@@ -209,41 +239,52 @@ def main() -> None:
         images = Images(client)
         lock2 = read_lock(proj2 / "mlenv.lock")
         new_artifacts = {p.sha256 for p in lock2.packages} - {p.sha256 for p in lock.packages}
-        cold_mlenv, cold_pip, hit_mlenv, hit_pip, rebuild, startup = [], [], [], [], [], []
+        builders = ["buildkit", "classic"] if BUILDKIT_CLI else ["classic"]
+        cold = {(who, b): [] for who in ("mlenv", "pip") for b in builders}
+        hit_pip = {b: [] for b in builders}
+        rebuild = {b: [] for b in builders}
+        hit_mlenv, startup = [], []
         groups = None
         for i in range(args.repeat):
-            images.clean(local_base)
-            shutil.rmtree(CACHE_HOME, ignore_errors=True)  # artifact cache + uv cache: nothing on the host
-            t, res = images.track(lambda: mlenv_build(proj, "--no-cache", "--force"))
-            assert res["action"] == "built", res
-            cold_mlenv.append(t)
-            if groups is None:
-                groups = Path(res["log"]).read_text().count("installing group") or None
-            images.clean(local_base)
-            cold_pip.append(images.track(lambda: pip_build(ctx, no_cache=True)))
-            print(f"run {i + 1}: cold mlenv {cold_mlenv[-1]:.1f}s, cold pip Dockerfile {cold_pip[-1]:.1f}s", file=sys.stderr)
+            for b in builders:
+                images.clean(local_base)
+                shutil.rmtree(CACHE_HOME, ignore_errors=True)  # artifact cache + uv cache: nothing on the host
+                t, res = images.track(lambda: mlenv_build(proj, "--no-cache", "--force", builder=b))
+                assert res["action"] == "built" and res["builder"] == b, res
+                cold["mlenv", b].append(t)
+                if groups is None:
+                    groups = Path(res["log"]).read_text().count("installing group") or None
+                images.clean(local_base)
+                cold["pip", b].append(images.track(lambda: pip_build(ctx, b, no_cache=True)))
+            print(f"run {i + 1}: " + ", ".join(f"{who} {b} {v[-1]:.1f}s" for (who, b), v in cold.items()), file=sys.stderr)
 
         # cache hits: the mlenv image exists (reuse), the pip Dockerfile is fully cached
         images.track(lambda: mlenv_build(proj))
         heavy = cache_hit_imports(proj)
-        for _ in range(args.repeat):
+        for _ in range(args.repeat * 3):
             t, res = mlenv_build(proj)
             assert res["action"] == "reused", res
             hit_mlenv.append(t)
-            hit_pip.append(images.track(lambda: pip_build(ctx)))
+            for b in builders:
+                images.track(lambda: pip_build(ctx, b))  # this builder's cache is warm
+                hit_pip[b].append(images.track(lambda: pip_build(ctx, b)))
             startup.append(python_startup())
 
         # one PyPI package changes: the previous image (and its build cache) exists, nothing
         # of the changed lock does (its images removed, its new artifacts not downloaded yet)
         for _ in range(args.repeat):
-            images.clean(local_base)
-            images.track(lambda: mlenv_build(proj, "--force"))
-            for sha in new_artifacts:
-                (CACHE_HOME / "mlenv" / "artifacts" / "sha256" / sha).unlink(missing_ok=True)
-            t, res = images.track(lambda: mlenv_build(proj2, "--force"))
-            assert res["action"] == "built", res
-            changed_step_ran(Path(res["log"]), "scikit-learn")
-            rebuild.append(t)
+            for b in builders:
+                images.clean(local_base)
+                # a port no earlier build used: no cache entry of any earlier run (BuildKit's
+                # cache is not tied to images) can serve the changed group's step
+                port = free_port()
+                images.track(lambda: mlenv_build(proj, "--force", builder=b, port=port))
+                for sha in new_artifacts:
+                    (CACHE_HOME / "mlenv" / "artifacts" / "sha256" / sha).unlink(missing_ok=True)
+                t, res = images.track(lambda: mlenv_build(proj2, "--force", builder=b, port=port))
+                assert res["action"] == "built", res
+                changed_step_ran(Path(res["log"]), "scikit-learn")
+                rebuild[b].append(t)
         images.clean(local_base)
         try:
             client.api.remove_image(PIP_TAG, force=True)
@@ -251,63 +292,59 @@ def main() -> None:
             pass
         shutil.rmtree(CACHE_HOME, ignore_errors=True)
 
-    cm, cp = median(cold_mlenv), median(cold_pip)
-    hm, hp, py = median(hit_mlenv), median(hit_pip), median(startup)
-    rb = median(rebuild)
-    rows = [
-        ["cold build", f"{cm:.2f} s", f"{cp:.2f} s", f"{cm / cp:.2f}x", "<= 0.6x", "yes" if cm / cp <= 0.6 else "no"],
-        ["cache hit", f"{hm:.3f} s", f"{hp:.3f} s", f"{hm / hp:.2f}x", "< 0.5 s and < 0.5x",
-         "yes" if hm < 0.5 and hm / hp < 0.5 else f"< 0.5 s: {'yes' if hm < 0.5 else 'no'}; < 0.5x: no"],
-        ["(floor: `python -c pass`)", f"{py:.3f} s", "", f"{py / hp:.2f}x", "", ""],
-        ["one-package rebuild", f"{rb:.2f} s", "", f"{rb / cm:.2f}x of mlenv cold", "< 0.3x cold",
-         "yes" if rb / cm < 0.3 else "no"],
-    ]  # fmt: skip
+    cp_ref = min(median(cold["pip", b]) for b in builders)  # the faster way to build the pip Dockerfile
+    hp_ref = min(median(hit_pip[b]) for b in builders)
+    hm, py = median(hit_mlenv), median(startup)
+    rows = []
+    for b in builders:
+        cm = median(cold["mlenv", b])
+        rows.append([f"cold build ({b})", f"{cm:.2f} s", f"{median(cold['pip', b]):.2f} s",
+                     f"{cm / cp_ref:.2f}x", "<= 0.6x", "yes" if cm / cp_ref <= 0.6 else "no"])
+    rows.append(["cache hit", f"{hm:.3f} s", " / ".join(f"{median(hit_pip[b]):.3f} s ({b})" for b in builders),
+                 f"{hm / hp_ref:.2f}x", "< 0.5 s and < 0.5x", "yes" if hm < 0.5 and hm / hp_ref < 0.5 else "no"])
+    rows.append(["(floor: `python -c pass`)", f"{py:.3f} s", "", f"{py / hp_ref:.2f}x", "", ""])
+    for b in builders:
+        rb, cm = median(rebuild[b]), median(cold["mlenv", b])
+        rows.append([f"one-package rebuild ({b})", f"{rb:.2f} s", "", f"{rb / cm:.2f}x of mlenv cold", "< 0.3x cold",
+                     "yes" if rb / cm < 0.3 else "no"])
     notes = [
         "How mlenv gets there: every artifact is downloaded on the host (concurrently, sha256-checked, into the "
         "content-addressed artifact cache) and served, for the duration of the build, by a GET-only server on "
-        "127.0.0.1 in the mlenv process (builds use host networking). One stage: the env and each of the "
-        f"{groups or '?'} PyPI groups (each artifact >= 4 MB alone, the small ones together) is one RUN that fetches "
-        "the installer + uv into /tmp, installs the group's wheels (sha256-checked) at their final path, stamps them "
-        "with a fixed mtime and deletes /tmp's tooling: every installed byte is written once, no builder stage, no "
-        "COPY --from, a context of three small files. A one-package change downloads one wheel and re-runs that "
-        "group's step and the (smaller) ones after it, which write byte-identical layers.",
-        f"- cache hit: the reuse check is one Engine API call on the unix socket with the stdlib (heavy modules "
-        f"imported on that path: {heavy}). A fully cached `docker build` of the pip Dockerfile is a Go binary "
-        f"({hp * 1000:.0f} ms); `python -c pass` in this venv alone takes {py * 1000:.0f} ms ({py / hp:.2f}x of it), "
-        f"so < 0.5x would leave a Python CLI ~{max(0.5 * hp - py, 0) * 1000:.0f} ms for everything else: click "
-        "alone imports in ~15 ms, the stdlib modules that reading the spec and verifying the sealed lock need "
-        "(tomllib, hashlib, json, dataclasses, pathlib) ~25 ms; the Engine call is ~1 ms (the expected tag is "
-        f"inspected directly). mlenv's total is {hm * 1000:.0f} ms ({max(hm - py, 0) * 1000:.0f} ms above the bare "
-        "interpreter): under 0.5 s, not under 0.5x.",
+        "127.0.0.1 in the mlenv process (builds use host networking). The env and each of the "
+        f"{groups or '?'} PyPI groups (each artifact >= 4 MB alone, the small ones together) is installed by one RUN "
+        "that fetches the installer + uv into /tmp, installs the group's wheels (sha256-checked), stamps them with a "
+        "fixed mtime and deletes /tmp's tooling.",
+        "- BuildKit (the default when a docker CLI can drive it): each of those RUNs is its own builder stage, so "
+        "they run in parallel and each is cached on its own inputs; the final stage copies each builder's prefix "
+        "into its own layer. A one-package change downloads one wheel, re-runs that group's stage and the (cheap) "
+        "copies after it, whose layers come out byte-identical.",
+        "- classic builder (docker SDK; when no BuildKit CLI is there): the same RUNs in one stage, every byte "
+        "written once, one after the other; after a changed group every later group's step re-runs (same layer "
+        "digests, but the classic builder has no cache once a parent changed).",
+        f"- cache hit: the console script answers it before click or any model is imported (mlenv/build_hit.py): "
+        "the sha256 of the spec and lock bytes finds the record the full path left after checking that pair, and "
+        "one Engine API call on the unix socket inspects the expected tag. A fully cached `docker build` of the pip "
+        f"Dockerfile is a Go binary ({hp_ref * 1000:.0f} ms); `python -c pass` alone takes {py * 1000:.0f} ms. "
+        f"Modules of the full path's hit that stay out of it: {heavy}.",
     ]
-    if cm / cp > 0.6:
-        notes.append("- cold build: the downloads are not the cost (80 MB on the host in ~0.3 s, 8 threads). "
-                     "What is left is the classic builder's per-step cost (a container start and a layer commit "
-                     "per group, ~0.3 s each, one after the other) and uv writing the files once; pip's single RUN "
-                     "writes once too, but downloads sequentially and compiles .pyc files.")
-    if rb / cm >= 0.3:
-        notes.append("- one-package rebuild: after the changed group the classic builder re-runs every later "
-                     "group's step (same layer digests, but it has no cache once a parent changed). Groups are "
-                     "ordered transitive dependencies first, the spec's own pins last, largest first within each "
-                     "(docs/build.md), so changing scikit-learn re-runs its group and pandas'; the rest is the "
-                     "wheel download and the metadata steps. BuildKit (parallel, independent stages) or one image "
-                     "per group would remove the re-runs; the docker SDK's classic builder has neither.")
     body = (
         "## build: `mlenv build` vs a hand-written pip Dockerfile\n\n"
         f"Lock: {', '.join(DEPS)} ({len(pins)} PyPI packages, real PyPI through the TLS proxy), base "
         f"`{local_base}` (Debian bookworm, Python 3.11). The pip Dockerfile is what a user would write: a venv, "
         "`pip install --no-cache-dir -r requirements.txt` with the same pins, the proxy CA copied in. "
-        "Both built by the same Docker Engine with the classic builder and host networking. "
-        f"Medians of {args.repeat} runs; cold = `--no-cache` builds, and for mlenv an empty host artifact and uv "
-        "cache (the pip Dockerfile always downloads). One-package rebuild: scikit-learn 1.5.2 -> 1.5.1, with the "
-        "previous image and its build cache present and nothing of the new lock cached (its new wheel not yet "
-        "downloaded).\n\n"
+        f"Both built by the same Docker Engine with host networking, with each builder ({', '.join(builders)}); "
+        "ratios are against the faster way of building the pip Dockerfile. "
+        f"Medians of {args.repeat} runs ({args.repeat * 3} for cache hits); cold = `--no-cache` builds, and for "
+        "mlenv an empty host artifact and uv cache (the pip Dockerfile always downloads). One-package rebuild: "
+        "scikit-learn 1.5.2 -> 1.5.1, with the previous image and its build cache present and nothing of the new "
+        "lock cached (its new wheel not yet downloaded).\n\n"
         + table(rows, ["case", "mlenv", "pip Dockerfile", "ratio", "target", "met"])
-        + "\n\nAll runs (s): cold mlenv " + ", ".join(f"{x:.1f}" for x in cold_mlenv)
-        + "; cold pip " + ", ".join(f"{x:.1f}" for x in cold_pip)
+        + "\n\nAll runs (s): " + "; ".join(f"cold {who} {b} " + ", ".join(f"{x:.1f}" for x in v)
+                                             for (who, b), v in cold.items())
         + "; hit mlenv " + ", ".join(f"{x:.3f}" for x in hit_mlenv)
-        + "; hit pip " + ", ".join(f"{x:.3f}" for x in hit_pip)
-        + "; rebuild " + ", ".join(f"{x:.1f}" for x in rebuild) + ".\n\n" + NOTES.format(notes="\n".join(notes))
+        + "".join(f"; hit pip {b} " + ", ".join(f"{x:.3f}" for x in hit_pip[b]) for b in builders)
+        + "".join(f"; rebuild {b} " + ", ".join(f"{x:.1f}" for x in rebuild[b]) for b in builders)
+        + ".\n\n" + NOTES.format(notes="\n".join(notes))
     )
     write_section("build", body)
     print(body)

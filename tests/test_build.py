@@ -116,6 +116,74 @@ def test_cache_hit_is_fast_and_found_by_label_under_any_name(conda_image, docker
     docker_client.api.remove_image("someone/else:x")
 
 
+def test_cache_hit_fast_path_answers_like_the_full_path(conda_image, docker_client, tmp_path):
+    """The console script answers a hit without click (mlenv.build_hit) once the full path
+    has checked these exact spec and lock bytes; any other bytes go the full way."""
+    d, result = conda_image
+    script = Path(sys.executable).parent / "mlenv"
+    assert "mlenv.entry" in script.read_text()  # the installed console script
+    env = {**{k: v for k, v in os.environ.items() if k != "MLENV_CA_BUNDLE"}, "XDG_CACHE_HOME": str(tmp_path / "c")}
+
+    def run(*args, cwd=d):
+        proc = subprocess.run([sys.executable, "-X", "importtime", str(script), *args], cwd=cwd,
+                              capture_output=True, text=True, env=env)
+        imported = {ln.split("|")[-1].strip() for ln in proc.stderr.splitlines() if ln.startswith("import time:")}
+        errors = "\n".join(ln for ln in proc.stderr.splitlines() if not ln.startswith("import time:"))
+        return proc.returncode, proc.stdout, errors, "click" in imported
+
+    code, out, _, full = run("build", "--json")  # no record yet: the full path, which records
+    assert code == 0 and full and json.loads(out)["action"] == "reused"
+    records = list((tmp_path / "c/mlenv/hits").iterdir())
+    assert len(records) == 1 and json.loads(records[0].read_text())["content_hash"] == result["content_hash"]
+    code, fast_out, _, full = run("-C", str(d), "build", "--json")
+    assert code == 0 and not full
+    fast, slow = json.loads(fast_out), json.loads(out)
+    assert {k: v for k, v in fast.items() if k != "seconds"} == {k: v for k, v in slow.items() if k != "seconds"}
+    code, text, _, full = run("build")
+    assert code == 0 and not full and text == f"reused {result['image']} (local image {result['id'][7:19]})\n"
+    assert text == ok(mlenv("build", cwd=d)).stdout  # word for word the full path's line
+    assert run("build", "-q")[1:] == ("", "", False)
+    # options that do not change a hit's answer are understood; others go the full path
+    code, out, _, full = run("build", "--json", "--platform", "linux-64", "--builder", "classic", "--ca-bundle", HOST_CA)
+    assert code == 0 and not full and json.loads(out)["action"] == "reused"
+    assert run("build", "--dockerfile-only", str(tmp_path / "df"))[3] and run("build", "--no-cache", "-q")[3]
+    code, _, err, full = run("build", "--ca-bundle", str(tmp_path / "nope.pem"))
+    assert code != 0 and full and "nope.pem: no such file" in err
+    code, _, err, full = run("build", "--builder", "kaniko")
+    assert code == 2 and full
+
+    lock_file, spec_file = d / "mlenv.lock", d / "mlenv.toml"
+    lock_text, spec_text = lock_file.read_text(), spec_file.read_text()
+    try:
+        # a tampered lock (a version changed, the hash kept): other bytes, so the full path
+        # runs and refuses it
+        tampered = lock_text.replace('version = "', 'version = "9', 1)
+        assert tampered != lock_text
+        lock_file.write_text(tampered)
+        code, out, err, full = run("build")
+        assert code != 0 and full and "reused" not in out and "content hash" in err, err
+        lock_file.write_text(lock_text)
+        # a spec edited since the lock: stale, said by the full path
+        spec_file.write_text(spec_text.replace('GREETING = "hello world"', 'GREETING = "hello moon"'))
+        code, out, err, full = run("build")
+        assert code != 0 and full and "stale" in err
+        spec_file.write_text(spec_text)
+        # the tag now names another image (no content-hash label): not a hit for the fast path
+        other = docker_client.api.inspect_image(base := read_lock(lock_file).image["reference"])["Id"]
+        docker_client.api.tag(result["id"], "mlenv-test/keep", "fastpath")
+        docker_client.api.remove_image(result["image"])
+        repo, tag = result["image"].rsplit(":", 1)
+        docker_client.api.tag(other, repo, tag)
+        code, out, err, full = run("build", "--json")
+        assert full, (base, out)
+    finally:
+        lock_file.write_text(lock_text)
+        spec_file.write_text(spec_text)
+        remove_image(docker_client, result["image"])
+        docker_client.api.tag(result["id"], *result["image"].rsplit(":", 1))
+        remove_image(docker_client, "mlenv-test/keep:fastpath")
+
+
 def test_images_lists_mlenv_images(conda_image):
     d, result = conda_image
     rows = json.loads(ok(mlenv("images", "--json", cwd=d)).stdout)
@@ -125,15 +193,25 @@ def test_images_lists_mlenv_images(conda_image):
     assert "build-conda" in text and row["short_hash"] in text
 
 
-def test_dockerfile_only_renders_the_context(conda_image, tmp_path):
+@pytest.mark.parametrize("builder", ["buildkit", "classic"])
+def test_dockerfile_only_renders_the_context(conda_image, tmp_path, builder):
     d, _ = conda_image
     out = tmp_path / "ctx"
-    ok(mlenv("build", "--dockerfile-only", str(out), "--ca-bundle", HOST_CA, cwd=d))
+    ok(mlenv("build", "--dockerfile-only", str(out), "--ca-bundle", HOST_CA, "--builder", builder, cwd=d))
     text = (out / "Dockerfile").read_text()
-    # one stage: no builder stage, no COPY --from; the context is the Dockerfile + metadata
-    assert text.count("FROM ") == 1 and "COPY --from" not in text and " AS " not in text
-    assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file() and "served" not in p.parts) == [
-        "Dockerfile", "meta/mlenv.lock", "meta/mlenv.toml"]
+    context = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file() and "served" not in p.parts)
+    if builder == "classic":
+        # one stage: no builder stage, no COPY --from; the context is the Dockerfile + metadata
+        assert text.count("FROM ") == 1 and "COPY --from" not in text and " AS " not in text
+        assert context == ["Dockerfile", "meta/mlenv.lock", "meta/mlenv.toml"]
+    else:
+        # the env is installed in a builder stage and copied onto the system stage
+        assert re.findall(r"^FROM (\S+)(?: AS (\S+))?$", text, re.M) == [
+            (read_lock(d / "mlenv.lock").image["reference"], "system"), ("system", "env"), ("system", "image")]
+        final = text.split("\nFROM system AS image\n", 1)[1]
+        assert "--artifact-url" not in final and "--mount=type=bind,from=env,source=/opt/mlenv/env,target=/tmp" in final
+        assert context == ["Dockerfile", "etc/hosts", "etc/resolv.conf", "meta/mlenv.lock", "meta/mlenv.toml"]
+        assert (out / "etc/hosts").read_bytes() == b""
     assert "http://127.0.0.1:47291" in text and "--artifact-url" in text
     # every artifact is on the host: no step downloads, so the CA bundle is not served or named
     assert "ca-bundle" not in text and "SSL_CERT_FILE" not in text and not (out / "served/net.pem").exists()
@@ -143,6 +221,19 @@ def test_dockerfile_only_renders_the_context(conda_image, tmp_path):
     assert all(sha in text for sha in served)  # the env step's cache key names its artifacts
     tars = sorted((out / "served/tools").iterdir())
     assert len(tars) == 2 and all(t.name in text for t in tars)  # installer + uv, py-rattler
+
+
+def test_builder_choice(pypi_project, tmp_path):
+    d = pypi_project(["fixalpha==1.1.0"], name="build-builder")
+    no_docker_cli = {"PATH": str(tmp_path)}  # no docker CLI: BuildKit cannot be driven
+    proc = mlenv("build", "--builder", "buildkit", cwd=d, env=no_docker_cli)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "BuildKit was asked for, but no docker CLI on PATH can build with it" in proc.stderr
+    out = tmp_path / "ctx"
+    rendered = json.loads(ok(mlenv("build", "--json", "--dockerfile-only", str(out), cwd=d, env=no_docker_cli)).stdout)
+    assert rendered["builder"] == "classic" and " AS " not in (out / "Dockerfile").read_text()
+    proc = mlenv("build", "--builder", "kaniko", cwd=d)
+    assert proc.returncode == 2 and "kaniko" in proc.stderr
 
 
 # --- PyPI images from the fixture index: layers, registry, failures -----------------
@@ -166,7 +257,8 @@ def pypi_project(tmp_path_factory, base_image_remote, pypi_server):
 
 def _layer_steps(client, ref: str) -> list[str]:
     """The Dockerfile step of each filesystem layer, oldest first (aligned with RootFS.Layers)."""
-    hist = [h for h in reversed(client.api.history(ref)) if h["Size"] > 0]
+    # a COPY always makes a layer, even an empty one (BuildKit's /etc stubs)
+    hist = [h for h in reversed(client.api.history(ref)) if h["Size"] > 0 or "COPY " in h["CreatedBy"][:30]]
     assert len(hist) == len(layers(client, ref))
     return [h["CreatedBy"] for h in hist]
 
@@ -174,32 +266,45 @@ def _layer_steps(client, ref: str) -> list[str]:
 GROUPS_OF_ONE = {"MLENV_BUILD_GROUP_MIN_BYTES": "1"}  # fixture wheels are tiny: one group each
 
 
-def test_one_pypi_change_rebuilds_only_that_group_layer(pypi_project, docker_client):
-    d = pypi_project(["fixalpha==1.0.0", "fixnum"])
-    first = build(d, env=GROUPS_OF_ONE)
+@pytest.mark.parametrize("builder", ["buildkit", "classic"])
+def test_one_pypi_change_rebuilds_only_that_group_layer(pypi_project, docker_client, builder):
+    d = pypi_project(["fixalpha==1.0.0", "fixnum"], name=f"build-groups-{builder}")
+    env = {**GROUPS_OF_ONE, "MLENV_BUILDER": builder}
+    first = build(d, env=env)
     toml = d / "mlenv.toml"
     toml.write_text(toml.read_text().replace("fixalpha==1.0.0", "fixalpha==1.1.0"))
     ok(mlenv("lock", cwd=d))
-    second = build(d, env=GROUPS_OF_ONE)
+    second = build(d, env=env)
     try:
         assert first["image"] != second["image"] and second["action"] == "built"
+        assert first["builder"] == second["builder"] == builder
         a, b = layers(docker_client, first["image"]), layers(docker_client, second["image"])
         steps = _layer_steps(docker_client, second["image"])
         assert len(a) == len(b) == len(steps)
-        # the final stage's group COPYs, in Dockerfile order (history shows no stage names)
+        # the groups in Dockerfile order (history shows no stage names)
         ctx = d / "ctx"
-        ok(mlenv("build", "--dockerfile-only", str(ctx), cwd=d, env=GROUPS_OF_ONE))
+        ok(mlenv("build", "--dockerfile-only", str(ctx), cwd=d, env=env))
         order = re.findall(r'"--pypi-group", "(\S+)"', (ctx / "Dockerfile").read_text())
         assert sorted(order) == ["fixalpha", "fixnum", "numpy"]
-        groups = [i for i, st in enumerate(steps) if "--pypi-group " in st]
+        if builder == "classic":  # a group's install step is its layer
+            groups = [i for i, st in enumerate(steps) if "--pypi-group " in st]
+        else:  # a group's builder stage is copied into its layer by the final stage
+            groups = [i for i, st in enumerate(steps) if re.search(r"/opt/mlenv/pypi 1700000000 \S+", st)]
+            assert [re.search(r"/opt/mlenv/pypi 1700000000 (\S+)", steps[i]).group(1) for i in groups] == order
         assert len(groups) == 3, steps
         fixalpha = groups[order.index("fixalpha")]
         changed = [i for i in range(len(a)) if a[i] != b[i]]
-        # base, env and the groups before fixalpha's are cache hits; the groups after it are
-        # re-run (the classic builder re-runs every step after a changed one) but write
-        # byte-identical layers (fixed mtimes, fixed paths): only fixalpha's layer and the
-        # metadata change
+        # base, env and the groups before fixalpha's are cache hits; the layers of the
+        # groups after it are written again (classic: their install steps re-run; BuildKit:
+        # their copies re-run) but are byte-identical (fixed mtimes, fixed paths): only
+        # fixalpha's layer and the metadata change
         assert changed == sorted([fixalpha, len(a) - 1]), (changed, steps)
+        if builder == "buildkit":
+            # the other groups' builder stages and the env stage did not run again
+            log = Path(second["log"]).read_text()
+            ran = {m.group(2) for m in re.finditer(r"^#(\d+) \[(g-\S+|env) \d+/\d+\] RUN", log, re.M)
+                   if not re.search(rf"^#{m.group(1)} CACHED$", log, re.M)}
+            assert ran == {"g-fixalpha"}, ran
         # one logical site-packages over the groups: fixnum imports numpy from another group
         code = ("import fixnum, numpy, fixalpha, importlib.metadata as m, os; "
                 "print(m.version('fixalpha'), os.path.dirname(numpy.__file__), os.path.dirname(fixnum.__file__))")
@@ -384,6 +489,43 @@ def test_real_pypi_image_end_to_end(tmp_path, docker_client, base_image_remote):
         assert again["action"] == "reused" and time.perf_counter() - t0 < 1.0
     finally:
         remove_image(docker_client, ref)
+
+
+@pytest.mark.network
+@pytest.mark.parametrize("builder", ["buildkit", "classic"])
+def test_sdist_is_built_in_its_group_step_and_the_ca_stays_out(tmp_path, docker_client, base_image_remote, builder):
+    """docopt 0.6.2 is published as an sdist only: its group step builds it, fetching the
+    build backend from PyPI through the proxy with the CA bundle, which reaches that
+    step's process only."""
+    d = project(tmp_path / "sdist", base_image_remote, f"""
+        [pypi]
+        dependencies = ["docopt==0.6.2"]
+        [variables]
+        MLENV_TEST_RUN = "{uuid.uuid4().hex}"
+        """, f"build-sdist-{builder}", python="3.11")
+    ok(mlenv("lock", cwd=d))
+    (pkg,) = read_lock(d / "mlenv.lock").for_platform("linux-64", "pypi")
+    assert pkg.name == "docopt" and pkg.url.endswith(".tar.gz")
+    ctx = tmp_path / "ctx"
+    ok(mlenv("build", "--dockerfile-only", str(ctx), "--ca-bundle", HOST_CA, "--builder", builder, cwd=d))
+    assert (ctx / "served/net.pem").read_bytes() == Path(HOST_CA).read_bytes()  # served to the build only
+    assert '"net+ca"' in (ctx / "Dockerfile").read_text()
+    result = build(d, "--ca-bundle", HOST_CA, "--builder", builder)
+    try:
+        assert result["builder"] == builder
+        code = "import docopt, importlib.metadata as m; print(docopt.__version__, m.version('docopt'))"
+        out = docker_client.containers.run(result["image"], ["python", "-c", code], network_mode="none", remove=True)
+        assert out.decode().split() == ["0.6.2", "0.6.2"]
+        ok(mlenv("verify", "--image", result["image"], cwd=d))
+        ca_cert = Path(HOST_CA).read_text().split("-----BEGIN CERTIFICATE-----")[-1][:120]
+        found = docker_client.containers.run(
+            result["image"], ["sh", "-c", f"ls /tmp; grep -rlF '{ca_cert[:60].strip()}' /opt /tmp /root 2>/dev/null; true"],
+            network_mode="none", remove=True).decode()
+        assert found.strip() == "", found  # no scratch directory, no copy of the CA
+        history = json.dumps(docker_client.api.history(result["image"]))
+        assert ca_cert[:60] not in history  # the bootstrap names /net.pem; the CA's bytes are nowhere
+    finally:
+        remove_image(docker_client, result["image"])
 
 
 def test_pypi_groups_put_the_specs_own_requirements_last():

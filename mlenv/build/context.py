@@ -25,7 +25,7 @@ import tarfile
 from pathlib import Path
 
 from ..solve.names import normalize as _norm
-from .dockerfile import Group, Plan, render
+from .dockerfile import ETC_STUBS, Group, Plan, render
 
 # The installer and what it imports; all stdlib-only at module top.
 INSTALLER_MODULES = (
@@ -76,7 +76,8 @@ def pypi_groups(pkgs, sizes: dict[str, int], *, min_bytes: int = GROUP_MIN_BYTES
     return sorted(groups, key=lambda g: (any(_norm(p.name) in direct for p in g.packages), -g.size, g.gid))
 
 
-def make_plan(spec, lock, platform: str, *, ca_bundle: bool, artifacts: dict[str, Path] | None = None) -> Plan:
+def make_plan(spec, lock, platform: str, *, ca_bundle: bool, artifacts: dict[str, Path] | None = None,
+              builder: str = "classic") -> Plan:
     from .. import __version__
     from ..install import needs_interpreter
 
@@ -106,6 +107,7 @@ def make_plan(spec, lock, platform: str, *, ca_bundle: bool, artifacts: dict[str
         rattler_version="" if inline else _dist_version("py-rattler"),
         version=__version__,
         groups=pypi_groups(pypi, sizes, direct=_direct_names(lock)) if pypi else [],
+        builder=builder,
     )
 
 
@@ -219,16 +221,19 @@ def served_files(lock, plan: Plan, *, ca_bundle: str | None, artifacts: dict[str
 
 def context_files(spec, lock, plan: Plan) -> dict[str, bytes | Path]:
     """The build context: the Dockerfile (render after served_files) and the image's
-    own mlenv.lock + mlenv.toml. Nothing else: the install steps fetch their inputs
-    from the artifact server."""
+    own mlenv.lock + mlenv.toml (+ BuildKit's empty /etc stubs, dockerfile.ETC_STUBS).
+    Nothing else: the install steps fetch their inputs from the artifact server."""
     from ..solve.pypi import strip_credentials_in_text
 
     dockerfile, _ = render(plan)
-    return {
+    files: dict[str, bytes | Path] = {
         "Dockerfile": dockerfile.encode(),
         "meta/mlenv.lock": lock.dumps().encode(),
         "meta/mlenv.toml": strip_credentials_in_text(spec.text).encode(),
     }
+    if plan.builder == "buildkit":
+        files.update({f"etc/{name}": b"" for name in ETC_STUBS})
+    return files
 
 
 def write_dir(files: dict[str, bytes | Path], directory: Path, served: dict[str, bytes | Path] | None = None) -> None:

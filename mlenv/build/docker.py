@@ -243,7 +243,8 @@ def explain_failure(log: BuildLog, base: str, log_path: Path) -> BuildFailed:
     text = "\n".join(log.step_lines + [error])
     tail = [ln for ln in log.step_lines if ln.strip() and not ln.startswith(" ---> ")][-15:]
     hint = None
-    if step.split(": ", 1)[-1].startswith("FROM") and re.search(r"not found|pull access denied|manifest unknown|repository does not exist|no such host|connection refused", text, re.I):
+    from_step = step.split(": ", 1)[-1].startswith("FROM") or re.search(r"\] FROM |load metadata for ", step)
+    if from_step and re.search(r"not found|pull access denied|manifest unknown|repository does not exist|no such host|connection refused", text, re.I):
         head = f"base image {base} not found (not in the local daemon, and its registry does not have it)"
         hint = "check [image] base in mlenv.toml, `docker pull` / push it, then `mlenv lock --upgrade`"
     else:

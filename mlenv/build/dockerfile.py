@@ -21,11 +21,19 @@ Final stage: FROM the pinned base; apt packages; the env step (conda packages
 / the venv into /opt/mlenv/env); one step per PyPI group into
 /opt/mlenv/pypi/<group> (largest first: a change in a small group re-runs
 little); ENV; [image] steps; /opt/mlenv/mlenv.lock + mlenv.toml; labels.
+
+With BuildKit (plan.builder == "buildkit", mlenv.build.buildkit) the same steps
+are arranged in stages instead (render_stages): builder stages `env` and one
+`g-<group>` per PyPI group run the same install steps, in parallel and each
+cached on its own inputs only; the final stage copies each builder's prefix
+onto the base (system) stage with MERGE, one layer per group. A changed group
+re-runs its own builder stage and the (cheap) copies after it, nothing else.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 
 PREFIX = "/opt/mlenv/env"
@@ -46,7 +54,18 @@ FROM {base}
 {final}
 """
 
-# Run by the base Python in each install step: argv = server URL, tools (sha256s of
+TEMPLATE_STAGES = """\
+# Rendered by mlenv {version} from mlenv.lock {content_hash}, for BuildKit.
+# Do not edit: `mlenv build` renders it again. Layout and rules: docs/build.md.
+# Install steps fetch from mlenv's artifact server on the build host ({server}), which
+# runs only during `mlenv build`: build this file with `mlenv build`, not `docker build`.
+# Stages: system (base + apt), env and g-<group> (builders), then image (the final one):
+# base, apt packages, env, one layer per PyPI group, metadata.
+{stages}
+"""
+
+# Run by the base Python in each install step (its TMPDIR inside the scratch directory, so
+# what uv or a build backend leaves in the temp dir goes with it): argv = server URL, tools (sha256s of
 # tars at /tools/<sha>, or "pip=REQ" to pip-install them), sub-lock sha256, network
 # ("-" none, "net" PyPI for an sdist's build backend, "net+ca" with the CA bundle the
 # host serves at /net.pem for this step's process only), then the installer's args.
@@ -59,9 +78,9 @@ def get(p,sha=None):
     if sha and hashlib.sha256(d).hexdigest()!=sha:sys.exit('mlenv: sha256 mismatch for '+url+p)
     return d
 w='/tmp/mlenv-build';st=os.stat('/tmp');rc=1
-os.makedirs(w+'/lib')
+os.makedirs(w+'/lib');os.makedirs(w+'/tmp')
 try:
-    e=dict(os.environ,PYTHONPATH=w+'/lib',UV_NO_CONFIG='1',PYTHONDONTWRITEBYTECODE='1',no_proxy='127.0.0.1',NO_PROXY='127.0.0.1')
+    e=dict(os.environ,PYTHONPATH=w+'/lib',UV_NO_CONFIG='1',PYTHONDONTWRITEBYTECODE='1',no_proxy='127.0.0.1',NO_PROXY='127.0.0.1',TMPDIR=w+'/tmp')
     if net=='net+ca':
         open(w+'/net.pem','wb').write(get('/net.pem'))
         e['MLENV_CA_BUNDLE']=e['PIP_CERT']=w+'/net.pem'
@@ -116,6 +135,7 @@ class Plan:
     version: str
     groups: list[Group] = field(default_factory=list)
     server: str = "http://127.0.0.1:47291"  # the build-time artifact server
+    builder: str = "classic"  # "buildkit": render_stages (multi-stage), see mlenv.build.buildkit
     tools_sha: str = ""  # sha256 of the installer + uv tar
     rattler_sha: str = ""  # sha256 of the py-rattler tar (conda)
     env_lock_sha: str = ""
@@ -223,10 +243,75 @@ HOOKS = (env_hook, pypi_hook, apt_hook, env_vars_hook, steps_hook, meta_hook)
 FINAL_ORDER = ("apt", "env", "pypi", "variables", "steps", "meta")
 
 
+# BuildKit: the final stage copies a builder stage's prefix (bind-mounted at /tmp, which
+# exists in every base, so BuildKit leaves no mount point behind) into place. A COPY --from
+# would stamp its destination directory with the build time (BuildKit 0.8 has no
+# SOURCE_DATE_EPOCH), so every layer after a changed group would change digest; this step
+# puts the fixed mtime back on the directories it added entries to: equal content, equal layer.
+MERGE = """\
+import os,shutil,sys
+src,dst,t=sys.argv[1],sys.argv[2],int(sys.argv[3])
+b=src+'/bin'
+for f in os.listdir(b) if os.path.isdir(b) else ():
+    os.path.lexists(dst+'/bin/'+f) and os.unlink(dst+'/bin/'+f)
+shutil.copytree(src,dst,symlinks=True,dirs_exist_ok=True)
+d=dst
+while d!='/':
+    os.utime(d,(t,t));d=os.path.dirname(d)
+os.path.isdir(dst+'/bin') and os.utime(dst+'/bin',(t,t))
+"""
+
+# BuildKit bind-mounts /etc/hosts and /etc/resolv.conf into every RUN, creating them when
+# the base lacks them and leaving /etc with the build time: empty stubs (the container
+# runtime mounts over them anyway) keep /etc out of every later layer.
+ETC_STUBS = ("hosts", "resolv.conf")
+
+
+def _merge(p: Plan, stage: str, path: str, label: str) -> str:
+    mount = f"--mount=type=bind,from={stage},source={path},target=/tmp"
+    return f"RUN {mount} " + json.dumps([p.interpreter, "-c", MERGE, "/tmp", path, str(FIXED_MTIME), label])
+
+
+def render_stages(p: Plan, hooks: list[Hook]) -> str:
+    """The BuildKit Dockerfile: system -> env (builder) -> g-<group> (builders) -> image."""
+    by_name = {h.name: h for h in hooks}
+    out = [f"FROM {p.base} AS system", "COPY etc/ /etc/", *by_name["apt"].final]
+    builder_base = "system"
+    if by_name["env"].final:
+        out += ["", "FROM system AS env", *by_name["env"].final]
+        builder_base = "env"
+    for g, step in zip(p.groups, by_name["pypi"].final):
+        out += ["", f"FROM {builder_base} AS g-{g.gid}", step]
+    out += ["", "FROM system AS image"]
+    if by_name["env"].final:
+        out.append(_merge(p, "env", PREFIX, "env"))
+    # a group's builder holds PYPI_PREFIX/<group> and its console-script links in PYPI_PREFIX/bin
+    out += [_merge(p, f"g-{g.gid}", PYPI_PREFIX, g.gid) for g in p.groups]
+    out += [ln for name in ("variables", "steps", "meta") for ln in by_name[name].final]
+    return "\n".join(out)
+
+
 def render(p: Plan) -> tuple[str, list[Hook]]:
     hooks = [h(p) for h in HOOKS]
+    if p.builder == "buildkit":
+        text = TEMPLATE_STAGES.format(version=p.version, content_hash=p.content_hash, server=p.server,
+                                      stages=render_stages(p, hooks))
+        return text, hooks
     by_name = {h.name: h for h in hooks}
     final = [ln for name in FINAL_ORDER for ln in by_name[name].final]
     text = TEMPLATE.format(version=p.version, content_hash=p.content_hash, base=p.base, server=p.server,
                            final="\n".join(final))
     return text, hooks
+
+
+def describe(step: str) -> str:
+    """A short line for a build step (progress display): install steps are long."""
+    m = re.search(r'"--pypi-group", "([^"]+)"', step)
+    if m:
+        return f"{step.split(' RUN ', 1)[0]} install PyPI group {m.group(1)}" if " RUN " in step else f"install PyPI group {m.group(1)}"
+    if '"--part", "env"' in step:
+        return f"{step.split(' RUN ', 1)[0]} install the env" if " RUN " in step else "install the env"
+    m = re.search(r'"/tmp", "([^"]+)", "\d+", "([^"]+)"\]$', step)
+    if m:
+        return f"{step.split(' RUN ', 1)[0]} copy {m.group(2)} into {m.group(1)}"
+    return step

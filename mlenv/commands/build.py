@@ -58,6 +58,9 @@ class _Display:
     def step(self, text: str) -> None:
         if self.quiet:
             return
+        from ..build.dockerfile import describe
+
+        text = describe(text)
         if self.status is not None:
             self.status.update(f"step {text[:110]}")
         else:
@@ -86,9 +89,12 @@ class _Display:
               help="Platform of the lock to build.")
 @click.option("--dockerfile-only", "dockerfile_only", type=click.Path(file_okay=False), metavar="DIR",
               help="Write the Dockerfile and build context to DIR and stop.")
+@click.option("--builder", type=click.Choice(["auto", "buildkit", "classic"]), envvar="MLENV_BUILDER",
+              help="BuildKit (multi-stage, parallel builder stages; through the docker CLI) or the classic "
+                   "builder (docker SDK). auto (default): BuildKit when a docker CLI on PATH can. Env MLENV_BUILDER.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable result on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
-def build(spec_file, repository, push, force, no_cache, ca_bundle, platform, dockerfile_only, as_json, quiet):
+def build(spec_file, repository, push, force, no_cache, ca_bundle, platform, dockerfile_only, builder, as_json, quiet):
     """Build (or reuse) the Docker image of mlenv.lock, tagged REPO/NAME:SHORT_HASH.
 
     An image with the lock's content hash is reused instead of built: a local
@@ -116,6 +122,10 @@ def build(spec_file, repository, push, force, no_cache, ca_bundle, platform, doc
                          hint="pass an existing PEM file to --ca-bundle (or fix MLENV_CA_BUNDLE)")
     ref = image_ref(repository, spec.name, lock.short_hash)
     result = {"image": ref, "name": spec.name, "content_hash": lock.content_hash, "short_hash": lock.short_hash}
+    from ..build_hit import remember
+
+    # these bytes are now known to be a current, verified pair: the next hit skips this path
+    remember(spec, lock, platform)
 
     from ..build import docker as engine
 
@@ -139,7 +149,11 @@ def build(spec_file, repository, push, force, no_cache, ca_bundle, platform, doc
     pkgs = lock.for_platform(platform, "conda") + lock.for_platform(platform, "pypi")
     with ProgressLine(quiet or as_json) as progress:
         artifacts = installer.fetch_artifacts(pkgs, index_urls=_index_urls(spec), progress=progress)
-    plan = make_plan(spec, lock, platform, ca_bundle=bool(ca_bundle), artifacts=artifacts)
+    from ..build import buildkit
+
+    builder, cli = buildkit.choose(builder)
+    plan = make_plan(spec, lock, platform, ca_bundle=bool(ca_bundle), artifacts=artifacts, builder=builder)
+    result["builder"] = builder
     served = served_files(lock, plan, ca_bundle=ca_bundle, artifacts=artifacts)
     if dockerfile_only:
         from ..build.context import write_dir
@@ -169,16 +183,31 @@ def build(spec_file, repository, push, force, no_cache, ca_bundle, platform, doc
 
     log_path = _log_path(spec.name, lock.short_hash)
     if not quiet and not as_json:
-        click.echo(f"Building {ref} ({plan.platform}, base {plan.base}, {len(plan.groups)} PyPI groups)", err=True)
+        click.echo(f"Building {ref} ({plan.platform}, base {plan.base}, {len(plan.groups)} PyPI groups, {builder})", err=True)
     with ArtifactServer(served) as server:
         plan.server = server.url  # a busy default port: another one (correct, misses the layer cache)
-        context = tar_context(context_files(spec, lock, plan))
-        try:
-            with _Display(quiet or as_json) as display:
-                log = engine.build(client, context, ref, nocache=no_cache, on_step=display.step,
-                                   on_line=display.line, scrub=scrub)
-        finally:
-            context.close()
+        if cli:
+            import shutil
+            import tempfile
+
+            from ..build.context import write_dir
+
+            work = Path(tempfile.mkdtemp(prefix="mlenv-build-"))
+            try:
+                write_dir(context_files(spec, lock, plan), work / "context")
+                with _Display(quiet or as_json) as display:
+                    log = buildkit.build(cli, work / "context", ref, nocache=no_cache, on_step=display.step,
+                                         on_line=display.line, scrub=scrub)
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+        else:
+            context = tar_context(context_files(spec, lock, plan))
+            try:
+                with _Display(quiet or as_json) as display:
+                    log = engine.build(client, context, ref, nocache=no_cache, on_step=display.step,
+                                       on_line=display.line, scrub=scrub)
+            finally:
+                context.close()
     atomic_write(log_path, "\n".join(log.lines) + "\n")
     if log.error or not log.image_id:
         raise engine.explain_failure(log, plan.base, log_path)
