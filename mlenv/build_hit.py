@@ -13,7 +13,8 @@ reported exactly as the full path reports it. Anything else (another option,
 no record, no image under that tag, a tcp:// DOCKER_HOST) returns None and the
 full path runs, with every check and message it has.
 
-Standard library only, and little of it: hashlib, json, os, socket, sys, time.
+Standard library only, and little of it: json, os, sys, time, the C modules _socket and
+_sha256 (hashlib where that is missing).
 """
 
 from __future__ import annotations
@@ -33,12 +34,23 @@ def _cache_dir() -> str | None:
     return os.path.join(base, "mlenv", "hits")
 
 
-def _key(spec: bytes, lock: bytes, platform: str) -> str:
-    import hashlib
+def _sha256():
+    # the interpreter's own sha256: hashlib would load OpenSSL first (~3 ms of a ~20 ms hit)
+    try:
+        from _sha256 import sha256  # CPython <= 3.11
+    except ImportError:
+        try:
+            from _sha2 import sha256  # CPython >= 3.12
+        except ImportError:
+            from hashlib import sha256
+    return sha256()
 
+
+def _key(spec: bytes, lock: bytes, platform: str) -> str:
     from . import __version__
 
-    h = hashlib.sha256(KEY_VERSION)
+    h = _sha256()
+    h.update(KEY_VERSION)
     for part in (__version__.encode(), platform.encode(), spec, lock):
         h.update(len(part).to_bytes(8, "big"))
         h.update(part)
@@ -111,9 +123,10 @@ def _parse(argv: list[str]) -> dict | None:
 
 def _inspect(socket_path: str, ref: str) -> dict | None:
     import json
-    import socket
 
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    import _socket  # the C module: `socket` adds enum, selectors, array (~3 ms) for nothing used here
+
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     sock.settimeout(10)
     try:
         sock.connect(socket_path)

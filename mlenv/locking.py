@@ -277,7 +277,33 @@ def lock_spec(
         image=image,
         inputs=inputs_of(spec),
     ).seal()
+    warnings += unused_indexes(spec, packages)
     return LockResult(lock, "solved", st, warnings)
+
+
+def unused_indexes(spec: Spec, packages: list[Package]) -> list[str]:
+    """A warning per declared index (of two or more) that no locked package comes from.
+    uv moves on to the next index when one answers a package's page with an error
+    status (a proxy that blocks the host, a 403): a CPU-only index that cannot be
+    reached then silently yields PyPI's (CUDA) build. mlenv cannot tell that from an
+    index that has nothing to offer, so it says so, without failing."""
+    from .spec import expand_env, strip_credentials
+
+    declared = ([spec.index_url] if spec.index_url else []) + list(spec.extra_index_urls)
+    if len(declared) + (0 if spec.index_url else 1) < 2 or not spec.pypi_dependencies:
+        return []
+    used = {str(p.get("index") or "").rstrip("/") for p in packages if p.manager == "pypi"}
+    out = []
+    for url in declared:
+        try:
+            plain = strip_credentials(expand_env(url)).rstrip("/")
+        except Exception:
+            continue
+        if plain not in used:
+            out.append(f"no locked package comes from index {plain}: if some should (e.g. a CPU or private "
+                       "build), check that it answers from here; uv uses the next index when one answers "
+                       "with an error")
+    return out
 
 
 def _relock_env(spec: Spec, existing: Lock, offline: bool) -> tuple[Lock, list[str]]:

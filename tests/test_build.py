@@ -22,6 +22,20 @@ pytestmark = pytest.mark.docker
 HOST_CA = os.environ.get("SSL_CERT_FILE") or "/etc/ssl/certs/ca-certificates.crt"
 
 
+@pytest.fixture(autouse=True)
+def _buildkit_cli(request):
+    """A test run with builder=buildkit needs a docker CLI that drives BuildKit (CI has
+    Debian's docker.io): skipped without one, a failure when MLENV_REQUIRE_DOCKER=1."""
+    callspec = getattr(request.node, "callspec", None)
+    if callspec is not None and callspec.params.get("builder") == "buildkit":
+        from plugin_docker import _unavailable
+
+        from mlenv.build.buildkit import find_cli
+
+        if find_cli() is None:
+            _unavailable("no docker CLI on PATH builds with BuildKit")
+
+
 def mlenv(*args, cwd, env=None):
     full_env = {k: v for k, v in os.environ.items() if k != "MLENV_CA_BUNDLE"}
     full_env.update(env or {})

@@ -512,3 +512,18 @@ def test_output_is_complete_when_rattler_was_loaded(tmp_path, conda_channel):
     proc = mlenv("lock", "--json", cwd=tmp_path, check=True)
     data = json.loads(proc.stdout)  # flushed in full before the process leaves
     assert data["platforms"]["osx-arm64"]["conda"] >= 4
+
+
+def test_an_index_that_provides_no_package_is_named(tmp_path, pypi_server):
+    """uv moves on to the next index when one answers with an error (a blocked CPU-only
+    index: PyPI's CUDA build instead); mlenv names a declared index nothing came from."""
+    blocked = pypi_server.rsplit("/simple", 1)[0] + "/blocked/simple"  # answers 404 to every page
+    write_spec(tmp_path, f'[pypi]\nindex-url = "{pypi_server}"\nextra-index-urls = ["{blocked}"]\n'
+                         'dependencies = ["fixbeta"]\n')
+    proc = mlenv("lock", cwd=tmp_path, check=True)
+    assert pins(read_lock(tmp_path / "mlenv.lock")) == {"fixalpha": "1.1.0", "fixbeta": "1.0.0"}
+    warnings = [ln for ln in proc.stderr.splitlines() if "no locked package comes from index" in ln]
+    assert len(warnings) == 1 and blocked in warnings[0] and pypi_server not in warnings[0]
+    # one index: nothing to say
+    write_spec(tmp_path / "one", pypi_spec(pypi_server, ["fixbeta"]))
+    assert "no locked package comes from" not in mlenv("lock", cwd=tmp_path / "one", check=True).stderr
