@@ -165,8 +165,10 @@ def try_hit(argv: list[str]) -> int | None:
             spec = fh.read()
         with open(os.path.join(opts["dir"], "mlenv.lock"), "rb") as fh:
             lock = fh.read()
-        with open(os.path.join(directory, _key(spec, lock, opts["platform"])), "rb") as fh:
+        record_path = os.path.join(directory, _key(spec, lock, opts["platform"]))
+        with open(record_path, "rb") as fh:
             record = fh.read()
+        os.utime(record_path)  # last use, for `mlenv cache prune`
     except OSError:
         return None
     import json

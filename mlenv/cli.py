@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "gc": ("registry", "gc", "Remove local mlenv images nothing references."),
     "export": ("formats", "export", "Export mlenv.lock to another format."),
     "curated": ("curated", "curated", "The curated environment catalog."),
+    "cache": ("cache", "cache", "Show, prune or clean mlenv's host caches."),
 }
 
 

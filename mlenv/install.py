@@ -491,6 +491,10 @@ def fetch_artifacts(pkgs, *, cache: Path | None = None, files: Path | None = Non
         cached = cache / pkg.sha256
         if cached.is_file():
             out[pkg.sha256] = cached
+            try:
+                os.utime(cached)  # last use, for `mlenv cache prune`
+            except OSError:
+                pass
             continue
         parsed = urlparse(pkg.url)
         if artifact_url:

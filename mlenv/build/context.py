@@ -148,8 +148,10 @@ def _tar_bytes(entries: list[tuple[str, Path]]) -> bytes:
 
 
 def _cached_tar(kind: str, entries: list[tuple[str, Path]]) -> tuple[str, Path]:
-    """(sha256, file) of the tar of entries, kept in mlenv's cache keyed by the files'
-    names, sizes and mtimes: built once per mlenv/uv/py-rattler installation."""
+    """(sha256, file) of the tar of entries, kept in mlenv's cache: built once per
+    content. The key is each file's archive name, size and bytes (for a file over
+    1 MB, its first and last MB: the uv binary, py-rattler's extension), not paths or
+    mtimes, so venvs holding the same mlenv/uv/py-rattler share one tar."""
     import hashlib
 
     from ..fsutil import atomic_write
@@ -157,14 +159,23 @@ def _cached_tar(kind: str, entries: list[tuple[str, Path]]) -> tuple[str, Path]:
 
     key = hashlib.sha256()
     for rel, src in sorted(entries):
-        st = src.stat()
-        key.update(f"{rel}\0{src}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        size = src.stat().st_size
+        key.update(f"{rel}\0{size}\0".encode())
+        with open(src, "rb") as fh:
+            if size <= 2 << 20:
+                key.update(fh.read())
+            else:
+                key.update(fh.read(1 << 20))
+                fh.seek(-(1 << 20), os.SEEK_END)
+                key.update(fh.read())
     directory = _default_cache() / "build-tools"
     path = directory / f"{kind}-{key.hexdigest()[:24]}.tar"
     sha_path = path.with_suffix(".sha256")
     if path.is_file() and sha_path.is_file():
         sha = sha_path.read_text().strip()
         if path.stat().st_size and len(sha) == 64:
+            for used in (path, sha_path):  # last use, for `mlenv cache prune`
+                os.utime(used)
             return sha, path
     data = _tar_bytes(entries)
     atomic_write(path, data)

@@ -1,0 +1,108 @@
+"""mlenv's host caches (`<user cache>/mlenv`, platformdirs; `XDG_CACHE_HOME` on Linux):
+what each area holds, how big it is, and pruning by last use.
+
+Every area mlenv reuses entries from marks an entry as used when it reuses it
+(the file's mtime: mlenv.install.fetch_artifacts, mlenv.build.context._cached_tar,
+mlenv.build_hit), so "not used for N days" is what `prune` removes. Content-
+addressed entries are safe to remove at any time: they are fetched or rebuilt
+when next needed. uv's cache is pruned by uv itself (`uv cache prune`).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# area -> what it holds (`mlenv cache info` prints these)
+AREAS = {
+    "artifacts": "downloaded packages by sha256 (wheels, sdists, conda packages), shared by every lock",
+    "build-tools": "tars of the installer + uv (+ py-rattler) served to image builds, one per installation",
+    "hits": "records of checked spec+lock pairs for the fast `mlenv build` cache hit",
+    "logs": "build logs",
+    "uv": "uv's cache for `mlenv install`",
+    "rattler": "conda repodata cache of the solver",
+    "rattler-pkgs": "extracted conda packages for `mlenv install`",
+}
+# areas pruned file by file, by last use (the others: uv prunes its own; rattler's are small)
+BY_AGE = ("artifacts", "build-tools", "hits", "logs")
+
+
+def cache_root() -> Path:
+    from .install import _default_cache
+
+    return _default_cache()
+
+
+@dataclass
+class Area:
+    name: str
+    path: Path
+    files: int = 0
+    size: int = 0
+    stale: list[Path] = field(default_factory=list)  # files not used for the given age
+    stale_size: int = 0
+
+
+def touch(path: Path) -> None:
+    """Mark a cache entry as used now (its mtime), so prune keeps it."""
+    try:
+        os.utime(path)
+    except OSError:
+        pass
+
+
+def scan(older_than_days: float | None = None, root: Path | None = None) -> list[Area]:
+    root = root or cache_root()
+    cutoff = time.time() - older_than_days * 86400 if older_than_days is not None else None
+    areas = []
+    for name in AREAS:
+        area = Area(name, root / name)
+        for dirpath, _, names in os.walk(area.path):
+            for n in names:
+                p = Path(dirpath) / n
+                try:
+                    st = p.lstat()
+                except OSError:
+                    continue
+                area.files += 1
+                area.size += st.st_size
+                if cutoff is not None and name in BY_AGE and st.st_mtime < cutoff:
+                    area.stale.append(p)
+                    area.stale_size += st.st_size
+        areas.append(area)
+    return areas
+
+
+def prune(areas: list[Area]) -> tuple[int, int]:
+    """Remove the stale files of each area (and uv's unused entries). (files, bytes) removed."""
+    files = size = 0
+    for area in areas:
+        for p in area.stale:
+            try:
+                sz = p.lstat().st_size
+                p.unlink()
+            except OSError:
+                continue
+            files += 1
+            size += sz
+    uv_dir = next((a.path for a in areas if a.name == "uv"), None)
+    if uv_dir is not None and uv_dir.is_dir():
+        import subprocess
+
+        from .solve.pypi import uv_binary
+
+        subprocess.run([uv_binary(), "cache", "prune", "--cache-dir", str(uv_dir)], capture_output=True)
+    return files, size
+
+
+def clean(root: Path | None = None) -> int:
+    """Remove the whole cache. Bytes removed."""
+    root = root or cache_root()
+    size = sum(a.size for a in scan(root=root))
+    if root.is_dir():
+        # uv marks its cache entries read-only
+        shutil.rmtree(root, onerror=lambda fn, p, exc: (os.chmod(p, 0o700), fn(p)))
+    return size
