@@ -19,7 +19,7 @@ from pathlib import Path
 # area -> what it holds (`mlenv cache info` prints these)
 AREAS = {
     "artifacts": "downloaded packages by sha256 (wheels, sdists, conda packages), shared by every lock",
-    "build-tools": "tars of the installer + uv (+ py-rattler) served to image builds, one per installation",
+    "build-tools": "tars of the installer + uv (+ py-rattler) served to image builds, one per content",
     "hits": "records of checked spec+lock pairs for the fast `mlenv build` cache hit",
     "logs": "build logs",
     "uv": "uv's cache for `mlenv install`",
