@@ -63,37 +63,22 @@ class Engine:
         return cls(host[len("unix://"):])
 
     def request(self, method: str, path: str, params: dict | None = None):
-        """One HTTP/1.0 request on a fresh AF_UNIX connection (the daemon answers with
-        a plain body and closes): no http.client, which alone costs ~12 ms of imports."""
-        import socket
+        """One Engine API call (mlenv.build_hit.unix_http: HTTP/1.0 on the unix socket)."""
         from urllib.parse import urlencode
 
+        from ..build_hit import unix_http
+
         url = path + ("?" + urlencode(params) if params else "")
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(30)
         try:
-            sock.connect(self.socket_path)
-            sock.sendall(f"{method} {url} HTTP/1.0\r\nHost: docker\r\nContent-Length: 0\r\n\r\n".encode())
-            chunks = []
-            while True:
-                data = sock.recv(1 << 16)
-                if not data:
-                    break
-                chunks.append(data)
+            status, head, body = unix_http(self.socket_path, method, url)
         except OSError as exc:
             raise EngineUnreachable(f"{type(exc).__name__}: {exc.strerror or exc}") from None
-        finally:
-            sock.close()
-        head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
-        status_line, *header_lines = head.decode("latin-1").split("\r\n")
-        try:
-            status = int(status_line.split()[1])
-        except (IndexError, ValueError):
-            raise EngineUnreachable(f"not an HTTP answer from {self.socket_path}: {status_line[:80]!r}") from None
-        headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in header_lines)}
+        if not status:
+            raise EngineUnreachable(f"not an HTTP answer from {self.socket_path}: {head[:80]!r}")
         if status >= 400:
             raise EngineUnreachable(f"HTTP {status} for {method} {path}: {body[:200].decode(errors='replace')}")
-        return json.loads(body) if body and headers.get("content-type", "").startswith("application/json") else None
+        headers = head.decode("latin-1").lower()
+        return json.loads(body) if body and "content-type: application/json" in headers else None
 
     def find_local(self, content_hash: str, ref: str | None = None) -> dict | None:
         """The image with this content hash. The usual cache hit already carries the

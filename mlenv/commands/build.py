@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from .common import emit_json, spec_option
+from .common import emit_json, human_size, spec_option
 
 
 def image_ref(repository: str, name: str, short_hash: str) -> str:
@@ -270,14 +270,6 @@ def _report(result: dict, as_json: bool, quiet: bool, message: str) -> None:
             click.echo(f"  pushed {result['image']} ({result['pushed'][:19]}…)")
 
 
-def _size(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return str(n)
-
-
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
 @click.option("--name", "name", metavar="NAME", help="Only images of this environment.")
@@ -295,7 +287,7 @@ def images(as_json, name):
         click.echo("no mlenv images (build one with `mlenv build`)", err=True)
         return
     header = ("NAME", "HASH", "SIZE", "CREATED", "TAGS")
-    table = [(r["name"], r["short_hash"], _size(r["size"]),
+    table = [(r["name"], r["short_hash"], human_size(r["size"]),
               time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created"])), ", ".join(r["tags"]) or "<untagged>")
              for r in rows]  # fmt: skip
     widths = [max(len(str(x)) for x in col) for col in zip(header, *table)]

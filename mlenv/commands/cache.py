@@ -4,17 +4,9 @@ from __future__ import annotations
 
 import click
 
-from .common import emit_json
+from .common import emit_json, human_size
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output on stdout.")
-
-
-def _size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return str(n)
 
 
 @click.group()
@@ -36,8 +28,8 @@ def info(as_json):
         return
     click.echo(f"mlenv cache: {cache_root()}")
     for a in areas:
-        click.echo(f"  {a.name:<13} {_size(a.size):>9}  {a.files:>6} files  {AREAS[a.name]}")
-    click.echo(f"  {'total':<13} {_size(sum(a.size for a in areas)):>9}")
+        click.echo(f"  {a.name:<13} {human_size(a.size):>9}  {a.files:>6} files  {AREAS[a.name]}")
+    click.echo(f"  {'total':<13} {human_size(sum(a.size for a in areas)):>9}")
 
 
 @cache.command()
@@ -61,9 +53,9 @@ def prune(days, yes, as_json):
     if not stale:
         click.echo(f"nothing unused for {days:g} days")
     for name, s in stale.items():
-        click.echo(f"  {name:<13} {s['files']:>6} files  {_size(s['size']):>9}  unused for {days:g}+ days")
+        click.echo(f"  {name:<13} {s['files']:>6} files  {human_size(s['size']):>9}  unused for {days:g}+ days")
     if yes:
-        click.echo(f"removed {removed[0]} files ({_size(removed[1])})")
+        click.echo(f"removed {removed[0]} files ({human_size(removed[1])})")
     elif stale:
         click.echo("dry run: pass --yes to remove them")
 
@@ -81,6 +73,6 @@ def clean(yes, as_json):
     if as_json:
         emit_json({"root": str(cache_root()), "size": total, "removed": removed, "dry_run": not yes})
     elif yes:
-        click.echo(f"removed {cache_root()} ({_size(removed)})")
+        click.echo(f"removed {cache_root()} ({human_size(removed)})")
     else:
-        click.echo(f"would remove {cache_root()} ({_size(total)}); pass --yes")
+        click.echo(f"would remove {cache_root()} ({human_size(total)}); pass --yes")

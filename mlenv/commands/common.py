@@ -55,3 +55,12 @@ class ProgressLine:
         if self.status is not None:
             self.status.__exit__(*exc)
         return False
+
+
+def human_size(n: float) -> str:
+    """1234567 -> '1.2 MB' (decimal units, as docker prints them)."""
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return str(n)
