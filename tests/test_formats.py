@@ -278,6 +278,35 @@ def test_dockerfile_export_is_standalone(pypi_env):
     assert lock.content_hash in text
 
 
+@pytest.mark.docker
+def test_dockerfile_export_builds_with_plain_docker(tmp_path, pypi_server, docker_client, base_image_remote):
+    """The standalone export is for people leaving mlenv: a plain `docker build` of it
+    (no mlenv, no context) installs exactly the locked set."""
+    d = pypi_project(tmp_path / "p", pypi_server)
+    toml = d / "mlenv.toml"
+    toml.write_text(toml.read_text() + f'\n[image]\nbase = "{base_image_remote}"\npython = "/usr/bin/python3"\n')
+    mlenv("lock", "-q", cwd=d)
+    lock = read_lock(d / "mlenv.lock")
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    mlenv("export", "--format", "dockerfile", "-o", str(ctx / "Dockerfile"), cwd=d)
+    tag = f"mlenv-test/export:{lock.short_hash}"
+    proc = subprocess.run(["docker", "build", "--network", "host", "-q", "-t", tag, str(ctx)], capture_output=True,
+                          text=True, env={**os.environ, "DOCKER_BUILDKIT": "0"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    try:
+        code = ("import json, importlib.metadata as m, os; "
+                "print(json.dumps({d.metadata['Name']: d.version for d in m.distributions()}), os.environ['OMP_NUM_THREADS'])")
+        out = docker_client.containers.run(tag, ["python", "-c", code], network_mode="none", remove=True).decode()
+        dists, omp = out.rsplit(" ", 1)
+        got = {k: v for k, v in json.loads(dists).items() if k not in ("pip", "setuptools")}
+        assert got == {p.name: p.version for p in lock.for_platform("linux-64", "pypi")} and omp.strip() == "4"
+        labels = docker_client.api.inspect_image(tag)["Config"]["Labels"]
+        assert labels["org.mlenv.content-hash"] == lock.content_hash
+    finally:
+        docker_client.api.remove_image(tag, force=True)
+
+
 def test_export_writes_atomically_to_file_and_refuses_stale_lock(pypi_env, tmp_path):
     out = tmp_path / "out" / "requirements.txt"
     proc = mlenv("export", "--format", "requirements", "-o", str(out), cwd=pypi_env)

@@ -384,9 +384,9 @@ def azureml(spec, lock, platform=None) -> Exported:
 def dockerfile(spec, lock, platform=None) -> Exported:
     """A standalone single-stage Dockerfile (no build context needed): PyPI
     packages are installed with pip --require-hashes into a venv on the base
-    image's Python. `mlenv build` renders its own two-stage Dockerfile with a
-    build context (mlenv/build/dockerfile.py); this export is for people who
-    build without mlenv."""
+    image's Python. `mlenv build` renders its own Dockerfile, which needs mlenv's
+    artifact server during the build (mlenv/build/dockerfile.py); this export is
+    for people who build without mlenv (tested with a plain `docker build`)."""
     platform = pick_platform(lock, platform, "a Dockerfile")
     if _conda(lock, platform):
         raise ExportError("a standalone Dockerfile cannot install conda packages without mlenv",
