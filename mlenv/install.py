@@ -551,12 +551,26 @@ def threading_ident() -> int:
     return threading.get_ident()
 
 
+def _ca_bundle() -> str | None:
+    """MLENV_CA_BUNDLE, else `ca-bundle` of the user settings (mlenv.settings; not in
+    an image's install step, where platformdirs is absent and the step sets the env)."""
+    ca = os.environ.get("MLENV_CA_BUNDLE")
+    if ca:
+        return ca
+    try:
+        from . import settings
+
+        return settings.get("ca-bundle")
+    except ImportError:
+        return None
+
+
 def _ssl_context():
-    """Verification against MLENV_CA_BUNDLE if set, else the default paths
+    """Verification against the CA bundle (_ca_bundle) if set, else the default paths
     (which honour SSL_CERT_FILE / SSL_CERT_DIR)."""
     import ssl
 
-    ca = os.environ.get("MLENV_CA_BUNDLE")
+    ca = _ca_bundle()
     return ssl.create_default_context(cafile=ca) if ca else ssl.create_default_context()
 
 
@@ -715,7 +729,7 @@ def _install_pypi(pkgs, interp: Path, pypi_prefix: Path | None, local: Path, cac
              for pkg in pkgs]
     env = _clean_env()
     env["UV_NO_CONFIG"] = "1"
-    ca = os.environ.get("MLENV_CA_BUNDLE")
+    ca = _ca_bundle()
     if ca:
         env["SSL_CERT_FILE"] = ca
     with tempfile.TemporaryDirectory(prefix="mlenv-install-") as tmp:

@@ -84,7 +84,7 @@ class _Display:
 @click.option("--force", is_flag=True, help="Build even if an image with this content hash exists.")
 @click.option("--no-cache", "no_cache", is_flag=True, help="Do not use Docker's layer cache.")
 @click.option("--ca-bundle", type=click.Path(dir_okay=False), envvar="MLENV_CA_BUNDLE", metavar="FILE",
-              help="CA bundle for mlenv's host-side downloads (env MLENV_CA_BUNDLE); never in an image.")
+              help="CA bundle for mlenv's host-side downloads (env MLENV_CA_BUNDLE, else the ca-bundle setting); never in an image.")
 @click.option("--platform", "platform", default="linux-64", show_default=True, metavar="PLATFORM",
               help="Platform of the lock to build.")
 @click.option("--dockerfile-only", "dockerfile_only", type=click.Path(file_okay=False), metavar="DIR",
@@ -117,9 +117,6 @@ def build(spec_file, repository, push, force, no_cache, ca_bundle, platform, doc
     if platform not in lock.platforms:
         raise LockError(f"{spec.lock_path} has no {platform} packages (it has {', '.join(sorted(lock.platforms))})",
                         hint=f'add "{platform}" to [environment] platforms and run `mlenv lock`')
-    if ca_bundle and not os.path.isfile(ca_bundle):
-        raise MlenvError(f"CA bundle {ca_bundle}: no such file",
-                         hint="pass an existing PEM file to --ca-bundle (or fix MLENV_CA_BUNDLE)")
     ref = image_ref(repository, spec.name, lock.short_hash)
     result = {"image": ref, "name": spec.name, "content_hash": lock.content_hash, "short_hash": lock.short_hash}
     from ..build_hit import remember
@@ -136,6 +133,15 @@ def build(spec_file, repository, push, force, no_cache, ca_bundle, platform, doc
             _report(result, as_json, quiet, reused)
             return
 
+    # the CA bundle matters from here on (downloads); a hit needs none
+    from .. import settings
+
+    ca_bundle = ca_bundle or settings.get("ca-bundle")
+    if ca_bundle and not os.path.isfile(ca_bundle):
+        raise MlenvError(f"CA bundle {ca_bundle}: no such file",
+                         hint="pass an existing PEM file to --ca-bundle (or fix MLENV_CA_BUNDLE / ca-bundle in "
+                              f"{settings.config_path()})")
+
     # Every artifact of the lock, on the host, in mlenv's content-addressed cache; the
     # install steps fetch them from mlenv's artifact server on 127.0.0.1 during the build
     # (no index, credential or CA in any layer, the context or the Dockerfile).
@@ -151,7 +157,7 @@ def build(spec_file, repository, push, force, no_cache, ca_bundle, platform, doc
         artifacts = installer.fetch_artifacts(pkgs, index_urls=_index_urls(spec), progress=progress)
     from ..build import buildkit
 
-    builder, cli = buildkit.choose(builder)
+    builder, cli = buildkit.choose(builder or settings.get("builder"))
     plan = make_plan(spec, lock, platform, ca_bundle=bool(ca_bundle), artifacts=artifacts, builder=builder)
     result["builder"] = builder
     served = served_files(lock, plan, ca_bundle=ca_bundle, artifacts=artifacts)

@@ -67,6 +67,10 @@ def install(spec_file, lock_file, prefix, platform, python, pypi_prefix, ca_bund
 
     path = _lock_path(spec_file, lock_file)
     lock = read_lock(path)
+    if not ca_bundle:
+        from .. import settings
+
+        ca_bundle = settings.get("ca-bundle")
     if ca_bundle:
         if not os.path.isfile(ca_bundle):
             from ..errors import MlenvError

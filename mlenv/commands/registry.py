@@ -23,7 +23,7 @@ IMAGE_SPEC = "/opt/mlenv/mlenv.toml"
 registry_option = click.option(
     "--registry", "registry_url", metavar="URL", default=None,
     help="Registry: a directory (embedded, the default is the user data dir), oci://host[:port]/namespace "
-         "or azureml://... (default: $MLENV_REGISTRY).",
+         "or azureml://... (default: $MLENV_REGISTRY, else `registry` in the user settings).",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output on stdout.")
 

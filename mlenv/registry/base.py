@@ -172,12 +172,15 @@ def parse_ref(text: str) -> tuple[str, str]:
 
 
 def open_registry(url: str | None = None) -> Registry:
-    """None: MLENV_REGISTRY or the embedded local registry under the user data dir.
+    """None: MLENV_REGISTRY, else `registry` in the user settings (mlenv.settings), else
+    the embedded local registry under the user data dir.
     A path or file:// URL: a local registry there. oci://host[:port]/ns: an OCI registry.
     azureml://subscriptions/.../workspaces/WS: an Azure ML workspace."""
     import os
 
-    url = url or os.environ.get("MLENV_REGISTRY") or None
+    from .. import settings
+
+    url = url or os.environ.get("MLENV_REGISTRY") or settings.get("registry") or None
     if url is None or url.startswith("file://") or "://" not in url:
         from .local import LocalRegistry
 

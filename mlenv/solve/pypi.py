@@ -164,6 +164,10 @@ def _uv_env(cache_dir: str | None) -> dict[str, str]:
     env.setdefault("UV_NO_CONFIG", "1")  # a user's uv.toml must not change what mlenv locks
     # Corporate proxies: uv reads SSL_CERT_FILE; mlenv's CA bundle setting feeds it.
     ca = env.get("MLENV_CA_BUNDLE")
+    if not ca:
+        from .. import settings
+
+        ca = settings.get("ca-bundle")
     if ca:
         env["SSL_CERT_FILE"] = ca
     if cache_dir:

@@ -1,0 +1,88 @@
+"""User settings: `<user config dir>/mlenv/config.toml` (`~/.config/mlenv/config.toml`
+on Linux, `XDG_CONFIG_HOME` respected; `MLENV_CONFIG=FILE` names another file).
+
+For what a user sets once per machine rather than per project: the CA bundle of a
+TLS-intercepting proxy, the team registry, the image builder. A command-line option
+wins over its environment variable, which wins over this file:
+
+    ca-bundle = "/etc/ssl/certs/corp-ca.pem"   # --ca-bundle / MLENV_CA_BUNDLE
+    registry = "oci://registry.example.com/ml" # --registry / MLENV_REGISTRY
+    builder = "classic"                        # --builder / MLENV_BUILDER
+
+A relative `ca-bundle` is relative to the file's directory; `~` is expanded.
+An unknown key or a wrong type is an error naming file:line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from .errors import MlenvError
+
+KEYS = {
+    "ca-bundle": "a PEM file: the CA bundle for every download (--ca-bundle, MLENV_CA_BUNDLE)",
+    "registry": "the default registry (--registry, MLENV_REGISTRY)",
+    "builder": "auto, buildkit or classic (--builder, MLENV_BUILDER)",
+}
+_loaded: dict[str, dict] = {}
+
+
+class SettingsError(MlenvError):
+    pass
+
+
+def config_path() -> Path:
+    explicit = os.environ.get("MLENV_CONFIG")
+    if explicit:
+        return Path(explicit)
+    from platformdirs import user_config_dir
+
+    return Path(user_config_dir("mlenv")) / "config.toml"
+
+
+def _line(text: str, key: str) -> int:
+    for i, line in enumerate(text.splitlines(), 1):
+        if re.match(rf"^\s*[\"']?{re.escape(key)}[\"']?\s*=", line):
+            return i
+    return 1
+
+
+def load() -> dict[str, str]:
+    path = config_path()
+    key = str(path)
+    if key in _loaded:
+        return _loaded[key]
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        _loaded[key] = {}
+        return {}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"{path}: cannot read the settings file ({exc})") from None
+    import tomllib
+
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"{path}: not valid TOML ({exc})", hint="fix or remove the file") from None
+    settings = {}
+    for name, value in data.items():
+        where = f"{path}:{_line(text, name)}"
+        if name not in KEYS:
+            raise SettingsError(f"{where}: unknown setting {name!r}",
+                                hint="known settings: " + "; ".join(f"{k}: {v}" for k, v in KEYS.items()))
+        if not isinstance(value, str) or not value:
+            raise SettingsError(f"{where}: {name} must be a non-empty string")
+        if name == "builder" and value not in ("auto", "buildkit", "classic"):
+            raise SettingsError(f"{where}: builder must be auto, buildkit or classic, not {value!r}")
+        if name == "ca-bundle":
+            value = str(path.parent / os.path.expanduser(value))  # an absolute value stays as it is
+        settings[name] = value
+    _loaded[key] = settings
+    return settings
+
+
+def get(name: str) -> str | None:
+    return load().get(name)
