@@ -114,6 +114,25 @@ def test_conda_image_content_labels_and_self_description(conda_image, docker_cli
     ok(mlenv("verify", "--image", result["image"], cwd=d))
 
 
+def test_conda_image_with_the_classic_builder(conda_image, docker_client):
+    """The same conda lock through the classic builder (one stage, the env step in place):
+    the same labels, conda records and metadata, and `verify --image` agrees."""
+    d, bk = conda_image
+    result = build(d, "--builder", "classic", "--force", "--repository", "mlenv-classic")
+    try:
+        assert result["builder"] == "classic" and result["image"] == bk["image"].replace("mlenv/", "mlenv-classic/", 1)
+        labels = docker_client.api.inspect_image(result["image"])["Config"]["Labels"]
+        assert labels == docker_client.api.inspect_image(bk["image"])["Config"]["Labels"]
+        history = " ".join(h["CreatedBy"] for h in docker_client.api.history(result["image"]))
+        assert '"--part", "env"' in history or "--part env" in history  # installed in place, not copied
+        script = "ls /opt/mlenv/env/conda-meta/ && cat /opt/mlenv/env/share/mlenv-hello/hello.txt && ls /tmp"
+        out = docker_client.containers.run(result["image"], ["sh", "-c", script], network_mode="none", remove=True)
+        assert "mlenv-hello-1.0.0-0.json" in out.decode() and "mlenv-build" not in out.decode()
+        ok(mlenv("verify", "--image", result["image"], cwd=d))
+    finally:
+        remove_image(docker_client, result["image"])
+
+
 def test_cache_hit_is_fast_and_found_by_label_under_any_name(conda_image, docker_client):
     d, result = conda_image
     t0 = time.perf_counter()
