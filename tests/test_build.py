@@ -563,6 +563,43 @@ def test_sdist_is_built_in_its_group_step_and_the_ca_stays_out(tmp_path, docker_
         remove_image(docker_client, result["image"])
 
 
+@pytest.mark.network
+@pytest.mark.parametrize("kind", ["conda", "pypi"])
+def test_target_tool_wheels_when_this_hosts_tools_cannot_run(kind, tmp_path, docker_client, base_image_remote,
+                                                             conda_channel, pypi_server):
+    """A non-x86 or non-Linux host cannot put its own uv / py-rattler into the image:
+    the host fetches the target's wheels from PyPI and serves them; install steps unzip
+    them and need neither pip nor the network. MLENV_BUILD_TOOLS=pypi takes that path
+    on this x86_64 host."""
+    if kind == "conda":
+        body = f'[conda]\nchannels = ["{conda_channel}"]\ndependencies = ["mlenv-hello"]\n'
+        d = project(tmp_path / kind, base_image_remote, body, "build-wheels-conda")
+    else:
+        body = f'[pypi]\nindex-url = "{pypi_server}"\ndependencies = ["fixbeta"]\n'
+        d = project(tmp_path / kind, base_image_remote, body, "build-wheels-pypi", python="3.11")
+    ok(mlenv("lock", cwd=d))
+    env = {"MLENV_BUILD_TOOLS": "pypi"}
+    ctx = tmp_path / "ctx"
+    ok(mlenv("build", "--dockerfile-only", str(ctx), "--ca-bundle", HOST_CA, cwd=d, env=env))
+    text = (ctx / "Dockerfile").read_text()
+    wheels = re.findall(r"whl=([0-9a-f]{64})", text)
+    assert len(set(wheels)) == (2 if kind == "conda" else 1)  # uv (+ py-rattler)
+    assert all((ctx / "served/a" / sha).is_file() for sha in wheels)
+    assert '"net' not in text and not (ctx / "served/net.pem").exists()  # no step reaches the network
+    assert "/bin/uv" not in {str(p) for p in (ctx / "served/tools").iterdir()}
+    result = build(d, "--ca-bundle", HOST_CA, env=env)
+    try:
+        assert result["action"] == "built"
+        ok(mlenv("verify", "--image", result["image"], cwd=d))
+        script = "ls /opt/mlenv/env/conda-meta/ /opt/mlenv/pypi/*/lib/python3.11/site-packages/ 2>/dev/null; ls /tmp"
+        out = docker_client.containers.run(result["image"], ["sh", "-c", script], network_mode="none",
+                                           remove=True).decode()
+        assert ("mlenv-hello-1.0.0-0.json" if kind == "conda" else "fixbeta") in out
+        assert "mlenv-build" not in out and "uv-" not in out and "rattler" not in out
+    finally:
+        remove_image(docker_client, result["image"])
+
+
 def test_pypi_groups_put_the_specs_own_requirements_last():
     """A change re-runs every step after it, so transitive dependencies (rarely
     edited) come first and the pins the spec names itself come last."""

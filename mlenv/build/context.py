@@ -4,12 +4,14 @@ install steps (mlenv.build.serve), all by sha256:
 
   /tools/<sha>   tar: lib/mlenv/... (the installer and the stdlib-only modules it
                  imports) + bin/uv (this mlenv's uv: linux-64 target on an x86_64
-                 Linux host; elsewhere the step pip-installs uv)
+                 Linux host; elsewhere the target's uv wheel, below)
   /tools/<sha>   tar: lib/rattler/... (this mlenv's py-rattler; conda locks only)
   /lock/<sha>    the sub-lock of the env step and of each PyPI group
-  /a/<sha>       every artifact, from the host's content-addressed cache
+  /a/<sha>       every artifact, from the host's content-addressed cache, and the
+                 target's uv / py-rattler wheels where this host's cannot run
+                 there (mlenv.build.tools)
   /net.pem       the CA bundle: only with --ca-bundle AND a step that reaches the
-                 network (an sdist group, or a host that cannot serve its uv)
+                 network (an sdist group: uv fetches its build backend)
 
 The tool tars are reproducible and cached in <user cache>/mlenv/build-tools.
 """
@@ -18,9 +20,7 @@ from __future__ import annotations
 
 import io
 import os
-import platform as _platform
 import re
-import sys
 import tarfile
 from pathlib import Path
 
@@ -38,12 +38,6 @@ FIXED_MTIME = 1_700_000_000  # reproducible tar entries
 # its own; smaller ones share one. More than MAX_GROUPS: the smallest are merged.
 GROUP_MIN_BYTES = int(os.environ.get("MLENV_BUILD_GROUP_MIN_BYTES") or 4_000_000)
 MAX_GROUPS = 30
-
-
-def tools_inline(platform: str) -> bool:
-    """Copy this installation's uv (and py-rattler) into the image: only when
-    they run there, i.e. a linux-64 target built from an x86_64 Linux host."""
-    return platform == "linux-64" and sys.platform.startswith("linux") and _platform.machine() in ("x86_64", "AMD64")
 
 
 def pypi_groups(pkgs, sizes: dict[str, int], *, min_bytes: int = GROUP_MIN_BYTES, max_groups: int = MAX_GROUPS,
@@ -85,7 +79,9 @@ def make_plan(spec, lock, platform: str, *, ca_bundle: bool, artifacts: dict[str
     pypi = lock.for_platform(platform, "pypi")
     base = lock.image.get("reference") or lock.image.get("base") or spec.base_image
     sizes = {sha: path.stat().st_size for sha, path in (artifacts or {}).items()}
-    inline = tools_inline(platform)
+    from .tools import host_tools_run_in
+
+    inline = host_tools_run_in(platform)
     return Plan(
         name=spec.name,
         description=spec.description,
@@ -103,8 +99,6 @@ def make_plan(spec, lock, platform: str, *, ca_bundle: bool, artifacts: dict[str
         steps=list(lock.image.get("steps", [])),
         ca_bundle=ca_bundle,
         tools_inline=inline,
-        uv_version="" if inline else _dist_version("uv"),
-        rattler_version="" if inline else _dist_version("py-rattler"),
         version=__version__,
         groups=pypi_groups(pypi, sizes, direct=_direct_names(lock)) if pypi else [],
         builder=builder,
@@ -119,15 +113,6 @@ def _direct_names(lock) -> frozenset[str]:
         if m:
             names.add(_norm(m.group(1)))
     return frozenset(names)
-
-
-def _dist_version(name: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return ""
 
 
 def _tar_bytes(entries: list[tuple[str, Path]]) -> bytes:
@@ -225,6 +210,9 @@ def served_files(lock, plan: Plan, *, ca_bundle: str | None, artifacts: dict[str
         g.lock_sha = add_lock(part_lock(lock, plan.platform, "pypi", g.packages, g.gid))
     for pkg in conda + [p for g in plan.groups for p in g.packages]:
         served[f"/a/{pkg.sha256}"] = artifacts[pkg.sha256]
+    for sha in (plan.uv_wheel_sha, plan.rattler_wheel_sha):  # the target's tools (mlenv.build.tools)
+        if sha:
+            served[f"/a/{sha}"] = artifacts[sha]
     if ca_bundle and plan.needs_ca:
         served["/net.pem"] = Path(ca_bundle)
     return served

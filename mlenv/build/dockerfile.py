@@ -66,11 +66,12 @@ TEMPLATE_STAGES = """\
 
 # Run by the base Python in each install step (its TMPDIR inside the scratch directory, so
 # what uv or a build backend leaves in the temp dir goes with it): argv = server URL, tools (sha256s of
-# tars at /tools/<sha>, or "pip=REQ" to pip-install them), sub-lock sha256, network
+# tars at /tools/<sha>, or "whl=<sha>": the target's uv / py-rattler wheel at /a/<sha>,
+# unzipped), sub-lock sha256, network
 # ("-" none, "net" PyPI for an sdist's build backend, "net+ca" with the CA bundle the
 # host serves at /net.pem for this step's process only), then the installer's args.
 BOOTSTRAP = """\
-import hashlib,io,os,shutil,subprocess,sys,tarfile,urllib.request as u
+import glob,hashlib,io,os,shutil,subprocess,sys,tarfile,zipfile,urllib.request as u
 url,tools,lock,net,*args=sys.argv[1:]
 op=u.build_opener(u.ProxyHandler({}))
 def get(p,sha=None):
@@ -85,9 +86,11 @@ try:
         open(w+'/net.pem','wb').write(get('/net.pem'))
         e['MLENV_CA_BUNDLE']=e['PIP_CERT']=w+'/net.pem'
     for t in tools.split(','):
-        if t.startswith('pip='):subprocess.run([sys.executable,'-m','pip','install','-q','--no-cache-dir','--target',w+'/lib',*t[4:].split('+')],env=e,check=True)
+        if t.startswith('whl='):zipfile.ZipFile(io.BytesIO(get('/a/'+t[4:],t[4:]))).extractall(w+'/lib')
         else:tarfile.open(fileobj=io.BytesIO(get('/tools/'+t,t))).extractall(w)
-    e['MLENV_UV']=w+'/bin/uv' if os.path.exists(w+'/bin/uv') else w+'/lib/bin/uv'
+    for s in glob.glob(w+'/lib/uv-*.data/scripts/uv'):
+        os.makedirs(w+'/bin',exist_ok=True);os.replace(s,w+'/bin/uv');os.chmod(w+'/bin/uv',0o755)
+    e['MLENV_UV']=w+'/bin/uv'
     open(w+'/part.lock','wb').write(get('/lock/'+lock,lock))
     rc=subprocess.run([sys.executable,'-m','mlenv.install','install','--lock',w+'/part.lock','--artifact-url',url+'/a/','--work-dir',w+'/work',*args],env=e).returncode
 finally:
@@ -130,13 +133,13 @@ class Plan:
     steps: list[str]
     ca_bundle: bool  # a CA bundle was given (used only by steps that reach the network)
     tools_inline: bool  # uv binary (and rattler) served from this mlenv installation
-    uv_version: str
-    rattler_version: str
     version: str
     groups: list[Group] = field(default_factory=list)
     server: str = "http://127.0.0.1:47291"  # the build-time artifact server
     builder: str = "classic"  # "buildkit": render_stages (multi-stage), see mlenv.build.buildkit
-    tools_sha: str = ""  # sha256 of the installer + uv tar
+    tools_sha: str = ""  # sha256 of the installer (+ uv when tools_inline) tar
+    uv_wheel_sha: str = ""  # not tools_inline: the target's uv wheel (mlenv.build.tools)
+    rattler_wheel_sha: str = ""  # not tools_inline, conda: the target's py-rattler wheel
     rattler_sha: str = ""  # sha256 of the py-rattler tar (conda)
     env_lock_sha: str = ""
     env_shas: list[str] = field(default_factory=list)  # the conda artifacts of the env step
@@ -144,7 +147,7 @@ class Plan:
     @property
     def needs_ca(self) -> bool:
         """Does any install step reach the network (so the host serves the CA bundle)?"""
-        return self.ca_bundle and (not self.tools_inline or any(g.has_sdist for g in self.groups))
+        return self.ca_bundle and any(g.has_sdist for g in self.groups)
 
 
 def q(value: str) -> str:
@@ -159,8 +162,7 @@ def _exec(args: list[str]) -> str:
 def _tools(p: Plan, conda: bool) -> str:
     if p.tools_inline:
         return ",".join([p.tools_sha] + ([p.rattler_sha] if conda else []))
-    reqs = [f"uv=={p.uv_version}"] + ([f"py-rattler=={p.rattler_version}"] if conda else [])
-    return f"{p.tools_sha},pip=" + "+".join(reqs)
+    return ",".join([p.tools_sha, f"whl={p.uv_wheel_sha}"] + ([f"whl={p.rattler_wheel_sha}"] if conda else []))
 
 
 def _step(p: Plan, lock_sha: str, shas: list[str], *, conda: bool, network: bool, extra: list[str]) -> str:
@@ -176,7 +178,7 @@ def _step(p: Plan, lock_sha: str, shas: list[str], *, conda: bool, network: bool
 def env_hook(p: Plan) -> Hook:
     if not p.needs_env:
         return Hook("env")
-    step = _step(p, p.env_lock_sha, p.env_shas, conda=p.has_conda, network=not p.tools_inline,
+    step = _step(p, p.env_lock_sha, p.env_shas, conda=p.has_conda, network=False,
                  extra=["--part", "env", "--pypi-groups"])
     return Hook("env", final=[step])
 
@@ -185,7 +187,7 @@ def pypi_hook(p: Plan) -> Hook:
     if not p.has_pypi:
         return Hook("pypi")
     final = [_step(p, g.lock_sha, [pkg.sha256 for pkg in g.packages], conda=False,
-                   network=g.has_sdist or not p.tools_inline, extra=["--part", "pypi", "--pypi-group", g.gid])
+                   network=g.has_sdist, extra=["--part", "pypi", "--pypi-group", g.gid])
              for g in p.groups]  # fmt: skip
     return Hook("pypi", final=final)
 

@@ -160,6 +160,11 @@ def build(spec_file, repository, push, force, no_cache, ca_bundle, platform, doc
     builder, cli = buildkit.choose(builder or settings.get("builder"))
     plan = make_plan(spec, lock, platform, ca_bundle=bool(ca_bundle), artifacts=artifacts, builder=builder)
     result["builder"] = builder
+    if not plan.tools_inline:  # this host's uv cannot run in the image: the target's wheels
+        from ..build.tools import tool_wheels
+
+        with ProgressLine(quiet or as_json) as progress:
+            artifacts.update(installer.fetch_artifacts(tool_wheels(plan, lock), progress=progress))
     served = served_files(lock, plan, ca_bundle=ca_bundle, artifacts=artifacts)
     if dockerfile_only:
         from ..build.context import write_dir
