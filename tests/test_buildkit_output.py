@@ -68,9 +68,7 @@ def test_a_failing_step_of_buildx_output(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", f"{Path(cli).parent}{os.pathsep}{os.environ['PATH']}")
     assert buildkit.find_cli() == cli and buildkit.choose("auto") == ("buildkit", cli)
     steps, lines = [], []
-    ctx = tmp_path / "context"
-    ctx.mkdir()
-    log = buildkit.build(cli, ctx, "t:1", on_step=steps.append, on_line=lines.append)
+    log = buildkit.build(cli, {"Dockerfile": b"FROM scratch\n"}, "t:1", on_step=steps.append, on_line=lines.append)
     assert log.image_id is None
     assert log.step == "[image 7/8] RUN echo about-to-fail && false"
     assert log.error == 'process "/bin/sh -c echo about-to-fail && false" did not complete successfully: exit code: 1'
@@ -83,9 +81,7 @@ def test_a_failing_step_of_buildx_output(tmp_path, monkeypatch):
 
 def test_a_missing_base_in_buildx_output(tmp_path):
     cli = fake_cli(tmp_path, BUILDX_NO_BASE, 1)
-    ctx = tmp_path / "context"
-    ctx.mkdir()
-    log = buildkit.build(cli, ctx, "t:1")
+    log = buildkit.build(cli, {"Dockerfile": b"FROM scratch\n"}, "t:1")
     msg = str(explain_failure(log, "127.0.0.1:5000/team/missing:1", tmp_path / "build.log"))
     assert msg.startswith("base image 127.0.0.1:5000/team/missing:1 not found")
 

@@ -73,11 +73,26 @@ _LINE = re.compile(r"^#(\d+) (\d+\.\d+) (.*)$")
 _ERROR = re.compile(r"^#(\d+) ERROR: (.*)$")
 
 
-def build(cli: str, context_dir: Path, tag: str, *, nocache: bool = False, on_step=None, on_line=None,
+def build(cli: str, files: dict, tag: str, *, nocache: bool = False, on_step=None, on_line=None,
           scrub=lambda s: s) -> BuildLog:
-    """Run a BuildKit build of context_dir (host network: the install steps reach mlenv's
-    artifact server on 127.0.0.1). Returns the log; .error set on failure."""
-    iid = context_dir.parent / (context_dir.name + ".iid")
+    """Run a BuildKit build of the context `files` (mlenv.build.context.context_files),
+    written to a temporary directory for the CLI, with host networking (the install
+    steps reach mlenv's artifact server on 127.0.0.1). Returns the log; .error set on
+    failure."""
+    import shutil
+    import tempfile
+
+    from .context import write_dir
+
+    work = Path(tempfile.mkdtemp(prefix="mlenv-build-"))
+    try:
+        write_dir(files, work / "context")
+        return _run(cli, work / "context", work / "iid", tag, nocache, on_step, on_line, scrub)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _run(cli: str, context_dir: Path, iid: Path, tag: str, nocache: bool, on_step, on_line, scrub) -> BuildLog:
     cmd = [cli, "build", "--progress", "plain", "--network", "host", "--iidfile", str(iid), "-t", tag,
            *(["--no-cache"] if nocache else []), str(context_dir)]
     env = dict(os.environ, DOCKER_BUILDKIT="1")

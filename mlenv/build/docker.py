@@ -188,12 +188,19 @@ class BuildLog:
     image_id: str | None = None
 
 
-def build(client, context, tag: str, *, buildargs: dict | None = None, nocache: bool = False, on_step=None,
-          on_line=None, scrub=lambda s: s) -> BuildLog:
-    """Stream a classic build (network_mode=host). Returns the log; .error set on failure."""
+def build(client, files: dict, tag: str, *, nocache: bool = False, on_step=None, on_line=None,
+          scrub=lambda s: s) -> BuildLog:
+    """Stream a classic build of the context `files` (mlenv.build.context.context_files,
+    sent as a tar) with network_mode=host. Returns the log; .error set on failure."""
+    from .context import tar_context
+
+    with tar_context(files) as context:
+        return _stream(client.api.build(fileobj=context, custom_context=True, tag=tag, network_mode="host", rm=True,
+                                        forcerm=True, decode=True, nocache=nocache, pull=False), scrub, on_step, on_line)
+
+
+def _stream(stream, scrub, on_step, on_line) -> BuildLog:
     log = BuildLog()
-    stream = client.api.build(fileobj=context, custom_context=True, tag=tag, network_mode="host", rm=True,
-                              forcerm=True, decode=True, buildargs=buildargs or {}, nocache=nocache, pull=False)
     for chunk in stream:
         if "stream" in chunk:
             for raw in chunk["stream"].splitlines():

@@ -175,7 +175,6 @@ def build(spec_file, repository, push, force, no_cache, ca_bundle, platform, doc
         _report(result, as_json, quiet, f"Wrote the Dockerfile and build context of {ref} to {dockerfile_only}")
         return
 
-    from ..build.context import tar_context
     from ..fsutil import atomic_write
     from ..solve.pypi import strip_credentials_in_text
 
@@ -198,27 +197,13 @@ def build(spec_file, repository, push, force, no_cache, ca_bundle, platform, doc
     with ArtifactServer(served) as server:
         plan.server = server.url  # a busy default port: another one (correct, misses the layer cache)
         if cli:
-            import shutil
-            import tempfile
-
-            from ..build.context import write_dir
-
-            work = Path(tempfile.mkdtemp(prefix="mlenv-build-"))
-            try:
-                write_dir(context_files(spec, lock, plan), work / "context")
-                with _Display(quiet or as_json) as display:
-                    log = buildkit.build(cli, work / "context", ref, nocache=no_cache, on_step=display.step,
-                                         on_line=display.line, scrub=scrub)
-            finally:
-                shutil.rmtree(work, ignore_errors=True)
+            with _Display(quiet or as_json) as display:
+                log = buildkit.build(cli, context_files(spec, lock, plan), ref, nocache=no_cache,
+                                     on_step=display.step, on_line=display.line, scrub=scrub)
         else:
-            context = tar_context(context_files(spec, lock, plan))
-            try:
-                with _Display(quiet or as_json) as display:
-                    log = engine.build(client, context, ref, nocache=no_cache, on_step=display.step,
-                                       on_line=display.line, scrub=scrub)
-            finally:
-                context.close()
+            with _Display(quiet or as_json) as display:
+                log = engine.build(client, context_files(spec, lock, plan), ref, nocache=no_cache,
+                                   on_step=display.step, on_line=display.line, scrub=scrub)
     atomic_write(log_path, "\n".join(log.lines) + "\n")
     if log.error or not log.image_id:
         raise engine.explain_failure(log, plan.base, log_path)
