@@ -46,14 +46,6 @@ class Area:
     stale_size: int = 0
 
 
-def touch(path: Path) -> None:
-    """Mark a cache entry as used now (its mtime), so prune keeps it."""
-    try:
-        os.utime(path)
-    except OSError:
-        pass
-
-
 def scan(older_than_days: float | None = None, root: Path | None = None) -> list[Area]:
     root = root or cache_root()
     cutoff = time.time() - older_than_days * 86400 if older_than_days is not None else None
@@ -98,11 +90,9 @@ def prune(areas: list[Area]) -> tuple[int, int]:
     return files, size
 
 
-def clean(root: Path | None = None) -> int:
-    """Remove the whole cache. Bytes removed."""
+def clean(root: Path | None = None) -> None:
+    """Remove the whole cache."""
     root = root or cache_root()
-    size = sum(a.size for a in scan(root=root))
     if root.is_dir():
         # uv marks its cache entries read-only
         shutil.rmtree(root, onerror=lambda fn, p, exc: (os.chmod(p, 0o700), fn(p)))
-    return size

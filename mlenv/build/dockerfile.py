@@ -308,12 +308,13 @@ def render(p: Plan) -> tuple[str, list[Hook]]:
 
 def describe(step: str) -> str:
     """A short line for a build step (progress display): install steps are long."""
+    where = step.split(" RUN ", 1)[0] + " " if " RUN " in step else ""  # "[g-numpy 1/1]", "5/12:"
     m = re.search(r'"--pypi-group", "([^"]+)"', step)
     if m:
-        return f"{step.split(' RUN ', 1)[0]} install PyPI group {m.group(1)}" if " RUN " in step else f"install PyPI group {m.group(1)}"
+        return f"{where}install PyPI group {m.group(1)}"
     if '"--part", "env"' in step:
-        return f"{step.split(' RUN ', 1)[0]} install the env" if " RUN " in step else "install the env"
+        return f"{where}install the env"
     m = re.search(r'"/tmp", "([^"]+)", "\d+", "([^"]+)"\]$', step)
     if m:
-        return f"{step.split(' RUN ', 1)[0]} copy {m.group(2)} into {m.group(1)}"
+        return f"{where}copy {m.group(2)} into {m.group(1)}"
     return step

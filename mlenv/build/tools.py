@@ -93,11 +93,10 @@ def tool_wheels(plan, lock) -> list[Package]:
     packages); fills plan.uv_wheel_sha / plan.rattler_wheel_sha."""
     python = (lock.platforms.get(plan.platform) or {}).get("python") or lock.python or "3.11"
     python = ".".join(str(python).split(".")[:2])
-    glibc = (lock.inputs.get("system") or {}).get("glibc") if isinstance(lock.inputs.get("system"), dict) else None
-    wanted = [("uv", "uv")] + ([("py-rattler", "py-rattler")] if plan.has_conda else [])
+    glibc = (lock.inputs.get("system") or {}).get("glibc")
     out = []
-    for dist, name in wanted:
-        version = _version(dist)
+    for name in ["uv"] + (["py-rattler"] if plan.has_conda else []):  # distribution name = PyPI project name
+        version = _version(name)
         c = _choose(name, version, plan.platform, python, glibc)
         out.append(Package("pypi", plan.platform, name, version, c["url"], c["sha256"], {"size": c["size"]}))
     plan.uv_wheel_sha = out[0].sha256

@@ -69,7 +69,9 @@ def clean(yes, as_json):
     from ..cache import clean as do_clean
 
     total = sum(a.size for a in scan())
-    removed = do_clean() if yes else 0
+    if yes:
+        do_clean()
+    removed = total if yes else 0
     if as_json:
         emit_json({"root": str(cache_root()), "size": total, "removed": removed, "dry_run": not yes})
     elif yes:
