@@ -69,6 +69,19 @@ def make_env(directory: Path, *, name="demo", variables: dict | None = None, pac
     return (directory / "mlenv.toml").read_bytes(), (directory / "mlenv.lock").read_bytes(), lock.content_hash
 
 
+def register_all(dirs, registry: str) -> list[dict]:
+    """`mlenv register --json --no-image` in every directory at once (one process each)."""
+    env = dict(os.environ, MLENV_REGISTRY=registry)
+    procs = [subprocess.Popen([sys.executable, "-m", "mlenv.cli", "register", "--json", "--no-image"], cwd=d, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for d in dirs]
+    results = []
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+        results.append(json.loads(out))
+    return results
+
+
 @pytest.fixture
 def reg_dir(tmp_path, monkeypatch):
     path = tmp_path / "registry"
@@ -218,14 +231,7 @@ def test_sixteen_processes_register_at_once(tmp_path):
         _, _, h = make_env(d, name="fraud-train", variables={"SEED": str(i % 8)})
         dirs.append(d)
         hashes[i] = h
-    env = dict(os.environ, MLENV_REGISTRY=str(registry))
-    procs = [subprocess.Popen([sys.executable, "-m", "mlenv.cli", "register", "--json", "--no-image"], cwd=d, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for d in dirs]
-    results = []
-    for p in procs:
-        out, err = p.communicate(timeout=120)
-        assert p.returncode == 0, err
-        results.append(json.loads(out))
+    results = register_all(dirs, str(registry))
     reg = LocalRegistry(registry)
     vs = reg.versions("fraud-train")
     assert [v.version for v in vs] == list(range(1, 9))

@@ -9,7 +9,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import time
 import uuid
 import warnings
@@ -19,7 +18,7 @@ import pytest
 
 from mlenv.registry.base import NotFound, RegistryError
 from mlenv.registry.oci import OciRegistry
-from test_registry_local import fake, make_env, mlenv
+from test_registry_local import fake, make_env, mlenv, register_all
 
 pytestmark = pytest.mark.registry
 
@@ -147,14 +146,7 @@ def test_concurrent_clients_get_distinct_versions(oci_url, tmp_path):
         _, _, h = make_env(tmp_path / f"w{i}", name="race", variables={"SEED": str(i % 4)})
         dirs.append(tmp_path / f"w{i}")
         hashes.append(h)
-    env = dict(os.environ, MLENV_REGISTRY=oci_url)
-    procs = [subprocess.Popen([sys.executable, "-m", "mlenv.cli", "register", "--json", "--no-image"], cwd=d, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for d in dirs]
-    results = []
-    for p in procs:
-        out, err = p.communicate(timeout=120)
-        assert p.returncode == 0, err
-        results.append(json.loads(out))
+    results = register_all(dirs, oci_url)
     vs = OciRegistry(oci_url).versions("race")
     assert len({v.content_hash for v in vs}) == len(vs) == 4
     assert {v.content_hash for v in vs} == set(hashes)
