@@ -77,7 +77,7 @@ def changed_step_ran(log: Path, group: str) -> None:
     text = log.read_text(errors="replace")
     lines = text.splitlines()
     for i, line in enumerate(lines):
-        if line.startswith("Step ") and f'"--pypi-group", "{group}"' in line:  # classic builder
+        if line.startswith("Step ") and f'"--step", "{group}"]' in line:  # classic builder
             after = next((ln for ln in lines[i + 1:] if ln.startswith(" ---> ")), "")
             if "Using cache" in after:
                 raise SystemExit(f"bench: the {group} step came from the layer cache ({log}); remove the images of "
@@ -150,7 +150,7 @@ class Images:
         self.client.api.inspect_image(keep)  # the base image must still be there
 
 
-BUILDKIT_CLI = None  # the docker CLI that builds with BuildKit (mlenv.build.buildkit.find_cli)
+BUILDKIT_CLI = None  # the docker CLI that builds with BuildKit (mlenv.image.buildkit.find_cli)
 
 
 def pip_build(ctx: Path, builder: str, no_cache: bool = False) -> float:
@@ -206,7 +206,7 @@ def main() -> None:
 
     import docker
 
-    from mlenv.build.buildkit import find_cli
+    from mlenv.image.buildkit import find_cli
 
     global BUILDKIT_CLI
     BUILDKIT_CLI = find_cli()
@@ -321,7 +321,7 @@ def main() -> None:
         "- classic builder (docker SDK; when no BuildKit CLI is there): the same RUNs in one stage, every byte "
         "written once, one after the other; after a changed group every later group's step re-runs (same layer "
         "digests, but the classic builder has no cache once a parent changed).",
-        f"- cache hit: the console script answers it before click or any model is imported (mlenv/build_hit.py): "
+        f"- cache hit: the console script answers it before click or any model is imported (mlenv/image/hit.py): "
         "the sha256 of the spec and lock bytes finds the record the full path left after checking that pair, and "
         "one Engine API call on the unix socket inspects the expected tag. A fully cached `docker build` of the pip "
         f"Dockerfile is a Go binary ({hp_ref * 1000:.0f} ms); `python -c pass` alone takes {py * 1000:.0f} ms. "

@@ -1,3 +1,102 @@
-"""mlenv: reproducible, content-addressed machine-learning environments."""
+"""mlenv: reproducible, content-addressed machine-learning environments.
+
+    import mlenv
+    mlenv.curated.list()
+    env = mlenv.Environment.create("fraud-train", python="3.11", pypi=["scikit-learn==1.5.2"])
+    env.save(); lock = env.lock(); image = env.build(); v = env.register()
+
+Everything the `mlenv` command does is a function here (docs/api.md). Names are
+imported on first use, so `import mlenv` stays cheap (and this file is shipped into
+image build steps with the stdlib-only mlenv.runtime: it must import nothing at the top).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+# public name -> "module:attribute" (or "module" for a submodule)
+_EXPORTS = {
+    "Environment": "mlenv.api.environment:Environment",
+    "Lock": "mlenv.lockfile:Lock",
+    "Spec": "mlenv.spec:Spec",
+    "MlenvError": "mlenv.errors:MlenvError",
+    "SpecError": "mlenv.errors:SpecError",
+    "LockError": "mlenv.errors:LockError",
+    "SolveError": "mlenv.errors:SolveError",
+    "InstallError": "mlenv.errors:InstallError",
+    "RegistryError": "mlenv.registry.base:RegistryError",
+    "open_registry": "mlenv.registry:open_registry",
+    # the CLI's commands, one function each
+    "init": "mlenv.api.spec:init",
+    "add": "mlenv.api.spec:add",
+    "remove": "mlenv.api.spec:remove",
+    "lock": "mlenv.api.lock:lock",
+    "check": "mlenv.api.lock:check",
+    "content_hash": "mlenv.api.lock:content_hash",
+    "install": "mlenv.api.install:install",
+    "verify": "mlenv.api.install:verify",
+    "build": "mlenv.api.image:build",
+    "images": "mlenv.api.image:images",
+    "gc": "mlenv.api.image:gc",
+    "register": "mlenv.api.registry:register",
+    "environments": "mlenv.api.registry:environments",
+    "versions": "mlenv.api.registry:versions",
+    "show": "mlenv.api.registry:show",
+    "diff": "mlenv.api.registry:diff",
+    "label": "mlenv.api.registry:label",
+    "label_history": "mlenv.api.registry:label_history",
+    "archive": "mlenv.api.registry:archive",
+    "unarchive": "mlenv.api.registry:unarchive",
+    "restore": "mlenv.api.registry:restore",
+    "export": "mlenv.api.export:export",
+    "curated": "mlenv.curated",
+    "cache": "mlenv.cache",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    target = _EXPORTS.get(name)
+    if target is None:
+        raise AttributeError(f"module 'mlenv' has no attribute {name!r}")
+    module, _, attr = target.partition(":")
+    value = importlib.import_module(module)
+    if attr:
+        value = getattr(value, attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
+    from . import cache, curated
+    from .api.environment import Environment
+    from .api.export import export
+    from .api.image import build, gc, images
+    from .api.install import install, verify
+    from .api.lock import check, content_hash, lock
+    from .api.registry import (
+        archive,
+        diff,
+        environments,
+        label,
+        label_history,
+        register,
+        restore,
+        show,
+        unarchive,
+        versions,
+    )
+    from .api.spec import add, init, remove
+    from .errors import InstallError, LockError, MlenvError, SolveError, SpecError
+    from .lockfile import Lock
+    from .registry import open_registry
+    from .registry.base import RegistryError
+    from .spec import Spec

@@ -2,8 +2,8 @@
 what each area holds, how big it is, and pruning by last use.
 
 Every area mlenv reuses entries from marks an entry as used when it reuses it
-(the file's mtime: mlenv.install.fetch_artifacts, mlenv.build.context._cached_tar,
-mlenv.build_hit), so "not used for N days" is what `prune` removes. Content-
+(the file's mtime: mlenv.runtime.fetch.fetch_artifacts, mlenv.image.context._cached_tar,
+mlenv.image.hit), so "not used for N days" is what `prune` removes. Content-
 addressed entries are safe to remove at any time: they are fetched or rebuilt
 when next needed. uv's cache is pruned by uv itself (`uv cache prune`).
 """
@@ -31,9 +31,9 @@ BY_AGE = ("artifacts", "build-tools", "hits", "logs")
 
 
 def cache_root() -> Path:
-    from .install import _default_cache
+    from .runtime.fetch import default_cache_root
 
-    return _default_cache()
+    return default_cache_root()
 
 
 @dataclass
@@ -96,3 +96,34 @@ def clean(root: Path | None = None) -> None:
     if root.is_dir():
         # uv marks its cache entries read-only
         shutil.rmtree(root, onerror=lambda fn, p, exc: (os.chmod(p, 0o700), fn(p)))
+
+
+@dataclass
+class Pruned:
+    older_than_days: float
+    stale: dict[str, dict]  # area -> {"files", "size"}
+    removed_files: int = 0
+    removed_size: int = 0
+    dry_run: bool = True
+
+    def to_json(self) -> dict:
+        return {"older_than_days": self.older_than_days, "stale": self.stale, "dry_run": self.dry_run,
+                "removed": {"files": self.removed_files, "size": self.removed_size}}  # fmt: skip
+
+
+def prune_unused(older_than_days: float = 30, *, yes: bool = False) -> Pruned:
+    """Cache entries not used for `older_than_days`; removed with yes=True (a dry run otherwise)."""
+    areas = scan(older_than_days=older_than_days)
+    stale = {a.name: {"files": len(a.stale), "size": a.stale_size} for a in areas if a.stale}
+    result = Pruned(older_than_days, stale, dry_run=not yes)
+    if yes:
+        result.removed_files, result.removed_size = prune(areas)
+    return result
+
+
+def clean_all(*, yes: bool = False) -> tuple[Path, int, int]:
+    """(root, total size, removed size): the whole cache, removed with yes=True."""
+    total = sum(a.size for a in scan())
+    if yes:
+        clean()
+    return cache_root(), total, total if yes else 0

@@ -1,25 +1,16 @@
-"""The one exception type the CLI turns into a clean, single-line error.
+"""The errors mlenv raises for bad input or an environment problem the user can fix.
 
-Every module raises MlenvError (or a subclass) for bad input or an
-environment problem the user can fix; the CLI prints `error: <message>`
-and exits with `exit_code`, never a traceback.
+Every module raises MlenvError (or a subclass); the CLI prints `error: <message>`
+(and `hint: ...`) and exits with `exit_code`, never a traceback. MlenvError and
+InstallError are defined in the stdlib-only layer (mlenv.runtime.errors), because
+the installer inside images raises them too.
 """
 
 from __future__ import annotations
 
+from .runtime.errors import InstallError, MlenvError
 
-class MlenvError(Exception):
-    exit_code = 2
-
-    def __init__(self, message: str, *, hint: str | None = None, exit_code: int | None = None):
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
-        if exit_code is not None:
-            self.exit_code = exit_code
-
-    def __str__(self) -> str:
-        return self.message if not self.hint else f"{self.message}\n  hint: {self.hint}"
+__all__ = ["MlenvError", "InstallError", "SpecError", "LockError", "SolveError"]
 
 
 class SpecError(MlenvError):
@@ -32,7 +23,3 @@ class LockError(MlenvError):
 
 class SolveError(MlenvError):
     """A solver could not produce a result (conflict, unknown package, network)."""
-
-
-class StaleLockError(LockError):
-    exit_code = 1

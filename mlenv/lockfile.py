@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import LockError
-from .fsutil import atomic_write
+from .runtime.fsutil import atomic_write
 from .spec import sha256_json
 
 LOCK_VERSION = 1

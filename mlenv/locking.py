@@ -12,11 +12,10 @@ Freshness is decided in three steps, cheapest first:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
 from .errors import LockError, SolveError, SpecError
-from .lockfile import Lock, Package, read_lock
+from .lockfile import Lock, Package
 from .spec import Spec
 
 Progress = Callable[[str], None]
@@ -39,7 +38,6 @@ class LockResult:
     action: str  # "fresh" | "rewritten" | "solved"
     status: Status
     warnings: list[str] = field(default_factory=list)
-    written: bool = False
 
 
 def inputs_of(spec: Spec) -> dict:
@@ -172,12 +170,6 @@ def _conda_name(dep: str) -> str:
     from .spec import _conda_name as name
 
     return name(dep)
-
-
-def read_existing(path: Path) -> Lock | None:
-    if not path.exists():
-        return None
-    return read_lock(path)
 
 
 def lock_spec(
@@ -350,4 +342,4 @@ def resolve_image(spec: Spec, existing: Lock | None, *, offline: bool, upgrade: 
     return image, warnings
 
 
-__all__ = ["LockResult", "Status", "lock_spec", "status", "read_existing", "SolveError", "LockError"]
+__all__ = ["LockResult", "Status", "lock_spec", "status", "require_current", "satisfiability"]

@@ -74,7 +74,8 @@ class Spec:
         """Conda dependencies, with `python X.Y.*` added when [environment] python
         is set and the conda list does not name python itself."""
         deps = list(self.conda_dependencies)
-        if self.has_conda and self.python and not any(_conda_name(d) == "python" for d in deps):
+        # [image] python: the interpreter is the base image's (user-managed); conda adds libraries beside it
+        if self.has_conda and self.python and not self.interpreter and not any(_conda_name(d) == "python" for d in deps):
             deps.insert(0, f"python {self.python}.*" if self.python.count(".") == 1 else f"python =={self.python}")
         return deps
 

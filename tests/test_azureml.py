@@ -478,7 +478,7 @@ def test_cli_register_and_restore(workspace, tmp_path, monkeypatch, capsys, pypi
     import sys
 
     import mlenv.registry.azureml as azureml
-    from mlenv.cli import main
+    from mlenv.cli.main import main
 
     src = tmp_path / "src"
     src.mkdir()

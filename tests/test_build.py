@@ -4,6 +4,7 @@ module-scoped fixtures to keep the number of builds small."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -30,10 +31,21 @@ def _buildkit_cli(request):
     if callspec is not None and callspec.params.get("builder") == "buildkit":
         from plugin_docker import _unavailable
 
-        from mlenv.build.buildkit import find_cli
+        from mlenv.image.buildkit import find_cli
 
         if find_cli() is None:
             _unavailable("no docker CLI on PATH builds with BuildKit")
+
+
+def without_scripts(dockerfile: str) -> str:
+    """The Dockerfile with the embedded runtime scripts (mlenv/runtime/bootstrap.py and
+    merge.py, the program of every install and merge step) cut out: what is left are
+    the steps' arguments, which must carry no credential, CA or index."""
+    from mlenv.image.dockerfile import runtime_script
+
+    for name in ("bootstrap.py", "merge.py"):
+        dockerfile = dockerfile.replace(json.dumps(runtime_script(name))[1:-1], "<" + name + ">")
+    return dockerfile
 
 
 def mlenv(*args, cwd, env=None):
@@ -124,7 +136,7 @@ def test_conda_image_with_the_classic_builder(conda_image, docker_client):
         labels = docker_client.api.inspect_image(result["image"])["Config"]["Labels"]
         assert labels == docker_client.api.inspect_image(bk["image"])["Config"]["Labels"]
         history = " ".join(h["CreatedBy"] for h in docker_client.api.history(result["image"]))
-        assert '"--part", "env"' in history or "--part env" in history  # installed in place, not copied
+        assert "--step env" in history  # installed in place, not copied
         script = "ls /opt/mlenv/env/conda-meta/ && cat /opt/mlenv/env/share/mlenv-hello/hello.txt && ls /tmp"
         out = docker_client.containers.run(result["image"], ["sh", "-c", script], network_mode="none", remove=True)
         assert "mlenv-hello-1.0.0-0.json" in out.decode() and "mlenv-build" not in out.decode()
@@ -150,11 +162,11 @@ def test_cache_hit_is_fast_and_found_by_label_under_any_name(conda_image, docker
 
 
 def test_cache_hit_fast_path_answers_like_the_full_path(conda_image, docker_client, tmp_path):
-    """The console script answers a hit without click (mlenv.build_hit) once the full path
+    """The console script answers a hit without click (mlenv.image.hit) once the full path
     has checked these exact spec and lock bytes; any other bytes go the full way."""
     d, result = conda_image
     script = Path(sys.executable).parent / "mlenv"
-    assert "mlenv.entry" in script.read_text()  # the installed console script
+    assert "mlenv.cli.entry" in script.read_text()  # the installed console script
     env = {**{k: v for k, v in os.environ.items() if k != "MLENV_CA_BUNDLE"}, "XDG_CACHE_HOME": str(tmp_path / "c")}
 
     def run(*args, cwd=d):
@@ -233,7 +245,7 @@ def test_dockerfile_only_renders_the_context(conda_image, tmp_path, builder):
     d, _ = conda_image
     out = tmp_path / "ctx"
     ok(mlenv("build", "--dockerfile-only", str(out), "--ca-bundle", HOST_CA, "--builder", builder, cwd=d))
-    text = (out / "Dockerfile").read_text()
+    text = without_scripts((out / "Dockerfile").read_text())
     context = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file() and "served" not in p.parts)
     if builder == "classic":
         # one stage: no builder stage, no COPY --from; the context is the Dockerfile + metadata
@@ -244,16 +256,20 @@ def test_dockerfile_only_renders_the_context(conda_image, tmp_path, builder):
         assert re.findall(r"^FROM (\S+)(?: AS (\S+))?$", text, re.M) == [
             (read_lock(d / "mlenv.lock").image["reference"], "system"), ("system", "env"), ("system", "image")]
         final = text.split("\nFROM system AS image\n", 1)[1]
-        assert "--artifact-url" not in final and "--mount=type=bind,from=env,source=/opt/mlenv/env,target=/tmp" in final
+        assert "<bootstrap.py>" not in final and "--mount=type=bind,from=env,source=/opt/mlenv/env,target=/tmp" in final
         assert context == ["Dockerfile", "etc/hosts", "etc/resolv.conf", "meta/mlenv.lock", "meta/mlenv.toml"]
         assert (out / "etc/hosts").read_bytes() == b""
-    assert "http://127.0.0.1:47291" in text and "--artifact-url" in text
+    assert "http://127.0.0.1:47291" in text and "<bootstrap.py>" in text
     # every artifact is on the host: no step downloads, so the CA bundle is not served or named
-    assert "ca-bundle" not in text and "SSL_CERT_FILE" not in text and not (out / "served/net.pem").exists()
+    assert "--ca-bundle" not in text and "SSL_CERT_FILE" not in text and not (out / "served/net.pem").exists()
     lock = read_lock(d / "mlenv.lock")
     served = sorted(p.name for p in (out / "served/a").iterdir())
     assert served == sorted(p.sha256 for p in lock.for_platform("linux-64", "conda"))
-    assert all(sha in text for sha in served)  # the env step's cache key names its artifacts
+    # the env step's cache key names its install plan, and the plan names its artifacts
+    plans = sorted((out / "served/plan").iterdir())
+    assert len(plans) == 1 and plans[0].name in text
+    assert hashlib.sha256(plans[0].read_bytes()).hexdigest() == plans[0].name
+    assert sorted(a["sha256"] for a in json.loads(plans[0].read_text())["conda"]) == served
     tars = sorted((out / "served/tools").iterdir())
     assert len(tars) == 2 and all(t.name in text for t in tars)  # installer + uv, py-rattler
 
@@ -263,7 +279,7 @@ def test_builder_choice(pypi_project, tmp_path):
     no_docker_cli = {"PATH": str(tmp_path)}  # no docker CLI: BuildKit cannot be driven
     proc = mlenv("build", "--builder", "buildkit", cwd=d, env=no_docker_cli)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
-    assert "BuildKit was asked for, but no docker CLI on PATH can build with it" in proc.stderr
+    assert "the buildkit builder cannot run here: no docker CLI on PATH can build with BuildKit" in proc.stderr
     out = tmp_path / "ctx"
     rendered = json.loads(ok(mlenv("build", "--json", "--dockerfile-only", str(out), cwd=d, env=no_docker_cli)).stdout)
     assert rendered["builder"] == "classic" and " AS " not in (out / "Dockerfile").read_text()
@@ -319,10 +335,10 @@ def test_one_pypi_change_rebuilds_only_that_group_layer(pypi_project, docker_cli
         # the groups in Dockerfile order (history shows no stage names)
         ctx = d / "ctx"
         ok(mlenv("build", "--dockerfile-only", str(ctx), cwd=d, env=env))
-        order = re.findall(r'"--pypi-group", "(\S+)"', (ctx / "Dockerfile").read_text())
+        order = [g for g in re.findall(r'"--step", "(\S+)"\]', (ctx / "Dockerfile").read_text()) if g != "env"]
         assert sorted(order) == ["fixalpha", "fixnum", "numpy"]
         if builder == "classic":  # a group's install step is its layer
-            groups = [i for i, st in enumerate(steps) if "--pypi-group " in st]
+            groups = [i for i, st in enumerate(steps) if "--step " in st and "--step env" not in st]
         else:  # a group's builder stage is copied into its layer by the final stage
             groups = [i for i, st in enumerate(steps) if re.search(r"/opt/mlenv/pypi 1700000000 \S+", st)]
             assert [re.search(r"/opt/mlenv/pypi 1700000000 (\S+)", steps[i]).group(1) for i in groups] == order
@@ -402,8 +418,8 @@ def test_no_credential_or_ca_reaches_any_stage(tmp_path, docker_client, base_ima
     files = [p for p in ctx.rglob("*") if p.is_file()]
     assert len(list((ctx / "served/a").iterdir())) == 2 and not (ctx / "served/net.pem").exists()
     assert [p for p in files if secret in p.read_bytes() or ca_cert in p.read_bytes()] == []
-    dockerfile = (ctx / "Dockerfile").read_text()
-    assert "ARG" not in dockerfile and "MLENV_INDEX" not in dockerfile and "ca-bundle" not in dockerfile
+    dockerfile = without_scripts((ctx / "Dockerfile").read_text())
+    assert "\nARG " not in dockerfile and "MLENV_INDEX" not in dockerfile and "--ca-bundle" not in dockerfile
     index_host = pypi_auth_server.url.split("://", 1)[1].split("/", 1)[0]
     assert index_host not in dockerfile  # no index URL: nothing is fetched in any stage
     result = build(d, "--ca-bundle", HOST_CA, env=env)
@@ -581,11 +597,11 @@ def test_target_tool_wheels_when_this_hosts_tools_cannot_run(kind, tmp_path, doc
     env = {"MLENV_BUILD_TOOLS": "pypi"}
     ctx = tmp_path / "ctx"
     ok(mlenv("build", "--dockerfile-only", str(ctx), "--ca-bundle", HOST_CA, cwd=d, env=env))
-    text = (ctx / "Dockerfile").read_text()
+    text = without_scripts((ctx / "Dockerfile").read_text())
     wheels = re.findall(r"whl=([0-9a-f]{64})", text)
     assert len(set(wheels)) == (2 if kind == "conda" else 1)  # uv (+ py-rattler)
     assert all((ctx / "served/a" / sha).is_file() for sha in wheels)
-    assert '"net' not in text and not (ctx / "served/net.pem").exists()  # no step reaches the network
+    assert not re.search(r'"[0-9a-f]{64}", "net', text) and not (ctx / "served/net.pem").exists()  # no step reaches the network
     assert "/bin/uv" not in {str(p) for p in (ctx / "served/tools").iterdir()}
     result = build(d, "--ca-bundle", HOST_CA, env=env)
     try:
@@ -603,7 +619,7 @@ def test_target_tool_wheels_when_this_hosts_tools_cannot_run(kind, tmp_path, doc
 def test_pypi_groups_put_the_specs_own_requirements_last():
     """A change re-runs every step after it, so transitive dependencies (rarely
     edited) come first and the pins the spec names itself come last."""
-    from mlenv.build.context import pypi_groups
+    from mlenv.image.context import pypi_groups
     from mlenv.lockfile import Package
 
     def pkg(name, size):

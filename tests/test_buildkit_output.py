@@ -1,4 +1,4 @@
-"""The parser of BuildKit's plain progress output (mlenv.build.buildkit.build) on the
+"""The parser of BuildKit's plain progress output (mlenv.image.buildkit.build) on the
 format of Docker 23+'s buildx, which this machine's Docker 20.10 CLI does not print
 (the 20.10 format is exercised by every real build in test_build.py). A stand-in
 `docker` script prints a recorded buildx failure: a contract test of the format."""
@@ -9,8 +9,9 @@ import os
 import textwrap
 from pathlib import Path
 
-from mlenv.build import buildkit
-from mlenv.build.docker import explain_failure
+from mlenv.image import buildkit
+from mlenv.image.engine import choose
+from mlenv.image.docker import explain_failure
 
 BUILDX_FAILURE = textwrap.dedent("""\
     #0 building with "default" instance using docker driver
@@ -19,7 +20,7 @@ BUILDX_FAILURE = textwrap.dedent("""\
     #1 transferring dockerfile: 2.10kB done
     #1 DONE 0.0s
 
-    #5 [g-fixalpha 1/1] RUN ["/usr/bin/python3", "-c", "import hashlib", "--pypi-group", "fixalpha"]
+    #5 [g-fixalpha 1/1] RUN ["/usr/bin/python3", "-c", "import hashlib", "--step", "fixalpha"]
     #5 0.412 pypi: installing group fixalpha (1 packages) with uv (--require-hashes --no-deps)
     #5 DONE 0.9s
 
@@ -66,7 +67,7 @@ def fake_cli(tmp_path: Path, output: str, code: int) -> str:
 def test_a_failing_step_of_buildx_output(tmp_path, monkeypatch):
     cli = fake_cli(tmp_path, BUILDX_FAILURE, 1)
     monkeypatch.setenv("PATH", f"{Path(cli).parent}{os.pathsep}{os.environ['PATH']}")
-    assert buildkit.find_cli() == cli and buildkit.choose("auto") == ("buildkit", cli)
+    assert buildkit.find_cli() == cli and choose("auto").name == "buildkit"
     steps, lines = [], []
     log = buildkit.build(cli, {"Dockerfile": b"FROM scratch\n"}, "t:1", on_step=steps.append, on_line=lines.append)
     assert log.image_id is None
@@ -91,6 +92,5 @@ def test_a_cli_without_buildkit_is_not_chosen(tmp_path, monkeypatch):
     exe.write_text("#!/bin/sh\necho 'ERROR: BuildKit is enabled but the buildx component is missing or broken.' >&2\nexit 1\n")
     exe.chmod(0o755)
     monkeypatch.setenv("PATH", str(tmp_path))
-    assert buildkit.find_cli() is None and buildkit.choose("auto") == ("classic", None)
-    monkeypatch.setenv("MLENV_BUILDER", "classic")
-    assert buildkit.choose(None) == ("classic", None)
+    assert buildkit.find_cli() is None and choose("auto").name == "classic"
+    assert choose("classic").name == "classic"

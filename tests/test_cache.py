@@ -86,7 +86,7 @@ def test_info_prune_and_clean(filled):
 
 
 def test_tool_tars_are_shared_by_content_not_path(tmp_path, monkeypatch):
-    from mlenv.build.context import _cached_tar
+    from mlenv.image.context import _cached_tar
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     a, b = tmp_path / "a", tmp_path / "b"

@@ -94,7 +94,7 @@ def test_noop_lock_is_fast_and_writes_nothing(tmp_path, pypi_server):
     assert "is up to date" in proc.stderr
     assert lock_path.stat().st_mtime_ns == stat.st_mtime_ns
     # the fast path imports neither rattler, uv, packaging nor rich
-    code = ("import sys, mlenv.cli as c\n"
+    code = ("import sys, mlenv.cli.main as c\n"
             "try: c.main(['lock', '-q'])\n"
             "except SystemExit: pass\n"
             "print(sorted(m for m in ('rattler','packaging','rich','requests','tomlkit','docker') if m in sys.modules))")
@@ -253,7 +253,7 @@ def test_platform_option_resolves_only_that_platform(tmp_path, pypi_server):
 
 
 def test_failed_write_leaves_previous_lock(tmp_path, monkeypatch):
-    from mlenv import fsutil
+    from mlenv.runtime import fsutil
 
     path = tmp_path / "mlenv.lock"
     path.write_bytes(b"previous")

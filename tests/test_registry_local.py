@@ -17,7 +17,8 @@ import pytest
 
 from mlenv.lockfile import Lock, Package, read_lock
 from mlenv.locking import inputs_of
-from mlenv.registry.base import NotFound, RegistryError, open_registry
+from mlenv.registry import open_registry
+from mlenv.registry.base import NotFound, RegistryError
 from mlenv.registry.local import LocalRegistry
 from mlenv.spec import load_spec
 
@@ -385,7 +386,7 @@ def test_tampered_blob_is_reported_and_nothing_is_restored(tmp_path, reg_dir):
 def test_versions_on_local_registry_imports_nothing_heavy(tmp_path, reg_dir):
     reg = LocalRegistry(reg_dir)
     reg.register("env", *fake(1))
-    code = ("import sys; from mlenv.cli import main\n"
+    code = ("import sys; from mlenv.cli.main import main\n"
             "try:\n    main(['versions', 'env'])\nexcept SystemExit:\n    pass\n"
             "heavy = [m for m in ('rich', 'requests', 'docker', 'packaging', 'rattler', 'tomlkit') if m in sys.modules]\n"
             "print('HEAVY', heavy)")

@@ -22,7 +22,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..fsutil import atomic_write
+from ..runtime.fsutil import atomic_write
 from .catalog import CATALOG_DIR, Entry, dumps_catalog, load_catalog
 
 

@@ -112,6 +112,18 @@ class Registry(ABC):
         """label -> version for name."""
         return {label: v.version for v in self.versions(name) for label in v.labels}
 
+    def summary(self, *, include_archived: bool = False) -> list[dict]:
+        """One row per name for `mlenv list`: name, archived, versions (count), latest
+        (live version), updated (newest created)."""
+        rows = []
+        for name in self.names(include_archived=include_archived):
+            vs = self.versions(name)
+            live = [v for v in vs if not v.archived]
+            rows.append({"name": name, "archived": all(v.archived for v in vs), "versions": len(vs),
+                         "latest": live[-1].version if live else None,
+                         "updated": max((v.created for v in vs), default="")})  # fmt: skip
+        return rows
+
     def close(self) -> None:
         pass
 
@@ -169,28 +181,3 @@ def parse_ref(text: str) -> tuple[str, str]:
     if not name:
         raise RegistryError(f"{text!r}: expected NAME or NAME@VERSION")
     return name, ref or "latest"
-
-
-def open_registry(url: str | None = None) -> Registry:
-    """None: MLENV_REGISTRY, else `registry` in the user settings (mlenv.settings), else
-    the embedded local registry under the user data dir.
-    A path or file:// URL: a local registry there. oci://host[:port]/ns: an OCI registry.
-    azureml://subscriptions/.../workspaces/WS: an Azure ML workspace."""
-    import os
-
-    from .. import settings
-
-    url = url or os.environ.get("MLENV_REGISTRY") or settings.get("registry") or None
-    if url is None or url.startswith("file://") or "://" not in url:
-        from .local import LocalRegistry
-
-        return LocalRegistry(url.removeprefix("file://") if url else None)
-    if url.startswith("oci://"):
-        from .oci import OciRegistry
-
-        return OciRegistry(url)
-    if url.startswith("azureml://"):
-        from .azureml import AzureMLRegistry
-
-        return AzureMLRegistry(url)
-    raise RegistryError(f"unknown registry URL {url!r}", hint="use a path, oci://host/namespace or azureml://subscriptions/...")

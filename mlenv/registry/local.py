@@ -22,7 +22,7 @@ import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..fsutil import atomic_write
+from ..runtime.fsutil import atomic_write
 from .base import NotFound, Registered, Registry, RegistryError, Version, check_label
 
 SCHEMA_VERSION = 1

@@ -116,29 +116,9 @@ def _noarch(value) -> str:
 
 def to_record(pkg: Package):
     """A rattler RepoDataRecord rebuilt from the lock's fields (no repodata read)."""
-    import datetime
+    from ..runtime.conda import record
 
-    import rattler
-
-    noarch = pkg.get("noarch") or None
-    record = rattler.PackageRecord(
-        name=pkg.name,
-        version=pkg.version,
-        build=rattler.BuildString(pkg.get("build", "")),
-        build_number=int(pkg.get("build-number", 0)),
-        subdir=pkg.get("subdir", pkg.platform),
-        noarch=noarch,
-        depends=list(pkg.get("depends", [])),
-        constrains=list(pkg.get("constrains", [])),
-        sha256=bytes.fromhex(pkg.sha256) if pkg.sha256 else None,
-        md5=bytes.fromhex(pkg.get("md5")) if pkg.get("md5") else None,
-        size=pkg.get("size") or None,
-        license=pkg.get("license") or None,
-    )
-    if pkg.get("timestamp"):
-        record.timestamp = datetime.datetime.fromtimestamp(pkg.get("timestamp") / 1000, tz=datetime.timezone.utc)
-    file_name = pkg.url.rsplit("/", 1)[-1]
-    return rattler.RepoDataRecord(record, file_name, pkg.url, pkg.get("channel", ""))
+    return record(pkg.name, pkg.version, pkg.url, pkg.sha256, pkg.extra, pkg.platform)
 
 
 def _first(exc: BaseException) -> str:

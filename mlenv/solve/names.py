@@ -5,7 +5,7 @@ The table covers the common conda-forge renames; docs/lockfile.md documents it."
 
 from __future__ import annotations
 
-import re
+from ..runtime.names import normalize
 
 CONDA_TO_PYPI = {
     "pytorch": "torch",
@@ -31,10 +31,6 @@ CONDA_TO_PYPI = {
     "lightgbm": "lightgbm",
 }
 NOT_PYTHON_PACKAGES = {"python", "python_abi"}
-
-
-def normalize(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def pypi_name(conda_name: str, *, noarch: str | None, depends: list[str]) -> str | None:

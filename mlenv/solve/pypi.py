@@ -62,7 +62,7 @@ class UvJob:
     """One `uv pip compile` run in the background: mlenv starts it as early as
     it can and does its own work (validation, image pinning) while uv resolves."""
 
-    def __init__(self, spec, platform, python_version, provided, index, tmpdir, proc, offline, extras, resolver_pins=None):
+    def __init__(self, spec, platform, python_version, provided, index, tmpdir, proc, offline, extras):
         self.spec, self.platform, self.python_version = spec, platform, python_version
         self.provided, self.index, self.tmpdir, self.proc = provided, index, tmpdir, proc
         self.offline, self.extras = offline, extras

@@ -1,0 +1,17 @@
+"""mlenv's public API, one module per area; the CLI (mlenv.cli) and notebooks call
+these functions, and `import mlenv` exports the names users need (mlenv/__init__.py).
+
+- environment.py  `Environment`: one environment (mlenv.toml + mlenv.lock), its life cycle
+- spec.py         init / add / remove on mlenv.toml, formatting kept
+- lock.py         lock, check, hash
+- install.py      install into a prefix, verify a prefix or an image
+- image.py        build (or reuse) an image, list images, gc
+- registry.py     register, list, versions, show, diff, label, archive, restore
+- export.py       export a lock to another tool's format
+- options.py      where settings come from: argument, then environment variable, then config.toml
+- results.py      what the functions return (JSON for the CLI, HTML for Jupyter)
+- progress.py     progress reporting (a progress display in Jupyter)
+
+Modules here import the lower layers lazily where those are heavy, so that the CLI's
+fast paths (`--help`, a no-op lock) stay fast.
+"""

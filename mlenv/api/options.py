@@ -1,0 +1,65 @@
+"""Where an option's value comes from, the same way for the CLI and the API: an
+explicit argument, then its environment variable, then the user settings file
+(mlenv.settings, ~/.config/mlenv/config.toml). Credentials for indexes come from
+the environment only, and stay in memory."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..errors import MlenvError
+
+ENV_VARS = {"ca-bundle": "MLENV_CA_BUNDLE", "registry": "MLENV_REGISTRY", "builder": "MLENV_BUILDER"}
+
+
+def resolve(name: str, value: str | None) -> str | None:
+    """The value of setting `name` (ca-bundle, registry, builder)."""
+    if value:
+        return value
+    env = os.environ.get(ENV_VARS[name])
+    if env:
+        return env
+    from .. import settings
+
+    return settings.get(name)
+
+
+def ca_bundle(value: str | None, *, required: bool = True) -> str | None:
+    """The CA bundle for downloads, as an absolute path; a named file that does not
+    exist is an error (`required`), since every download would then fail."""
+    path = resolve("ca-bundle", value)
+    if not path:
+        return None
+    if required and not os.path.isfile(path):
+        from .. import settings
+
+        raise MlenvError(f"CA bundle {path}: no such file",
+                         hint="pass an existing PEM file to --ca-bundle (or fix MLENV_CA_BUNDLE / ca-bundle in "
+                              f"{settings.config_path()})")  # fmt: skip
+    return os.path.abspath(path)
+
+
+def index_urls(spec) -> tuple[str, ...]:
+    """Credentialed index URLs for downloads: the spec's `${VAR}` URLs expanded from
+    the environment, and MLENV_INDEX_URL. In memory only: never written, logged or
+    passed into a build."""
+    from ..spec import expand_env
+
+    urls = []
+    if spec is not None:
+        for url in ([spec.index_url] if spec.index_url else []) + list(spec.extra_index_urls):
+            if "${" in url:
+                try:
+                    urls.append(expand_env(url))
+                except MlenvError:
+                    pass
+    urls += [u for u in os.environ.get("MLENV_INDEX_URL", "").split() if u]
+    return tuple(urls)
+
+
+def spec_file(spec: str | os.PathLike[str] | None) -> Path:
+    """The mlenv.toml to act on: a file, a directory holding one, default the cwd."""
+    from ..spec import find_spec
+
+    return find_spec(Path(spec) if spec else None)

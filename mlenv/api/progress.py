@@ -1,0 +1,67 @@
+"""Progress for long operations: a callback `progress(message)`.
+
+The CLI passes its own (a spinner on a terminal, lines on stderr otherwise). From
+Python, `progress=None` means: a live progress line under the cell in Jupyter
+(an updated HTML display), nothing elsewhere; pass `print` for plain lines.
+"""
+
+from __future__ import annotations
+
+import html
+import sys
+from typing import Callable
+
+Progress = Callable[[str], None]
+
+
+def in_notebook() -> bool:
+    shell = sys.modules.get("IPython")
+    if shell is None or "ipykernel" not in sys.modules:
+        return False
+    try:
+        return shell.get_ipython() is not None  # type: ignore[attr-defined]
+    except Exception:
+        return False
+
+
+class NotebookProgress:
+    """One line under the running cell, replaced by each message (IPython display handle)."""
+
+    def __init__(self, title: str):
+        from IPython.display import HTML, display
+
+        self.title = title
+        self.count = 0
+        self._html = HTML
+        self._handle = display(HTML(self._render("starting…")), display_id=True)
+
+    def _render(self, message: str) -> str:
+        return (f'<div style="font-family:monospace;font-size:90%">⏳ <b>{html.escape(self.title)}</b> '
+                f"[{self.count}] {html.escape(message)}</div>")  # fmt: skip
+
+    def __call__(self, message: str) -> None:
+        self.count += 1
+        if self._handle is not None:
+            self._handle.update(self._html(self._render(message)))
+
+    def done(self, message: str = "done") -> None:
+        if self._handle is not None:
+            self._handle.update(self._html(f'<div style="font-family:monospace;font-size:90%">✔ '
+                                           f"<b>{html.escape(self.title)}</b> {html.escape(message)}</div>"))  # fmt: skip
+
+
+def default(progress: Progress | None, title: str) -> Progress | None:
+    """The caller's callback, else a notebook progress line in Jupyter, else None."""
+    if progress is not None:
+        return progress
+    if in_notebook():
+        try:
+            return NotebookProgress(title)
+        except Exception:  # IPython without display support: no progress
+            return None
+    return None
+
+
+def finish(progress: Progress | None, message: str = "done") -> None:
+    if isinstance(progress, NotebookProgress):
+        progress.done(message)

@@ -1,0 +1,352 @@
+"""What the API returns: plain data with `to_json()` (the CLI's --json output) and,
+for Jupyter, `_repr_html_()`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..image.build import ImageResult
+
+if TYPE_CHECKING:
+    from ..lockfile import Lock
+    from ..registry.base import Version
+    from ..runtime.inventory import Difference
+    from ..runtime.install import InstallResult
+    from ..spec import Spec
+
+
+def _counts(lock: Lock) -> dict:
+    return {
+        plat: {
+            "python": info.get("python"),
+            "conda": len(lock.for_platform(plat, "conda")),
+            "pypi": len(lock.for_platform(plat, "pypi")),
+        }
+        for plat, info in sorted(lock.platforms.items())
+    }
+
+
+def package_rows(lock: Lock, platform: str | None = None) -> list[dict]:
+    return [
+        {"platform": p.platform, "manager": p.manager, "name": p.name, "version": p.version, "size": p.get("size")}
+        for p in sorted(lock.packages, key=lambda p: (p.platform, p.manager, p.name))
+        if platform is None or p.platform == platform
+    ]
+
+
+def lock_html(lock: Lock, title: str) -> str:
+    from .html import block, details, table
+
+    facts = [("content hash", lock.content_hash), ("python", lock.python), ("base image", lock.image.get("reference"))]
+    facts += [(f"{plat}", f"{c['conda']} conda + {c['pypi']} PyPI") for plat, c in _counts(lock).items()]
+    if lock.variables:
+        facts.append(("variables", ", ".join(f"{k}={v}" for k, v in sorted(lock.variables.items()))))
+    rows = [(r["platform"], r["manager"], r["name"], r["version"]) for r in package_rows(lock)]
+    return block(title, facts, details(f"{len(rows)} packages", table(["platform", "manager", "name", "version"], rows)))
+
+
+@dataclass
+class LockOutcome:
+    """`lock()`: the lock (written unless it was already up to date) and what happened."""
+
+    spec: Spec
+    lock: Lock
+    action: str  # "fresh" | "rewritten" | "solved"
+    changed: bool = False  # the file was (re)written
+    previous_hash: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def content_hash(self) -> str:
+        return self.lock.content_hash
+
+    @property
+    def short_hash(self) -> str:
+        return self.lock.short_hash
+
+    @property
+    def path(self) -> Path:
+        return self.spec.lock_path
+
+    def packages(self, platform: str | None = None) -> list[dict]:
+        return package_rows(self.lock, platform)
+
+    def export(self, fmt: str, platform: str | None = None) -> str:
+        """The lock in another tool's format (requirements, environment-yml, conda-explicit,
+        conda-lock, pylock, azureml, dockerfile): docs/formats.md."""
+        from ..formats.exporters import export
+
+        return export(fmt, self.spec, self.lock, platform).text
+
+    def to_json(self) -> dict:
+        return {
+            "name": self.spec.name,
+            "lock": str(self.path),
+            "action": self.action,
+            "content_hash": self.lock.content_hash,
+            "short_hash": self.lock.short_hash,
+            "spec_hash": self.lock.spec_hash,
+            "image": self.lock.image.get("reference"),
+            "platforms": _counts(self.lock),
+            "warnings": self.warnings,
+        }
+
+    def lines(self) -> list[str]:
+        if self.action == "fresh":
+            return []
+        counts = ", ".join(f"{p}: {c['conda']} conda + {c['pypi']} pypi" for p, c in _counts(self.lock).items())
+        verb = {"solved": "Locked", "rewritten": "Updated"}.get(self.action, "Unchanged") if self.changed else "Unchanged"
+        out = [f"{verb} {self.spec.name} -> {self.path.name} ({counts})"]
+        if self.previous_hash and self.previous_hash != self.lock.content_hash:
+            from ..lockfile import short_hash
+
+            out.append(f"  content hash {short_hash(self.previous_hash)} -> {self.lock.short_hash}")
+        out += [f"  content hash: {self.lock.content_hash}", f"  short hash:   {self.lock.short_hash}"]
+        return out
+
+    def _repr_html_(self) -> str:
+        return lock_html(self.lock, f"{self.spec.name}: {self.action}")
+
+
+@dataclass
+class CheckResult:
+    """`check()`: is mlenv.lock current for mlenv.toml (without solving)?"""
+
+    ok: bool
+    state: str  # "fresh" | "satisfied" | "stale" | "missing"
+    reasons: list[str]
+    spec_path: Path
+    lock_path: Path
+    content_hash: str | None = None
+
+    def to_json(self) -> dict:
+        return {"ok": self.ok, "state": self.state, "reasons": self.reasons, "lock": str(self.lock_path),
+                "content_hash": self.content_hash}  # fmt: skip
+
+
+@dataclass
+class Installed:
+    result: InstallResult
+    lock: Lock
+
+    def to_json(self) -> dict:
+        r = self.result
+        return {"prefix": str(r.prefix), "platform": r.platform, "conda": r.conda, "pypi": r.pypi,
+                "interpreter": r.interpreter, "content_hash": self.lock.content_hash, "removed": r.removed}  # fmt: skip
+
+    def _repr_html_(self) -> str:
+        from .html import block
+
+        r = self.result
+        return block(f"installed {self.lock.short_hash}", [("prefix", r.prefix), ("platform", r.platform),
+                     ("packages", f"{r.conda} conda + {r.pypi} PyPI"), ("removed", ", ".join(r.removed))])  # fmt: skip
+
+
+@dataclass
+class Verified:
+    target: str
+    lock: Lock
+    differences: list[Difference]
+
+    @property
+    def ok(self) -> bool:
+        return not self.differences
+
+    def to_json(self) -> dict:
+        return {"target": self.target, "content_hash": self.lock.content_hash, "ok": self.ok,
+                "differences": [d.as_dict() for d in self.differences]}  # fmt: skip
+
+    def _repr_html_(self) -> str:
+        from .html import block, table
+
+        rows = [(d.manager, d.name, d.kind, d.expected, d.found) for d in self.differences]
+        body = table(["manager", "name", "difference", "lock", "found"], rows) if rows else "matches the lock"
+        return block(f"verify {self.target}", [("content hash", self.lock.content_hash)], body)
+
+
+class Image(ImageResult):
+    """`build()`: the image that was built or reused."""
+
+    @classmethod
+    def of(cls, r: ImageResult) -> "Image":
+        return cls(**{k: getattr(r, k) for k in r.__dataclass_fields__})
+
+    def _repr_html_(self) -> str:
+        from .html import block
+
+        return block(f"image {self.image}", [("action", f"{self.action} ({self.where})" if self.where else self.action),
+                     ("id", self.id), ("digest", self.digest), ("pushed", self.pushed), ("builder", self.builder),
+                     ("seconds", self.seconds), ("log", self.log)])  # fmt: skip
+
+
+@dataclass
+class Registration:
+    version: Version
+    created: bool
+    updated: list[str]
+    registry: str
+
+    @property
+    def ref(self) -> str:
+        return self.version.ref
+
+    def to_json(self) -> dict:
+        return {**self.version.to_json(), "new": self.created, "updated": self.updated, "registry": self.registry}
+
+    def message(self) -> str:
+        v = self.version
+        if self.created:
+            return f"registered {v.ref} ({v.short_hash})" + (f", image {v.image}" if v.image else "")
+        extra = f"; updated {', '.join(k for k in self.updated if k != 'image_digest')}" if self.updated else ""
+        return f"already registered as {v.ref} ({v.short_hash}){extra}"
+
+    def _repr_html_(self) -> str:
+        from .html import block
+
+        return block(self.message(), [("registry", self.registry), ("content hash", self.version.content_hash)])
+
+
+def _versions_html(name: str, versions: list[Version]) -> str:
+    from .html import block, table
+
+    rows = [(v.version, v.short_hash, v.created[:19].replace("T", " "), ", ".join(v.labels), v.image or "",
+             "archived" if v.archived else "") for v in versions]  # fmt: skip
+    return block(name, [], table(["version", "hash", "created", "labels", "image", ""], rows))
+
+
+@dataclass
+class VersionList:
+    name: str
+    registry: str
+    versions: list[Version]
+
+    def __iter__(self):
+        return iter(self.versions)
+
+    def __len__(self) -> int:
+        return len(self.versions)
+
+    def __getitem__(self, i):
+        return self.versions[i]
+
+    def to_json(self) -> dict:
+        return {"registry": self.registry, "name": self.name, "versions": [v.to_json() for v in self.versions]}
+
+    def _repr_html_(self) -> str:
+        return _versions_html(f"{self.name} ({self.registry})", self.versions)
+
+
+@dataclass
+class EnvironmentList:
+    registry: str
+    environments: list[dict]
+
+    def __iter__(self):
+        return iter(self.environments)
+
+    def __len__(self) -> int:
+        return len(self.environments)
+
+    def to_json(self) -> dict:
+        return {"registry": self.registry, "environments": self.environments}
+
+    def _repr_html_(self) -> str:
+        from .html import block, table
+
+        rows = [(r["name"], r["versions"], r["latest"] or "-", (r["updated"] or "")[:19].replace("T", " "),
+                 "archived" if r["archived"] else "") for r in self.environments]  # fmt: skip
+        return block(f"environments in {self.registry}", [], table(["name", "versions", "latest", "updated", ""], rows))
+
+
+@dataclass
+class VersionDetail:
+    version: Version
+    spec_text: str
+    lock: Lock
+
+    def to_json(self) -> dict:
+        lock = self.lock
+        platforms = {}
+        for plat in sorted(lock.platforms):
+            pkgs = lock.for_platform(plat)
+            platforms[plat] = {
+                "python": lock.platform_python(plat),
+                "conda": sum(p.manager == "conda" for p in pkgs),
+                "pypi": sum(p.manager == "pypi" for p in pkgs),
+                "packages": [{"manager": p.manager, "name": p.name, "version": p.version}
+                             for p in sorted(pkgs, key=lambda p: (p.manager, p.name))],  # fmt: skip
+            }
+        return {**self.version.to_json(), "spec": self.spec_text, "platforms": platforms,
+                "variables": lock.variables, "base_image": lock.image.get("reference") or lock.image.get("base"),
+                "apt_packages": lock.image.get("apt-packages", [])}  # fmt: skip
+
+    def _repr_html_(self) -> str:
+        from .html import details, esc
+
+        return lock_html(self.lock, f"{self.version.ref}") + details("mlenv.toml", f"<pre>{esc(self.spec_text)}</pre>")
+
+
+@dataclass
+class Diff:
+    left: str
+    right: str
+    data: dict
+    left_version: Version | None = None
+    right_version: Version | None = None
+
+    @property
+    def identical(self) -> bool:
+        return bool(self.data["identical"])
+
+    def lines(self) -> list[str]:
+        from ..registry.diff import render
+
+        return render(self.data, self.left, self.right)
+
+    def to_json(self) -> dict:
+        out: dict[str, Any] = dict(self.data)
+        if self.left_version is not None and self.right_version is not None:
+            out = {"left": self.left_version.to_json(), "right": self.right_version.to_json(), **out}
+        return out
+
+    def __str__(self) -> str:
+        return "\n".join(self.lines())
+
+    def _repr_html_(self) -> str:
+        from .html import STYLE, esc
+
+        colors = {"+": "#2a7", "-": "#c33", "↑": "#27a", "↓": "#a72", "~": "#888"}
+        out = []
+        for line in self.lines():
+            mark = line.strip()[:1]
+            color = colors.get(mark, "inherit")
+            out.append(f'<div style="color:{color}">{esc(line)}</div>')
+        return f'<div style="{STYLE};font-family:monospace">{"".join(out)}</div>'
+
+
+@dataclass
+class Restored:
+    written: list[str]
+    into: Path
+    content_hash: str
+    source: str
+    version: Version | None = None
+    name: str | None = None
+    pulled: str | None = None
+    installed: Installed | None = None
+
+    def to_json(self) -> dict:
+        if self.version is not None:
+            out = {**self.version.to_json(), "into": str(self.into), "written": self.written}
+        else:
+            out = {"source": self.source, "name": self.name, "content_hash": self.content_hash,
+                   "into": str(self.into), "written": self.written}  # fmt: skip
+        if self.pulled:
+            out["pulled"] = self.pulled
+        if self.installed is not None:
+            r = self.installed.result
+            out["prefix"] = str(r.prefix)
+            out["installed"] = {"conda": r.conda, "pypi": r.pypi, "interpreter": r.interpreter}
+        return out

@@ -1,0 +1,106 @@
+"""`mlenv build`, `mlenv images`, `mlenv gc` (mlenv.api.image)."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import click
+
+from ...api import image as api
+from ..render import ProgressLine, emit_json, human_size, json_option, registry_option, spec_option, warn
+
+
+@click.command()
+@spec_option
+@click.option("--repository", default="mlenv", show_default=True, metavar="REPO",
+              help="Image repository: the image is REPO/NAME:SHORT_HASH; `host:port/ns` names a registry.")
+@click.option("--push", is_flag=True, help="Push the image to the registry named by --repository.")
+@click.option("--force", is_flag=True, help="Build even if an image with this content hash exists.")
+@click.option("--no-cache", "no_cache", is_flag=True, help="Do not use Docker's layer cache.")
+@click.option("--ca-bundle", type=click.Path(dir_okay=False), metavar="FILE",
+              help="CA bundle for mlenv's host-side downloads (else MLENV_CA_BUNDLE, else the ca-bundle setting); never in an image.")
+@click.option("--platform", "platform", default="linux-64", show_default=True, metavar="PLATFORM",
+              help="Platform of the lock to build.")
+@click.option("--dockerfile-only", "dockerfile_only", type=click.Path(file_okay=False), metavar="DIR",
+              help="Write the Dockerfile and build context to DIR and stop.")
+@click.option("--builder", metavar="NAME",
+              help="auto (default), buildkit (multi-stage, parallel builder stages; through the docker CLI) or "
+                   "classic (docker SDK); else MLENV_BUILDER, else the builder setting.")
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable result on stdout.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+def build(spec_file, repository, push, force, no_cache, ca_bundle, platform, dockerfile_only, builder, as_json, quiet):  # fmt: skip
+    """Build (or reuse) the Docker image of mlenv.lock, tagged REPO/NAME:SHORT_HASH.
+
+    An image with the lock's content hash is reused instead of built: a local
+    one (found by label, under any name; retagged) or the tag in the registry
+    of --repository. Build output is saved to a log file whose path is printed
+    on failure.
+    """
+    with ProgressLine(quiet or as_json, "building…") as display:
+        result = api.build(spec_file, repository=repository, push=push, force=force, no_cache=no_cache,
+                           ca_bundle=ca_bundle, platform=platform, builder=builder, dockerfile_only=dockerfile_only,
+                           progress=display, on_step=display.step, on_line=display.line)  # fmt: skip
+    if as_json:
+        emit_json(result.to_json())
+    elif not quiet:
+        click.echo(result.message)
+        if result.pushed:
+            click.echo(f"  pushed {result.image} ({result.pushed[:19]}…)")
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+@click.option("--name", "name", metavar="NAME", help="Only images of this environment.")
+def images(as_json, name):
+    """List the local images mlenv built (found by their org.mlenv.content-hash label)."""
+    rows = api.images(name)
+    if as_json:
+        emit_json([{k: v for k, v in r.items() if k != "digests"} for r in rows])
+        return
+    if not rows:
+        click.echo("no mlenv images (build one with `mlenv build`)", err=True)
+        return
+    header = ("NAME", "HASH", "SIZE", "CREATED", "TAGS")
+    table = [(r["name"], r["short_hash"], human_size(r["size"]),
+              time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created"])), ", ".join(r["tags"]) or "<untagged>")
+             for r in rows]  # fmt: skip
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *table)]
+    for row in (header, *table):
+        click.echo("  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip())
+
+
+@click.command()
+@registry_option
+@click.option("--yes", is_flag=True, help="Delete (default: dry run, list what would go).")
+@click.option("--name", "names", multiple=True, metavar="NAME",
+              help="Only images of this environment (label org.mlenv.name; repeatable).")
+@json_option
+def gc(registry_url, yes, names, as_json):
+    """Remove local mlenv images that no registered version and no ./mlenv.lock reference.
+
+    Images are found by their label org.mlenv.content-hash; an image is kept when
+    any version in the chosen registry (archived ones included) or ./mlenv.lock has
+    that content hash. Dry run unless --yes.
+    """
+    res = api.gc(registry=registry_url, yes=yes, names=names)
+    if as_json:
+        emit_json(res.to_json())
+        return
+    if not res.daemon:
+        click.echo("no Docker daemon answers: no images to collect", err=True)
+        return
+    if not res.unreferenced:
+        click.echo(f"nothing to collect ({res.kept} mlenv image(s), all referenced)")
+        return
+    verb = "removed" if yes else "would remove"
+    for item in res.unreferenced:
+        if yes and item not in res.removed:
+            continue
+        click.echo(f"{verb} {', '.join(item['tags']) or item['id'][:19]}  ({(item['size'] or 0) / 1e6:.0f} MB)")
+    for item in res.failed:
+        warn(f"could not remove {', '.join(item['tags']) or item['id'][:19]}: {item['error']}")
+    if not yes:
+        click.echo(f"dry run: {len(res.unreferenced)} image(s); pass --yes to delete", err=True)
+    if res.failed:
+        sys.exit(1)

@@ -1,0 +1,119 @@
+"""How commands show things: options shared by commands, JSON, warnings, progress on
+stderr (a rich spinner on a terminal, plain lines otherwise), tables, sizes."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+spec_option = click.option(
+    "--file", "-f", "spec_file", type=click.Path(dir_okay=False), default=None, metavar="PATH",
+    help="The spec file (default: ./mlenv.toml).",
+)  # fmt: skip
+registry_option = click.option(
+    "--registry", "registry_url", metavar="URL", default=None,
+    help="Registry: a directory (embedded, the default is the user data dir), oci://host[:port]/namespace "
+         "or azureml://... (default: $MLENV_REGISTRY, else `registry` in the user settings).",
+)  # fmt: skip
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output on stdout.")
+
+
+def emit_json(data: object) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True))
+
+
+def warn(message: str) -> None:
+    click.echo(f"warning: {message}", err=True)
+
+
+def note(message: str) -> None:
+    click.echo(f"note: {message}", err=True)
+
+
+class ProgressLine:
+    """A rich spinner on a terminal, plain lines on stderr otherwise; `step` and `line`
+    show a build's steps and the latest log line."""
+
+    def __init__(self, quiet: bool = False, title: str = "working…"):
+        self.quiet = quiet
+        self.title = title
+        self.status = None
+
+    def __enter__(self) -> "ProgressLine":
+        if not self.quiet and sys.stderr.isatty():
+            from rich.console import Console
+
+            self.status = Console(stderr=True).status(self.title)
+            self.status.__enter__()
+        return self
+
+    def __call__(self, message: str) -> None:
+        if self.quiet:
+            return
+        if self.status is not None:
+            self.status.update(message)
+        else:
+            click.echo(f"  {message}", err=True)
+
+    def step(self, text: str) -> None:
+        if self.quiet:
+            return
+        from ..image.dockerfile import describe
+
+        text = describe(text)
+        if self.status is not None:
+            self.status.update(f"step {text[:110]}")
+        else:
+            click.echo(f"  step {text[:160]}", err=True)
+
+    def line(self, text: str) -> None:
+        if self.status is not None:
+            self.status.update(str(self.status.status).split("\n")[0] + "\n  " + text[:110])
+
+    def __exit__(self, *exc) -> bool:
+        if self.status is not None:
+            self.status.__exit__(*exc)
+        return False
+
+
+def human_size(n: float) -> str:
+    """1234567 -> '1.2 MB' (decimal units, as docker prints them)."""
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return str(n)
+
+
+def table(rows: list[list[str]], header: list[str], title: str | None = None) -> None:
+    """A rich table on a terminal (small outputs); aligned plain text otherwise (fast, pipe-friendly)."""
+    if sys.stdout.isatty() and len(rows) <= 2000:
+        from rich.console import Console
+        from rich.table import Table
+
+        t = Table(title=title, title_justify="left", header_style="bold")
+        for h in header:
+            t.add_column(h, overflow="fold")
+        for r in rows:
+            t.add_row(*r)
+        Console().print(t)
+        return
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(header)]
+    out = []
+    if title:
+        out.append(title)
+    out.append("  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip())
+    for r in rows:
+        out.append("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    sys.stdout.write("\n".join(out) + "\n")
+
+
+def when(text: str) -> str:
+    """An ISO time as `YYYY-MM-DD HH:MM:SS`."""
+    return text[:19].replace("T", " ") if text else ""
+
+
+def short_digest(d: str | None) -> str:
+    return d.split(":", 1)[-1][:12] if d else ""

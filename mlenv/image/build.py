@@ -1,0 +1,180 @@
+"""`mlenv build` as a function: reuse an image that exists for the lock's content
+hash, else fetch every artifact on the host and let a builder (mlenv.image.engine)
+make the image, then push it when asked.
+
+An image with the lock's content hash is reused instead of built: a local one
+(found by label under any name, and tagged) or the tag in the registry named by
+the repository. Identical environments are never built twice.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from ..errors import LockError, MlenvError
+from ..lockfile import Lock
+from ..spec import Spec
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class ImageResult:
+    """What `build` did: reused an image, built one, or rendered its Dockerfile."""
+
+    image: str  # REPO/NAME:SHORT_HASH
+    name: str
+    content_hash: str
+    short_hash: str
+    action: str = ""  # "reused" | "built" | "rendered"
+    where: str | None = None  # reused: "local" | "registry"
+    id: str | None = None  # the local image id
+    digest: str | None = None  # the registry's manifest digest, when known
+    retagged: bool | None = None
+    builder: str | None = None
+    log: str | None = None
+    pushed: str | None = None  # the pushed digest
+    directory: str | None = None  # rendered: where the context was written
+    seconds: float = 0.0
+    message: str = ""
+
+    @property
+    def reused(self) -> bool:
+        return self.action == "reused"
+
+    @property
+    def ref(self) -> str:
+        return self.image
+
+    def to_json(self) -> dict:
+        keys = ("image", "name", "content_hash", "short_hash", "action", "where", "id", "digest", "retagged",
+                "builder", "log", "pushed", "directory", "seconds")  # fmt: skip
+        return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
+
+
+def image_ref(repository: str, name: str, short_hash: str) -> str:
+    return f"{repository.rstrip('/')}/{name}:{short_hash}"
+
+
+def log_path(name: str, short: str) -> Path:
+    from ..runtime.fetch import default_cache_root
+
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return default_cache_root() / "logs" / f"build-{name}-{short}-{stamp}.log"
+
+
+def build_image(
+    spec: Spec,
+    lock: Lock,
+    *,
+    platform: str = "linux-64",
+    repository: str = "mlenv",
+    push: bool = False,
+    force: bool = False,
+    no_cache: bool = False,
+    ca_bundle: str | None = None,
+    builder: str | None = None,
+    dockerfile_only: str | Path | None = None,
+    index_urls: tuple[str, ...] = (),
+    progress: Progress | None = None,
+    on_step: Progress | None = None,
+    on_line: Progress | None = None,
+) -> ImageResult:
+    """Build (or reuse) the image of a current, verified lock, tagged REPO/NAME:SHORT_HASH.
+    index_urls: credentialed index URLs (in memory only) for the host-side downloads."""
+    t0 = time.perf_counter()
+    if platform not in lock.platforms:
+        raise LockError(f"{spec.lock_path} has no {platform} packages (it has {', '.join(sorted(lock.platforms))})",
+                        hint=f'add "{platform}" to [environment] platforms and run `mlenv lock`')  # fmt: skip
+    if builder and builder.lower() != "auto":
+        from .engine import builder_class
+
+        builder_class(builder.lower())  # a misspelt builder is an error, also when the image exists
+    ref = image_ref(repository, spec.name, lock.short_hash)
+    result = ImageResult(ref, spec.name, lock.content_hash, lock.short_hash)
+    if not dockerfile_only and not force and _reuse(lock, result, push, progress):
+        result.seconds = round(time.perf_counter() - t0, 3)
+        return result
+
+    from ..runtime.fetch import fetch_artifacts
+    from ..runtime.secrets import scrub as scrub_text
+    from .engine import BuildJob, choose
+
+    if ca_bundle and not Path(ca_bundle).is_file():
+        raise MlenvError(f"CA bundle {ca_bundle}: no such file",
+                         hint="pass an existing PEM file to --ca-bundle (or fix MLENV_CA_BUNDLE / the ca-bundle setting)")  # fmt: skip
+    from ..installing import artifact
+
+    pkgs = lock.for_platform(platform, "conda") + lock.for_platform(platform, "pypi")
+    artifacts = fetch_artifacts([artifact(p) for p in pkgs], index_urls=index_urls, ca_bundle=ca_bundle,
+                                progress=progress)  # fmt: skip
+    chosen = choose(builder)
+    result.builder = chosen.name
+    secrets = [u.split("://", 1)[-1].split("@", 1)[0] for u in index_urls if "@" in u]
+    job = BuildJob(spec=spec, lock=lock, platform=platform, ref=ref, artifacts=artifacts,
+                   log_path=log_path(spec.name, lock.short_hash), ca_bundle=ca_bundle, no_cache=no_cache,
+                   scrub=lambda text: scrub_text(text, secrets), on_step=on_step, on_line=on_line)  # fmt: skip
+    if dockerfile_only:
+        chosen.render(job, Path(dockerfile_only))
+        result.action, result.directory = "rendered", str(Path(dockerfile_only))
+        result.message = f"Wrote the Dockerfile and build context of {ref} to {dockerfile_only}"
+        return result
+
+    from ..runtime.fsutil import atomic_write
+    from .docker import DockerEngine, explain_failure
+
+    if progress:
+        progress(f"building {ref} ({platform}, base {lock.image.get('reference') or spec.base_image}, {chosen.name})")
+    built = chosen.build(job)
+    atomic_write(job.log_path, "\n".join(built.log.lines) + "\n")
+    if built.log.error or not built.image_id:
+        raise explain_failure(built.log, lock.image.get("reference") or spec.base_image, job.log_path)
+    with DockerEngine() as engine:
+        result.id = engine.image_id(ref)
+        result.action, result.log = "built", str(job.log_path)
+        result.seconds = round(time.perf_counter() - t0, 3)
+        if push:
+            result.pushed = _push(engine, ref, progress)
+    result.message = f"built {ref} in {result.seconds:.1f}s (log: {job.log_path})"
+    return result
+
+
+def _reuse(lock: Lock, result: ImageResult, push: bool, progress: Progress | None) -> bool:
+    """The cache-hit path: a local image with the content hash label, else the tag in
+    the registry."""
+    from .docker import DockerEngine
+    from .reuse import registry_digest_fast
+
+    with DockerEngine() as engine:
+        local = engine.find(lock.content_hash, result.image)
+        if local is not None:
+            result.retagged = engine.tag(local, result.image)
+            result.action, result.where, result.id = "reused", "local", local["Id"]
+            if push:
+                result.pushed = _push(engine, result.image, progress, only_if_missing=True)
+            result.message = (f"reused {result.image} (local image {local['Id'][7:19]}"
+                              + (", tagged" if result.retagged else "") + ")")  # fmt: skip
+            return True
+    digest = registry_digest_fast(result.image)
+    if digest:
+        result.action, result.where, result.digest = "reused", "registry", digest
+        result.message = f"reused {result.image} (in the registry, {digest[:19]}…); nothing to build"
+        return True
+    return False
+
+
+def _push(engine, ref: str, progress: Progress | None, only_if_missing: bool = False) -> str | None:
+    from .reuse import names_registry, registry_digest
+
+    if not names_registry(ref):
+        raise MlenvError(f"--push needs a registry in --repository (e.g. 127.0.0.1:5000/team), not {ref.rsplit('/', 1)[0]!r}")
+    if only_if_missing:
+        digest = registry_digest(ref)
+        if digest:
+            return digest
+    if progress:
+        progress(f"pushing {ref}")
+    return engine.push(ref)

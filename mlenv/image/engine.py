@@ -1,0 +1,109 @@
+"""The image builder interface: every way mlenv turns a lock into an image.
+
+repo2docker's engine.py idea: the orchestration (mlenv.image.build) talks to a
+`Builder`; builders are found by name in BUILTIN, then in the `mlenv.builders`
+entry-point group, so another builder can be installed as a plugin. This module
+imports no builder implementation.
+
+Built in:
+- `buildkit`: a rendered multi-stage Dockerfile, built by BuildKit through the docker CLI;
+- `classic`: the same install steps in one stage, through the Engine API (docker SDK).
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, ClassVar
+
+from ..errors import MlenvError
+
+if TYPE_CHECKING:
+    from ..lockfile import Lock
+    from ..spec import Spec
+    from .docker import BuildLog
+
+BUILTIN = {
+    "buildkit": "mlenv.image.buildkit:BuildKitBuilder",
+    "classic": "mlenv.image.classic:ClassicBuilder",
+}
+AUTO_ORDER = ("buildkit", "classic")  # `auto`: the first that can build here
+ENTRY_POINT_GROUP = "mlenv.builders"
+
+
+@dataclass
+class BuildJob:
+    """What a builder needs: a current, verified lock and its artifacts on this host."""
+
+    spec: Spec
+    lock: Lock
+    platform: str
+    ref: str  # REPO/NAME:SHORT_HASH
+    artifacts: dict[str, Path]  # sha256 -> a verified file in the host's artifact cache
+    log_path: Path
+    ca_bundle: str | None = None
+    no_cache: bool = False
+    scrub: Callable[[str], str] = lambda s: s  # removes secrets from every log line
+    on_step: Callable[[str], None] | None = None
+    on_line: Callable[[str], None] | None = None
+
+
+@dataclass
+class Built:
+    log: BuildLog
+    image_id: str | None = None
+    extra: dict = field(default_factory=dict)  # builder-specific facts for the result (e.g. groups)
+
+
+class Builder(ABC):
+    name: ClassVar[str]
+
+    @classmethod
+    @abstractmethod
+    def unavailable(cls) -> str | None:
+        """Why this builder cannot run on this machine, or None when it can."""
+
+    @abstractmethod
+    def build(self, job: BuildJob) -> Built:
+        """Build job.ref into the local image store (or fail with BuildFailed)."""
+
+    def render(self, job: BuildJob, directory: Path) -> None:
+        """Write what the builder would build (Dockerfile and context) into directory."""
+        raise MlenvError(f"the {self.name} builder has nothing to render", hint="use --builder buildkit or classic")
+
+
+def builder_class(name: str) -> type[Builder]:
+    target = BUILTIN.get(name)
+    if target is None:
+        from importlib.metadata import entry_points
+
+        found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
+        if not found:
+            known = sorted(set(BUILTIN) | {ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)})
+            raise MlenvError(f"unknown builder {name!r}", hint="use auto or one of: " + ", ".join(known))
+        return found[0].load()
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def choose(requested: str | None) -> Builder:
+    """The builder to use: `auto` (or None) is the first of AUTO_ORDER that can run
+    here; a named builder that cannot run here is an error saying why."""
+    name = (requested or "auto").lower()
+    if name != "auto":
+        cls = builder_class(name)
+        reason = cls.unavailable()
+        if reason:
+            raise MlenvError(f"the {name} builder cannot run here: {reason}",
+                             hint="use --builder auto, or another builder")  # fmt: skip
+        return cls()
+    reasons = []
+    for candidate in AUTO_ORDER:
+        cls = builder_class(candidate)
+        reason = cls.unavailable()
+        if reason is None:
+            return cls()
+        reasons.append(f"{candidate}: {reason}")
+    raise MlenvError("no image builder can run here (" + "; ".join(reasons) + ")")

@@ -1,0 +1,184 @@
+"""The public API: every CLI command is one API call (checked for each command by
+intercepting that call), and the notebook story runs in-process against the local
+fixture index and registry."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+import mlenv
+from mlenv.cli.main import COMMANDS, main
+
+
+class Called(Exception):
+    """Raised by the intercepted API function: proves the command reached it."""
+
+
+# arguments that get each command past its option parsing
+SAMPLE_ARGS = {
+    "init": ["--file", "{tmp}/x/mlenv.toml"],
+    "add": ["pandas"],
+    "remove": ["pandas"],
+    "lock": [],
+    "hash": [],
+    "install": ["--prefix", "{tmp}/env"],
+    "verify": ["--prefix", "{tmp}/env"],
+    "build": [],
+    "images": [],
+    "register": [],
+    "list": [],
+    "versions": ["demo"],
+    "show": ["demo@1"],
+    "diff": ["demo@1", "demo@2"],
+    "label": ["demo@1", "prod"],
+    "archive": ["demo@1"],
+    "unarchive": ["demo@1"],
+    "restore": ["demo@1"],
+    "gc": [],
+    "export": ["--format", "requirements"],
+    "curated": ["list"],
+    "cache": ["info"],
+}
+# the other API functions some commands call instead, by option or subcommand
+OTHER_CALLS = [
+    ("lock", ["--check"], "mlenv.api.lock:check"),
+    ("label", ["demo", "prod", "--history"], "mlenv.api.registry:label_history"),
+    ("curated", ["show", "sklearn-1.5-py311-cpu"], "mlenv.curated:show"),
+    ("cache", ["prune"], "mlenv.cache:prune_unused"),
+    ("cache", ["clean"], "mlenv.cache:clean_all"),
+]
+
+
+def _intercept(monkeypatch, target: str) -> list:
+    module, _, attr = target.partition(":")
+    calls: list = []
+
+    def fake(*args, **kwargs):
+        calls.append((args, kwargs))
+        raise Called(target)
+
+    monkeypatch.setattr(importlib.import_module(module), attr, fake)
+    return calls
+
+
+def test_every_command_is_listed():
+    assert set(SAMPLE_ARGS) == set(COMMANDS)
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_each_command_makes_its_one_api_call(command, monkeypatch, tmp_path):
+    target = COMMANDS[command][3]
+    calls = _intercept(monkeypatch, target)
+    monkeypatch.chdir(tmp_path)
+    args = [a.format(tmp=tmp_path) for a in SAMPLE_ARGS[command]]
+    with pytest.raises(Called):
+        main([command, *args])
+    assert len(calls) == 1
+
+
+@pytest.mark.parametrize(("command", "args", "target"), OTHER_CALLS)
+def test_options_that_call_another_api_function(command, args, target, monkeypatch, tmp_path):
+    calls = _intercept(monkeypatch, target)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(Called):
+        main([command, *args])
+    assert len(calls) == 1
+
+
+def test_the_api_functions_are_exported_from_mlenv():
+    """What the commands call is what `import mlenv` offers (or its curated / cache modules)."""
+    for _, _, _, target in COMMANDS.values():
+        module, _, attr = target.partition(":")
+        func = getattr(importlib.import_module(module), attr)
+        if module.startswith("mlenv.api."):
+            assert getattr(mlenv, attr if attr != "content_hash" else "content_hash") is func, target
+        else:
+            assert getattr(getattr(mlenv, module.split(".")[1]), attr) is func, target
+
+
+def test_import_mlenv_is_cheap():
+    import subprocess
+    import sys
+
+    code = ("import sys, mlenv; print(sorted(m for m in ('click', 'rich', 'requests', 'docker', 'rattler', "
+            "'packaging', 'tomlkit', 'mlenv.api') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def spec_kwargs(index: str) -> dict:
+    return {"python": "3.11", "index_url": index, "base": "127.0.0.1:9/mlenv-test/base:1"}
+
+
+def test_notebook_story_in_process(tmp_path, pypi_server, monkeypatch):
+    """create -> add -> save -> lock -> register -> change -> lock -> register -> get v1 -> diff,
+    with the same functions the CLI uses, and the HTML reprs Jupyter shows."""
+    monkeypatch.chdir(tmp_path)
+    registry = str(tmp_path / "registry")
+    env = mlenv.Environment.create("nbstory", pypi=["fixalpha==1.0.0"], variables={"OMP_NUM_THREADS": "4"},
+                                   **spec_kwargs(pypi_server))
+    assert env.path == tmp_path / "nbstory" / "mlenv.toml" and not env.saved
+    with pytest.raises(mlenv.MlenvError, match="unsaved changes"):
+        env.lock()
+    env.add(pypi=["fixnum"])
+    assert "fixnum" in env.text and env.spec.pypi_dependencies == ["fixalpha==1.0.0", "fixnum"]
+    env.save()
+    first = env.lock(progress=lambda m: None)
+    assert first.action == "solved" and first.changed and first.lock.content_hash.startswith("sha256:")
+    assert {p["name"] for p in first.packages("linux-64")} == {"fixalpha", "fixnum", "numpy"}
+    assert "fixalpha==1.0.0" in first.export("requirements")
+    assert "<table" in first._repr_html_() and "fixalpha" in first._repr_html_()
+    assert env.lock().action == "fresh"
+    v1 = env.register(registry, image=False)
+    assert v1.created and v1.ref == "nbstory@1"
+    env.add(pypi=["fixalpha==1.1.0"]).save()  # replaces the pin in place
+    env.lock()
+    v2 = env.register(registry, image=False)
+    assert v2.ref == "nbstory@2" and not env.register(registry, image=False).created  # idempotent
+
+    old = mlenv.Environment.get("nbstory", version=1, registry=registry, directory=tmp_path / "old")
+    assert old.locked.content_hash == first.content_hash and "fixalpha==1.0.0" in old.text
+    old.save()
+    assert (tmp_path / "old" / "mlenv.lock").read_text() == first.lock.dumps()
+    d = env.diff(old)
+    assert any("fixalpha 1.0.0 -> 1.1.0" in line for line in d.lines())
+    assert "fixalpha" in d._repr_html_()
+    listed = mlenv.versions("nbstory", registry=registry)
+    assert [v.version for v in listed] == [1, 2] and "<table" in listed._repr_html_()
+    same = mlenv.diff("nbstory@1", "nbstory@2", registry=registry)
+    assert same.data == d.data
+
+
+def test_html_reprs_escape_registry_data(tmp_path, pypi_server, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    registry = str(tmp_path / "registry")
+    env = mlenv.Environment.create("escaped", pypi=["fixalpha==1.0.0"], **spec_kwargs(pypi_server))
+    env.save()
+    env.lock()
+    env.register(registry, description="<script>alert(1)</script>", image=False)
+    html = mlenv.versions("escaped", registry=registry)._repr_html_()
+    detail = mlenv.show("escaped@1", registry=registry)
+    assert "<script>" not in html and "<script>" not in detail._repr_html_()
+
+
+def test_curated_api():
+    entries = mlenv.curated.list()
+    names = [e.name for e in entries]
+    assert "sklearn-1.5-py311-cpu" in names and "<table" in entries._repr_html_()
+    detail = mlenv.curated.show("sklearn-1.5-py311-cpu")
+    assert detail.lock is not None and detail.lock.content_hash == detail.entry.content_hash
+
+
+def test_from_curated_keeps_the_lock_current(tmp_path):
+    env = mlenv.Environment.from_curated("sklearn-1.5-py311-cpu", name="my-sklearn", directory=tmp_path / "e")
+    env.save()
+    assert env.check().ok and env.name == "my-sklearn"
+
+
+def test_errors_are_the_mlenv_error_types(tmp_path):
+    with pytest.raises(mlenv.SpecError):
+        mlenv.Environment.create("Bad Name!", directory=tmp_path)
+    with pytest.raises(mlenv.MlenvError):
+        mlenv.versions("nothing-here", registry=str(tmp_path / "empty"))
