@@ -146,7 +146,7 @@ def _reuse(lock: Lock, result: ImageResult, push: bool, progress: Progress | Non
     """The cache-hit path: a local image with the content hash label, else the tag in
     the registry."""
     from .docker import DockerEngine
-    from .reuse import registry_digest_fast
+    from ..oci.client import remote_has as registry_digest
 
     with DockerEngine() as engine:
         local = engine.find(lock.content_hash, result.image)
@@ -158,7 +158,7 @@ def _reuse(lock: Lock, result: ImageResult, push: bool, progress: Progress | Non
             result.message = (f"reused {result.image} (local image {local['Id'][7:19]}"
                               + (", tagged" if result.retagged else "") + ")")  # fmt: skip
             return True
-    digest = registry_digest_fast(result.image)
+    digest = registry_digest(result.image)
     if digest:
         result.action, result.where, result.digest = "reused", "registry", digest
         result.message = f"reused {result.image} (in the registry, {digest[:19]}…); nothing to build"
@@ -167,7 +167,8 @@ def _reuse(lock: Lock, result: ImageResult, push: bool, progress: Progress | Non
 
 
 def _push(engine, ref: str, progress: Progress | None, only_if_missing: bool = False) -> str | None:
-    from .reuse import names_registry, registry_digest
+    from ..oci.client import names_registry
+    from ..oci.client import remote_has as registry_digest
 
     if not names_registry(ref):
         raise MlenvError(f"--push needs a registry in --repository (e.g. 127.0.0.1:5000/team), not {ref.rsplit('/', 1)[0]!r}")

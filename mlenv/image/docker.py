@@ -226,7 +226,7 @@ class DockerEngine:
             raise MlenvError(f"could not pull {ref}: {clip(first_line(exc))}") from None
 
     def push(self, ref: str, on_line: Callable[[str], None] | None = None) -> str | None:
-        """Push ref; the pushed digest. Credentials: mlenv.image_ref.registry_credentials."""
+        """Push ref; the pushed digest. Credentials: mlenv.oci.auth.registry_credentials."""
         from .. import image_ref
 
         parsed = image_ref.parse(ref)
