@@ -228,10 +228,11 @@ class DockerEngine:
     def push(self, ref: str, on_line: Callable[[str], None] | None = None) -> str | None:
         """Push ref; the pushed digest. Credentials: mlenv.oci.auth.registry_credentials."""
         from .. import image_ref
+        from ..oci.auth import registry_credentials
 
         parsed = image_ref.parse(ref)
         repo, _, tag = ref.rpartition(":")
-        creds = image_ref.registry_credentials(parsed.registry)
+        creds = registry_credentials(parsed.registry)
         auth = {"username": creds[0], "password": creds[1]} if creds else None
         digest = None
         for chunk in self.client.api.push(repo, tag=tag, stream=True, decode=True, auth_config=auth):
