@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import IO
 
 from ..errors import MlenvError
-from ..fsutil import atomic_write
+from ..runtime.fsutil import atomic_write
 from .manifest import canonical_json, kind, media_type_of, parse_image_manifest, parse_index
 from .store import OCI_INDEX, BlobStore, Descriptor
 

@@ -58,7 +58,7 @@ class BlobLocations:
     def add(self, registry: str, digests: Iterable[str], repo: str) -> None:
         """Record that repo holds each digest. Best effort: a full or read-only
         cache only loses hints."""
-        from ..fsutil import atomic_write
+        from ..runtime.fsutil import atomic_write
 
         for digest in digests:
             have = self.repos(registry, digest)

@@ -44,10 +44,9 @@ def record(name: str, version: str, url: str, sha256: str, fields: dict, platfor
 def link(artifacts: list[Artifact], prefix: Path, platform: str, local: Path, rattler_cache: Path) -> None:
     """Link verified local artifacts (local/<filename>) into prefix with py-rattler;
     no link scripts run."""
-    import asyncio
-
     import rattler
 
+    from .aio import run
     from .fetch import artifact_filename
 
     records = [
@@ -56,15 +55,8 @@ def link(artifacts: list[Artifact], prefix: Path, platform: str, local: Path, ra
     ]
     tag_existed = (prefix / "CACHEDIR.TAG").exists()
     try:
-        asyncio.run(
-            rattler.install(
-                records,
-                str(prefix),
-                cache_dir=str(rattler_cache),
-                show_progress=False,
-                platform=rattler.Platform(platform),
-            )
-        )
+        run(lambda: rattler.install(records, str(prefix), cache_dir=str(rattler_cache), show_progress=False,
+                                    platform=rattler.Platform(platform)))  # fmt: skip
     except Exception as exc:  # rattler raises its own exception types
         raise InstallError(f"py-rattler could not install the conda packages into {prefix}: {first_line(exc)}") from None
     if not tag_existed:  # py-rattler marks the prefix as a cache dir; an environment is not one

@@ -7,7 +7,6 @@ locked records are passed as preferences, so a re-lock only moves what it must.
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 from ..errors import SolveError
@@ -65,7 +64,9 @@ def solve(
     if offline:
         _check_offline(spec.channels)
     try:
-        records = asyncio.run(run())
+        from ..runtime.aio import run as run_async
+
+        records = run_async(run)
     except SolverError as exc:
         raise SolveError(f"the conda dependencies cannot be solved for {platform}:\n{_indent(str(exc))}") from None
     except (FetchRepoDataError, GatewayError) as exc:
