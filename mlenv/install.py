@@ -439,7 +439,7 @@ def artifact_filename(pkg) -> str:
 
 
 def _kind(pkg) -> str:
-    return "conda package" if pkg.manager == "conda" else "PyPI package"
+    return {"conda": "conda package", "apt": "Debian package"}.get(pkg.manager, "PyPI package")
 
 
 def _mismatch(pkg, want: str, got: str, where: str) -> InstallError:

@@ -95,6 +95,7 @@ def make_plan(spec, lock, platform: str, *, ca_bundle: bool, artifacts: dict[str
         has_pypi=bool(pypi),
         needs_env=bool(conda) or needs_interpreter(lock, platform),
         apt_packages=list(lock.image.get("apt-packages", [])),
+        debs=lock.for_platform(platform, "apt"),
         variables=dict(lock.variables),
         steps=list(lock.image.get("steps", [])),
         ca_bundle=ca_bundle,
@@ -177,7 +178,7 @@ def served_files(lock, plan: Plan, *, ca_bundle: str | None, artifacts: dict[str
 
     from ..install import part_lock
 
-    served: dict[str, bytes | Path] = {}
+    served: dict[str, bytes | Path] = {f"/a/{pkg.sha256}": artifacts[pkg.sha256] for pkg in plan.debs}  # apt step
     if not plan.needs_env:
         return served
     pkg_root = Path(__file__).resolve().parent.parent

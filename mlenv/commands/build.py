@@ -153,8 +153,17 @@ def build(spec_file, repository, push, force, no_cache, ca_bundle, platform, doc
     if ca_bundle:
         os.environ["MLENV_CA_BUNDLE"] = os.path.abspath(ca_bundle)  # this process's downloads only
     pkgs = lock.for_platform(platform, "conda") + lock.for_platform(platform, "pypi")
+    from ..apt import legacy_unpinned
+    from ..apt.fetch import fetch_debs
+
+    if legacy_unpinned(lock) and not quiet:
+        from .common import warn
+
+        warn(f"{spec.lock_path.name} does not pin [image] apt-packages (written before mlenv locked Debian packages): "
+             "the image gets what the mirror has today; `mlenv lock --upgrade-package NAME` pins them")
     with ProgressLine(quiet or as_json) as progress:
         artifacts = installer.fetch_artifacts(pkgs, index_urls=_index_urls(spec), progress=progress)
+        artifacts.update(fetch_debs(lock.for_platform(platform, "apt"), progress=progress))
     from ..build import buildkit
 
     builder, cli = buildkit.choose(builder or settings.get("builder"))

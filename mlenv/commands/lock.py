@@ -24,6 +24,7 @@ def _summary(spec, result) -> dict:
                 "python": info.get("python"),
                 "conda": len(lock.for_platform(plat, "conda")),
                 "pypi": len(lock.for_platform(plat, "pypi")),
+                "apt": len(lock.for_platform(plat, "apt")),
             }
             for plat, info in sorted(lock.platforms.items())
         },
@@ -69,7 +70,10 @@ def lock(spec_file, check, upgrade, upgrade_packages, platforms, offline, resolv
         existing = None
 
     # The no-op path: only tomllib, hashlib and json have been imported so far.
-    if existing is not None and existing.spec_hash == spec.spec_hash() and not (upgrade or upgrade_packages or platforms):
+    from ..apt import legacy_unpinned, pins_current
+
+    if (existing is not None and existing.spec_hash == spec.spec_hash() and not (upgrade or upgrade_packages or platforms)
+            and (pins_current(existing) or legacy_unpinned(existing))):
         if as_json:
             from ..locking import LockResult, Status
 
@@ -106,6 +110,7 @@ def lock(spec_file, check, upgrade, upgrade_packages, platforms, offline, resolv
         return
     counts = ", ".join(
         f"{plat}: {len(new.for_platform(plat, 'conda'))} conda + {len(new.for_platform(plat, 'pypi'))} pypi"
+        + (f" + {n} apt" if (n := len(new.for_platform(plat, "apt"))) else "")
         for plat in sorted(new.platforms)
     )
     verb = {"solved": "Locked", "rewritten": "Updated", "fresh": "Unchanged"}[result.action]
