@@ -149,7 +149,11 @@ def relations(text: str, where: str = "") -> list[list[Rel]]:
 
 @dataclass
 class Universe:
+    """Candidates by name, built lazily: a Packages index has ~60,000 stanzas and a
+    resolve looks at a few hundred names."""
+
     arch: str
+    raw: dict[str, list[tuple[int, dict]]] = field(default_factory=dict)
     candidates: dict[str, list[Pkg]] = field(default_factory=dict)
     providers: dict[str, list[tuple[Pkg, str | None]]] = field(default_factory=dict)
     installed: dict[str, list[Pkg]] = field(default_factory=dict)
@@ -158,44 +162,47 @@ class Universe:
     @classmethod
     def build(cls, arch: str, records: list[tuple[int, dict]], installed: list[Pkg], where: str) -> "Universe":
         u = cls(arch, where=where)
-        seen: set[tuple[str, str, str]] = set()
         for origin, r in records:
-            a = r.get("Architecture", "")
-            if a not in (arch, "all"):
-                continue
-            key = (r["Package"], r["Version"], a)
+            if r.get("Architecture", "") in (arch, "all"):
+                u.raw.setdefault(r["Package"], []).append((origin, r))
+        for p in installed:
+            u.installed.setdefault(p.name, []).append(p)
+        return u
+
+    def cands(self, name: str) -> list[Pkg]:
+        """The candidates of a name: highest version first, ties by source order."""
+        got = self.candidates.get(name)
+        if got is not None:
+            return got
+        seen: set[tuple[str, str]] = set()
+        good = []
+        for origin, r in self.raw.get(name, []):
+            key = (r["Version"], r.get("Architecture", ""))
             if key in seen:
                 continue
             seen.add(key)
             try:
+                version(r["Version"])
                 size = int(r.get("Size") or 0)
-            except ValueError:
-                size = -1
-            p = Pkg(r["Package"], r["Version"], a, r.get("Multi-Arch", "").lower(), r.get("Depends", ""),
-                    r.get("Pre-Depends", ""), r.get("Provides", ""), r.get("Conflicts", ""), r.get("Breaks", ""),
-                    r.get("Priority", ""), r.get("Filename", ""), size, r.get("SHA256", "").lower(), origin)
-            u.candidates.setdefault(p.name, []).append(p)
-        for name, pkgs in u.candidates.items():
-            good = []
-            for p in pkgs:
-                try:
-                    version(p.version)
-                except ResolveError:
-                    continue  # an unusable stanza is skipped, never chosen
-                good.append(p)
-            good.sort(key=lambda p: p.origin)
-            good.sort(key=lambda p: version(p.version), reverse=True)  # stable: ties keep source order
-            u.candidates[name] = good
-        for p in installed:
-            u.installed.setdefault(p.name, []).append(p)
-        return u
+            except (ResolveError, ValueError):
+                continue  # an unusable stanza is skipped, never chosen
+            good.append(Pkg(name, r["Version"], r.get("Architecture", ""), r.get("Multi-Arch", "").lower(),
+                            r.get("Depends", ""), r.get("Pre-Depends", ""), r.get("Provides", ""),
+                            r.get("Conflicts", ""), r.get("Breaks", ""), r.get("Priority", ""), r.get("Filename", ""),
+                            size, r.get("SHA256", "").lower(), origin))
+        good.sort(key=lambda p: p.origin)
+        good.sort(key=lambda p: version(p.version), reverse=True)  # stable: ties keep source order
+        self.candidates[name] = good
+        return good
 
     def provider_index(self) -> None:
         """virtual name -> [(provider, provided version)] over candidates (built once, lazily)."""
         if self.providers:
             return
-        for pkgs in self.candidates.values():
-            for p in pkgs:
+        for name in sorted(self.raw):
+            if not any(r.get("Provides") for _, r in self.raw[name]):
+                continue
+            for p in self.cands(name):
                 if p.provides:
                     try:
                         groups = relations(p.provides, f"{p.label} Provides")
@@ -278,7 +285,7 @@ class Resolver:
     # --- choosing --------------------------------------------------------------------
     def candidate(self, rel: Rel) -> Pkg | None:
         native = self.u.arch
-        real = [p for p in self.u.candidates.get(rel.name, []) if real_meets(p, rel, native)]
+        real = [p for p in self.u.cands(rel.name) if real_meets(p, rel, native)]
         if real:
             pinned = self.prefer.get(rel.name)
             if pinned and rel.name not in self.upgrade:
@@ -327,7 +334,7 @@ class Resolver:
         text = " | ".join(str(r) for r in group)
         why = []
         for r in group:
-            have = [p.version for p in self.u.candidates.get(r.name, [])]
+            have = [p.version for p in self.u.cands(r.name)]
             if have:
                 why.append(f"{r.name} has {', '.join(have[:4])}" + (" (wrong architecture/Multi-Arch)" if not r.op else ""))
             else:
@@ -340,7 +347,7 @@ class Resolver:
         native = self.u.arch
         if pinned is None and self.present_meets(Rel(name)):
             return  # the base has it
-        real = self.u.candidates.get(name, [])
+        real = self.u.cands(name)
         if pinned is not None:
             for p in real:
                 if p.version == pinned:
@@ -358,7 +365,7 @@ class Resolver:
         self.u.provider_index()
         provs = sorted({p.name for p, _ in self.u.providers.get(name, [])})
         if len(provs) == 1:
-            self.add(self.candidate(Rel(name)) or self.u.candidates[provs[0]][0], [])
+            self.add(self.candidate(Rel(name)) or self.u.cands(provs[0])[0], [])
             return
         if provs:
             raise ResolveError(f"apt-packages: {name} is a virtual package provided by {', '.join(provs[:8])}",

@@ -363,4 +363,11 @@ def verify_image(ref: str, lock_path: Path | None):
         inv = json.loads(out.decode().strip().splitlines()[-1])
     else:
         inv = {"conda": _conda_meta_from_image(client, ref), "pypi": {}}
+    if lock.for_platform(platform, "apt"):  # the image's dpkg versions (mlenv.apt.verify)
+        from ..apt.verify import dpkg_inventory
+
+        try:
+            inv["apt"] = dpkg_inventory(_read_from_image(client, ref, "/var/lib/dpkg/status").decode("utf-8", "replace"))
+        except (docker.errors.NotFound, StopIteration):
+            inv["apt"] = {}
     return lock, compare(lock, platform, inv), ref
