@@ -14,7 +14,9 @@ The rule, deterministic by construction (no hash-seed, clock or set-order effect
 3. For each package added, its Pre-Depends then Depends, in field order (Recommends
    and Suggests are not followed). A relation `a | b | c` is satisfied if any
    alternative is met by an installed package (not replaced) or one already added;
-   otherwise the first alternative that has a candidate meeting it is added.
+   otherwise the first alternative that is satisfiable is added: it has a candidate
+   meeting it, and that candidate's own closure resolves (else the next alternative
+   is tried, from the state before).
 4. A candidate for `name (op version)`: a real package of that name whose version
    meets the relation (preferred: the version pinned by the previous lock when it
    still qualifies and the package is not being upgraded; else the highest). Only
@@ -323,12 +325,28 @@ class Resolver:
     def satisfy(self, group: list[Rel], chain: list[str]) -> None:
         if any(self.present_meets(r) for r in group):
             return
-        for r in group:
+        errors: list[ResolveError] = []
+        for r in group:  # the first alternative whose candidate can be installed, with all it needs
             cand = self.candidate(r)
-            if cand is not None:
+            if cand is None:
+                continue
+            saved = self._save()
+            try:
                 self.add(cand, chain)
                 return
+            except ResolveError as exc:
+                self._restore(saved)
+                errors.append(exc)
+        if errors:
+            raise errors[0]
         self.fail(group, chain)
+
+    def _save(self) -> tuple:
+        return (dict(self.selected), dict(self.chains), set(self.replaced),
+                {k: list(v) for k, v in self.provided.items()})
+
+    def _restore(self, saved: tuple) -> None:
+        self.selected, self.chains, self.replaced, self.provided = saved
 
     def fail(self, group: list[Rel], chain: list[str]) -> None:
         text = " | ".join(str(r) for r in group)
