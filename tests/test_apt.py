@@ -44,8 +44,10 @@ def one_line_error(proc, *needles):
 
 def project(d: Path, base: str, apt, name: str) -> Path:
     d.mkdir(parents=True, exist_ok=True)
-    (d / "mlenv.toml").write_text(f'[environment]\nname = "{name}"\nplatforms = ["linux-64"]\n\n'
-                                  f'[image]\nbase = "{base}"\napt-packages = {json.dumps(list(apt))}\n')
+    (d / "mlenv.toml").write_text(
+        f'[environment]\nname = "{name}"\nplatforms = ["linux-64"]\n\n'
+        f'[image]\nbase = "{base}"\napt-packages = {json.dumps(list(apt))}\n'
+    )
     return d
 
 
@@ -66,7 +68,9 @@ def test_lock_pins_the_closure_with_urls_hashes_and_snapshot_urls(locked, base_i
     assert {"libgomp1", "curl", "libcurl4"} <= set(got)
     assert "libc6" not in got and "python3" not in got  # the base has them
     for p in got.values():
-        assert p.url.startswith("http://deb.debian.org/debian/pool/main/") and p.url.endswith(f"_{p.get('architecture')}.deb")
+        assert p.url.startswith("http://deb.debian.org/debian/pool/main/") and p.url.endswith(
+            f"_{p.get('architecture')}.deb"
+        )
         assert len(p.sha256) == 64 and p.get("size") > 0 and p.get("architecture") in ("amd64", "all")
         assert p.get("snapshot-url").startswith("https://snapshot.debian.org/archive/debian/")
         assert p.get("snapshot-url").endswith(p.url.split("/debian/", 1)[1])
@@ -77,13 +81,19 @@ def test_lock_pins_the_closure_with_urls_hashes_and_snapshot_urls(locked, base_i
 def test_relock_is_deterministic_and_the_noop_reads_no_index(locked, tmp_path):
     before = (locked / "mlenv.lock").read_bytes()
     # a second lock of the same spec in another directory: same bytes
-    other = project(tmp_path / "again", read_lock(locked / "mlenv.lock").image["base"], list(reversed(WANT)), "apt-test")
+    other = project(
+        tmp_path / "again", read_lock(locked / "mlenv.lock").image["base"], list(reversed(WANT)), "apt-test"
+    )
     ok(mlenv("lock", cwd=other))
     again = read_lock(other / "mlenv.lock")
     assert again.content_hash == read_lock(locked / "mlenv.lock").content_hash  # apt-packages order does not count
     # the no-op: no network (a dead proxy), no gpgv, no docker: still current, nothing written
-    dead = {"http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9", "MLENV_GPGV": "/nonexistent",
-            "DOCKER_HOST": "unix:///nonexistent.sock"}
+    dead = {
+        "http_proxy": "http://127.0.0.1:9",
+        "https_proxy": "http://127.0.0.1:9",
+        "MLENV_GPGV": "/nonexistent",
+        "DOCKER_HOST": "unix:///nonexistent.sock",
+    }
     proc = ok(mlenv("lock", cwd=locked, env=dead))
     assert "up to date" in proc.stderr
     assert (locked / "mlenv.lock").read_bytes() == before
@@ -134,8 +144,12 @@ def derived(docker_client, base_image: str, dockerfile: str) -> str:
 
 
 def test_a_keyring_that_does_not_vouch_for_the_index_is_refused(tmp_path, docker_client, base_image):
-    tag = derived(docker_client, base_image, "RUN rm -f /etc/apt/trusted.gpg.d/* && cp "
-                  "/usr/share/keyrings/debian-archive-removed-keys.gpg /etc/apt/trusted.gpg.d/removed.gpg")
+    tag = derived(
+        docker_client,
+        base_image,
+        "RUN rm -f /etc/apt/trusted.gpg.d/* && cp "
+        "/usr/share/keyrings/debian-archive-removed-keys.gpg /etc/apt/trusted.gpg.d/removed.gpg",
+    )
     try:
         d = project(tmp_path / "key", tag, ["libgomp1"], "apt-key")
         one_line_error(mlenv("lock", cwd=d), "InRelease: signature check failed")
@@ -181,8 +195,10 @@ def _sealed_copy(locked: Path, d: Path, name: str, **change) -> Path:
     (d / "mlenv.toml").write_bytes((locked / "mlenv.toml").read_bytes())
     lock = read_lock(locked / "mlenv.lock")
     extra = change.pop("extra", None)
-    lock.packages = [replace(p, **change, extra=extra if extra is not None else p.extra) if p.name == name else p
-                     for p in lock.packages]
+    lock.packages = [
+        replace(p, **change, extra=extra if extra is not None else p.extra) if p.name == name else p
+        for p in lock.packages
+    ]
     lock.seal().write(d / "mlenv.lock")
     return d
 
@@ -192,8 +208,10 @@ def test_a_deb_whose_sha256_does_not_match_is_refused(locked, tmp_path):
     fake.write_bytes(b"not the locked curl")
     cache = tmp_path / "cache"
     d = _sealed_copy(locked, tmp_path / "sha", "curl", url=fake.as_uri())
-    line = one_line_error(mlenv("build", "--repository", "mlenv-test-apt", cwd=d, env={"XDG_CACHE_HOME": str(cache)}),
-                          "sha256 mismatch for Debian package curl")
+    line = one_line_error(
+        mlenv("build", "--repository", "mlenv-test-apt", cwd=d, env={"XDG_CACHE_HOME": str(cache)}),
+        "sha256 mismatch for Debian package curl",
+    )
     assert hashlib.sha256(b"not the locked curl").hexdigest() in line
 
 
@@ -201,7 +219,7 @@ def test_a_superseded_deb_names_itself_and_the_way_out(locked, tmp_path):
     gone = "http://deb.debian.org/debian/pool/main/c/curl/curl_7.88.1-0mlenv_amd64.deb"
     d = _sealed_copy(locked, tmp_path / "gone", "curl", url=gone, sha256="ab" * 32)
     proc = mlenv("build", "--repository", "mlenv-test-apt", cwd=d, env={"XDG_CACHE_HOME": str(tmp_path / "cache")})
-    line = one_line_error(proc, "Debian package curl", "no longer at " + gone, "superseded")
+    one_line_error(proc, "Debian package curl", "no longer at " + gone, "superseded")
     assert "mlenv lock --upgrade-package curl" in proc.stderr
 
 
@@ -223,16 +241,21 @@ def _buildkit_cli(request):
 @pytest.mark.parametrize("builder", ["buildkit", "classic"])
 def test_build_installs_exactly_the_locked_debs(locked, docker_client, builder):
     repo = f"mlenv-test-apt-{builder}-{uuid.uuid4().hex[:6]}"
-    result = json.loads(ok(mlenv("build", "--json", "--force", "--builder", builder, "--repository", repo, cwd=locked)).stdout)
+    result = json.loads(
+        ok(mlenv("build", "--json", "--force", "--builder", builder, "--repository", repo, cwd=locked)).stdout
+    )
     ref = result["image"]
     try:
         lock = read_lock(locked / "mlenv.lock")
         want = {n: p.version for n, p in debs(lock).items()}
-        out = docker_client.containers.run(ref, ["dpkg-query", "-W", "-f", "${Package} ${Version}\\n", *sorted(want)],
-                                           network_mode="none", remove=True).decode()
+        out = docker_client.containers.run(
+            ref, ["dpkg-query", "-W", "-f", "${Package} ${Version}\\n", *sorted(want)], network_mode="none", remove=True
+        ).decode()
         assert dict(ln.split(" ", 1) for ln in out.strip().splitlines()) == want
-        script = ("find /var/lib/apt/lists -type f ! -name lock; find / -xdev -name '*.deb'; ls /tmp;"
-                  " curl --version | head -1")
+        script = (
+            "find /var/lib/apt/lists -type f ! -name lock; find / -xdev -name '*.deb'; ls /tmp;"
+            " curl --version | head -1"
+        )
         out = docker_client.containers.run(ref, ["sh", "-c", script], network_mode="none", remove=True).decode()
         assert out.strip().startswith("curl 7.88.1"), out  # no lists, no .deb, nothing left in /tmp
         from mlenv.install import artifact_cache_dir, sha256_file
@@ -240,8 +263,9 @@ def test_build_installs_exactly_the_locked_debs(locked, docker_client, builder):
         for p in debs(lock).values():  # the .debs that were served are the locked bytes
             assert sha256_file(artifact_cache_dir() / p.sha256) == p.sha256
         ok(mlenv("verify", "--image", ref, cwd=locked))
-        bad = mlenv("verify", "--image", read_lock(locked / "mlenv.lock").image["reference"], "--lock", "mlenv.lock",
-                    cwd=locked)
+        bad = mlenv(
+            "verify", "--image", read_lock(locked / "mlenv.lock").image["reference"], "--lock", "mlenv.lock", cwd=locked
+        )
         assert bad.returncode == 1 and "apt: missing curl" in bad.stdout
     finally:
         docker_client.images.remove(ref, force=True)
@@ -258,8 +282,9 @@ def test_daemonless_unpack_matches_what_dpkg_does(locked, tmp_path, docker_clien
     ok(mlenv("build", "--builder", "classic", "--repository", "mlenv-test-apt-dl", cwd=locked))
     ref = f"mlenv-test-apt-dl/apt-test:{lock.short_hash}"
     try:
-        dpkg_status = docker_client.containers.run(ref, ["cat", "/var/lib/dpkg/status"], network_mode="none",
-                                                   remove=True).decode()
+        dpkg_status = docker_client.containers.run(
+            ref, ["cat", "/var/lib/dpkg/status"], network_mode="none", remove=True
+        ).decode()
     finally:
         docker_client.images.remove(ref, force=True)
     facts = read_base(lock.image["reference"], lock.image["digest"], "amd64")

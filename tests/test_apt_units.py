@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from mlenv.apt import pins_current
 from mlenv.apt.archive import ArchiveError, crc24, dearmor, judge, parse_packages, parse_release
 from mlenv.apt.lock import requests_of, snapshot_url
-from mlenv.apt.resolve import Pkg, Resolver, ResolveError, Universe, installed_from_status, relations
+from mlenv.apt.resolve import ResolveError, Resolver, Universe, installed_from_status, relations
 from mlenv.apt.sources import Source, SourcesError, read_sources
 from mlenv.errors import MlenvError
 from mlenv.lockfile import Lock, Package, loads_lock
@@ -48,12 +48,29 @@ def layer(entries) -> io.BytesIO:
 
 
 def test_rootfs_layers_whiteouts_opaque_dirs_and_links():
-    l1 = layer([("etc", "dir", None), ("etc/apt/sources.list", "file", b"one"), ("etc/apt/x/a", "file", b"a"),
-                ("etc/apt/x/b", "file", b"b"), ("usr/share/keyrings/k.gpg", "file", b"K"),
-                ("etc/gone", "file", b"g"), ("lib", "sym", "usr/lib"), ("usr/lib/libz.so", "file", b"Z")])
-    l2 = layer([("./etc/.wh.gone", "file", b""), ("etc/apt/x/.wh..wh..opq", "file", b""), ("etc/apt/x/c", "file", b"c"),
-                ("etc/apt/sources.list", "file", b"two"), ("etc/apt/trusted.gpg.d/k.gpg", "sym", "/usr/share/keyrings/k.gpg"),
-                ("etc/apt/hard", "hard", "etc/apt/sources.list"), ("../../escape", "file", b"no")])
+    l1 = layer(
+        [
+            ("etc", "dir", None),
+            ("etc/apt/sources.list", "file", b"one"),
+            ("etc/apt/x/a", "file", b"a"),
+            ("etc/apt/x/b", "file", b"b"),
+            ("usr/share/keyrings/k.gpg", "file", b"K"),
+            ("etc/gone", "file", b"g"),
+            ("lib", "sym", "usr/lib"),
+            ("usr/lib/libz.so", "file", b"Z"),
+        ]
+    )
+    l2 = layer(
+        [
+            ("./etc/.wh.gone", "file", b""),
+            ("etc/apt/x/.wh..wh..opq", "file", b""),
+            ("etc/apt/x/c", "file", b"c"),
+            ("etc/apt/sources.list", "file", b"two"),
+            ("etc/apt/trusted.gpg.d/k.gpg", "sym", "/usr/share/keyrings/k.gpg"),
+            ("etc/apt/hard", "hard", "etc/apt/sources.list"),
+            ("../../escape", "file", b"no"),
+        ]
+    )
     fs = LayeredRootFS.from_layers([lambda: l1, lambda: l2])
     assert fs.read("/etc/apt/sources.list") == b"two"
     assert fs.read("/etc/gone") is None and not fs.exists("/etc/gone")
@@ -64,8 +81,9 @@ def test_rootfs_layers_whiteouts_opaque_dirs_and_links():
 
 
 def test_rootfs_keep_limits_what_is_held():
-    fs = LayeredRootFS.from_layers([lambda: layer([("a/keep", "file", b"1"), ("b/skip", "file", b"2")])],
-                                   keep=lambda p: p.startswith("/a/"))
+    fs = LayeredRootFS.from_layers(
+        [lambda: layer([("a/keep", "file", b"1"), ("b/skip", "file", b"2")])], keep=lambda p: p.startswith("/a/")
+    )
     assert fs.read("/a/keep") == b"1"
     with pytest.raises(RootFSError):
         fs.read("/b/skip")
@@ -77,11 +95,15 @@ def test_rootfs_symlink_loop_is_absent():
     assert fs.read("/a") is None and fs.resolve("/a/x") is None
 
 
-names = st.lists(st.sampled_from(["a", "b", ".", "..", ".wh.a", ".wh..wh..opq", "/", ""]), min_size=1, max_size=5).map("/".join)
+names = st.lists(st.sampled_from(["a", "b", ".", "..", ".wh.a", ".wh..wh..opq", "/", ""]), min_size=1, max_size=5).map(
+    "/".join
+)
 
 
-@given(st.lists(st.tuples(names, st.sampled_from(["file", "dir", "sym", "hard"]), names), max_size=12),
-       st.lists(st.tuples(names, st.sampled_from(["file", "dir", "sym", "hard"]), names), max_size=12))
+@given(
+    st.lists(st.tuples(names, st.sampled_from(["file", "dir", "sym", "hard"]), names), max_size=12),
+    st.lists(st.tuples(names, st.sampled_from(["file", "dir", "sym", "hard"]), names), max_size=12),
+)
 @settings(max_examples=150, deadline=None)
 def test_rootfs_never_escapes_or_crashes_on_hostile_layers(a, b):
     def mk(entries):
@@ -111,16 +133,26 @@ def test_normalize_is_safe(name):
 
 def test_sources_one_line_and_deb822():
     files = [
-        ("/etc/apt/sources.list", "# comment\ndeb http://deb.debian.org/debian bookworm main contrib\n"
-                                  "deb-src http://deb.debian.org/debian bookworm main\n"
-                                  "deb [arch=amd64 signed-by=/usr/share/keyrings/x.gpg] https://repo.example/apt stable main\n"
-                                  "deb file:/srv/repo ./\n"
-                                  "deb https://flat.example/repo/x86_64/ /\n"),
-        ("/etc/apt/sources.list.d/debian.sources", "Types: deb\nURIs: http://deb.debian.org/debian\n"
-                                                   "Suites: bookworm bookworm-updates\nComponents: main\n"
-                                                   "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n\n"
-                                                   "Types: deb\nURIs: http://x.example/d\nSuites: s\nComponents: main\n"
-                                                   "Enabled: no\n"),
+        (
+            "/etc/apt/sources.list",
+            (
+                "# comment\ndeb http://deb.debian.org/debian bookworm main contrib\n"
+                "deb-src http://deb.debian.org/debian bookworm main\n"
+                "deb [arch=amd64 signed-by=/usr/share/keyrings/x.gpg] https://repo.example/apt stable main\n"
+                "deb file:/srv/repo ./\n"
+                "deb https://flat.example/repo/x86_64/ /\n"
+            ),
+        ),
+        (
+            "/etc/apt/sources.list.d/debian.sources",
+            (
+                "Types: deb\nURIs: http://deb.debian.org/debian\n"
+                "Suites: bookworm bookworm-updates\nComponents: main\n"
+                "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n\n"
+                "Types: deb\nURIs: http://x.example/d\nSuites: s\nComponents: main\n"
+                "Enabled: no\n"
+            ),
+        ),
     ]
     out = read_sources(files, "amd64")
     got = [(s.uri, s.suite, s.components, s.architectures, s.signed_by) for s in out.sources]
@@ -128,8 +160,20 @@ def test_sources_one_line_and_deb822():
         ("http://deb.debian.org/debian", "bookworm", ("main", "contrib"), (), ()),
         ("https://repo.example/apt", "stable", ("main",), ("amd64",), ("/usr/share/keyrings/x.gpg",)),
         ("https://flat.example/repo/x86_64", "/", (), (), ()),
-        ("http://deb.debian.org/debian", "bookworm", ("main",), (), ("/usr/share/keyrings/debian-archive-keyring.gpg",)),
-        ("http://deb.debian.org/debian", "bookworm-updates", ("main",), (), ("/usr/share/keyrings/debian-archive-keyring.gpg",)),
+        (
+            "http://deb.debian.org/debian",
+            "bookworm",
+            ("main",),
+            (),
+            ("/usr/share/keyrings/debian-archive-keyring.gpg",),
+        ),
+        (
+            "http://deb.debian.org/debian",
+            "bookworm-updates",
+            ("main",),
+            (),
+            ("/usr/share/keyrings/debian-archive-keyring.gpg",),
+        ),
     ]
     assert out.sources[2].flat and out.sources[2].dist_url == "https://flat.example/repo/x86_64/"
     assert out.sources[0].dist_url == "http://deb.debian.org/debian/dists/bookworm/"
@@ -137,13 +181,29 @@ def test_sources_one_line_and_deb822():
 
 
 def test_sources_inline_key_and_refusals():
-    key = "-----BEGIN PGP PUBLIC KEY BLOCK-----\n .\n " + base64.b64encode(b"x" * 30).decode() + "\n -----END PGP PUBLIC KEY BLOCK-----"
-    out = read_sources([("/etc/apt/sources.list.d/k.sources",
-                         f"Types: deb\nURIs: https://r.example/d\nSuites: s\nComponents: main\nSigned-By: {key}\n")], "amd64")
+    key = (
+        "-----BEGIN PGP PUBLIC KEY BLOCK-----\n .\n "
+        + base64.b64encode(b"x" * 30).decode()
+        + "\n -----END PGP PUBLIC KEY BLOCK-----"
+    )
+    out = read_sources(
+        [
+            (
+                "/etc/apt/sources.list.d/k.sources",
+                f"Types: deb\nURIs: https://r.example/d\nSuites: s\nComponents: main\nSigned-By: {key}\n",
+            )
+        ],
+        "amd64",
+    )
     assert out.sources[0].signed_by_key.startswith("-----BEGIN PGP PUBLIC KEY BLOCK-----")
-    for bad in ("deb [trusted=yes] http://r.example/d s main\n", "deb http://user:pw@r.example/d s main\n",
-                "deb http://r.example/d ../x main\n", "deb http://r.example/d s\n", "rpm http://x s main\n",
-                "deb [arch=amd64 http://r.example s main\n"):
+    for bad in (
+        "deb [trusted=yes] http://r.example/d s main\n",
+        "deb http://user:pw@r.example/d s main\n",
+        "deb http://r.example/d ../x main\n",
+        "deb http://r.example/d s\n",
+        "rpm http://x s main\n",
+        "deb [arch=amd64 http://r.example s main\n",
+    ):
         with pytest.raises(SourcesError):
             read_sources([("/etc/apt/sources.list", bad)], "amd64")
 
@@ -166,10 +226,19 @@ def test_sources_parser_fuzz(text, deb822):
 
 def armor(data: bytes) -> str:
     body = base64.b64encode(data).decode()
-    lines = [body[i:i + 64] for i in range(0, len(body), 64)]
+    lines = [body[i : i + 64] for i in range(0, len(body), 64)]
     crc = base64.b64encode(crc24(data).to_bytes(3, "big")).decode()
-    return "\n".join(["-----BEGIN PGP PUBLIC KEY BLOCK-----", "Comment: x", "", *lines, "=" + crc,
-                      "-----END PGP PUBLIC KEY BLOCK-----", ""])
+    return "\n".join(
+        [
+            "-----BEGIN PGP PUBLIC KEY BLOCK-----",
+            "Comment: x",
+            "",
+            *lines,
+            "=" + crc,
+            "-----END PGP PUBLIC KEY BLOCK-----",
+            "",
+        ]
+    )
 
 
 @given(st.binary(min_size=1, max_size=500))
@@ -279,8 +348,14 @@ def test_relations_fuzz(text):
 
 
 def rec(name, version, arch="amd64", **fields):
-    r = {"Package": name, "Version": version, "Architecture": arch, "Filename": f"pool/{name}_{version}_{arch}.deb",
-         "Size": "10", "SHA256": "0" * 64}
+    r = {
+        "Package": name,
+        "Version": version,
+        "Architecture": arch,
+        "Filename": f"pool/{name}_{version}_{arch}.deb",
+        "Size": "10",
+        "SHA256": "0" * 64,
+    }
     r.update({k.replace("_", "-").title().replace("Multi-Arch", "Multi-Arch"): v for k, v in fields.items()})
     return r
 
@@ -313,10 +388,11 @@ RECORDS = [
     rec("app", "2.0", Depends="libc6 (>= 2.34), liba | libb, mail-transport-agent, python3:any"),
     rec("app", "1.0", Depends="libc6"),
     rec("liba", "1.0", Depends="libc6 (>= 9.0)"),  # unsatisfiable: libc6 9 does not exist
-    rec("libb", "3.0"), rec("libb", "2.0"),
+    rec("libb", "3.0"),
+    rec("libb", "2.0"),
     rec("exim4", "4.96", Provides="mail-transport-agent", Priority="standard"),
     rec("postfix", "3.7", Provides="mail-transport-agent", Priority="optional"),
-    rec("python3", "3.11.2", **{"Multi_Arch": "allowed"}),
+    rec("python3", "3.11.2", Multi_Arch="allowed"),
     rec("docs", "1.0", "all"),
     rec("armonly", "1.0", "arm64"),
 ]
@@ -343,13 +419,16 @@ def test_preferences_keep_pins_and_upgrade_moves_them():
     assert resolve(RECORDS, ["libb"], prefer={"libb": "1.5"}) == [("libb", "3.0")]  # a pin gone from the index moves
 
 
-@pytest.mark.parametrize("wanted, message", [
-    (["nosuch"], "no package named nosuch for amd64"),
-    (["armonly"], "no package named armonly for amd64"),
-    (["mail-transport-agent"], "virtual package provided by exim4, postfix"),
-    (["libb=9.9"], "no version 9.9 of libb"),
-    (["liba"], "cannot install liba 1.0: it needs libc6 (>= 9.0)"),
-])
+@pytest.mark.parametrize(
+    "wanted, message",
+    [
+        (["nosuch"], "no package named nosuch for amd64"),
+        (["armonly"], "no package named armonly for amd64"),
+        (["mail-transport-agent"], "virtual package provided by exim4, postfix"),
+        (["libb=9.9"], "no version 9.9 of libb"),
+        (["liba"], "cannot install liba 1.0: it needs libc6 (>= 9.0)"),
+    ],
+)
 def test_bad_requests_are_one_clear_line(wanted, message):
     with pytest.raises(ResolveError) as exc:
         resolve(RECORDS, wanted)
@@ -365,9 +444,17 @@ def test_conflicts_and_breaks_are_refused():
 
 
 def test_an_upgrade_that_breaks_the_base_upgrades_its_dependant():
-    status = STATUS + "\nPackage: tool\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1\nDepends: lib (= 1)\n\n" \
-                      "Package: lib\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1\n"
-    recs = [rec("lib", "2"), rec("lib", "1"), rec("tool", "2", Depends="lib (= 2)"), rec("new", "1", Depends="lib (>= 2)")]
+    status = (
+        STATUS
+        + "\nPackage: tool\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1\nDepends: lib (= 1)\n\n"
+        "Package: lib\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1\n"
+    )
+    recs = [
+        rec("lib", "2"),
+        rec("lib", "1"),
+        rec("tool", "2", Depends="lib (= 2)"),
+        rec("new", "1", Depends="lib (>= 2)"),
+    ]
     got = Resolver(universe(recs, status)).resolve(requests_of(["new"]))
     assert [(p.name, p.version) for p in got] == [("lib", "2"), ("new", "1"), ("tool", "2")]
 
@@ -377,11 +464,27 @@ def test_an_upgrade_that_breaks_the_base_upgrades_its_dependant():
 
 def apt_lock(version="12.2.0-14+deb12u1", apt=("libgomp1", "curl")) -> Lock:
     ref = "127.0.0.1:5000/b@sha256:" + "e" * 64
-    pkg = Package("apt", "linux-64", "libgomp1", version, f"http://deb.debian.org/debian/pool/main/g/gcc-12/libgomp1_{version}_amd64.deb",
-                  "1" * 64, {"architecture": "amd64", "size": 115772, "snapshot-url": "https://snapshot.debian.org/archive/debian/20260711T221637Z/pool/x.deb"})
-    return Lock(spec_hash="sha256:" + "0" * 64, python=None, platforms={"linux-64": {"python": None}}, packages=[pkg],
-                image={"base": "b", "reference": ref, "digest": "sha256:" + "e" * 64, "apt-packages": list(apt), "steps": []},
-                inputs={"apt-packages": sorted(apt), "apt-base": ref, "apt-platforms": ["linux-64"]}).seal()
+    pkg = Package(
+        "apt",
+        "linux-64",
+        "libgomp1",
+        version,
+        f"http://deb.debian.org/debian/pool/main/g/gcc-12/libgomp1_{version}_amd64.deb",
+        "1" * 64,
+        {
+            "architecture": "amd64",
+            "size": 115772,
+            "snapshot-url": "https://snapshot.debian.org/archive/debian/20260711T221637Z/pool/x.deb",
+        },
+    )
+    return Lock(
+        spec_hash="sha256:" + "0" * 64,
+        python=None,
+        platforms={"linux-64": {"python": None}},
+        packages=[pkg],
+        image={"base": "b", "reference": ref, "digest": "sha256:" + "e" * 64, "apt-packages": list(apt), "steps": []},
+        inputs={"apt-packages": sorted(apt), "apt-base": ref, "apt-platforms": ["linux-64"]},
+    ).seal()
 
 
 def test_apt_entries_round_trip_with_their_fields():
@@ -411,8 +514,11 @@ def test_pins_current_tracks_request_set_base_and_platforms():
 
 
 def test_snapshot_url_form():
-    assert snapshot_url("http://deb.debian.org/debian", "pool/main/c/curl/curl_1_amd64.deb", 1783765000) == \
-        "https://snapshot.debian.org/archive/debian/20260711T221640Z/pool/main/c/curl/curl_1_amd64.deb"
+    assert (
+        snapshot_url("http://deb.debian.org/debian", "pool/main/c/curl/curl_1_amd64.deb", 1783765000)
+        == "https://snapshot.debian.org/archive/debian/20260711T221640Z/pool/main/c/curl/curl_1_amd64.deb"
+    )
     assert snapshot_url("http://security.debian.org/debian-security", "pool/x.deb", 0).startswith(
-        "https://snapshot.debian.org/archive/debian-security/19700101T120000Z/")
+        "https://snapshot.debian.org/archive/debian-security/19700101T120000Z/"
+    )
     assert snapshot_url("https://repo.example/debian", "pool/x.deb", 0) is None

@@ -75,7 +75,9 @@ def fetch(url: str, *, timeout: float = 60.0) -> bytes:
         raise ArchiveError(f"refusing to fetch {url[:120]!r}: only http(s) archives are read")
     req = urllib.request.Request(url, headers={"User-Agent": "mlenv"})
     try:
-        with urllib.request.urlopen(req, timeout=timeout, context=_ssl_context() if url.startswith("https") else None) as r:
+        with urllib.request.urlopen(
+            req, timeout=timeout, context=_ssl_context() if url.startswith("https") else None
+        ) as r:
             return r.read()
     except urllib.error.HTTPError as exc:
         raise ArchiveError(f"could not fetch {_strip(url)}: HTTP {exc.code}", hint=_hint(str(exc))) from None
@@ -160,8 +162,10 @@ def gpgv_binary() -> str:
 
     exe = os.environ.get("MLENV_GPGV") or shutil.which("gpgv")
     if not exe:
-        raise ArchiveError("gpgv is not installed: mlenv verifies apt indexes with it",
-                           hint="install it: `apt-get install gpgv` (Debian/Ubuntu), `brew install gnupg` (macOS)")
+        raise ArchiveError(
+            "gpgv is not installed: mlenv verifies apt indexes with it",
+            hint="install it: `apt-get install gpgv` (Debian/Ubuntu), `brew install gnupg` (macOS)",
+        )
     return exe
 
 
@@ -191,8 +195,13 @@ def verify_clearsigned(data: bytes, keyrings: list[bytes], *, fingerprints: tupl
             fh.write(data)
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C", "GNUPGHOME": tmp}
         try:
-            proc = subprocess.run([gpgv_binary(), "--status-fd", "1", *rings, "--output", out, doc],
-                                  capture_output=True, text=True, env=env, timeout=60)
+            proc = subprocess.run(
+                [gpgv_binary(), "--status-fd", "1", *rings, "--output", out, doc],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=60,
+            )
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise ArchiveError(f"gpgv could not run: {exc}") from None
         verdict = judge(proc.stdout, fingerprints)
@@ -216,7 +225,7 @@ def judge(status: str, fingerprints: tuple[str, ...] = ()) -> Verdict:
     for line in status.splitlines():
         if not line.startswith("[GNUPG:] "):
             continue
-        word, *args = line[len("[GNUPG:] "):].split()
+        word, *args = line[len("[GNUPG:] ") :].split()
         if word == "VALIDSIG" and len(args) >= 9:
             fpr, primary = args[0].upper(), (args[9].upper() if len(args) > 9 else args[0].upper())
             if args[7] in WEAK_DIGESTS:
@@ -238,7 +247,11 @@ def judge(status: str, fingerprints: tuple[str, ...] = ()) -> Verdict:
     if other:
         return Verdict(False, f"no valid signature ({', '.join(other)})", [])
     if missing:
-        return Verdict(False, f"no signature by a key of the base image's keyring (signed by {', '.join(sorted(set(missing)))})", [])
+        return Verdict(
+            False,
+            f"no signature by a key of the base image's keyring (signed by {', '.join(sorted(set(missing)))})",
+            [],
+        )
     return Verdict(False, "no OpenPGP signature found", [])
 
 
@@ -272,8 +285,10 @@ def parse_release(text: str, source: Source, *, now: float | None = None) -> Rel
     if not source.flat:
         names = {str(fields.get("suite", "")).strip(), str(fields.get("codename", "")).strip()}
         if source.suite not in names:
-            raise ArchiveError(f"{where}: signed for suite {sorted(n for n in names if n)} but the base asks for "
-                               f"{source.suite!r}: refusing a Release of another suite")
+            raise ArchiveError(
+                f"{where}: signed for suite {sorted(n for n in names if n)} but the base asks for "
+                f"{source.suite!r}: refusing a Release of another suite"
+            )
     date = str(fields.get("date", "")).strip()
     try:
         stamp = int(parsedate_to_datetime(date).timestamp())
@@ -286,8 +301,10 @@ def parse_release(text: str, source: Source, *, now: float | None = None) -> Rel
         except (TypeError, ValueError, IndexError):
             raise ArchiveError(f"{where}: malformed Valid-Until") from None
         if expires < (time.time() if now is None else now):
-            raise ArchiveError(f"{where}: expired (Valid-Until {until}): a stale or replayed index",
-                               hint="try again later, or check the mirror")
+            raise ArchiveError(
+                f"{where}: expired (Valid-Until {until}): a stale or replayed index",
+                hint="try again later, or check the mirror",
+            )
     files: dict[str, tuple[str, int]] = {}
     for e in entries if isinstance(entries, list) else []:
         try:
@@ -296,8 +313,14 @@ def parse_release(text: str, source: Source, *, now: float | None = None) -> Rel
             continue
         if SHA256_RE.match(sha) and size >= 0 and FILENAME_RE.match(name) and ".." not in name.split("/"):
             files[name] = (sha, size)
-    return Release(source, date, stamp, str(fields.get("acquire-by-hash", "")).strip().lower() == "yes", files,
-                   tuple(str(fields.get("architectures", "")).split()))
+    return Release(
+        source,
+        date,
+        stamp,
+        str(fields.get("acquire-by-hash", "")).strip().lower() == "yes",
+        files,
+        tuple(str(fields.get("architectures", "")).split()),
+    )
 
 
 def packages_entry(release: Release, component: str, arch: str) -> tuple[str, str, int] | None:
@@ -373,15 +396,21 @@ def packages_records(release: Release, component: str, arch: str) -> list[dict[s
     entry = packages_entry(release, component, arch)
     if entry is None:
         what = f"{component}/binary-{arch}" if not release.source.flat else "Packages"
-        raise ArchiveError(f"{release.source.dist_url}: the signed Release lists no {what} index"
-                           + (f" (architectures: {' '.join(release.architectures)})" if release.architectures else ""),
-                           hint=f"the base's source {release.source.origin} has no packages for {arch}")
+        raise ArchiveError(
+            f"{release.source.dist_url}: the signed Release lists no {what} index"
+            + (f" (architectures: {' '.join(release.architectures)})" if release.architectures else ""),
+            hint=f"the base's source {release.source.origin} has no packages for {arch}",
+        )
     path, sha, size = entry
     parsed = cache_dir() / "parsed" / f"{sha}.json"
     if parsed.is_file():
         try:
             blob = json.loads(parsed.read_text(encoding="utf-8"))
-            if blob.get("format") == PARSED_FORMAT and blob.get("sha256") == sha and isinstance(blob.get("records"), list):
+            if (
+                blob.get("format") == PARSED_FORMAT
+                and blob.get("sha256") == sha
+                and isinstance(blob.get("records"), list)
+            ):
                 os.utime(parsed)
                 return [r for r in blob["records"] if isinstance(r, dict)]
         except (OSError, ValueError):
@@ -389,8 +418,10 @@ def packages_records(release: Release, component: str, arch: str) -> list[dict[s
     records = parse_packages(fetch_index(release, path, sha, size), f"{release.source.dist_url}{path}")
     from ..fsutil import atomic_write
 
-    atomic_write(parsed, json.dumps({"format": PARSED_FORMAT, "sha256": sha, "records": records},
-                                    separators=(",", ":"), sort_keys=True))
+    atomic_write(
+        parsed,
+        json.dumps({"format": PARSED_FORMAT, "sha256": sha, "records": records}, separators=(",", ":"), sort_keys=True),
+    )
     return records
 
 
@@ -401,7 +432,8 @@ def read_release(source: Source, keyrings: list[bytes], fingerprints: tuple[str,
     try:
         text = verify_clearsigned(data, keyrings, fingerprints=fingerprints)
     except ArchiveError as exc:
-        raise ArchiveError(f"{url}: signature check failed: {exc.message}",
-                           hint=exc.hint or f"the keyring of the base image's source ({source.origin}) does not vouch "
-                                            "for this index") from None
+        raise ArchiveError(
+            f"{url}: signature check failed: {exc.message}",
+            hint=exc.hint or f"the keyring of the base image's source ({source.origin}) does not vouch for this index",
+        ) from None
     return parse_release(text.decode("utf-8", errors="replace"), source)

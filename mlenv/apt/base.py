@@ -60,22 +60,31 @@ class BaseFacts:
         }, sort_keys=True)  # fmt: skip
 
     @classmethod
-    def from_json(cls, text: str) -> "BaseFacts | None":
+    def from_json(cls, text: str) -> BaseFacts | None:
         try:
             d = json.loads(text)
             if d.get("format") != FORMAT:
                 return None
-            return cls(str(d["reference"]), str(d["arch"]), [str(a) for a in d["foreign"]],
-                       [(str(p), str(t)) for p, t in d["sources"]], str(d["status"]),
-                       {str(k): base64.b64decode(v) for k, v in d["keyrings"].items()}, [str(t) for t in d["tools"]])
+            return cls(
+                str(d["reference"]),
+                str(d["arch"]),
+                [str(a) for a in d["foreign"]],
+                [(str(p), str(t)) for p, t in d["sources"]],
+                str(d["status"]),
+                {str(k): base64.b64decode(v) for k, v in d["keyrings"].items()},
+                [str(t) for t in d["tools"]],
+            )
         except (ValueError, KeyError, TypeError, AttributeError):
             return None
 
 
 def keep(path: str) -> bool:
     """The files of a base image mlenv reads for apt (mlenv.oci.rootfs keep predicate)."""
-    return (path.startswith(("/etc/apt/", "/usr/share/keyrings/", "/etc/dpkg/")) or path in (STATUS, DPKG_ARCH)
-            or path.endswith((".gpg", ".asc", ".pgp")))
+    return (
+        path.startswith(("/etc/apt/", "/usr/share/keyrings/", "/etc/dpkg/"))
+        or path in (STATUS, DPKG_ARCH)
+        or path.endswith((".gpg", ".asc", ".pgp"))
+    )
 
 
 def facts_from_rootfs(fs, reference: str, config_arch: str | None) -> BaseFacts:
@@ -84,9 +93,11 @@ def facts_from_rootfs(fs, reference: str, config_arch: str | None) -> BaseFacts:
 
     status = fs.read(STATUS)
     if status is None:
-        raise BaseImageError(f"base image {reference} has no dpkg database ({STATUS}): it is not Debian-based, so "
-                             "[image] apt-packages cannot be installed in it",
-                             hint="remove [image] apt-packages, or use a Debian or Ubuntu base image")
+        raise BaseImageError(
+            f"base image {reference} has no dpkg database ({STATUS}): it is not Debian-based, so "
+            "[image] apt-packages cannot be installed in it",
+            hint="remove [image] apt-packages, or use a Debian or Ubuntu base image",
+        )
     text = status.decode("utf-8", errors="replace")
     arch = _dpkg_arch(text) or GO_TO_DEB.get(config_arch or "", "")
     if not arch:
@@ -102,12 +113,15 @@ def facts_from_rootfs(fs, reference: str, config_arch: str | None) -> BaseFacts:
         if data is not None:
             files.append((path, data.decode("utf-8", errors="replace")))
     if not files:
-        raise BaseImageError(f"base image {reference} has no apt sources (/etc/apt/sources.list, "
-                             "/etc/apt/sources.list.d/): apt cannot install anything in it",
-                             hint="use a base image with apt configured, or remove [image] apt-packages")
+        raise BaseImageError(
+            f"base image {reference} has no apt sources (/etc/apt/sources.list, "
+            "/etc/apt/sources.list.d/): apt cannot install anything in it",
+            hint="use a base image with apt configured, or remove [image] apt-packages",
+        )
     keyrings: dict[str, bytes] = {}
-    for path in [TRUSTED] + [f"{TRUSTED_DIR}/{n}" for n in fs.listdir(TRUSTED_DIR) or []
-                             if n.endswith((".gpg", ".asc"))]:
+    for path in [TRUSTED] + [
+        f"{TRUSTED_DIR}/{n}" for n in fs.listdir(TRUSTED_DIR) or [] if n.endswith((".gpg", ".asc"))
+    ]:
         data = fs.read(path)
         if data is not None:
             keyrings[path] = data
@@ -130,8 +144,9 @@ def _dpkg_arch(status: str) -> str | None:
     """dpkg's native architecture: the Architecture of the installed dpkg package."""
     from debian.deb822 import Deb822
 
-    for stanza in Deb822.iter_paragraphs(status.splitlines(keepends=True), use_apt_pkg=False,
-                                         fields=["Package", "Architecture", "Status"]):
+    for stanza in Deb822.iter_paragraphs(
+        status.splitlines(keepends=True), use_apt_pkg=False, fields=["Package", "Architecture", "Status"]
+    ):
         if stanza.get("Package") == "dpkg" and str(stanza.get("Status", "")).endswith(" installed"):
             arch = str(stanza.get("Architecture", "")).strip()
             return arch if arch and arch != "all" else None
@@ -141,9 +156,11 @@ def _dpkg_arch(status: str) -> str | None:
 def require_apt(facts: BaseFacts) -> None:
     missing = [t for t in NEEDED_TOOLS if t not in facts.tools]
     if missing:
-        raise BaseImageError(f"base image {facts.reference} has no apt ({', '.join(missing)} missing): mlenv installs "
-                             "the locked .debs with apt-get and dpkg",
-                             hint="use a Debian or Ubuntu base image with apt, or remove [image] apt-packages")
+        raise BaseImageError(
+            f"base image {facts.reference} has no apt ({', '.join(missing)} missing): mlenv installs "
+            "the locked .debs with apt-get and dpkg",
+            hint="use a Debian or Ubuntu base image with apt, or remove [image] apt-packages",
+        )
 
 
 # --- where the layers come from -----------------------------------------------------
@@ -179,8 +196,8 @@ def _from_registry(reference: str, arch: str):
     try:
         from ..oci import pull  # type: ignore[attr-defined]  # noqa: F401
     except ImportError:
-        return None
-    return None  # wired by the lead once pull_image's interface is settled
+        return
+    return  # wired by the lead once pull_image's interface is settled
 
 
 def _from_engine(reference: str, arch: str) -> tuple[BaseFacts, str]:
@@ -200,15 +217,19 @@ def _from_engine(reference: str, arch: str) -> tuple[BaseFacts, str]:
             client.images.pull(reference)
             info = client.api.inspect_image(reference)
         except Exception as exc:
-            raise BaseImageError(f"base image {reference} is not in the local Docker Engine and could not be pulled "
-                                 f"({str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__}): mlenv reads "
-                                 "its apt sources, keyring and dpkg status to lock [image] apt-packages",
-                                 hint=f"`docker pull {reference}`, then `mlenv lock` again") from None
+            raise BaseImageError(
+                f"base image {reference} is not in the local Docker Engine and could not be pulled "
+                f"({str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__}): mlenv reads "
+                "its apt sources, keyring and dpkg status to lock [image] apt-packages",
+                hint=f"`docker pull {reference}`, then `mlenv lock` again",
+            ) from None
     engine_arch = GO_TO_DEB.get(str(info.get("Architecture", "")), str(info.get("Architecture", "")))
     if engine_arch != arch:
-        raise BaseImageError(f"base image {reference} in the local Docker Engine is {engine_arch}, not {arch}: "
-                             f"mlenv cannot read the {arch} image to lock its apt packages yet",
-                             hint=f"lock {arch} on a {arch} machine, or remove that platform")
+        raise BaseImageError(
+            f"base image {reference} in the local Docker Engine is {engine_arch}, not {arch}: "
+            f"mlenv cannot read the {arch} image to lock its apt packages yet",
+            hint=f"lock {arch} on a {arch} machine, or remove that platform",
+        )
     tmpdir = cache_dir() / "tmp"
     tmpdir.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=tmpdir, prefix="save-", suffix=".tar") as tmp:

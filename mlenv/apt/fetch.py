@@ -65,7 +65,7 @@ def fetch_debs(pkgs, *, progress=None) -> dict[str, Path]:
         raise SupersededError(
             f"Debian package {pkg.name} {pkg.version} is no longer at {pkg.url} (superseded on the mirror){where}",
             hint=f"run `mlenv lock --upgrade-package {pkg.name}` to pin the current version"
-                 + (", or build where snapshot.debian.org answers" if snap else ""),
+            + (", or build where snapshot.debian.org answers" if snap else ""),
         )
     return out
 
@@ -76,10 +76,12 @@ def install_step(debs, server: str) -> str:
     ordered = sorted(debs, key=lambda p: (p.name, p.version, p.sha256))
     fetches = " ".join(f"{server}/a/{p.sha256} {d}/{p.sha256}.deb SHA256:{p.sha256}" for p in ordered)
     files = " ".join(f"{d}/{p.sha256}.deb" for p in ordered)
-    apt_opts = (f"-o Dir::Etc::SourceList=/dev/null -o Dir::Etc::SourceParts={d}/none -o Dir::State::Lists={d}/lists "
-                "-o Dir::Cache::pkgcache= -o Dir::Cache::srcpkgcache= "
-                f"-o Dir::Log={d}/log -o DPkg::Options::=--log=/dev/null "
-                "-o DPkg::Options::=--force-confdef -o DPkg::Options::=--force-confold")
+    apt_opts = (
+        f"-o Dir::Etc::SourceList=/dev/null -o Dir::Etc::SourceParts={d}/none -o Dir::State::Lists={d}/lists "
+        "-o Dir::Cache::pkgcache= -o Dir::Cache::srcpkgcache= "
+        f"-o Dir::Log={d}/log -o DPkg::Options::=--log=/dev/null "
+        "-o DPkg::Options::=--force-confdef -o DPkg::Options::=--force-confold"
+    )
     return (
         f"RUN mkdir -p {d}/none {d}/lists/partial {d}/log"
         f" && /usr/lib/apt/apt-helper -o APT::Sandbox::User=root -o Acquire::http::Proxy=DIRECT -o Acquire::Retries=3"
@@ -93,6 +95,8 @@ def install_step(debs, server: str) -> str:
 def legacy_step(names) -> str:
     """A lock written before mlenv pinned Debian packages: apt-get from the mirror, unpinned."""
     pkgs = " ".join(sorted(set(names)))
-    return ("RUN apt-get -o Acquire::Retries=3 update -q"
-            f" && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends {pkgs}"
-            " && rm -rf /var/lib/apt/lists/*")
+    return (
+        "RUN apt-get -o Acquire::Retries=3 update -q"
+        f" && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends {pkgs}"
+        " && rm -rf /var/lib/apt/lists/*"
+    )

@@ -19,7 +19,7 @@ is still known to be current.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from ..errors import MlenvError
 from . import DEB_ARCH, INPUT_BASE, INPUT_PACKAGES, INPUT_PLATFORMS, MANAGER, apt_platforms
@@ -37,9 +37,17 @@ def requests_of(apt_packages) -> list[tuple[str, str | None]]:
     return out
 
 
-def lock_apt(spec, image: dict, existing, *, keep_platforms: set[str] = frozenset(), upgrade: bool = False,
-             upgrade_packages: tuple[str, ...] = (), offline: bool = False,
-             progress: Callable[[str], None] | None = None) -> tuple[list, dict]:
+def lock_apt(
+    spec,
+    image: dict,
+    existing,
+    *,
+    keep_platforms: set[str] | frozenset[str] = frozenset(),
+    upgrade: bool = False,
+    upgrade_packages: tuple[str, ...] = (),
+    offline: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[list, dict]:
     """(apt Packages for every Linux platform of the spec, [inputs] entries)."""
     from ..lockfile import Package
 
@@ -52,7 +60,7 @@ def lock_apt(spec, image: dict, existing, *, keep_platforms: set[str] = frozense
     linux = apt_platforms(spec.platforms)
     inputs = {INPUT_PACKAGES: wanted, INPUT_BASE: ref, INPUT_PLATFORMS: linux}
     old_inputs = existing.inputs if existing is not None else {}
-    same_inputs = (old_inputs.get(INPUT_BASE) == ref and old_inputs.get(INPUT_PACKAGES) == wanted)
+    same_inputs = old_inputs.get(INPUT_BASE) == ref and old_inputs.get(INPUT_PACKAGES) == wanted
     moving = set(upgrade_packages)
     packages: list = []
     for platform in linux:
@@ -63,12 +71,17 @@ def lock_apt(spec, image: dict, existing, *, keep_platforms: set[str] = frozense
             packages += old
             continue
         if offline:
-            raise MlenvError(f"{platform}: [image] apt-packages must be resolved against the Debian archive, "
-                             "which --offline forbids", hint="run `mlenv lock` without --offline")
+            raise MlenvError(
+                f"{platform}: [image] apt-packages must be resolved against the Debian archive, "
+                "which --offline forbids",
+                hint="run `mlenv lock` without --offline",
+            )
         arch = DEB_ARCH.get(platform)
         if arch is None:
-            raise MlenvError(f"[image] apt-packages: platform {platform} has no Debian architecture mlenv knows "
-                             f"({', '.join(f'{k} -> {v}' for k, v in DEB_ARCH.items())})")
+            raise MlenvError(
+                f"[image] apt-packages: platform {platform} has no Debian architecture mlenv knows "
+                f"({', '.join(f'{k} -> {v}' for k, v in DEB_ARCH.items())})"
+            )
         say(f"{platform}: resolving apt packages against {ref}")
         prefer = {} if upgrade else {p.name: p.version for p in old}
         for pkg in resolve_platform(ref, digest, arch, wanted, prefer=prefer, upgrade=moving, progress=say):
@@ -79,14 +92,21 @@ def lock_apt(spec, image: dict, existing, *, keep_platforms: set[str] = frozense
     return packages, inputs
 
 
-def resolve_platform(reference: str, digest: str | None, arch: str, wanted: list[str], *,
-                     prefer: dict[str, str] | None = None, upgrade: set[str] | None = None,
-                     progress: Callable[[str], None] | None = None) -> list[dict]:
+def resolve_platform(
+    reference: str,
+    digest: str | None,
+    arch: str,
+    wanted: list[str],
+    *,
+    prefer: dict[str, str] | None = None,
+    upgrade: set[str] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> list[dict]:
     """The .debs to add to the base for arch: dicts with name, version, architecture,
     url, sha256, size, snapshot-url (sorted by name)."""
     from .archive import FILENAME_RE, SHA256_RE, ArchiveError, keyring_bytes, packages_records, read_release
     from .base import TRUSTED, TRUSTED_DIR, read_base, require_apt
-    from .resolve import Resolver, ResolveError, Universe, installed_from_status
+    from .resolve import Resolver, Universe, installed_from_status
     from .sources import SourcesError, read_sources
 
     say = progress or (lambda msg: None)
@@ -95,9 +115,13 @@ def resolve_platform(reference: str, digest: str | None, arch: str, wanted: list
     srcs = read_sources(facts.sources, arch)
     usable = [s for s in srcs.sources if not s.architectures or arch in s.architectures]
     if not usable:
-        raise SourcesError(f"base image {reference} has no apt source for {arch}"
-                           + (f" ({'; '.join(srcs.notes[:2])})" if srcs.notes else ""))
-    trusted = [keyring_bytes(v) for k, v in sorted(facts.keyrings.items()) if k == TRUSTED or k.startswith(TRUSTED_DIR + "/")]
+        raise SourcesError(
+            f"base image {reference} has no apt source for {arch}"
+            + (f" ({'; '.join(srcs.notes[:2])})" if srcs.notes else "")
+        )
+    trusted = [
+        keyring_bytes(v) for k, v in sorted(facts.keyrings.items()) if k == TRUSTED or k.startswith(TRUSTED_DIR + "/")
+    ]
 
     def keyrings_for(src) -> tuple[list[bytes], tuple[str, ...]]:
         from .archive import dearmor
@@ -114,8 +138,10 @@ def resolve_platform(reference: str, digest: str | None, arch: str, wanted: list
                 rings.append(keyring_bytes(facts.keyrings[path]))
             return rings, fprs
         if not trusted:
-            raise SourcesError(f"base image {reference} has no keyring for {src.origin} ({TRUSTED}, {TRUSTED_DIR}/)",
-                               hint="the base's apt could not verify it either; use a base with its archive keyring")
+            raise SourcesError(
+                f"base image {reference} has no keyring for {src.origin} ({TRUSTED}, {TRUSTED_DIR}/)",
+                hint="the base's apt could not verify it either; use a base with its archive keyring",
+            )
         return trusted, fprs
 
     from concurrent.futures import ThreadPoolExecutor
@@ -136,22 +162,28 @@ def resolve_platform(reference: str, digest: str | None, arch: str, wanted: list
         results = list(pool.map(lambda job: packages_records(rels[job[0]], job[2], arch), jobs))
     records = [(n, r) for (n, _, _), recs in zip(jobs, results) for r in recs]
     where = ", ".join(f"{s.suite} {' '.join(s.components)} ({s.uri})".replace("  ", " ") for s in usable[:4])
-    universe = Universe.build(arch, records, installed_from_status(facts.status, f"{reference}:/var/lib/dpkg/status"),
-                              where)
-    try:
-        chosen = Resolver(universe, prefer=prefer, upgrade=upgrade).resolve(requests_of(wanted))
-    except ResolveError:
-        raise
+    universe = Universe.build(
+        arch, records, installed_from_status(facts.status, f"{reference}:/var/lib/dpkg/status"), where
+    )
+    chosen = Resolver(universe, prefer=prefer, upgrade=upgrade).resolve(requests_of(wanted))
     out = []
     for p in chosen:
         src, rel = usable[p.origin], rels[p.origin]
         if not FILENAME_RE.match(p.filename) or ".." in p.filename.split("/"):
-            raise ArchiveError(f"index entry of {p.label} in {src.dist_url} has an unusable Filename {p.filename[:100]!r}")
+            raise ArchiveError(
+                f"index entry of {p.label} in {src.dist_url} has an unusable Filename {p.filename[:100]!r}"
+            )
         if not SHA256_RE.match(p.sha256) or p.size <= 0:
             raise ArchiveError(f"index entry of {p.label} in {src.dist_url} has no valid SHA256/Size")
         url = f"{src.uri}/{p.filename}"
-        entry = {"name": p.name, "version": p.version, "architecture": p.arch, "url": url, "sha256": p.sha256,
-                 "size": p.size}
+        entry = {
+            "name": p.name,
+            "version": p.version,
+            "architecture": p.arch,
+            "url": url,
+            "sha256": p.sha256,
+            "size": p.size,
+        }
         snap = snapshot_url(src.uri, p.filename, rel.timestamp)  # type: ignore[attr-defined]
         if snap:
             entry["snapshot-url"] = snap

@@ -162,7 +162,7 @@ class Universe:
     where: str = ""  # the sources, for messages
 
     @classmethod
-    def build(cls, arch: str, records: list[tuple[int, dict]], installed: list[Pkg], where: str) -> "Universe":
+    def build(cls, arch: str, records: list[tuple[int, dict]], installed: list[Pkg], where: str) -> Universe:
         u = cls(arch, where=where)
         for origin, r in records:
             if r.get("Architecture", "") in (arch, "all"):
@@ -188,10 +188,24 @@ class Universe:
                 size = int(r.get("Size") or 0)
             except (ResolveError, ValueError):
                 continue  # an unusable stanza is skipped, never chosen
-            good.append(Pkg(name, r["Version"], r.get("Architecture", ""), r.get("Multi-Arch", "").lower(),
-                            r.get("Depends", ""), r.get("Pre-Depends", ""), r.get("Provides", ""),
-                            r.get("Conflicts", ""), r.get("Breaks", ""), r.get("Priority", ""), r.get("Filename", ""),
-                            size, r.get("SHA256", "").lower(), origin))
+            good.append(
+                Pkg(
+                    name,
+                    r["Version"],
+                    r.get("Architecture", ""),
+                    r.get("Multi-Arch", "").lower(),
+                    r.get("Depends", ""),
+                    r.get("Pre-Depends", ""),
+                    r.get("Provides", ""),
+                    r.get("Conflicts", ""),
+                    r.get("Breaks", ""),
+                    r.get("Priority", ""),
+                    r.get("Filename", ""),
+                    size,
+                    r.get("SHA256", "").lower(),
+                    origin,
+                )
+            )
         good.sort(key=lambda p: p.origin)
         good.sort(key=lambda p: version(p.version), reverse=True)  # stable: ties keep source order
         self.candidates[name] = good
@@ -264,9 +278,10 @@ class Resolver:
         sel = self.selected.get(rel.name)
         if sel is not None and real_meets(sel, rel, native):
             return True
-        if rel.name not in self.replaced:
-            if any(real_meets(p, rel, native) for p in self.u.installed.get(rel.name, [])):
-                return True
+        if rel.name not in self.replaced and any(
+            real_meets(p, rel, native) for p in self.u.installed.get(rel.name, [])
+        ):
+            return True
         for p in self.provided.get(rel.name, []):
             live = self.selected.get(p.name) is p or (p.name not in self.replaced and p.name not in self.selected)
             if live and provides_meets(p, rel, native):
@@ -310,8 +325,10 @@ class Resolver:
         have = self.selected.get(p.name)
         if have is not None:
             if have != p:
-                raise ResolveError(f"{' -> '.join(chain + [p.label])}: needs {p.label} but "
-                                   f"{' -> '.join(self.chains[p.name])} needs {have.version}")
+                raise ResolveError(
+                    f"{' -> '.join(chain + [p.label])}: needs {p.label} but "
+                    f"{' -> '.join(self.chains[p.name])} needs {have.version}"
+                )
             return
         self.selected[p.name] = p
         self.chains[p.name] = chain + [p.label]
@@ -342,8 +359,12 @@ class Resolver:
         self.fail(group, chain)
 
     def _save(self) -> tuple:
-        return (dict(self.selected), dict(self.chains), set(self.replaced),
-                {k: list(v) for k, v in self.provided.items()})
+        return (
+            dict(self.selected),
+            dict(self.chains),
+            set(self.replaced),
+            {k: list(v) for k, v in self.provided.items()},
+        )
 
     def _restore(self, saved: tuple) -> None:
         self.selected, self.chains, self.replaced, self.provided = saved
@@ -354,11 +375,15 @@ class Resolver:
         for r in group:
             have = [p.version for p in self.u.cands(r.name)]
             if have:
-                why.append(f"{r.name} has {', '.join(have[:4])}" + (" (wrong architecture/Multi-Arch)" if not r.op else ""))
+                why.append(
+                    f"{r.name} has {', '.join(have[:4])}" + (" (wrong architecture/Multi-Arch)" if not r.op else "")
+                )
             else:
                 why.append(f"no package {r.name}")
-        raise ResolveError(f"cannot install {' -> '.join(chain)}: it needs {text}, which nothing satisfies for "
-                           f"{self.u.arch} ({'; '.join(why)}) in {self.u.where}")
+        raise ResolveError(
+            f"cannot install {' -> '.join(chain)}: it needs {text}, which nothing satisfies for "
+            f"{self.u.arch} ({'; '.join(why)}) in {self.u.where}"
+        )
 
     # --- requests ---------------------------------------------------------------------
     def request(self, name: str, pinned: str | None) -> None:
@@ -372,8 +397,10 @@ class Resolver:
                     self.add(p, [])
                     return
             have = ", ".join(p.version for p in real[:6]) or "none"
-            raise ResolveError(f"apt-packages: no version {pinned} of {name} for {native} in {self.u.where} "
-                               f"(available: {have})", hint=f"use one of them, or `{name}` for the newest")
+            raise ResolveError(
+                f"apt-packages: no version {pinned} of {name} for {native} in {self.u.where} (available: {have})",
+                hint=f"use one of them, or `{name}` for the newest",
+            )
         if real:
             cand = self.candidate(Rel(name))
             if cand is None:
@@ -386,10 +413,14 @@ class Resolver:
             self.add(self.candidate(Rel(name)) or self.u.cands(provs[0])[0], [])
             return
         if provs:
-            raise ResolveError(f"apt-packages: {name} is a virtual package provided by {', '.join(provs[:8])}",
-                               hint="name one of them in [image] apt-packages")
-        raise ResolveError(f"apt-packages: no package named {name} for {native} in {self.u.where}",
-                           hint="check the name (apt-cache search), and that it is built for this architecture")
+            raise ResolveError(
+                f"apt-packages: {name} is a virtual package provided by {', '.join(provs[:8])}",
+                hint="name one of them in [image] apt-packages",
+            )
+        raise ResolveError(
+            f"apt-packages: no package named {name} for {native} in {self.u.where}",
+            hint="check the name (apt-cache search), and that it is built for this architecture",
+        )
 
     def resolve(self, requests: list[tuple[str, str | None]]) -> list[Pkg]:
         for name, pinned in sorted(set(requests), key=lambda r: (r[0], r[1] or "")):
@@ -426,16 +457,20 @@ class Resolver:
             p, group = broken
             cand = self.candidate(Rel(p.name))
             if cand is None or cand.version == p.version:
-                raise ResolveError(f"installing {', '.join(sorted(self.selected))} breaks the base's {p.label} "
-                                   f"(it needs {' | '.join(str(r) for r in group)}) and no other version of "
-                                   f"{p.name} in {self.u.where} fixes it")
+                raise ResolveError(
+                    f"installing {', '.join(sorted(self.selected))} breaks the base's {p.label} "
+                    f"(it needs {' | '.join(str(r) for r in group)}) and no other version of "
+                    f"{p.name} in {self.u.where} fixes it"
+                )
             self.add(cand, [f"(base {p.label} needs an upgrade)"])
         for p in list(self.selected.values()):  # added packages still satisfied after later upgrades
             for field_name, text in (("Pre-Depends", p.pre_depends), ("Depends", p.depends)):
                 for group in relations(text, f"{p.label} {field_name}"):
                     if not any(self.present_meets(r) for r in group):
-                        raise ResolveError(f"cannot install {' -> '.join(self.chains[p.name])}: its "
-                                           f"{' | '.join(str(r) for r in group)} no longer holds after other upgrades")
+                        raise ResolveError(
+                            f"cannot install {' -> '.join(self.chains[p.name])}: its "
+                            f"{' | '.join(str(r) for r in group)} no longer holds after other upgrades"
+                        )
 
     def _check_conflicts(self) -> None:
         native = self.u.arch
@@ -459,9 +494,11 @@ class Resolver:
                                 if p.name not in self.selected and q.name not in self.selected:
                                     continue  # the base's own state
                                 who = "added" if q.name in self.selected else "in the base"
-                                raise ResolveError(f"{p.label} {field_name.lower()} {q.label} ({who}; {p.name}: "
-                                                   f"{field_name}: {r}): cannot install "
-                                                   f"{' -> '.join(self.chains.get(p.name) or self.chains.get(q.name) or [p.name])}")
+                                raise ResolveError(
+                                    f"{p.label} {field_name.lower()} {q.label} ({who}; {p.name}: "
+                                    f"{field_name}: {r}): cannot install "
+                                    f"{' -> '.join(self.chains.get(p.name) or self.chains.get(q.name) or [p.name])}"
+                                )
 
 
 def installed_from_status(text: str, where: str = "dpkg status") -> list[Pkg]:
@@ -484,9 +521,20 @@ def installed_from_status(text: str, where: str = "dpkg status") -> list[Pkg]:
                 version(ver)
             except ResolveError:
                 continue
-            out.append(Pkg(name, ver, str(s.get("Architecture", "")).strip(), str(s.get("Multi-Arch", "")).strip().lower(),
-                           str(s.get("Depends", "")), str(s.get("Pre-Depends", "")), str(s.get("Provides", "")),
-                           str(s.get("Conflicts", "")), str(s.get("Breaks", "")), str(s.get("Priority", ""))))
+            out.append(
+                Pkg(
+                    name,
+                    ver,
+                    str(s.get("Architecture", "")).strip(),
+                    str(s.get("Multi-Arch", "")).strip().lower(),
+                    str(s.get("Depends", "")),
+                    str(s.get("Pre-Depends", "")),
+                    str(s.get("Provides", "")),
+                    str(s.get("Conflicts", "")),
+                    str(s.get("Breaks", "")),
+                    str(s.get("Priority", "")),
+                )
+            )
     except ResolveError:
         raise
     except Exception as exc:

@@ -90,11 +90,21 @@ def _check_uri(uri: str, where: str, out: Sources) -> str | None:
     return None
 
 
-def _add(out: Sources, where: str, uri: str, suites: list[str], components: list[str], options: dict[str, list[str]],
-         arch: str, inline_key: str = "") -> None:
+def _add(
+    out: Sources,
+    where: str,
+    uri: str,
+    suites: list[str],
+    components: list[str],
+    options: dict[str, list[str]],
+    arch: str,
+    inline_key: str = "",
+) -> None:
     if "trusted" in options and options["trusted"] and options["trusted"][0].lower() in ("yes", "true"):
-        raise SourcesError(f"{where}: a source marked trusted=yes skips signature checks; mlenv verifies every index",
-                           hint="sign the repository and give its keyring with signed-by= in the base image")
+        raise SourcesError(
+            f"{where}: a source marked trusted=yes skips signature checks; mlenv verifies every index",
+            hint="sign the repository and give its keyring with signed-by= in the base image",
+        )
     clean = _check_uri(uri, where, out)
     if clean is None:
         return

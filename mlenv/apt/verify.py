@@ -12,4 +12,7 @@ def dpkg_inventory(status_text: str) -> dict[str, dict]:
     """name -> {"version": ...} of the installed packages of a dpkg status file."""
     from .resolve import installed_from_status
 
-    return {p.name: {"version": p.version, "missing_files": []} for p in installed_from_status(status_text, "the image's dpkg status")}
+    return {
+        p.name: {"version": p.version, "missing_files": []}
+        for p in installed_from_status(status_text, "the image's dpkg status")
+    }

@@ -41,7 +41,6 @@ from __future__ import annotations
 import hashlib
 import os
 import posixpath
-import stat
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,8 +138,9 @@ def _target(staging: Path, rel: str, base, where: str) -> Path:
     return dest / name if name else dest
 
 
-def unpack_debs(debs: list[Path], staging: str | os.PathLike[str], *, base_status: str = "", base=None,
-                check_scripts: bool = True) -> Unpacked:
+def unpack_debs(
+    debs: list[Path], staging: str | os.PathLike[str], *, base_status: str = "", base=None, check_scripts: bool = True
+) -> Unpacked:
     """Unpack debs (files already checked against the lock's sha256) into staging.
     base_status: the base image's /var/lib/dpkg/status text; base: its RootFS (for
     /lib-style symlinks and the file lists of upgraded packages)."""
@@ -171,12 +171,14 @@ def unpack_debs(debs: list[Path], staging: str | os.PathLike[str], *, base_statu
             result.scripts[name] = shipped
             reasons = [script_verdict(m, members[m]) for m in shipped]
             if all(reasons):
-                result.allowed[name] = "; ".join(sorted(set(r for r in reasons if r)))
+                result.allowed[name] = "; ".join(sorted({r for r in reasons if r}))
             elif check_scripts:
                 bad = [m for m, r in zip(shipped, reasons) if not r]
-                raise UnpackError(f"{where} has maintainer scripts ({', '.join(bad)}) that must run to install it, and "
-                                  "the daemonless builder runs nothing",
-                                  hint="build with --builder buildkit or classic (they run dpkg), or drop the package")
+                raise UnpackError(
+                    f"{where} has maintainer scripts ({', '.join(bad)}) that must run to install it, and "
+                    "the daemonless builder runs nothing",
+                    hint="build with --builder buildkit or classic (they run dpkg), or drop the package",
+                )
         listing = ["/."]
         md5 = {}
         conffiles = [ln.strip() for ln in members.get("conffiles", b"").decode("utf-8", "replace").splitlines()
@@ -243,7 +245,11 @@ def unpack_debs(debs: list[Path], staging: str | os.PathLike[str], *, base_statu
                 os.chmod(dest, 0o755 if member in SCRIPTS and member != "triggers" else 0o644)
         if base is not None:  # files of the replaced version the new one no longer has
             for old_stem in (name, f"{name}:{arch}"):
-                old = base.read(f"/var/lib/dpkg/info/{old_stem}.list") if base.exists(f"/var/lib/dpkg/info/{old_stem}.list") else None
+                old = (
+                    base.read(f"/var/lib/dpkg/info/{old_stem}.list")
+                    if base.exists(f"/var/lib/dpkg/info/{old_stem}.list")
+                    else None
+                )
                 if old:
                     now = set(listing)
                     result.removed += [p for p in old.decode("utf-8", "replace").splitlines()

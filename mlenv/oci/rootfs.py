@@ -28,9 +28,10 @@ from __future__ import annotations
 import json
 import posixpath
 import tarfile
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Callable, Iterable, Protocol
+from typing import IO, Protocol
 
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
@@ -80,8 +81,9 @@ class LayeredRootFS:
 
     # --- building ------------------------------------------------------------------
     @classmethod
-    def from_layers(cls, layers: Iterable[Callable[[], IO[bytes]] | str | Path],
-                    keep: Callable[[str], bool] = lambda path: True) -> "LayeredRootFS":
+    def from_layers(
+        cls, layers: Iterable[Callable[[], IO[bytes]] | str | Path], keep: Callable[[str], bool] = lambda path: True
+    ) -> LayeredRootFS:
         """layers: lowest first; each a path or a callable returning a readable binary file
         (gzip/bzip2/xz detected; zstd is not supported by Python's tarfile)."""
         fs = cls()
@@ -125,7 +127,7 @@ class LayeredRootFS:
                     opaque.append(parent)
                     continue
                 if base.startswith(WHITEOUT):
-                    deletes.append(posixpath.join(parent, base[len(WHITEOUT):]))
+                    deletes.append(posixpath.join(parent, base[len(WHITEOUT) :]))
                     continue
                 if m.isdir():
                     entry = Entry("dir", m.mode & 0o7777)
@@ -217,13 +219,15 @@ class LayeredRootFS:
         if real is None or self.entries.get(real, Entry("other")).kind != "dir":
             return None
         prefix = real + "/" if real else ""
-        return sorted({p[len(prefix):].split("/", 1)[0] for p in self.entries if p.startswith(prefix) and p != real})
+        return sorted({p[len(prefix) :].split("/", 1)[0] for p in self.entries if p.startswith(prefix) and p != real})
 
     def exists(self, path: str) -> bool:
         return self.resolve(path) is not None
 
 
-def from_docker_save(archive: str | Path, keep: Callable[[str], bool] = lambda path: True) -> tuple[LayeredRootFS, dict]:
+def from_docker_save(
+    archive: str | Path, keep: Callable[[str], bool] = lambda path: True
+) -> tuple[LayeredRootFS, dict]:
     """(root file system, image config) of a `docker save` tar holding one image."""
     try:
         outer = tarfile.open(archive, mode="r:")
