@@ -173,20 +173,34 @@ def _cache_path(key: str):
 
 
 def read_base(reference: str, digest: str | None, arch: str) -> BaseFacts:
-    """The apt facts of the base image for Debian architecture arch (cached)."""
-    if digest:
-        path = _cache_path(f"{FORMAT}\0{reference}\0{digest}\0{arch}")
+    """The apt facts of the base image for Debian architecture arch (cached: by digest,
+    else by the Engine's image id, so a tag-only base is exported once per image)."""
+    from ..fsutil import atomic_write
+
+    key = f"{FORMAT}\0{reference}\0{digest}\0{arch}" if digest else None
+    if key is None:
+        image_id = _engine_image_id(reference)
+        key = f"{FORMAT}\0{image_id}\0{arch}" if image_id else None
+    if key is not None:
+        path = _cache_path(key)
         if path.is_file():
             facts = BaseFacts.from_json(path.read_text(encoding="utf-8"))
             if facts is not None and facts.arch == arch:
                 os.utime(path)
                 return facts
     facts, image_id = _from_engine(reference, arch)
-    from ..fsutil import atomic_write
-
-    key = f"{FORMAT}\0{reference}\0{digest}\0{arch}" if digest else f"{FORMAT}\0{image_id}\0{arch}"
-    atomic_write(_cache_path(key), facts.to_json())
+    atomic_write(_cache_path(key or f"{FORMAT}\0{image_id}\0{arch}"), facts.to_json())
     return facts
+
+
+def _engine_image_id(reference: str) -> str | None:
+    """The local Engine's image id of a tag-only reference, None when it has none."""
+    from ..build import docker as engine
+
+    try:
+        return str(engine.connect().api.inspect_image(reference)["Id"])
+    except Exception:  # not there, or no Engine: _from_engine says which
+        return None
 
 
 def _from_registry(reference: str, arch: str):

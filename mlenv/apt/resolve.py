@@ -390,6 +390,8 @@ class Resolver:
         native = self.u.arch
         if pinned is None and self.present_meets(Rel(name)):
             return  # the base has it
+        if pinned is not None and any(p.version == pinned for p in self.u.installed.get(name, [])):
+            return  # the base has exactly that version
         real = self.u.cands(name)
         if pinned is not None:
             for p in real:
