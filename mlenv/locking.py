@@ -11,9 +11,9 @@ Freshness is decided in three steps, cheapest first:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from .errors import LockError, SolveError, SpecError
 from .lockfile import Lock, Package, read_lock
@@ -269,8 +269,9 @@ def lock_spec(
             job.kill()
     from .apt.lock import lock_apt
 
-    apt_pkgs, apt_inputs = lock_apt(spec, image, existing, keep_platforms=keep_old, upgrade=upgrade,
-                                    upgrade_packages=upgrade_packages, offline=offline, progress=say)
+    apt_pkgs, apt_inputs, apt_warnings = lock_apt(spec, image, existing, keep_platforms=keep_old, upgrade=upgrade,
+                                                  upgrade_packages=upgrade_packages, offline=offline, progress=say)
+    warnings += apt_warnings
 
     lock = Lock(
         spec_hash=spec.spec_hash(),
@@ -322,7 +323,8 @@ def _relock_env(spec: Spec, existing: Lock, offline: bool, say: Progress | None 
     from .apt.lock import lock_apt
 
     image, warnings = resolve_image(spec, existing, offline=offline, upgrade=False)
-    apt_pkgs, apt_inputs = lock_apt(spec, image, existing, offline=offline, progress=say)
+    apt_pkgs, apt_inputs, apt_warnings = lock_apt(spec, image, existing, offline=offline, progress=say)
+    warnings += apt_warnings
     lock = Lock(
         spec_hash=spec.spec_hash(),
         python=spec.python,
@@ -365,4 +367,4 @@ def resolve_image(spec: Spec, existing: Lock | None, *, offline: bool, upgrade: 
     return image, warnings
 
 
-__all__ = ["LockResult", "Status", "lock_spec", "status", "read_existing", "SolveError", "LockError"]
+__all__ = ["LockError", "LockResult", "SolveError", "Status", "lock_spec", "read_existing", "status"]

@@ -41,6 +41,10 @@ class BaseImageError(MlenvError):
     """The base image cannot be read, or has no usable apt."""
 
 
+class BaseUnavailable(BaseImageError):
+    """The base image is neither in the local Engine nor obtainable from its registry."""
+
+
 @dataclass
 class BaseFacts:
     reference: str
@@ -231,7 +235,7 @@ def _from_engine(reference: str, arch: str) -> tuple[BaseFacts, str]:
             client.images.pull(reference)
             info = client.api.inspect_image(reference)
         except Exception as exc:
-            raise BaseImageError(
+            raise BaseUnavailable(
                 f"base image {reference} is not in the local Docker Engine and could not be pulled "
                 f"({str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__}): mlenv reads "
                 "its apt sources, keyring and dpkg status to lock [image] apt-packages",

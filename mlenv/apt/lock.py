@@ -23,6 +23,7 @@ from collections.abc import Callable
 
 from ..errors import MlenvError
 from . import DEB_ARCH, INPUT_BASE, INPUT_PACKAGES, INPUT_PLATFORMS, MANAGER, apt_platforms
+from .base import BaseUnavailable
 
 SNAPSHOT_ARCHIVES = {"debian", "debian-security", "debian-ports", "debian-debug", "debian-backports"}
 DEBIAN_HOSTS = ("deb.debian.org", "ftp.debian.org", "security.debian.org", "httpredir.debian.org")
@@ -47,14 +48,19 @@ def lock_apt(
     upgrade_packages: tuple[str, ...] = (),
     offline: bool = False,
     progress: Callable[[str], None] | None = None,
-) -> tuple[list, dict]:
-    """(apt Packages for every Linux platform of the spec, [inputs] entries)."""
+) -> tuple[list, dict, list[str]]:
+    """(apt Packages for every Linux platform of the spec, [inputs] entries, warnings).
+
+    A base pinned by tag only (its registry could not be reached: resolve_image already
+    warned) that cannot be read either leaves apt-packages unpinned, with a warning, as
+    such a lock was before mlenv pinned Debian packages; a digest-pinned base that
+    cannot be read is an error."""
     from ..lockfile import Package
 
     say = progress or (lambda msg: None)
     wanted = sorted(set(spec.apt_packages))
     if not wanted:
-        return [], {}
+        return [], {}, []
     ref = image.get("reference") or image.get("base") or spec.base_image
     digest = image.get("digest")
     linux = apt_platforms(spec.platforms)
@@ -84,12 +90,22 @@ def lock_apt(
             )
         say(f"{platform}: resolving apt packages against {ref}")
         prefer = {} if upgrade else {p.name: p.version for p in old}
-        for pkg in resolve_platform(ref, digest, arch, wanted, prefer=prefer, upgrade=moving, progress=say):
+        try:
+            resolved = resolve_platform(ref, digest, arch, wanted, prefer=prefer, upgrade=moving, progress=say)
+        except BaseUnavailable as exc:
+            if digest:
+                raise
+            note = (
+                f"{exc.message}; [image] apt-packages are left unpinned (builds install them from the mirror "
+                "as they are that day): make the base readable, then `mlenv lock --upgrade`"
+            )
+            return [], {}, [note]
+        for pkg in resolved:
             extra = {"architecture": pkg["architecture"], "size": pkg["size"]}
             if pkg.get("snapshot-url"):
                 extra["snapshot-url"] = pkg["snapshot-url"]
             packages.append(Package(MANAGER, platform, pkg["name"], pkg["version"], pkg["url"], pkg["sha256"], extra))
-    return packages, inputs
+    return packages, inputs, []
 
 
 def resolve_platform(

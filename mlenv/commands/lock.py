@@ -24,7 +24,7 @@ def _summary(spec, result) -> dict:
                 "python": info.get("python"),
                 "conda": len(lock.for_platform(plat, "conda")),
                 "pypi": len(lock.for_platform(plat, "pypi")),
-                "apt": len(lock.for_platform(plat, "apt")),
+                **({"apt": n} if (n := len(lock.for_platform(plat, "apt"))) else {}),
             }
             for plat, info in sorted(lock.platforms.items())
         },
