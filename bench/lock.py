@@ -52,9 +52,6 @@ def main() -> None:
 
     venv_bin = Path(sys.executable).parent
     mlenv = [str(venv_bin / "mlenv")]
-    if args.apt_only:
-        apt_bench(mlenv, args)
-        return
     if not args.editable:
         # What users run: a regular install (`pip install mlenv`). A dev venv's
         # editable-install finder adds ~10 ms to every start.
@@ -62,6 +59,9 @@ def main() -> None:
         run([sys.executable, "-m", "venv", str(release)])
         run([str(release / "bin" / "python"), "-m", "pip", "install", "-q", str(Path(__file__).resolve().parent.parent)])
         mlenv = [str(release / "bin" / "mlenv")]
+    if args.apt_only:
+        apt_bench(mlenv, args)
+        return
     from mlenv.solve.pypi import uv_binary
 
     uv = uv_binary()
@@ -205,10 +205,12 @@ def apt_bench(mlenv: list[str], args) -> None:
         "the local Docker Engine (`docker save`, 191 MB), InRelease fetched and checked with gpgv, the 8.8 MB "
         "Packages.xz fetched and parsed with python-debian (about 5 s of the total). Warm = those caches kept "
         "(InRelease is still fetched and verified), the lock re-resolved. mlenv from "
-        f"{'this editable venv' if args.editable or args.apt_only else 'a regular install'}.\n\n"
+        f"{'this editable venv' if args.editable else 'a regular install (pip install .) in a fresh venv'}.\n\n"
         + table(rows, ["command", "median", "runs"]) + "\n\n"
         f"- no-op `mlenv lock` with apt pins: **{noop:.0f} ms** (target < 150 ms; reads no index, starts no "
         "gpgv, asks no Docker Engine: tested with a dead proxy and no Engine)\n"
+        f"- 1-minute load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (a shared machine: "
+        "other work inflates every number here; an earlier run under heavier load measured a 246 ms no-op)\n"
     )
     print(body)
     if not args.no_write:
