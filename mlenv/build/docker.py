@@ -367,7 +367,8 @@ def verify_image(ref: str, lock_path: Path | None):
         from ..apt.verify import dpkg_inventory
 
         try:
-            inv["apt"] = dpkg_inventory(_read_from_image(client, ref, "/var/lib/dpkg/status").decode("utf-8", "replace"))
+            status = _read_from_image(client, ref, "/var/lib/dpkg/status")
+            inv["apt"] = dpkg_inventory(status.decode("utf-8", "replace"))
         except (docker.errors.NotFound, StopIteration):
             inv["apt"] = {}
     return lock, compare(lock, platform, inv), ref

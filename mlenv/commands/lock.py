@@ -72,8 +72,8 @@ def lock(spec_file, check, upgrade, upgrade_packages, platforms, offline, resolv
     # The no-op path: only tomllib, hashlib and json have been imported so far.
     from ..apt import legacy_unpinned, pins_current
 
-    if (existing is not None and existing.spec_hash == spec.spec_hash() and not (upgrade or upgrade_packages or platforms)
-            and (pins_current(existing) or legacy_unpinned(existing))):
+    fresh = existing is not None and existing.spec_hash == spec.spec_hash()
+    if fresh and not (upgrade or upgrade_packages or platforms) and (pins_current(existing) or legacy_unpinned(existing)):
         if as_json:
             from ..locking import LockResult, Status
 
