@@ -125,7 +125,7 @@ ensure_packages() {
     local need=() cmd pkg
     # command -> Debian package
     for pair in docker:docker.io dockerd:docker.io docker-registry:docker-registry \
-        debootstrap:debootstrap curl:curl setsid:util-linux; do
+        debootstrap:debootstrap curl:curl setsid:util-linux gpgv:gpgv; do
         cmd="${pair%%:*}"
         pkg="${pair#*:}"
         command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")

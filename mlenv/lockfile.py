@@ -28,11 +28,14 @@ CONDA_FIELDS = (
     "size", "timestamp", "noarch", "depends", "constrains", "license",
 )  # fmt: skip
 PYPI_FIELDS = ("name", "version", "url", "sha256", "size", "index", "requires-python")
+# A Debian package (mlenv.apt): one .deb to add to the base image.
+APT_FIELDS = ("name", "version", "architecture", "url", "sha256", "size", "snapshot-url")
+FIELDS = {"conda": CONDA_FIELDS, "pypi": PYPI_FIELDS, "apt": APT_FIELDS}
 
 
 @dataclass
 class Package:
-    manager: str  # "conda" | "pypi"
+    manager: str  # "conda" | "pypi" | "apt"
     platform: str
     name: str
     version: str
@@ -127,7 +130,7 @@ class Lock:
             out.append(f"packages = {len(self.for_platform(plat))}")
         for pkg in sorted(self.packages, key=lambda p: (p.platform, p.manager, p.name, p.version)):
             out += ["", "[[package]]", f"platform = {_s(pkg.platform)}", f"manager = {_s(pkg.manager)}"]
-            fields = CONDA_FIELDS if pkg.manager == "conda" else PYPI_FIELDS
+            fields = FIELDS.get(pkg.manager, PYPI_FIELDS)
             values = {"name": pkg.name, "version": pkg.version, "url": pkg.url, "sha256": pkg.sha256, **pkg.extra}
             for key in fields:
                 if values.get(key) not in (None, "", []):

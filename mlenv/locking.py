@@ -11,8 +11,8 @@ Freshness is decided in three steps, cheapest first:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from .errors import LockError, SolveError, SpecError
 from .lockfile import Lock, Package
@@ -193,11 +193,11 @@ def lock_spec(
     warnings: list[str] = []
     st = status(spec, existing)
     if not (upgrade or upgrade_packages or force_solve):
-        if st.state == "fresh":
+        if st.state == "fresh" and _apt_current(existing):
             return LockResult(existing, "fresh", st)
-        if st.state == "satisfied":
+        if st.state in ("fresh", "satisfied"):
             say("lock still satisfies the spec: updating without solving")
-            lock, warnings = _relock_env(spec, existing, offline)
+            lock, warnings = _relock_env(spec, existing, offline, say)
             return LockResult(lock, "rewritten", st, warnings)
     from .solve import pypi as pypi_solver
 
@@ -246,7 +246,7 @@ def lock_spec(
         plat_info: dict[str, dict] = {}
         for platform in spec.platforms:
             if platform not in to_solve:
-                packages += existing.for_platform(platform)
+                packages += [p for p in existing.for_platform(platform) if p.manager != "apt"]
                 plat_info[platform] = dict(existing.platforms[platform])
                 continue
             packages += conda_pkgs.get(platform, [])
@@ -259,15 +259,20 @@ def lock_spec(
     finally:
         for job in jobs.values():
             job.kill()
+    from .apt.lock import lock_apt
+
+    apt_pkgs, apt_inputs, apt_warnings = lock_apt(spec, image, existing, keep_platforms=keep_old, upgrade=upgrade,
+                                                  upgrade_packages=upgrade_packages, offline=offline, progress=say)
+    warnings += apt_warnings
 
     lock = Lock(
         spec_hash=spec.spec_hash(),
         python=spec.python,
         platforms=plat_info,
-        packages=packages,
+        packages=packages + apt_pkgs,
         variables=dict(spec.variables),
         image=image,
-        inputs=inputs_of(spec),
+        inputs={**inputs_of(spec), **apt_inputs},
     ).seal()
     warnings += unused_indexes(spec, packages)
     return LockResult(lock, "solved", st, warnings)
@@ -298,16 +303,28 @@ def unused_indexes(spec: Spec, packages: list[Package]) -> list[str]:
     return out
 
 
-def _relock_env(spec: Spec, existing: Lock, offline: bool) -> tuple[Lock, list[str]]:
+def _apt_current(lock: Lock | None) -> bool:
+    """The lock's apt pins answer its apt-packages and base (mlenv.apt.pins_current); a lock
+    written before mlenv pinned Debian packages counts as current (it builds as before)."""
+    from .apt import legacy_unpinned, pins_current
+
+    return lock is None or legacy_unpinned(lock) or pins_current(lock)
+
+
+def _relock_env(spec: Spec, existing: Lock, offline: bool, say: Progress | None = None) -> tuple[Lock, list[str]]:
+    from .apt.lock import lock_apt
+
     image, warnings = resolve_image(spec, existing, offline=offline, upgrade=False)
+    apt_pkgs, apt_inputs, apt_warnings = lock_apt(spec, image, existing, offline=offline, progress=say)
+    warnings += apt_warnings
     lock = Lock(
         spec_hash=spec.spec_hash(),
         python=spec.python,
         platforms={k: dict(v) for k, v in existing.platforms.items()},
-        packages=list(existing.packages),
+        packages=[p for p in existing.packages if p.manager != "apt"] + apt_pkgs,
         variables=dict(spec.variables),
         image=image,
-        inputs=inputs_of(spec),
+        inputs={**inputs_of(spec), **apt_inputs},
     ).seal()
     return lock, warnings
 

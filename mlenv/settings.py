@@ -86,3 +86,9 @@ def load() -> dict[str, str]:
 
 def get(name: str) -> str | None:
     return load().get(name)
+
+
+def ca_bundle() -> str | None:
+    """The CA bundle for a download made below the API (the apt indexes at lock time):
+    MLENV_CA_BUNDLE, else the ca-bundle setting; None: the default trust store."""
+    return os.environ.get("MLENV_CA_BUNDLE") or get("ca-bundle")

@@ -23,6 +23,7 @@ def build(
     progress: Progress | None = None,
     on_step: Progress | None = None,
     on_line: Progress | None = None,
+    on_warning: Progress | None = None,
 ) -> Image:
     """Build (or reuse) the image of mlenv.lock, tagged REPO/NAME:SHORT_HASH.
 
@@ -50,7 +51,7 @@ def build(
                          no_cache=no_cache, ca_bundle=options.ca_bundle(ca_bundle, required=False),
                          builder=options.resolve("builder", builder), dockerfile_only=dockerfile_only,
                          index_urls=options.index_urls(s), progress=say, on_step=on_step,
-                         on_line=on_line)  # fmt: skip
+                         on_line=on_line, on_warning=on_warning)  # fmt: skip
     progress_mod.finish(say, result.message)
     return Image.of(result)
 

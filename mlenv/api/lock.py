@@ -60,7 +60,10 @@ def lock(
 
     existing = read_existing(s, on_corrupt=warn)
     if existing is not None and existing.spec_hash == s.spec_hash() and not (upgrade or upgrade_packages or platforms):
-        return LockOutcome(s, existing, "fresh", warnings=warnings)
+        from ..apt import legacy_unpinned, pins_current
+
+        if pins_current(existing) or legacy_unpinned(existing):
+            return LockOutcome(s, existing, "fresh", warnings=warnings)
 
     from . import progress as progress_mod
     from ..locking import lock_spec

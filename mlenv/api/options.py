@@ -22,7 +22,7 @@ def resolve(name: str, value: str | None) -> str | None:
         return env
     from .. import settings
 
-    return settings.get(name)
+    return settings.get(name)  # one precedence: mlenv.settings.ca_bundle() is the same rule below the API
 
 
 def ca_bundle(value: str | None, *, required: bool = True) -> str | None:

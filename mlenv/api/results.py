@@ -23,6 +23,7 @@ def _counts(lock: Lock) -> dict:
             "python": info.get("python"),
             "conda": len(lock.for_platform(plat, "conda")),
             "pypi": len(lock.for_platform(plat, "pypi")),
+            **({"apt": n} if (n := len(lock.for_platform(plat, "apt"))) else {}),
         }
         for plat, info in sorted(lock.platforms.items())
     }
@@ -96,7 +97,8 @@ class LockOutcome:
     def lines(self) -> list[str]:
         if self.action == "fresh":
             return []
-        counts = ", ".join(f"{p}: {c['conda']} conda + {c['pypi']} pypi" for p, c in _counts(self.lock).items())
+        counts = ", ".join(f"{p}: {c['conda']} conda + {c['pypi']} pypi" + (f" + {c['apt']} apt" if c.get("apt") else "")
+                           for p, c in _counts(self.lock).items())  # fmt: skip
         verb = {"solved": "Locked", "rewritten": "Updated"}.get(self.action, "Unchanged") if self.changed else "Unchanged"
         out = [f"{verb} {self.spec.name} -> {self.path.name} ({counts})"]
         if self.previous_hash and self.previous_hash != self.lock.content_hash:

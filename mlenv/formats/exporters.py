@@ -364,6 +364,11 @@ def azureml_dict(spec, lock, platform: str, notes: list[str], *, version: str | 
         tags["mlenv.python"] = spec.python
     if variables:
         tags["mlenv.variables"] = json.dumps(variables, sort_keys=True, separators=(",", ":"))
+    apt = apt_pins(lock, platform) or sorted(set(lock.image.get("apt-packages", [])))
+    if apt:  # an Azure ML environment has no apt field: the pins travel in a tag
+        tags["mlenv.apt-packages"] = " ".join(apt)
+        notes.append("Azure ML environments cannot install apt packages; the pinned [image] apt-packages are kept in "
+                     "the tag mlenv.apt-packages (build the image with `mlenv build` and register it to get them)")
     data["tags"] = tags
     return data
 
@@ -402,7 +407,8 @@ def dockerfile(spec, lock, platform=None) -> Exported:
                      "in the build cache of this single-stage Dockerfile; `mlenv build` keeps them out of the image)")
     out = _header(spec, lock, platform, "Dockerfile (standalone, single stage)")
     out += [f"FROM {base}"]
-    apt = sorted(set(lock.image.get("apt-packages", [])))
+    # the lock's whole apt closure, each pinned name=version (a lock from before apt pinning: the names)
+    apt = apt_pins(lock, platform) or sorted(set(lock.image.get("apt-packages", [])))
     if apt:
         out.append("RUN apt-get update \\\n && apt-get install -y --no-install-recommends " + " ".join(apt)
                    + " \\\n && rm -rf /var/lib/apt/lists/*")
@@ -416,6 +422,11 @@ def dockerfile(spec, lock, platform=None) -> Exported:
     out += list(lock.image.get("steps", []))
     out.append(f'LABEL org.mlenv.content-hash="{lock.content_hash}" org.mlenv.name="{spec.name}"')
     return Exported("\n".join(out) + "\n", notes)
+
+
+def apt_pins(lock, platform: str) -> list[str]:
+    """`name=version` of every locked Debian package of the platform, sorted."""
+    return sorted(f"{p.name}={p.version}" for p in lock.for_platform(platform, "apt"))
 
 
 def _sh_quote(value: str) -> str:

@@ -82,6 +82,7 @@ def build_image(
     progress: Progress | None = None,
     on_step: Progress | None = None,
     on_line: Progress | None = None,
+    on_warning: Progress | None = None,
 ) -> ImageResult:
     """Build (or reuse) the image of a current, verified lock, tagged REPO/NAME:SHORT_HASH.
     index_urls: credentialed index URLs (in memory only) for the host-side downloads."""
@@ -108,9 +109,16 @@ def build_image(
                          hint="pass an existing PEM file to --ca-bundle (or fix MLENV_CA_BUNDLE / the ca-bundle setting)")  # fmt: skip
     from ..installing import artifact
 
+    from ..apt import legacy_unpinned
+    from ..apt.fetch import fetch_debs
+
+    if legacy_unpinned(lock) and on_warning:
+        on_warning(f"{spec.lock_path.name} does not pin [image] apt-packages (written before mlenv locked Debian "
+                   "packages): the image gets what the mirror has today; `mlenv lock --upgrade` pins them")  # fmt: skip
     pkgs = lock.for_platform(platform, "conda") + lock.for_platform(platform, "pypi")
     artifacts = fetch_artifacts([artifact(p) for p in pkgs], index_urls=index_urls, ca_bundle=ca_bundle,
                                 progress=progress)  # fmt: skip
+    artifacts.update(fetch_debs(lock.for_platform(platform, "apt"), ca_bundle=ca_bundle, progress=progress))
     chosen = choose(builder)
     result.builder = chosen.name
     secrets = [u.split("://", 1)[-1].split("@", 1)[0] for u in index_urls if "@" in u]

@@ -90,6 +90,7 @@ def make_plan(spec, lock, platform: str, *, ca_bundle: bool, artifacts: dict[str
         has_pypi=bool(pypi),
         needs_env=bool(conda) or needs_interpreter(lock, platform),
         apt_packages=list(lock.image.get("apt-packages", [])),
+        debs=lock.for_platform(platform, "apt"),
         variables=dict(lock.variables),
         steps=list(lock.image.get("steps", [])),
         ca_bundle=ca_bundle,
@@ -181,7 +182,7 @@ def served_files(lock, plan: Plan, *, ca_bundle: str | None, artifacts: dict[str
 
     from ..installing import plan_for
 
-    served: dict[str, bytes | Path] = {}
+    served: dict[str, bytes | Path] = {f"/a/{pkg.sha256}": artifacts[pkg.sha256] for pkg in plan.debs}  # apt step
     if not plan.needs_env:
         return served
     tools = runtime_files()

@@ -119,6 +119,7 @@ class Plan:
     rattler_wheel_sha: str = ""  # not tools_inline, conda: the target's py-rattler wheel
     rattler_sha: str = ""  # sha256 of the py-rattler tar (conda)
     env_plan_sha: str = ""
+    debs: list = field(default_factory=list)  # the lock's apt packages of this platform (lockfile.Package)
 
     @property
     def needs_ca(self) -> bool:
@@ -165,14 +166,15 @@ def pypi_hook(p: Plan) -> Hook:
 
 
 def apt_hook(p: Plan) -> Hook:
+    """The locked .debs, fetched from the artifact server and installed with apt-get,
+    no index read (mlenv.apt.fetch); a lock from before apt pinning: apt-get, unpinned."""
+    from ..apt.fetch import install_step, legacy_step
+
+    if p.debs:
+        return Hook("apt", final=[install_step(p.debs, p.server)])
     if not p.apt_packages:
         return Hook("apt")
-    pkgs = " ".join(sorted(set(p.apt_packages)))
-    return Hook("apt", final=[
-        "RUN apt-get -o Acquire::Retries=3 update -q"
-        f" && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends {pkgs}"
-        " && rm -rf /var/lib/apt/lists/*"
-    ])  # fmt: skip
+    return Hook("apt", final=[legacy_step(p.apt_packages)])
 
 
 def env_vars_hook(p: Plan) -> Hook:
@@ -270,6 +272,8 @@ def describe(step: str) -> str:
     m = re.search(r'"--step", "([^"]+)"\]', step)
     if m:
         return f"{where}install the env" if m.group(1) == "env" else f"{where}install PyPI group {m.group(1)}"
+    if "/tmp/mlenv-apt" in step:
+        return f"{where}install {step.count('.deb SHA256:')} Debian packages"
     m = re.search(r'"/tmp", "([^"]+)", "\d+", "([^"]+)"\]$', step)
     if m:
         return f"{where}copy {m.group(2)} into {m.group(1)}"

@@ -45,7 +45,12 @@ def verify_image(ref: str, lock_path: Path | None) -> tuple[Lock, list[Differenc
                 raise MlenvError(f"could not read the installed packages of {ref}") from None
         else:
             inv = {"conda": _conda_records(engine, ref), "pypi": {}}
-    return lock, compare({m: exp.get(m, {}) for m in ("conda", "pypi")}, inv)
+        if exp.get("apt"):  # the image's dpkg versions (mlenv.apt.verify)
+            from ..apt.verify import dpkg_inventory
+
+            status = engine.read_file(ref, "/var/lib/dpkg/status")
+            inv["apt"] = dpkg_inventory(status.decode("utf-8", "replace")) if status else {}
+    return lock, compare({m: exp.get(m, {}) for m in ("conda", "pypi", "apt")}, inv)
 
 
 def _conda_records(engine: DockerEngine, ref: str) -> dict:

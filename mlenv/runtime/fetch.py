@@ -67,7 +67,7 @@ def artifact_filename(artifact: Artifact) -> str:
 
 
 def kind(artifact: Artifact) -> str:
-    return "conda package" if artifact.manager == "conda" else "PyPI package"
+    return {"conda": "conda package", "apt": "Debian package"}.get(artifact.manager, "PyPI package")
 
 
 def mismatch(artifact: Artifact, got: str, where: str) -> InstallError:

@@ -150,6 +150,8 @@ def compare(expected: dict[str, dict[str, str]], inv: dict) -> list[Difference]:
     """expected: manager -> {name: version} (PyPI names normalized) against an inventory."""
     diffs: list[Difference] = []
     for manager in sorted(set(expected) | {"conda", "pypi"}):
+        if manager == "apt" and "apt" not in inv:
+            continue  # a prefix has no dpkg database; an image reports its own (mlenv.apt.verify)
         want = expected.get(manager, {})
         have = inv.get(manager, {})
         for name, version in sorted(want.items()):
@@ -160,6 +162,8 @@ def compare(expected: dict[str, dict[str, str]], inv: dict) -> list[Difference]:
                 diffs.append(Difference(manager, name, "version", expected=version, found=got.get("version")))
             elif got.get("missing_files"):
                 diffs.append(Difference(manager, name, "files", expected=version, files=list(got["missing_files"])))
+        if manager == "apt":
+            continue  # the base image's own Debian packages are not extra
         for name in sorted(set(have) - set(want)):
             diffs.append(Difference(manager, name, "extra", found=have[name].get("version")))
     return diffs

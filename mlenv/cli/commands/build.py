@@ -40,7 +40,8 @@ def build(spec_file, repository, push, force, no_cache, ca_bundle, platform, doc
     with ProgressLine(quiet or as_json, "building…") as display:
         result = api.build(spec_file, repository=repository, push=push, force=force, no_cache=no_cache,
                            ca_bundle=ca_bundle, platform=platform, builder=builder, dockerfile_only=dockerfile_only,
-                           progress=display, on_step=display.step, on_line=display.line)  # fmt: skip
+                           progress=display, on_step=display.step, on_line=display.line,
+                           on_warning=None if quiet else warn)  # fmt: skip
     if as_json:
         emit_json(result.to_json())
     elif not quiet:

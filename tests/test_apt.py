@@ -1,0 +1,304 @@
+"""Debian packages locked and installed for real: the test base image
+(mlenv-test/debian-python:bookworm, in the local Engine and the local registry),
+deb.debian.org, gpgv, both builders, the daemonless unpacker."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import uuid
+from pathlib import Path
+
+import pytest
+
+from mlenv.lockfile import read_lock
+
+pytestmark = [pytest.mark.network, pytest.mark.docker]
+WANT = ["libgomp1", "curl"]
+
+
+def mlenv(*args, cwd, env=None):
+    full = {k: v for k, v in os.environ.items() if k != "MLENV_CA_BUNDLE"}
+    full.update(env or {})
+    return subprocess.run([sys.executable, "-m", "mlenv.cli", *args], cwd=cwd, capture_output=True, text=True, env=full)
+
+
+def ok(proc):
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+def one_line_error(proc, *needles):
+    assert proc.returncode == 2, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error: ")]  # after any progress lines
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    for needle in needles:
+        assert needle in lines[0], proc.stderr
+    return lines[0]
+
+
+def project(d: Path, base: str, apt, name: str) -> Path:
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "mlenv.toml").write_text(
+        f'[environment]\nname = "{name}"\nplatforms = ["linux-64"]\n\n'
+        f'[image]\nbase = "{base}"\napt-packages = {json.dumps(list(apt))}\n'
+    )
+    return d
+
+
+@pytest.fixture(scope="module")
+def locked(tmp_path_factory, base_image_remote):
+    d = project(tmp_path_factory.mktemp("apt-lock"), base_image_remote, WANT, "apt-test")
+    ok(mlenv("lock", cwd=d))
+    return d
+
+
+def debs(lock, platform="linux-64"):
+    return {p.name: p for p in lock.for_platform(platform, "apt")}
+
+
+def test_lock_pins_the_closure_with_urls_hashes_and_snapshot_urls(locked, base_image_remote):
+    lock = read_lock(locked / "mlenv.lock")
+    got = debs(lock)
+    assert {"libgomp1", "curl", "libcurl4"} <= set(got)
+    assert "libc6" not in got and "python3" not in got  # the base has them
+    for p in got.values():
+        assert p.url.startswith("http://deb.debian.org/debian/pool/main/") and p.url.endswith(
+            f"_{p.get('architecture')}.deb"
+        )
+        assert len(p.sha256) == 64 and p.get("size") > 0 and p.get("architecture") in ("amd64", "all")
+        assert p.get("snapshot-url").startswith("https://snapshot.debian.org/archive/debian/")
+        assert p.get("snapshot-url").endswith(p.url.split("/debian/", 1)[1])
+    assert got["curl"].version == got["libcurl4"].version  # curl Depends: libcurl4 (= its version)
+    assert lock.inputs["apt-base"] == lock.image["reference"] and lock.inputs["apt-packages"] == sorted(WANT)
+
+
+def test_relock_is_deterministic_and_the_noop_reads_no_index(locked, tmp_path):
+    before = (locked / "mlenv.lock").read_bytes()
+    # a second lock of the same spec in another directory: same bytes
+    other = project(
+        tmp_path / "again", read_lock(locked / "mlenv.lock").image["base"], list(reversed(WANT)), "apt-test"
+    )
+    ok(mlenv("lock", cwd=other))
+    again = read_lock(other / "mlenv.lock")
+    assert again.content_hash == read_lock(locked / "mlenv.lock").content_hash  # apt-packages order does not count
+    # the no-op: no network (a dead proxy), no gpgv, no docker: still current, nothing written
+    dead = {
+        "http_proxy": "http://127.0.0.1:9",
+        "https_proxy": "http://127.0.0.1:9",
+        "MLENV_GPGV": "/nonexistent",
+        "DOCKER_HOST": "unix:///nonexistent.sock",
+    }
+    proc = ok(mlenv("lock", cwd=locked, env=dead))
+    assert "up to date" in proc.stderr
+    assert (locked / "mlenv.lock").read_bytes() == before
+
+
+def test_upgrade_package_moves_one_package_and_what_it_needs(locked, tmp_path):
+    from dataclasses import replace
+
+    lock = read_lock(locked / "mlenv.lock")
+    d = tmp_path / "up"
+    d.mkdir()
+    (d / "mlenv.toml").write_bytes((locked / "mlenv.toml").read_bytes())
+    old = "7.88.1-10+deb12u0"  # a pin the mirror no longer has (as if superseded since)
+    lock.packages = [replace(p, version=old) if p.name in ("curl", "libcurl4") else p for p in lock.packages]
+    lock.seal().write(d / "mlenv.lock")
+    ok(mlenv("lock", cwd=d))  # pins kept while they satisfy the spec
+    assert debs(read_lock(d / "mlenv.lock"))["curl"].version == old
+    ok(mlenv("lock", "--upgrade-package", "curl", cwd=d))
+    new = debs(read_lock(d / "mlenv.lock"))
+    fresh = debs(read_lock(locked / "mlenv.lock"))
+    assert new["curl"].version == new["libcurl4"].version == fresh["curl"].version != old
+    assert {n: p.version for n, p in new.items()} == {n: p.version for n, p in fresh.items()}
+
+
+# --- bad input: one line, nothing written ------------------------------------------------------------------
+
+
+def test_unknown_and_other_architecture_packages(tmp_path, base_image_remote):
+    d = project(tmp_path / "unknown", base_image_remote, ["libgomp1", "no-such-package-mlenv"], "apt-bad")
+    one_line_error(mlenv("lock", cwd=d), "no package named no-such-package-mlenv for amd64")
+    assert not (d / "mlenv.lock").exists()
+    d = project(tmp_path / "arch", base_image_remote, ["grub-efi-arm64-bin"], "apt-arch")  # built for arm64 only
+    one_line_error(mlenv("lock", cwd=d), "no package named grub-efi-arm64-bin for amd64")
+    assert not (d / "mlenv.lock").exists()
+
+
+def derived(docker_client, base_image: str, dockerfile: str) -> str:
+    tag = f"mlenv-test-apt/{uuid.uuid4().hex[:10]}:1"
+    ctx = io.BytesIO()
+    with tarfile.open(fileobj=ctx, mode="w") as tar:
+        data = f"FROM {base_image}\n{dockerfile}\n".encode()
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    ctx.seek(0)
+    docker_client.images.build(fileobj=ctx, custom_context=True, tag=tag, network_mode="host", rm=True)
+    return tag
+
+
+def test_a_keyring_that_does_not_vouch_for_the_index_is_refused(tmp_path, docker_client, base_image):
+    tag = derived(
+        docker_client,
+        base_image,
+        "RUN rm -f /etc/apt/trusted.gpg.d/* && cp "
+        "/usr/share/keyrings/debian-archive-removed-keys.gpg /etc/apt/trusted.gpg.d/removed.gpg",
+    )
+    try:
+        d = project(tmp_path / "key", tag, ["libgomp1"], "apt-key")
+        one_line_error(mlenv("lock", cwd=d), "InRelease: signature check failed")
+        assert not (d / "mlenv.lock").exists()
+    finally:
+        docker_client.images.remove(tag, force=True)
+
+
+def test_a_tampered_inrelease_fails_gpgv(locked):
+    from mlenv.apt.archive import ArchiveError, fetch, keyring_bytes, verify_clearsigned
+    from mlenv.apt.base import read_base
+
+    lock = read_lock(locked / "mlenv.lock")
+    facts = read_base(lock.image["reference"], lock.image["digest"], "amd64")  # cached by the lock
+    rings = [keyring_bytes(v) for k, v in sorted(facts.keyrings.items()) if k.startswith("/etc/apt/trusted.gpg")]
+    data = fetch("http://deb.debian.org/debian/dists/bookworm/InRelease")
+    assert b"Codename: bookworm" in verify_clearsigned(data, rings)
+    tampered = data.replace(b"Codename: bookworm", b"Codename: bookwork", 1)
+    with pytest.raises(ArchiveError, match="BAD signature"):
+        verify_clearsigned(tampered, rings)
+
+
+def test_a_base_without_apt_is_refused(tmp_path, docker_client):
+    tag = f"mlenv-test-apt/noapt-{uuid.uuid4().hex[:10]}:1"
+    tar = io.BytesIO()
+    with tarfile.open(fileobj=tar, mode="w") as t:
+        info = tarfile.TarInfo("etc/hostname")
+        info.size = 5
+        t.addfile(info, io.BytesIO(b"tiny\n"))
+    docker_client.api.import_image_from_data(tar.getvalue(), repository=tag.split(":")[0], tag="1")
+    try:
+        d = project(tmp_path / "noapt", tag, ["libgomp1"], "apt-noapt")
+        one_line_error(mlenv("lock", cwd=d), "has no dpkg database")
+        assert not (d / "mlenv.lock").exists()
+    finally:
+        docker_client.images.remove(tag, force=True)
+
+
+def _sealed_copy(locked: Path, d: Path, name: str, **change) -> Path:
+    from dataclasses import replace
+
+    d.mkdir(parents=True)
+    (d / "mlenv.toml").write_bytes((locked / "mlenv.toml").read_bytes())
+    lock = read_lock(locked / "mlenv.lock")
+    extra = change.pop("extra", None)
+    lock.packages = [
+        replace(p, **change, extra=extra if extra is not None else p.extra) if p.name == name else p
+        for p in lock.packages
+    ]
+    lock.seal().write(d / "mlenv.lock")
+    return d
+
+
+def test_a_deb_whose_sha256_does_not_match_is_refused(locked, tmp_path):
+    fake = tmp_path / "curl.deb"
+    fake.write_bytes(b"not the locked curl")
+    cache = tmp_path / "cache"
+    d = _sealed_copy(locked, tmp_path / "sha", "curl", url=fake.as_uri())
+    line = one_line_error(
+        mlenv("build", "--repository", "mlenv-test-apt", cwd=d, env={"XDG_CACHE_HOME": str(cache)}),
+        "sha256 mismatch for Debian package curl",
+    )
+    assert hashlib.sha256(b"not the locked curl").hexdigest() in line
+
+
+def test_a_superseded_deb_names_itself_and_the_way_out(locked, tmp_path):
+    gone = "http://deb.debian.org/debian/pool/main/c/curl/curl_7.88.1-0mlenv_amd64.deb"
+    d = _sealed_copy(locked, tmp_path / "gone", "curl", url=gone, sha256="ab" * 32)
+    proc = mlenv("build", "--repository", "mlenv-test-apt", cwd=d, env={"XDG_CACHE_HOME": str(tmp_path / "cache")})
+    one_line_error(proc, "Debian package curl", "no longer at " + gone, "superseded")
+    assert "mlenv lock --upgrade-package curl" in proc.stderr
+
+
+# --- builds ----------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _buildkit_cli(request):
+    callspec = getattr(request.node, "callspec", None)
+    if callspec is not None and callspec.params.get("builder") == "buildkit":
+        from plugin_docker import _unavailable
+
+        from mlenv.image.buildkit import find_cli
+
+        if find_cli() is None:
+            _unavailable("no docker CLI on PATH builds with BuildKit")
+
+
+@pytest.mark.parametrize("builder", ["buildkit", "classic"])
+def test_build_installs_exactly_the_locked_debs(locked, docker_client, builder):
+    repo = f"mlenv-test-apt-{builder}-{uuid.uuid4().hex[:6]}"
+    result = json.loads(
+        ok(mlenv("build", "--json", "--force", "--builder", builder, "--repository", repo, cwd=locked)).stdout
+    )
+    ref = result["image"]
+    try:
+        lock = read_lock(locked / "mlenv.lock")
+        want = {n: p.version for n, p in debs(lock).items()}
+        out = docker_client.containers.run(
+            ref, ["dpkg-query", "-W", "-f", "${Package} ${Version}\\n", *sorted(want)], network_mode="none", remove=True
+        ).decode()
+        assert dict(ln.split(" ", 1) for ln in out.strip().splitlines()) == want
+        script = (
+            "find /var/lib/apt/lists -type f ! -name lock; find / -xdev -name '*.deb'; ls /tmp;"
+            " curl --version | head -1"
+        )
+        out = docker_client.containers.run(ref, ["sh", "-c", script], network_mode="none", remove=True).decode()
+        assert out.strip().startswith("curl 7.88.1"), out  # no lists, no .deb, nothing left in /tmp
+        from mlenv.runtime.fetch import artifact_cache_dir, sha256_file
+
+        for p in debs(lock).values():  # the .debs that were served are the locked bytes
+            assert sha256_file(artifact_cache_dir() / p.sha256) == p.sha256
+        ok(mlenv("verify", "--image", ref, cwd=locked))
+        bad = mlenv(
+            "verify", "--image", read_lock(locked / "mlenv.lock").image["reference"], "--lock", "mlenv.lock", cwd=locked
+        )
+        assert bad.returncode == 1 and "apt: missing curl" in bad.stdout
+    finally:
+        docker_client.images.remove(ref, force=True)
+
+
+def test_daemonless_unpack_matches_what_dpkg_does(locked, tmp_path, docker_client):
+    """mlenv.image.debs on libgomp1 + curl's closure: the files, dpkg's info entries, and a
+    status file byte-identical to the one dpkg writes when the classic builder installs them."""
+    from mlenv.apt.base import read_base
+    from mlenv.image.debs import UnpackError, script_verdict, unpack_debs
+    from mlenv.runtime.fetch import artifact_cache_dir
+
+    lock = read_lock(locked / "mlenv.lock")
+    ok(mlenv("build", "--builder", "classic", "--repository", "mlenv-test-apt-dl", cwd=locked))
+    ref = f"mlenv-test-apt-dl/apt-test:{lock.short_hash}"
+    try:
+        dpkg_status = docker_client.containers.run(
+            ref, ["cat", "/var/lib/dpkg/status"], network_mode="none", remove=True
+        ).decode()
+    finally:
+        docker_client.images.remove(ref, force=True)
+    facts = read_base(lock.image["reference"], lock.image["digest"], "amd64")
+    files = [artifact_cache_dir() / p.sha256 for p in debs(lock).values()]
+    got = unpack_debs(files, tmp_path / "stage", base_status=facts.status)
+    stage = tmp_path / "stage"
+    assert got.status == dpkg_status == (stage / "var/lib/dpkg/status").read_text()
+    assert (stage / "usr/lib/x86_64-linux-gnu/libgomp.so.1").is_symlink()
+    assert (stage / "usr/bin/curl").stat().st_mode & 0o111
+    listing = (stage / "var/lib/dpkg/info/libgomp1:amd64.list").read_text().splitlines()
+    assert listing[0] == "/." and "/usr/lib/x86_64-linux-gnu/libgomp.so.1" in listing
+    assert (stage / "var/lib/dpkg/info/curl.md5sums").is_file()  # curl is not Multi-Arch: same
+    assert got.scripts["libgomp1"] == ["triggers"] and "ldconfig" in got.allowed["libgomp1"]
+    assert "curl" not in got.scripts
+    assert script_verdict("postinst", b"#!/bin/sh\nset -e\nupdate-alternatives --install x\n") is None
+    with pytest.raises(UnpackError):
+        unpack_debs([tmp_path / "stage" / "var/lib/dpkg/status"], tmp_path / "stage2")
