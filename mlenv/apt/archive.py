@@ -353,7 +353,7 @@ def fetch_index(release: Release, path: str, sha: str, size: int) -> bytes:
         data = fetch(url, timeout=300)
         if len(data) != size or hashlib.sha256(data).hexdigest() != sha:
             raise ArchiveError(f"{url}: size/sha256 do not match the signed Release (a mirror mid-update? try again)")
-        from ..fsutil import atomic_write
+        from ..runtime.fsutil import atomic_write
 
         atomic_write(cached, data)
     return decompress(data, path)
@@ -418,7 +418,7 @@ def packages_records(release: Release, component: str, arch: str) -> list[dict[s
         except (OSError, ValueError):
             pass
     records = parse_packages(fetch_index(release, path, sha, size), f"{release.source.dist_url}{path}")
-    from ..fsutil import atomic_write
+    from ..runtime.fsutil import atomic_write
 
     atomic_write(
         parsed,

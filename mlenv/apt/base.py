@@ -179,7 +179,7 @@ def _cache_path(key: str):
 def read_base(reference: str, digest: str | None, arch: str) -> BaseFacts:
     """The apt facts of the base image for Debian architecture arch (cached: by digest,
     else by the Engine's image id, so a tag-only base is exported once per image)."""
-    from ..fsutil import atomic_write
+    from ..runtime.fsutil import atomic_write
 
     key = f"{FORMAT}\0{reference}\0{digest}\0{arch}" if digest else None
     if key is None:
