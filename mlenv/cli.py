@@ -31,6 +31,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "unarchive": ("registry", "unarchive", "Undo archive."),
     "restore": ("registry", "restore", "Bring back the spec and lock of a registered version."),
     "gc": ("registry", "gc", "Remove local mlenv images nothing references."),
+    "search": ("search", "search", "Find every registered version that holds a package."),
+    "ui": ("ui", "ui", "Serve (or export) a read-only web catalog of a registry."),
     "export": ("formats", "export", "Export mlenv.lock to another format."),
     "curated": ("curated", "curated", "The curated environment catalog."),
     "cache": ("cache", "cache", "Show, prune or clean mlenv's host caches."),

@@ -249,21 +249,10 @@ def versions(name, registry_url, show_all, as_json):
 
 
 def _read_verified(reg, v):
-    """(spec bytes, lock bytes, Lock) of a version, every hash checked."""
-    from ..lockfile import loads_lock
-    from ..registry.base import RegistryError
+    """(spec bytes, lock bytes, Lock) of a version, every hash checked (mlenv.registry.verify)."""
+    from ..registry.verify import read_verified
 
-    spec_bytes, lock_bytes = reg.read(v)
-    if _sha256(spec_bytes) != v.spec_sha256 or _sha256(lock_bytes) != v.lock_sha256:
-        raise RegistryError(f"{v.ref}: stored files do not match their recorded sha256; refusing to use them")
-    try:
-        lock = loads_lock(lock_bytes.decode("utf-8"), f"{v.ref}:mlenv.lock")
-    except UnicodeDecodeError:
-        raise RegistryError(f"{v.ref}: the stored lock is not UTF-8 text (corrupt)") from None
-    if lock.content_hash != v.content_hash:
-        raise RegistryError(f"{v.ref}: the stored lock has content hash {lock.content_hash[:19]}…, "
-                            f"the registry recorded {v.content_hash[:19]}…; refusing to use it")
-    return spec_bytes, lock_bytes, lock
+    return read_verified(reg, v)
 
 
 @click.command()

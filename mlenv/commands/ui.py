@@ -1,0 +1,94 @@
+"""`mlenv ui`: serve (or export) a read-only web catalog of a registry (mlenv.ui)."""
+
+from __future__ import annotations
+
+import click
+
+from .registry import registry_option
+
+
+@click.command()
+@registry_option
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    metavar="ADDR",
+    help="Address to listen on. Another than loopback makes the catalog reachable by others.",
+)
+@click.option(
+    "--port",
+    default=8040,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    metavar="N",
+    help="Port to listen on (0: any free port; the URL is printed).",
+)
+@click.option(
+    "--export",
+    "export_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    metavar="DIR",
+    help="Write the catalog as a static site into DIR instead of serving it.",
+)
+@click.option(
+    "--curated",
+    "curated_dir",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    metavar="DIR",
+    help="A curated catalog directory (catalog.toml + specs + locks) instead of the one mlenv ships.",
+)
+@click.option(
+    "--image-layers",
+    type=click.Choice(["auto", "always", "never"]),
+    default="auto",
+    show_default=True,
+    help="Read pushed images' layer sizes from their registry: auto = only from the OCI registry being "
+    "browsed, always = from any registry a version names, never.",
+)
+@click.option(
+    "--refresh",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(0),
+    metavar="SECONDS",
+    help="Server: reuse the list of versions for this long before asking the registry again.",
+)
+def ui(registry_url, host, port, export_dir, curated_dir, image_layers, refresh):
+    """Serve a read-only web catalog of a registry: environments, versions (spec,
+    packages, image, sizes), diffs, the curated catalog and package search.
+
+    Binds to 127.0.0.1 unless --host says otherwise; answers GET and HEAD only.
+    With --export DIR, writes the same catalog as static files instead (docs/ui.md).
+    """
+    from pathlib import Path
+
+    from ..ui.catalog import Catalog
+
+    if export_dir:
+        from ..ui.export import export
+
+        with Catalog.open(
+            registry_url, curated_dir=curated_dir, image_layers=image_layers, ttl=float("inf")
+        ) as catalog:
+            report = export(catalog, Path(export_dir))
+        for problem in report.problems:
+            click.echo(f"warning: {problem}", err=True)
+        click.echo(f"exported {report.files} files to {report.directory} (open {report.directory / 'index.html'})")
+        return
+    from ..ui.server import bind, serve
+
+    catalog = Catalog.open(registry_url, curated_dir=curated_dir, image_layers=image_layers, ttl=refresh)
+    sock = bind(host, port)
+    shown = f"[{host}]" if ":" in host else host
+    url = f"http://{shown}:{sock.getsockname()[1]}/"
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        click.echo(f"warning: listening on {host}: anyone who can reach this address can read the catalog", err=True)
+    click.echo(f"serving {catalog.label} at {url} (read-only; Ctrl-C stops)", err=False)
+    try:
+        serve(catalog, sock, host=host)
+    finally:
+        catalog.close()
+        sock.close()
