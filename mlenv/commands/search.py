@@ -15,8 +15,9 @@ from .registry import _created, json_option, registry_option
 @registry_option
 @click.option("--platform", default=None, metavar="PLATFORM", help="Only this platform (e.g. linux-64).")
 @click.option("--all", "include_archived", is_flag=True, help="Include archived versions.")
+@click.option("--reindex", is_flag=True, help="Rebuild the derived search index from the (verified) locks first.")
 @json_option
-def search(query, registry_url, platform, include_archived, as_json):
+def search(query, registry_url, platform, include_archived, reindex, as_json):
     """Find every environment version whose lock holds a package: `numpy`,
     `numpy==1.26.4`, `urllib3<2.2.2`, `conda:openssl>=3`, `pypi:torch~=2.5`.
 
@@ -27,6 +28,8 @@ def search(query, registry_url, platform, include_archived, as_json):
     from ..ui.catalog import Catalog
 
     with Catalog.open(registry_url) as catalog:
+        if reindex:
+            catalog.reindex()
         result = catalog.search(query, platform=platform, include_archived=include_archived)
         registry = catalog.label
     if as_json:

@@ -146,9 +146,9 @@ class Catalog:
         return "local registry" if self.local else strip_credentials(self.registry.url)
 
     @property
-    def registry_option(self) -> str:
+    def registry_args(self) -> list[str]:
         """What `mlenv restore` needs to find this registry (nothing for a local one: it is the reader's)."""
-        return "" if self.local else f" --registry {self.label}"
+        return [] if self.local else ["--registry", self.label]
 
     # --- lists (the registry's index; no lock is read) ---------------------------
     def listing(self) -> dict[str, list[Version]]:
@@ -372,6 +372,12 @@ class Catalog:
     def _archived(self, ref: str) -> bool:
         name, _, number = ref.partition("@")
         return any(v.archived for v in self.listing().get(name, []) if str(v.version) == number)
+
+    def reindex(self) -> None:
+        """Throw the derived search index away; the next search rebuilds it from verified locks."""
+        with self._lock:
+            self.index.discard()
+            self._failed.clear()
 
     def corpus(self, *, include_archived: bool = True) -> tuple[list[Version], list[Row], list[tuple[str, str]]]:
         """Everything search looks at: the versions whose locks are indexed (and agree with

@@ -57,6 +57,14 @@ def environment() -> jinja2.Environment:
     return env
 
 
+def shell(*words: str) -> str:
+    """A command to copy into a POSIX shell: every word quoted where it needs it, so a
+    name from the registry (`x; rm -rf ~`) stays one argument."""
+    import shlex
+
+    return shlex.join(words)
+
+
 def diff_pairs(numbers: list[int]) -> list[tuple[int, int]]:
     """The diffs the export renders for one name: every pair while there are few versions,
     else each version against the previous one and against the newest."""
@@ -105,7 +113,7 @@ class Site:
             e=c.entry,
             lock=lock,
             spec_text=c.spec_text,
-            init_cmd=f"mlenv init --curated {c.entry.name} --name my-env",
+            init_cmd=shell("mlenv", "init", "--curated", c.entry.name, "--name", "my-env"),
             views=platforms(lock) if lock else [],
             size_charts=self._size_charts(lock) if lock else [],
         )
@@ -141,7 +149,7 @@ class Site:
             size_charts=self._size_charts(lock),
             base=base,
             base_digest=lock.image.get("digest"),
-            restore_cmd=f"mlenv restore {v.name}@{v.version}{self.catalog.registry_option}",
+            restore_cmd=shell("mlenv", "restore", f"{v.name}@{v.version}", *self.catalog.registry_args),
             pull_cmd=self._pull_cmd(v),
             others=[x for x in d.siblings if x.version != number],
             pairs=pairs,
@@ -155,11 +163,12 @@ class Site:
         return self._diff(va, vb, paths.diff(name, a, b))
 
     def compare(self, a_text: str, b_text: str) -> tuple[str | None, str]:
-        """(redirect target, "") for two versions of one name (their diff page), else
-        (None, html of the diff at compare.html)."""
+        """(redirect target, "") for two versions of one name (their diff page, older first,
+        as the export has them), else (None, html of the diff at compare.html)."""
         va, vb = self.catalog.resolve(a_text), self.catalog.resolve(b_text)
         if va.name == vb.name and va.version != vb.version:
-            return paths.diff(va.name, va.version, vb.version), ""
+            lo, hi = sorted((va.version, vb.version))
+            return paths.diff(va.name, lo, hi), ""
         return None, self._diff(va, vb, paths.COMPARE)
 
     def _diff(self, va: Version, vb: Version, page: str) -> str:
@@ -266,4 +275,4 @@ class Site:
             ref = parse(v.image)
         except ValueError:
             return None
-        return f"docker pull {scrub(ref.name)}@{v.image_digest}"
+        return shell("docker", "pull", f"{scrub(ref.name)}@{v.image_digest}")
