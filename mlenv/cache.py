@@ -25,9 +25,10 @@ AREAS = {
     "uv": "uv's cache for `mlenv install`",
     "rattler": "conda repodata cache of the solver",
     "rattler-pkgs": "extracted conda packages for `mlenv install`",
+    "search": "derived package-search indexes of registries (`mlenv search`, `mlenv ui`), one per registry",
 }
 # areas pruned file by file, by last use (the others: uv prunes its own; rattler's are small)
-BY_AGE = ("artifacts", "build-tools", "hits", "logs")
+BY_AGE = ("artifacts", "build-tools", "hits", "logs", "search")
 
 
 def cache_root() -> Path:

@@ -340,29 +340,17 @@ class Catalog:
     ) -> SearchResult:
         """Every version (not archived, unless include_archived) whose lock holds a package
         matching query, per platform. Locks not indexed yet are read (verified) and indexed first."""
-        import sqlite3
-
         q = parse_query(query) if isinstance(query, str) else query
-        everything = [v for versions in self.listing().values() for v in versions]
-        searched = [v for v in everything if include_archived or not v.archived]
+        searched = [v for versions in self.listing().values() for v in versions if include_archived or not v.archived]
         result = SearchResult(q, platform or None, include_archived, searched=len(searched))
-        for attempt in (1, 2):
-            try:
-                result.indexed, result.problems = self._update_index(everything)
-                rows = self.index.lookup(q, platform or None)
-                break
-            except sqlite3.DatabaseError:
-                if attempt == 2:
-                    raise RegistryError(
-                        f"{self.index.path}: the search index keeps failing", hint="remove the file; it is a cache"
-                    ) from None
-                self.index.discard()
-        holders: dict[str, list[Version]] = {}
-        for v in searched:
-            holders.setdefault(v.lock_sha256, []).append(v)
+        versions, result.problems, result.indexed, rows = self._indexed(
+            lambda versions, problems, new: (versions, problems, new, self.index.lookup(q, platform or None)),
+            include_archived=include_archived,
+        )
         result.problems = [p for p in result.problems if include_archived or not self._archived(p[0])]
-        bad = {ref for ref, _ in result.problems}
-        holders = {sha: [v for v in vs if v.ref not in bad] for sha, vs in holders.items()}
+        holders: dict[str, list[Version]] = {}
+        for v in versions:
+            holders.setdefault(v.lock_sha256, []).append(v)
         for row in rows:
             if row.lock_sha256 in holders and q.matches(row.version):
                 result.hits.extend(Hit(v, row) for v in holders[row.lock_sha256])
@@ -379,18 +367,20 @@ class Catalog:
             self.index.discard()
             self._failed.clear()
 
-    def corpus(self, *, include_archived: bool = True) -> tuple[list[Version], list[Row], list[tuple[str, str]]]:
-        """Everything search looks at: the versions whose locks are indexed (and agree with
-        their record), every index row of those locks, and the versions left out with why."""
+    def _indexed(self, fn, *, include_archived: bool = True):
+        """fn(versions, problems, newly indexed) over the versions whose locks are indexed (and
+        agree with their record), after bringing the index up to date; a damaged index is
+        rebuilt once. Under the catalog's lock: the index connection is shared by threads."""
         import sqlite3
 
         everything = [v for versions in self.listing().values() for v in versions]
         for attempt in (1, 2):
             try:
-                _, problems = self._update_index(everything)
-                bad = {ref for ref, _ in problems}
-                versions = [v for v in everything if v.ref not in bad and (include_archived or not v.archived)]
-                return versions, self.index.rows({v.lock_sha256 for v in versions}), problems
+                with self._lock:
+                    new, problems = self._update_index(everything)
+                    bad = {ref for ref, _ in problems}
+                    versions = [v for v in everything if v.ref not in bad and (include_archived or not v.archived)]
+                    return fn(versions, problems, new)
             except sqlite3.DatabaseError:
                 if attempt == 2:
                     raise RegistryError(
@@ -399,10 +389,20 @@ class Catalog:
                 self.index.discard()
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def package_names(self, *, include_archived: bool = True) -> list[tuple[str, list[Row]]]:
-        """(normalized name, every row of it) over the locks of the registry's versions: the A-Z pages."""
-        _, rows, _ = self.corpus(include_archived=include_archived)
-        by_name: dict[str, list[Row]] = {}
-        for row in rows:
-            by_name.setdefault(row.key, []).append(row)
-        return sorted(by_name.items())
+    def corpus(self, *, include_archived: bool = True) -> tuple[list[Version], list[Row], list[tuple[str, str]]]:
+        """Everything search looks at: the versions whose locks are indexed (and agree with
+        their record), every index row of those locks, and the versions left out with why."""
+        return self._indexed(
+            lambda versions, problems, _: (versions, self.index.rows({v.lock_sha256 for v in versions}), problems),
+            include_archived=include_archived,
+        )
+
+    def package_names(self, *, include_archived: bool = True) -> list[tuple[str, int]]:
+        """(normalized name, how many distinct locks hold it) over the registry's versions: the A-Z page."""
+        return self._indexed(
+            lambda versions, *_: self.index.names({v.lock_sha256 for v in versions}), include_archived=include_archived
+        )
+
+    def platforms(self) -> list[str]:
+        """Every platform some indexed lock of the registry's versions has (the search form's choices)."""
+        return self._indexed(lambda versions, *_: self.index.platforms({v.lock_sha256 for v in versions}))

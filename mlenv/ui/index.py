@@ -13,11 +13,17 @@ a database error while reading it does the same (mlenv.ui.catalog retries once).
 
     <user cache>/mlenv/search/<sha256(registry key)[:32]>.sqlite3
 
-    meta(key PRIMARY KEY, value)        format = 1, registry = <key>
-    locks(sha256 PRIMARY KEY, content_hash)
-    packages(lock_sha256, platform, manager, name, key, alias, version, size, source)
-        key   = the normalized name (PEP 503)
-        alias = for conda packages, the normalized PyPI name they provide when it differs
+    meta(key PRIMARY KEY, value)            format = 1, registry = <key>
+    locks(id INTEGER PRIMARY KEY, sha256 UNIQUE, content_hash)
+    packages(lock REFERENCES locks(id), platform, manager, name, key, alias, version, size, source)
+        key   = the normalized name (PEP 503), indexed
+        alias = for conda packages, the normalized PyPI name they provide when it differs, indexed
+
+Damage is found where it matters: a file that does not open as this index is rebuilt
+at once; a page that turns out corrupt while a search reads it raises sqlite3.DatabaseError
+(as does a row of the wrong shape) and the caller discards the file and searches again.
+A whole-file check on every open (PRAGMA quick_check) would read the entire file, which
+costs more than the search it protects (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -39,16 +45,16 @@ if TYPE_CHECKING:
 FORMAT = "1"
 SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE locks (sha256 TEXT PRIMARY KEY, content_hash TEXT NOT NULL);
+CREATE TABLE locks (id INTEGER PRIMARY KEY, sha256 TEXT NOT NULL UNIQUE, content_hash TEXT NOT NULL);
 CREATE TABLE packages (
-    lock_sha256 TEXT NOT NULL, platform TEXT NOT NULL, manager TEXT NOT NULL, name TEXT NOT NULL,
+    lock INTEGER NOT NULL REFERENCES locks(id), platform TEXT NOT NULL, manager TEXT NOT NULL, name TEXT NOT NULL,
     key TEXT NOT NULL, alias TEXT, version TEXT NOT NULL, size INTEGER, source TEXT NOT NULL
 );
 CREATE INDEX packages_by_key ON packages(key);
 CREATE INDEX packages_by_alias ON packages(alias) WHERE alias IS NOT NULL;
-CREATE INDEX packages_by_lock ON packages(lock_sha256);
 """
-_COLS = "lock_sha256, platform, manager, name, key, alias, version, size, source"
+_COLS = "locks.sha256, platform, manager, name, key, alias, version, size, source"
+_FROM = "packages JOIN locks ON locks.id = packages.lock"
 
 
 class IndexDiscarded(Exception):
@@ -146,11 +152,6 @@ class SearchIndex:
             ):
                 db.close()
                 return None
-            # An index file is small; a full structural check on open is cheap (see
-            # docs/benchmarks.md) and catches a damaged file before a search reads from it.
-            if db.execute("PRAGMA quick_check").fetchone() != ("ok",):
-                db.close()
-                return None
         except (sqlite3.Error, ValueError, TypeError):
             db.close()
             return None
@@ -207,10 +208,12 @@ class SearchIndex:
                 cur = db.execute("INSERT OR IGNORE INTO locks(sha256, content_hash) VALUES (?, ?)", (sha, content_hash))
                 if cur.rowcount != 1:
                     continue
+                lock_id = cur.lastrowid
                 db.executemany(
-                    f"INSERT INTO packages({_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO packages(lock, platform, manager, name, key, alias, version, size, source) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [
-                        (r.lock_sha256, r.platform, r.manager, r.name, r.key, r.alias, r.version, r.size, r.source)
+                        (lock_id, r.platform, r.manager, r.name, r.key, r.alias, r.version, r.size, r.source)
                         for r in rows
                     ],
                 )
@@ -232,14 +235,39 @@ class SearchIndex:
         if platform:
             where.append("platform = ?")
             args.append(platform)
-        sql = f"SELECT {_COLS} FROM packages WHERE {' AND '.join(where)}"
+        sql = f"SELECT {_COLS} FROM {_FROM} WHERE {' AND '.join(where)}"
         return [_row(r) for r in self.db.execute(sql, args)]
+
+    def _wanted(self, lock_sha256s: Iterable[str]) -> None:
+        """The connection's temporary table `wanted` holds these lock sha256s (for joins)."""
+        db = self.db
+        db.execute("CREATE TEMP TABLE IF NOT EXISTS wanted (sha256 TEXT PRIMARY KEY)")
+        db.execute("DELETE FROM wanted")
+        db.executemany("INSERT OR IGNORE INTO wanted(sha256) VALUES (?)", ((s,) for s in lock_sha256s))
+
+    def names(self, lock_sha256s: Iterable[str]) -> list[tuple[str, int]]:
+        """(normalized name, how many of these locks hold it), by name: the packages A-Z page."""
+        self._wanted(lock_sha256s)
+        out = []
+        for key, count in self.db.execute(
+            f"SELECT key, COUNT(DISTINCT lock) FROM {_FROM} JOIN wanted ON wanted.sha256 = locks.sha256 "
+            "GROUP BY key ORDER BY key"
+        ):
+            if not isinstance(key, str) or not isinstance(count, int):
+                raise sqlite3.DatabaseError("search index row of unexpected types")
+            out.append((key, count))
+        return out
+
+    def platforms(self, lock_sha256s: Iterable[str]) -> list[str]:
+        self._wanted(lock_sha256s)
+        sql = f"SELECT DISTINCT platform FROM {_FROM} JOIN wanted ON wanted.sha256 = locks.sha256 ORDER BY platform"
+        return [str(r[0]) for r in self.db.execute(sql)]
 
     def rows(self, lock_sha256s: Iterable[str]) -> list[Row]:
         """Every row of these locks (the static site's search data)."""
         wanted = set(lock_sha256s)
         return [
-            r for r in (_row(x) for x in self.db.execute(f"SELECT {_COLS} FROM packages")) if r.lock_sha256 in wanted
+            r for r in (_row(x) for x in self.db.execute(f"SELECT {_COLS} FROM {_FROM}")) if r.lock_sha256 in wanted
         ]
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import __version__
+from ..registry.base import NotFound
 from . import paths
 from .catalog import SearchResult
 from .chart import Chart, bar_chart
@@ -205,14 +206,15 @@ class Site:
         )
 
     def platforms(self) -> list[str]:
-        return sorted({row.platform for _, rows in self.catalog.package_names() for row in rows})
+        return self.catalog.platforms()
 
     def packages_index(self) -> str:
-        names = [(key, len({r.lock_sha256 for r in rows})) for key, rows in self.catalog.package_names()]
-        return self.render("packages.html", paths.PACKAGES, section="packages", names=names)
+        return self.render("packages.html", paths.PACKAGES, section="packages", names=self.catalog.package_names())
 
     def package(self, key: str) -> str:
         result = self.catalog.search(Query(key), include_archived=True)
+        if not result.hits:
+            raise NotFound(f"no version of any environment holds a package named {key!r}")
         counts = Counter(h.row.version for h in result.hits)
         ordered = sorted(counts.items(), key=lambda kv: version_order(kv[0]))
         return self.render(

@@ -149,7 +149,12 @@ def _pep440(version: str) -> Version | None:
 
 
 def clause_matches(clause: Clause, version: str) -> bool:
-    op, want = clause.op, clause.version
+    return _matches(clause.op, clause.version, version)
+
+
+@lru_cache(maxsize=65536)
+def _matches(op: str, want: str, version: str) -> bool:
+    """clause_matches, remembered: a registry holds the same few versions of a package many times."""
     if op == "===":
         return version.strip().lower() == want.lower()
     spec = _specifier(op, want)

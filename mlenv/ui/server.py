@@ -105,6 +105,8 @@ def create_app(catalog: Catalog, *, host: str = "127.0.0.1") -> Starlette:
         raise NotFound(f"no curated environment at {slug!r}")
 
     def package_key(slug: str) -> str:
+        if paths.slug(slug) == slug:
+            return slug  # a plain name is its own slug; an unknown one is a page with no hits
         for key, _ in catalog.package_names():
             if paths.slug(key) == slug:
                 return key
