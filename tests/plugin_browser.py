@@ -60,10 +60,11 @@ def browser(tmp_path_factory):
 def screenshot():
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
 
-    def save(driver, name: str) -> Path:
-        """A full-page PNG of what the browser shows now."""
-        height = driver.execute_script("return Math.max(document.body.scrollHeight, 600)")
-        driver.set_window_size(1280, min(int(height) + 40, 6000))
+    def save(driver, name: str, height: int | None = None) -> Path:
+        """A PNG of what the browser shows now: the whole page, or its top `height` pixels."""
+        if height is None:
+            height = int(driver.execute_script("return Math.max(document.body.scrollHeight, 600)")) + 40
+        driver.set_window_size(1280, min(height, 6000))
         path = SCREENSHOTS / f"{name}.png"
         driver.save_screenshot(str(path))
         driver.set_window_size(1280, 1000)

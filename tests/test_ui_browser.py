@@ -490,6 +490,7 @@ def test_version_page_on_an_oci_registry_shows_the_pushed_images_layers(
         assert len(browser.find_elements(By.CSS_SELECTOR, "svg#sizes-linux-64 rect")) == 8
         no_console_errors(browser)
         screenshot(browser, "oci-version-with-layers")
+        screenshot(browser, "oci-version-top", height=1180)  # docs/img/ui-version.png in the README
     finally:
         served.stop()
 
