@@ -361,3 +361,23 @@ def test_mlenv_search_json_and_archived(registry, tmp_path):
     assert archived[0]["content_hash"].startswith("sha256:")
     again = json.loads(search(registry, tmp_path, "urllib3<2.2.2", "--all", "--json", "--reindex").stdout)
     assert again == data
+
+
+def test_export_reports_a_version_it_cannot_show_and_goes_on(local, tmp_path):
+    reg = LocalRegistry(local)
+    blob = reg.blob_path(reg.resolve("fraud-train", "1").lock_sha256)
+    reg.close()
+    blob.chmod(0o644)
+    blob.write_bytes(blob.read_bytes() + b"\n# edited\n")
+    site = tmp_path / "site"
+    proc = mlenv(
+        "ui", "--registry", local, "--export", str(site), cwd=tmp_path, env={"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "warning: env/fraud-train/v1.html: " in proc.stderr and "tampered with" in proc.stderr
+    page = (site / "env" / "fraud-train" / "v1.html").read_text()
+    assert "<local registry>/blobs/sha256/" in page.replace("&lt;", "<").replace("&gt;", ">")  # no host path
+    assert "refusing to use it" in page and str(tmp_path) not in page
+    assert "numpy" in (site / "env" / "fraud-train" / "v2.html").read_text()
+    data = (site / "search-data.js").read_text()
+    assert '"name":"fraud-train","page":"env/fraud-train/v2.html"' in data and "v1.html" not in data

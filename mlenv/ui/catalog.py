@@ -145,6 +145,15 @@ class Catalog:
 
         return "local registry" if self.local else strip_credentials(self.registry.url)
 
+    def public(self, text: str) -> str:
+        """text fit for a page: a local registry's host path replaced by `<local registry>`
+        (error messages of the local backend name the blob file)."""
+        if not self.local:
+            return text
+        for root in sorted({str(Path(self.registry.url).resolve()), self.registry.url}, key=len, reverse=True):
+            text = text.replace(root, "<local registry>")
+        return text
+
     @property
     def registry_args(self) -> list[str]:
         """What `mlenv restore` needs to find this registry (nothing for a local one: it is the reader's)."""

@@ -29,7 +29,10 @@ if TYPE_CHECKING:
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 STATIC = Path(__file__).resolve().parent / "static"
-ALL_PAIRS_UP_TO = 12  # versions of one name: up to this many, the export renders every pair's diff
+ALL_PAIRS_UP_TO = 12
+# The exported site has no server to send headers: its pages carry the policy themselves
+# (frame-ancestors has no effect in a <meta>, so it is left out).
+STATIC_CSP = "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; form-action 'self'; base-uri 'none'"  # versions of one name: up to this many, the export renders every pair's diff
 
 
 def _size(n: float | None) -> str:
@@ -85,6 +88,7 @@ class Site:
         self.catalog = catalog
         self.static_site = static_site
         self.env = environment()
+        self.env.filters["public"] = catalog.public
 
     def render(self, template: str, page: str, **context) -> str:
         return self.env.get_template(template).render(
@@ -94,6 +98,7 @@ class Site:
             registry=self.catalog.label,
             static_site=self.static_site,
             mlenv_version=__version__,
+            csp=STATIC_CSP,
             **context,
         )
 
