@@ -88,7 +88,8 @@ class SearchResult:
 class Catalog:
     """Read-only views of one registry. Thread-safe (one lock around registry access),
     so the server's worker threads can share it. `ttl`: how long the list of versions
-    is reused (seconds; 0: read on every call, inf: a snapshot for the catalog's life)."""
+    is reused (seconds; the default, inf, takes one snapshot for the catalog's life, as one
+    command wants; the server passes --refresh)."""
 
     def __init__(
         self,
@@ -97,7 +98,7 @@ class Catalog:
         curated_dir: Path | None = None,
         index_path: Path | None = None,
         image_layers: str = "auto",
-        ttl: float = 0.0,
+        ttl: float = float("inf"),
     ):
         if image_layers not in IMAGE_LAYER_POLICIES:
             raise MlenvError(f"image layers: expected one of {', '.join(IMAGE_LAYER_POLICIES)}, not {image_layers!r}")
