@@ -125,7 +125,8 @@ ensure_packages() {
     local need=() cmd pkg
     # command -> Debian package
     for pair in docker:docker.io dockerd:docker.io docker-registry:docker-registry \
-        debootstrap:debootstrap curl:curl setsid:util-linux gpgv:gpgv; do
+        debootstrap:debootstrap curl:curl setsid:util-linux gpgv:gpgv \
+        chromium:chromium chromedriver:chromium-driver; do
         cmd="${pair%%:*}"
         pkg="${pair#*:}"
         command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
@@ -428,6 +429,8 @@ write_env() {
         echo "export MLENV_TEST_BASE_IMAGE=$BASE_IMAGE"
         echo "export MLENV_TEST_BASE_IMAGE_REMOTE=$REGISTRY/$BASE_IMAGE"
         echo "export MLENV_REQUIRE_DOCKER=1"
+        # chromium + chromium-driver come from ensure_packages: the web catalog's browser tests must run
+        echo "export MLENV_REQUIRE_BROWSER=1"
         if [ -n "${DOCKER_HOST:-}" ]; then
             echo "export DOCKER_HOST=$DOCKER_HOST"
         fi

@@ -51,6 +51,8 @@ _EXPORTS = {
     "archive": "mlenv.api.registry:archive",
     "unarchive": "mlenv.api.registry:unarchive",
     "restore": "mlenv.api.registry:restore",
+    "search": "mlenv.api.registry:search",
+    "ui": "mlenv.api.ui:ui",
     "export": "mlenv.api.export:export",
     "curated": "mlenv.curated",
     "cache": "mlenv.cache",
@@ -90,11 +92,13 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
         label_history,
         register,
         restore,
+        search,
         show,
         unarchive,
         versions,
     )
     from .api.spec import add, init, remove
+    from .api.ui import ui
     from .errors import InstallError, LockError, MlenvError, SolveError, SpecError
     from .lockfile import Lock
     from .registry import open_registry

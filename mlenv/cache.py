@@ -26,9 +26,10 @@ AREAS = {
     "rattler": "conda repodata cache of the solver",
     "rattler-pkgs": "extracted conda packages for `mlenv install`",
     "apt": "what base images say about apt, Debian package indexes by sha256 and their parsed fields (mlenv.apt)",
+    "search": "derived package-search indexes of registries (`mlenv search`, `mlenv ui`), one per registry",
 }
 # areas pruned file by file, by last use (the others: uv prunes its own; rattler's are small)
-BY_AGE = ("artifacts", "build-tools", "hits", "logs", "apt")
+BY_AGE = ("artifacts", "build-tools", "hits", "logs", "apt", "search")
 
 
 def cache_root() -> Path:

@@ -37,6 +37,8 @@ SAMPLE_ARGS = {
     "unarchive": ["demo@1"],
     "restore": ["demo@1"],
     "gc": [],
+    "search": ["numpy"],
+    "ui": ["--export", "{tmp}/site"],
     "export": ["--format", "requirements"],
     "curated": ["list"],
     "cache": ["info"],

@@ -14,6 +14,7 @@ from pathlib import Path
 from ..lockfile import Lock, loads_lock
 from ..registry import open_registry
 from ..registry.base import RegistryError, Version, check_label, parse_ref
+from ..registry.verify import read_verified
 from .progress import Progress
 from .results import Diff, EnvironmentList, Registration, Restored, VersionDetail, VersionList
 
@@ -28,23 +29,6 @@ __all__ = ["open_registry", "register", "environments", "versions", "show", "dif
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def read_verified(reg, v: Version) -> tuple[bytes, bytes, Lock]:
-    """(spec bytes, lock bytes, Lock) of a version, every hash checked."""
-    spec_bytes, lock_bytes = reg.read(v)
-    if _sha256(spec_bytes) != v.spec_sha256 or _sha256(lock_bytes) != v.lock_sha256:
-        raise RegistryError(f"{v.ref}: stored files do not match their recorded sha256; refusing to use them")
-    try:
-        text = lock_bytes.decode("utf-8")
-        spec_bytes.decode("utf-8")
-    except UnicodeDecodeError:
-        raise RegistryError(f"{v.ref}: a stored file is not UTF-8 text (corrupt)") from None
-    lock = loads_lock(text, f"{v.ref}:mlenv.lock")
-    if lock.content_hash != v.content_hash:
-        raise RegistryError(f"{v.ref}: the stored lock has content hash {lock.content_hash[:19]}…, "
-                            f"the registry recorded {v.content_hash[:19]}…; refusing to use it")  # fmt: skip
-    return spec_bytes, lock_bytes, lock
 
 
 def resolve(reg, text: str) -> Version:
@@ -334,3 +318,21 @@ def restore(
         result.installed = install(prefix, lock=into_dir / "mlenv.lock", ca_bundle=ca_bundle, progress=progress,
                                    on_warning=on_warning)  # fmt: skip
     return result
+
+
+# --- search --------------------------------------------------------------------------
+
+
+def search(query: str, *, registry: str | None = None, platform: str | None = None,
+           include_archived: bool = False, reindex: bool = False):  # fmt: skip
+    """Every registered version whose lock holds a package matching `query`: `numpy`,
+    `numpy==1.26.4`, `urllib3<2.2.2`, `conda:openssl>=3`, `pypi:torch~=2.5` (PEP 440;
+    names normalized; a conda package is also found under the PyPI name it provides).
+    Answered from a derived index keyed by lock sha256 (docs/ui.md)."""
+    from ..ui.catalog import Catalog
+    from .results import Found
+
+    with Catalog.open(registry) as catalog:
+        if reindex:
+            catalog.reindex()
+        return Found(catalog.search(query, platform=platform, include_archived=include_archived), catalog.label)

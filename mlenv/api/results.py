@@ -352,3 +352,26 @@ class Restored:
             out["prefix"] = str(r.prefix)
             out["installed"] = {"conda": r.conda, "pypi": r.pypi, "interpreter": r.interpreter}
         return out
+
+
+@dataclass
+class Found:
+    """`search()`: the matches (version, platform, package) and what could not be searched."""
+
+    result: Any  # mlenv.ui.catalog.SearchResult
+    registry: str
+
+    @property
+    def hits(self) -> list:
+        return self.result.hits
+
+    def to_json(self) -> dict:
+        return self.result.to_json(self.registry)
+
+    def _repr_html_(self) -> str:
+        from .html import block, table
+
+        rows = [(h.version.ref, h.row.platform, h.row.name, h.row.version, h.row.manager, ", ".join(h.version.labels))
+                for h in self.result.hits]  # fmt: skip
+        return block(f"{len(rows)} match(es) in {self.registry}", [],
+                     table(["version", "platform", "package", "package version", "manager", "labels"], rows))  # fmt: skip

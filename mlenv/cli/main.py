@@ -39,6 +39,8 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
     "restore": ("registry", "restore", "Bring back the spec and lock of a registered version.",
                 "mlenv.api.registry:restore"),
     "gc": ("build", "gc", "Remove local mlenv images nothing references.", "mlenv.api.image:gc"),
+    "search": ("search", "search", "Find every registered version that holds a package.", "mlenv.api.registry:search"),
+    "ui": ("ui", "ui", "Serve (or export) a read-only web catalog of a registry.", "mlenv.api.ui:ui"),
     "export": ("formats", "export", "Export mlenv.lock to another format.", "mlenv.api.export:export"),
     "curated": ("curated", "curated", "The curated environment catalog.", "mlenv.curated:list"),
     "cache": ("cache", "cache", "Show, prune or clean mlenv's host caches.", "mlenv.cache:scan"),

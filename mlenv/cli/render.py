@@ -8,6 +8,8 @@ import sys
 
 import click
 
+from ..runtime.text import human_size
+
 spec_option = click.option(
     "--file", "-f", "spec_file", type=click.Path(dir_okay=False), default=None, metavar="PATH",
     help="The spec file (default: ./mlenv.toml).",
@@ -76,15 +78,6 @@ class ProgressLine:
         if self.status is not None:
             self.status.__exit__(*exc)
         return False
-
-
-def human_size(n: float) -> str:
-    """1234567 -> '1.2 MB' (decimal units, as docker prints them)."""
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return str(n)
 
 
 def table(rows: list[list[str]], header: list[str], title: str | None = None) -> None:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import re
 
-_USERINFO_URL = re.compile(r"\A([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@]*@")
-_USERINFO_TEXT = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s`'\"]*@")
+# userinfo runs to the LAST "@" before the path: a password may hold an unencoded "@"
+_USERINFO_URL = re.compile(r"\A([a-zA-Z][a-zA-Z0-9+.-]*://)[^/]*@")
+_USERINFO_TEXT = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s`'\"]*@")
 
 
 def strip_credentials(url: str) -> str:

@@ -1,0 +1,63 @@
+"""`mlenv search SPEC`: every registered version whose lock holds a matching package."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ...api import registry as api
+from ..render import emit_json, json_option, registry_option, when
+
+
+@click.command()
+@click.argument("query", metavar="SPEC")
+@registry_option
+@click.option("--platform", default=None, metavar="PLATFORM", help="Only this platform (e.g. linux-64).")
+@click.option("--all", "include_archived", is_flag=True, help="Include archived versions.")
+@click.option("--reindex", is_flag=True, help="Rebuild the derived search index from the (verified) locks first.")
+@json_option
+def search(query, registry_url, platform, include_archived, reindex, as_json):
+    """Find every environment version whose lock holds a package: `numpy`,
+    `numpy==1.26.4`, `urllib3<2.2.2`, `conda:openssl>=3`, `pypi:torch~=2.5`.
+
+    PEP 440 specifiers; names compared normalized; a conda package is also found
+    under the PyPI name it provides. Exit status 0 when something matched, 1 when
+    nothing did (like grep). The derived index lives in the user cache (docs/ui.md).
+    """
+    found = api.search(query, registry=registry_url, platform=platform, include_archived=include_archived,
+                       reindex=reindex)  # fmt: skip
+    result, registry = found.result, found.registry
+    if as_json:
+        emit_json(found.to_json())
+    else:
+        for ref, problem in result.problems:
+            click.echo(f"warning: {problem}", err=True)
+        if result.hits:
+            rows = [
+                [
+                    h.version.ref,
+                    h.row.platform,
+                    h.row.name,
+                    h.row.version,
+                    h.row.manager,
+                    ",".join(h.version.labels),
+                    when(h.version.created),
+                    "yes" if h.version.archived else "",
+                ]
+                for h in result.hits
+            ]
+            header = ["VERSION", "PLATFORM", "PACKAGE", "PKG VERSION", "MANAGER", "LABELS", "CREATED", "ARCHIVED"]
+            if not include_archived:
+                rows, header = [r[:-1] for r in rows], header[:-1]
+            widths = [max(len(x) for x in col) for col in zip(header, *rows)]
+            lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header] + rows]
+            click.echo("\n".join(lines))
+        envs = len({h.version.ref for h in result.hits})
+        click.echo(
+            f"{envs} version(s) of {len({h.version.name for h in result.hits})} environment(s) match "
+            f"{result.query} among {result.searched} version(s) in {registry}",
+            err=True,
+        )
+    if not result.hits:
+        sys.exit(1)
