@@ -54,7 +54,7 @@ def cli(*args, cwd, env):
 
 
 def bench_backend(url: str, tmp: Path) -> dict:
-    from mlenv.registry.base import open_registry
+    from mlenv.registry import open_registry
 
     env = dict(os.environ, MLENV_REGISTRY=url)
     name = f"bench-{uuid.uuid4().hex[:8]}"

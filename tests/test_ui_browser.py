@@ -29,7 +29,7 @@ from ui_envs import fraud_train, make_rich_env, pkg, register
 
 from mlenv.runtime.text import human_size
 from mlenv.curated.catalog import dumps_catalog, load_catalog
-from mlenv.registry.base import open_registry
+from mlenv.registry import open_registry
 from mlenv.ui.search import Clause, clause_matches
 
 pytestmark = pytest.mark.browser

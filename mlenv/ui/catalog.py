@@ -1,5 +1,5 @@
 """Every read the web catalog and `mlenv search` make: one read-only service over a
-Registry (mlenv.registry.base.open_registry) and the curated catalog.
+Registry (mlenv.registry.open_registry) and the curated catalog.
 
 This is the only module of mlenv.ui that talks to a registry, so moving the UI onto
 mlenv's public API touches this file alone. Lists come from the registry's index
@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Self
 
 from ..errors import MlenvError
-from ..registry.base import NotFound, Registry, RegistryError, Version, open_registry, parse_ref
+from ..registry import open_registry
+from ..registry.base import NotFound, Registry, RegistryError, Version, parse_ref
 from .index import Row, SearchIndex, default_path, rows_of
 from .search import Query, parse_query
 
@@ -278,7 +279,7 @@ class Catalog:
     def image_layers(self, v: Version, platform: str) -> ImageLayers | str | None:
         """The pushed image's layers, a one-line reason they could not be read, or None
         when this catalog does not fetch them for v (see fetches_layers)."""
-        from .layers import LayerError, pushed_layers
+        from .layers import pushed_layers
 
         if not self.fetches_layers(v):
             return None
@@ -287,7 +288,7 @@ class Catalog:
         if key not in self._layers:  # content by digest: never changes
             try:
                 self._layers[key] = pushed_layers(v.image, v.image_digest, platform)
-            except LayerError as exc:
+            except MlenvError as exc:  # LayerError, and the registry client's transfer and manifest errors
                 self._layers[key] = exc.message
         return self._layers[key]
 

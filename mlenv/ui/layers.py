@@ -4,7 +4,7 @@ Three GETs of the OCI distribution API, each verified against its digest: the ma
 named by the recorded digest (an index or manifest list is followed to the entry of the
 page's platform), then the image config, whose `history` pairs each layer with the step
 that made it. Sizes are the registry's (compressed) layer sizes: what a `docker pull`
-downloads. Credentials and the token dance are mlenv.image_ref's (docker login).
+downloads. Transport, credentials and checks are mlenv.oci.client's.
 """
 
 from __future__ import annotations
@@ -15,17 +15,10 @@ import re
 from dataclasses import dataclass, field
 
 from ..errors import MlenvError
-from ..image_ref import MANIFEST_ACCEPT, ImageRef, is_local_registry, parse
+from ..image_ref import parse
 
 DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 MAX_DOCUMENT = 4 * 1024 * 1024  # a manifest or config larger than this is refused
-INDEX_TYPES = ("application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json")
-# mlenv platform -> (os, architecture[, variant]) in an image index
-OCI_PLATFORMS = {
-    "linux-64": ("linux", "amd64"),
-    "linux-aarch64": ("linux", "arm64"),
-    "linux-ppc64le": ("linux", "ppc64le"),
-}
 
 
 class LayerError(MlenvError):
@@ -57,7 +50,13 @@ def registry_host(image: str) -> str | None:
 
 
 def pushed_layers(image: str, digest: str, platform: str, *, timeout: float = 5.0) -> ImageLayers:
-    import requests
+    """The layers of image@digest for platform, through mlenv's registry client
+    (mlenv.oci.client: every document checked against its digest, auth from docker login)."""
+    import tempfile
+
+    from ..oci.client import RegistryClient
+    from ..oci.manifest import kind, parse_image_manifest, parse_index, platform_of, select_platform
+    from ..oci.store import BlobStore
 
     if not DIGEST_RE.match(digest or ""):
         raise LayerError(f"{digest!r} is not a sha256 digest")
@@ -65,54 +64,30 @@ def pushed_layers(image: str, digest: str, platform: str, *, timeout: float = 5.
         ref = parse(image)
     except ValueError:
         raise LayerError(f"{image!r} is not an image reference") from None
-    session = requests.Session()
-    if is_local_registry(ref.registry):
-        session.trust_env = False  # never route loopback through a proxy
+    where = f"{ref.name}@{digest[:19]}…"
+    client = RegistryClient(ref.registry, timeout=timeout)
     try:
-        raw = _get(session, ref, f"manifests/{digest}", MANIFEST_ACCEPT, digest, timeout)
-        manifest = _json(raw, "manifest")
-        if manifest.get("mediaType") in INDEX_TYPES or "manifests" in manifest:
-            digest = _pick(manifest, platform)
-            manifest = _json(_get(session, ref, f"manifests/{digest}", MANIFEST_ACCEPT, digest, timeout), "manifest")
-        layers = manifest.get("layers")
-        config = manifest.get("config") or {}
-        if not isinstance(layers, list) or not DIGEST_RE.match(str(config.get("digest", ""))):
-            raise LayerError(f"{ref.name}@{digest[:19]}…: not an image manifest")
-        steps = _steps(
-            _json(_get(session, ref, f"blobs/{config['digest']}", "*/*", config["digest"], timeout), "config")
-        )
-    except requests.RequestException as exc:
-        raise LayerError(f"registry {ref.registry} unreachable ({type(exc).__name__})") from None
+        m = client.get_manifest(ref.repository, digest)
+        if kind(m.data, m.media_type, where) == "index":
+            try:
+                target = platform_of(platform)
+            except MlenvError:
+                raise LayerError(f"no image platform for {platform}") from None
+            digest = select_platform(parse_index(m.data, where), target, where).digest
+            m = client.get_manifest(ref.repository, digest)
+        manifest = parse_image_manifest(m.data, where)
+        if manifest.config.size > MAX_DOCUMENT:
+            raise LayerError(f"{ref.name}: image config larger than {MAX_DOCUMENT} bytes; not read")
+        with tempfile.TemporaryDirectory(prefix="mlenv-ui-") as tmp:
+            store = BlobStore(tmp)
+            client.fetch_blob(ref.repository, manifest.config, store)
+            steps = _steps(_json(store.read(manifest.config.digest), "config"))
     finally:
-        session.close()
+        client.close()
     out = ImageLayers(f"{ref.name}@{digest}")
-    for i, layer in enumerate(layers):
-        size = layer.get("size") if isinstance(layer, dict) else None
-        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-            raise LayerError(f"{ref.name}@{digest[:19]}…: layer {i} has no valid size")
-        out.layers.append(Layer(str(layer.get("digest", "")), size, steps[i] if i < len(steps) else ""))
+    for i, layer in enumerate(manifest.layers):
+        out.layers.append(Layer(layer.digest, layer.size, steps[i] if i < len(steps) else ""))
     return out
-
-
-def _get(session, ref: ImageRef, path: str, accept: str, digest: str, timeout: float) -> bytes:
-    from ..image_ref import _bearer_token
-
-    url = f"{ref.api_base}/v2/{ref.repository}/{path}"
-    headers = {"Accept": accept}
-    resp = session.get(url, headers=headers, timeout=timeout, stream=True)
-    if resp.status_code == 401:
-        token = _bearer_token(session, resp.headers.get("WWW-Authenticate", ""), ref, timeout)
-        if token:
-            headers["Authorization"] = token
-            resp = session.get(url, headers=headers, timeout=timeout, stream=True)
-    if resp.status_code != 200:
-        raise LayerError(f"registry {ref.registry} answered HTTP {resp.status_code} for {ref.name}@{digest[:19]}…")
-    data = resp.raw.read(MAX_DOCUMENT + 1, decode_content=True)
-    if len(data) > MAX_DOCUMENT:
-        raise LayerError(f"{ref.name}: {path.split('/')[0]} larger than {MAX_DOCUMENT} bytes; not read")
-    if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
-        raise LayerError(f"registry {ref.registry}: {ref.name}@{digest[:19]}… does not match its digest; not used")
-    return data
 
 
 def _json(raw: bytes, what: str) -> dict:
@@ -123,21 +98,6 @@ def _json(raw: bytes, what: str) -> dict:
     if not isinstance(data, dict):
         raise LayerError(f"the image {what} is not a JSON object")
     return data
-
-
-def _pick(index: dict, platform: str) -> str:
-    want = OCI_PLATFORMS.get(platform)
-    for entry in index.get("manifests") or []:
-        if not isinstance(entry, dict):
-            continue
-        plat = entry.get("platform") or {}
-        if (
-            want
-            and (plat.get("os"), plat.get("architecture")) == want
-            and DIGEST_RE.match(str(entry.get("digest", "")))
-        ):
-            return str(entry["digest"])
-    raise LayerError(f"the image index has no manifest for {platform}")
 
 
 def _steps(config: dict) -> list[str]:
