@@ -52,7 +52,7 @@ _EXPORTS = {
     "unarchive": "mlenv.api.registry:unarchive",
     "restore": "mlenv.api.registry:restore",
     "search": "mlenv.api.registry:search",
-    "ui": "mlenv.api.ui:ui",
+    "web_ui": "mlenv.api.ui:ui",  # not `ui`: mlenv.ui is the catalog's package
     "export": "mlenv.api.export:export",
     "curated": "mlenv.curated",
     "cache": "mlenv.cache",
@@ -98,7 +98,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
         versions,
     )
     from .api.spec import add, init, remove
-    from .api.ui import ui
+    from .api.ui import ui as web_ui
     from .errors import InstallError, LockError, MlenvError, SolveError, SpecError
     from .lockfile import Lock
     from .registry import open_registry
