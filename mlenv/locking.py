@@ -287,7 +287,8 @@ def unused_indexes(spec: Spec, packages: list[Package]) -> list[str]:
     status (a proxy that blocks the host, a 403): a CPU-only index that cannot be
     reached then silently yields PyPI's (CUDA) build. mlenv cannot tell that from an
     index that has nothing to offer, so it says so, without failing."""
-    from .spec import expand_env, strip_credentials
+    from .runtime.secrets import strip_credentials
+    from .spec import expand_env
 
     declared = ([spec.index_url] if spec.index_url else []) + list(spec.extra_index_urls)
     if len(declared) + (0 if spec.index_url else 1) < 2 or not spec.pypi_dependencies:

@@ -158,9 +158,9 @@ def register(spec_file, registry_url, description, no_image, as_json):
     except FileNotFoundError:
         raise LockError(f"{lock_path}: no such file", hint="run `mlenv lock` first") from None
     spec_bytes = spec.path.read_bytes()
-    if spec_bytes.decode("utf-8") != spec.text:  # changed between the two reads
+    if spec_bytes.decode("utf-8", errors="replace") != spec.text:  # changed between the two reads
         raise LockError(f"{spec.path} changed while registering", hint="retry")
-    lock = loads_lock(lock_bytes.decode("utf-8"), lock_path)
+    lock = loads_lock(lock_bytes, lock_path)
     from ..locking import require_current
 
     require_current(spec, lock, path=lock_path, doing="register an old lock")
@@ -256,10 +256,7 @@ def _read_verified(reg, v):
     spec_bytes, lock_bytes = reg.read(v)
     if _sha256(spec_bytes) != v.spec_sha256 or _sha256(lock_bytes) != v.lock_sha256:
         raise RegistryError(f"{v.ref}: stored files do not match their recorded sha256; refusing to use them")
-    try:
-        lock = loads_lock(lock_bytes.decode("utf-8"), f"{v.ref}:mlenv.lock")
-    except UnicodeDecodeError:
-        raise RegistryError(f"{v.ref}: the stored lock is not UTF-8 text (corrupt)") from None
+    lock = loads_lock(lock_bytes, f"{v.ref}:mlenv.lock")
     if lock.content_hash != v.content_hash:
         raise RegistryError(f"{v.ref}: the stored lock has content hash {lock.content_hash[:19]}…, "
                             f"the registry recorded {v.content_hash[:19]}…; refusing to use it")
@@ -286,7 +283,10 @@ def show(ref, registry_url, show_packages, as_json):
             "packages": [{"manager": p.manager, "name": p.name, "version": p.version}
                          for p in sorted(pkgs, key=lambda p: (p.manager, p.name))],
         }
-    data = {**v.to_json(), "spec": spec_bytes.decode("utf-8"), "platforms": platforms,
+    from ..runtime.secrets import scrub
+
+    # A version registered before literal credentials were refused may still hold one.
+    data = {**v.to_json(), "spec": scrub(spec_bytes.decode("utf-8", errors="replace")), "platforms": platforms,
             "variables": lock.variables, "base_image": lock.image.get("reference") or lock.image.get("base"),
             "apt_packages": lock.image.get("apt-packages", [])}
     if as_json:
@@ -539,7 +539,7 @@ def read_from_image(reference: str) -> tuple[bytes, bytes, str, str | None]:
             container.remove(force=True)
     finally:
         client.close()
-    lock = loads_lock(files[IMAGE_LOCK].decode("utf-8"), f"{reference}:{IMAGE_LOCK}")
+    lock = loads_lock(files[IMAGE_LOCK], f"{reference}:{IMAGE_LOCK}")
     if lock.content_hash != expected:
         raise RegistryError(f"image {reference}: {IMAGE_LOCK} has content hash {lock.content_hash[:19]}…, "
                             f"the image label says {expected[:19]}…; refusing to restore it")

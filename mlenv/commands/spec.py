@@ -78,7 +78,7 @@ def init(name, python, from_file, curated, force, spec_file):
         text = spec_text(curated, name=name)
         curated_lock = _curated_lock(curated)
     else:
-        if not re.match(r"^3\.\d{1,2}$", python):
+        if not re.fullmatch(r"3\.[0-9]{1,2}", python, re.ASCII):
             raise SpecError(f"--python {python!r}: expected a version like 3.11")
         text = STARTER.format(name=name, python=python)
     from ..spec import parse_spec
@@ -110,7 +110,9 @@ def _default_name(path: Path) -> str:
 def _load_doc(path: Path):
     import tomlkit
 
-    text = path.read_text(encoding="utf-8")
+    from ..validation import MAX_SPEC_BYTES, read_text
+
+    text = read_text(path, MAX_SPEC_BYTES, SpecError, "mlenv.toml")
     try:
         return tomlkit.parse(text)
     except Exception as exc:

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from ..errors import SolveError
 from ..lockfile import Package
-from ..spec import Spec, strip_credentials
+from ..runtime.secrets import referenced_values, scrub, strip_credentials
+from ..spec import Spec, expand_env
 from .platforms import virtual_packages
 
 
@@ -43,7 +44,15 @@ def solve(
     specs = spec.conda_specs()
     if not specs:
         return []
-    channels = [rattler.Channel(c) for c in spec.channels]
+    # ${VAR} references (in the user:password@ part only: mlenv.spec) are expanded here, in
+    # memory; whatever rattler says afterwards is scrubbed of them and of any userinfo.
+    secrets = referenced_values(spec.channels)
+    shown = ", ".join(strip_credentials(c) for c in spec.channels)
+    try:
+        channels = [rattler.Channel(expand_env(c)) for c in spec.channels]
+    except Exception as exc:  # rattler's InvalidChannelError; the spec check should prevent it
+        raise SolveError(f"invalid conda channel: {scrub(_first(exc), secrets)}",
+                         hint=f"check [conda] channels ({shown})") from None
     subdirs = [platform, "noarch"]
     preferences = []
     if not upgrade:
@@ -67,19 +76,19 @@ def solve(
     try:
         records = asyncio.run(run())
     except SolverError as exc:
-        raise SolveError(f"the conda dependencies cannot be solved for {platform}:\n{_indent(str(exc))}") from None
+        raise SolveError(f"the conda dependencies cannot be solved for {platform}:\n{_indent(scrub(str(exc), secrets))}") from None
     except (FetchRepoDataError, GatewayError) as exc:
-        raise SolveError(f"could not read a conda channel for {platform}: {strip_credentials(_first(exc))}",
-                         hint="check the channel name/URL and your network; conda channels: " + ", ".join(spec.channels)) from None
+        raise SolveError(f"could not read a conda channel for {platform}: {scrub(_first(exc), secrets)}",
+                         hint="check the channel name/URL and your network; conda channels: " + shown) from None
     except Exception as exc:  # rattler wraps I/O errors in its own types
-        raise SolveError(f"conda solve failed for {platform}: {strip_credentials(_first(exc))}") from None
+        raise SolveError(f"conda solve failed for {platform}: {scrub(_first(exc), secrets)}") from None
     return sorted((from_record(r, platform) for r in records), key=lambda p: p.name)
 
 
 def _check_offline(channels: list[str]) -> None:
     for c in channels:
         if not c.startswith("file://"):
-            raise SolveError(f"--offline cannot solve against the remote conda channel {c!r}",
+            raise SolveError(f"--offline cannot solve against the remote conda channel {strip_credentials(c)!r}",
                              hint="drop --offline, or use a file:// channel")
 
 
