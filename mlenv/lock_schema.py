@@ -197,7 +197,7 @@ def _check_package(pkg: object, i: int, platforms: dict, where: object) -> None:
     if not isinstance(pkg, dict):
         raise _fail(where, f"{at} must be a table, not {quote(pkg)}")
     manager, platform = pkg.get("manager"), pkg.get("platform")
-    if manager not in PACKAGE_FIELDS:
+    if not isinstance(manager, str) or manager not in PACKAGE_FIELDS:
         raise _fail(where, f"{at}: manager must be one of {', '.join(MANAGERS)}, not {quote(manager)}")
     if not PLATFORM.accepts(platform):
         raise _fail(where, f"{at}: platform must be {PLATFORM.says}, not {quote(platform)}")

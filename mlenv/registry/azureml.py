@@ -299,6 +299,8 @@ class AzureMLRegistry(Registry):
     def read(self, version: Version) -> tuple[bytes, bytes]:
         env = self._get(version.name, version.version)
         props = env.properties or {}
+        if not isinstance(props, dict):
+            raise damaged(f"{version.ref} in Azure ML workspace {self.workspace}", "properties (not a mapping)")
         out = []
         for key, want in (("spec", version.spec_sha256), ("lock", version.lock_sha256)):
             try:

@@ -124,6 +124,8 @@ class Registry(ABC):
     # --- shared resolution ----------------------------------------------------
     def resolve(self, name: str, ref: str = "latest") -> Version:
         versions = self.versions(name)
+        if not versions:  # an environment row without versions (a damaged or foreign index)
+            raise NotFound(f"{name} has no versions", hint="`mlenv list` shows the registered names")
         if ref == "latest":
             live = [v for v in versions if not v.archived]
             if not live:

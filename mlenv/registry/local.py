@@ -21,14 +21,16 @@ opened read-only and serves reads, and every write says so in one line.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any, TypeVar
 
 from ..fsutil import atomic_write
 from ..validation import quote
@@ -78,6 +80,29 @@ CREATE TABLE IF NOT EXISTS label_history (
 );
 CREATE INDEX IF NOT EXISTS label_history_by_label ON label_history(name, label, id);
 """
+
+
+def _text(data: bytes) -> str:
+    """TEXT columns as str even when a tampered index holds bytes that are not UTF-8 (the
+    row checks then refuse what they cannot accept; sqlite3 would raise mid-query)."""
+    return data.decode("utf-8", "replace")
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _sqlite_errors(method: F) -> F:
+    """A damaged index file ("database disk image is malformed", ...) is one RegistryError."""
+
+    @functools.wraps(method)
+    def wrapper(self: LocalRegistry, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
+            raise RegistryError(f"{self.index_path}: cannot read the local registry index ({str(exc)[:200]})",
+                                hint="restore index.sqlite3 from a backup") from None
+
+    return wrapper  # type: ignore[return-value]
 
 
 def default_root() -> Path:
@@ -146,6 +171,8 @@ class LocalRegistry(Registry):
 
     def _connect(self) -> sqlite3.Connection:
         path = self.index_path
+        if not path.exists() and self._has_blobs():  # before sqlite3 creates an empty file there
+            raise self._damaged("index.sqlite3 is missing")
         try:
             writable = self.writable()
             if writable:
@@ -155,6 +182,7 @@ class LocalRegistry(Registry):
                 db.execute("PRAGMA busy_timeout = 60000")
             else:
                 db = self._connect_read_only(path)
+            db.text_factory = _text
             tables = self._tables(db)  # before anything writes: a damaged index stays as it was found
             if "versions" not in tables:
                 self._create(db, tables)
@@ -164,8 +192,8 @@ class LocalRegistry(Registry):
                 db.execute("PRAGMA journal_mode = WAL")
                 db.execute("PRAGMA synchronous = NORMAL")
             db.execute("PRAGMA foreign_keys = ON")
-        except sqlite3.DatabaseError as exc:
-            raise RegistryError(f"{path}: cannot open the local registry ({exc})",
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:  # a damaged file; its schema text may not decode
+            raise RegistryError(f"{path}: cannot open the local registry ({str(exc)[:200]})",
                                 hint="check the path and permissions (MLENV_REGISTRY / --registry)") from None
         return db
 
@@ -315,6 +343,7 @@ class LocalRegistry(Registry):
             raise
 
     # --- Registry -------------------------------------------------------------
+    @_sqlite_errors
     def register(self, name, spec, lock, content_hash, *, description="", image=None, image_digest=None) -> Registered:
         check_name(name)
         self._require_writable()
@@ -342,6 +371,7 @@ class LocalRegistry(Registry):
             return Registered(found, created=False)
         return Registered(self.resolve(name, str(number)), created=True)
 
+    @_sqlite_errors
     def register_many(self, items) -> int:
         """Bulk import (benchmarks, migrations): items of (name, spec, lock, content_hash,
         description). One transaction; same semantics as register. Returns how many were new."""
@@ -378,6 +408,7 @@ class LocalRegistry(Registry):
         labels = self._labels_of(row[0], row[1]).get(row[1], [])
         return self._version(row, bool(env_archived), labels)
 
+    @_sqlite_errors
     def names(self, *, include_archived: bool = False) -> list[str]:
         if not self._has_index():
             return []
@@ -389,6 +420,7 @@ class LocalRegistry(Registry):
             out.append(name)
         return out
 
+    @_sqlite_errors
     def summary(self, *, include_archived: bool = False) -> list[dict]:
         """One row per name for `mlenv list`: versions, latest live version, labels, archived."""
         if not self._has_index():
@@ -409,6 +441,7 @@ class LocalRegistry(Registry):
             out.append({"name": n, "archived": bool(a), "versions": c, "latest": None if a else latest, "updated": upd})
         return out
 
+    @_sqlite_errors
     def versions(self, name: str) -> list[Version]:
         if not self._has_index():
             raise NotFound(f"no environment named {quote(name)} in the registry {self.url} (it is empty)",
@@ -418,6 +451,7 @@ class LocalRegistry(Registry):
         rows = self.db.execute(f"SELECT {self._COLS} FROM versions WHERE name = ? ORDER BY version", (name,))
         return [self._version(r, bool(env_archived), labels.get(r[1], [])) for r in rows]
 
+    @_sqlite_errors
     def find(self, name: str, content_hash: str) -> Version | None:
         if not self._has_index():
             return None
@@ -425,6 +459,7 @@ class LocalRegistry(Registry):
                               (name, content_hash)).fetchone()
         return self._with_labels(row) if row else None
 
+    @_sqlite_errors
     def content_hashes(self) -> set[str]:
         if not self._has_index():
             return set()
@@ -444,6 +479,7 @@ class LocalRegistry(Registry):
         if self.db.execute("SELECT 1 FROM versions WHERE name = ? AND version = ?", (name, version)).fetchone() is None:
             raise NotFound(f"{name}@{version}: no such version")
 
+    @_sqlite_errors
     def set_label(self, name: str, version: int, label: str) -> None:
         check_label(label)
         with self._transaction() as db:
@@ -455,6 +491,7 @@ class LocalRegistry(Registry):
                 db.execute("INSERT INTO label_history(name, label, version, time) VALUES (?, ?, ?, ?)",
                            (name, label, version, now_iso()))
 
+    @_sqlite_errors
     def label_history(self, name: str, label: str) -> list[tuple[str, int]]:
         self._env(name)
         out = []
@@ -465,6 +502,7 @@ class LocalRegistry(Registry):
             out.append((t, v))
         return out
 
+    @_sqlite_errors
     def set_archived(self, name: str, version: int | None, archived: bool) -> None:
         with self._transaction() as db:
             if version is None:
@@ -474,6 +512,7 @@ class LocalRegistry(Registry):
                 self._require(name, version)
                 db.execute("UPDATE versions SET archived = ? WHERE name = ? AND version = ?", (int(archived), name, version))
 
+    @_sqlite_errors
     def update(self, name: str, version: int, *, description=None, image=None, image_digest=None) -> Version:
         with self._transaction() as db:
             self._require(name, version)
