@@ -31,6 +31,7 @@ from .dockerfile import ETC_STUBS, Group, Plan, render
 INSTALLER_MODULES = (
     "__init__.py", "errors.py", "fsutil.py", "spec.py", "lockfile.py", "install.py",
     "solve/__init__.py", "solve/conda.py", "solve/platforms.py",
+    "validation.py", "lock_schema.py", "runtime/__init__.py", "runtime/secrets.py",  # what spec/lockfile read through
 )  # fmt: skip
 FIXED_MTIME = 1_700_000_000  # reproducible tar entries
 
