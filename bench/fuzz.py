@@ -45,7 +45,7 @@ def targets() -> list[tuple[str, st.SearchStrategy, object, int]]:
          lambda x: ft.check_oci_documents(*x), CASES),
         ("Azure ML documents (properties, tags, stored chunks)", ft.AZURE_ENV, ft.check_azure_documents, CASES),
         ("CLI in-process (lock, lock --check, hash, export, verify)",
-         both(st.one_of(ft.SPEC_TEXT, st.just(ft.VALID_SPEC)), st.one_of(st.none(), ft.LOCK_TEXT), ft.CLI_ARGS),
+         both(ft.CLI_SPEC, st.one_of(st.none(), ft.LOCK_TEXT), ft.CLI_ARGS),
          lambda x: ft.check_cli(*x), max(1, CASES // 10)),
     ]  # fmt: skip
 

@@ -77,12 +77,15 @@ SHA256 = Kind(_hex(64), "64 lowercase hex digits")
 MD5 = Kind(lambda v: v == "" or _hex(32)(v), "32 lowercase hex digits")
 DIGEST = Kind(_hex(64, "sha256:"), "sha256: and 64 lowercase hex digits")
 COUNT = Kind(lambda v: isinstance(v, int) and _is_int(v) and 0 <= v < 1 << 63, "a non-negative integer")
+TIMESTAMP = Kind(
+    lambda v: isinstance(v, int) and _is_int(v) and 0 <= v < 253402300800000, "milliseconds since 1970 before 10000"
+)
 PLATFORM = Kind(lambda v: v in PLATFORMS, "one of " + ", ".join(PLATFORMS))
 SUBDIR = Kind(lambda v: v in PLATFORMS or v == "noarch", "a platform or noarch")
 NOARCH = Kind(lambda v: v in ("", "python", "generic"), '"python", "generic" or empty')
 ARCHITECTURE = Kind(_match(r"[a-z0-9][a-z0-9-]{0,31}"), "a Debian architecture (amd64, arm64, all, ...)")
 PYTHON = Kind(lambda v: isinstance(v, str) and PYTHON_RE.match(v) is not None, "a Python version like 3.11")
-PLATFORM_PYTHON = Kind(_match(r"[0-9]{1,9}(\.[0-9]{1,9}){0,3}"), "a version like 3.11.9")
+PLATFORM_PYTHON = Kind(_match(r"[0-9][A-Za-z0-9_.+!-]{0,63}"), "a version like 3.11.9 (3.13.0rc1)")
 INTERPRETER = Kind(lambda v: isinstance(v, str) and INTERPRETER_RE.match(v) is not None, "an absolute path")
 IMAGE_REF = Kind(
     lambda v: isinstance(v, str) and 0 < len(v) <= MAX_IMAGE_REF and not has_control(v) and " " not in v,
@@ -130,8 +133,8 @@ PACKAGE_FIELDS: dict[str, dict[str, tuple[Kind, bool]]] = {
     "conda": {
         "name": (NAME, True), "version": (VERSION, True), "build": (BUILD, False), "build-number": (COUNT, False),
         "subdir": (SUBDIR, False), "channel": (OPTIONAL_URL, False), "url": (URL, True), "sha256": (SHA256, True),
-        "md5": (MD5, False), "size": (COUNT, False), "timestamp": (COUNT, False), "noarch": (NOARCH, False),
-        "depends": (_list_of(TEXT), False), "constrains": (_list_of(TEXT), False), "license": (TEXT, False),
+        "md5": (MD5, False), "size": (COUNT, False), "timestamp": (TIMESTAMP, False), "noarch": (NOARCH, False),
+        "depends": (_list_of(TEXT), False), "constrains": (_list_of(TEXT), False), "license": (MULTILINE, False),
     },
     "pypi": {
         "name": (NAME, True), "version": (VERSION, True), "url": (URL, True), "sha256": (SHA256, True),

@@ -167,7 +167,36 @@ SPEC_SEEDS = _seed_files("mlenv/curated/*.toml") + _seed_files("examples/*/mlenv
     b'[system]\ncuda = "12.4"\n[image]\nbase = "debian:bookworm-slim"\napt-packages = ["libgomp1"]\nsteps = ["RUN x"]\n'),
 ]  # fmt: skip
 SPEC_SEEDS = [s for s in SPEC_SEEDS if not s.startswith(b"[catalog")]
-LOCK_SEEDS = _seed_files("mlenv/curated/*.lock") + [(ROOT / "mlenv.lock.example").read_bytes()]
+CONDA_SPEC = (b'[environment]\nname = "demo"\npython = "3.11"\n[conda]\nchannels = ["file:///nonexistent/channel"]\n'
+              b'dependencies = ["numpy >=1.26", "libfix"]\n[pypi]\ndependencies = ["fixalpha"]\n')
+
+
+def _conda_lock() -> bytes:
+    """A lock with conda records (the shipped locks are PyPI-only), for the conda read paths."""
+    from mlenv.lockfile import Lock, Package
+
+    channel = "file:///nonexistent/channel"
+    conda = {"build-number": 0, "subdir": "linux-64", "channel": channel, "md5": "d" * 32, "size": 5,
+             "timestamp": 1700000000000, "license": "BSD-3-Clause"}
+    pkgs = [
+        Package("conda", "linux-64", "python", "3.11.9", f"{channel}/linux-64/python-3.11.9-h0_0.conda", "a" * 64,
+                {**conda, "build": "h0_0", "depends": ["libfix >=1"]}),
+        Package("conda", "linux-64", "numpy", "1.26.4", f"{channel}/linux-64/numpy-1.26.4-py311_0.conda", "b" * 64,
+                {**conda, "build": "py311_0", "depends": ["python >=3.11,<3.12.0a0"], "constrains": ["numpy-base <0a0"]}),
+        Package("conda", "linux-64", "libfix", "1.1.0", f"{channel}/noarch/libfix-1.1.0-0.tar.bz2", "c" * 64,
+                {**conda, "build": "0", "subdir": "noarch", "noarch": "generic"}),
+        Package("pypi", "linux-64", "fixalpha", "1.1.0", "https://files.example/fixalpha-1.1.0-py3-none-any.whl",
+                "e" * 64, {"size": 10, "index": "https://pypi.org/simple"}),
+    ]
+    lock = Lock(spec_hash="sha256:" + "0" * 64, python="3.11", platforms={"linux-64": {"python": "3.11.9"}},
+                packages=pkgs, image={"base": "debian:bookworm-slim", "reference": "docker.io/library/debian:bookworm-slim",
+                                      "apt-packages": [], "steps": []},
+                inputs={"platforms": ["linux-64"], "channels": [channel], "conda-dependencies": ["libfix", "numpy >=1.26"],
+                        "pypi-dependencies": ["fixalpha"], "system": {}, "extra-index-urls": []})
+    return lock.seal().dumps().encode()
+
+
+LOCK_SEEDS = _seed_files("mlenv/curated/*.lock") + [(ROOT / "mlenv.lock.example").read_bytes(), _conda_lock()]
 
 
 # --- spec --------------------------------------------------------------------------------
@@ -252,17 +281,13 @@ def check_spec(data: bytes) -> None:
 # --- lock --------------------------------------------------------------------------------
 
 
-def _lock_dict() -> dict:
-    import tomllib
-
-    return tomllib.loads((ROOT / "mlenv.lock.example").read_text())
-
-
 @st.composite
 def lock_docs(draw) -> bytes:
     """A real lock with a few fields replaced, removed or added; the content hash is
     recomputed when the result still makes a Lock, so the checks after the hash run too."""
-    doc = _lock_dict()
+    import tomllib
+
+    doc = tomllib.loads(draw(st.sampled_from(LOCK_SEEDS)).decode())
     for _ in range(draw(st.integers(min_value=1, max_value=3))):
         where = draw(st.sampled_from(["top", "environment", "image", "inputs", "platforms", "package", "package",
                                       "package"]))
@@ -276,7 +301,8 @@ def lock_docs(draw) -> bytes:
             if not isinstance(target, dict):
                 continue
             key = draw(st.sampled_from(["manager", "platform", "name", "version", "url", "sha256", "size", "depends",
-                                        "md5", "build-number", "architecture", "index"]))
+                                        "md5", "build-number", "architecture", "index", "timestamp", "channel", "build",
+                                        "subdir", "noarch", "constrains"]))
         elif where == "platforms" and isinstance(doc.get("platforms"), dict):
             target = doc["platforms"]
             key = draw(st.sampled_from(["linux-64", "osx-arm64", "solaris"]))
@@ -699,6 +725,9 @@ def check_cli(spec: bytes, lock: bytes | None, args: list[str]) -> None:
             assert sum(line.startswith("error:") for line in err.splitlines()) == 1 or "stale" in err or "Usage:" in err, err
 
 
+CLI_SPEC = st.one_of(SPEC_TEXT, st.sampled_from([CONDA_SPEC, CONDA_SPEC.replace(b">=1.26", b">=2")]),
+                     st.just(b""))  # VALID_SPEC is added below
+
 VALID_SPEC = textwrap.dedent("""\
     [environment]
     name = "demo"
@@ -707,3 +736,4 @@ VALID_SPEC = textwrap.dedent("""\
     [image]
     base = "debian:bookworm-slim"
 """).encode()
+CLI_SPEC = st.one_of(CLI_SPEC, st.just(VALID_SPEC))

@@ -71,6 +71,6 @@ def test_fuzz_azureml_documents(env):
 
 
 @SLOW
-@given(st.one_of(ft.SPEC_TEXT, st.just(ft.VALID_SPEC)), st.one_of(st.none(), ft.LOCK_TEXT), ft.CLI_ARGS)
+@given(ft.CLI_SPEC, st.one_of(st.none(), ft.LOCK_TEXT), ft.CLI_ARGS)
 def test_fuzz_cli_never_prints_a_traceback(spec, lock, args):
     ft.check_cli(spec, lock, args)

@@ -647,3 +647,38 @@ def test_content_hash_of_a_written_lock_is_unchanged_by_validation():
     lock = read_lock(ROOT / "mlenv.lock.example")
     assert lock.dumps() == EXAMPLE_LOCK
     assert hashlib.sha256(lock.dumps().encode()).hexdigest() == hashlib.sha256(EXAMPLE_LOCK.encode()).hexdigest()
+
+
+def test_importer_pylock_package_name_that_is_not_text(tmp_path, monkeypatch):
+    """Found by bench/fuzz.py: a TOML date as a package name gave a TypeError."""
+    from mlenv.formats.importers import import_file
+
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "pylock.toml"
+    path.write_text('lock-version = "1.0"\n[[packages]]\nname = 2024-01-01\nversion = "1.0"\n'
+                    '[[packages]]\nname = "numpy"\nversion = "1.26.4"\n')
+    text, notes = import_file(path, name="demo")
+    assert '"numpy==1.26.4"' in text and any("'2024-01-01==1.0'" in n for n in notes)
+    parse_spec(text, tmp_path / "mlenv.toml")
+
+
+def test_lock_inputs_that_are_not_requirements_make_the_lock_stale(tmp_path):
+    """Found by bench/fuzz.py (CLI): an [inputs] pypi-dependencies entry that is not PEP 508
+    gave an InvalidRequirement traceback in the satisfiability check."""
+    import re
+
+    import fuzz_targets as ft
+
+    spec = (ROOT / "examples/fraud-train/mlenv.toml").read_bytes()
+    lock = re.sub(r"^pypi-dependencies = \[", 'pypi-dependencies = ["tensorflow-cpu=pandas==2.2.*", ',
+                  EXAMPLE_LOCK, count=1, flags=re.M)
+    assert lock != EXAMPLE_LOCK
+    ft.check_cli(spec.replace(b'"requests"', b'"requests>=2"'), lock.encode(), ["lock", "--check"])
+    code, _out, err = ft.run_cli(["lock", "--check"], _project(tmp_path, spec.replace(b'"requests"', b'"requests>=2"'), lock))
+    assert code == 1 and "not PEP 508 requirements" in err
+
+
+def _project(directory: Path, spec: bytes, lock: str) -> Path:
+    (directory / "mlenv.toml").write_bytes(spec)
+    (directory / "mlenv.lock").write_text(lock)
+    return directory

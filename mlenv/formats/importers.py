@@ -902,7 +902,7 @@ def _import_pylock(d: Draft, path: Path, text: str) -> None:
             d.note(where_file, f"[[packages]] entry {quote(pkg)} is not a table; not carried over")
             continue
         name, version = pkg.get("name"), pkg.get("version")
-        where = f"{where_file}:{_toml_line(text, f'name = {json.dumps(name)}')}"
+        where = f"{where_file}:{_toml_line(text, f'name = {json.dumps(str(name))}')}"
         if not version or pkg.get("vcs") or pkg.get("directory") or pkg.get("archive"):
             d.note(where, f"{quote(name)}: not from an index (vcs, directory or archive); not carried over")
             continue

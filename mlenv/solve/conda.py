@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from ..errors import SolveError
+from ..errors import LockError, SolveError
 from ..lockfile import Package
 from ..runtime.secrets import referenced_values, scrub, strip_credentials
 from ..spec import Spec, expand_env
@@ -124,7 +124,17 @@ def _noarch(value) -> str:
 
 
 def to_record(pkg: Package):
-    """A rattler RepoDataRecord rebuilt from the lock's fields (no repodata read)."""
+    """A rattler RepoDataRecord rebuilt from the lock's fields (no repodata read). The lock's
+    schema types every field; what rattler still refuses (a version it cannot parse, a
+    channel that is not a URL) is one LockError, not rattler's exception."""
+    try:
+        return _to_record(pkg)
+    except Exception as exc:  # rattler's InvalidVersionError, InvalidUrlError, ...
+        raise LockError(f"mlenv.lock: the {pkg.platform} conda record {pkg.name} {pkg.version} cannot be read: "
+                        f"{_first(exc)[:200]}", hint="`mlenv lock --upgrade` solves again without the locked records") from None
+
+
+def _to_record(pkg: Package):
     import datetime
 
     import rattler

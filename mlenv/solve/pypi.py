@@ -243,7 +243,7 @@ def _select_artifacts(data, platform, python_version, tag_list, provided, index,
 
 
 def _explain_uv_failure(stderr: str, platform: str, python_version: str, index: str, extras: list[str],
-                        offline: bool = False, secrets: list[str] = ()) -> str:
+                        offline: bool = False, secrets: tuple[str, ...] | list[str] = ()) -> str:
     text = scrub(stderr.strip(), secrets)
     lines = [ln for ln in text.splitlines() if ln.strip()]
     head = f"PyPI resolution failed for {platform} (Python {python_version})"
