@@ -64,6 +64,7 @@ def _is_int(v: object) -> bool:
 
 
 TEXT = Kind(_text(), "a string without control characters")
+BOOL = Kind(lambda v: isinstance(v, bool), "true or false")
 MULTILINE = Kind(_text(allow_newlines=True), "a string without control characters other than tab and newline")
 URL = Kind(
     lambda v: isinstance(v, str) and 0 < len(v) <= MAX_URL and not has_control(v) and " " not in v,
@@ -125,6 +126,10 @@ INPUTS = {
     "system": SYSTEM,
     "index-url": TEXT,
     "extra-index-urls": _list_of(TEXT),
+    # the part locks the installer runs in build steps (mlenv.install.part_lock)
+    "part": TEXT,
+    "group": TEXT,
+    "needs-interpreter": BOOL,
 }
 PLATFORM_INFO = {"python": PLATFORM_PYTHON, "packages": COUNT}
 

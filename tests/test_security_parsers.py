@@ -682,3 +682,33 @@ def _project(directory: Path, spec: bytes, lock: str) -> Path:
     (directory / "mlenv.toml").write_bytes(spec)
     (directory / "mlenv.lock").write_text(lock)
     return directory
+
+
+@pytest.mark.registry
+def test_item2_crafted_oci_state_document_and_manifest_on_a_real_registry(test_registry, project):
+    """A registry is shared storage: a state document of the wrong shape is one error, a
+    version manifest with a version number in other digits is passed over as foreign."""
+    import uuid
+
+    from mlenv.registry import oci
+
+    url = f"oci://{test_registry}/mlenv-sec-{uuid.uuid4().hex[:10]}"
+    env = {"MLENV_REGISTRY": url}
+    assert mlenv("register", "--no-image", cwd=project, env=env).returncode == 0
+    reg = oci.OciRegistry(url)
+    repo = reg.repo("demo")
+    good = reg._get_manifest(repo, "v1")
+    assert good is not None
+    fake = json.loads(good[1])
+    fake["annotations"][oci.A_VERSION] = "٢"
+    reg._put_manifest(repo, "v2", json.dumps(fake).encode())
+    versions = json.loads(mlenv("versions", "demo", "--json", cwd=project, env=env).stdout)["versions"]
+    assert [v["version"] for v in versions] == [1]
+    for state in ({"archived": "yes"}, {"labels": {"prod\n": 1}}, {"versions": {"1": {"image": "a b"}}},
+                  {"history": {"prod": [["t", "1"]]}}, [1, 2]):
+        raw = json.dumps(state).encode()
+        reg._put_manifest(repo, oci.STATE_TAG, reg._artifact(repo, oci.STATE_ARTIFACT,
+                                                              [(raw, oci.STATE_MEDIA, "state.json")], {}))
+        err = one_clean_error(mlenv("versions", "demo", cwd=project, env=env))
+        assert "damaged registry record" in err and "state document" in err
+    reg.close()

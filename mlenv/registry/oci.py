@@ -416,8 +416,8 @@ class OciRegistry(Registry):
         return self._apply_state(v, self._read_state(repo) if STATE_TAG in tags else _empty_state())
 
     def register(self, name, spec, lock, content_hash, *, description="", image=None, image_digest=None) -> Registered:
+        repo = self.repo(name)  # the OCI rule first (its message names it), then mlenv's own
         check_name(name)
-        repo = self.repo(name)
         existing = self.find(name, content_hash)
         if existing is not None:
             return Registered(existing, created=False)
