@@ -547,7 +547,12 @@ _TEMPLATE: list[Path] = []
 def _template_registry() -> Path:
     """One registry with demo@1 (label prod), made once per process and copied per case."""
     if not _TEMPLATE:
-        root = Path(tempfile.mkdtemp(prefix="mlenv-fuzz-registry-")) / "reg"
+        import atexit
+        import shutil
+
+        top = tempfile.mkdtemp(prefix="mlenv-fuzz-registry-")
+        atexit.register(shutil.rmtree, top, True)
+        root = Path(top) / "reg"
         _registry_with_one_version(root)
         _TEMPLATE.append(root)
     return _TEMPLATE[0]
