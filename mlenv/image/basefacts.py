@@ -117,7 +117,7 @@ def parse_pyvenv_cfg(data: bytes | str) -> dict[str, str]:
     """pyvenv.cfg as site.py reads it: `key = value` lines, keys lowercased."""
     text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
     out: dict[str, str] = {}
-    for line in text.splitlines():
+    for line in re.split(r"\r\n|\r|\n", text):  # as site.py reads it: universal newlines only
         if "=" not in line:
             continue
         key, _, value = line.partition("=")
@@ -130,7 +130,7 @@ def parse_pyvenv_cfg(data: bytes | str) -> dict[str, str]:
 def render_pyvenv_cfg(home: str, version: str, executable: str, prefix: str) -> bytes:
     """The pyvenv.cfg `python -m venv --without-pip PREFIX` writes on Python 3.11+."""
     for name, value in (("home", home), ("version", version), ("executable", executable), ("prefix", prefix)):
-        if not value or "\n" in value or "\r" in value:
+        if not value or value != value.strip() or len(value.splitlines()) != 1 or any(ord(c) < 0x20 for c in value):
             raise ValueError(f"invalid pyvenv.cfg {name} {value!r}")
     return (f"home = {home}\ninclude-system-site-packages = false\nversion = {version}\n"
             f"executable = {executable}\ncommand = {executable} -m venv --without-pip {prefix}\n").encode()

@@ -195,6 +195,7 @@ def build(
     workers: int | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
     index_urls: tuple[str, ...] = (),
+    min_layer_bytes: int | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> BuildResult:
     """The image of lock for platform (linux-64 / linux-aarch64), with no daemon.
@@ -259,7 +260,8 @@ def build(
         raise MlenvError(f"the base image has {base_count} layers: no room for the environment's layers",
                          hint="use a base image with fewer layers (squash it)")
     units = _units(lock, platform, artifacts)
-    plan = layering.plan(list(units.values()), max_layers=allowed)
+    threshold = min_layer_bytes or int(os.environ.get("MLENV_LAYER_MIN_BYTES") or layering.OWN_LAYER_MIN_BYTES)
+    plan = layering.plan(list(units.values()), max_layers=allowed, min_bytes=threshold)
     versions = _versions()
     common = {"format": LAYER_FORMAT, "platform": platform, "prefix": PREFIX, "mtime": FIXED_MTIME,
               "python": target.version if target else None,

@@ -207,7 +207,10 @@ def venv_skeleton(facts, version_xy: str) -> list[Entry]:
 
     python = facts.python
     home = python.rsplit("/", 1)[0] or "/"
-    cfg = render_pyvenv_cfg(home, facts.python_version or version_xy, facts.python_real, PREFIX)
+    try:
+        cfg = render_pyvenv_cfg(home, facts.python_version or version_xy, facts.python_real, PREFIX)
+    except ValueError as exc:
+        raise MaterializeError(f"the base image's Python cannot anchor a venv: {exc}") from None
     root = ENV_ROOT
     return [
         bytes_entry(f"{root}/pyvenv.cfg", cfg),
@@ -249,7 +252,7 @@ def materialize_conda(pkgs, platform: str, artifacts: dict[str, Path], staging: 
     records = [to_record(replace(p, url=(local / artifact_filename(p)).absolute().as_uri())) for p in pkgs]
     try:
         asyncio.run(rattler.install(records, str(prefix), cache_dir=str(rattler_cache), show_progress=False,
-                                    platform=rattler.Platform(platform), execute_link_scripts=False,
+                                    platform=rattler.Subdir(platform), execute_link_scripts=False,
                                     alternative_target_prefix=PREFIX))
     except Exception as exc:
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -256,9 +256,10 @@ def _fallback_push(store: BlobStore, manifest_digest: str, reference: str, *, mo
         head = reg.request("HEAD", f"/v2/{repo}/blobs/{desc.digest}", scope=scope, ok=(200, 404))
         if head.status_code == 200:
             stats.blobs_present += 1
+            _remember(ref.registry, desc.digest, repo)
             continue
         mounted = False
-        for other in mount_from:
+        for other in list(dict.fromkeys(mount_from + _known_repos(ref.registry, desc.digest))):
             if other == repo:
                 continue
             resp = reg.request("POST", f"/v2/{repo}/blobs/uploads/?mount={desc.digest}&from={other}",
@@ -282,10 +283,41 @@ def _fallback_push(store: BlobStore, manifest_digest: str, reference: str, *, mo
         stats.blobs_uploaded += 1
         stats.bytes_uploaded += desc.size
         stats.uploaded.append(desc.digest)
+        _remember(ref.registry, desc.digest, repo)
     reg.request("PUT", f"/v2/{repo}/manifests/{ref.tag or manifest_digest}", scope=scope, ok=(200, 201), data=raw,
                 headers={"Content-Type": manifest.get("mediaType", OCI_MANIFEST)})
     stats.requests = reg.requests
     return stats
+
+
+def _repos_file(registry: str, digest: str) -> Path:
+    from ..install import _default_cache
+
+    host = re.sub(r"[^A-Za-z0-9._-]", "_", registry)
+    return _default_cache() / "blob-repos" / host / digest.split(":", 1)[1]
+
+
+def _known_repos(registry: str, digest: str) -> list[str]:
+    """Repositories of this registry that this machine saw holding the blob: a
+    cross-repository mount from one of them replaces an upload (the distribution
+    API has no registry-wide blob lookup; Docker keeps the same record)."""
+    try:
+        lines = _repos_file(registry, digest).read_text().split()
+    except OSError:
+        return []
+    return [r for r in lines if re.fullmatch(r"[a-z0-9]+(?:[._/-][a-z0-9]+)*", r)][-8:]
+
+
+def _remember(registry: str, digest: str, repo: str) -> None:
+    path = _repos_file(registry, digest)
+    if repo in _known_repos(registry, digest):
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a") as fh:  # one short line per append: concurrent writers do not interleave
+            fh.write(repo + "\n")
+    except OSError:
+        pass
 
 
 def _cancel(reg: _Registry, resp, scope: str) -> None:
