@@ -220,7 +220,6 @@ def build(
 
     t0 = time.perf_counter()
     say = _say(progress)
-    refuse_unbuildable(lock, platform)
     reference = _reference(push_to, lock) if push_to else None
     result = BuildResult(reference, lock.content_hash, platform)
     if not force:
@@ -236,6 +235,7 @@ def build(
                 result.reused, result.image_id = "local", local
                 result.seconds = round(time.perf_counter() - t0, 3)
                 return result
+    refuse_unbuildable(lock, platform)
     store = store or default_store()
     root = cache_root(cache_dir)
     workers = max(1, workers or os.cpu_count() or 1)

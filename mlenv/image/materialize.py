@@ -357,47 +357,155 @@ def _pyc_path(rel: str, tag: str) -> str:
 
 # --- .pyc -------------------------------------------------------------------------------------
 
-# Runs in `python -I -S` (no site, no user paths); jobs (source, destination, in-image
-# path) as JSON on stdin. Checked-hash pyc, marshal format 2 (see the module docstring).
+# Runs in `python -I -S` (no site, no user paths) of the compiling CPython; jobs
+# (key, source bytes, in-image path) pickled on stdin, (key, pyc bytes or None) on stdout.
+# Checked-hash pyc, marshal format 2 (see the module docstring).
 _COMPILE = """\
-import importlib.util,json,marshal,os,sys
-for src,dst,dfile in json.load(sys.stdin):
-    data=open(src,'rb').read()
+import importlib.util,marshal,pickle,sys
+out=[]
+for key,data,dfile in pickle.load(sys.stdin.buffer):
     try:code=compile(data,dfile,'exec',dont_inherit=True,optimize=0)
-    except (SyntaxError,ValueError):continue
-    os.makedirs(os.path.dirname(dst),exist_ok=True)
-    with open(dst,'wb') as f:f.write(importlib.util.MAGIC_NUMBER+b'\\x03\\x00\\x00\\x00'+importlib.util.source_hash(data)+marshal.dumps(code,2))
+    except (SyntaxError,ValueError):out.append((key,None));continue
+    out.append((key,importlib.util.MAGIC_NUMBER+b'\\x03\\x00\\x00\\x00'+importlib.util.source_hash(data)+marshal.dumps(code,2)))
+pickle.dump(out,sys.stdout.buffer,protocol=4)
 """
 
 
-def compile_pycs(jobs: list[tuple[str, str, str]], compiler: PycCompiler | None, workers: int = 1) -> None:
-    """Compile jobs in `workers` processes; the bytes do not depend on the split."""
+def compile_sources(jobs: list[tuple[str, bytes, str]], compiler: PycCompiler | None,
+                    workers: int = 1) -> dict[str, bytes]:
+    """key -> pyc bytes for (key, source, in-image path) jobs, in `workers` processes
+    of the compiler; a source that does not compile gets no pyc (as compileall). The
+    bytes do not depend on the split (marshal format 2 has no back-references)."""
+    import pickle
+
     if not jobs or compiler is None:
-        return
-    jobs = sorted(jobs)
+        return {}
+    jobs = sorted(jobs, key=lambda j: j[0])
     n = max(1, min(workers, len(jobs) // 50 + 1))
     chunks = [jobs[i::n] for i in range(n)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     procs = [subprocess.Popen([compiler.executable, "-I", "-S", "-c", _COMPILE], stdin=subprocess.PIPE,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env) for _ in chunks]
-    errors = []
-    for proc, chunk in zip(procs, chunks):
-        _, err = proc.communicate(json.dumps(chunk).encode())
-        if proc.returncode != 0:
-            errors.append(err.decode(errors="replace").strip().splitlines()[-1:] or ["?"])
-    if errors:
-        raise MaterializeError(f"compiling .pyc files with {compiler.executable} failed: {errors[0][0][:200]}")
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) for _ in chunks]
+    out: dict[str, bytes] = {}
+    threads = []
+    results: list[tuple[bytes, bytes, int]] = [(b"", b"", 0)] * len(procs)
+
+    def talk(i: int) -> None:
+        o, e = procs[i].communicate(pickle.dumps(chunks[i], protocol=4))
+        results[i] = (o, e, procs[i].returncode)
+
+    import threading
+
+    for i in range(len(procs)):
+        t = threading.Thread(target=talk, args=(i,))
+        t.start()
+        threads.append(t)
+    for t in threads:
+        t.join()
+    for o, e, rc in results:
+        if rc != 0:
+            last = e.decode(errors="replace").strip().splitlines()[-1:] or ["?"]
+            raise MaterializeError(f"compiling .pyc files with {compiler.executable} failed: {last[0][:200]}")
+        for key, pyc in pickle.loads(o):
+            if pyc is not None:
+                out[key] = pyc
+    return out
+
+
+def compile_pycs(jobs: list[tuple[str, str, str]], compiler: PycCompiler | None, workers: int = 1) -> None:
+    """(source file, destination file, in-image path) jobs: compile_sources on files."""
+    if not jobs or compiler is None:
+        return
+    dest = {src: dst for src, dst, _ in jobs}
+    got = compile_sources([(src, Path(src).read_bytes(), dfile) for src, _, dfile in jobs], compiler, workers)
+    for src, pyc in got.items():
+        Path(dest[src]).parent.mkdir(parents=True, exist_ok=True)
+        Path(dest[src]).write_bytes(pyc)
 
 
 # --- PyPI -------------------------------------------------------------------------------------
 
+SPILL_BYTES = 1 << 20  # wheel members bigger than this go to a staging file, smaller ones stay in memory
 
-def install_wheel(wheel: Path, dest: Path, target: PyTarget, dist_name: str) -> None:
-    """One wheel into dest (a staging root standing for '/'), at the image's paths."""
-    from installer import install
+
+class _Files:
+    """What one wheel installs: archive path -> (bytes | staging file, executable)."""
+
+    def __init__(self, spill: Path):
+        self.items: dict[str, tuple[bytes | str, bool]] = {}
+        self.spill = spill
+        self.n = 0
+
+    def add(self, path: str, stream, executable: bool) -> tuple[str, int]:
+        from ..oci.layer import check_path
+
+        arch = check_path(path.lstrip("/"))
+        if arch in self.items:
+            raise FileExistsError(f"File already exists: /{arch}")
+        h = hashlib.sha256()
+        buf = bytearray()
+        spilled = None
+        size = 0
+        fh = None
+        try:
+            while True:
+                chunk = stream.read(1 << 20)
+                if not chunk:
+                    break
+                h.update(chunk)
+                size += len(chunk)
+                if fh is None and len(buf) + len(chunk) > SPILL_BYTES:
+                    self.spill.mkdir(parents=True, exist_ok=True)
+                    self.n += 1
+                    spilled = str(self.spill / f"{self.n}")
+                    fh = open(spilled, "wb")
+                    fh.write(buf)
+                    buf = bytearray()
+                if fh is not None:
+                    fh.write(chunk)
+                else:
+                    buf += chunk
+        finally:
+            if fh is not None:
+                fh.close()
+        self.items[arch] = (spilled if spilled else bytes(buf), executable)
+        return base64.urlsafe_b64encode(h.digest()).decode("ascii").rstrip("="), size
+
+    def data(self, arch: str) -> bytes:
+        value = self.items[arch][0]
+        return value if isinstance(value, bytes) else Path(value).read_bytes()
+
+    def entries(self) -> list[Entry]:
+        out = []
+        for arch, (value, exe) in sorted(self.items.items()):
+            if isinstance(value, bytes):
+                out.append(bytes_entry(arch, value, executable=exe))
+            else:
+                out.append(Entry(arch, "file", exe, os.path.getsize(value), source=value))
+        return out
+
+
+def _memory_destination(target: PyTarget, dist_name: str, files: _Files):
+    """installer's SchemeDictionaryDestination with the file system replaced by _Files:
+    installer decides every path (schemes, .data, traversal checks), script and
+    shebang; nothing is written to disk but members over SPILL_BYTES."""
+    import io
+
     from installer.destinations import SchemeDictionaryDestination
-    from installer.exceptions import InstallerError
-    from installer.sources import WheelFile
+    from installer.records import Hash, RecordEntry
+    from installer.scripts import Script
+    from installer.utils import Scheme
+
+    class Destination(SchemeDictionaryDestination):
+        def write_to_fs(self, scheme, path, stream, is_executable):  # type: ignore[override]
+            final = self._path_with_destdir(scheme, path)  # destdir None: the in-image path, checked
+            digest, size = files.add(final.as_posix(), stream, is_executable)
+            return RecordEntry(path, Hash(self.hash_algorithm, digest), size)
+
+        def write_script(self, name, module, attr, section):  # type: ignore[override]
+            script_name, data = Script(name, module, attr, section).generate(self.interpreter, self.script_kind)
+            with io.BytesIO(data) as stream:
+                return self.write_to_fs(Scheme("scripts"), script_name, stream, is_executable=True)
 
     scheme = {
         "purelib": target.site,
@@ -406,75 +514,77 @@ def install_wheel(wheel: Path, dest: Path, target: PyTarget, dist_name: str) -> 
         "data": PREFIX,
         "headers": f"{PREFIX}/include/site/python{target.version}/{dist_name}",
     }
-    destination = SchemeDictionaryDestination(scheme, interpreter=target.interpreter, script_kind="posix",
-                                              destdir=str(dest), bytecode_optimization_levels=())
+    return Destination(scheme, interpreter=target.interpreter, script_kind="posix", bytecode_optimization_levels=())
+
+
+def install_wheel(wheel: Path, files: _Files, target: PyTarget, dist_name: str) -> None:
+    """One wheel into files, at the image's paths (pypa installer, no file system)."""
+    from installer import install
+    from installer.exceptions import InstallerError
+    from installer.sources import WheelFile
+
     try:
         with WheelFile.open(wheel) as source:
-            install(source, destination, additional_metadata={})
+            install(source, _memory_destination(target, dist_name, files), additional_metadata={})
     except (InstallerError, ValueError, KeyError, OSError) as exc:
         raise MaterializeError(f"could not install the wheel {wheel.name}: {exc}") from None
 
 
 def materialize_wheels(pkgs, artifacts: dict[str, Path], staging: Path, target: PyTarget, *,
                        workers: int = 1) -> Materialized:
-    """Each wheel into staging/<name>/ (its own tree), .pyc compiled, RECORD completed."""
+    """Each wheel's files (in memory, big ones in staging/), .pyc compiled, RECORD completed."""
     from ..install import artifact_filename
     from ..solve.names import normalize
 
     out = Materialized()
     todo = sorted(pkgs, key=lambda p: normalize(p.name))
-    roots = {normalize(p.name): staging / normalize(p.name) for p in todo}
+    got: dict[str, _Files] = {normalize(p.name): _Files(staging / normalize(p.name)) for p in todo}
 
     def one(pkg) -> None:
-        root = roots[normalize(pkg.name)]
-        src = artifacts[pkg.sha256]
-        wheel = root.parent / (root.name + "-whl") / artifact_filename(pkg)
+        name = normalize(pkg.name)
+        wheel = staging / "wheels" / name / artifact_filename(pkg)  # installer reads the tags from the name
         wheel.parent.mkdir(parents=True, exist_ok=True)
         if not wheel.exists():
-            os.symlink(os.path.abspath(src), wheel)  # installer reads the name for the wheel's tags
-        install_wheel(wheel, root, target, normalize(pkg.name))
+            os.symlink(os.path.abspath(artifacts[pkg.sha256]), wheel)
+        install_wheel(wheel, got[name], target, name)
 
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="mlenv-wheel") as pool:
         list(pool.map(one, todo))
-    site_rel = target.site.lstrip("/")
-    jobs: list[tuple[str, str, str]] = []
+    site = target.site.lstrip("/") + "/"
     if target.compiler is not None:
-        for name, root in roots.items():
-            site = root / site_rel
-            for py in sorted(site.rglob("*.py")):
-                rel = py.relative_to(site).as_posix()
-                if "__pycache__" in rel.split("/"):
-                    continue
-                jobs.append((str(py), str(site / _pyc_path(rel, target.compiler.tag)), f"{target.site}/{rel}"))
-        compile_pycs(jobs, target.compiler, workers)
-        for name, root in roots.items():
-            _record_pycs(root / site_rel, target.compiler.tag)
-    for name, root in roots.items():
-        out.units[f"pypi/{name}"] = entries_from_dir(root)
+        tag = target.compiler.tag
+        jobs = [(f"{name}\0{arch}", files.data(arch), "/" + arch) for name, files in got.items()
+                for arch in files.items if arch.startswith(site) and arch.endswith(".py")
+                and "__pycache__" not in arch.split("/")]
+        pycs = compile_sources(jobs, target.compiler, workers)
+        by_unit: dict[str, list[tuple[str, bytes]]] = {}
+        for key, pyc in pycs.items():
+            name, arch = key.split("\0", 1)
+            by_unit.setdefault(name, []).append((site + _pyc_path(arch[len(site):], tag), pyc))
+        for name, items in by_unit.items():
+            _add_pycs(got[name], sorted(items), site)
+    for name, files in got.items():
+        out.units[f"pypi/{name}"] = files.entries()
     return out
 
 
-def _record_pycs(site: Path, tag: str) -> None:
-    """Add the compiled .pyc files to the distribution's RECORD (as pip does), sorted."""
-    infos = sorted(site.glob("*.dist-info"))
-    if len(infos) != 1:
-        return
-    record = infos[0] / "RECORD"
-    if not record.is_file():
-        return
-    pycs = sorted(p for p in site.rglob(f"*.{tag}.pyc"))
-    if not pycs:
-        return
+def _add_pycs(files: _Files, pycs: list[tuple[str, bytes]], site: str) -> None:
+    """The compiled .pyc files into the unit and its RECORD (as pip does), sorted."""
     import csv
     import io
 
+    for arch, data in pycs:
+        files.add("/" + arch, io.BytesIO(data), False)
+    records = [a for a in files.items if a.startswith(site) and a.count("/") == site.count("/") + 1 and
+               a.endswith(".dist-info/RECORD")]
+    if len(records) != 1:
+        return
     buf = io.StringIO()
     writer = csv.writer(buf, delimiter=",", quotechar='"', lineterminator="\n")
-    for p in pycs:
-        data = p.read_bytes()
+    for arch, data in pycs:
         digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-        writer.writerow([p.relative_to(site).as_posix(), f"sha256={digest}", str(len(data))])
-    text = record.read_text(encoding="utf-8")
+        writer.writerow([arch[len(site):], f"sha256={digest}", str(len(data))])
+    text = files.data(records[0]).decode("utf-8")
     if text and not text.endswith("\n"):
         text += "\n"
-    record.write_text(text + buf.getvalue(), encoding="utf-8")
+    files.items[records[0]] = ((text + buf.getvalue()).encode("utf-8"), False)
