@@ -36,13 +36,23 @@ def _own_cache(tmp_path, monkeypatch):
 def mlenv(*args, cwd, env=None):
     full = {k: v for k, v in os.environ.items() if k != "MLENV_CA_BUNDLE"}
     full.update(env or {})
-    proc = subprocess.run([sys.executable, "-m", "mlenv.cli", *args], cwd=cwd, capture_output=True, text=True, env=full)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlenv.cli", *args], cwd=cwd, capture_output=True, text=True, env=full, check=False
+    )
     assert proc.returncode == 0, f"mlenv {' '.join(args)}: exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
     return proc
 
 
-def project(d: Path, name: str, body: str, base: str, *, python: str | None = "/usr/bin/python3",
-            platforms=("linux-64",), env_python: str | None = None) -> Path:
+def project(
+    d: Path,
+    name: str,
+    body: str,
+    base: str,
+    *,
+    python: str | None = "/usr/bin/python3",
+    platforms=("linux-64",),
+    env_python: str | None = None,
+) -> Path:
     d.mkdir(parents=True, exist_ok=True)
     head = f'[environment]\nname = "{name}"\nplatforms = {json.dumps(list(platforms))}\n'
     if env_python:
@@ -71,28 +81,40 @@ def registry_blobs() -> set[str]:
 @pytest.fixture(scope="module")
 def mixed(tmp_path_factory, base_image_remote, conda_channel, fixture_paths):
     """conda (python stub, mlenv-hello, noarch fixpy-utils) + PyPI into the conda python."""
-    return project(tmp_path_factory.mktemp("mixed"), f"dl-mixed-{RUN}", f"""
+    return project(
+        tmp_path_factory.mktemp("mixed"),
+        f"dl-mixed-{RUN}",
+        f"""
         [conda]
         channels = ["{conda_channel}"]
         dependencies = ["python 3.11.*", "mlenv-hello", "fixpy-utils"]
         [pypi]
-        index-url = "{fixture_paths['pypi_simple_url']}"
+        index-url = "{fixture_paths["pypi_simple_url"]}"
         dependencies = ["fixbeta"]
         [variables]
         GREETING = "hello world"
-        """, base_image_remote, python=None)
+        """,
+        base_image_remote,
+        python=None,
+    )
 
 
 @pytest.fixture(scope="module")
 def venv_env(tmp_path_factory, base_image_remote, fixture_paths):
     """PyPI packages in a venv on the base image's Python."""
-    return project(tmp_path_factory.mktemp("venv"), f"dl-venv-{RUN}", f"""
+    return project(
+        tmp_path_factory.mktemp("venv"),
+        f"dl-venv-{RUN}",
+        f"""
         [pypi]
-        index-url = "{fixture_paths['pypi_simple_url']}"
+        index-url = "{fixture_paths["pypi_simple_url"]}"
         dependencies = ["fixbeta", "fixnum", "fixplat"]
         [variables]
         GREETING = "hello world"
-        """, base_image_remote, env_python="3.11")
+        """,
+        base_image_remote,
+        env_python="3.11",
+    )
 
 
 BUILD_SCRIPT = """
@@ -110,14 +132,40 @@ print(json.dumps(r.as_dict()))
 
 def test_same_lock_same_digest_across_caches_tz_umask_tmpdir_seed_and_workers(mixed, tmp_path):
     spec, lock = load(mixed)
-    first = daemonless.build(spec, lock, "linux-64", store=BlobStore(tmp_path / "store-a"), workers=2,
-                             cache_dir=tmp_path / "cache-a", min_layer_bytes=1)
+    first = daemonless.build(
+        spec,
+        lock,
+        "linux-64",
+        store=BlobStore(tmp_path / "store-a"),
+        workers=2,
+        cache_dir=tmp_path / "cache-a",
+        min_layer_bytes=1,
+    )
     other_tmp = tmp_path / "other-tmp"
     other_tmp.mkdir()
-    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache-b"), "TZ": "Pacific/Kiritimati",
-           "TMPDIR": str(other_tmp), "PYTHONHASHSEED": "4242", "HOSTNAME": "elsewhere"}
-    proc = subprocess.run(["sh", "-c", 'umask 077; exec "$0" -c "$1" "$2" "$3" 1', sys.executable, BUILD_SCRIPT,
-                           str(mixed), str(tmp_path / "store-b")], env=env, capture_output=True, text=True)
+    env = {
+        **os.environ,
+        "XDG_CACHE_HOME": str(tmp_path / "cache-b"),
+        "TZ": "Pacific/Kiritimati",
+        "TMPDIR": str(other_tmp),
+        "PYTHONHASHSEED": "4242",
+        "HOSTNAME": "elsewhere",
+    }
+    proc = subprocess.run(
+        [
+            "sh",
+            "-c",
+            'umask 077; exec "$0" -c "$1" "$2" "$3" 1',
+            sys.executable,
+            BUILD_SCRIPT,
+            str(mixed),
+            str(tmp_path / "store-b"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     second = json.loads(proc.stdout)
     assert not any(layer["cached"] for layer in second["layers"])  # nothing came from a cache
@@ -162,8 +210,9 @@ def test_push_pull_and_docker_load_keep_the_digests(mixed, tmp_path, test_regist
     again = daemonless.build(spec, lock, "linux-64", store=store, load=True, force=True, min_layer_bytes=1)
     try:
         assert again.manifest_digest == built.manifest_digest and again.image_id == built.config_digest
-        assert docker_client.api.inspect_image(again.image_id)["RootFS"]["Layers"][-len(again.layers):] == \
-            [x.diff_id for x in again.layers]
+        assert docker_client.api.inspect_image(again.image_id)["RootFS"]["Layers"][-len(again.layers) :] == [
+            x.diff_id for x in again.layers
+        ]
         # a second build reuses the local image by its content-hash label: nothing built
         hit = daemonless.build(spec, lock, "linux-64", store=store, load=True, min_layer_bytes=1)
         assert hit.reused == "local" and hit.image_id == built.config_digest
@@ -177,14 +226,18 @@ def test_push_pull_and_docker_load_keep_the_digests(mixed, tmp_path, test_regist
 
 def test_runs_on_the_engine_and_verify_passes(venv_env, tmp_path, test_registry, docker_client):
     spec, lock = load(venv_env)
-    built = daemonless.build(spec, lock, "linux-64", store=BlobStore(tmp_path / "s"), load=True,
-                             push_to=f"{test_registry}/dl-{RUN}/venv")
+    built = daemonless.build(
+        spec, lock, "linux-64", store=BlobStore(tmp_path / "s"), load=True, push_to=f"{test_registry}/dl-{RUN}/venv"
+    )
     try:
-        script = ('echo "$GREETING|$MLENV_PREFIX|$PATH"; python -c "import fixbeta, fixalpha, fixnum, numpy, fixplat, sys;'
-                  ' print(fixalpha.__version__, fixplat.PLATFORM, sys.prefix)"; cat /opt/mlenv/mlenv.lock | head -3;'
-                  " PYTHONDONTWRITEBYTECODE=1 python -v -c 'import fixalpha' 2>&1 | grep 'code object from'")
-        out = docker_client.containers.run(built.reference, ["sh", "-c", script], network_mode="none",
-                                           remove=True).decode()
+        script = (
+            'echo "$GREETING|$MLENV_PREFIX|$PATH"; python -c "import fixbeta, fixalpha, fixnum, numpy, fixplat, sys;'
+            ' print(fixalpha.__version__, fixplat.PLATFORM, sys.prefix)"; cat /opt/mlenv/mlenv.lock | head -3;'
+            " PYTHONDONTWRITEBYTECODE=1 python -v -c 'import fixalpha' 2>&1 | grep 'code object from'"
+        )
+        out = docker_client.containers.run(
+            built.reference, ["sh", "-c", script], network_mode="none", remove=True
+        ).decode()
         assert "hello world|/opt/mlenv/env|/opt/mlenv/env/bin:/usr/local/sbin" in out
         assert "1.1.0 linux-x86_64 /opt/mlenv/env" in out and lock.content_hash in out
         assert "fixalpha/__pycache__/__init__.cpython-311.pyc" in out  # the shipped .pyc is valid for the base's 3.11
@@ -201,10 +254,10 @@ def test_conda_image_runs_and_verifies(mixed, tmp_path, docker_client):
     spec, lock = load(mixed)
     built = daemonless.build(spec, lock, "linux-64", store=BlobStore(tmp_path / "s"), load=True)
     ref = f"mlenv/{spec.name}:{lock.short_hash}"
+    assert built.image_id == docker_client.api.inspect_image(ref)["Id"]
     try:
-        out = docker_client.containers.run(ref, ["sh", "-c", "mlenv-hello; python; echo $GREETING; "
-                                                 "cat /opt/mlenv/env/conda-meta/mlenv-hello-1.0.0-0.json"],
-                                           network_mode="none", remove=True).decode()
+        script = "mlenv-hello; python; echo $GREETING; cat /opt/mlenv/env/conda-meta/mlenv-hello-1.0.0-0.json"
+        out = docker_client.containers.run(ref, ["sh", "-c", script], network_mode="none", remove=True).decode()
         assert "hello" in out and "Python 3.11.9" in out and "hello world" in out
         assert '"url": "file://' in out and "extracted_package_dir" not in out
         # verify --image runs the inventory with the env's python: the fixture python is a stub, so
@@ -221,16 +274,28 @@ def test_conda_image_runs_and_verifies(mixed, tmp_path, docker_client):
 
 def test_shared_packages_are_stored_once_in_the_registry(tmp_path, test_registry, base_image_remote, fixture_paths):
     index = fixture_paths["pypi_simple_url"]
-    a = project(tmp_path / "a", f"dl-share-a-{RUN}", f'[pypi]\nindex-url = "{index}"\n'
-                'dependencies = ["fixbeta", "fixnum", "numpy==2.0.0"]\n', base_image_remote, env_python="3.11")
-    b = project(tmp_path / "b", f"dl-share-b-{RUN}", f'[pypi]\nindex-url = "{index}"\n'
-                'dependencies = ["fixalpha==1.1.0", "numpy==2.0.0", "fixplat"]\n', base_image_remote, env_python="3.11")
+    a = project(
+        tmp_path / "a",
+        f"dl-share-a-{RUN}",
+        f'[pypi]\nindex-url = "{index}"\ndependencies = ["fixbeta", "fixnum", "numpy==2.0.0"]\n',
+        base_image_remote,
+        env_python="3.11",
+    )
+    b = project(
+        tmp_path / "b",
+        f"dl-share-b-{RUN}",
+        f'[pypi]\nindex-url = "{index}"\ndependencies = ["fixalpha==1.1.0", "numpy==2.0.0", "fixplat"]\n',
+        base_image_remote,
+        env_python="3.11",
+    )
     store = BlobStore(tmp_path / "store")
-    ra = daemonless.build(*load(a), "linux-64", store=store, push_to=f"{test_registry}/dl-{RUN}/share-a",
-                          min_layer_bytes=1)
+    ra = daemonless.build(
+        *load(a), "linux-64", store=store, push_to=f"{test_registry}/dl-{RUN}/share-a", min_layer_bytes=1
+    )
     before = registry_blobs()
-    rb = daemonless.build(*load(b), "linux-64", store=store, push_to=f"{test_registry}/dl-{RUN}/share-b",
-                          min_layer_bytes=1)
+    rb = daemonless.build(
+        *load(b), "linux-64", store=store, push_to=f"{test_registry}/dl-{RUN}/share-b", min_layer_bytes=1
+    )
     after = registry_blobs()
     la = {x.id: x.digest for x in ra.layers}
     lb = {x.id: x.digest for x in rb.layers}
@@ -248,13 +313,21 @@ def test_shared_packages_are_stored_once_in_the_registry(tmp_path, test_registry
     import requests
 
     for lid in shared:  # and share-b serves them
-        r = requests.head(f"http://{test_registry}/v2/dl-{RUN}/share-b/blobs/{lb[lid]}", timeout=10,
-                          proxies={"http": "", "https": ""})
+        r = requests.head(
+            f"http://{test_registry}/v2/dl-{RUN}/share-b/blobs/{lb[lid]}", timeout=10, proxies={"http": "", "https": ""}
+        )
         assert r.status_code == 200
 
 
-def make_base(store: BlobStore, ref: str, base: transport.Pulled | None, files: dict[str, bytes],
-              *, platform="linux-64", config_env=("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",)):
+def make_base(
+    store: BlobStore,
+    ref: str,
+    base: transport.Pulled | None,
+    files: dict[str, bytes],
+    *,
+    platform="linux-64",
+    config_env=("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",),
+):
     """A base image: `base`'s layers (or none) plus one layer of files, pushed to ref."""
     from mlenv.oci.image import canonical_json, oci_platform
     from mlenv.oci.layer import bytes_entry, write_layer
@@ -267,19 +340,27 @@ def make_base(store: BlobStore, ref: str, base: transport.Pulled | None, files: 
         for item in layers:
             item["mediaType"] = OCI_LAYER_GZIP
     else:
-        config = {**oci_platform(platform), "config": {"Env": list(config_env)}, "rootfs": {"type": "layers",
-                                                                                          "diff_ids": []}}
+        config = {
+            **oci_platform(platform),
+            "config": {"Env": list(config_env)},
+            "rootfs": {"type": "layers", "diff_ids": []},
+        }
         layers = []
     config["rootfs"] = {"type": "layers", "diff_ids": list(config["rootfs"]["diff_ids"]) + [layer.diff_id]}
     cfg = store.put_bytes(canonical_json(config), OCI_CONFIG)
-    manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": cfg.to_json(),
-                "layers": layers + [layer.descriptor.to_json()]}
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": cfg.to_json(),
+        "layers": layers + [layer.descriptor.to_json()],
+    }
     desc = store.put_bytes(canonical_json(manifest), OCI_MANIFEST)
     return transport.push(store, desc.digest, ref).digest
 
 
-def test_rebase_swaps_the_base_and_keeps_the_environment_layers(tmp_path, test_registry, base_image_remote,
-                                                                 conda_channel, docker_client):
+def test_rebase_swaps_the_base_and_keeps_the_environment_layers(
+    tmp_path, test_registry, base_image_remote, conda_channel, docker_client
+):
     from mlenv.image.rebase import rebase_image
 
     store = BlobStore(tmp_path / "store")
@@ -300,16 +381,23 @@ def test_rebase_swaps_the_base_and_keeps_the_environment_layers(tmp_path, test_r
         assert new.layers[-1].id == "metadata" and new.layers[-1].digest != old.layers[-1].digest
         assert new.base_layers == old.base_layers + 1
         assert set(new.upload["uploaded"]) == {new.layers[-1].digest, new.config_digest}  # nothing else uploaded
-        out = docker_client.containers.run(new.image_id, ["sh", "-c", "cat /etc/mlenv-patched; mlenv-hello; "
-                                                          "grep -c content-hash /opt/mlenv/mlenv.lock"],
-                                           network_mode="none", remove=True).decode()
+        script = "cat /etc/mlenv-patched; mlenv-hello; grep -c content-hash /opt/mlenv/mlenv.lock"
+        out = docker_client.containers.run(
+            new.image_id, ["sh", "-c", script], network_mode="none", remove=True
+        ).decode()
         assert "patched" in out and "hello" in out
         labels = docker_client.api.inspect_image(new.image_id)["Config"]["Labels"]
         assert labels["org.mlenv.content-hash"] == lock2.content_hash
         assert labels["org.opencontainers.image.base.name"].startswith(f"{test_registry}/dl-{RUN}/base@")
         # the rebased image is what a full build of the new lock gives, byte for byte
-        full = daemonless.build(spec2, lock2, "linux-64", store=BlobStore(tmp_path / "fresh"), force=True,
-                                cache_dir=tmp_path / "fresh-cache")
+        full = daemonless.build(
+            spec2,
+            lock2,
+            "linux-64",
+            store=BlobStore(tmp_path / "fresh"),
+            force=True,
+            cache_dir=tmp_path / "fresh-cache",
+        )
         assert full.manifest_digest == new.manifest_digest
     finally:
         docker_client.api.remove_image(new.image_id, force=True)
@@ -321,14 +409,20 @@ def test_rebase_refusals(tmp_path, test_registry, base_image_remote, conda_chann
     store = BlobStore(tmp_path / "store")
     # a venv on the base image's Python
     spec, lock = load(venv_env)
-    built = daemonless.build(spec, lock, "linux-64", store=store, push_to=f"{test_registry}/dl-{RUN}/rf-venv")
+    venv = daemonless.build(spec, lock, "linux-64", store=store, push_to=f"{test_registry}/dl-{RUN}/rf-venv")
     with pytest.raises(RebaseRefused, match="venv on the base image's Python"):
-        rebase_image(spec, lock, "linux-64", built.reference, store=store)
+        rebase_image(spec, lock, "linux-64", venv.reference, store=store)
     # a base whose glibc is older than a package needs (fixglibc: __glibc >=2.28)
     old_glibc = f"{test_registry}/dl-{RUN}/oldglibc:1"
-    make_base(store, old_glibc, None, {
-        "lib/x86_64-linux-gnu/libc.so.6": b"\x7fELF GNU C Library (fake) stable release version 2.17.\0",
-        "etc/os-release": b'ID=old\n'})
+    make_base(
+        store,
+        old_glibc,
+        None,
+        {
+            "lib/x86_64-linux-gnu/libc.so.6": b"\x7fELF GNU C Library (fake) stable release version 2.17.\0",
+            "etc/os-release": b"ID=old\n",
+        },
+    )
     body = f'[conda]\nchannels = ["{conda_channel}"]\ndependencies = ["fixglibc", "python 3.11.*"]\n'
     v1 = project(tmp_path / "g1", f"dl-glibc-{RUN}", body, base_image_remote, python=None)
     v2 = project(tmp_path / "g2", f"dl-glibc-{RUN}", body, old_glibc, python=None)
@@ -337,8 +431,13 @@ def test_rebase_refusals(tmp_path, test_registry, base_image_remote, conda_chann
     with pytest.raises(RebaseRefused, match=r"glibc 2\.17 is older than 2\.28, which fixglibc 1\.0\.0 needs"):
         rebase_image(*load(v2), "linux-64", old.reference, store=store)
     # another environment (a package changed): not a rebase
-    v3 = project(tmp_path / "g3", f"dl-glibc-{RUN}", body.replace('"fixglibc", ', '"fixglibc", "libfix-data", '),
-                 base_image_remote, python=None)
+    v3 = project(
+        tmp_path / "g3",
+        f"dl-glibc-{RUN}",
+        body.replace('"fixglibc", ', '"fixglibc", "libfix-data", '),
+        base_image_remote,
+        python=None,
+    )
     with pytest.raises(RebaseRefused, match="packages"):
         rebase_image(*load(v3), "linux-64", old.reference, store=store)
 
@@ -346,16 +445,28 @@ def test_rebase_refusals(tmp_path, test_registry, base_image_remote, conda_chann
 def test_bad_inputs_give_one_line(tmp_path, test_registry, base_image_remote, fixture_paths):
     from mlenv.errors import MlenvError
 
-    d = project(tmp_path / "apt", f"dl-apt-{RUN}", f'[pypi]\nindex-url = "{fixture_paths["pypi_simple_url"]}"\n'
-                'dependencies = ["fixalpha"]\n', base_image_remote, env_python="3.11")
+    d = project(
+        tmp_path / "apt",
+        f"dl-apt-{RUN}",
+        f'[pypi]\nindex-url = "{fixture_paths["pypi_simple_url"]}"\ndependencies = ["fixalpha"]\n',
+        base_image_remote,
+        env_python="3.11",
+    )
     text = (d / "mlenv.toml").read_text().replace("[image]\n", '[image]\napt-packages = ["curl"]\n')
     (d / "mlenv.toml").write_text(text)
     mlenv("lock", "-q", cwd=d)
     with pytest.raises(MlenvError, match="apt-packages") as err:
         daemonless.build(*load(d), "linux-64", store=BlobStore(tmp_path / "s"))
     assert "--builder buildkit" in str(err.value)
-    spec, lock = load(project(tmp_path / "ok", f"dl-ok-{RUN}", f'[pypi]\nindex-url = "{fixture_paths["pypi_simple_url"]}"\n'
-                              'dependencies = ["fixalpha"]\n', base_image_remote, env_python="3.11"))
+    spec, lock = load(
+        project(
+            tmp_path / "ok",
+            f"dl-ok-{RUN}",
+            f'[pypi]\nindex-url = "{fixture_paths["pypi_simple_url"]}"\ndependencies = ["fixalpha"]\n',
+            base_image_remote,
+            env_python="3.11",
+        )
+    )
     with pytest.raises(MlenvError, match="not found in the registry"):
         lock.image["reference"] = f"{test_registry}/dl-{RUN}/no-such-base:1"
         daemonless.build(spec, lock, "linux-64", store=BlobStore(tmp_path / "s2"))
@@ -382,9 +493,21 @@ def arm64_base(tmp_path_factory, test_registry):
     if not shutil.which("debootstrap") or not shutil.which("dpkg-deb"):
         pytest.skip("debootstrap / dpkg-deb not installed")
     root = tmp_path_factory.mktemp("arm64") / "root"
-    proc = subprocess.run(["debootstrap", "--foreign", "--arch=arm64", "--variant=minbase",
-                           "--include=python3.11-minimal", "bookworm", str(root), "http://deb.debian.org/debian"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            "debootstrap",
+            "--foreign",
+            "--arch=arm64",
+            "--variant=minbase",
+            "--include=python3.11-minimal",
+            "bookworm",
+            str(root),
+            "http://deb.debian.org/debian",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if proc.returncode != 0:
         pytest.skip(f"debootstrap could not fetch Debian arm64 packages: {proc.stderr.strip()[-300:]}")
     archives = root / "var" / "cache" / "apt" / "archives"
@@ -407,12 +530,19 @@ def arm64_base(tmp_path_factory, test_registry):
     from mlenv.oci.store import OCI_CONFIG, OCI_MANIFEST
 
     layer = write_layer(keep, store, workers=2)
-    config = {**oci_platform("linux-aarch64"), "config": {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:"
-                                                                  "/usr/bin:/sbin:/bin"], "Cmd": ["/bin/sh"]},
-              "rootfs": {"type": "layers", "diff_ids": [layer.diff_id]}}
+    path = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    config = {
+        **oci_platform("linux-aarch64"),
+        "config": {"Env": [path], "Cmd": ["/bin/sh"]},
+        "rootfs": {"type": "layers", "diff_ids": [layer.diff_id]},
+    }
     cfg = store.put_bytes(canonical_json(config), OCI_CONFIG)
-    manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": cfg.to_json(),
-                "layers": [layer.descriptor.to_json()]}
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": cfg.to_json(),
+        "layers": [layer.descriptor.to_json()],
+    }
     desc = store.put_bytes(canonical_json(manifest), OCI_MANIFEST)
     transport.push(store, desc.digest, ref)
     return ref
@@ -420,8 +550,15 @@ def arm64_base(tmp_path_factory, test_registry):
 
 @pytest.mark.network
 def test_linux_aarch64_image_from_an_x86_64_host(tmp_path, arm64_base):
-    d = project(tmp_path / "arm", f"dl-arm-{RUN}", '[pypi]\ndependencies = ["pyyaml==6.0.2"]\n', arm64_base,
-                python="/usr/bin/python3.11", platforms=("linux-aarch64",), env_python="3.11")
+    d = project(
+        tmp_path / "arm",
+        f"dl-arm-{RUN}",
+        '[pypi]\ndependencies = ["pyyaml==6.0.2"]\n',
+        arm64_base,
+        python="/usr/bin/python3.11",
+        platforms=("linux-aarch64",),
+        env_python="3.11",
+    )
     spec, lock = load(d)
     store = BlobStore(tmp_path / "store")
     built = daemonless.build(spec, lock, "linux-aarch64", store=store, layout=tmp_path / "layout")

@@ -96,8 +96,11 @@ _name = st.text(st.characters(blacklist_categories=("Cs", "Cc"), blacklist_chara
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
-    files=st.dictionaries(st.lists(_name.filter(lambda s: s not in (".", "..")), min_size=1, max_size=4)
-                          .map("/".join), st.tuples(st.binary(max_size=600), st.booleans()), max_size=8),
+    files=st.dictionaries(
+        st.lists(_name.filter(lambda s: s not in (".", "..")), min_size=1, max_size=4).map("/".join),
+        st.tuples(st.binary(max_size=600), st.booleans()),
+        max_size=8,
+    ),
     link=st.text(st.characters(blacklist_characters="\0", blacklist_categories=("Cs",)), min_size=1, max_size=150),
 )
 def test_tarfile_reads_back_what_the_encoder_writes(files, link):
@@ -119,17 +122,26 @@ def test_tarfile_reads_back_what_the_encoder_writes(files, link):
 
 def test_os_release_and_dpkg_status():
     text = 'NAME="Debian GNU/Linux"\nID=debian\n# c\nVERSION_ID="12"\nPRETTY_NAME="A \\"q\\""\nbad line\n'
-    assert basefacts.parse_os_release(text) == {"NAME": "Debian GNU/Linux", "ID": "debian", "VERSION_ID": "12",
-                                                "PRETTY_NAME": 'A "q"'}
-    status = ("Package: python3.11-minimal\nStatus: install ok installed\nVersion: 3.11.2-6+deb12u6\n\n"
-              "Package: libc6\nStatus: install ok installed\nVersion: 2.36-9+deb12u7\nDescription: x\n y\n")
+    assert basefacts.parse_os_release(text) == {
+        "NAME": "Debian GNU/Linux",
+        "ID": "debian",
+        "VERSION_ID": "12",
+        "PRETTY_NAME": 'A "q"',
+    }
+    status = (
+        "Package: python3.11-minimal\nStatus: install ok installed\nVersion: 3.11.2-6+deb12u6\n\n"
+        "Package: libc6\nStatus: install ok installed\nVersion: 2.36-9+deb12u7\nDescription: x\n y\n"
+    )
     pkgs = basefacts.parse_dpkg_status(status)
     assert pkgs == {"python3.11-minimal": "3.11.2-6+deb12u6", "libc6": "2.36-9+deb12u7"}
     assert basefacts.upstream_version("1:3.11.2-6") == "3.11.2"
 
 
 def test_glibc_version_from_libc_bytes():
-    assert basefacts.glibc_version(b"\x7fELF...GNU C Library (Debian GLIBC 2.36-9) stable release version 2.36.\n") == "2.36"
+    assert (
+        basefacts.glibc_version(b"\x7fELF...GNU C Library (Debian GLIBC 2.36-9) stable release version 2.36.\n")
+        == "2.36"
+    )
     assert basefacts.glibc_version(b"\0GLIBC_2.2.5\0GLIBC_2.17\0GLIBC_2.34\0GLIBC_PRIVATE\0") == "2.34"
     assert basefacts.glibc_version(b"musl libc") is None
 
@@ -145,8 +157,11 @@ def test_base_parsers_never_crash(data):
     assert v is None or v.count(".") == 1
 
 
-_cfg_value = st.text(st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp")),
-                     min_size=1, max_size=40).map(str.strip).filter(bool)
+_cfg_value = (
+    st.text(st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp")), min_size=1, max_size=40)
+    .map(str.strip)
+    .filter(bool)
+)
 
 
 @given(home=_cfg_value, version=_cfg_value, exe=_cfg_value)
@@ -164,10 +179,19 @@ def test_pyvenv_cfg_refuses_values_that_would_add_lines(bad):
 
 def test_rootfs_whiteouts_and_symlinks():
     fs = RootFS()
-    fs.apply_layer([("usr", Node("dir")), ("usr/bin", Node("dir")), ("usr/bin/python3.11", Node("file", content=b"x")),
-                    ("usr/bin/python3", Node("symlink", "python3.11")), ("etc", Node("dir")),
-                    ("etc/a", Node("file")), ("etc/sub", Node("dir")), ("etc/sub/b", Node("file")),
-                    ("bin", Node("symlink", "usr/bin"))])
+    fs.apply_layer(
+        [
+            ("usr", Node("dir")),
+            ("usr/bin", Node("dir")),
+            ("usr/bin/python3.11", Node("file", content=b"x")),
+            ("usr/bin/python3", Node("symlink", "python3.11")),
+            ("etc", Node("dir")),
+            ("etc/a", Node("file")),
+            ("etc/sub", Node("dir")),
+            ("etc/sub/b", Node("file")),
+            ("bin", Node("symlink", "usr/bin")),
+        ]
+    )
     assert fs.resolve("/bin/python3") == "usr/bin/python3.11" and fs.read("/bin/python3") == b"x"
     fs.apply_layer([("etc/.wh.a", Node("file")), ("etc/sub/.wh..wh..opq", Node("file")), ("etc/sub/c", Node("file"))])
     assert "etc/a" not in fs.nodes and "etc/sub/b" not in fs.nodes and "etc/sub/c" in fs.nodes
@@ -182,8 +206,15 @@ def test_rootfs_whiteouts_and_symlinks():
 # --- the layer rule ---------------------------------------------------------------------------
 
 
-_units = st.lists(st.tuples(st.sampled_from(["conda", "pypi"]), st.from_regex(r"[a-z][a-z0-9]{0,6}", fullmatch=True),
-                            st.integers(0, 5 << 20)), max_size=30, unique_by=lambda t: (t[0], t[1]))
+_units = st.lists(
+    st.tuples(
+        st.sampled_from(["conda", "pypi"]),
+        st.from_regex(r"[a-z][a-z0-9]{0,6}", fullmatch=True),
+        st.integers(0, 5 << 20),
+    ),
+    max_size=30,
+    unique_by=lambda t: (t[0], t[1]),
+)
 
 
 @given(_units, st.randoms(), st.integers(2, 20))
@@ -210,9 +241,13 @@ def test_a_big_package_gets_the_same_own_layer_in_any_environment(a, b):
 
 
 def test_layer_plan_order_and_budget():
-    units = [layering.Unit("pypi/sk", "pypi", "sk", 9 << 20, direct=True), layering.Unit("pypi/np", "pypi", "np", 5 << 20),
-             layering.Unit("pypi/six", "pypi", "six", 10), layering.Unit("conda/python", "conda", "python", 30 << 20),
-             layering.Unit("conda/zlib", "conda", "zlib", 100)]
+    units = [
+        layering.Unit("pypi/sk", "pypi", "sk", 9 << 20, direct=True),
+        layering.Unit("pypi/np", "pypi", "np", 5 << 20),
+        layering.Unit("pypi/six", "pypi", "six", 10),
+        layering.Unit("conda/python", "conda", "python", 30 << 20),
+        layering.Unit("conda/zlib", "conda", "zlib", 100),
+    ]
     assert [x.id for x in layering.plan(units)] == ["conda/python", "conda-rest", "pypi-rest", "pypi/np", "pypi/sk"]
     small = layering.plan(units, max_layers=3)
     assert [x.id for x in small] == ["conda/python", "conda-rest", "pypi-rest"]
@@ -241,17 +276,35 @@ def test_floor_parsers_never_crash(depends, filename):
 
 
 def test_env_semantics_and_canonical_json():
-    assert set_env(["PATH=/usr/bin", "LANG=C"], [("PATH", "/x:/usr/bin"), ("A", "1")]) == ["PATH=/x:/usr/bin", "LANG=C", "A=1"]
+    assert set_env(["PATH=/usr/bin", "LANG=C"], [("PATH", "/x:/usr/bin"), ("A", "1")]) == [
+        "PATH=/x:/usr/bin",
+        "LANG=C",
+        "A=1",
+    ]
     assert canonical_json({"b": 1, "a": "é"}) == '{"a":"é","b":1}'.encode()
 
 
 def test_assembled_config_is_independent_of_dict_order(tmp_path):
     store = BlobStore(tmp_path)
-    base_cfg = {"architecture": "amd64", "os": "linux", "config": {"Env": ["PATH=/usr/bin"], "Cmd": ["bash"]},
-                "rootfs": {"type": "layers", "diff_ids": ["sha256:" + "1" * 64]}, "history": [{"created": "x"}],
-                "container_config": {"Hostname": "builder"}, "docker_version": "20.10"}
-    base_manifest = {"schemaVersion": 2, "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
-                                                     "digest": "sha256:" + "2" * 64, "size": 5}]}
+    base_cfg = {
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {"Env": ["PATH=/usr/bin"], "Cmd": ["bash"]},
+        "rootfs": {"type": "layers", "diff_ids": ["sha256:" + "1" * 64]},
+        "history": [{"created": "x"}],
+        "container_config": {"Hostname": "builder"},
+        "docker_version": "20.10",
+    }
+    base_manifest = {
+        "schemaVersion": 2,
+        "layers": [
+            {
+                "mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                "digest": "sha256:" + "2" * 64,
+                "size": 5,
+            }
+        ],
+    }
     a = assemble(store, base_cfg, base_manifest, [], platform="linux-64", env=[("A", "1")], labels={"z": "1", "a": "2"})
     rev = json.loads(json.dumps(base_cfg), object_pairs_hook=lambda kv: dict(reversed(kv)))
     b = assemble(store, rev, base_manifest, [], platform="linux-64", env=[("A", "1")], labels={"a": "2", "z": "1"})

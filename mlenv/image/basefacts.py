@@ -132,8 +132,10 @@ def render_pyvenv_cfg(home: str, version: str, executable: str, prefix: str) -> 
     for name, value in (("home", home), ("version", version), ("executable", executable), ("prefix", prefix)):
         if not value or value != value.strip() or len(value.splitlines()) != 1 or any(ord(c) < 0x20 for c in value):
             raise ValueError(f"invalid pyvenv.cfg {name} {value!r}")
-    return (f"home = {home}\ninclude-system-site-packages = false\nversion = {version}\n"
-            f"executable = {executable}\ncommand = {executable} -m venv --without-pip {prefix}\n").encode()
+    return (
+        f"home = {home}\ninclude-system-site-packages = false\nversion = {version}\n"
+        f"executable = {executable}\ncommand = {executable} -m venv --without-pip {prefix}\n"
+    ).encode()
 
 
 def python_xy_from_name(path: str) -> str | None:
@@ -238,16 +240,29 @@ def read_facts(store, manifest: dict, config: dict, interpreter: str | None, *, 
     from ..oci.store import OCI_LAYER_GZIP
 
     layers = base_layers(manifest)
-    key = hashlib.sha256(canonical_json({"v": FACTS_VERSION, "layers": [d.digest for d in layers],
-                                         "config": config.get("config", {}).get("Env"),
-                                         "python": interpreter})).hexdigest()[:32]
+    key = hashlib.sha256(
+        canonical_json(
+            {
+                "v": FACTS_VERSION,
+                "layers": [d.digest for d in layers],
+                "config": config.get("config", {}).get("Env"),
+                "python": interpreter,
+            }
+        )
+    ).hexdigest()[:32]
     cache = (cache_dir or _default_cache()) / "base-facts" / f"{key}.json"
     try:
         return BaseFacts(**json.loads(cache.read_text()))
     except (OSError, ValueError, TypeError):
         pass
-    fs = read_layers([((lambda d=d: store.open(d.digest)), d.media_type == OCI_LAYER_GZIP or d.media_type.endswith("gzip"))
-                      for d in layers], wanted)
+
+    def opener(digest: str):
+        return lambda: store.open(digest)
+
+    fs = read_layers(
+        [(opener(d.digest), d.media_type == OCI_LAYER_GZIP or d.media_type.endswith("gzip")) for d in layers],
+        wanted,
+    )
     facts = facts_of(fs, config, interpreter)
     atomic_write(cache, json.dumps(facts.to_json(), sort_keys=True))
     return facts

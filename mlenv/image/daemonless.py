@@ -252,20 +252,32 @@ def build(
     result.pyc = pyc
 
     say(f"fetching {len(conda_pkgs) + len(pypi_pkgs)} artifacts")
-    artifacts = fetch_artifacts(conda_pkgs + pypi_pkgs, cache=root / "artifacts" / "sha256" if cache_dir else None,
-                                index_urls=index_urls, progress=say)
+    artifacts = fetch_artifacts(
+        conda_pkgs + pypi_pkgs,
+        cache=root / "artifacts" / "sha256" if cache_dir else None,
+        index_urls=index_urls,
+        progress=say,
+    )
     base_count = len(base.manifest["layers"])
     allowed = layering.budget(base_count)
     if allowed < 2:
-        raise MlenvError(f"the base image has {base_count} layers: no room for the environment's layers",
-                         hint="use a base image with fewer layers (squash it)")
+        raise MlenvError(
+            f"the base image has {base_count} layers: no room for the environment's layers",
+            hint="use a base image with fewer layers (squash it)",
+        )
     units = _units(lock, platform, artifacts)
     threshold = min_layer_bytes or int(os.environ.get("MLENV_LAYER_MIN_BYTES") or layering.OWN_LAYER_MIN_BYTES)
     plan = layering.plan(list(units.values()), max_layers=allowed, min_bytes=threshold)
     versions = _versions()
-    common = {"format": LAYER_FORMAT, "platform": platform, "prefix": PREFIX, "mtime": FIXED_MTIME,
-              "python": target.version if target else None,
-              "pyc": target.compiler.version if target and target.compiler else None, **versions}
+    common = {
+        "format": LAYER_FORMAT,
+        "platform": platform,
+        "prefix": PREFIX,
+        "mtime": FIXED_MTIME,
+        "python": target.version if target else None,
+        "pyc": target.compiler.version if target and target.compiler else None,
+        **versions,
+    }
     conda_set = sorted(p.sha256 for p in conda_pkgs)
     by_id = {u: p for p in conda_pkgs + pypi_pkgs for u in [_unit_id(p)]}
     keys: dict[str, str] = {}
@@ -294,8 +306,9 @@ def build(
         unowned: list[Entry] = []
         if any(layer.manager == "conda" for layer in missing) or ("unowned" in keys and "unowned" not in infos):
             say(f"linking {len(conda_pkgs)} conda packages ({platform})")
-            got = materialize_conda(conda_pkgs, platform, artifacts, staging / "conda", rattler_cache=root / "rattler-pkgs",
-                                    target=target)
+            got = materialize_conda(
+                conda_pkgs, platform, artifacts, staging / "conda", rattler_cache=root / "rattler-pkgs", target=target
+            )
             entries.update(got.units)
             unowned = got.unowned
         want_pypi = [by_id[u] for layer in missing if layer.manager == "pypi" for u in layer.units]
@@ -337,27 +350,70 @@ def build(
             pool.shutdown(wait=True)
         shutil.rmtree(staging, ignore_errors=True)
     floor, _ = glibc_floor(lock, platform)
-    labels = labels_for(spec, lock, platform, rebase=contract(lock, platform, target), floor=floor, pyc=pyc,
-                        base_layers=base_count)
+    labels = labels_for(
+        spec, lock, platform, rebase=contract(lock, platform, target), floor=floor, pyc=pyc, base_layers=base_count
+    )
     result.rebase = labels["org.mlenv.rebase"]
-    return _finish(result, store, base, ordered, lock, platform, labels, env_updates(lock, base.config, needs_env),
-                   push_to=reference, layout=layout, load=load, t0=t0, say=say)
+    return _finish(
+        result,
+        store,
+        base,
+        ordered,
+        lock,
+        platform,
+        labels,
+        env_updates(lock, base.config, needs_env),
+        push_to=reference,
+        layout=layout,
+        load=load,
+        t0=t0,
+        say=say,
+    )
 
 
-def _finish(result: BuildResult, store: BlobStore, base, ordered: list[LayerInfo], lock, platform: str,
-            labels: dict, env: list[tuple[str, str]], *, push_to: str | None, layout, load: bool, t0: float,
-            say) -> BuildResult:
+def _finish(
+    result: BuildResult,
+    store: BlobStore,
+    base,
+    ordered: list[LayerInfo],
+    lock,
+    platform: str,
+    labels: dict,
+    env: list[tuple[str, str]],
+    *,
+    push_to: str | None,
+    layout,
+    load: bool,
+    t0: float,
+    say,
+) -> BuildResult:
     from ..oci.image import NewLayer, assemble
     from ..oci.store import OCI_LAYER_GZIP
     from . import transport
 
-    new = [NewLayer(Descriptor(OCI_LAYER_GZIP, li.digest, li.size, annotations={ANNOTATION_LAYER: li.id}),
-                    li.diff_id, f"mlenv daemonless: {li.id}") for li in ordered]
-    annotations = {"org.opencontainers.image.base.name": labels["org.opencontainers.image.base.name"],
-                   "org.opencontainers.image.base.digest": base.digest}
-    assembled = assemble(store, base.config, base.manifest, new, platform=platform, env=env, labels=labels,
-                         annotations=annotations,
-                         history_note=f"mlenv daemonless: ENV {' '.join(k for k, _ in env)}; LABEL org.mlenv.*")
+    new = [
+        NewLayer(
+            Descriptor(OCI_LAYER_GZIP, li.digest, li.size, annotations={ANNOTATION_LAYER: li.id}),
+            li.diff_id,
+            f"mlenv daemonless: {li.id}",
+        )
+        for li in ordered
+    ]
+    annotations = {
+        "org.opencontainers.image.base.name": labels["org.opencontainers.image.base.name"],
+        "org.opencontainers.image.base.digest": base.digest,
+    }
+    assembled = assemble(
+        store,
+        base.config,
+        base.manifest,
+        new,
+        platform=platform,
+        env=env,
+        labels=labels,
+        annotations=annotations,
+        history_note=f"mlenv daemonless: ENV {' '.join(k for k, _ in env)}; LABEL org.mlenv.*",
+    )
     result.manifest_digest = assembled.manifest.digest
     result.config_digest = assembled.config.digest
     result.layers = ordered
@@ -411,7 +467,7 @@ def _local_image(content_hash: str) -> str | None:
             found = fast.find_local(content_hash)
         else:
             found = engine.find_local(engine.connect(), content_hash)
-    except Exception:
+    except Exception:  # noqa: BLE001 - no reachable Engine, or any answer it cannot give: nothing to reuse
         return None
     return found["Id"] if found else None
 
@@ -438,4 +494,3 @@ def _units(lock, platform: str, artifacts: dict[str, Path]) -> dict:
 
 def image_reference(repository: str, name: str, short_hash: str) -> str:
     return f"{repository.rstrip('/')}/{name}:{short_hash}"
-

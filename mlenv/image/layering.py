@@ -52,7 +52,9 @@ def budget(base_layers: int, *, max_layers: int = MAX_ENV_LAYERS, extra: int = 3
     return max(0, min(max_layers, MAX_TOTAL_LAYERS - base_layers - extra))
 
 
-def plan(units: list[Unit], *, max_layers: int = MAX_ENV_LAYERS, min_bytes: int = OWN_LAYER_MIN_BYTES) -> list[PlannedLayer]:
+def plan(
+    units: list[Unit], *, max_layers: int = MAX_ENV_LAYERS, min_bytes: int = OWN_LAYER_MIN_BYTES
+) -> list[PlannedLayer]:
     if max_layers < 2 and len({u.manager for u in units}) > 1:
         raise ValueError("the layer budget is too small for this environment")
     ordered = sorted(units, key=lambda u: u.id)

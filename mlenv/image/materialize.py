@@ -55,7 +55,9 @@ ENV_ROOT = PREFIX.lstrip("/")
 # without at run time: skipping it is safe. fontconfig: `fc-cache -f` (fonts are
 # found without the cache, only slower on first use).
 POST_LINK_ALLOWED = frozenset({"fontconfig"})
-_LINK_SCRIPT_RE = re.compile(r"^(bin/\.(?P<n1>.+)-(?P<a1>post-link|pre-link)\.sh|Scripts/\.(?P<n2>.+)-(?P<a2>post-link|pre-link)\.bat)$")
+_LINK_SCRIPT_RE = re.compile(
+    r"^(bin/\.(?P<n1>.+)-(?P<a1>post-link|pre-link)\.sh|Scripts/\.(?P<n2>.+)-(?P<a2>post-link|pre-link)\.bat)$"
+)
 _HOST_KEYS = ("extracted_package_dir", "package_tarball_full_path")
 
 
@@ -118,24 +120,33 @@ def refuse_unbuildable(lock, platform: str) -> None:
     if platform not in PLATFORMS:
         raise MaterializeError(f"the daemonless builder makes linux-64 and linux-aarch64 images, not {platform}")
     if platform not in lock.platforms:
-        raise MaterializeError(f"mlenv.lock has no {platform} packages",
-                               hint=f'add "{platform}" to [environment] platforms and run `mlenv lock`')
+        raise MaterializeError(
+            f"mlenv.lock has no {platform} packages",
+            hint=f'add "{platform}" to [environment] platforms and run `mlenv lock`',
+        )
     sdists = [p for p in lock.for_platform(platform, "pypi") if not is_wheel(p)]
     if sdists:
         names = ", ".join(f"{p.name} {p.version}" for p in sorted(sdists, key=lambda p: p.name)[:3])
-        raise MaterializeError(f"PyPI package {names} is an sdist: building it runs code, which the daemonless "
-                               "builder never does", hint="build this lock with `--builder buildkit`")
+        raise MaterializeError(
+            f"PyPI package {names} is an sdist: building it runs code, which the daemonless builder never does",
+            hint="build this lock with `--builder buildkit`",
+        )
     if lock.image.get("apt-packages"):
-        raise MaterializeError("[image] apt-packages need apt-get to run in the image",
-                               hint="build this lock with `--builder buildkit`")
+        raise MaterializeError(
+            "[image] apt-packages need apt-get to run in the image", hint="build this lock with `--builder buildkit`"
+        )
     if lock.image.get("steps"):
-        raise MaterializeError("[image] steps are Dockerfile instructions the daemonless builder does not run",
-                               hint="build this lock with `--builder buildkit`")
+        raise MaterializeError(
+            "[image] steps are Dockerfile instructions the daemonless builder does not run",
+            hint="build this lock with `--builder buildkit`",
+        )
     wrong = [p for p in lock.for_platform(platform, "pypi") if not wheel_fits(p, platform)]
     if wrong:
         p = wrong[0]
-        raise MaterializeError(f"PyPI wheel {p.name} {p.version} is not for {platform} ({p.url.rsplit('/', 1)[-1]})",
-                               hint="re-lock: `mlenv lock --upgrade`")
+        raise MaterializeError(
+            f"PyPI wheel {p.name} {p.version} is not for {platform} ({p.url.rsplit('/', 1)[-1]})",
+            hint="re-lock: `mlenv lock --upgrade`",
+        )
 
 
 def wheel_fits(pkg, platform: str) -> bool:
@@ -172,27 +183,32 @@ def python_target(lock, platform: str, facts, compiler: PycCompiler | None | boo
     else:
         if facts is None or not facts.python_real:
             where = lock.image.get("python") or "python3 on the base's PATH"
-            raise MaterializeError(f"the base image has no Python interpreter at {where}",
-                                   hint="set [image] python to the base's interpreter, or add python to [conda]")
+            raise MaterializeError(
+                f"the base image has no Python interpreter at {where}",
+                hint="set [image] python to the base's interpreter, or add python to [conda]",
+            )
         xy = facts.python_xy or ""
         venv = True
         if want and ".".join(want.split(".")[:2]) != xy:
-            raise MaterializeError(f"the base image's Python ({facts.python_real}) is {xy} but mlenv.lock was solved "
-                                   f"for Python {want}", hint="set [environment] python to match, or change the base")
+            raise MaterializeError(
+                f"the base image's Python ({facts.python_real}) is {xy} but mlenv.lock was solved for Python {want}",
+                hint="set [environment] python to match, or change the base",
+            )
     if compiler is True:
         compiler = find_compiler(xy)
     return PyTarget(xy, venv, compiler or None)
 
 
 def find_compiler(xy: str) -> PycCompiler | None:
-    if "%d.%d" % sys.version_info[:2] == xy and sys.implementation.name == "cpython":
-        return PycCompiler(sys.executable, "%d.%d.%d" % sys.version_info[:3])
+    major, minor, micro = sys.version_info[:3]
+    if f"{major}.{minor}" == xy and sys.implementation.name == "cpython":
+        return PycCompiler(sys.executable, f"{major}.{minor}.{micro}")
     exe = shutil.which(f"python{xy}")
     if not exe:
         return None
     try:
-        out = subprocess.run([exe, "-I", "-S", "-c", "import platform,sys;print(sys.implementation.name,"
-                              "platform.python_version())"], capture_output=True, text=True, timeout=30)
+        probe = "import platform,sys;print(sys.implementation.name,platform.python_version())"
+        out = subprocess.run([exe, "-I", "-S", "-c", probe], capture_output=True, text=True, timeout=30, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return None
     parts = out.stdout.split()
@@ -230,14 +246,18 @@ def conda_skeleton() -> list[Entry]:
 
 def metadata_entries(lock_text: str, spec_text: str) -> list[Entry]:
     meta = META_DIR.lstrip("/")
-    return [bytes_entry(f"{meta}/mlenv.lock", lock_text.encode()), bytes_entry(f"{meta}/mlenv.toml", spec_text.encode())]
+    return [
+        bytes_entry(f"{meta}/mlenv.lock", lock_text.encode()),
+        bytes_entry(f"{meta}/mlenv.toml", spec_text.encode()),
+    ]
 
 
 # --- conda ------------------------------------------------------------------------------------
 
 
-def materialize_conda(pkgs, platform: str, artifacts: dict[str, Path], staging: Path, *, rattler_cache: Path,
-                      target: PyTarget | None) -> Materialized:
+def materialize_conda(
+    pkgs, platform: str, artifacts: dict[str, Path], staging: Path, *, rattler_cache: Path, target: PyTarget | None
+) -> Materialized:
     """Link every conda package into staging/opt/mlenv/env; entries per package."""
     import asyncio
 
@@ -251,10 +271,18 @@ def materialize_conda(pkgs, platform: str, artifacts: dict[str, Path], staging: 
     local = _named_links(pkgs, artifacts, staging.parent / (staging.name + "-pkgs"))
     records = [to_record(replace(p, url=(local / artifact_filename(p)).absolute().as_uri())) for p in pkgs]
     try:
-        asyncio.run(rattler.install(records, str(prefix), cache_dir=str(rattler_cache), show_progress=False,
-                                    platform=rattler.Subdir(platform), execute_link_scripts=False,
-                                    alternative_target_prefix=PREFIX))
-    except Exception as exc:
+        asyncio.run(
+            rattler.install(
+                records,
+                str(prefix),
+                cache_dir=rattler_cache,
+                show_progress=False,
+                platform=rattler.Subdir(platform),
+                execute_link_scripts=False,
+                alternative_target_prefix=PREFIX,
+            )
+        )
+    except Exception as exc:  # noqa: BLE001 - py-rattler raises its own exception types; one line for all
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise MaterializeError(f"py-rattler could not link the conda packages for {platform}: {text}") from None
     (prefix / "CACHEDIR.TAG").unlink(missing_ok=True)
@@ -295,7 +323,7 @@ def materialize_conda(pkgs, platform: str, artifacts: dict[str, Path], staging: 
                 owned.add(f)
         out.units[f"conda/{name}"] = entries
     for e in entries_from_dir(prefix, ENV_ROOT):
-        rel = e.path[len(ENV_ROOT) + 1:]
+        rel = e.path[len(ENV_ROOT) + 1 :]
         if e.kind != "dir" and rel not in owned:
             out.unowned.append(e)
     return out
@@ -322,13 +350,15 @@ def _check_link_scripts(rec: dict) -> None:
             raise MaterializeError(
                 f"conda package {rec.get('name')} {rec.get('version')} has a {action} script ({f}): it expects code "
                 "to run at install, which the daemonless builder never does",
-                hint="build this lock with `--builder buildkit`")
+                hint="build this lock with `--builder buildkit`",
+            )
 
 
 def _compile_noarch(recs: dict, prefix: Path, target: PyTarget) -> None:
     """conda compiles noarch: python packages' .py at install; so do we (reproducibly),
     recording the pycs in the package's record as conda does (path_type pyc_file)."""
     site_rel = f"lib/python{target.version}/site-packages/"
+    assert target.compiler is not None
     jobs: list[tuple[str, str, str]] = []
     added: dict[str, list[str]] = {}
     for name, (_, rec) in recs.items():
@@ -371,8 +401,9 @@ pickle.dump(out,sys.stdout.buffer,protocol=4)
 """
 
 
-def compile_sources(jobs: list[tuple[str, bytes, str]], compiler: PycCompiler | None,
-                    workers: int = 1) -> dict[str, bytes]:
+def compile_sources(
+    jobs: list[tuple[str, bytes, str]], compiler: PycCompiler | None, workers: int = 1
+) -> dict[str, bytes]:
     """key -> pyc bytes for (key, source, in-image path) jobs, in `workers` processes
     of the compiler; a source that does not compile gets no pyc (as compileall). The
     bytes do not depend on the split (marshal format 2 has no back-references)."""
@@ -384,8 +415,16 @@ def compile_sources(jobs: list[tuple[str, bytes, str]], compiler: PycCompiler | 
     n = max(1, min(workers, len(jobs) // 50 + 1))
     chunks = [jobs[i::n] for i in range(n)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-    procs = [subprocess.Popen([compiler.executable, "-I", "-S", "-c", _COMPILE], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) for _ in chunks]
+    procs = [
+        subprocess.Popen(
+            [compiler.executable, "-I", "-S", "-c", _COMPILE],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
+        for _ in chunks
+    ]
     out: dict[str, bytes] = {}
     threads = []
     results: list[tuple[bytes, bytes, int]] = [(b"", b"", 0)] * len(procs)
@@ -458,7 +497,7 @@ class _Files:
                     self.spill.mkdir(parents=True, exist_ok=True)
                     self.n += 1
                     spilled = str(self.spill / f"{self.n}")
-                    fh = open(spilled, "wb")
+                    fh = open(spilled, "wb")  # noqa: SIM115 - closed in the finally below
                     fh.write(buf)
                     buf = bytearray()
                 if fh is not None:
@@ -530,8 +569,9 @@ def install_wheel(wheel: Path, files: _Files, target: PyTarget, dist_name: str) 
         raise MaterializeError(f"could not install the wheel {wheel.name}: {exc}") from None
 
 
-def materialize_wheels(pkgs, artifacts: dict[str, Path], staging: Path, target: PyTarget, *,
-                       workers: int = 1) -> Materialized:
+def materialize_wheels(
+    pkgs, artifacts: dict[str, Path], staging: Path, target: PyTarget, *, workers: int = 1
+) -> Materialized:
     """Each wheel's files (in memory, big ones in staging/), .pyc compiled, RECORD completed."""
     from ..install import artifact_filename
     from ..solve.names import normalize
@@ -553,14 +593,17 @@ def materialize_wheels(pkgs, artifacts: dict[str, Path], staging: Path, target: 
     site = target.site.lstrip("/") + "/"
     if target.compiler is not None:
         tag = target.compiler.tag
-        jobs = [(f"{name}\0{arch}", files.data(arch), "/" + arch) for name, files in got.items()
-                for arch in files.items if arch.startswith(site) and arch.endswith(".py")
-                and "__pycache__" not in arch.split("/")]
+        jobs = [
+            (f"{name}\0{arch}", files.data(arch), "/" + arch)
+            for name, files in got.items()
+            for arch in files.items
+            if arch.startswith(site) and arch.endswith(".py") and "__pycache__" not in arch.split("/")
+        ]
         pycs = compile_sources(jobs, target.compiler, workers)
         by_unit: dict[str, list[tuple[str, bytes]]] = {}
         for key, pyc in pycs.items():
             name, arch = key.split("\0", 1)
-            by_unit.setdefault(name, []).append((site + _pyc_path(arch[len(site):], tag), pyc))
+            by_unit.setdefault(name, []).append((site + _pyc_path(arch[len(site) :], tag), pyc))
         for name, items in by_unit.items():
             _add_pycs(got[name], sorted(items), site)
     for name, files in got.items():
@@ -575,15 +618,18 @@ def _add_pycs(files: _Files, pycs: list[tuple[str, bytes]], site: str) -> None:
 
     for arch, data in pycs:
         files.add("/" + arch, io.BytesIO(data), False)
-    records = [a for a in files.items if a.startswith(site) and a.count("/") == site.count("/") + 1 and
-               a.endswith(".dist-info/RECORD")]
+    records = [
+        a
+        for a in files.items
+        if a.startswith(site) and a.count("/") == site.count("/") + 1 and a.endswith(".dist-info/RECORD")
+    ]
     if len(records) != 1:
         return
     buf = io.StringIO()
     writer = csv.writer(buf, delimiter=",", quotechar='"', lineterminator="\n")
     for arch, data in pycs:
         digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-        writer.writerow([arch[len(site):], f"sha256={digest}", str(len(data))])
+        writer.writerow([arch[len(site) :], f"sha256={digest}", str(len(data))])
     text = files.data(records[0]).decode("utf-8")
     if text and not text.endswith("\n"):
         text += "\n"

@@ -112,13 +112,17 @@ def check_base(facts, floor: str | None, why: str | None) -> None:
         return
     if facts.libc != "glibc" or not facts.glibc:
         what = "musl" if facts.libc == "musl" else "no C library mlenv can read"
-        raise RebaseRefused(f"the new base has {what}, but {why} needs glibc >= {floor}",
-                            hint="rebase onto a glibc-based image, or rebuild with `mlenv build`")
+        raise RebaseRefused(
+            f"the new base has {what}, but {why} needs glibc >= {floor}",
+            hint="rebase onto a glibc-based image, or rebuild with `mlenv build`",
+        )
     have = tuple(int(x) for x in facts.glibc.split(".")[:2])
     need = tuple(int(x) for x in floor.split("."))
     if have < need:
-        raise RebaseRefused(f"the new base's glibc {facts.glibc} is older than {floor}, which {why} needs",
-                            hint="pick a newer base image")
+        raise RebaseRefused(
+            f"the new base's glibc {facts.glibc} is older than {floor}, which {why} needs",
+            hint="pick a newer base image",
+        )
 
 
 def same_environment(old, new, platform: str) -> list[str]:
@@ -136,8 +140,18 @@ def same_environment(old, new, platform: str) -> list[str]:
     return out
 
 
-def rebase_image(spec, lock, platform: str, from_image: str, *, store=None, push_to: str | None = None,
-                 layout=None, load: bool = False, progress=None):
+def rebase_image(
+    spec,
+    lock,
+    platform: str,
+    from_image: str,
+    *,
+    store=None,
+    push_to: str | None = None,
+    layout=None,
+    load: bool = False,
+    progress=None,
+):
     """The image of `lock` from `from_image` (an image of an earlier lock that differs
     only in its base), without building: new base layers + the old environment
     layers + a new metadata layer. Returns a daemonless.BuildResult; raises
@@ -196,21 +210,46 @@ def rebase_image(spec, lock, platform: str, from_image: str, *, store=None, push
     old_lock = loads_lock(old_lock_text, f"{from_image}:{META_DIR}/mlenv.lock")
     differ = same_environment(old_lock, lock, platform)
     if differ:
-        raise RebaseRefused(f"mlenv.lock and {from_image} differ in more than the base image ({', '.join(differ)})",
-                            hint="build it: `mlenv build`")
+        raise RebaseRefused(
+            f"mlenv.lock and {from_image} differ in more than the base image ({', '.join(differ)})",
+            hint="build it: `mlenv build`",
+        )
     say(f"new base {base_reference(lock)}")
     new_base = transport.pull(base_reference(lock), platform, store)
     facts = read_facts(store, new_base.manifest, new_base.config, None)
     floor, why = glibc_floor(lock, platform)
     check_base(facts, floor, why)
     diff_ids = list(old.config["rootfs"]["diff_ids"])
-    kept = [LayerInfo(d.annotations.get(ANNOTATION_LAYER, f"layer-{i}"), d.digest, diff_ids[i], d.size, 0, True)
-            for i, d in enumerate(layers) if n_base <= i < len(layers) - 1]
+    kept = [
+        LayerInfo(d.annotations.get(ANNOTATION_LAYER, f"layer-{i}"), d.digest, diff_ids[i], d.size, 0, True)
+        for i, d in enumerate(layers)
+        if n_base <= i < len(layers) - 1
+    ]
     kept.append(_write(metadata_entries(lock.dumps(), strip_credentials_in_text(spec.text)), store, "metadata", None))
-    new_labels = labels_for(spec, lock, platform, rebase=REBASE_OK, floor=floor, pyc=labels.get(LABEL_PYC, "none"),
-                            base_layers=len(new_base.manifest["layers"]))
+    new_labels = labels_for(
+        spec,
+        lock,
+        platform,
+        rebase=REBASE_OK,
+        floor=floor,
+        pyc=labels.get(LABEL_PYC, "none"),
+        base_layers=len(new_base.manifest["layers"]),
+    )
     needs_env = bool(lock.for_platform(platform, "conda")) or needs_interpreter(lock, platform)
     reference = _reference(push_to, lock) if push_to else None
     result = BuildResult(reference, lock.content_hash, platform, rebase=REBASE_OK, pyc=new_labels[LABEL_PYC])
-    return _finish(result, store, new_base, kept, lock, platform, new_labels, env_updates(lock, new_base.config, needs_env),
-                   push_to=reference, layout=layout, load=load, t0=t0, say=say)
+    return _finish(
+        result,
+        store,
+        new_base,
+        kept,
+        lock,
+        platform,
+        new_labels,
+        env_updates(lock, new_base.config, needs_env),
+        push_to=reference,
+        layout=layout,
+        load=load,
+        t0=t0,
+        say=say,
+    )

@@ -30,7 +30,7 @@ from pathlib import Path
 from urllib.parse import urljoin
 
 from ..errors import MlenvError
-from ..oci.image import parse_config, parse_manifest
+from ..oci.image import ImageError, parse_config, parse_manifest
 from ..oci.store import (
     DOCKER_MANIFEST,
     DOCKER_MANIFEST_LIST,
@@ -41,7 +41,7 @@ from ..oci.store import (
     Descriptor,
 )
 
-ACCEPT = ", ".join([OCI_INDEX, DOCKER_MANIFEST_LIST, OCI_MANIFEST, DOCKER_MANIFEST])
+ACCEPT = f"{OCI_INDEX}, {DOCKER_MANIFEST_LIST}, {OCI_MANIFEST}, {DOCKER_MANIFEST}"
 
 
 class TransportError(MlenvError):
@@ -69,8 +69,19 @@ class PushStats:
     uploaded: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
-        return {k: getattr(self, k) for k in ("reference", "digest", "blobs_uploaded", "bytes_uploaded",
-                                              "blobs_present", "blobs_mounted", "requests", "uploaded")}
+        return {
+            k: getattr(self, k)
+            for k in (
+                "reference",
+                "digest",
+                "blobs_uploaded",
+                "bytes_uploaded",
+                "blobs_present",
+                "blobs_mounted",
+                "requests",
+                "uploaded",
+            )
+        }
 
 
 # --- public seam ----------------------------------------------------------------------
@@ -141,15 +152,21 @@ class _Registry:
                     self.requests += 1
                     resp = self.session.request(method, url, headers=headers, timeout=600, **kw)
         except requests.RequestException as exc:
-            raise TransportError(f"registry {self.host} unreachable during {method} ({type(exc).__name__})",
-                                 hint="check the registry address and the network") from None
+            raise TransportError(
+                f"registry {self.host} unreachable during {method} ({type(exc).__name__})",
+                hint="check the registry address and the network",
+            ) from None
         if resp.status_code in (401, 403):
-            raise TransportError(f"registry {self.host} refused {method} {url.split('?')[0].split('/v2/', 1)[-1]} "
-                                 f"(HTTP {resp.status_code})",
-                                 hint=f"run `docker login {self.host}` or set MLENV_REGISTRY_USERNAME/_PASSWORD")
+            raise TransportError(
+                f"registry {self.host} refused {method} {url.split('?')[0].split('/v2/', 1)[-1]} "
+                f"(HTTP {resp.status_code})",
+                hint=f"run `docker login {self.host}` or set MLENV_REGISTRY_USERNAME/_PASSWORD",
+            )
         if resp.status_code not in ok:
-            raise TransportError(f"registry {self.host}: {method} {url.split('?')[0].split('/v2/', 1)[-1]} answered "
-                                 f"HTTP {resp.status_code}: {resp.text[:200].strip()}")
+            raise TransportError(
+                f"registry {self.host}: {method} {url.split('?')[0].split('/v2/', 1)[-1]} answered "
+                f"HTTP {resp.status_code}: {resp.text[:200].strip()}"
+            )
         return resp
 
     def _authenticate(self, challenge: str, scope: str) -> str | None:
@@ -177,8 +194,9 @@ def _split(reference: str):
     try:
         return image_ref.parse(reference)
     except ValueError as exc:
-        raise TransportError(f"bad image reference {reference!r}: {exc}",
-                             hint="use host[:port]/repository[:tag][@sha256:...]") from None
+        raise TransportError(
+            f"bad image reference {reference!r}: {exc}", hint="use host[:port]/repository[:tag][@sha256:...]"
+        ) from None
 
 
 def _fallback_pull(reference: str, platform: str, store: BlobStore) -> Pulled:
@@ -203,14 +221,16 @@ def _fallback_pull(reference: str, platform: str, store: BlobStore) -> Pulled:
                 pick = m
                 break
         if pick is None:
-            raise TransportError(f"{reference} has no {want['os']}/{want['architecture']} image ({platform})",
-                                 hint="pick a base image built for the target platform")
+            raise TransportError(
+                f"{reference} has no {want['os']}/{want['architecture']} image ({platform})",
+                hint="pick a base image built for the target platform",
+            )
         digest = Descriptor.from_json(pick).digest
         raw, media = _get_manifest(reg, ref.repository, digest, scope, store, expect=digest)
     digest = "sha256:" + __import__("hashlib").sha256(raw).hexdigest()
     try:
         manifest = parse_manifest(raw)
-    except Exception as exc:
+    except (ImageError, BlobError) as exc:
         raise TransportError(f"{reference}: {exc}") from None
     for desc in [Descriptor.from_json(manifest["config"])] + [Descriptor.from_json(x) for x in manifest["layers"]]:
         if store.has(desc.digest):
@@ -233,8 +253,10 @@ def _get_manifest(reg: _Registry, repo: str, target: str, scope: str, store: Blo
         return raw, media
     resp = reg.request("GET", f"/v2/{repo}/manifests/{target}", scope=scope, ok=(200, 404), headers={"Accept": ACCEPT})
     if resp.status_code == 404:
-        raise TransportError(f"{reg.host}/{repo}:{target} not found in the registry",
-                             hint="check the base image reference (and that it was pushed)")
+        raise TransportError(
+            f"{reg.host}/{repo}:{target} not found in the registry",
+            hint="check the base image reference (and that it was pushed)",
+        )
     raw = resp.content
     digest = "sha256:" + __import__("hashlib").sha256(raw).hexdigest()
     if expect and digest != expect:
@@ -262,8 +284,12 @@ def _fallback_push(store: BlobStore, manifest_digest: str, reference: str, *, mo
         for other in list(dict.fromkeys(mount_from + _known_repos(ref.registry, desc.digest))):
             if other == repo:
                 continue
-            resp = reg.request("POST", f"/v2/{repo}/blobs/uploads/?mount={desc.digest}&from={other}",
-                               scope=f"{scope} repository:{other}:pull", ok=(201, 202))
+            resp = reg.request(
+                "POST",
+                f"/v2/{repo}/blobs/uploads/?mount={desc.digest}&from={other}",
+                scope=f"{scope} repository:{other}:pull",
+                ok=(201, 202),
+            )
             if resp.status_code == 201:
                 stats.blobs_mounted += 1
                 mounted = True
@@ -272,20 +298,34 @@ def _fallback_push(store: BlobStore, manifest_digest: str, reference: str, *, mo
         if mounted:
             continue
         if not store.has(desc.digest):
-            raise TransportError(f"blob {desc.digest[:19]}… of {reference} is neither in the registry nor in "
-                                 f"{store.root}", hint="build again (the blob store was cleaned)")
+            raise TransportError(
+                f"blob {desc.digest[:19]}… of {reference} is neither in the registry nor in {store.root}",
+                hint="build again (the blob store was cleaned)",
+            )
         start = reg.request("POST", f"/v2/{repo}/blobs/uploads/", scope=scope, ok=(202,))
         location = urljoin(reg.base + "/", start.headers["Location"])
         sep = "&" if "?" in location else "?"
         with store.open(desc.digest, verify=True) as fh:
-            reg.request("PUT", f"{location}{sep}digest={desc.digest}", scope=scope, ok=(201,), data=fh,
-                        headers={"Content-Type": "application/octet-stream", "Content-Length": str(desc.size)})
+            reg.request(
+                "PUT",
+                f"{location}{sep}digest={desc.digest}",
+                scope=scope,
+                ok=(201,),
+                data=fh,
+                headers={"Content-Type": "application/octet-stream", "Content-Length": str(desc.size)},
+            )
         stats.blobs_uploaded += 1
         stats.bytes_uploaded += desc.size
         stats.uploaded.append(desc.digest)
         _remember(ref.registry, desc.digest, repo)
-    reg.request("PUT", f"/v2/{repo}/manifests/{ref.tag or manifest_digest}", scope=scope, ok=(200, 201), data=raw,
-                headers={"Content-Type": manifest.get("mediaType", OCI_MANIFEST)})
+    reg.request(
+        "PUT",
+        f"/v2/{repo}/manifests/{ref.tag or manifest_digest}",
+        scope=scope,
+        ok=(200, 201),
+        data=raw,
+        headers={"Content-Type": manifest.get("mediaType", OCI_MANIFEST)},
+    )
     stats.requests = reg.requests
     return stats
 
@@ -347,8 +387,9 @@ def _fallback_layout(store: BlobStore, manifest_digest: str, directory: Path, re
     if tag:
         entry["annotations"] = {"org.opencontainers.image.ref.name": tag}
     atomic_write(directory / "oci-layout", canonical_json({"imageLayoutVersion": "1.0.0"}))
-    atomic_write(directory / "index.json", canonical_json({"schemaVersion": 2, "mediaType": OCI_INDEX,
-                                                           "manifests": [entry]}))
+    atomic_write(
+        directory / "index.json", canonical_json({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [entry]})
+    )
     return directory
 
 
@@ -363,11 +404,15 @@ def docker_archive(store: BlobStore, manifest_digest: str, reference: str, out) 
     hexes = [d.digest.split(":", 1)[1] for d in layers]
     entries = [bytes_entry(f"{config.digest.split(':', 1)[1]}.json", store.read(config.digest))]
     entries += [file_entry(f"{h}.tar.gz", store.path(d.digest)) for h, d in zip(hexes, layers)]
-    index = [{"Config": f"{config.digest.split(':', 1)[1]}.json", "RepoTags": [reference] if reference else None,
-              "Layers": [f"{h}.tar.gz" for h in hexes]}]
+    index = [
+        {
+            "Config": f"{config.digest.split(':', 1)[1]}.json",
+            "RepoTags": [reference] if reference else None,
+            "Layers": [f"{h}.tar.gz" for h in hexes],
+        }
+    ]
     entries.append(bytes_entry("manifest.json", json.dumps(index).encode()))
-    seen: set[str] = set()
-    unique = [e for e in entries if not (e.path in seen or seen.add(e.path))]
+    unique = list({e.path: e for e in reversed(entries)}.values())  # a layer listed twice is stored once
     for chunk in tar_stream(unique):
         out.write(chunk)
 
@@ -383,7 +428,7 @@ def _fallback_load(store: BlobStore, manifest_digest: str, reference: str) -> st
         fh.seek(0)
         try:
             out = list(client.api.load_image(fh))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - docker SDK and requests errors alike: one line
             raise TransportError(f"docker load of {reference} failed: {str(exc)[:300]}") from None
     for msg in out:
         if isinstance(msg, dict) and msg.get("error"):

@@ -56,7 +56,9 @@ def oci_platform(platform: str) -> dict[str, str]:
     try:
         return dict(PLATFORMS[platform])
     except KeyError:
-        raise ImageError(f"no OCI image platform for {platform!r} (daemonless images: linux-64, linux-aarch64)") from None
+        raise ImageError(
+            f"no OCI image platform for {platform!r} (daemonless images: linux-64, linux-aarch64)"
+        ) from None
 
 
 def _oci_layer_type(media_type: str) -> str:
@@ -122,8 +124,10 @@ def check_base_config(config: dict, platform: str) -> None:
     if not isinstance(config, dict) or not isinstance(config.get("rootfs"), dict):
         raise ImageError("the base image config has no rootfs")
     if config.get("architecture") != want["architecture"] or config.get("os") != want["os"]:
-        raise ImageError(f"the base image is {config.get('os')}/{config.get('architecture')}, the target is "
-                         f"{want['os']}/{want['architecture']} ({platform})")
+        raise ImageError(
+            f"the base image is {config.get('os')}/{config.get('architecture')}, the target is "
+            f"{want['os']}/{want['architecture']} ({platform})"
+        )
 
 
 def assemble(
@@ -196,7 +200,7 @@ def parse_manifest(data: bytes) -> dict:
     media = doc.get("mediaType", OCI_MANIFEST)
     if media not in (OCI_MANIFEST, DOCKER_MANIFEST):
         raise ImageError(f"not a single-image manifest: {media}")
-    Descriptor.from_json(doc.get("config"))
+    Descriptor.from_json(doc.get("config") or {})
     base_layers(doc)
     return doc
 

@@ -11,6 +11,8 @@ every path; file contents only for the paths the caller asks for (`want`), up to
 from __future__ import annotations
 
 import posixpath
+import tarfile
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import IO
@@ -53,7 +55,7 @@ class RootFS:
             if base == OPAQUE:
                 opaque.append(parent)
             elif base.startswith(WHITEOUT):
-                removed.append(posixpath.join(parent, base[len(WHITEOUT):]))
+                removed.append(posixpath.join(parent, base[len(WHITEOUT) :]))
             else:
                 layer[path] = node
         for gone in removed:
@@ -126,7 +128,7 @@ class RootFS:
         if real is None:
             return []
         prefix = real + "/" if real else ""
-        return sorted({p[len(prefix):].split("/", 1)[0] for p in self.nodes if p.startswith(prefix) and p != real})
+        return sorted({p[len(prefix) :].split("/", 1)[0] for p in self.nodes if p.startswith(prefix) and p != real})
 
 
 def read_layers(
@@ -161,9 +163,7 @@ def read_layers(
                     else:
                         node = Node("other")
                     entries.append((path, node))
-        except (OSError, EOFError, ValueError) as exc:
-            raise RootFSError(f"unreadable layer: {exc}") from None
-        except Exception as exc:  # tarfile.ReadError and friends
+        except (OSError, EOFError, ValueError, tarfile.TarError, zlib.error) as exc:
             raise RootFSError(f"unreadable layer: {type(exc).__name__}: {exc}") from None
         fs.apply_layer(entries)
     return fs
