@@ -113,28 +113,17 @@ def unreachable(reason: str) -> MlenvError:
 
 
 def registry_digest_fast(ref: str) -> str | None:
-    """registry_digest() with urllib: a plain HEAD; only a registry that asks for
-    credentials or a token (401) goes through mlenv.image_ref (requests)."""
-    import urllib.error
-    import urllib.request
+    """registry_digest() in one manifest HEAD with urllib (mlenv.oci.client.remote_has,
+    its home): requests only for a registry that asks for a token."""
+    from ..oci.client import remote_has
 
-    from .. import image_ref
+    return remote_has(ref)
 
-    if not _names_registry(ref):
-        return None
-    parsed = image_ref.parse(ref)
-    url = f"{parsed.api_base}/v2/{parsed.repository}/manifests/{parsed.tag}"
-    req = urllib.request.Request(url, method="HEAD", headers={"Accept": image_ref.MANIFEST_ACCEPT})
-    handlers = [urllib.request.ProxyHandler({})] if image_ref.is_local_registry(parsed.registry) else []
-    try:
-        with urllib.request.build_opener(*handlers).open(req, timeout=5.0) as resp:
-            return resp.headers.get("Docker-Content-Digest")
-    except urllib.error.HTTPError as exc:
-        if exc.code == 401:
-            return registry_digest(ref)
-        return None
-    except (OSError, ValueError):
-        return None
+
+def _names_registry(ref: str) -> bool:
+    from ..oci.client import names_registry
+
+    return names_registry(ref)
 
 
 # --- reuse with the SDK ------------------------------------------------------------------
@@ -160,20 +149,9 @@ def ensure_tag(client, image: dict, ref: str) -> bool:
 def registry_digest(ref: str) -> str | None:
     """Digest of ref's tag in its registry (manifest HEAD), None when absent.
     Only for references that name a registry host; unreachable -> None."""
-    from .. import image_ref
+    from ..oci.client import remote_has
 
-    if not _names_registry(ref):
-        return None  # e.g. the default `mlenv/NAME:HASH`: a local name, no registry to ask
-    parsed = image_ref.parse(ref)
-    try:
-        return image_ref.resolve_digest(parsed, timeout=5.0)
-    except image_ref.ResolveError:
-        return None
-
-
-def _names_registry(ref: str) -> bool:
-    first = ref.split("/", 1)[0]
-    return "/" in ref and ("." in first or ":" in first or first == "localhost")
+    return remote_has(ref)
 
 
 # --- build ---------------------------------------------------------------------------
@@ -251,7 +229,7 @@ def explain_failure(log: BuildLog, base: str, log_path: Path) -> BuildFailed:
 
 
 def push(client, ref: str, on_line=None) -> str | None:
-    """Push ref; the pushed digest. Credentials: mlenv.image_ref.registry_credentials."""
+    """Push ref; the pushed digest. Credentials: mlenv.oci.auth.registry_credentials."""
     from .. import image_ref
 
     parsed = image_ref.parse(ref)

@@ -95,6 +95,7 @@ class OciRegistry(Registry):
         self._session = None
         self._tokens: dict[str, str] = {}  # scope -> Authorization header value
         self._basic: str | None = None
+        self._authorizer = None  # mlenv.oci.auth.Authorizer, made at the first 401
 
     # --- HTTP plumbing --------------------------------------------------------
     @property
@@ -123,7 +124,7 @@ class OciRegistry(Registry):
         return f"{self.namespace}/{name}" if self.namespace else name
 
     def _credentials(self) -> tuple[str, str] | None:
-        from ..image_ref import registry_credentials
+        from ..oci.auth import registry_credentials
 
         return registry_credentials(self.host)
 
@@ -169,32 +170,19 @@ class OciRegistry(Registry):
         return resp
 
     def _authenticate(self, challenge: str, scope: str | None) -> str | None:
-        creds = self._credentials()
-        if challenge.lower().startswith("basic"):
-            if not creds:
-                return None
-            self._basic = "Basic " + base64.b64encode(f"{creds[0]}:{creds[1]}".encode()).decode()
-            return self._basic
-        params = dict(re.findall(r'(\w+)="([^"]*)"', challenge))
-        realm = params.pop("realm", None)
-        if not realm:
-            return None
-        if scope:
-            params["scope"] = scope
-        import requests
+        """Answer a 401 challenge (mlenv.oci.auth: Basic or a bearer token for scope)."""
+        from ..oci.auth import AuthError, Authorizer
 
+        if self._authorizer is None:
+            self._authorizer = Authorizer(self.host, timeout=self.timeout)
         try:
-            resp = self.session.get(realm, params=params, auth=creds, timeout=self.timeout)
-        except requests.RequestException as exc:
-            raise RegistryError(f"registry {self.host}: token service {realm} unreachable ({type(exc).__name__})") from None
-        if resp.status_code != 200:
-            return None
-        body = resp.json()
-        token = body.get("token") or body.get("access_token")
-        if not token:
-            return None
-        value = f"Bearer {token}"
-        self._tokens[scope or ""] = value
+            value = self._authorizer.answer(self.session, challenge, [scope] if scope else [])
+        except AuthError as exc:
+            raise AuthRefused(exc.message, hint=exc.hint) from None
+        if value and value.startswith("Basic "):
+            self._basic = value
+        elif value:
+            self._tokens[scope or ""] = value
         return value
 
     def _scope(self, repo: str, push: bool = False) -> str:
