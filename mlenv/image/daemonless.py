@@ -241,7 +241,7 @@ def build(
     workers = max(1, workers or os.cpu_count() or 1)
 
     say(f"base image {base_reference(lock)}")
-    base = transport.pull(base_reference(lock), platform, store)
+    base = transport.pull(base_reference(lock), platform, store, expect=lock.image.get("digest"))
     needs_env = bool(lock.for_platform(platform, "conda")) or needs_interpreter(lock, platform)
     conda_pkgs = lock.for_platform(platform, "conda")
     pypi_pkgs = lock.for_platform(platform, "pypi")

@@ -215,7 +215,7 @@ def rebase_image(
             hint="build it: `mlenv build`",
         )
     say(f"new base {base_reference(lock)}")
-    new_base = transport.pull(base_reference(lock), platform, store)
+    new_base = transport.pull(base_reference(lock), platform, store, expect=lock.image.get("digest"))
     facts = read_facts(store, new_base.manifest, new_base.config, None)
     floor, why = glibc_floor(lock, platform)
     check_base(facts, floor, why)
