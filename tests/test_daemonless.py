@@ -580,3 +580,15 @@ def test_linux_aarch64_image_from_an_x86_64_host(tmp_path, arm64_base):
     assert any(n.endswith("yaml/__pycache__/__init__.cpython-311.pyc") for n in names)
     skeleton = layer_files(store, built.layers[0].digest)
     assert skeleton["opt/mlenv/env/bin/python"].linkname == "/usr/bin/python3.11"
+
+
+def test_cli_builder_daemonless_builds_then_reuses_with_one_head(venv_env, test_registry):
+    repo = f"{test_registry}/dl-cli-{RUN}"
+    first = json.loads(mlenv("build", "--builder", "daemonless", "--push", "--repository", repo, "--json",
+                             cwd=venv_env).stdout)  # fmt: skip
+    assert first["action"] == "built" and first["builder"] == "daemonless" and first["pushed"] == first["digest"]
+    assert transport.head(first["image"]) == first["digest"]
+    again = json.loads(mlenv("build", "--builder", "daemonless", "--push", "--repository", repo, "--json",
+                             cwd=venv_env).stdout)  # fmt: skip
+    assert again["action"] == "reused" and again["where"] == "registry" and again["digest"] == first["digest"]
+    assert again["layers"] == [] and again["upload"] is None  # nothing built, nothing sent

@@ -208,6 +208,7 @@ def build(
     from . import layering, transport
     from .basefacts import read_facts
     from .materialize import (
+        check_venv_python,
         conda_skeleton,
         materialize_conda,
         materialize_wheels,
@@ -240,14 +241,28 @@ def build(
     root = cache_root(cache_dir)
     workers = max(1, workers or os.cpu_count() or 1)
 
-    say(f"base image {base_reference(lock)}")
-    base = transport.pull(base_reference(lock), platform, store, expect=lock.image.get("digest"))
     needs_env = bool(lock.for_platform(platform, "conda")) or needs_interpreter(lock, platform)
     conda_pkgs = lock.for_platform(platform, "conda")
     pypi_pkgs = lock.for_platform(platform, "pypi")
     venv = needs_interpreter(lock, platform) and not any(p.name == "python" for p in conda_pkgs)
-    facts = read_facts(store, base.manifest, base.config, lock.image.get("python"), cache_dir=root) if venv else None
-    target = python_target(lock, platform, facts)
+
+    def base_and_facts():
+        # in the background: nothing below needs the base until the layers are assembled
+        # (a venv is materialized for the lock's Python X.Y, checked against the base after)
+        base = transport.pull(base_reference(lock), platform, store, expect=lock.image.get("digest"))
+        facts = (
+            read_facts(store, base.manifest, base.config, lock.image.get("python"), cache_dir=root) if venv else None
+        )
+        return base, facts
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    say(f"base image {base_reference(lock)}")
+    background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlenv-base")
+    base_future = background.submit(base_and_facts)
+    background.shutdown(wait=False)
+    early = None if (not venv or lock.platform_python(platform)) else base_future.result()
+    target = python_target(lock, platform, early[1] if early else None)
     pyc = f"cpython-{target.compiler.xy} checked-hash marshal-2" if target and target.compiler else "none"
     result.pyc = pyc
 
@@ -258,16 +273,8 @@ def build(
         index_urls=index_urls,
         progress=say,
     )
-    base_count = len(base.manifest["layers"])
-    allowed = layering.budget(base_count)
-    if allowed < 2:
-        raise MlenvError(
-            f"the base image has {base_count} layers: no room for the environment's layers",
-            hint="use a base image with fewer layers (squash it)",
-        )
     units = _units(lock, platform, artifacts)
     threshold = min_layer_bytes or int(os.environ.get("MLENV_LAYER_MIN_BYTES") or layering.OWN_LAYER_MIN_BYTES)
-    plan = layering.plan(list(units.values()), max_layers=allowed, min_bytes=threshold)
     versions = _versions()
     common = {
         "format": LAYER_FORMAT,
@@ -280,38 +287,41 @@ def build(
     }
     conda_set = sorted(p.sha256 for p in conda_pkgs)
     by_id = {u: p for p in conda_pkgs + pypi_pkgs for u in [_unit_id(p)]}
-    keys: dict[str, str] = {}
-    for layer in plan:
-        shas = sorted(by_id[u].sha256 for u in layer.units)
-        extra = {"conda": conda_set} if layer.manager == "conda" else {}
-        keys[layer.id] = _key({**common, **extra, "layer": layer.id, "units": layer.units, "sha256": shas})
-    if conda_pkgs:
-        keys["unowned"] = _key({**common, "conda": conda_set, "layer": "unowned"})
     cache = LayerCache(root, store)
     infos: dict[str, LayerInfo] = {}
-    for lid, key in keys.items():
-        hit = cache.get(key)
-        if hit is not None:
-            hit.id = lid
-            infos[lid] = hit
-    missing = [layer for layer in plan if layer.id not in infos]
-    say(f"{len(plan)} environment layers, {len(plan) - len(missing)} from the layer cache")
-
-    from concurrent.futures import ThreadPoolExecutor
-
+    entries: dict[str, list[Entry]] = {}
+    unowned: list[Entry] | None = None
     staging = Path(tempfile.mkdtemp(prefix="mlenv-daemonless-"))
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mlenv-gzip") if workers > 1 else None
-    try:
-        entries: dict[str, list[Entry]] = {}
-        unowned: list[Entry] = []
-        if any(layer.manager == "conda" for layer in missing) or ("unowned" in keys and "unowned" not in infos):
+
+    def prepare(plan: list) -> None:
+        """Every layer of plan into infos: from the layer cache, else materialized and written."""
+        nonlocal unowned
+        keys: dict[str, str] = {}
+        for layer in plan:
+            shas = sorted(by_id[u].sha256 for u in layer.units)
+            extra = {"conda": conda_set} if layer.manager == "conda" else {}
+            keys[layer.id] = _key({**common, **extra, "layer": layer.id, "units": layer.units, "sha256": shas})
+        if conda_pkgs:
+            keys["unowned"] = _key({**common, "conda": conda_set, "layer": "unowned"})
+        for lid, key in keys.items():
+            hit = cache.get(key)
+            if hit is not None and lid not in infos:
+                hit.id = lid
+                infos[lid] = hit
+        missing = [layer for layer in plan if layer.id not in infos]
+        say(f"{len(plan)} environment layers, {len(plan) - len(missing)} from the layer cache")
+        need_conda = any(layer.manager == "conda" for layer in missing) or (
+            "unowned" in keys and "unowned" not in infos
+        )
+        if need_conda and unowned is None:
             say(f"linking {len(conda_pkgs)} conda packages ({platform})")
             got = materialize_conda(
                 conda_pkgs, platform, artifacts, staging / "conda", rattler_cache=root / "rattler-pkgs", target=target
             )
             entries.update(got.units)
             unowned = got.unowned
-        want_pypi = [by_id[u] for layer in missing if layer.manager == "pypi" for u in layer.units]
+        want_pypi = [by_id[u] for layer in missing if layer.manager == "pypi" for u in layer.units if u not in entries]
         if want_pypi:
             assert target is not None
             say(f"installing {len(want_pypi)} wheels" + (" and compiling .pyc" if target.compiler else ""))
@@ -319,17 +329,30 @@ def build(
             entries.update(got.units)
         for layer in missing:
             say(f"writing layer {layer.id}")
-            layer_entries = [e for u in layer.units for e in entries[u]]
-            info = _write(layer_entries, store, layer.id, pool)
+            info = _write([e for u in layer.units for e in entries[u]], store, layer.id, pool)
             cache.put(keys[layer.id], info)
             infos[layer.id] = info
         if "unowned" in keys and "unowned" not in infos:
-            if unowned:
-                info = _write(unowned, store, "unowned", pool)
-                cache.put(keys["unowned"], info)
-                infos["unowned"] = info
-            else:
-                cache.put(keys["unowned"], LayerInfo("unowned", "", "", 0, 0))
+            info = _write(unowned, store, "unowned", pool) if unowned else LayerInfo("unowned", "", "", 0, 0)
+            cache.put(keys["unowned"], info)
+            infos["unowned"] = info
+
+    try:
+        # the usual budget first; a base with very many layers (known once pulled) asks for a smaller one
+        plan = layering.plan(list(units.values()), max_layers=layering.MAX_ENV_LAYERS, min_bytes=threshold)
+        prepare(plan)
+        base, facts = base_future.result()
+        allowed = layering.budget(len(base.manifest["layers"]))
+        if allowed < 2:
+            raise MlenvError(
+                f"the base image has {len(base.manifest['layers'])} layers: no room for the environment's layers",
+                hint="use a base image with fewer layers (squash it)",
+            )
+        if len(plan) > allowed:
+            plan = layering.plan(list(units.values()), max_layers=allowed, min_bytes=threshold)
+            prepare(plan)
+        if venv and target is not None:
+            check_venv_python(target, facts, lock, platform)
         skeleton: list[Entry] = []
         if venv and target is not None:
             skeleton = venv_skeleton(facts, target.version)
@@ -351,7 +374,13 @@ def build(
         shutil.rmtree(staging, ignore_errors=True)
     floor, _ = glibc_floor(lock, platform)
     labels = labels_for(
-        spec, lock, platform, rebase=contract(lock, platform, target), floor=floor, pyc=pyc, base_layers=base_count
+        spec,
+        lock,
+        platform,
+        rebase=contract(lock, platform, target),
+        floor=floor,
+        pyc=pyc,
+        base_layers=len(base.manifest["layers"]),
     )
     result.rebase = labels["org.mlenv.rebase"]
     return _finish(

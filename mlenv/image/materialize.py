@@ -180,6 +180,9 @@ def python_target(lock, platform: str, facts, compiler: PycCompiler | None | boo
     if conda is not None:
         xy = ".".join(conda.version.split(".")[:2])
         venv = False
+    elif facts is None and want:
+        xy = ".".join(want.split(".")[:2])  # checked against the base once its facts are read (check_venv_python)
+        venv = True
     else:
         if facts is None or not facts.python_real:
             where = lock.image.get("python") or "python3 on the base's PATH"
@@ -197,6 +200,16 @@ def python_target(lock, platform: str, facts, compiler: PycCompiler | None | boo
     if compiler is True:
         compiler = find_compiler(xy)
     return PyTarget(xy, venv, compiler or None)
+
+
+def check_venv_python(target: PyTarget, facts, lock, platform: str) -> None:
+    """The base's interpreter exists and is the X.Y the venv was materialized for."""
+    checked = python_target(lock, platform, facts, compiler=False)
+    if checked is not None and checked.version != target.version:
+        raise MaterializeError(
+            f"the base image's Python is {checked.version}, the environment was made for {target.version}",
+            hint="set [environment] python to match, or change the base",
+        )
 
 
 def find_compiler(xy: str) -> PycCompiler | None:
