@@ -165,8 +165,10 @@ class LayerCache:
         atomic_write(self.dir / f"{key}.json", json.dumps(data, sort_keys=True))
 
 
-def _write(entries: list[Entry], store: BlobStore, layer_id: str, pool) -> LayerInfo:
+def _write(entries: list[Entry], store: BlobStore, layer_id: str, pool, early=None) -> LayerInfo:
     layer = write_layer(entries, store, pool=pool)
+    if early is not None:
+        early.submit(layer.descriptor.digest, layer.descriptor.size)
     return LayerInfo(layer_id, layer.descriptor.digest, layer.diff_id, layer.descriptor.size, layer.size)
 
 
@@ -293,6 +295,10 @@ def build(
     unowned: list[Entry] | None = None
     staging = Path(tempfile.mkdtemp(prefix="mlenv-daemonless-"))
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mlenv-gzip") if workers > 1 else None
+    # with a registry to push to, every layer blob goes up as soon as it exists (the manifest last)
+    early = (
+        transport.EarlyPush(store, reference, _mount_sources(base_reference(lock), reference)) if reference else None
+    )
 
     def prepare(plan: list) -> None:
         """Every layer of plan into infos: from the layer cache, else materialized and written."""
@@ -309,6 +315,8 @@ def build(
             if hit is not None and lid not in infos:
                 hit.id = lid
                 infos[lid] = hit
+                if early is not None:
+                    early.submit(hit.digest, hit.size)
         missing = [layer for layer in plan if layer.id not in infos]
         say(f"{len(plan)} environment layers, {len(plan) - len(missing)} from the layer cache")
         need_conda = any(layer.manager == "conda" for layer in missing) or (
@@ -329,11 +337,11 @@ def build(
             entries.update(got.units)
         for layer in missing:
             say(f"writing layer {layer.id}")
-            info = _write([e for u in layer.units for e in entries[u]], store, layer.id, pool)
+            info = _write([e for u in layer.units for e in entries[u]], store, layer.id, pool, early)
             cache.put(keys[layer.id], info)
             infos[layer.id] = info
         if "unowned" in keys and "unowned" not in infos:
-            info = _write(unowned, store, "unowned", pool) if unowned else LayerInfo("unowned", "", "", 0, 0)
+            info = _write(unowned, store, "unowned", pool, early) if unowned else LayerInfo("unowned", "", "", 0, 0)
             cache.put(keys["unowned"], info)
             infos["unowned"] = info
 
@@ -363,11 +371,15 @@ def build(
         meta = metadata_entries(lock.dumps(), strip_credentials_in_text(spec.text))
         ordered: list[LayerInfo] = []
         if skeleton:
-            ordered.append(_write(skeleton, store, "skeleton", pool))
+            ordered.append(_write(skeleton, store, "skeleton", pool, early))
         ordered += [infos[layer.id] for layer in plan]
         if infos.get("unowned") and infos["unowned"].digest:
             ordered.append(infos["unowned"])
-        ordered.append(_write(meta, store, "metadata", pool))
+        ordered.append(_write(meta, store, "metadata", pool, early))
+    except BaseException:
+        if early is not None:
+            early.cancel()
+        raise
     finally:
         if pool is not None:
             pool.shutdown(wait=True)
@@ -397,6 +409,7 @@ def build(
         load=load,
         t0=t0,
         say=say,
+        early=early,
     )
 
 
@@ -415,6 +428,7 @@ def _finish(
     load: bool,
     t0: float,
     say,
+    early=None,
 ) -> BuildResult:
     from ..oci.image import NewLayer, assemble
     from ..oci.store import OCI_LAYER_GZIP
@@ -450,7 +464,9 @@ def _finish(
     if push_to:
         say(f"pushing {push_to}")
         mount = _mount_sources(base.reference, push_to)
-        result.upload = transport.push(store, assembled.manifest.digest, push_to, mount_from=mount).as_dict()
+        result.upload = transport.push(
+            store, assembled.manifest.digest, push_to, mount_from=mount, early=early
+        ).as_dict()
     if layout:
         result.layout = str(transport.write_layout(store, assembled.manifest.digest, Path(layout), push_to or ""))
     if load:

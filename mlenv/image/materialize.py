@@ -477,6 +477,7 @@ def compile_pycs(jobs: list[tuple[str, str, str]], compiler: PycCompiler | None,
 
 # --- PyPI -------------------------------------------------------------------------------------
 
+COMPILE_CHUNK = 400  # .py files per compile process run (a process start is ~20 ms)
 SPILL_BYTES = 1 << 20  # wheel members bigger than this go to a staging file, smaller ones stay in memory
 
 
@@ -593,30 +594,44 @@ def materialize_wheels(
     todo = sorted(pkgs, key=lambda p: normalize(p.name))
     got: dict[str, _Files] = {normalize(p.name): _Files(staging / normalize(p.name)) for p in todo}
 
+    site = target.site.lstrip("/") + "/"
+    compiler = target.compiler
+    # a wheel's .py files are compiled as soon as it is installed (in chunks, while other
+    # wheels install): compile processes and install threads overlap
+    compile_pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="mlenv-pyc")
+    compiling = []
+
     def one(pkg) -> None:
         name = normalize(pkg.name)
         wheel = staging / "wheels" / name / artifact_filename(pkg)  # installer reads the tags from the name
         wheel.parent.mkdir(parents=True, exist_ok=True)
         if not wheel.exists():
             os.symlink(os.path.abspath(artifacts[pkg.sha256]), wheel)
-        install_wheel(wheel, got[name], target, name)
-
-    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="mlenv-wheel") as pool:
-        list(pool.map(one, todo))
-    site = target.site.lstrip("/") + "/"
-    if target.compiler is not None:
-        tag = target.compiler.tag
-        jobs = [
+        files = got[name]
+        install_wheel(wheel, files, target, name)
+        if compiler is None:
+            return
+        jobs = sorted(
             (f"{name}\0{arch}", files.data(arch), "/" + arch)
-            for name, files in got.items()
             for arch in files.items
             if arch.startswith(site) and arch.endswith(".py") and "__pycache__" not in arch.split("/")
-        ]
-        pycs = compile_sources(jobs, target.compiler, workers)
+        )
+        for i in range(0, len(jobs), COMPILE_CHUNK):
+            compiling.append(compile_pool.submit(compile_sources, jobs[i : i + COMPILE_CHUNK], compiler, 1))
+
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="mlenv-wheel") as pool:
+            list(pool.map(one, todo))
+        pycs: dict[str, bytes] = {}
+        for fut in compiling:
+            pycs.update(fut.result())
+    finally:
+        compile_pool.shutdown(wait=True, cancel_futures=True)
+    if compiler is not None:
         by_unit: dict[str, list[tuple[str, bytes]]] = {}
         for key, pyc in pycs.items():
             name, arch = key.split("\0", 1)
-            by_unit.setdefault(name, []).append((site + _pyc_path(arch[len(site) :], tag), pyc))
+            by_unit.setdefault(name, []).append((site + _pyc_path(arch[len(site) :], compiler.tag), pyc))
         for name, items in by_unit.items():
             _add_pycs(got[name], sorted(items), site)
     for name, files in got.items():

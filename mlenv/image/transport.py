@@ -62,21 +62,75 @@ def pull(reference: str, platform: str, store: BlobStore, *, expect: str | None 
                   got.name)  # fmt: skip
 
 
-def push(store: BlobStore, manifest_digest: str, reference: str, *, mount_from: list[str] | None = None) -> PushStats:
+def push(
+    store: BlobStore, manifest_digest: str, reference: str, *, mount_from: list[str] | None = None, early=None
+) -> PushStats:
+    """Push the image (mlenv.oci.push.push_image); blobs an EarlyPush already sent
+    are found by its HEAD and counted as what they were (uploaded / mounted)."""
     from ..oci.push import push_image
 
+    done = early.finish() if early is not None else {}
     res = push_image(store, manifest_digest, reference, mount_from=mount_from or ())
-    sizes = _blob_sizes(store, manifest_digest)
     st = res.stats
-    return PushStats(reference, res.digest, len(st.uploaded), st.bytes_sent, len(st.skipped), len(st.mounted),
-                     list(st.uploaded)) if sizes is not None else PushStats()  # fmt: skip
+    uploaded = sorted({*st.uploaded, *(d for d, (how, _) in done.items() if how == "uploaded")})
+    mounted = {*st.mounted, *(d for d, (how, _) in done.items() if how == "mounted")}
+    sent = st.bytes_sent + sum(n for how, n in done.values() if how == "uploaded")
+    present = len([d for d in st.skipped if d not in done]) + len(
+        [d for d, (how, _) in done.items() if how == "skipped"]
+    )
+    return PushStats(reference, res.digest, len(uploaded), sent, present, len(mounted), uploaded)
 
 
-def _blob_sizes(store: BlobStore, manifest_digest: str) -> dict[str, int] | None:
-    from ..oci.store import Descriptor
+class EarlyPush:
+    """Sends layer blobs to the registry while the build goes on (each as soon as it is
+    written), so the final push_image finds them there (HEAD) and only sends the
+    config and the manifest. A minimal stand-in for a public per-blob push in
+    mlenv.oci.push (same steps: HEAD, mount from a known repository, upload); errors
+    surface at finish(), before any manifest or tag is written."""
 
-    m = json.loads(store.read(manifest_digest))
-    return {d.digest: d.size for d in [Descriptor.from_json(x) for x in [m["config"], *m["layers"]]]}
+    def __init__(self, store: BlobStore, reference: str, mount_from: list[str]):
+        from concurrent.futures import ThreadPoolExecutor
+
+        from ..image_ref import parse
+        from ..oci.client import RegistryClient
+        from ..oci.locations import BlobLocations
+
+        ref = parse(reference)
+        self.store, self.repo, self.registry = store, ref.repository, ref.registry
+        self.client = RegistryClient(ref.registry)
+        self.locations = BlobLocations()
+        self.sources = [r for r in mount_from if r != self.repo]
+        self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="mlenv-push")
+        self.futures: dict[str, object] = {}
+
+    def submit(self, digest: str, size: int) -> None:
+        if digest and digest not in self.futures:
+            self.futures[digest] = self.pool.submit(self._one, digest, size)
+
+    def _one(self, digest: str, size: int) -> tuple[str, int]:
+        from ..oci.store import OCI_LAYER_GZIP, Descriptor
+
+        if self.client.has_blob(self.repo, digest, for_push=True):
+            return "skipped", 0
+        location = None
+        sources = [r for r in self.locations.repos(self.registry, digest) if r != self.repo] + self.sources
+        for source in list(dict.fromkeys(sources))[:3]:
+            mounted, location = self.client.mount_blob(self.repo, digest, source)
+            if mounted:
+                return "mounted", 0
+        sent = self.client.upload_blob(self.repo, Descriptor(OCI_LAYER_GZIP, digest, size), self.store,
+                                       location=location)  # fmt: skip
+        self.locations.add(self.registry, [digest], self.repo)
+        return "uploaded", sent
+
+    def finish(self) -> dict[str, tuple[str, int]]:
+        try:
+            return {d: f.result() for d, f in self.futures.items()}  # type: ignore[attr-defined]
+        finally:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def cancel(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 def head(reference: str) -> str | None:
