@@ -391,6 +391,7 @@ def main() -> None:
         "metadata layer and the config; every other layer came from the layer cache and was already in the "
         "registry (HEAD). The cache hit on an empty XDG_CACHE_HOME is the CLI's whole run: interpreter start, "
         "spec and lock read and checked, one manifest HEAD.",
+        "Read these numbers with care: this 2-core machine is shared (load average 4-6 during the run), so single runs vary by 2-3x (the floor went from 10.7 to 35.3 s). The daemonless image ships checked-hash .pyc files for every module (about 12 CPU-seconds of compiling for this lock, the floor compiles them too: `--compile-bytecode`, and so does pip), while the BuildKit and classic images ship none (uv installs without compiling), so those builds do less work and their images import about 5x slower on first use (docs/build.md).",
         "How mlenv gets there: every artifact is downloaded on the host (concurrently, sha256-checked, into the "
         "content-addressed artifact cache) and served, for the duration of the build, by a GET-only server on "
         "127.0.0.1 in the mlenv process (builds use host networking). The env and each of the "
