@@ -12,8 +12,8 @@ from ..image.build import ImageResult
 if TYPE_CHECKING:
     from ..lockfile import Lock
     from ..registry.base import Version
-    from ..runtime.inventory import Difference
     from ..runtime.install import InstallResult
+    from ..runtime.inventory import Difference
     from ..spec import Spec
 
 
@@ -278,14 +278,17 @@ class VersionDetail:
                 "packages": [{"manager": p.manager, "name": p.name, "version": p.version}
                              for p in sorted(pkgs, key=lambda p: (p.manager, p.name))],  # fmt: skip
             }
-        return {**self.version.to_json(), "spec": self.spec_text, "platforms": platforms,
+        from ..runtime.secrets import scrub
+
+        return {**self.version.to_json(), "spec": scrub(self.spec_text), "platforms": platforms,
                 "variables": lock.variables, "base_image": lock.image.get("reference") or lock.image.get("base"),
                 "apt_packages": lock.image.get("apt-packages", [])}  # fmt: skip
 
     def _repr_html_(self) -> str:
+        from ..runtime.secrets import scrub
         from .html import details, esc
 
-        return lock_html(self.lock, f"{self.version.ref}") + details("mlenv.toml", f"<pre>{esc(self.spec_text)}</pre>")
+        return lock_html(self.lock, f"{self.version.ref}") + details("mlenv.toml", f"<pre>{esc(scrub(self.spec_text))}</pre>")
 
 
 @dataclass

@@ -100,7 +100,11 @@ def build_image(
         return result
 
     from ..runtime.fetch import fetch_artifacts
-    from ..runtime.secrets import scrub as scrub_text
+    from ..runtime.secrets import remember_url
+    from ..runtime.secrets import scrub as scrub_text  # masks every secret remembered (index passwords, netrc)
+
+    for url in index_urls:
+        remember_url(url)
     from .engine import BuildJob, choose
 
     if ca_bundle and not Path(ca_bundle).is_file():
@@ -113,10 +117,9 @@ def build_image(
                                 progress=progress)  # fmt: skip
     chosen = choose(builder)
     result.builder = chosen.name
-    secrets = [u.split("://", 1)[-1].split("@", 1)[0] for u in index_urls if "@" in u]
     job = BuildJob(spec=spec, lock=lock, platform=platform, ref=ref, artifacts=artifacts,
                    log_path=log_path(spec.name, lock.short_hash), ca_bundle=ca_bundle, no_cache=no_cache,
-                   scrub=lambda text: scrub_text(text, secrets), on_step=on_step, on_line=on_line)  # fmt: skip
+                   scrub=scrub_text, on_step=on_step, on_line=on_line)  # fmt: skip
     if dockerfile_only:
         chosen.render(job, Path(dockerfile_only))
         result.action, result.directory = "rendered", str(Path(dockerfile_only))
