@@ -25,13 +25,15 @@ docs/security.md ("File names and artifact sources") states the rule precisely:
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 from .errors import LockError, MlenvError
 from .runtime.fetch import blocked_address, check_artifact, kind
+from .runtime.plan import Artifact
 from .runtime.secrets import scrub, strip_credentials
 from .runtime.text import clip
 
@@ -121,20 +123,20 @@ def declared(inputs: dict) -> set[str]:
     return {f"conda channel {c}" for c in chans} | {f"PyPI index {i}" for i in declared_indexes(inputs)}
 
 
-def url_problem(url: str) -> str | None:
+def url_problem(url: str, parts: SplitResult | None = None) -> str | None:
     """What makes a locked URL unacceptable whatever the sources, or None."""
     if len(url) > 4096:
         return "is longer than 4096 characters"
     if _BAD_CHARS.search(url):
         return "contains a control character, a space or a backslash"
-    parts = urlsplit(url)
+    parts = parts or urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme not in ("https", "http", "file"):
         return f"has the scheme {scheme or '(none)'}:// (mlenv downloads https://, http:// and file:// only)"
     if "@" in parts.netloc:
         return "carries credentials (a lock never does: they come from the environment or ~/.netrc)"
     path = unquote(parts.path)
-    if any(seg in (".", "..") for seg in path.split("/")):
+    if "/." in path and any(seg in (".", "..") for seg in path.split("/")):
         return "has a . or .. path segment"
     if scheme == "file":
         if parts.netloc not in ("", "localhost") or not path.startswith("/"):
@@ -146,12 +148,12 @@ def url_problem(url: str) -> str | None:
         return "has an invalid port"
     if not parts.hostname:
         return "has no host"
-    why = blocked_address(parts.hostname)
+    why = blocked_address(parts.hostname) if parts.hostname[:1].isdigit() or ":" in parts.hostname else None
     return f"points at {why}" if why else None
 
 
-def _matches(url: str, src: Source) -> bool:
-    parts = urlsplit(url)
+def matches(url: str, src: Source, parts: SplitResult | None = None) -> bool:
+    parts = parts or urlsplit(url)
     scheme = parts.scheme.lower()
     if src.scheme == "file":
         if scheme != "file":
@@ -162,8 +164,10 @@ def _matches(url: str, src: Source) -> bool:
         return False
     if (parts.hostname or "").lower() != src.host or (parts.port or _PORTS[scheme]) != src.port:
         return False
+    if not src.path:
+        return True
     path = unquote(parts.path)
-    return not src.path or path == src.path or path.startswith(src.path + "/")
+    return path == src.path or path.startswith(src.path + "/")
 
 
 @dataclass
@@ -177,13 +181,18 @@ class Sources:
     def of(cls, inputs: dict) -> Sources:
         return cls(channel_sources(inputs.get("channels")), {i: index_sources(i) for i in declared_indexes(inputs)})
 
+    @functools.cached_property
+    def any_index(self) -> list[Source]:
+        return [s for srcs in self.indexes.values() for s in srcs]
+
     def allowed(self, pkg) -> list[Source]:
         if pkg.manager == "conda":
             return self.channels
         recorded = pkg.get("index")
         if isinstance(recorded, str) and recorded:
-            return self.indexes.get(strip_credentials(recorded).rstrip("/"), [])
-        return [s for srcs in self.indexes.values() for s in srcs]
+            found = self.indexes.get(recorded) or self.indexes.get(recorded.rstrip("/"))
+            return found if found is not None else self.indexes.get(strip_credentials(recorded).rstrip("/"), [])
+        return self.any_index
 
 
 def _what(pkg) -> str:
@@ -195,8 +204,6 @@ def check_sources(lock, spec=None, *, where: str = "mlenv.lock") -> None:
     file name or field (mlenv.runtime.fetch.check_artifact), a bad URL, or a URL from no
     source the lock declares; with `spec`, also a lock declaring a source the spec does
     not. Nothing is downloaded or written."""
-    from .installing import artifact
-
     inputs = lock.inputs if isinstance(lock.inputs, dict) else {}
     if spec is not None:
         from .locking import inputs_of
@@ -208,19 +215,21 @@ def check_sources(lock, spec=None, *, where: str = "mlenv.lock") -> None:
     sources = Sources.of(inputs)
     for pkg in lock.packages:
         try:
-            check_artifact(artifact(pkg))
+            check_artifact(Artifact(pkg.manager, pkg.name, pkg.version, pkg.url, pkg.sha256, pkg.extra))
         except MlenvError as exc:
             raise LockError(f"{where}: {exc.message}", hint=exc.hint) from None
         url = pkg.url
-        shown = scrub(clip(url, 200))
-        problem = url_problem(url)
+        parts = urlsplit(url)
+        problem = url_problem(url, parts)
         if problem:
-            raise LockError(f"{where}: {_what(pkg)}: the URL {shown} {problem}; refusing to use this lock", hint=HINT)
+            raise LockError(f"{where}: {_what(pkg)}: the URL {scrub(clip(url, 200))} {problem}; refusing to use this "
+                            "lock", hint=HINT)  # fmt: skip
         allowed = sources.allowed(pkg)
         if pkg.manager == "pypi" and not allowed:
             raise LockError(f"{where}: {_what(pkg)} names the index {scrub(clip(str(pkg.get('index')), 200))}, which "
                             "the lock does not declare; refusing to use this lock", hint=HINT)  # fmt: skip
-        if not any(_matches(url, s) for s in allowed):
+        if not any(matches(url, s, parts) for s in allowed):
+            shown = scrub(clip(url, 200))
             names = ", ".join(sorted({s.declared for s in allowed})) or "none"
             what = "channels" if pkg.manager == "conda" else "indexes"
             raise LockError(f"{where}: {_what(pkg)}: {shown} is not from a source the lock declares "

@@ -22,7 +22,7 @@ import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..runtime.fsutil import atomic_write
+from ..runtime.fsutil import atomic_write, sweep_temp_files
 from .base import NotFound, Registered, Registry, RegistryError, Version, check_label
 
 SCHEMA_VERSION = 1
@@ -177,6 +177,7 @@ class LocalRegistry(Registry):
 
     # --- Registry -------------------------------------------------------------
     def register(self, name, spec, lock, content_hash, *, description="", image=None, image_digest=None) -> Registered:
+        sweep_temp_files(self.blob_path("0").parent)  # blob writes of killed registers (mlenv.runtime.fsutil)
         spec_hex = self._put_blob(spec)
         lock_hex = self._put_blob(lock)
         db = self.db

@@ -63,8 +63,13 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
     return h.hexdigest()
 
 
+def _escaped(text: str) -> str:
+    """Untrusted text for a message: control and non-ASCII characters escaped, clipped."""
+    return text[:80].encode("unicode_escape").decode("ascii") + ("…" if len(text) > 80 else "")
+
+
 def _shown(text: str) -> str:
-    return repr(text[:80].encode("unicode_escape").decode("ascii") + ("…" if len(text) > 80 else ""))
+    return repr(_escaped(text))
 
 
 def artifact_filename(artifact: Artifact) -> str:
@@ -74,7 +79,7 @@ def artifact_filename(artifact: Artifact) -> str:
     name = unquote(raw)
     if not _FILENAME.match(name) or ".." in name:
         raise InstallError(
-            f"{kind(artifact)} {_shown(artifact.name)}: its URL ends in {_shown(name)}, which is not a plain file name",
+            f"{kind(artifact)} {_escaped(artifact.name)}: its URL ends in {_shown(name)}, which is not a plain file name",
             hint="the lock was crafted or corrupted; re-lock from a trusted spec",
         )
     return name
@@ -83,21 +88,24 @@ def artifact_filename(artifact: Artifact) -> str:
 def check_artifact(artifact: Artifact) -> str:
     """Every field of a locked artifact that reaches a file name, a requirement line or a
     command, checked (a lock is input like any other): returns its file name."""
-    what = f"{kind(artifact)} {_shown(artifact.name)}"
-    hint = "the lock was crafted or corrupted; re-lock from a trusted spec"
+
+    def bad(what: str) -> InstallError:
+        return InstallError(f"{kind(artifact)} {_escaped(artifact.name)}: {what}",
+                            hint="the lock was crafted or corrupted; re-lock from a trusted spec")  # fmt: skip
+
     name_ok = (_PYPI_NAME if artifact.manager == "pypi" else _CONDA_NAME).match(artifact.name)
     if artifact.manager not in ("conda", "pypi") or not name_ok:
-        raise InstallError(f"{what}: not a valid package name", hint=hint)
+        raise bad("not a valid package name")
     if not _VERSION.match(artifact.version):
-        raise InstallError(f"{what}: version {_shown(artifact.version)} is not a valid version", hint=hint)
+        raise bad(f"version {_shown(artifact.version)} is not a valid version")
     if not _SHA256.match(artifact.sha256):
-        raise InstallError(f"{what}: sha256 {_shown(artifact.sha256)} is not 64 lowercase hex digits", hint=hint)
+        raise bad(f"sha256 {_shown(artifact.sha256)} is not 64 lowercase hex digits")
     if artifact.manager == "conda":
         build, subdir = artifact.get("build", ""), artifact.get("subdir", "noarch")
         if not isinstance(build, str) or not _BUILD.match(build):
-            raise InstallError(f"{what}: build {_shown(str(build))} is not a valid build string", hint=hint)
+            raise bad(f"build {_shown(str(build))} is not a valid build string")
         if not isinstance(subdir, str) or not _SUBDIR.match(subdir):
-            raise InstallError(f"{what}: subdir {_shown(str(subdir))} is not a valid platform", hint=hint)
+            raise bad(f"subdir {_shown(str(subdir))} is not a valid platform")
     return artifact_filename(artifact)
 
 
@@ -264,7 +272,14 @@ def blocked_address(host: str) -> str | None:
     try:
         ip = ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
     except ValueError:
-        return None
+        if not re.fullmatch(r"[0-9a-fA-FxX.]+", host):
+            return None
+        import socket
+
+        try:  # the legacy forms the resolver also accepts: 0xa9.0xfe.0xa9.0xfe, 2852039166, 169.254.43518
+            ip = ipaddress.IPv4Address(socket.inet_aton(host))
+        except (OSError, ValueError):
+            return None
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
         ip = ip.ipv4_mapped
     if ip.is_link_local:
