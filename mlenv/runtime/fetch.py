@@ -19,7 +19,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from .errors import InstallError, WriteError
-from .fsutil import link_or_copy
+from .fsutil import link_or_copy, make_temp, sweep_temp_files
 from .plan import Artifact
 from .secrets import remember, scrub
 
@@ -202,6 +202,7 @@ def fetch_artifacts(
             cache.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise WriteError(cache, exc) from None
+        sweep_temp_files(cache)  # partial downloads of killed processes
         say = progress or (lambda msg: None)
         total = sum(a.size for a in todo)
         say(f"downloading {len(todo)} artifacts" + (f" ({total / 1e6:.1f} MB)" if total else ""))
@@ -327,7 +328,6 @@ def download_verified(art: Artifact, cache: Path, creds: dict[str, str], ctx, ar
     req = urllib.request.Request(url, headers={"User-Agent": "mlenv"})
     if auth:
         req.add_unredirected_header("Authorization", "Basic " + base64.b64encode(unquote(auth).encode()).decode())
-    tmp = cache / f".{art.sha256}.{os.getpid()}.{threading.get_ident()}.part"
     h = hashlib.sha256()
     if blocked_address(parts.hostname or ""):
         raise InstallError(f"refused to download {kind(art)} {art.name} from {scrub(url)}: "
@@ -336,10 +336,11 @@ def download_verified(art: Artifact, cache: Path, creds: dict[str, str], ctx, ar
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _redirect_handler())
     else:  # the CA bundle also for a redirect from http to https
         opener = urllib.request.build_opener(_redirect_handler(), urllib.request.HTTPSHandler(context=ctx))
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:  # locked while written: `sweep_temp_files` removes it only once this process is gone
+        fd, tmp = make_temp(cache, art.sha256, ".part")
+        os.chmod(tmp, 0o644)
     except OSError as exc:
-        raise WriteError(cache / art.sha256, exc) from None
+        raise exc if isinstance(exc, WriteError) else WriteError(cache / art.sha256, exc) from None
     try:
         with opener.open(req, timeout=120) as resp:
             while True:
@@ -372,13 +373,16 @@ def download_verified(art: Artifact, cache: Path, creds: dict[str, str], ctx, ar
         raise InstallError(
             f"could not download {kind(art)} {art.name} {art.version} from {scrub(url)}: {text}", hint=hint
         ) from None
-    os.close(fd)
     got = h.hexdigest()
     if got != art.sha256:
+        os.close(fd)
         tmp.unlink(missing_ok=True)
         raise mismatch(art, got, f"the download from {scrub(url)}")
     dest = cache / art.sha256
-    os.replace(tmp, dest)
+    try:
+        os.replace(tmp, dest)  # still locked: a sweeper cannot take it in between
+    finally:
+        os.close(fd)
     return dest
 
 

@@ -25,7 +25,7 @@ try:  # POSIX; elsewhere temporary files are not locked, and only a dead writer'
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-TEMP_SUFFIXES = (".tmp", ".new")
+TEMP_SUFFIXES = (".tmp", ".new", ".part")
 _RANDOM = r"[a-z0-9_]{8}"  # tempfile.mkstemp's random part
 
 

@@ -87,7 +87,7 @@ def write_files(directory: str | os.PathLike[str], files: dict[str, bytes], old:
     committed = False
     with _DirLock(directory) as dlock:
         try:
-            entries = []
+            entries: list[dict] = []
             for name, data in files.items():
                 fd, tmp = make_temp(directory, name, ".new")
                 temps.append((fd, tmp))

@@ -188,8 +188,12 @@ def _index_of(pkg: dict, url: str, index: str, extras: list[str]) -> str:
         for candidate in indexes:
             if urlsplit(candidate).hostname == "pypi.org":
                 return strip_credentials(candidate)
+    def origin(u: str) -> tuple:  # host and port: two local indexes differ by port only
+        parts = urlsplit(u)
+        return parts.hostname, parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+
     for candidate in indexes:
-        if urlsplit(candidate).hostname == host:
+        if origin(candidate) == origin(url):
             return strip_credentials(candidate)
     return strip_credentials(index) if len(indexes) == 1 else ""
 
