@@ -25,15 +25,13 @@ docs/security.md ("File names and artifact sources") states the rule precisely:
 
 from __future__ import annotations
 
-import functools
 import os
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import SplitResult, unquote, urlsplit
 
 from .errors import LockError, MlenvError
-from .runtime.fetch import blocked_address, check_artifact, kind
-from .runtime.plan import Artifact
+from .runtime.checks import blocked_address, check_artifact, kind
 from .runtime.secrets import scrub, strip_credentials
 from .runtime.text import clip
 
@@ -46,8 +44,7 @@ HINT = ("re-lock from a trusted mlenv.toml; a source must be declared in [conda]
         "extra-index-urls (docs/security.md)")  # fmt: skip
 
 
-@dataclass(frozen=True)
-class Source:
+class Source(NamedTuple):
     """One place artifacts may come from."""
 
     declared: str  # as the lock declares it (credentials stripped), for messages
@@ -170,20 +167,13 @@ def matches(url: str, src: Source, parts: SplitResult | None = None) -> bool:
     return path == src.path or path.startswith(src.path + "/")
 
 
-@dataclass
 class Sources:
     """The sources a lock declares, ready for matching."""
 
-    channels: list[Source]
-    indexes: dict[str, list[Source]]  # declared index -> its sources
-
-    @classmethod
-    def of(cls, inputs: dict) -> Sources:
-        return cls(channel_sources(inputs.get("channels")), {i: index_sources(i) for i in declared_indexes(inputs)})
-
-    @functools.cached_property
-    def any_index(self) -> list[Source]:
-        return [s for srcs in self.indexes.values() for s in srcs]
+    def __init__(self, inputs: dict):
+        self.channels = channel_sources(inputs.get("channels"))
+        self.indexes = {i: index_sources(i) for i in declared_indexes(inputs)}  # declared index -> its sources
+        self.any_index = [s for srcs in self.indexes.values() for s in srcs]
 
     def allowed(self, pkg) -> list[Source]:
         if pkg.manager == "conda":
@@ -201,7 +191,7 @@ def _what(pkg) -> str:
 
 def check_sources(lock, spec=None, *, where: str = "mlenv.lock") -> None:
     """Refuse (LockError, one line) a lock with an artifact mlenv must not fetch: a bad
-    file name or field (mlenv.runtime.fetch.check_artifact), a bad URL, or a URL from no
+    file name or field (mlenv.runtime.checks.check_artifact), a bad URL, or a URL from no
     source the lock declares; with `spec`, also a lock declaring a source the spec does
     not. Nothing is downloaded or written."""
     inputs = lock.inputs if isinstance(lock.inputs, dict) else {}
@@ -212,10 +202,10 @@ def check_sources(lock, spec=None, *, where: str = "mlenv.lock") -> None:
         if extra:
             raise LockError(f"{where} declares a source {spec.path.name} does not: {scrub(clip(extra[0], 200))}",
                             hint="re-lock (`mlenv lock`) from mlenv.toml; a lock may only use the sources its spec declares")  # fmt: skip
-    sources = Sources.of(inputs)
+    sources = Sources(inputs)
     for pkg in lock.packages:
         try:
-            check_artifact(Artifact(pkg.manager, pkg.name, pkg.version, pkg.url, pkg.sha256, pkg.extra))
+            check_artifact(pkg)
         except MlenvError as exc:
             raise LockError(f"{where}: {exc.message}", hint=exc.hint) from None
         url = pkg.url
