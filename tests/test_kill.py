@@ -4,7 +4,8 @@ SIGTERM / SIGINT at random points of `lock` and `restore`.
 
 Each kill must leave the old state or the new one, and no temporary file after the
 next mlenv command in that directory:
-- lock: mlenv.lock holds the old bytes or the new ones;
+- lock: mlenv.lock holds the old bytes or the new ones (and, after a completed solve, no
+  scratch directory of a killed one is left in $TMPDIR);
 - register: the registry answers `versions`, its numbers are 1..n without a gap, every
   version's content is one that was registered, each once;
 - restore: mlenv.toml and mlenv.lock belong to the same version (after the next
@@ -147,6 +148,9 @@ def test_sigkill_during_lock(tmp_path, pypi_index_path):
         outcomes["old" if now == old else "new"] += 1
         run(["lock", "--check"], d, env, check=False)  # the next command
         assert temp_files(d) == [], temp_files(d)
+    (d / "mlenv.toml").write_text(spec(_other(locks, (d / "mlenv.lock").read_bytes())))
+    run(["lock", "--offline"], d, env)  # a solve: its scratch directory replaces the killed ones'
+    assert [p.name for p in (tmp_path / "tmp").iterdir() if p.name.startswith("mlenv-")] == []
     print(f"lock kills: {outcomes}")
     assert outcomes["old"] and outcomes["new"]  # kills landed before and after the write
 

@@ -666,6 +666,29 @@ def test_a_live_writers_temporary_file_is_not_swept(tmp_path):
     assert sweep_temp_files(tmp_path, ["mlenv.lock"]) == [name] and not (tmp_path / name).exists()
 
 
+def test_scratch_directories_of_dead_processes_are_swept(tmp_path, monkeypatch):
+    import tempfile
+
+    from mlenv.runtime.fsutil import make_scratch, sweep_scratch
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))  # the child's
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # this process's
+    code = ("import sys, time; from mlenv.runtime.fsutil import make_scratch\n"
+            "path, fd = make_scratch('uv'); print(path.name, flush=True); time.sleep(60)")  # fmt: skip
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        name = child.stdout.readline().strip()
+        assert sweep_scratch() == [] and (tmp_path / name).is_dir()  # alive: kept
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    path, fd = make_scratch("install")  # the next one removes the dead process's
+    try:
+        assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+    finally:
+        os.close(fd)
+
+
 def test_restore_writes_the_pair_through_the_journal(locked_project, tmp_path):
     """Both files or neither, and a local change is never overwritten (unchanged behaviour)."""
     from mlenv.api.registry import write_pair

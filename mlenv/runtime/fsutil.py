@@ -131,6 +131,60 @@ def sweep_temp_files(directory: str | os.PathLike[str], names: Iterable[str] | N
     return removed
 
 
+SCRATCH = "mlenv-scratch-"
+
+
+def make_scratch(kind: str) -> tuple[Path, int]:
+    """A new scratch directory <tmp>/mlenv-scratch-KIND-XXXXXXXX and an fd holding an flock
+    on it while in use (drop_scratch removes it). Scratch directories of dead processes
+    (SIGKILL) are removed first: nobody holds their lock."""
+    sweep_scratch()
+    for _ in range(100):
+        path = tempfile.mkdtemp(prefix=f"{SCRATCH}{kind}-")
+        fd = os.open(path, os.O_RDONLY)
+        lock_fd(fd)
+        try:
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:  # not swept between mkdtemp and the lock
+                return Path(path), fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    raise WriteError(Path(tempfile.gettempdir()) / f"{SCRATCH}{kind}-*", OSError(0, "could not create a directory"))
+
+
+def drop_scratch(path: str | os.PathLike[str], fd: int) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+    if fd >= 0:
+        os.close(fd)
+
+
+def sweep_scratch() -> list[str]:
+    """Remove the scratch directories no live process holds; returns their names."""
+    import shutil
+
+    base = tempfile.gettempdir()
+    try:
+        entries = [e for e in os.listdir(base) if e.startswith(SCRATCH)]
+    except OSError:
+        return []
+    removed = []
+    for entry in entries:
+        path = os.path.join(base, entry)
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        except OSError:  # another user's, or gone
+            continue
+        try:
+            if fcntl is not None and lock_fd(fd, blocking=False):
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(entry)
+        finally:
+            os.close(fd)
+    return removed
+
+
 def link_or_copy(src: str | os.PathLike[str], dest: str | os.PathLike[str]) -> None:
     """dest becomes src's content: a hard link when on one filesystem, else a copy."""
     import shutil
