@@ -212,8 +212,8 @@ def test_fields_that_reach_paths_or_commands_are_checked(field, value, message, 
 
 
 def test_conda_fields_that_name_files_are_checked(tmp_path):
-    from mlenv.runtime.errors import InstallError
     from mlenv.runtime.checks import check_artifact
+    from mlenv.runtime.errors import InstallError
     from mlenv.runtime.plan import Artifact
 
     good = {"build": "h0_0", "subdir": "linux-64"}
