@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import http.server
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -365,6 +366,35 @@ def test_a_lock_may_not_declare_a_source_its_spec_does_not(tmp_path):
         LockError, match="declares a source mlenv.toml does not: PyPI index https://evil.example/simple"
     ):
         check_sources(lock, spec)  # ... but its spec never declared that index
+
+
+def test_a_fresh_lock_declaring_more_than_its_spec_is_refused(locked_project, tmp_path):
+    """The spec hash matches (the lock claims to be this spec's solve) but [inputs] names
+    an extra index: tampering. lock --check fails, lock replaces it, install refuses."""
+
+    def mutate(lock):
+        lock.inputs["extra-index-urls"] = ["https://evil.example/simple"]
+
+    project = craft(locked_project, tmp_path / "proj", mutate)
+    line = refused(mlenv("lock", "--check", cwd=project))
+    assert "declares a source mlenv.toml does not: PyPI index https://evil.example/simple" in line
+    line = refused(mlenv("install", "--prefix", tmp_path / "p", "--python", BASE_PYTHON, cwd=project))
+    assert "declares a source mlenv.toml does not" in line
+    proc = ok(mlenv("lock", cwd=project))
+    assert "solving from scratch and replacing it" in proc.stderr
+    assert (project / "mlenv.lock").read_bytes() == (locked_project / "mlenv.lock").read_bytes()
+
+
+def test_editing_the_specs_index_is_staleness_not_tampering(locked_project, tmp_path, pypi_index_path):
+    project = tmp_path / "proj"
+    shutil.copytree(locked_project, project)
+    spec = project / "mlenv.toml"
+    spec.write_text(re.sub(r'index-url = ".*"', f'index-url = "{pypi_index_path.as_uri()}"', spec.read_text()))
+    proc = mlenv("lock", "--check", cwd=project)
+    assert proc.returncode == 1 and "index-url changed" in proc.stderr and "declares a source" not in proc.stderr
+    proc = ok(mlenv("lock", cwd=project))
+    assert "refusing" not in proc.stderr and "replacing it" not in proc.stderr
+    assert pypi_index_path.as_uri() in (project / "mlenv.lock").read_text()
 
 
 class _Recorder(http.server.BaseHTTPRequestHandler):

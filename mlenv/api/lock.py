@@ -19,6 +19,16 @@ HINT_UNDECLARED = ("an index or channel served a file from a host the spec does 
                    "index (docs/security.md, \"File names and artifact sources\")")
 
 
+def check_existing(existing: Lock, spec: Spec) -> None:
+    """The sources rule (mlenv.sources) for the lock beside a spec. A lock whose spec hash
+    is the spec's claims to be its solve, so it may declare no source the spec does not
+    (else it was tampered with); a stale lock (the spec was edited since) is checked
+    alone, and reported stale by the freshness rules."""
+    from ..sources import check_sources
+
+    check_sources(existing, spec if existing.spec_hash == spec.spec_hash() else None, where=str(spec.lock_path))
+
+
 def read_existing(spec: Spec, *, on_corrupt=None) -> Lock | None:
     """The spec's mlenv.lock, None when absent. A corrupt or tampered lock is reported
     to on_corrupt (it is then regenerated, never used as preferences); without
@@ -62,10 +72,8 @@ def lock(
 
     existing = read_existing(s, on_corrupt=warn)
     if existing is not None:
-        from ..sources import check_sources
-
         try:
-            check_sources(existing, s, where=str(s.lock_path))
+            check_existing(existing, s)
         except LockError as exc:  # a lock with foreign sources is never kept, nor used as preferences
             warn(f"{exc.message}; solving from scratch and replacing it")
             existing = None
@@ -106,9 +114,7 @@ def check(spec: str | os.PathLike[str] | Spec | None = None) -> CheckResult:
     try:
         existing = read_existing(s)
         if existing is not None:
-            from ..sources import check_sources
-
-            check_sources(existing, s, where=str(s.lock_path))
+            check_existing(existing, s)
     except LockError as exc:
         raise LockError(str(exc.message), hint=exc.hint or "run `mlenv lock` to regenerate it", exit_code=1) from None
     if existing is not None and existing.spec_hash == s.spec_hash():
