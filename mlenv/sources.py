@@ -73,6 +73,8 @@ def _source(declared: str, url: str, *, prefix: bool, simple_parent: bool = Fals
         path = os.path.realpath(unquote(parts.path) or "/")
         if simple_parent and os.path.basename(path) == "simple":
             path = os.path.dirname(path)
+        if os.path.dirname(path) == path:  # the root directory is no channel or index: it would allow any file
+            return None
         return Source(declared, "file", path=path)
     return None
 

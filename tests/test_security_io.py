@@ -282,6 +282,8 @@ REFUSED = [
      "not from a source"),
     ("a symlink out of the channel", "file://{tmp}/chan/noarch/evil-1.1.0-h0_0.tar.bz2", "conda",
      {"channels": ["file://{tmp}/chan"]}, None, "not from a source"),
+    ("a file:// channel at the root", "file:///etc/shadow", "conda", {"channels": ["file:///"]}, None,
+     "not from a source"),
     ("a .. segment", "file://{tmp}/chan/noarch/../../outside.txt", "conda", {"channels": ["file://{tmp}/chan"]}, None,
      ". or .. path segment"),
     ("an undeclared loopback server", "http://127.0.0.1:1/fixalpha-1.1.0-py3-none-any.whl", "pypi", {}, None,
