@@ -100,7 +100,7 @@ def _choose(name: str, version: str, platform: str, python: str, glibc: str | No
 
 def _from_pypi(url) -> bool:
     """A URL on PyPI's own hosts (mlenv.sources: the default index and its file host)."""
-    from ..sources import DEFAULT_INDEX, matches, index_sources, url_problem
+    from ..sources import DEFAULT_INDEX, index_sources, matches, url_problem
 
     return isinstance(url, str) and url_problem(url) is None and any(matches(url, s) for s in index_sources(DEFAULT_INDEX))
 
