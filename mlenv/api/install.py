@@ -13,13 +13,32 @@ from .results import Installed, Verified
 
 
 def lock_path(spec: str | os.PathLike[str] | None, lock: str | os.PathLike[str] | None) -> Path:
-    """The lock file: `lock`, else next to `spec`, else ./mlenv.lock."""
+    """The lock file: `lock`, else next to `spec`, else ./mlenv.lock. An interrupted
+    write of its directory is completed first (mlenv.runtime.journal)."""
+    from ..runtime.journal import recover
+
     if lock:
-        return Path(lock)
-    if spec:
+        path = Path(lock)
+    elif spec:
         p = Path(spec)
-        return p.with_name("mlenv.lock") if p.suffix == ".toml" else p / "mlenv.lock"
-    return Path("mlenv.lock")
+        path = p.with_name("mlenv.lock") if p.suffix == ".toml" else p / "mlenv.lock"
+    else:
+        path = Path("mlenv.lock")
+    recover(path.parent)
+    return path
+
+
+def spec_beside(path: Path):
+    """The valid mlenv.toml next to a lock, or None (a lock may travel alone)."""
+    from ..spec import load_spec
+
+    spec_path = path.with_name("mlenv.toml")
+    if not spec_path.is_file():
+        return None
+    try:
+        return load_spec(spec_path)
+    except MlenvError:
+        return None
 
 
 def spec_index_urls(path: Path, on_warning=None) -> tuple[str, ...]:
@@ -61,11 +80,13 @@ def install(
     packages with uv (--require-hashes --no-deps). Every artifact is sha256-checked
     against the lock; nothing is resolved afresh."""
     from .. import installing as installer
+    from ..sources import check_sources
     from . import options
     from . import progress as progress_mod
 
     path = lock_path(spec, lock)
     lk = read_lock(path)
+    check_sources(lk, spec_beside(path), where=str(path))  # before anything is downloaded or written
     ca = options.ca_bundle(ca_bundle)
     say = progress_mod.default(progress, f"installing {lk.short_hash}")
     res = installer.install(lk, prefix, platform=platform, python=python, pypi_prefix=pypi_prefix, no_cache=no_cache,

@@ -13,12 +13,12 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import SolveError
+from ..runtime.fsutil import drop_scratch, make_scratch
 from ..runtime.secrets import referenced_values, scrub, strip_credentials
 from ..spec import Spec, expand_env
 from .names import normalize as normalize_name
@@ -63,14 +63,12 @@ class UvJob:
     """One `uv pip compile` run in the background: mlenv starts it as early as
     it can and does its own work (validation, image pinning) while uv resolves."""
 
-    def __init__(self, spec, platform, python_version, provided, index, tmpdir, proc, offline, extras):
+    def __init__(self, spec, platform, python_version, provided, index, tmpdir, proc, offline, extras, scratch_fd=-1):
         self.spec, self.platform, self.python_version = spec, platform, python_version
         self.provided, self.index, self.tmpdir, self.proc = provided, index, tmpdir, proc
-        self.offline, self.extras = offline, extras
+        self.offline, self.extras, self.scratch_fd = offline, extras, scratch_fd
 
     def finish(self) -> list[PypiPackage]:
-        import shutil
-
         try:
             if self.proc is None:
                 return []
@@ -84,15 +82,15 @@ class UvJob:
             data = tomllib.loads((self.tmpdir / "pylock.toml").read_text(encoding="utf-8"))
             return _select_artifacts(data, self.platform, self.python_version, tags, self.provided, self.index, self.extras)
         finally:
-            shutil.rmtree(self.tmpdir, ignore_errors=True)
+            drop_scratch(self.tmpdir, self.scratch_fd)
+            self.scratch_fd = -1
 
     def kill(self) -> None:
-        import shutil
-
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
-        shutil.rmtree(self.tmpdir, ignore_errors=True)
+        drop_scratch(self.tmpdir, self.scratch_fd)
+        self.scratch_fd = -1
 
 
 def start(
@@ -116,9 +114,9 @@ def start(
     provided = {normalize_name(k): v for k, v in (provided or {}).items()}
     index = expand_env(spec.index_url) if spec.index_url else PYPI_SIMPLE
     extras = [expand_env(u) for u in spec.extra_index_urls]
-    tmpdir = Path(tempfile.mkdtemp(prefix="mlenv-uv-"))
+    tmpdir, scratch_fd = make_scratch("uv")  # locked while in use: a killed lock's is removed by the next one
     if not spec.pypi_dependencies:
-        return UvJob(spec, platform, python_version, provided, index, tmpdir, None, offline, extras)
+        return UvJob(spec, platform, python_version, provided, index, tmpdir, None, offline, extras, scratch_fd)
     target = python_platform(platform, glibc=spec.system.get("glibc"), osx=spec.system.get("osx"))
     reqs = tmpdir / "requirements.in"
     reqs.write_text("\n".join(spec.pypi_dependencies) + "\n", encoding="utf-8")
@@ -158,7 +156,7 @@ def start(
         cmd.append("--offline")
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
                             text=True, env=_uv_env(cache_dir))
-    return UvJob(spec, platform, python_version, provided, index, tmpdir, proc, offline, extras)
+    return UvJob(spec, platform, python_version, provided, index, tmpdir, proc, offline, extras, scratch_fd)
 
 
 def _uv_env(cache_dir: str | None) -> dict[str, str]:
@@ -190,8 +188,12 @@ def _index_of(pkg: dict, url: str, index: str, extras: list[str]) -> str:
         for candidate in indexes:
             if urlsplit(candidate).hostname == "pypi.org":
                 return strip_credentials(candidate)
+    def origin(u: str) -> tuple:  # host and port: two local indexes differ by port only
+        parts = urlsplit(u)
+        return parts.hostname, parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+
     for candidate in indexes:
-        if urlsplit(candidate).hostname == host:
+        if origin(candidate) == origin(url):
             return strip_credentials(candidate)
     return strip_credentials(index) if len(indexes) == 1 else ""
 
