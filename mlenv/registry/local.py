@@ -348,7 +348,7 @@ class LocalRegistry(Registry):
         check_name(name)
         self._require_writable()
         self._ensure_index()  # the index first: blobs without an index would read as damage
-        sweep_temp_files(self.blob_path("0").parent)  # blob writes of killed registers (mlenv.runtime.fsutil)
+        sweep_temp_files(self.root / "blobs" / "sha256")  # blob writes of killed registers (mlenv.runtime.fsutil)
         spec_hex = self._put_blob(spec)
         lock_hex = self._put_blob(lock)
         with self._transaction() as db:
