@@ -169,6 +169,18 @@ def matches(url: str, src: Source, parts: SplitResult | None = None) -> bool:
     return path == src.path or path.startswith(src.path + "/")
 
 
+def apt_sources(inputs: dict) -> list[Source]:
+    """The Debian archives an apt lock was resolved from (`[inputs] apt-sources`: the
+    base image's own apt sources, whose signed indexes named every .deb; mlenv.apt)."""
+    out = []
+    for uri in inputs.get("apt-sources") or []:
+        if isinstance(uri, str) and uri.startswith(("http://", "https://")):
+            src = _source(uri.rstrip("/"), uri.rstrip("/"), prefix=True)
+            if src is not None:
+                out.append(src)
+    return out
+
+
 class Sources:
     """The sources a lock declares, ready for matching."""
 
@@ -176,10 +188,13 @@ class Sources:
         self.channels = channel_sources(inputs.get("channels"))
         self.indexes = {i: index_sources(i) for i in declared_indexes(inputs)}  # declared index -> its sources
         self.any_index = [s for srcs in self.indexes.values() for s in srcs]
+        self.apt = apt_sources(inputs)
 
     def allowed(self, pkg) -> list[Source]:
         if pkg.manager == "conda":
             return self.channels
+        if pkg.manager == "apt":
+            return self.apt
         recorded = pkg.get("index")
         if isinstance(recorded, str) and recorded:
             found = self.indexes.get(recorded) or self.indexes.get(recorded.rstrip("/"))
@@ -223,6 +238,6 @@ def check_sources(lock, spec=None, *, where: str = "mlenv.lock") -> None:
         if not any(matches(url, s, parts) for s in allowed):
             shown = scrub(clip(url, 200))
             names = ", ".join(sorted({s.declared for s in allowed})) or "none"
-            what = "channels" if pkg.manager == "conda" else "indexes"
+            what = {"conda": "channels", "apt": "Debian archives"}.get(pkg.manager, "indexes")
             raise LockError(f"{where}: {_what(pkg)}: {shown} is not from a source the lock declares "
                             f"({what}: {scrub(clip(names, 200))}); refusing to use this lock", hint=HINT)  # fmt: skip
