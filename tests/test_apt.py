@@ -204,15 +204,30 @@ def _sealed_copy(locked: Path, d: Path, name: str, **change) -> Path:
 
 
 def test_a_deb_whose_sha256_does_not_match_is_refused(locked, tmp_path):
-    fake = tmp_path / "curl.deb"
-    fake.write_bytes(b"not the locked curl")
-    cache = tmp_path / "cache"
-    d = _sealed_copy(locked, tmp_path / "sha", "curl", url=fake.as_uri())
-    line = one_line_error(
-        mlenv("build", "--repository", "mlenv-test-apt", cwd=d, env={"XDG_CACHE_HOME": str(cache)}),
-        "sha256 mismatch for Debian package curl",
-    )
+    import functools
+    import http.server
+    import threading
+
+    served = tmp_path / "mirror"
+    served.mkdir()
+    (served / "curl.deb").write_bytes(b"not the locked curl")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        cache = tmp_path / "cache"
+        url = f"http://127.0.0.1:{server.server_address[1]}/curl.deb"
+        d = _sealed_copy(locked, tmp_path / "sha", "curl", url=url)
+        line = one_line_error(
+            mlenv("build", "--repository", "mlenv-test-apt", cwd=d, env={"XDG_CACHE_HOME": str(cache)}),
+            "sha256 mismatch for Debian package curl",
+        )
+    finally:
+        server.shutdown()
     assert hashlib.sha256(b"not the locked curl").hexdigest() in line
+    # a Debian package's URL is an http(s) URL of a .deb: a file:// one is refused before anything is read
+    d = _sealed_copy(locked, tmp_path / "file", "curl", url=(served / "curl.deb").as_uri())
+    one_line_error(mlenv("build", cwd=d, env={"XDG_CACHE_HOME": str(cache)}), "is not an http(s) URL")
 
 
 def test_a_superseded_deb_names_itself_and_the_way_out(locked, tmp_path):
