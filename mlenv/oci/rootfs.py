@@ -26,6 +26,7 @@ Engine hands out. An OCI blob store (mlenv.oci.store) gives layers as files:
 
 from __future__ import annotations
 
+import io
 import json
 import posixpath
 import tarfile
@@ -103,24 +104,21 @@ class LayeredRootFS:
 
     def apply_layer(self, fileobj: IO[bytes], keep: Callable[[str], bool] = lambda path: True,
                     max_bytes: int | None = None) -> None:  # fmt: skip
-        """Apply one layer tar on top of what is there (contents of kept files up to max_bytes each)."""
+        """Apply one layer tar on top of what is there (contents of kept files up to max_bytes each).
+
+        One streaming pass over the (decompressed) tar, so a compressed layer is
+        decompressed once whatever it holds; a kept hardlink whose target's content
+        was not kept (rare) costs a second pass when the file object can seek."""
         adds: dict[str, Entry] = {}
         deletes: list[str] = []
         opaque: list[str] = []
-        with tarfile.open(fileobj=fileobj, mode="r:*") as tar:
-            members = tar.getmembers()
-            wanted: set[str] = set()
-            for m in members:  # first pass: which file contents are needed (kept files, targets of kept hardlinks)
-                path = normalize(m.name)
-                if path is None:
-                    continue
-                if m.isfile() and keep("/" + path) and (max_bytes is None or m.size <= max_bytes):
-                    wanted.add(path)
-                elif m.islnk() and keep("/" + path):
-                    target = normalize(m.linkname)
-                    if target is not None:
-                        wanted.add(target)
-            for m in members:
+        start = fileobj.tell() if _seekable(fileobj) else None
+
+        def wanted_file(path: str, size: int) -> bool:
+            return keep("/" + path) and (max_bytes is None or size <= max_bytes)
+
+        with tarfile.open(fileobj=_decompressed(fileobj), mode="r|") as tar:
+            for m in tar:
                 path = normalize(m.name)
                 if path is None or path == "":
                     continue
@@ -143,18 +141,31 @@ class LayeredRootFS:
                     entry = Entry("hardlink", m.mode & 0o7777, target=target)
                 elif m.isfile():
                     entry = Entry("file", m.mode & 0o7777, m.size)
-                    if path in wanted:
+                    if wanted_file(path, m.size):
                         fh = tar.extractfile(m)
                         entry.data = fh.read() if fh is not None else b""
                 else:
                     entry = Entry("other", m.mode & 0o7777)
                 adds[path] = entry
         # a hardlink points at a file of its own layer: give it that file's content now
+        waiting: dict[str, list[str]] = {}  # target -> kept hardlinks whose content was not read
         for path, entry in adds.items():
             if entry.kind == "hardlink":
                 src = adds.get(entry.target or "")
                 if src is not None and src.kind == "file":
+                    if src.data is None and wanted_file(path, src.size):
+                        waiting.setdefault(entry.target or "", []).append(path)
                     adds[path] = Entry("file", entry.mode, src.size, data=src.data)
+        if waiting and start is not None:
+            fileobj.seek(start)
+            with tarfile.open(fileobj=_decompressed(fileobj), mode="r|") as tar:
+                for m in tar:
+                    path = normalize(m.name)
+                    if path in waiting and m.isfile():
+                        fh = tar.extractfile(m)
+                        data = fh.read() if fh is not None else b""
+                        for link in waiting[path]:
+                            adds[link].data = data
         for directory in opaque:
             prefix = directory + "/" if directory else ""
             for p in [p for p in self.entries if p.startswith(prefix) and p != directory]:
@@ -236,6 +247,60 @@ class LayeredRootFS:
             target = self.entries.get(entry.target or "")
             return target.kind if target is not None else None
         return None if entry is None else entry.kind
+
+
+def _seekable(fileobj: IO[bytes]) -> bool:
+    try:
+        return bool(fileobj.seekable())
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+class _Prefixed(io.RawIOBase):
+    """The bytes already read from a stream that cannot seek back, then the rest of it."""
+
+    def __init__(self, head: bytes, rest: IO[bytes]) -> None:
+        self.head, self.rest = head, rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:  # type: ignore[override]
+        if self.head:
+            n = min(len(b), len(self.head))
+            b[:n] = self.head[:n]
+            self.head = self.head[n:]
+            return n
+        data = self.rest.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+
+def _decompressed(fileobj: IO[bytes]) -> IO[bytes]:
+    """The tar stream of a layer: gzip (every member of a multi-member file: tarfile's
+    own streaming gzip reads only the first), bzip2 and xz detected by their magic;
+    zstd is not readable here."""
+    import bz2
+    import gzip
+    import lzma
+
+    if _seekable(fileobj):
+        at = fileobj.tell()
+        head = fileobj.read(6)
+        fileobj.seek(at)
+        src: IO[bytes] = fileobj
+    else:
+        head = fileobj.read(6)
+        src = io.BufferedReader(_Prefixed(head, fileobj), buffer_size=1 << 20)  # type: ignore[arg-type]
+    if head.startswith(b"\x1f\x8b"):
+        return gzip.GzipFile(fileobj=src, mode="rb")  # type: ignore[return-value]
+    if head.startswith(b"BZh"):
+        return bz2.BZ2File(src)  # type: ignore[return-value]
+    if head.startswith(b"\xfd7zXZ\x00"):
+        return lzma.LZMAFile(src)  # type: ignore[return-value]
+    if head.startswith(b"\x28\xb5\x2f\xfd"):
+        raise tarfile.ReadError("zstd-compressed layers are not supported")
+    return src
 
 
 def clean(path: str) -> str:
