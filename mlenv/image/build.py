@@ -29,7 +29,7 @@ class ImageResult:
     name: str
     content_hash: str
     short_hash: str
-    action: str = ""  # "reused" | "built" | "rendered"
+    action: str = ""  # "reused" | "built" | "rendered" | "rebased"
     where: str | None = None  # reused: "local" | "registry"
     id: str | None = None  # the local image id
     digest: str | None = None  # the registry's manifest digest, when known
@@ -136,7 +136,8 @@ def build_image(
                    log_path=log_path(spec.name, lock.short_hash), ca_bundle=ca_bundle, no_cache=no_cache,
                    scrub=lambda text: scrub_text(text, secrets), on_step=on_step, on_line=on_line,
                    push_to=ref if push else None, layout=str(layout) if layout else None,
-                   engine=DockerEngine.available() is not None, index_urls=index_urls)  # fmt: skip
+                   engine=not (push or layout) and DockerEngine.available() is not None,
+                   index_urls=index_urls)  # fmt: skip
     chosen = choose(builder, job if not dockerfile_only else None)
     result.builder = chosen.name
     if dockerfile_only:
@@ -204,3 +205,53 @@ def _push(engine, ref: str, progress: Progress | None) -> str | None:
     if progress:
         progress(f"pushing {ref}")
     return engine.push(ref)
+
+
+def rebase(
+    spec: Spec,
+    lock: Lock,
+    *,
+    from_image: str,
+    platform: str = "linux-64",
+    repository: str = "mlenv",
+    push: bool = False,
+    layout: str | Path | None = None,
+    progress: Progress | None = None,
+) -> ImageResult:
+    """The image of a current, verified lock made from `from_image` (an image of an
+    earlier lock that differs only in its base image) without building
+    (mlenv.image.rebase.rebase_image), tagged REPO/NAME:SHORT_HASH: pushed to the
+    registry of the repository (push), written as an OCI layout, or else loaded into
+    the local Engine. Raises RebaseRefused (one line) where a rebase is not sound."""
+    from ..oci.client import names_registry
+    from .rebase import rebase_image
+
+    t0 = time.perf_counter()
+    if platform not in lock.platforms:
+        raise LockError(f"{spec.lock_path} has no {platform} packages (it has {', '.join(sorted(lock.platforms))})",
+                        hint=f'add "{platform}" to [environment] platforms and run `mlenv lock`')  # fmt: skip
+    ref = image_ref(repository, spec.name, lock.short_hash)
+    if push and not names_registry(ref):
+        raise MlenvError(
+            f"--push needs a registry in --repository (e.g. 127.0.0.1:5000/team), not {ref.rsplit('/', 1)[0]!r}"
+        )
+    load = not (push or layout)
+    if load:
+        from .docker import DockerEngine
+
+        if DockerEngine.available() is None:
+            raise MlenvError("nowhere to put the rebased image: no --push to a registry, no --layout and no local "
+                             "Docker Engine", hint="pass --push --repository HOST/NS, or --layout DIR")  # fmt: skip
+    res = rebase_image(spec, lock, platform, from_image, push_to=ref if push else None, layout=layout, load=load,
+                       load_as=ref, progress=progress)  # fmt: skip
+    result = ImageResult(ref, spec.name, lock.content_hash, lock.short_hash, action="rebased", builder="daemonless")
+    result.id, result.digest = res.image_id, res.manifest_digest
+    result.pushed = res.manifest_digest if push else None
+    result.layers = [{"id": x.id, "digest": x.digest, "size": x.size, "cached": x.cached} for x in res.layers]
+    result.upload = res.upload
+    result.seconds = round(time.perf_counter() - t0, 3)
+    where = ", ".join(w for w in ("pushed" if push else "", "loaded" if res.image_id else "",
+                                  f"layout {layout}" if layout else "") if w)  # fmt: skip
+    result.message = (f"rebased {ref} from {from_image} in {result.seconds:.1f}s ({where}; "
+                      f"{res.manifest_digest[:19]}…)")  # fmt: skip
+    return result
