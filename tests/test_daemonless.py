@@ -602,6 +602,27 @@ def arm64_base(tmp_path_factory, test_registry):
 
 
 @pytest.mark.network
+def test_another_version_reuses_the_pycs_of_unchanged_files_and_the_digest_is_a_fresh_builds(
+    tmp_path, base_image_remote
+):
+    """pyyaml 6.0.1 then 6.0.2 with one cache: most of yaml/*.py did not change, so their
+    .pyc come from the pyc cache; the image is byte for byte a cold build's (other cache,
+    other worker count)."""
+    old = project(tmp_path / "old", f"dl-pyc-{RUN}", '[pypi]\ndependencies = ["pyyaml==6.0.1"]\n', base_image_remote,
+                  env_python="3.11")  # fmt: skip
+    new = project(tmp_path / "new", f"dl-pyc-{RUN}", '[pypi]\ndependencies = ["pyyaml==6.0.2"]\n', base_image_remote,
+                  env_python="3.11")  # fmt: skip
+    store = BlobStore(tmp_path / "store")
+    first = daemonless.build(*load(old), "linux-64", store=store, cache_dir=tmp_path / "cache", workers=2)
+    assert first.pycs["reused"] == 0 and first.pycs["compiled"] > 10
+    warm = daemonless.build(*load(new), "linux-64", store=store, cache_dir=tmp_path / "cache", workers=2)
+    assert warm.pycs["reused"] > warm.pycs["compiled"] > 0
+    cold = daemonless.build(*load(new), "linux-64", store=BlobStore(tmp_path / "s2"), cache_dir=tmp_path / "c2",
+                            workers=1)  # fmt: skip
+    assert cold.pycs["reused"] == 0 and cold.manifest_digest == warm.manifest_digest
+
+
+@pytest.mark.network
 def test_linux_aarch64_image_from_an_x86_64_host(tmp_path, arm64_base):
     d = project(
         tmp_path / "arm",

@@ -215,8 +215,11 @@ class CompilePool:
             t.join()
         for proc in self.procs:
             for stream in (proc.stdin, proc.stdout, proc.stderr):
-                if stream is not None:
-                    stream.close()
+                try:
+                    if stream is not None:
+                        stream.close()
+                except OSError:  # a worker that died leaves a broken pipe behind
+                    pass
             proc.wait()
 
     def __enter__(self) -> CompilePool:
