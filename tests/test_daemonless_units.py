@@ -225,3 +225,98 @@ def test_rootfs_hardlink_to_a_file_that_was_not_kept(tmp_path):
     path.write_bytes(buf.getvalue())
     fs = LayeredRootFS.from_layers([path], keep=lambda p: p == "/usr/lib/libc.so.6")
     assert fs.read("/usr/lib/libc.so.6") == b"libc!"
+
+
+# --- the tar scanner against tarfile -------------------------------------------------------------
+
+_NAME_PART = st.text(alphabet=st.sampled_from("abcXYZ019._-ü€ "), min_size=1, max_size=40).filter(
+    lambda t: t not in (".", "..") and not t.startswith(" ")
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.lists(_NAME_PART, min_size=1, max_size=5).map("/".join),
+                  st.sampled_from(["file", "dir", "symlink", "hardlink", "fifo"]),
+                  st.binary(max_size=1500), st.sampled_from([0o644, 0o755, 0o4755, 0o1777, 0o600])),
+        max_size=10,
+    ),
+    st.sampled_from([tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT, tarfile.PAX_FORMAT]),
+)  # fmt: skip
+def test_tar_scanner_reads_what_tarfile_reads(members, fmt):
+    from mlenv.oci.rootfs import normalize
+    from mlenv.oci.tarscan import scan
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=fmt, encoding="utf-8") as tar:
+        files: list[str] = []
+        for name, kind, data, mode in members:
+            info = tarfile.TarInfo(name)
+            info.mode = mode
+            try:
+                if kind == "file":
+                    info.size = len(data)
+                    tar.addfile(info, io.BytesIO(data))
+                    files.append(name)
+                    continue
+                info.type = {"dir": tarfile.DIRTYPE, "symlink": tarfile.SYMTYPE, "fifo": tarfile.FIFOTYPE,
+                             "hardlink": tarfile.LNKTYPE}[kind]  # fmt: skip
+                info.linkname = (
+                    (files[-1] if files else "x") if kind == "hardlink" else ("../" + name if kind == "symlink" else "")
+                )
+                tar.addfile(info)
+            except ValueError:  # a name this format cannot hold
+                continue
+    raw = buf.getvalue()
+    with tarfile.open(fileobj=io.BytesIO(raw), mode="r|") as tar:
+        want = []
+        for m in tar:
+            kind = ("dir" if m.isdir() else "symlink" if m.issym() else "hardlink" if m.islnk()
+                    else "file" if m.isfile() else "other")  # fmt: skip
+            data = tar.extractfile(m).read() if m.isfile() else None
+            want.append((normalize(m.name), kind, m.size if kind == "file" else 0, m.mode & 0o7777, m.linkname, data))
+    got = [(normalize(m.name), m.type, m.size, m.mode, m.linkname, m.data)
+           for m in scan(io.BytesIO(raw), lambda n, s: True)]  # fmt: skip
+    assert got == want
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(min_size=0, max_size=3000), st.integers(min_value=0, max_value=2))
+def test_tar_scanner_never_crashes(data, where):
+    from mlenv.oci.tarscan import TarScanError, scan
+
+    raw = data
+    if where:  # a valid header first, so the fuzz reaches the member and extension paths
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            info = tarfile.TarInfo("a/" + "long" * 40)
+            info.size = 3
+            tar.addfile(info, io.BytesIO(b"abc"))
+        raw = buf.getvalue()[: 512 * where] + data
+    try:
+        for _ in scan(io.BytesIO(raw), lambda n, s: True):
+            pass
+    except TarScanError:
+        pass
+
+
+def test_wheel_members_inflated_by_libdeflate_match_zipfile_and_a_bad_crc_is_refused(tmp_path):
+    import zipfile
+
+    from mlenv.image.materialize import _wheel_zip
+
+    path = tmp_path / "demo-1.0-py3-none-any.whl"
+    payloads = {"demo/__init__.py": b"x = 1\n" * 5000, "demo/data.bin": os.urandom(3000), "demo/empty.txt": b""}
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in payloads.items():
+            z.writestr(name, data, compress_type=zipfile.ZIP_STORED if name.endswith(".bin") else zipfile.ZIP_DEFLATED)
+    with _wheel_zip(path) as z:
+        assert {i.filename: z.open(i).read() for i in z.infolist()} == payloads
+    raw = bytearray(path.read_bytes())
+    at = raw.index(b"demo/__init__.py") + len("demo/__init__.py") + 40  # inside the deflated data
+    raw[at] ^= 0x55
+    bad = tmp_path / "bad.whl"
+    bad.write_bytes(bytes(raw))
+    with _wheel_zip(bad) as z, pytest.raises(zipfile.BadZipFile):
+        z.open("demo/__init__.py").read()

@@ -299,14 +299,22 @@ def compressor_version() -> str:
 
 
 def _blocks(chunks: Iterable[bytes], size: int) -> Iterator[bytes]:
-    buf = bytearray()
+    """The concatenated chunks cut into blocks of `size` bytes (the last one shorter);
+    each byte is copied once (the join), not once per append and once per cut."""
+    parts: list[memoryview] = []
+    have = 0
     for c in chunks:
-        buf += c
-        while len(buf) >= size:
-            yield bytes(buf[:size])
-            del buf[:size]
-    if buf:
-        yield bytes(buf)
+        view = memoryview(c)
+        while view.nbytes:
+            take = min(size - have, view.nbytes)
+            parts.append(view[:take])
+            have += take
+            view = view[take:]
+            if have == size:
+                yield b"".join(parts)
+                parts, have = [], 0
+    if have:
+        yield b"".join(parts)
 
 
 def write_layer(
