@@ -19,6 +19,7 @@ does not understand (tests/test_daemonless_parsers.py, hypothesis).
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import asdict, dataclass, field
 
@@ -253,7 +254,9 @@ def read_facts(store, manifest: dict, config: dict, interpreter: str | None, *, 
     ).hexdigest()[:32]
     cache = (cache_dir or _default_cache()) / "base-facts" / f"{key}.json"
     try:
-        return BaseFacts(**json.loads(cache.read_text()))
+        facts = BaseFacts(**json.loads(cache.read_text()))
+        os.utime(cache)  # used: its mtime is its last use (`mlenv cache prune`)
+        return facts
     except (OSError, ValueError, TypeError):
         pass
 

@@ -159,6 +159,10 @@ class LayerCache:
             return None
         if info.digest and not self.store.has(info.digest):
             return None
+        try:
+            os.utime(self.dir / f"{key}.json")  # used: its mtime is its last use (`mlenv cache prune`)
+        except OSError:
+            pass
         info.cached = True
         return info
 

@@ -264,7 +264,13 @@ class PycCache:
             return {}
         out: dict[tuple[str, str], bytes] = {}
         for pack in packs:
-            out.update(read_pack(pack))
+            got = read_pack(pack)
+            if got:
+                out.update(got)
+                try:
+                    os.utime(pack)  # used: its mtime is its last use (`mlenv cache prune`)
+                except OSError:
+                    pass
         return out
 
     def remember(self, name: str, wheel_sha256: str, items: list[tuple[str, str, bytes]]) -> None:
