@@ -76,7 +76,7 @@ def test_pyc_cache_round_trip_and_damage(tmp_path):
     assert cache.lookup("fixalpha") == {}
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.binary(max_size=400))
 def test_pack_reader_never_crashes(tmp_path, data):
     path = tmp_path / "x.pack"
@@ -85,7 +85,7 @@ def test_pack_reader_never_crashes(tmp_path, data):
     assert isinstance(got, dict)
 
 
-@settings(max_examples=100, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.tuples(st.text(min_size=1, max_size=30), st.text(alphabet="0123456789abcdef", min_size=64,
                                                                         max_size=64), st.binary(max_size=50)),
                 max_size=8, unique_by=lambda t: (t[0], t[1])))  # fmt: skip

@@ -9,10 +9,11 @@ the repository. Identical environments are never built twice.
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from ..errors import LockError, MlenvError
 from ..lockfile import Lock
@@ -114,10 +115,9 @@ def build_image(
     if ca_bundle and not Path(ca_bundle).is_file():
         raise MlenvError(f"CA bundle {ca_bundle}: no such file",
                          hint="pass an existing PEM file to --ca-bundle (or fix MLENV_CA_BUNDLE / the ca-bundle setting)")  # fmt: skip
-    from ..installing import artifact
-
     from ..apt import legacy_unpinned
     from ..apt.fetch import fetch_debs
+    from ..installing import artifact
 
     if legacy_unpinned(lock) and on_warning:
         on_warning(f"{spec.lock_path.name} does not pin [image] apt-packages (written before mlenv locked Debian "
@@ -215,7 +215,7 @@ def rebase(
     platform: str = "linux-64",
     repository: str = "mlenv",
     push: bool = False,
-    layout: str | Path | None = None,
+    layout: str | os.PathLike[str] | None = None,
     progress: Progress | None = None,
 ) -> ImageResult:
     """The image of a current, verified lock made from `from_image` (an image of an

@@ -411,10 +411,10 @@ def build(
                 if compiler:
                     say(f".pyc: {made.pyc_compiled} compiled, {made.pyc_reused} from the pyc cache")
             if conda_future is not None:
-                got = conda_future.result()
-                for uid, unit_entries in got.units.items():
+                linked = conda_future.result()
+                for uid, unit_entries in linked.units.items():
                     on_unit(uid, unit_entries)
-                unowned = got.unowned
+                unowned = linked.unowned
         finally:
             for fut in list(writes.values()):  # every write started ends (or fails) before anything else
                 fut.exception()
@@ -633,8 +633,8 @@ def _unit_id(pkg) -> str:
 
 
 def _units(lock, platform: str, artifacts: dict[str, Path]) -> dict:
-    from .context import _direct_names
     from ..solve.names import normalize
+    from .context import _direct_names
     from .layering import Unit
 
     direct = _direct_names(lock)

@@ -275,7 +275,7 @@ def materialize_conda(
                 alternative_target_prefix=PREFIX,
             )
         )
-    except Exception as exc:  # noqa: BLE001 - py-rattler raises its own exception types; one line for all
+    except Exception as exc:
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise MaterializeError(f"py-rattler could not link the conda packages for {platform}: {text}") from None
     (prefix / "CACHEDIR.TAG").unlink(missing_ok=True)
@@ -304,7 +304,7 @@ def materialize_conda(
         for name, (_, rec) in recs.items():
             for f in rec.get("files") or []:
                 owners.setdefault(f, []).append(name)
-    for name, (meta, rec) in recs.items():
+    for meta, rec in recs.values():
         meta.write_text(json.dumps(rec, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
     owned: set[str] = set()
     for name, (meta, rec) in sorted(recs.items()):
@@ -428,7 +428,7 @@ class _Files:
                     self.spill.mkdir(parents=True, exist_ok=True)
                     self.n += 1
                     spilled = str(self.spill / f"{self.n}")
-                    fh = open(spilled, "wb")  # noqa: SIM115 - closed in the finally below
+                    fh = open(spilled, "wb")
                     fh.write(buf)
                     buf = bytearray()
                 if fh is not None:
@@ -537,7 +537,7 @@ def _wheel_zip_class():
             finally:
                 super().close()
 
-        def open(self, name, mode="r", pwd=None, *, force_zip64=False):  # type: ignore[override]
+        def open(self, name, mode="r", pwd=None, *, force_zip64=False):
             info = name if isinstance(name, zipfile.ZipInfo) else self.getinfo(name)
             if (mode != "r" or pwd or info.flag_bits & 0x1 or info.file_size > FAST_MEMBER_BYTES
                     or info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)):  # fmt: skip

@@ -145,9 +145,9 @@ class LayeredRootFS:
         if waiting and start is not None:
             fileobj.seek(start)
             for m in _tarfile_members(_decompressed(fileobj), lambda name, size: normalize(name) in waiting):
-                path = normalize(m.name)
-                if path in waiting and m.data is not None:
-                    for link in waiting[path]:
+                target = normalize(m.name)
+                if target is not None and target in waiting and m.data is not None:
+                    for link in waiting[target]:
                         adds[link].data = m.data
         for directory in opaque:
             prefix = directory + "/" if directory else ""
@@ -295,7 +295,7 @@ class _Prefixed(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, b) -> int:  # type: ignore[override]
+    def readinto(self, b) -> int:
         if self.head:
             n = min(len(b), len(self.head))
             b[:n] = self.head[:n]
@@ -321,13 +321,13 @@ def _decompressed(fileobj: IO[bytes]) -> IO[bytes]:
         src: IO[bytes] = fileobj
     else:
         head = fileobj.read(6)
-        src = io.BufferedReader(_Prefixed(head, fileobj), buffer_size=1 << 20)  # type: ignore[arg-type]
+        src = io.BufferedReader(_Prefixed(head, fileobj), buffer_size=1 << 20)
     if head.startswith(b"\x1f\x8b"):
         return gzip.GzipFile(fileobj=src, mode="rb")  # type: ignore[return-value]
     if head.startswith(b"BZh"):
-        return bz2.BZ2File(src)  # type: ignore[return-value]
+        return bz2.BZ2File(src)
     if head.startswith(b"\xfd7zXZ\x00"):
-        return lzma.LZMAFile(src)  # type: ignore[return-value]
+        return lzma.LZMAFile(src)
     if head.startswith(b"\x28\xb5\x2f\xfd"):
         raise tarfile.ReadError("zstd-compressed layers are not supported")
     return src
