@@ -41,6 +41,7 @@ class ImageResult:
     directory: str | None = None  # rendered: where the context was written
     layers: list[dict] | None = None  # daemonless: the image's layers (id, digest, size, cached)
     upload: dict | None = None  # daemonless: what the push uploaded, mounted, skipped
+    pycs: dict | None = None  # daemonless: .pyc files compiled and reused from the pyc cache
     seconds: float = 0.0
     message: str = ""
 
@@ -54,7 +55,7 @@ class ImageResult:
 
     def to_json(self) -> dict:
         keys = ("image", "name", "content_hash", "short_hash", "action", "where", "id", "digest", "retagged",
-                "builder", "log", "pushed", "directory", "layers", "upload", "seconds")  # fmt: skip
+                "builder", "log", "pushed", "directory", "layers", "upload", "pycs", "seconds")  # fmt: skip
         return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
 
 
@@ -157,6 +158,7 @@ def build_image(
     if built.digest is not None:  # the builder wrote the image itself (daemonless): pushed, laid out or loaded
         result.id, result.digest, result.pushed = built.image_id, built.digest, built.pushed
         result.layers, result.upload = built.extra.get("layers"), built.extra.get("upload")
+        result.pycs = built.extra.get("pycs") or None
         result.seconds = round(time.perf_counter() - t0, 3)
         where = ", ".join(w for w in ("pushed" if built.pushed else "", "loaded" if built.image_id else "",
                                       f"layout {layout}" if layout else "") if w)  # fmt: skip
