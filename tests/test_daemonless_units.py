@@ -320,3 +320,21 @@ def test_wheel_members_inflated_by_libdeflate_match_zipfile_and_a_bad_crc_is_ref
     bad.write_bytes(bytes(raw))
     with _wheel_zip(bad) as z, pytest.raises(zipfile.BadZipFile):
         z.open("demo/__init__.py").read()
+
+
+def test_a_stored_blob_is_hashed_once_and_a_changed_file_is_caught(tmp_path):
+    import time
+
+    from mlenv.oci.pull import ensure_blob
+    from mlenv.oci.store import OCI_LAYER_GZIP, Descriptor
+
+    store = BlobStore(tmp_path)
+    desc = store.put_bytes(b"layer bytes" * 1000, OCI_LAYER_GZIP)
+    assert ensure_blob(store, desc)  # hashed, stamped
+    stamp = tmp_path / "blobs" / "verified" / desc.digest.split(":", 1)[1]
+    assert stamp.is_file() and ensure_blob(store, desc)  # the stamp answers
+    time.sleep(0.02)
+    path = store.path(desc.digest)
+    path.write_bytes(b"Layer bytes" + b"layer bytes" * 999)  # same size, other bytes, new mtime
+    assert not ensure_blob(store, desc) and not path.exists()  # caught, removed: fetched again
+    assert not ensure_blob(store, Descriptor(OCI_LAYER_GZIP, desc.digest, desc.size))
