@@ -268,7 +268,7 @@ def read_facts(store, manifest: dict, config: dict, interpreter: str | None, *, 
         wanted,
     )
     facts = facts_of(fs, config, interpreter)
-    atomic_write(cache, json.dumps(facts.to_json(), sort_keys=True))
+    atomic_write(cache, json.dumps(facts.to_json(), sort_keys=True), sync=False)  # a cache: torn = a miss
     return facts
 
 

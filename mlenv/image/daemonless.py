@@ -170,7 +170,8 @@ class LayerCache:
         from ..runtime.fsutil import atomic_write
 
         data = {k: v for k, v in asdict(info).items() if k != "cached"}
-        atomic_write(self.dir / f"{key}.json", json.dumps(data, sort_keys=True))
+        # no fsync: a torn record is not JSON (a miss), and an fsync here would flush the blob just written
+        atomic_write(self.dir / f"{key}.json", json.dumps(data, sort_keys=True), sync=False)
 
 
 def _write(entries: list[Entry], store: BlobStore, layer_id: str, pool, early=None) -> LayerInfo:
@@ -274,7 +275,8 @@ def build(
     from concurrent.futures import Future, ThreadPoolExecutor
 
     say(f"base image {base_reference(lock)}")
-    background = ThreadPoolExecutor(max_workers=2, thread_name_prefix="mlenv-base")
+    # the base (pull, facts), the apt layer (waits for the base) and the conda link: none waits for another slot
+    background = ThreadPoolExecutor(max_workers=3, thread_name_prefix="mlenv-base")
     base_future = background.submit(base_and_facts)
     first = None if (not venv or lock.platform_python(platform)) else base_future.result()
     target = python_target(lock, platform, first[1] if first else None)

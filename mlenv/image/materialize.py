@@ -592,15 +592,18 @@ def materialize_wheels(
     on_unit: Callable[[str, list[Entry]], None] | None = None,
 ) -> Materialized:
     """Each wheel's files (in memory, big ones in staging/), .pyc compiled (or taken
-    from `cache`), RECORD completed. Wheels install in `workers` threads, largest
-    first; each one's .py files go to the compile pool as soon as it is installed,
-    and `on_unit(unit id, entries)` is called as soon as its last pyc is back (from
-    another thread). The entries do not depend on the order or the number of workers."""
+    from `cache`), RECORD completed. Wheels install in `workers` threads, the one with
+    the most .py files first; each one's .py files go to the compile pool as soon as
+    it is installed, and `on_unit(unit id, entries)` is called as soon as its last pyc
+    is back (from another thread). The entries do not depend on the order or the
+    number of workers."""
     from ..runtime.fetch import artifact_filename
     from ..solve.names import normalize
 
     out = Materialized()
-    todo = sorted(pkgs, key=lambda p: (-artifacts[p.sha256].stat().st_size, normalize(p.name)))
+    # the most .py files first: the longest compiles start first, their layers are written while the
+    # others compile, and what finishes last (and has to be written after the last .pyc) is small
+    todo = sorted(pkgs, key=lambda p: (-_py_files(artifacts[p.sha256]), normalize(p.name)))
     site = target.site.lstrip("/") + "/"
     compiler = target.compiler
     own_pool = pool is None and compiler is not None
@@ -608,21 +611,22 @@ def materialize_wheels(
         assert compiler is not None
         pool = CompilePool(compiler, workers)
     finisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlenv-unit")
+    keeper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlenv-pyc-cache")  # writes the pyc packs
     lock = threading.Lock()
     units: list[Future[None]] = []
 
     def finish(pkg, name: str, files: _Files, pycs: list[tuple[str, str, bytes]]) -> None:
-        """The unit's pycs into its files and RECORD, remembered, handed on."""
+        """The unit's pycs into its files and RECORD, handed on, then remembered."""
         if compiler is not None:
             items = sorted((site + pyc_path(arch[len(site) :], compiler.tag), pyc) for arch, _, pyc in pycs)
             _add_pycs(files, items, site)
-            if cache is not None:
-                cache.remember(name, pkg.sha256, [("/" + arch, src, pyc) for arch, src, pyc in pycs])
         entries = files.entries()
         with lock:
             out.units[f"pypi/{name}"] = entries
         if on_unit is not None:
             on_unit(f"pypi/{name}", entries)
+        if compiler is not None and cache is not None:  # off this thread: the next unit is handed on meanwhile
+            keeper.submit(cache.remember, name, pkg.sha256, [("/" + arch, src, pyc) for arch, src, pyc in pycs])
 
     def one(pkg) -> None:
         name = normalize(pkg.name)
@@ -684,9 +688,21 @@ def materialize_wheels(
             fut.result()
     finally:
         finisher.shutdown(wait=True, cancel_futures=True)
+        keeper.shutdown(wait=True)
         if own_pool and pool is not None:
             pool.close()
     return out
+
+
+def _py_files(wheel: Path) -> int:
+    """How many .py files a wheel holds (its zip directory only; 0 if unreadable: the install says why)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(wheel) as z:
+            return sum(1 for n in z.namelist() if n.endswith(".py"))
+    except (OSError, zipfile.BadZipFile):
+        return 0
 
 
 def chain(source: Future, target: Future) -> None:

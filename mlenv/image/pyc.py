@@ -287,7 +287,7 @@ class PycCache:
                 os.utime(pack)
             else:
                 pack.parent.mkdir(parents=True, exist_ok=True)
-                atomic_write(pack, write_pack(items))
+                atomic_write(pack, write_pack(items), sync=False)  # a torn pack fails its check: a miss
         except OSError:
             pass
 
