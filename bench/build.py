@@ -286,6 +286,7 @@ def main() -> None:
         dl_cold, dl_change, dl_hit, dl_upload, dl_cold_upload, floor = [], [], [], [], [], []
         registry = remote_base.split("/", 1)[0]
         groups = None
+        loads = [os.getloadavg()[0]]
         for i in range(args.repeat):
             # daemonless: no Engine; a fresh repository, an empty host cache
             repo = f"{registry}/mlenv-bench-{os.getpid()}-{i}"
@@ -302,7 +303,9 @@ def main() -> None:
             if {x["id"] for x in changed} - {"pypi/scikit-learn", "metadata", "skeleton"}:
                 raise SystemExit(f"bench: the one-package change rebuilt {[x['id'] for x in changed]}")
             dl_change.append(t)
-            dl_upload.append((res2["upload"]["bytes_uploaded"], res2["upload"]["uploaded"], res2["layers"]))
+            dl_upload.append((res2["upload"]["bytes_uploaded"], res2["upload"]["uploaded"], res2["layers"],
+                              res2.get("pycs") or {}))  # fmt: skip
+            loads.append(os.getloadavg()[0])
             fresh = Path(tempfile.mkdtemp(prefix="mlenv-bench-fresh-cache-"))
             t, hit = daemonless_build(proj, repo, cache=fresh)
             shutil.rmtree(fresh, ignore_errors=True)
@@ -378,7 +381,7 @@ def main() -> None:
         rows.append([f"one-package rebuild ({b})", f"{rb:.2f} s", "", f"{rb / cm:.2f}x of mlenv cold", "< 0.3x cold",
                      "yes" if rb / cm < 0.3 else "no"])
     dch, dh = median(dl_change), median(dl_hit)
-    up_bytes, up_blobs, layers_after = dl_upload[-1]
+    up_bytes, up_blobs, layers_after, pycs = dl_upload[-1]
     sk = next(x for x in layers_after if x["id"] == "pypi/scikit-learn")
     rows.append(["one-package change, pushed (daemonless)", f"{dch:.2f} s", "", f"{dch / dc:.2f}x of daemonless cold",
                  "<= 0.15x cold", "yes" if dch / dc <= 0.15 else "no"])
@@ -389,9 +392,12 @@ def main() -> None:
         f"{len(layers_after)} layers of the environment plus config; the one-package change uploaded "
         f"{up_bytes / 1e6:.2f} MB in {len(up_blobs)} blobs: the scikit-learn layer ({sk['size'] / 1e6:.2f} MB), the "
         "metadata layer and the config; every other layer came from the layer cache and was already in the "
-        "registry (HEAD). The cache hit on an empty XDG_CACHE_HOME is the CLI's whole run: interpreter start, "
+        f"registry (HEAD). Of scikit-learn's .pyc, {pycs.get('compiled', '?')} were compiled and "
+        f"{pycs.get('reused', '?')} came from the pyc cache (the files whose bytes did not change since 1.5.2's "
+        "build). The cache hit on an empty XDG_CACHE_HOME is the CLI's whole run: interpreter start, "
         "spec and lock read and checked, one manifest HEAD.",
-        "Read these numbers with care: this 2-core machine is shared (load average 4-6 during the run), so single runs vary by 2-3x (the floor went from 10.7 to 35.3 s). The daemonless image ships checked-hash .pyc files for every module (about 12 CPU-seconds of compiling for this lock, the floor compiles them too: `--compile-bytecode`, and so does pip), while the BuildKit and classic images ship none (uv installs without compiling), so those builds do less work and their images import about 5x slower on first use (docs/build.md).",
+        f"Read these numbers with care: this 2-core machine is shared (load average {min(loads):.1f}-{max(loads):.1f} "
+        "when the daemonless runs started), so single runs vary a lot. The daemonless image ships checked-hash .pyc files for every module (about 10 CPU-seconds of compiling for this lock's 3,561 .py files, the floor compiles them too: `--compile-bytecode`, and so does pip), while the BuildKit and classic images ship none (uv installs without compiling), so those builds do less work and their images import about 5x slower on first use (docs/build.md).",
         "How mlenv gets there: every artifact is downloaded on the host (concurrently, sha256-checked, into the "
         "content-addressed artifact cache) and served, for the duration of the build, by a GET-only server on "
         "127.0.0.1 in the mlenv process (builds use host networking). The env and each of the "
@@ -402,6 +408,11 @@ def main() -> None:
         "they run in parallel and each is cached on its own inputs; the final stage copies each builder's prefix "
         "into its own layer. A one-package change downloads one wheel, re-runs that group's stage and the (cheap) "
         "copies after it, whose layers come out byte-identical.",
+        "- daemonless (no Engine, pushed straight to the registry): the wheels are installed on the host (pypa "
+        "installer, members inflated by libdeflate), their .py compiled by long-lived worker processes, and each "
+        "package's layer written (mlenv's tar encoder, libdeflate gzip) and pushed as soon as its last .pyc is back, "
+        "while the others still compile; the base's facts are read off its layers in the background. The layer cache "
+        "and the pyc cache (by source sha256) make a one-package change compile and upload only what changed.",
         "- classic builder (docker SDK; when no BuildKit CLI is there): the same RUNs in one stage, every byte "
         "written once, one after the other; after a changed group every later group's step re-runs (same layer "
         "digests, but the classic builder has no cache once a parent changed).",

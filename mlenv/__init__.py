@@ -39,6 +39,7 @@ _EXPORTS = {
     "install": "mlenv.api.install:install",
     "verify": "mlenv.api.install:verify",
     "build": "mlenv.api.image:build",
+    "rebase": "mlenv.api.image:rebase",
     "images": "mlenv.api.image:images",
     "gc": "mlenv.api.image:gc",
     "register": "mlenv.api.registry:register",
@@ -81,7 +82,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from . import cache, curated
     from .api.environment import Environment
     from .api.export import export
-    from .api.image import build, gc, images
+    from .api.image import build, gc, images, rebase
     from .api.install import install, verify
     from .api.lock import check, content_hash, lock
     from .api.registry import (

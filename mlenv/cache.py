@@ -27,9 +27,14 @@ AREAS = {
     "rattler-pkgs": "extracted conda packages for `mlenv install`",
     "apt": "what base images say about apt, Debian package indexes by sha256 and their parsed fields (mlenv.apt)",
     "search": "derived package-search indexes of registries (`mlenv search`, `mlenv ui`), one per registry",
+    "blobs": "the daemonless builder's blob store: base image blobs, layers, configs, manifests",
+    "layers": "the daemonless builder's layer cache: which blob a layer's inputs gave",
+    "pyc": "the daemonless builder's .pyc of each wheel, by compiler, reused by other versions of the package",
+    "base-facts": "what the daemonless builder read off base images (interpreter, glibc), by their layers",
 }
-# areas pruned file by file, by last use (the others: uv prunes its own; rattler's are small)
-BY_AGE = ("artifacts", "build-tools", "hits", "logs", "apt", "search")
+# areas pruned file by file, by last use (the others: uv prunes its own; rattler's are small;
+# blobs are removed by `clean` only, a layer cache entry whose blob is gone is a miss)
+BY_AGE = ("artifacts", "build-tools", "hits", "logs", "apt", "search", "layers", "pyc", "base-facts")
 
 
 def cache_root() -> Path:

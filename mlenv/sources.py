@@ -20,7 +20,11 @@ docs/security.md ("File names and artifact sources") states the rule precisely:
 - https is required unless the source itself is declared as http://;
 - a file:// URL's real path (symlinks resolved) is inside a declared file:// channel
   directory, or inside a declared file:// index's directory (its parent, when the
-  index directory is called `simple`).
+  index directory is called `simple`);
+- a Debian package (manager apt) is an http(s) URL of a `.deb` (no file://) under one
+  of the archives the lock declares in `[inputs] apt-sources` (the base image's apt
+  sources, whose signed indexes named it at lock time); its snapshot-url, if any, is
+  an http(s) URL of a `.deb` too.
 """
 
 from __future__ import annotations
@@ -151,6 +155,20 @@ def url_problem(url: str, parts: SplitResult | None = None) -> str | None:
     return f"points at {why}" if why else None
 
 
+def apt_url_problem(url: str) -> str | None:
+    """What makes a Debian package's URL unacceptable, or None: the rules of every URL,
+    and an http(s) URL of a .deb (apt mirrors serve over http; the sha256 is the check)."""
+    parts = urlsplit(url)
+    problem = url_problem(url, parts)
+    if problem:
+        return problem
+    if parts.scheme.lower() not in _PORTS:
+        return "is not an http(s) URL (a Debian package comes from an apt mirror)"
+    if not unquote(parts.path).endswith(".deb"):
+        return "does not name a .deb"
+    return None
+
+
 def matches(url: str, src: Source, parts: SplitResult | None = None) -> bool:
     parts = parts or urlsplit(url)
     scheme = parts.scheme.lower()
@@ -231,6 +249,12 @@ def check_sources(lock, spec=None, *, where: str = "mlenv.lock") -> None:
         if problem:
             raise LockError(f"{where}: {_what(pkg)}: the URL {scrub(clip(url, 200))} {problem}; refusing to use this "
                             "lock", hint=HINT)  # fmt: skip
+        if pkg.manager == "apt":
+            for field_, value in (("URL", url), ("snapshot-url", pkg.get("snapshot-url") or "")):
+                problem = apt_url_problem(value) if value else None
+                if problem:
+                    raise LockError(f"{where}: {_what(pkg)}: the {field_} {scrub(clip(value, 200))} {problem}; "
+                                    "refusing to use this lock", hint=HINT)  # fmt: skip
         allowed = sources.allowed(pkg)
         if pkg.manager == "pypi" and not allowed:
             raise LockError(f"{where}: {_what(pkg)} names the index {scrub(clip(str(pkg.get('index')), 200))}, which "

@@ -26,6 +26,7 @@ SAMPLE_ARGS = {
     "install": ["--prefix", "{tmp}/env"],
     "verify": ["--prefix", "{tmp}/env"],
     "build": [],
+    "rebase": ["--from", "127.0.0.1:9/mlenv-test/old:1"],
     "images": [],
     "register": [],
     "list": [],

@@ -212,6 +212,9 @@ def test_a_deb_whose_sha256_does_not_match_is_refused(locked, tmp_path):
         "sha256 mismatch for Debian package curl",
     )
     assert "cd" * 32 in line and not (cache / "mlenv" / "artifacts" / "sha256" / ("cd" * 32)).exists()
+    # a Debian package's URL is an http(s) URL of a .deb: a file:// one is refused before anything is read
+    d = _sealed_copy(locked, tmp_path / "file", "curl", url=(tmp_path / "curl.deb").as_uri())
+    one_line_error(mlenv("build", cwd=d, env={"XDG_CACHE_HOME": str(cache)}), "is not an http(s) URL")
 
 
 def test_a_superseded_deb_names_itself_and_the_way_out(locked, tmp_path):

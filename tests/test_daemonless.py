@@ -445,22 +445,66 @@ def test_rebase_refusals(tmp_path, test_registry, base_image_remote, conda_chann
         rebase_image(*load(v3), "linux-64", old.reference, store=store)
 
 
+def mlenv_fails(*args, cwd, env=None) -> str:
+    """A command that fails with one `error:` line (no traceback); returns it."""
+    full = {k: v for k, v in os.environ.items() if k != "MLENV_CA_BUNDLE"}
+    full.update(env or {})
+    proc = subprocess.run([sys.executable, "-m", "mlenv.cli", *args], cwd=cwd, capture_output=True, text=True,
+                          env=full, check=False)  # fmt: skip
+    assert proc.returncode == 2, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error: ")]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    return lines[0]
+
+
+def test_rebase_through_the_cli(tmp_path, test_registry, base_image_remote, conda_channel):
+    """build; the base moves (a new digest under the same tag); lock --upgrade changes only the
+    base digest; `mlenv rebase --from <old image>` gives the digest a fresh build of the new lock
+    gives, uploading only the new metadata layer and config."""
+    store = BlobStore(tmp_path / "store")
+    base_tag = f"{test_registry}/dl-{RUN}/cli-base:bookworm"
+    original = transport.pull(base_image_remote, "linux-64", store)
+    transport.push(store, original.digest, base_tag, mount_from=[original.name.split("/", 1)[1]])
+    d = project(
+        tmp_path / "env",
+        f"dl-clirebase-{RUN}",
+        f'[conda]\nchannels = ["{conda_channel}"]\ndependencies = ["mlenv-hello", "python 3.11.*"]\n',
+        base_tag,
+        python=None,
+    )
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    repo = f"{test_registry}/dl-{RUN}/cli-rebase"
+    old_lock = read_lock(d / "mlenv.lock")
+    old = json.loads(mlenv("build", "--json", "--builder", "daemonless", "--push", "--repository", repo, cwd=d,
+                           env=env).stdout)  # fmt: skip
+    moved = make_base(store, base_tag, original, {"etc/mlenv-patched": b"patched\n"})  # same tag, new digest
+    mlenv("lock", "-q", "--upgrade", cwd=d, env=env)
+    new_lock = read_lock(d / "mlenv.lock")
+    assert new_lock.image["digest"] == moved != old_lock.image["digest"]
+    assert [p.key() for p in new_lock.packages] == [p.key() for p in old_lock.packages]
+    rebased = json.loads(mlenv("rebase", "--json", "--from", old["image"], "--push", "--repository", repo, cwd=d,
+                               env=env).stdout)  # fmt: skip
+    assert rebased["action"] == "rebased" and rebased["image"] == f"{repo}/dl-clirebase-{RUN}:{new_lock.short_hash}"
+    uploaded = set(rebased["upload"]["uploaded"])  # the new metadata layer and the config, nothing else
+    assert len(uploaded) == 2 and rebased["layers"][-1]["digest"] in uploaded
+    assert not uploaded & {x["digest"] for x in old["layers"]}
+    fresh = json.loads(mlenv("build", "--json", "--force", "--builder", "daemonless", "--push", "--repository",
+                             f"{repo}-fresh", cwd=d, env={"XDG_CACHE_HOME": str(tmp_path / "fresh")}).stdout)  # fmt: skip
+    assert fresh["action"] == "built" and fresh["digest"] == rebased["digest"] == transport.head(rebased["image"])
+
+
+def test_rebase_refused_through_the_cli(tmp_path, test_registry, venv_env):
+    repo = f"{test_registry}/dl-{RUN}/cli-rf"
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    built = json.loads(mlenv("build", "--json", "--builder", "daemonless", "--push", "--repository", repo,
+                             cwd=venv_env, env=env).stdout)  # fmt: skip
+    line = mlenv_fails("rebase", "--from", built["image"], "--push", "--repository", repo, cwd=venv_env, env=env)
+    assert "cannot be rebased: venv on the base image's Python" in line
+
+
 def test_bad_inputs_give_one_line(tmp_path, test_registry, base_image_remote, fixture_paths):
     from mlenv.errors import MlenvError
 
-    d = project(
-        tmp_path / "apt",
-        f"dl-apt-{RUN}",
-        f'[pypi]\nindex-url = "{fixture_paths["pypi_simple_url"]}"\ndependencies = ["fixalpha"]\n',
-        base_image_remote,
-        env_python="3.11",
-    )
-    text = (d / "mlenv.toml").read_text().replace("[image]\n", '[image]\napt-packages = ["curl"]\n')
-    (d / "mlenv.toml").write_text(text)
-    mlenv("lock", "-q", cwd=d)
-    with pytest.raises(MlenvError, match="apt-packages") as err:
-        daemonless.build(*load(d), "linux-64", store=BlobStore(tmp_path / "s"))
-    assert "--builder buildkit" in str(err.value)
     spec, lock = load(
         project(
             tmp_path / "ok",
@@ -470,6 +514,12 @@ def test_bad_inputs_give_one_line(tmp_path, test_registry, base_image_remote, fi
             env_python="3.11",
         )
     )
+    # a lock written before mlenv pinned Debian packages (apt-packages, no pins): not daemonless
+    legacy = load(tmp_path / "ok")[1]
+    legacy.image["apt-packages"] = ["curl"]
+    with pytest.raises(MlenvError, match="apt-packages are not pinned") as err:
+        daemonless.build(spec, legacy, "linux-64", store=BlobStore(tmp_path / "s"))
+    assert "--builder buildkit" in str(err.value)
     with pytest.raises(MlenvError, match="no-such-base.* not found"):
         lock.image["reference"] = f"{test_registry}/dl-{RUN}/no-such-base:1"
         daemonless.build(spec, lock, "linux-64", store=BlobStore(tmp_path / "s2"))
@@ -549,6 +599,27 @@ def arm64_base(tmp_path_factory, test_registry):
     desc = store.put_bytes(canonical_json(manifest), OCI_MANIFEST)
     transport.push(store, desc.digest, ref)
     return ref
+
+
+@pytest.mark.network
+def test_another_version_reuses_the_pycs_of_unchanged_files_and_the_digest_is_a_fresh_builds(
+    tmp_path, base_image_remote
+):
+    """pyyaml 6.0.1 then 6.0.2 with one cache: most of yaml/*.py did not change, so their
+    .pyc come from the pyc cache; the image is byte for byte a cold build's (other cache,
+    other worker count)."""
+    old = project(tmp_path / "old", f"dl-pyc-{RUN}", '[pypi]\ndependencies = ["pyyaml==6.0.1"]\n', base_image_remote,
+                  env_python="3.11")  # fmt: skip
+    new = project(tmp_path / "new", f"dl-pyc-{RUN}", '[pypi]\ndependencies = ["pyyaml==6.0.2"]\n', base_image_remote,
+                  env_python="3.11")  # fmt: skip
+    store = BlobStore(tmp_path / "store")
+    first = daemonless.build(*load(old), "linux-64", store=store, cache_dir=tmp_path / "cache", workers=2)
+    assert first.pycs["reused"] == 0 and first.pycs["compiled"] > 10
+    warm = daemonless.build(*load(new), "linux-64", store=store, cache_dir=tmp_path / "cache", workers=2)
+    assert warm.pycs["reused"] > warm.pycs["compiled"] > 0
+    cold = daemonless.build(*load(new), "linux-64", store=BlobStore(tmp_path / "s2"), cache_dir=tmp_path / "c2",
+                            workers=1)  # fmt: skip
+    assert cold.pycs["reused"] == 0 and cold.manifest_digest == warm.manifest_digest
 
 
 @pytest.mark.network

@@ -1,4 +1,4 @@
-"""build / images / gc: images of locks in a Docker Engine and registries."""
+"""build / rebase / images / gc: images of locks in a Docker Engine and registries."""
 
 from __future__ import annotations
 
@@ -56,6 +56,49 @@ def build(
                          builder=options.resolve("builder", builder), dockerfile_only=dockerfile_only, layout=layout,
                          index_urls=options.index_urls(s), progress=say, on_step=on_step,
                          on_line=on_line, on_warning=on_warning)  # fmt: skip
+    progress_mod.finish(say, result.message)
+    return Image.of(result)
+
+
+def rebase(
+    spec: str | os.PathLike[str] | None = None,
+    *,
+    from_image: str,
+    repository: str = "mlenv",
+    push: bool = False,
+    layout: str | os.PathLike[str] | None = None,
+    platform: str = "linux-64",
+    progress: Progress | None = None,
+) -> Image:
+    """The image of mlenv.lock made from `from_image`, an image of an earlier lock that
+    differs from it only in the base image (a patched base: same tag, new digest,
+    pinned by `mlenv lock --upgrade`), without building: the new base's layers, the
+    old image's environment layers as they are, a new metadata layer. The result is
+    byte for byte the image `build(builder="daemonless")` makes of the lock.
+
+    Where it goes: pushed to the registry of `repository` (push=True), written as an
+    OCI layout (layout=DIR), else loaded into the local Docker Engine; tagged
+    REPO/NAME:SHORT_HASH. Allowed only where sound (a self-contained conda env, a new
+    base meeting the lock's glibc floor); otherwise a one-line `RebaseRefused` says why
+    (e.g. a venv on the base image's Python). docs/build.md#rebase."""
+    from ..image.build import rebase as rebase_image
+    from ..lockfile import read_lock
+    from ..spec import load_spec
+    from . import options
+    from . import progress as progress_mod
+
+    s = load_spec(options.spec_file(spec))
+    lock = read_lock(s.lock_path)
+    if lock.spec_hash != s.spec_hash():
+        from ..locking import require_current
+
+        require_current(s, lock, path=s.lock_path, doing="rebase an image onto an old lock")
+    from ..sources import check_sources
+
+    check_sources(lock, s, where=str(s.lock_path))
+    say = progress_mod.default(progress, f"rebasing {s.name}")
+    result = rebase_image(s, lock, from_image=from_image, platform=platform, repository=repository, push=push,
+                          layout=layout, progress=say)  # fmt: skip
     progress_mod.finish(say, result.message)
     return Image.of(result)
 

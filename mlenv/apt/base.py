@@ -3,11 +3,16 @@ its sources, the keyrings its apt trusts, its dpkg status (what is installed) an
 its architecture.
 
 Where the files come from: the base image's layers, merged by
-mlenv.oci.rootfs.LayeredRootFS (whiteouts honoured). `base_rootfs()` gets them
-from the local Docker Engine (`docker save` through the Engine API), pulling the
-pinned reference through the Engine when it is not there. The registry pull of
-mlenv.oci (issue 11, `mlenv.oci.pull.pull_image`) slots in at `_from_registry`:
-once it exists it is tried first for a base that is not in the Engine.
+mlenv.oci.rootfs (whiteouts honoured), from one of two places (`read_base`):
+
+- its registry (`_from_registry`: mlenv.oci.pull.pull_image into mlenv's blob store,
+  by the pinned digest, the lock platform's entry of an index; no Docker Engine
+  needed, any architecture from any host): first, whenever the lock pins a digest
+  and the reference names a registry;
+- the local Docker Engine (`_from_engine`: `docker save` through the Engine API,
+  pulling the reference through the Engine when it is not there): for a base that
+  exists only locally (a Docker Hub shorthand, an image never pushed, a tag-only
+  pin), and when the registry does not have the image.
 
 Only what apt needs is kept in memory: /etc/apt, /usr/share/keyrings, the dpkg
 status and arch files, and OpenPGP keyring files anywhere (a Signed-By may name
@@ -192,7 +197,15 @@ def read_base(reference: str, digest: str | None, arch: str) -> BaseFacts:
             if facts is not None and facts.arch == arch:
                 os.utime(path)
                 return facts
-    facts, image_id = _from_engine(reference, arch)
+    got = _from_registry(reference, digest, arch) if digest else None
+    if got is None:
+        try:
+            got = _from_engine(reference, arch)
+        except BaseUnavailable:
+            got = _from_registry(reference, digest, arch, last_resort=True) if not digest else None
+            if got is None:
+                raise
+    facts, image_id = got
     atomic_write(_cache_path(key or f"{FORMAT}\0{image_id}\0{arch}"), facts.to_json())
     return facts
 
@@ -207,15 +220,59 @@ def _engine_image_id(reference: str) -> str | None:
         return None
 
 
-def _from_registry(reference: str, arch: str):
-    """The seam for mlenv.oci.pull.pull_image (issue 11): the base's layers from its
-    registry into mlenv's blob store, then LayeredRootFS.from_layers over the blobs.
-    Returns None while that module is not there."""
+def _from_registry(
+    reference: str, digest: str | None, arch: str, *, last_resort: bool = False
+) -> tuple[BaseFacts, str] | None:
+    """(facts, the pulled digest) read from the base's registry: its layers into mlenv's
+    blob store (mlenv.oci.pull.pull_image; the lock's digest is what is pulled, an index
+    resolves to arch's entry), then their root file system. None when the reference
+    names no registry or the registry does not have it (the Engine may); other
+    failures (auth refused, a digest mismatch) are one line. last_resort: the Engine
+    has nothing either, so a registry that cannot be reached is the error to report."""
+    from ..oci.client import ManifestNotFound, RegistryTransferError, names_registry
+    from ..oci.image import base_layers
+    from ..oci.pull import pull_image
+    from ..oci.rootfs import RootFSError, read_layers
+    from ..oci.store import default_store
+
+    if not names_registry(reference):
+        return None
+    go = {v: k for k, v in GO_TO_DEB.items()}.get(arch)
+    if go is None:
+        return None
+    store = default_store()
+    pinned = reference if ("@" in reference or not digest) else f"{reference}@{digest}"
     try:
-        from ..oci import pull  # type: ignore[attr-defined]  # noqa: F401
-    except ImportError:
-        return
-    return  # wired by the lead once pull_image's interface is settled
+        image = pull_image(pinned, f"linux/{go}", store)
+    except (ManifestNotFound, RegistryTransferError) as exc:
+        if last_resort:
+            raise BaseUnavailable(
+                f"base image {reference} could not be read from its registry ({exc.message}), nor from a local "
+                "Docker Engine: mlenv reads its apt sources, keyring and dpkg status to lock "
+                "[image] apt-packages",
+                hint=exc.hint or "check the registry and your credentials (docker login), then `mlenv lock` again",
+            ) from None
+        return None
+    if digest and digest not in (image.digest, image.manifest_digest, image.config_digest):
+        raise BaseImageError(
+            f"base image {reference} in its registry is {image.digest[:19]}…, the lock pins {digest[:19]}…",
+            hint="`mlenv lock --upgrade` to pin the new base",
+        )
+
+    def opener(d: str):
+        return lambda: store.open(d)
+
+    try:
+        fs = read_layers(
+            [(opener(d.digest), True) for d in base_layers(json.loads(image.manifest))], lambda p: keep("/" + p)
+        )
+    except RootFSError as exc:
+        raise BaseImageError(f"base image {reference}: {exc}") from None
+    config = json.loads(image.config)
+    facts = facts_from_rootfs(fs, reference, str(config.get("architecture") or ""))
+    if facts.arch != arch:
+        raise BaseImageError(f"base image {reference} for {arch} holds a dpkg database for {facts.arch}")
+    return facts, image.digest
 
 
 def _from_engine(reference: str, arch: str) -> tuple[BaseFacts, str]:
@@ -225,7 +282,10 @@ def _from_engine(reference: str, arch: str) -> tuple[BaseFacts, str]:
     from ..oci.rootfs import RootFSError, from_docker_save
     from .archive import cache_dir
 
-    client = DockerEngine().client
+    try:
+        client = DockerEngine().client
+    except MlenvError as exc:
+        raise BaseUnavailable(f"base image {reference} cannot be read: {exc.message}", hint=exc.hint) from None
     try:
         info = client.api.inspect_image(reference)
     except Exception:

@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
     "install": ("install", "install", "Materialize mlenv.lock into a prefix.", "mlenv.api.install:install"),
     "verify": ("install", "verify", "Compare a prefix or an image with mlenv.lock.", "mlenv.api.install:verify"),
     "build": ("build", "build", "Build (or reuse) the Docker image of mlenv.lock.", "mlenv.api.image:build"),
+    "rebase": ("build", "rebase", "Put an older image's environment on the lock's new base.", "mlenv.api.image:rebase"),
     "images": ("build", "images", "List the local images mlenv built.", "mlenv.api.image:images"),
     "register": ("registry", "register", "Record the current spec and lock as a version.",
                  "mlenv.api.registry:register"),

@@ -19,6 +19,7 @@ does not understand (tests/test_daemonless_parsers.py, hypothesis).
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import asdict, dataclass, field
 
@@ -234,11 +235,11 @@ def read_facts(store, manifest: dict, config: dict, interpreter: str | None, *, 
     """Facts of a pulled base (its layers in store), cached by manifest digest."""
     import hashlib
 
-    from ..runtime.fetch import default_cache_root as _default_cache
-    from ..runtime.fsutil import atomic_write
     from ..oci.image import base_layers, canonical_json
     from ..oci.rootfs import read_layers
     from ..oci.store import OCI_LAYER_GZIP
+    from ..runtime.fetch import default_cache_root as _default_cache
+    from ..runtime.fsutil import atomic_write
 
     layers = base_layers(manifest)
     key = hashlib.sha256(
@@ -253,7 +254,9 @@ def read_facts(store, manifest: dict, config: dict, interpreter: str | None, *, 
     ).hexdigest()[:32]
     cache = (cache_dir or _default_cache()) / "base-facts" / f"{key}.json"
     try:
-        return BaseFacts(**json.loads(cache.read_text()))
+        facts = BaseFacts(**json.loads(cache.read_text()))
+        os.utime(cache)  # used: its mtime is its last use (`mlenv cache prune`)
+        return facts
     except (OSError, ValueError, TypeError):
         pass
 
@@ -265,7 +268,7 @@ def read_facts(store, manifest: dict, config: dict, interpreter: str | None, *, 
         wanted,
     )
     facts = facts_of(fs, config, interpreter)
-    atomic_write(cache, json.dumps(facts.to_json(), sort_keys=True))
+    atomic_write(cache, json.dumps(facts.to_json(), sort_keys=True), sync=False)  # a cache: torn = a miss
     return facts
 
 

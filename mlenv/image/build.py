@@ -9,10 +9,11 @@ the repository. Identical environments are never built twice.
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from ..errors import LockError, MlenvError
 from ..lockfile import Lock
@@ -29,7 +30,7 @@ class ImageResult:
     name: str
     content_hash: str
     short_hash: str
-    action: str = ""  # "reused" | "built" | "rendered"
+    action: str = ""  # "reused" | "built" | "rendered" | "rebased"
     where: str | None = None  # reused: "local" | "registry"
     id: str | None = None  # the local image id
     digest: str | None = None  # the registry's manifest digest, when known
@@ -40,6 +41,7 @@ class ImageResult:
     directory: str | None = None  # rendered: where the context was written
     layers: list[dict] | None = None  # daemonless: the image's layers (id, digest, size, cached)
     upload: dict | None = None  # daemonless: what the push uploaded, mounted, skipped
+    pycs: dict | None = None  # daemonless: .pyc files compiled and reused from the pyc cache
     seconds: float = 0.0
     message: str = ""
 
@@ -53,7 +55,7 @@ class ImageResult:
 
     def to_json(self) -> dict:
         keys = ("image", "name", "content_hash", "short_hash", "action", "where", "id", "digest", "retagged",
-                "builder", "log", "pushed", "directory", "layers", "upload", "seconds")  # fmt: skip
+                "builder", "log", "pushed", "directory", "layers", "upload", "pycs", "seconds")  # fmt: skip
         return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
 
 
@@ -114,10 +116,9 @@ def build_image(
     if ca_bundle and not Path(ca_bundle).is_file():
         raise MlenvError(f"CA bundle {ca_bundle}: no such file",
                          hint="pass an existing PEM file to --ca-bundle (or fix MLENV_CA_BUNDLE / the ca-bundle setting)")  # fmt: skip
-    from ..installing import artifact
-
     from ..apt import legacy_unpinned
     from ..apt.fetch import fetch_debs
+    from ..installing import artifact
 
     if legacy_unpinned(lock) and on_warning:
         on_warning(f"{spec.lock_path.name} does not pin [image] apt-packages (written before mlenv locked Debian "
@@ -136,7 +137,8 @@ def build_image(
                    log_path=log_path(spec.name, lock.short_hash), ca_bundle=ca_bundle, no_cache=no_cache,
                    scrub=lambda text: scrub_text(text, secrets), on_step=on_step, on_line=on_line,
                    push_to=ref if push else None, layout=str(layout) if layout else None,
-                   engine=DockerEngine.available() is not None, index_urls=index_urls)  # fmt: skip
+                   engine=not (push or layout) and DockerEngine.available() is not None,
+                   index_urls=index_urls)  # fmt: skip
     chosen = choose(builder, None if dockerfile_only else job, dockerfile=bool(dockerfile_only))
     result.builder = chosen.name
     if dockerfile_only:
@@ -156,6 +158,7 @@ def build_image(
     if built.digest is not None:  # the builder wrote the image itself (daemonless): pushed, laid out or loaded
         result.id, result.digest, result.pushed = built.image_id, built.digest, built.pushed
         result.layers, result.upload = built.extra.get("layers"), built.extra.get("upload")
+        result.pycs = built.extra.get("pycs") or None
         result.seconds = round(time.perf_counter() - t0, 3)
         where = ", ".join(w for w in ("pushed" if built.pushed else "", "loaded" if built.image_id else "",
                                       f"layout {layout}" if layout else "") if w)  # fmt: skip
@@ -204,3 +207,53 @@ def _push(engine, ref: str, progress: Progress | None) -> str | None:
     if progress:
         progress(f"pushing {ref}")
     return engine.push(ref)
+
+
+def rebase(
+    spec: Spec,
+    lock: Lock,
+    *,
+    from_image: str,
+    platform: str = "linux-64",
+    repository: str = "mlenv",
+    push: bool = False,
+    layout: str | os.PathLike[str] | None = None,
+    progress: Progress | None = None,
+) -> ImageResult:
+    """The image of a current, verified lock made from `from_image` (an image of an
+    earlier lock that differs only in its base image) without building
+    (mlenv.image.rebase.rebase_image), tagged REPO/NAME:SHORT_HASH: pushed to the
+    registry of the repository (push), written as an OCI layout, or else loaded into
+    the local Engine. Raises RebaseRefused (one line) where a rebase is not sound."""
+    from ..oci.client import names_registry
+    from .rebase import rebase_image
+
+    t0 = time.perf_counter()
+    if platform not in lock.platforms:
+        raise LockError(f"{spec.lock_path} has no {platform} packages (it has {', '.join(sorted(lock.platforms))})",
+                        hint=f'add "{platform}" to [environment] platforms and run `mlenv lock`')  # fmt: skip
+    ref = image_ref(repository, spec.name, lock.short_hash)
+    if push and not names_registry(ref):
+        raise MlenvError(
+            f"--push needs a registry in --repository (e.g. 127.0.0.1:5000/team), not {ref.rsplit('/', 1)[0]!r}"
+        )
+    load = not (push or layout)
+    if load:
+        from .docker import DockerEngine
+
+        if DockerEngine.available() is None:
+            raise MlenvError("nowhere to put the rebased image: no --push to a registry, no --layout and no local "
+                             "Docker Engine", hint="pass --push --repository HOST/NS, or --layout DIR")  # fmt: skip
+    res = rebase_image(spec, lock, platform, from_image, push_to=ref if push else None, layout=layout, load=load,
+                       load_as=ref, progress=progress)  # fmt: skip
+    result = ImageResult(ref, spec.name, lock.content_hash, lock.short_hash, action="rebased", builder="daemonless")
+    result.id, result.digest = res.image_id, res.manifest_digest
+    result.pushed = res.manifest_digest if push else None
+    result.layers = [{"id": x.id, "digest": x.digest, "size": x.size, "cached": x.cached} for x in res.layers]
+    result.upload = res.upload
+    result.seconds = round(time.perf_counter() - t0, 3)
+    where = ", ".join(w for w in ("pushed" if push else "", "loaded" if res.image_id else "",
+                                  f"layout {layout}" if layout else "") if w)  # fmt: skip
+    result.message = (f"rebased {ref} from {from_image} in {result.seconds:.1f}s ({where}; "
+                      f"{res.manifest_digest[:19]}…)")  # fmt: skip
+    return result

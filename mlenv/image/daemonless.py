@@ -33,6 +33,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -40,11 +41,12 @@ from pathlib import Path
 
 from ..errors import MlenvError
 from ..oci.layer import FIXED_MTIME, Entry, compressor_version, write_layer
-from ..oci.store import BlobStore, Descriptor, default_store
+from ..oci.store import OCI_LAYER_GZIP, BlobStore, Descriptor, default_store
 from .engine import Builder, Built
-from .materialize import PREFIX
+from .materialize import PREFIX, materialize_conda, materialize_wheels
 
 LAYER_FORMAT = "mlenv-daemonless-layer-v1"
+APT_LAYER_FORMAT = "mlenv-daemonless-apt-layer-v1"  # with the .debs' sha256 and the base digest: the apt layer's key
 LABEL_HASH = "org.mlenv.content-hash"
 LABEL_NAME = "org.mlenv.name"
 LABEL_BUILDER = "org.mlenv.builder"
@@ -76,6 +78,7 @@ class BuildResult:
     image_id: str | None = None
     layout: str | None = None
     pyc: str = "none"
+    pycs: dict = field(default_factory=dict)  # .pyc files compiled / reused from the pyc cache by this run
     rebase: str = ""
     seconds: float = 0.0
 
@@ -156,6 +159,10 @@ class LayerCache:
             return None
         if info.digest and not self.store.has(info.digest):
             return None
+        try:
+            os.utime(self.dir / f"{key}.json")  # used: its mtime is its last use (`mlenv cache prune`)
+        except OSError:
+            pass
         info.cached = True
         return info
 
@@ -163,26 +170,28 @@ class LayerCache:
         from ..runtime.fsutil import atomic_write
 
         data = {k: v for k, v in asdict(info).items() if k != "cached"}
-        atomic_write(self.dir / f"{key}.json", json.dumps(data, sort_keys=True))
+        # no fsync: a torn record is not JSON (a miss), and an fsync here would flush the blob just written
+        atomic_write(self.dir / f"{key}.json", json.dumps(data, sort_keys=True), sync=False)
 
 
 def _write(entries: list[Entry], store: BlobStore, layer_id: str, pool, early=None) -> LayerInfo:
     layer = write_layer(entries, store, pool=pool)
     if early is not None:
-        early.submit(layer.descriptor.digest, layer.descriptor.size)
+        early.submit(layer.descriptor)
     return LayerInfo(layer_id, layer.descriptor.digest, layer.diff_id, layer.descriptor.size, layer.size)
 
 
-def _versions() -> dict:
+def _version(name: str) -> str:
     import importlib.metadata as md
 
-    def v(name: str) -> str:
-        try:
-            return md.version(name)
-        except md.PackageNotFoundError:
-            return "?"
+    try:
+        return md.version(name)
+    except md.PackageNotFoundError:
+        return "?"
 
-    return {"installer": v("installer"), "rattler": v("py-rattler"), "compressor": compressor_version()}
+
+def _versions() -> dict:
+    return {"installer": _version("installer"), "rattler": _version("py-rattler"), "compressor": compressor_version()}
 
 
 def build(
@@ -198,7 +207,10 @@ def build(
     workers: int | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
     index_urls: tuple[str, ...] = (),
+    ca_bundle: str | None = None,
+    artifacts: dict[str, Path] | None = None,
     min_layer_bytes: int | None = None,
+    load_as: str | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> BuildResult:
     """The image of lock for platform (linux-64 / linux-aarch64), with no daemon.
@@ -206,16 +218,16 @@ def build(
     push_to: an image reference (`host[:port]/repo[:tag]`, tag default: the short
     hash) to reuse from (one HEAD) or push to; layout: a directory for an OCI image
     layout; load: load into the local Engine (and reuse a local image with the
-    content-hash label). Raises MlenvError with one line on bad input."""
-    from ..installing import fetch as fetch_artifacts
+    content-hash label); artifacts: sha256 -> verified file, for artifacts the caller
+    already fetched (the others are fetched). workers: processes compiling .pyc and
+    threads installing wheels and compressing (default: the CPU count); the bytes do
+    not depend on it. Raises MlenvError with one line on bad input."""
     from ..installing import needs_interpreter
     from . import layering, transport
     from .basefacts import read_facts
     from .materialize import (
         check_venv_python,
         conda_skeleton,
-        materialize_conda,
-        materialize_wheels,
         metadata_entries,
         python_target,
         refuse_unbuildable,
@@ -248,6 +260,7 @@ def build(
     needs_env = bool(lock.for_platform(platform, "conda")) or needs_interpreter(lock, platform)
     conda_pkgs = lock.for_platform(platform, "conda")
     pypi_pkgs = lock.for_platform(platform, "pypi")
+    apt_pkgs = lock.for_platform(platform, "apt")
     venv = needs_interpreter(lock, platform) and not any(p.name == "python" for p in conda_pkgs)
 
     def base_and_facts():
@@ -259,24 +272,19 @@ def build(
         )
         return base, facts
 
-    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import Future, ThreadPoolExecutor
 
     say(f"base image {base_reference(lock)}")
-    background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlenv-base")
+    # the base (pull, facts), the apt layer (waits for the base) and the conda link: none waits for another slot
+    background = ThreadPoolExecutor(max_workers=3, thread_name_prefix="mlenv-base")
     base_future = background.submit(base_and_facts)
-    background.shutdown(wait=False)
-    early = None if (not venv or lock.platform_python(platform)) else base_future.result()
-    target = python_target(lock, platform, early[1] if early else None)
+    first = None if (not venv or lock.platform_python(platform)) else base_future.result()
+    target = python_target(lock, platform, first[1] if first else None)
     pyc = f"cpython-{target.compiler.xy} checked-hash marshal-2" if target and target.compiler else "none"
     result.pyc = pyc
 
-    say(f"fetching {len(conda_pkgs) + len(pypi_pkgs)} artifacts")
-    artifacts = fetch_artifacts(
-        conda_pkgs + pypi_pkgs,
-        cache=root / "artifacts" / "sha256" if cache_dir else None,
-        index_urls=index_urls,
-        progress=say,
-    )
+    artifacts = _artifacts(conda_pkgs + pypi_pkgs, apt_pkgs, artifacts, root if cache_dir else None, index_urls,
+                           ca_bundle, say)  # fmt: skip
     units = _units(lock, platform, artifacts)
     threshold = min_layer_bytes or int(os.environ.get("MLENV_LAYER_MIN_BYTES") or layering.OWN_LAYER_MIN_BYTES)
     versions = _versions()
@@ -296,11 +304,53 @@ def build(
     entries: dict[str, list[Entry]] = {}
     unowned: list[Entry] | None = None
     staging = Path(tempfile.mkdtemp(prefix="mlenv-daemonless-"))
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mlenv-gzip") if workers > 1 else None
+    gzip_pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mlenv-gzip") if workers > 1 else None
+    # layers are written one at a time, each as soon as its packages are ready, while others still compile
+    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlenv-layer")
     # with a registry to push to, every layer blob goes up as soon as it exists (the manifest last)
     early = (
-        transport.EarlyPush(store, reference, _mount_sources(base_reference(lock), reference)) if reference else None
+        transport.early_push(store, reference, _mount_sources(base_reference(lock), reference)) if reference else None
     )
+    compiler = target.compiler if target is not None else None
+    from .pyc import CompilePool, PycCache
+
+    compile_pool = CompilePool(compiler, workers) if compiler is not None else None
+    pyc_cache = PycCache(root, compiler) if compiler is not None else None
+
+    def write(layer_id: str, layer_entries: list[Entry], key: str | None) -> LayerInfo:
+        info = _write(layer_entries, store, layer_id, gzip_pool, early)
+        if key is not None:
+            cache.put(key, info)
+        return info
+
+    def hit(layer_id: str, key: str) -> LayerInfo | None:
+        got = cache.get(key)
+        if got is not None:
+            got.id = layer_id
+            if early is not None and got.digest:
+                early.submit(Descriptor(OCI_LAYER_GZIP, got.digest, got.size))
+        return got
+
+    apt_future: Future[LayerInfo] | None = None
+    if apt_pkgs:
+
+        def apt_layer() -> LayerInfo:
+            # its bytes depend on the .debs and on the base (its dpkg status, its symlinked directories)
+            base_id = lock.image.get("digest") or [d["digest"] for d in base_future.result()[0].manifest["layers"]]
+            apt_key = _key({**{k: common[k] for k in ("platform", "mtime", "compressor")}, "format": APT_LAYER_FORMAT,
+                            "debs": sorted(p.sha256 for p in apt_pkgs), "base": base_id,
+                            "python-debian": _version("python-debian")})  # fmt: skip
+            got = hit("apt", apt_key)
+            if got is not None:
+                return got
+            from .debs import apt_layer_entries
+
+            base, _ = base_future.result()
+            say(f"unpacking {len(apt_pkgs)} Debian packages")
+            debs = [artifacts[p.sha256] for p in sorted(apt_pkgs, key=lambda p: (p.name, p.sha256))]
+            return write("apt", apt_layer_entries(debs, store, base.manifest, staging / "apt"), apt_key)
+
+        apt_future = background.submit(apt_layer)
 
     def prepare(plan: list) -> None:
         """Every layer of plan into infos: from the layer cache, else materialized and written."""
@@ -313,46 +363,82 @@ def build(
         if conda_pkgs:
             keys["unowned"] = _key({**common, "conda": conda_set, "layer": "unowned"})
         for lid, key in keys.items():
-            hit = cache.get(key)
-            if hit is not None and lid not in infos:
-                hit.id = lid
-                infos[lid] = hit
-                if early is not None:
-                    early.submit(hit.digest, hit.size)
+            got = hit(lid, key) if lid not in infos else None
+            if got is not None:
+                infos[lid] = got
         missing = [layer for layer in plan if layer.id not in infos]
         say(f"{len(plan)} environment layers, {len(plan) - len(missing)} from the layer cache")
+        by_unit = {u: layer for layer in missing for u in layer.units}
+        waiting = {layer.id: set(layer.units) for layer in missing}
+        writes: dict[str, Future[LayerInfo]] = {}
+        guard = threading.Lock()
+
+        def write_layer(layer) -> LayerInfo:
+            info = write(layer.id, [e for u in layer.units for e in entries[u]], keys[layer.id])
+            with guard:
+                for u in layer.units:  # written: its bytes are not needed in memory any more
+                    entries.pop(u, None)
+            return info
+
+        def on_unit(uid: str, unit_entries: list[Entry]) -> None:
+            with guard:
+                entries[uid] = unit_entries
+                layer = by_unit.get(uid)
+                if layer is None:
+                    return
+                waiting[layer.id].discard(uid)
+                if not waiting[layer.id] and layer.id not in writes:
+                    writes[layer.id] = writer.submit(write_layer, layer)
+
+        for uid in list(entries):  # a smaller plan after the first (the base has many layers)
+            on_unit(uid, entries[uid])
         need_conda = any(layer.manager == "conda" for layer in missing) or (
             "unowned" in keys and "unowned" not in infos
         )
+        conda_future = None
         if need_conda and unowned is None:
             say(f"linking {len(conda_pkgs)} conda packages ({platform})")
-            got = materialize_conda(
-                conda_pkgs, platform, artifacts, staging / "conda", rattler_cache=root / "rattler-pkgs", target=target
-            )
-            entries.update(got.units)
-            unowned = got.unowned
+            conda_future = background.submit(materialize_conda, conda_pkgs, platform, artifacts, staging / "conda",
+                                             rattler_cache=root / "rattler-pkgs", target=target,
+                                             pool=compile_pool)  # fmt: skip
         want_pypi = [by_id[u] for layer in missing if layer.manager == "pypi" for u in layer.units if u not in entries]
-        if want_pypi:
-            assert target is not None
-            say(f"installing {len(want_pypi)} wheels" + (" and compiling .pyc" if target.compiler else ""))
-            got = materialize_wheels(want_pypi, artifacts, staging / "pypi", target, workers=workers)
-            entries.update(got.units)
-        for layer in missing:
-            say(f"writing layer {layer.id}")
-            info = _write([e for u in layer.units for e in entries[u]], store, layer.id, pool, early)
-            cache.put(keys[layer.id], info)
-            infos[layer.id] = info
+        try:
+            if want_pypi:
+                assert target is not None
+                say(f"installing {len(want_pypi)} wheels" + (" and compiling .pyc" if compiler else ""))
+                made = materialize_wheels(want_pypi, artifacts, staging / "pypi", target, workers=workers,
+                                          pool=compile_pool, cache=pyc_cache, on_unit=on_unit)  # fmt: skip
+                for k, n in (("compiled", made.pyc_compiled), ("reused", made.pyc_reused)):
+                    result.pycs[k] = result.pycs.get(k, 0) + n
+                if compiler:
+                    say(f".pyc: {made.pyc_compiled} compiled, {made.pyc_reused} from the pyc cache")
+            if conda_future is not None:
+                linked = conda_future.result()
+                for uid, unit_entries in linked.units.items():
+                    on_unit(uid, unit_entries)
+                unowned = linked.unowned
+        finally:
+            for fut in list(writes.values()):  # every write started ends (or fails) before anything else
+                fut.exception()
+        left = [layer.id for layer in missing if layer.id not in writes]
+        if left:
+            raise MlenvError(f"internal error: layers {', '.join(left)} were never materialized")
+        for lid, fut in writes.items():
+            infos[lid] = fut.result()
+            say(f"wrote layer {lid}")
         if "unowned" in keys and "unowned" not in infos:
-            info = _write(unowned, store, "unowned", pool, early) if unowned else LayerInfo("unowned", "", "", 0, 0)
-            cache.put(keys["unowned"], info)
-            infos["unowned"] = info
+            infos["unowned"] = write("unowned", unowned, keys["unowned"]) if unowned else LayerInfo(
+                "unowned", "", "", 0, 0)  # fmt: skip
+            if not unowned:
+                cache.put(keys["unowned"], infos["unowned"])
 
     try:
         # the usual budget first; a base with very many layers (known once pulled) asks for a smaller one
+        extra_layers = 4 if apt_pkgs else 3
         plan = layering.plan(list(units.values()), max_layers=layering.MAX_ENV_LAYERS, min_bytes=threshold)
         prepare(plan)
         base, facts = base_future.result()
-        allowed = layering.budget(len(base.manifest["layers"]))
+        allowed = layering.budget(len(base.manifest["layers"]), extra=extra_layers)
         if allowed < 2:
             raise MlenvError(
                 f"the base image has {len(base.manifest['layers'])} layers: no room for the environment's layers",
@@ -372,19 +458,25 @@ def build(
 
         meta = metadata_entries(lock.dumps(), scrub(spec.text))
         ordered: list[LayerInfo] = []
+        if apt_future is not None:
+            ordered.append(apt_future.result())
         if skeleton:
-            ordered.append(_write(skeleton, store, "skeleton", pool, early))
+            ordered.append(write("skeleton", skeleton, None))
         ordered += [infos[layer.id] for layer in plan]
         if infos.get("unowned") and infos["unowned"].digest:
             ordered.append(infos["unowned"])
-        ordered.append(_write(meta, store, "metadata", pool, early))
+        ordered.append(write("metadata", meta, None))
     except BaseException:
         if early is not None:
             early.cancel()
         raise
     finally:
-        if pool is not None:
-            pool.shutdown(wait=True)
+        if compile_pool is not None:
+            compile_pool.close()
+        writer.shutdown(wait=True, cancel_futures=True)
+        background.shutdown(wait=True, cancel_futures=True)
+        if gzip_pool is not None:
+            gzip_pool.shutdown(wait=True)
         shutil.rmtree(staging, ignore_errors=True)
     floor, _ = glibc_floor(lock, platform)
     labels = labels_for(
@@ -412,7 +504,28 @@ def build(
         t0=t0,
         say=say,
         early=early,
+        load_as=load_as,
     )
+
+
+def _artifacts(pkgs, debs, given: dict[str, Path] | None, cache_root_dir: Path | None, index_urls, ca_bundle,
+               say) -> dict[str, Path]:  # fmt: skip
+    """sha256 -> verified file for every conda/PyPI artifact and .deb: those the caller
+    already fetched (and verified), the others fetched now."""
+    from ..installing import fetch as fetch_artifacts
+
+    out = dict(given or {})
+    todo = [p for p in pkgs if p.sha256 not in out]
+    if todo:
+        say(f"fetching {len(todo)} artifacts")
+        out.update(fetch_artifacts(todo, cache=cache_root_dir / "artifacts" / "sha256" if cache_root_dir else None,
+                                   index_urls=index_urls, ca_bundle=ca_bundle, progress=say))  # fmt: skip
+    todo_debs = [p for p in debs if p.sha256 not in out]
+    if todo_debs:
+        from ..apt.fetch import fetch_debs
+
+        out.update(fetch_debs(todo_debs, ca_bundle=ca_bundle, progress=say))
+    return out
 
 
 def _finish(
@@ -431,6 +544,7 @@ def _finish(
     t0: float,
     say,
     early=None,
+    load_as: str | None = None,
 ) -> BuildResult:
     from ..oci.image import NewLayer, assemble
     from ..oci.store import OCI_LAYER_GZIP
@@ -466,14 +580,13 @@ def _finish(
     if push_to:
         say(f"pushing {push_to}")
         mount = _mount_sources(base.reference, push_to)
-        result.upload = transport.push(
-            store, assembled.manifest.digest, push_to, mount_from=mount, early=early
-        ).as_dict()
+        pushed = transport.push(store, assembled.manifest.digest, push_to, mount_from=mount, early=early)
+        result.upload = transport.upload_summary(push_to, pushed)
     if layout:
         result.layout = str(transport.write_layout(store, assembled.manifest.digest, Path(layout), push_to or ""))
     if load:
         say("loading into the local Engine")
-        ref = push_to or f"mlenv/{labels[LABEL_NAME]}:{lock.short_hash}"
+        ref = load_as or push_to or f"mlenv/{labels[LABEL_NAME]}:{lock.short_hash}"
         result.image_id = transport.load(store, assembled.manifest.digest, ref)
     result.seconds = round(time.perf_counter() - t0, 3)
     return result
@@ -522,13 +635,15 @@ def _unit_id(pkg) -> str:
 
 
 def _units(lock, platform: str, artifacts: dict[str, Path]) -> dict:
-    from .context import _direct_names
     from ..solve.names import normalize
+    from .context import _direct_names
     from .layering import Unit
 
     direct = _direct_names(lock)
     out = {}
     for pkg in lock.for_platform(platform):
+        if pkg.manager not in ("conda", "pypi"):
+            continue  # .debs are the apt layer, not units
         uid = _unit_id(pkg)
         size = artifacts[pkg.sha256].stat().st_size
         out[uid] = Unit(uid, pkg.manager, pkg.name, size, pkg.manager == "pypi" and normalize(pkg.name) in direct)
@@ -556,8 +671,17 @@ class DaemonlessBuilder(Builder):
 
         try:
             refuse_unbuildable(job.lock, job.platform)
+            debs = [job.artifacts[p.sha256] for p in job.lock.for_platform(job.platform, "apt")]
+            if debs:
+                from .debs import script_refusal
+
+                reason = script_refusal(debs)
+                if reason:
+                    return reason
         except MlenvError as exc:
             return exc.message
+        except KeyError as exc:
+            return f"the .deb {exc} was not fetched"
         if not (job.push_to or job.layout or job.engine):
             return "nowhere to put the image: no --push to a registry, no --layout and no local Docker Engine"
         return None
@@ -577,9 +701,10 @@ class DaemonlessBuilder(Builder):
 
         load = job.load or (job.engine and not job.push_to and not job.layout)
         res = build(job.spec, job.lock, job.platform, push_to=job.push_to, layout=job.layout, load=load, force=True,
-                    index_urls=job.index_urls, progress=say)  # fmt: skip
+                    index_urls=job.index_urls, ca_bundle=job.ca_bundle, artifacts=job.artifacts,
+                    load_as=job.ref, progress=say)  # fmt: skip
         log.image_id = res.image_id or res.config_digest
         layers = [{"id": x.id, "digest": x.digest, "size": x.size, "cached": x.cached} for x in res.layers]
         return Built(log=log, image_id=res.image_id, digest=res.manifest_digest,
                      pushed=res.manifest_digest if job.push_to else None,
-                     extra={"layers": layers, "upload": res.upload, "pyc": res.pyc})  # fmt: skip
+                     extra={"layers": layers, "upload": res.upload, "pyc": res.pyc, "pycs": res.pycs})  # fmt: skip

@@ -70,6 +70,8 @@ class Unpacked:
     scripts: dict[str, list[str]] = field(default_factory=dict)  # package -> its maintainer scripts / triggers
     allowed: dict[str, str] = field(default_factory=dict)  # package -> why its scripts are not needed
     removed: list[str] = field(default_factory=list)  # paths an upgraded base package had and the new one lacks
+    # staging-relative path -> (mode, uid, gid) of the .deb member unpacked there (the layer keeps them)
+    owners: dict[str, tuple[int, int, int]] = field(default_factory=dict)
 
 
 def script_verdict(name: str, body: bytes) -> str | None:
@@ -82,6 +84,41 @@ def script_verdict(name: str, body: bytes) -> str | None:
         return None
     if all(ln in NOOP_LINES for ln in lines):
         return f"its {name} does nothing"
+    return None
+
+
+def _scripts(where: str, members: dict[str, bytes]) -> tuple[list[str], str, UnpackError | None]:
+    """(maintainer scripts shipped, why none is needed (allow-list) or "", the refusal)."""
+    shipped = [m for m in INFO_MEMBERS if m in members and m in SCRIPTS]
+    if not shipped:
+        return [], "", None
+    reasons = [script_verdict(m, members[m]) for m in shipped]
+    if all(reasons):
+        return shipped, "; ".join(sorted({r for r in reasons if r})), None
+    bad = [m for m, r in zip(shipped, reasons, strict=True) if not r]
+    return (
+        shipped,
+        "",
+        UnpackError(
+            f"Debian package {where} has maintainer scripts ({', '.join(bad)}) that must run to install it, and "
+            "the daemonless builder runs nothing",
+            hint="build with --builder buildkit or classic (they run dpkg), or drop the package",
+        ),
+    )
+
+
+def script_refusal(debs: list[Path]) -> str | None:
+    """Why the daemonless builder cannot install these .debs (the first package, in name
+    order, with a maintainer script that is not on the allow-list), or None. Reads only
+    each .deb's control archive."""
+    found = []
+    for path in debs:
+        fields, members = _control(_open_deb(Path(path)), Path(path).name)
+        found.append((fields["Package"], fields["Version"], members))
+    for name, ver, members in sorted(found, key=lambda x: (x[0], x[1])):
+        _, _, refusal = _scripts(f"{name} {ver}", members)
+        if refusal is not None:
+            return refusal.message
     return None
 
 
@@ -122,10 +159,16 @@ def _control(deb, where: str) -> tuple[dict, dict[str, bytes]]:
     return fields, members
 
 
-def _target(staging: Path, rel: str, base, where: str) -> Path:
+def _target(staging: Path, rel: str, base, where: str, *, is_dir: bool = False) -> Path:
     """Where a package path goes in the staging dir: through the base's directory
-    symlinks, never through a symlink in the staging dir itself."""
+    symlinks (a directory member the base has as a symlink to a directory, /lib on a
+    merged-/usr base, lands at the symlink's target: dpkg keeps the symlink), never
+    through a symlink in the staging dir itself."""
     parent, name = posixpath.split(rel)
+    if base is not None and is_dir:
+        real = base.resolve("/" + rel)
+        if real is not None and real != rel and base.kind("/" + rel) == "dir":
+            parent, name = posixpath.split(real)
     if base is not None and parent:
         real = base.resolve("/" + parent)
         if real is not None:
@@ -166,19 +209,13 @@ def unpack_debs(
         fields, members = _control(deb, path.name)
         name, arch, ver = fields["Package"], fields["Architecture"], fields["Version"]
         where = f"{name} {ver}"
-        shipped = [m for m in INFO_MEMBERS if m in members and m in SCRIPTS]
+        shipped, allowed, refusal = _scripts(where, members)
         if shipped:
             result.scripts[name] = shipped
-            reasons = [script_verdict(m, members[m]) for m in shipped]
-            if all(reasons):
-                result.allowed[name] = "; ".join(sorted({r for r in reasons if r}))
-            elif check_scripts:
-                bad = [m for m, r in zip(shipped, reasons) if not r]
-                raise UnpackError(
-                    f"{where} has maintainer scripts ({', '.join(bad)}) that must run to install it, and "
-                    "the daemonless builder runs nothing",
-                    hint="build with --builder buildkit or classic (they run dpkg), or drop the package",
-                )
+            if allowed:
+                result.allowed[name] = allowed
+            elif check_scripts and refusal is not None:
+                raise refusal
         listing = ["/."]
         md5 = {}
         conffiles = [ln.strip() for ln in members.get("conffiles", b"").decode("utf-8", "replace").splitlines()
@@ -197,7 +234,10 @@ def unpack_debs(
             if rel == "":
                 continue
             listing.append("/" + rel)
-            dest = _target(staging, rel, base, where)
+            dest = _target(staging, rel, base, where, is_dir=m.isdir())
+            if dest == staging:
+                continue  # the root (or a symlink to it)
+            result.owners[dest.relative_to(staging).as_posix()] = (m.mode & 0o7777, int(m.uid), int(m.gid))
             if m.isdir():
                 dest.mkdir(parents=True, exist_ok=True)
                 os.chmod(dest, m.mode & 0o7777)
@@ -255,7 +295,7 @@ def unpack_debs(
                     result.removed += [p for p in old.decode("utf-8", "replace").splitlines()
                                        if p and p not in now and base.entry(p) is not None
                                        and base.entry(p).kind != "dir"]  # fmt: skip
-        status = {k: v for k, v in fields.items()}
+        status = dict(fields)
         status["Status"] = "install ok installed"
         if conffiles:
             status["Conffiles"] = "\n" + "\n".join(f" {c} {md5.get(c, 'newconffile')}" for c in conffiles)
@@ -273,6 +313,56 @@ def unpack_debs(
     status_path.parent.mkdir(parents=True, exist_ok=True)
     status_path.write_text(result.status, encoding="utf-8")
     return result
+
+
+def layer_entries(unpacked: Unpacked, base=None) -> list:
+    """The layer of an unpack (mlenv.oci.layer entries): every staged path, with the
+    mode bits and numeric owner its .deb gave it (dpkg's database files: the writer's
+    normal modes), plus a whiteout `.wh.<name>` for each path an upgraded base package
+    had and the new version lacks (at its real path in the base)."""
+    from dataclasses import replace
+
+    from ..oci.layer import bytes_entry, entries_from_dir
+
+    out = []
+    for e in entries_from_dir(unpacked.staging):
+        meta = unpacked.owners.get(e.path)
+        out.append(replace(e, mode=meta[0], uid=meta[1], gid=meta[2]) if meta else e)
+    have = {e.path for e in out}
+    for path in unpacked.removed:
+        parent, name = posixpath.split(path.lstrip("/"))
+        real = base.resolve("/" + parent) if base is not None and parent else parent
+        if real is None or not name:
+            continue
+        target = f"{real}/{name}" if real else name
+        if target not in have:
+            out.append(bytes_entry(f"{real}/.wh.{name}" if real else f".wh.{name}", b""))
+    return out
+
+
+def _dpkg_files(path: str) -> bool:
+    return path == "var/lib/dpkg/status" or (path.startswith("var/lib/dpkg/info/") and path.endswith(".list"))
+
+
+def apt_layer_entries(debs: list[Path], store, manifest: dict, staging: Path) -> list:
+    """The apt layer of a base (its manifest, its layers in store): the .debs unpacked
+    against the base's dpkg database and directory symlinks (read from its layers, only
+    /var/lib/dpkg/status and the info/*.list files kept in memory)."""
+    from ..oci.image import base_layers
+    from ..oci.rootfs import read_layers
+
+    def opener(digest: str):
+        return lambda: store.open(digest)
+
+    fs = read_layers([(opener(d.digest), True) for d in base_layers(manifest)], _dpkg_files, max_bytes=64 << 20)
+    status = fs.read("/var/lib/dpkg/status")
+    if status is None:
+        raise UnpackError(
+            "the base image has no dpkg database (/var/lib/dpkg/status): Debian packages cannot be added to it",
+            hint="use a Debian or Ubuntu base image, or remove [image] apt-packages",
+        )
+    unpacked = unpack_debs(debs, staging, base_status=status.decode("utf-8", "replace"), base=fs)
+    return layer_entries(unpacked, fs)
 
 
 def _stanza(fields: dict) -> str:

@@ -57,7 +57,8 @@ class BuildJob:
     on_line: Callable[[str], None] | None = None
     push_to: str | None = None  # a registry reference the builder may push to itself (daemonless)
     layout: str | None = None  # an OCI image layout directory to write (daemonless)
-    engine: bool = False  # a local Docker Engine answers (a place to load the image into)
+    engine: bool = False  # a local Docker Engine answers (a place to load the image into; probed only
+    # when the image goes nowhere else: no push, no layout)
     load: bool = False  # load into the local Engine even when pushing
     index_urls: tuple[str, ...] = ()  # credentialed index URLs, in memory only
 

@@ -21,14 +21,13 @@ final in-image paths, into staging directories, with nothing of the target run.
   lib64 -> lib) are written here from facts read off the base's files
   (mlenv.image.basefacts), not by running it.
 - .pyc: compiled where this host has a CPython of the target's X.Y (this
-  interpreter, else pythonX.Y on PATH): checked-hash pycs (source hash, no mtime),
-  co_filename = the in-image path, and marshal format 2, which has no
-  back-references: format 4's references depend on the compiling process's object
-  reference counts (measured: the same file compiled after `import pandas` gives
-  other bytes), format 2's bytes depend only on the code. So files can be compiled
-  in any order, in any number of worker processes. Where no such CPython exists,
-  no .pyc is shipped (the first import in each container compiles in memory:
-  measured about 5x slower imports for scikit-learn + pandas).
+  interpreter, else pythonX.Y on PATH), reproducibly (mlenv.image.pyc: checked-hash,
+  marshal format 2, co_filename = the in-image path), in long-lived worker
+  processes; a wheel's files are queued for compiling as soon as it is installed and
+  its entries are handed on (`on_unit`) as soon as its last pyc is back, so the layer
+  of one package is written while others still install and compile. Where no such
+  CPython exists, no .pyc is shipped (the first import in each container compiles in
+  memory: measured about 5x slower imports for scikit-learn + pandas).
 """
 
 from __future__ import annotations
@@ -38,15 +37,15 @@ import hashlib
 import json
 import os
 import re
-import shutil
-import subprocess
-import sys
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..errors import MlenvError
 from ..oci.layer import Entry, bytes_entry, dir_entry, entries_from_dir, symlink_entry
+from .pyc import CHUNK, CompilePool, PycCache, PycCompiler, find_compiler, pyc_path
 
 PREFIX = "/opt/mlenv/env"
 META_DIR = "/opt/mlenv"
@@ -63,20 +62,6 @@ _HOST_KEYS = ("extracted_package_dir", "package_tarball_full_path")
 
 class MaterializeError(MlenvError):
     """The lock cannot be materialized without running code, or an install failed."""
-
-
-@dataclass
-class PycCompiler:
-    executable: str
-    version: str  # X.Y.Z of the compiling CPython: part of the layer cache key and a label
-
-    @property
-    def xy(self) -> str:
-        return ".".join(self.version.split(".")[:2])
-
-    @property
-    def tag(self) -> str:
-        return "cpython-" + self.xy.replace(".", "")
 
 
 @dataclass
@@ -102,6 +87,8 @@ class Materialized:
 
     units: dict[str, list[Entry]] = field(default_factory=dict)
     unowned: list[Entry] = field(default_factory=list)
+    pyc_compiled: int = 0  # .pyc files compiled by this run
+    pyc_reused: int = 0  # .pyc files taken from the pyc cache (same source bytes and path)
 
 
 # --- checks ---------------------------------------------------------------------------------
@@ -131,9 +118,13 @@ def refuse_unbuildable(lock, platform: str) -> None:
             f"PyPI package {names} is an sdist: building it runs code, which the daemonless builder never does",
             hint="build this lock with `--builder buildkit`",
         )
-    if lock.image.get("apt-packages"):
+    from ..apt import legacy_unpinned
+
+    if legacy_unpinned(lock):
         raise MaterializeError(
-            "[image] apt-packages need apt-get to run in the image", hint="build this lock with `--builder buildkit`"
+            "[image] apt-packages are not pinned in mlenv.lock (written before mlenv locked Debian packages): the "
+            "daemonless builder installs exactly the locked .debs",
+            hint="`mlenv lock --upgrade` pins them, or build this lock with `--builder buildkit`",
         )
     if lock.image.get("steps"):
         raise MaterializeError(
@@ -212,24 +203,6 @@ def check_venv_python(target: PyTarget, facts, lock, platform: str) -> None:
         )
 
 
-def find_compiler(xy: str) -> PycCompiler | None:
-    major, minor, micro = sys.version_info[:3]
-    if f"{major}.{minor}" == xy and sys.implementation.name == "cpython":
-        return PycCompiler(sys.executable, f"{major}.{minor}.{micro}")
-    exe = shutil.which(f"python{xy}")
-    if not exe:
-        return None
-    try:
-        probe = "import platform,sys;print(sys.implementation.name,platform.python_version())"
-        out = subprocess.run([exe, "-I", "-S", "-c", probe], capture_output=True, text=True, timeout=30, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    parts = out.stdout.split()
-    if out.returncode != 0 or len(parts) != 2 or parts[0] != "cpython" or not parts[1].startswith(xy + "."):
-        return None
-    return PycCompiler(exe, parts[1])
-
-
 def venv_skeleton(facts, version_xy: str) -> list[Entry]:
     """What `python -m venv --without-pip /opt/mlenv/env` writes, minus activate scripts."""
     from .basefacts import render_pyvenv_cfg
@@ -269,7 +242,14 @@ def metadata_entries(lock_text: str, spec_text: str) -> list[Entry]:
 
 
 def materialize_conda(
-    pkgs, platform: str, artifacts: dict[str, Path], staging: Path, *, rattler_cache: Path, target: PyTarget | None
+    pkgs,
+    platform: str,
+    artifacts: dict[str, Path],
+    staging: Path,
+    *,
+    rattler_cache: Path,
+    target: PyTarget | None,
+    pool: CompilePool | None = None,
 ) -> Materialized:
     """Link every conda package into staging/opt/mlenv/env; entries per package."""
     import rattler
@@ -295,7 +275,7 @@ def materialize_conda(
                 alternative_target_prefix=PREFIX,
             )
         )
-    except Exception as exc:  # noqa: BLE001 - py-rattler raises its own exception types; one line for all
+    except Exception as exc:
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise MaterializeError(f"py-rattler could not link the conda packages for {platform}: {text}") from None
     (prefix / "CACHEDIR.TAG").unlink(missing_ok=True)
@@ -319,12 +299,12 @@ def materialize_conda(
         for f in rec.get("files") or []:
             owners.setdefault(f, []).append(pkg.name)
     if target is not None and target.compiler is not None:
-        _compile_noarch(recs, prefix, target)
+        _compile_noarch(recs, prefix, target, pool)
         owners = {}
         for name, (_, rec) in recs.items():
             for f in rec.get("files") or []:
                 owners.setdefault(f, []).append(name)
-    for name, (meta, rec) in recs.items():
+    for meta, rec in recs.values():
         meta.write_text(json.dumps(rec, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
     owned: set[str] = set()
     for name, (meta, rec) in sorted(recs.items()):
@@ -367,7 +347,7 @@ def _check_link_scripts(rec: dict) -> None:
             )
 
 
-def _compile_noarch(recs: dict, prefix: Path, target: PyTarget) -> None:
+def _compile_noarch(recs: dict, prefix: Path, target: PyTarget, pool: CompilePool | None) -> None:
     """conda compiles noarch: python packages' .py at install; so do we (reproducibly),
     recording the pycs in the package's record as conda does (path_type pyc_file)."""
     site_rel = f"lib/python{target.version}/site-packages/"
@@ -379,10 +359,10 @@ def _compile_noarch(recs: dict, prefix: Path, target: PyTarget) -> None:
             continue
         for f in rec.get("files") or []:
             if f.startswith(site_rel) and f.endswith(".py"):
-                pyc = _pyc_path(f, target.compiler.tag)
+                pyc = pyc_path(f, target.compiler.tag)
                 jobs.append((str(prefix / f), str(prefix / pyc), f"{PREFIX}/{f}"))
                 added.setdefault(name, []).append(pyc)
-    compile_pycs(jobs, target.compiler)
+    compile_files(jobs, target.compiler, pool)
     for name, pycs in added.items():
         rec = recs[name][1]
         done = [p for p in pycs if (prefix / p).is_file()]
@@ -393,91 +373,27 @@ def _compile_noarch(recs: dict, prefix: Path, target: PyTarget) -> None:
             paths.sort(key=lambda x: x.get("_path", ""))
 
 
-def _pyc_path(rel: str, tag: str) -> str:
-    head, _, tail = rel.rpartition("/")
-    return f"{head}/__pycache__/{tail[:-3]}.{tag}.pyc" if head else f"__pycache__/{tail[:-3]}.{tag}.pyc"
-
-
-# --- .pyc -------------------------------------------------------------------------------------
-
-# Runs in `python -I -S` (no site, no user paths) of the compiling CPython; jobs
-# (key, source bytes, in-image path) pickled on stdin, (key, pyc bytes or None) on stdout.
-# Checked-hash pyc, marshal format 2 (see the module docstring).
-_COMPILE = """\
-import importlib.util,marshal,pickle,sys
-out=[]
-for key,data,dfile in pickle.load(sys.stdin.buffer):
-    try:code=compile(data,dfile,'exec',dont_inherit=True,optimize=0)
-    except (SyntaxError,ValueError):out.append((key,None));continue
-    out.append((key,importlib.util.MAGIC_NUMBER+b'\\x03\\x00\\x00\\x00'+importlib.util.source_hash(data)+marshal.dumps(code,2)))
-pickle.dump(out,sys.stdout.buffer,protocol=4)
-"""
-
-
-def compile_sources(
-    jobs: list[tuple[str, bytes, str]], compiler: PycCompiler | None, workers: int = 1
-) -> dict[str, bytes]:
-    """key -> pyc bytes for (key, source, in-image path) jobs, in `workers` processes
-    of the compiler; a source that does not compile gets no pyc (as compileall). The
-    bytes do not depend on the split (marshal format 2 has no back-references)."""
-    import pickle
-
-    if not jobs or compiler is None:
-        return {}
-    jobs = sorted(jobs, key=lambda j: j[0])
-    n = max(1, min(workers, len(jobs) // 50 + 1))
-    chunks = [jobs[i::n] for i in range(n)]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-    procs = [
-        subprocess.Popen(
-            [compiler.executable, "-I", "-S", "-c", _COMPILE],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=env,
-        )
-        for _ in chunks
-    ]
-    out: dict[str, bytes] = {}
-    threads = []
-    results: list[tuple[bytes, bytes, int]] = [(b"", b"", 0)] * len(procs)
-
-    def talk(i: int) -> None:
-        o, e = procs[i].communicate(pickle.dumps(chunks[i], protocol=4))
-        results[i] = (o, e, procs[i].returncode)
-
-    import threading
-
-    for i in range(len(procs)):
-        t = threading.Thread(target=talk, args=(i,))
-        t.start()
-        threads.append(t)
-    for t in threads:
-        t.join()
-    for o, e, rc in results:
-        if rc != 0:
-            last = e.decode(errors="replace").strip().splitlines()[-1:] or ["?"]
-            raise MaterializeError(f"compiling .pyc files with {compiler.executable} failed: {last[0][:200]}")
-        for key, pyc in pickle.loads(o):
-            if pyc is not None:
-                out[key] = pyc
-    return out
-
-
-def compile_pycs(jobs: list[tuple[str, str, str]], compiler: PycCompiler | None, workers: int = 1) -> None:
-    """(source file, destination file, in-image path) jobs: compile_sources on files."""
-    if not jobs or compiler is None:
+def compile_files(jobs: list[tuple[str, str, str]], compiler: PycCompiler, pool: CompilePool | None) -> None:
+    """(source file, destination file, in-image path) jobs, compiled into the destinations."""
+    if not jobs:
         return
     dest = {src: dst for src, dst, _ in jobs}
-    got = compile_sources([(src, Path(src).read_bytes(), dfile) for src, _, dfile in jobs], compiler, workers)
-    for src, pyc in got.items():
-        Path(dest[src]).parent.mkdir(parents=True, exist_ok=True)
-        Path(dest[src]).write_bytes(pyc)
+    sources = sorted((src, Path(src).read_bytes(), dfile) for src, _, dfile in jobs)
+    own = pool is None
+    pool = pool or CompilePool(compiler, 1)
+    try:
+        futures = [pool.submit(sources[i : i + CHUNK]) for i in range(0, len(sources), CHUNK)]
+        for fut in futures:
+            for src, pyc in fut.result().items():
+                Path(dest[src]).parent.mkdir(parents=True, exist_ok=True)
+                Path(dest[src]).write_bytes(pyc)
+    finally:
+        if own:
+            pool.close()
 
 
 # --- PyPI -------------------------------------------------------------------------------------
 
-COMPILE_CHUNK = 400  # .py files per compile process run (a process start is ~20 ms)
 SPILL_BYTES = 1 << 20  # wheel members bigger than this go to a staging file, smaller ones stay in memory
 
 
@@ -486,6 +402,7 @@ class _Files:
 
     def __init__(self, spill: Path):
         self.items: dict[str, tuple[bytes | str, bool]] = {}
+        self.sha256: dict[str, str] = {}  # archive path -> hex sha256 of its bytes (the pyc cache's key)
         self.spill = spill
         self.n = 0
 
@@ -511,7 +428,7 @@ class _Files:
                     self.spill.mkdir(parents=True, exist_ok=True)
                     self.n += 1
                     spilled = str(self.spill / f"{self.n}")
-                    fh = open(spilled, "wb")  # noqa: SIM115 - closed in the finally below
+                    fh = open(spilled, "wb")
                     fh.write(buf)
                     buf = bytearray()
                 if fh is not None:
@@ -522,7 +439,20 @@ class _Files:
             if fh is not None:
                 fh.close()
         self.items[arch] = (spilled if spilled else bytes(buf), executable)
-        return base64.urlsafe_b64encode(h.digest()).decode("ascii").rstrip("="), size
+        digest = h.digest()
+        self.sha256[arch] = digest.hex()
+        return base64.urlsafe_b64encode(digest).decode("ascii").rstrip("="), size
+
+    def put(self, arch: str, data: bytes, executable: bool = False) -> str:
+        """A file mlenv made (a .pyc) at archive path arch; its RECORD digest (urlsafe base64 sha256)."""
+        from ..oci.layer import check_path
+
+        if check_path(arch) in self.items:
+            raise FileExistsError(f"File already exists: /{arch}")
+        digest = hashlib.sha256(data).digest()
+        self.items[arch] = (data, executable)
+        self.sha256[arch] = digest.hex()
+        return base64.urlsafe_b64encode(digest).decode("ascii").rstrip("=")
 
     def data(self, arch: str) -> bytes:
         value = self.items[arch][0]
@@ -572,34 +502,131 @@ def _memory_destination(target: PyTarget, dist_name: str, files: _Files):
 
 def install_wheel(wheel: Path, files: _Files, target: PyTarget, dist_name: str) -> None:
     """One wheel into files, at the image's paths (pypa installer, no file system)."""
+    import zipfile
+
     from installer import install
     from installer.exceptions import InstallerError
     from installer.sources import WheelFile
 
     try:
-        with WheelFile.open(wheel) as source:
-            install(source, _memory_destination(target, dist_name, files), additional_metadata={})
-    except (InstallerError, ValueError, KeyError, OSError) as exc:
+        with _wheel_zip(wheel) as archive:
+            install(WheelFile(archive), _memory_destination(target, dist_name, files), additional_metadata={})
+    except (InstallerError, ValueError, KeyError, OSError, zipfile.BadZipFile) as exc:
         raise MaterializeError(f"could not install the wheel {wheel.name}: {exc}") from None
 
 
+def _wheel_zip_class():
+    import io
+    import struct
+    import zipfile
+
+    class WheelZip(zipfile.ZipFile):
+        """zipfile's central directory and checks, with members up to FAST_MEMBER_BYTES
+        inflated by libdeflate (the `deflate` wheel mlenv pins for compressing; about twice
+        zlib's speed) in one call and checked against their CRC-32. Installing wheels
+        spent half its CPU in zlib. Anything else (stored above the limit, encrypted,
+        other methods) is zipfile's own reading."""
+
+        def __init__(self, path: Path) -> None:
+            super().__init__(path)
+            self._raw_fp = open(path, "rb")  # closed in close()
+
+        def close(self) -> None:
+            try:
+                self._raw_fp.close()
+            finally:
+                super().close()
+
+        def open(self, name, mode="r", pwd=None, *, force_zip64=False):
+            info = name if isinstance(name, zipfile.ZipInfo) else self.getinfo(name)
+            if (mode != "r" or pwd or info.flag_bits & 0x1 or info.file_size > FAST_MEMBER_BYTES
+                    or info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)):  # fmt: skip
+                return super().open(name, mode, pwd, force_zip64=force_zip64)
+            import deflate
+
+            fp = self._raw_fp
+            fp.seek(info.header_offset)
+            head = fp.read(30)
+            if len(head) != 30 or head[:4] != b"PK\x03\x04":
+                raise zipfile.BadZipFile(f"bad local header of {info.filename!r}")
+            n, m = struct.unpack("<HH", head[26:30])
+            fp.seek(info.header_offset + 30 + n + m)
+            raw = fp.read(info.compress_size)
+            if len(raw) != info.compress_size:
+                raise zipfile.BadZipFile(f"truncated member {info.filename!r}")
+            try:
+                data = raw if info.compress_type == zipfile.ZIP_STORED else bytes(
+                    deflate.deflate_decompress(raw, info.file_size))  # fmt: skip
+            except deflate.DeflateError as exc:
+                raise zipfile.BadZipFile(f"member {info.filename!r} does not inflate: {exc}") from None
+            if len(data) != info.file_size or deflate.crc32(data) != info.CRC:
+                raise zipfile.BadZipFile(f"Bad CRC-32 for file {info.filename!r}")
+            return io.BytesIO(data)
+
+    return WheelZip
+
+
+FAST_MEMBER_BYTES = 256 << 20
+
+
+def _wheel_zip(path: Path):
+    """A WheelZip of path (the class is made on first use: zipfile stays out of the import)."""
+    global _WHEEL_ZIP
+    if _WHEEL_ZIP is None:
+        _WHEEL_ZIP = _wheel_zip_class()
+    return _WHEEL_ZIP(path)
+
+
+_WHEEL_ZIP = None
+
+
 def materialize_wheels(
-    pkgs, artifacts: dict[str, Path], staging: Path, target: PyTarget, *, workers: int = 1
+    pkgs,
+    artifacts: dict[str, Path],
+    staging: Path,
+    target: PyTarget,
+    *,
+    workers: int = 1,
+    pool: CompilePool | None = None,
+    cache: PycCache | None = None,
+    on_unit: Callable[[str, list[Entry]], None] | None = None,
 ) -> Materialized:
-    """Each wheel's files (in memory, big ones in staging/), .pyc compiled, RECORD completed."""
+    """Each wheel's files (in memory, big ones in staging/), .pyc compiled (or taken
+    from `cache`), RECORD completed. Wheels install in `workers` threads, the one with
+    the most .py files first; each one's .py files go to the compile pool as soon as
+    it is installed, and `on_unit(unit id, entries)` is called as soon as its last pyc
+    is back (from another thread). The entries do not depend on the order or the
+    number of workers."""
     from ..runtime.fetch import artifact_filename
     from ..solve.names import normalize
 
     out = Materialized()
-    todo = sorted(pkgs, key=lambda p: normalize(p.name))
-    got: dict[str, _Files] = {normalize(p.name): _Files(staging / normalize(p.name)) for p in todo}
-
+    # the most .py files first: the longest compiles start first, their layers are written while the
+    # others compile, and what finishes last (and has to be written after the last .pyc) is small
+    todo = sorted(pkgs, key=lambda p: (-_py_files(artifacts[p.sha256]), normalize(p.name)))
     site = target.site.lstrip("/") + "/"
     compiler = target.compiler
-    # a wheel's .py files are compiled as soon as it is installed (in chunks, while other
-    # wheels install): compile processes and install threads overlap
-    compile_pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="mlenv-pyc")
-    compiling = []
+    own_pool = pool is None and compiler is not None
+    if own_pool:
+        assert compiler is not None
+        pool = CompilePool(compiler, workers)
+    finisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlenv-unit")
+    keeper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlenv-pyc-cache")  # writes the pyc packs
+    lock = threading.Lock()
+    units: list[Future[None]] = []
+
+    def finish(pkg, name: str, files: _Files, pycs: list[tuple[str, str, bytes]]) -> None:
+        """The unit's pycs into its files and RECORD, handed on, then remembered."""
+        if compiler is not None:
+            items = sorted((site + pyc_path(arch[len(site) :], compiler.tag), pyc) for arch, _, pyc in pycs)
+            _add_pycs(files, items, site)
+        entries = files.entries()
+        with lock:
+            out.units[f"pypi/{name}"] = entries
+        if on_unit is not None:
+            on_unit(f"pypi/{name}", entries)
+        if compiler is not None and cache is not None:  # off this thread: the next unit is handed on meanwhile
+            keeper.submit(cache.remember, name, pkg.sha256, [("/" + arch, src, pyc) for arch, src, pyc in pycs])
 
     def one(pkg) -> None:
         name = normalize(pkg.name)
@@ -607,36 +634,90 @@ def materialize_wheels(
         wheel.parent.mkdir(parents=True, exist_ok=True)
         if not wheel.exists():
             os.symlink(os.path.abspath(artifacts[pkg.sha256]), wheel)
-        files = got[name]
+        files = _Files(staging / name)
         install_wheel(wheel, files, target, name)
+        done: Future[None] = Future()
+        with lock:
+            units.append(done)
         if compiler is None:
+            done.set_result(finisher.submit(finish, pkg, name, files, []).result())
             return
-        jobs = sorted(
-            (f"{name}\0{arch}", files.data(arch), "/" + arch)
-            for arch in files.items
-            if arch.startswith(site) and arch.endswith(".py") and "__pycache__" not in arch.split("/")
-        )
-        for i in range(0, len(jobs), COMPILE_CHUNK):
-            compiling.append(compile_pool.submit(compile_sources, jobs[i : i + COMPILE_CHUNK], compiler, 1))
+        sources = sorted(arch for arch in files.items if arch.startswith(site) and arch.endswith(".py")
+                         and "__pycache__" not in arch.split("/"))  # fmt: skip
+        known = cache.lookup(name) if cache is not None else {}
+        got: list[tuple[str, str, bytes]] = []
+        jobs = []
+        for arch in sources:
+            hit = known.get(("/" + arch, files.sha256[arch]))
+            if hit is not None:
+                got.append((arch, files.sha256[arch], hit))
+            else:
+                jobs.append((arch, files.data(arch), "/" + arch))
+        with lock:
+            out.pyc_reused += len(got)
+            out.pyc_compiled += len(jobs)
+        assert pool is not None
+        batches = [pool.submit(jobs[i : i + CHUNK]) for i in range(0, len(jobs), CHUNK)]
+        left = [len(batches)]
+
+        def batch_done(fut: Future[dict[str, bytes]]) -> None:
+            try:
+                for arch, pyc in fut.result().items():
+                    got.append((arch, files.sha256[arch], pyc))
+            except BaseException as exc:  # handed to the waiter
+                if not done.done():
+                    done.set_exception(exc)
+                return
+            with lock:
+                left[0] -= 1
+                last = left[0] == 0
+            if last:
+                chain(finisher.submit(finish, pkg, name, files, got), done)
+
+        if not batches:
+            chain(finisher.submit(finish, pkg, name, files, got), done)
+        for fut in batches:
+            fut.add_done_callback(batch_done)
 
     try:
-        with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="mlenv-wheel") as pool:
-            list(pool.map(one, todo))
-        pycs: dict[str, bytes] = {}
-        for fut in compiling:
-            pycs.update(fut.result())
+        with ThreadPoolExecutor(
+            max_workers=max(1, min(workers, len(todo) or 1)), thread_name_prefix="mlenv-wheel"
+        ) as ex:
+            list(ex.map(one, todo))
+        for fut in list(units):
+            fut.result()
     finally:
-        compile_pool.shutdown(wait=True, cancel_futures=True)
-    if compiler is not None:
-        by_unit: dict[str, list[tuple[str, bytes]]] = {}
-        for key, pyc in pycs.items():
-            name, arch = key.split("\0", 1)
-            by_unit.setdefault(name, []).append((site + _pyc_path(arch[len(site) :], compiler.tag), pyc))
-        for name, items in by_unit.items():
-            _add_pycs(got[name], sorted(items), site)
-    for name, files in got.items():
-        out.units[f"pypi/{name}"] = files.entries()
+        finisher.shutdown(wait=True, cancel_futures=True)
+        keeper.shutdown(wait=True)
+        if own_pool and pool is not None:
+            pool.close()
     return out
+
+
+def _py_files(wheel: Path) -> int:
+    """How many .py files a wheel holds (its zip directory only; 0 if unreadable: the install says why)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(wheel) as z:
+            return sum(1 for n in z.namelist() if n.endswith(".py"))
+    except (OSError, zipfile.BadZipFile):
+        return 0
+
+
+def chain(source: Future, target: Future) -> None:
+    """target gets source's outcome (result or exception) when source is done."""
+
+    def copy(f: Future) -> None:
+        if target.done():
+            return
+        exc = f.exception()
+        if exc is not None:
+            target.set_exception(exc)
+        else:
+            target.set_result(f.result())
+
+    source.add_done_callback(copy)
 
 
 def _add_pycs(files: _Files, pycs: list[tuple[str, bytes]], site: str) -> None:
@@ -644,8 +725,9 @@ def _add_pycs(files: _Files, pycs: list[tuple[str, bytes]], site: str) -> None:
     import csv
     import io
 
+    digests = {}
     for arch, data in pycs:
-        files.add("/" + arch, io.BytesIO(data), False)
+        digests[arch] = files.put(arch, data)
     records = [
         a
         for a in files.items
@@ -656,8 +738,7 @@ def _add_pycs(files: _Files, pycs: list[tuple[str, bytes]], site: str) -> None:
     buf = io.StringIO()
     writer = csv.writer(buf, delimiter=",", quotechar='"', lineterminator="\n")
     for arch, data in pycs:
-        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-        writer.writerow([arch[len(site) :], f"sha256={digest}", str(len(data))])
+        writer.writerow([arch[len(site) :], f"sha256={digests[arch]}", str(len(data))])
     text = files.data(records[0]).decode("utf-8")
     if text and not text.endswith("\n"):
         text += "\n"

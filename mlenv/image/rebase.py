@@ -10,7 +10,9 @@ when it is built (mlenv.image.daemonless):
   base for nothing but its C library: a conda env with its own Python (PyPI wheels
   in that Python's site-packages), or conda packages alone; otherwise `no: <reason>`
   (a venv on the base image's Python: its bin/python points at the base's
-  interpreter, whose version and ABI a new base may change).
+  interpreter, whose version and ABI a new base may change; Debian packages: their
+  layer holds the base's dpkg status with theirs merged in, which a new base
+  replaces).
 - `org.mlenv.glibc-floor`: the highest glibc any locked package asks for: conda
   `__glibc >=X.Y` dependencies, manylinux wheel tags (manylinux_X_Y, manylinux2014 =
   2.17, manylinux2010 = 2.12, manylinux1 = 2.5; a wheel with several tags needs the
@@ -97,6 +99,8 @@ def contract(lock, platform: str, target) -> str:
     """The org.mlenv.rebase label of an image of this lock (target: PyTarget or None)."""
     from ..installing import conda_python
 
+    if lock.for_platform(platform, "apt"):
+        return "no: Debian packages unpacked against the base's dpkg database"
     if target is not None and target.venv:
         return "no: venv on the base image's Python"
     if target is None and not lock.for_platform(platform, "conda"):
@@ -150,6 +154,7 @@ def rebase_image(
     push_to: str | None = None,
     layout=None,
     load: bool = False,
+    load_as: str | None = None,
     progress=None,
 ):
     """The image of `lock` from `from_image` (an image of an earlier lock that differs
@@ -252,4 +257,5 @@ def rebase_image(
         load=load,
         t0=t0,
         say=say,
+        load_as=load_as,
     )

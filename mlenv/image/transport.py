@@ -6,7 +6,9 @@ engine), in the shapes the builder uses.
   as dicts;
 - push: mlenv.oci.push.push_image (HEAD per blob, cross-repository mount from the base's
   repository or wherever mlenv.oci.locations saw the blob, chunked upload, the manifest
-  last, so no half-pushed tag); the statistics the builder reports;
+  last, so no half-pushed tag), after the layer blobs went up one by one while the
+  build went on (mlenv.oci.push.BlobPusher over push_blob); the statistics the builder
+  reports;
 - layout: mlenv.oci.layout.write_layout (OCI image layout directory);
 - load: mlenv.oci.layout.write_docker_archive + mlenv.oci.engine.load_archive (the
   classic store keeps the config, so the image ID is the config digest, and the
@@ -17,11 +19,15 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import MlenvError
 from ..oci.store import BlobStore
+
+if TYPE_CHECKING:
+    from ..oci.push import BlobPusher, PushResult
 
 
 class TransportError(MlenvError):
@@ -38,21 +44,6 @@ class Pulled:
     name: str = ""  # registry/repository (or the Engine's name)
 
 
-@dataclass
-class PushStats:
-    reference: str = ""
-    digest: str = ""
-    blobs_uploaded: int = 0
-    bytes_uploaded: int = 0
-    blobs_present: int = 0
-    blobs_mounted: int = 0
-    uploaded: list[str] = field(default_factory=list)
-
-    def as_dict(self) -> dict:
-        return {k: getattr(self, k) for k in ("reference", "digest", "blobs_uploaded", "bytes_uploaded",
-                                              "blobs_present", "blobs_mounted", "uploaded")}  # fmt: skip
-
-
 def pull(reference: str, platform: str, store: BlobStore, *, expect: str | None = None) -> Pulled:
     """The image's manifest, config and layers into store (blobs already there are not fetched)."""
     from ..oci.pull import pull_base
@@ -62,75 +53,30 @@ def pull(reference: str, platform: str, store: BlobStore, *, expect: str | None 
                   got.name)  # fmt: skip
 
 
-def push(
-    store: BlobStore, manifest_digest: str, reference: str, *, mount_from: list[str] | None = None, early=None
-) -> PushStats:
-    """Push the image (mlenv.oci.push.push_image); blobs an EarlyPush already sent
-    are found by its HEAD and counted as what they were (uploaded / mounted)."""
+def push(store: BlobStore, manifest_digest: str, reference: str, *, mount_from: list[str] | None = None,
+         early: BlobPusher | None = None) -> PushResult:  # fmt: skip
+    """Push the image (mlenv.oci.push.push_image); the blobs `early` already sent are
+    counted as what they were (uploaded / mounted / present) and not asked about again."""
     from ..oci.push import push_image
 
-    done = early.finish() if early is not None else {}
-    res = push_image(store, manifest_digest, reference, mount_from=mount_from or ())
-    st = res.stats
-    uploaded = sorted({*st.uploaded, *(d for d, (how, _) in done.items() if how == "uploaded")})
-    mounted = {*st.mounted, *(d for d, (how, _) in done.items() if how == "mounted")}
-    sent = st.bytes_sent + sum(n for how, n in done.values() if how == "uploaded")
-    present = len([d for d in st.skipped if d not in done]) + len(
-        [d for d, (how, _) in done.items() if how == "skipped"]
-    )
-    return PushStats(reference, res.digest, len(uploaded), sent, present, len(mounted), uploaded)
+    stats = early.finish() if early is not None else None
+    return push_image(store, manifest_digest, reference, mount_from=mount_from or (), stats=stats)
 
 
-class EarlyPush:
-    """Sends layer blobs to the registry while the build goes on (each as soon as it is
-    written), so the final push_image finds them there (HEAD) and only sends the
-    config and the manifest. A minimal stand-in for a public per-blob push in
-    mlenv.oci.push (same steps: HEAD, mount from a known repository, upload); errors
-    surface at finish(), before any manifest or tag is written."""
+def early_push(store: BlobStore, reference: str, mount_from: list[str]) -> BlobPusher:
+    """A background pusher for layer blobs, each sent as soon as it is written
+    (mlenv.oci.push.BlobPusher); `push` hands its statistics to push_image."""
+    from ..oci.push import BlobPusher
 
-    def __init__(self, store: BlobStore, reference: str, mount_from: list[str]):
-        from concurrent.futures import ThreadPoolExecutor
+    return BlobPusher(store, reference, mount_from=mount_from)
 
-        from ..image_ref import parse
-        from ..oci.client import RegistryClient
-        from ..oci.locations import BlobLocations
 
-        ref = parse(reference)
-        self.store, self.repo, self.registry = store, ref.repository, ref.registry
-        self.client = RegistryClient(ref.registry)
-        self.locations = BlobLocations()
-        self.sources = [r for r in mount_from if r != self.repo]
-        self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="mlenv-push")
-        self.futures: dict[str, object] = {}
-
-    def submit(self, digest: str, size: int) -> None:
-        if digest and digest not in self.futures:
-            self.futures[digest] = self.pool.submit(self._one, digest, size)
-
-    def _one(self, digest: str, size: int) -> tuple[str, int]:
-        from ..oci.store import OCI_LAYER_GZIP, Descriptor
-
-        if self.client.has_blob(self.repo, digest, for_push=True):
-            return "skipped", 0
-        location = None
-        sources = [r for r in self.locations.repos(self.registry, digest) if r != self.repo] + self.sources
-        for source in list(dict.fromkeys(sources))[:3]:
-            mounted, location = self.client.mount_blob(self.repo, digest, source)
-            if mounted:
-                return "mounted", 0
-        sent = self.client.upload_blob(self.repo, Descriptor(OCI_LAYER_GZIP, digest, size), self.store,
-                                       location=location)  # fmt: skip
-        self.locations.add(self.registry, [digest], self.repo)
-        return "uploaded", sent
-
-    def finish(self) -> dict[str, tuple[str, int]]:
-        try:
-            return {d: f.result() for d, f in self.futures.items()}  # type: ignore[attr-defined]
-        finally:
-            self.pool.shutdown(wait=True, cancel_futures=True)
-
-    def cancel(self) -> None:
-        self.pool.shutdown(wait=True, cancel_futures=True)
+def upload_summary(reference: str, result: PushResult) -> dict:
+    """What a push did, as the build result reports it (`upload` in `--json`)."""
+    st = result.stats
+    return {"reference": reference, "digest": result.digest, "blobs_uploaded": len(st.uploaded), "bytes_uploaded": st.bytes_sent,
+            "blobs_present": len(st.skipped), "blobs_mounted": len(st.mounted),
+            "uploaded": sorted(st.uploaded)}  # fmt: skip
 
 
 def head(reference: str) -> str | None:

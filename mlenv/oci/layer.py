@@ -15,7 +15,9 @@ every byte of the tar is decided here, not by the host or by the Python version:
 - metadata: mtime = one constant for every entry (FIXED_MTIME, 2023-11-14T22:13:20Z,
   the same constant as every other mlenv builder), uid = gid = 0, uname = gname = "";
   modes normalised: directories 0755, files 0755 if any exec bit is set else 0644,
-  symlinks 0777 (link targets kept verbatim); setuid/setgid/sticky dropped;
+  symlinks 0777 (link targets kept verbatim); setuid/setgid/sticky dropped. An entry
+  may carry its own `mode`, `uid` and `gid` (the apt layer: what the .deb says, as
+  dpkg would install it); they are then written as given (owner names still empty);
 - hardlinks are written as plain files (a layer never depends on inode sharing
   in a cache, and a link cannot span layers);
 - the archive ends with two zero blocks, unpadded (as Go's archive/tar).
@@ -70,6 +72,11 @@ class Entry:
     source: str | None = None
     data: bytes | None = None
     target: str = ""  # symlink target, verbatim
+    # kept as given instead of normalised (the apt layer keeps each .deb member's mode
+    # bits, setuid included, and numeric owner, as dpkg would): a function of the input
+    mode: int | None = None
+    uid: int = 0
+    gid: int = 0
 
     @property
     def key(self) -> tuple[str, ...]:
@@ -181,12 +188,13 @@ def _pax_record(key: str, value: bytes) -> bytes:
     return str(n).encode() + body
 
 
-def _header(name: bytes, mode: int, size: int, typeflag: bytes, linkname: bytes, mtime: int) -> bytes:
+def _header(name: bytes, mode: int, size: int, typeflag: bytes, linkname: bytes, mtime: int, uid: int = 0,
+            gid: int = 0) -> bytes:  # fmt: skip
     fields = [
         name.ljust(100, b"\0"),
         _octal(mode, 8),
-        _octal(0, 8),  # uid
-        _octal(0, 8),  # gid
+        _octal(uid, 8),
+        _octal(gid, 8),
         _octal(size, 12),
         _octal(mtime, 12),
         b" " * 8,  # checksum placeholder
@@ -233,10 +241,14 @@ def encode_header(entry: Entry, mtime: int = FIXED_MTIME) -> bytes:
         mode, flag = (EXEC_MODE if entry.executable else FILE_MODE), b"0"
     else:
         raise LayerError(f"{entry.path}: unknown entry kind {entry.kind!r}")
+    if entry.mode is not None and entry.kind != "symlink":
+        mode = entry.mode & 0o7777
+    if not (0 <= entry.uid < 0o7777777 and 0 <= entry.gid < 0o7777777):
+        raise LayerError(f"{entry.path}: owner {entry.uid}:{entry.gid} does not fit a ustar header")
     out = b""
     if pax:
         out += _header(PAX_NAME, 0o644, len(pax), b"x", b"", mtime) + pax + _pad(len(pax))
-    return out + _header(name, mode, size if size <= _MAX_OCTAL_SIZE else 0, flag, link, mtime)
+    return out + _header(name, mode, size if size <= _MAX_OCTAL_SIZE else 0, flag, link, mtime, entry.uid, entry.gid)
 
 
 def _pad(n: int) -> bytes:
@@ -287,14 +299,22 @@ def compressor_version() -> str:
 
 
 def _blocks(chunks: Iterable[bytes], size: int) -> Iterator[bytes]:
-    buf = bytearray()
+    """The concatenated chunks cut into blocks of `size` bytes (the last one shorter);
+    each byte is copied once (the join), not once per append and once per cut."""
+    parts: list[memoryview] = []
+    have = 0
     for c in chunks:
-        buf += c
-        while len(buf) >= size:
-            yield bytes(buf[:size])
-            del buf[:size]
-    if buf:
-        yield bytes(buf)
+        view = memoryview(c)
+        while view.nbytes:
+            take = min(size - have, view.nbytes)
+            parts.append(view[:take])
+            have += take
+            view = view[take:]
+            if have == size:
+                yield b"".join(parts)
+                parts, have = [], 0
+    if have:
+        yield b"".join(parts)
 
 
 def write_layer(

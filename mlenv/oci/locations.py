@@ -66,6 +66,6 @@ class BlobLocations:
                 continue
             repos = sorted((have + [repo])[-MAX_REPOS:])
             try:
-                atomic_write(self._path(registry, digest), json.dumps(repos))
+                atomic_write(self._path(registry, digest), json.dumps(repos), sync=False)  # hints only
             except OSError:
                 return

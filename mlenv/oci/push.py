@@ -1,5 +1,11 @@
 """Pushing an image from the BlobStore to a registry, with no daemon.
 
+`push_blob(client, repo, desc, store, ...)` sends one blob (HEAD, else a mount,
+else an upload; retried on a transient failure) and records the outcome in a
+`PushStats`; the daemonless builder calls it for each layer as soon as the layer is
+written, while later layers are still being built (`BlobPusher`: a small pool of
+push_blob calls whose failures surface at `finish()`).
+
 `push_image(store, manifest_digest, "host/repo:tag", tags=[...])`:
 
 1. read the manifest (or index, then each child manifest) from the store;
@@ -12,6 +18,8 @@
    - else an upload: monolithic up to `chunk_threshold` bytes, chunked above it.
    A blob missing from the store can still be skipped or mounted (e.g. base
    layers of a rebased image); if it must be uploaded, that is an error;
+   Blobs already confirmed in the `stats` passed in (by push_blob in this run) are
+   not asked about again;
 3. only when every blob is confirmed: child manifests by digest, then the manifest
    under the first tag, then the other tags (the same bytes). A failure before
    this step leaves no tag and no manifest; the registry garbage-collects the
@@ -31,7 +39,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from ..errors import MlenvError
@@ -48,6 +56,18 @@ class PushStats:
     skipped: list[str] = field(default_factory=list)  # digests the repository already had
     bytes_sent: int = 0  # blob bytes uploaded (manifests not counted)
     manifests: int = 0  # manifest PUTs (children, top manifest, each tag)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def record(self, outcome: str, digest: str, sent: int = 0) -> None:
+        """One blob's outcome ('uploaded' | 'mounted' | 'skipped'); thread-safe."""
+        with self._lock:
+            getattr(self, outcome).append(digest)
+            self.bytes_sent += sent
+
+    def confirmed(self) -> set[str]:
+        """Digests the repository is known to hold after this run's pushes."""
+        with self._lock:
+            return {*self.uploaded, *self.mounted, *self.skipped}
 
     @property
     def blobs_uploaded(self) -> int:
@@ -119,11 +139,13 @@ def push_image(
     chunk_threshold: int = CHUNK_THRESHOLD,
     chunk_size: int = CHUNK_SIZE,
     workers: int = 4,
+    stats: PushStats | None = None,
 ) -> PushResult:
     """Push the image whose manifest (or index) is manifest_digest in store to
     reference (`host/repo[:tag]`), then tag it with `tags` too. Returns what
     was done; raises MlenvError (one line) when anything fails, before any tag
-    is written when a blob fails."""
+    is written when a blob fails. `stats`: what push_blob already did for this
+    repository in this run (those blobs are not asked about again); counted on."""
     ref, first_tag = _split_target(reference)
     all_tags = list(dict.fromkeys([t for t in [first_tag, *tags] if t]))
     for t in all_tags:
@@ -137,21 +159,18 @@ def push_image(
     top = store.read(manifest_digest)
     media_top = media_type_of(top)
     children, blobs = _manifest_tree(store, manifest_digest, where)
-    unique = list({d.digest: d for d in blobs}.values())
-    stats = PushStats()
-    lock = threading.Lock()
-    extra_sources = [r for r in dict.fromkeys(mount_from) if r != repo]
+    stats = stats if stats is not None else PushStats()
+    done = stats.confirmed()
+    unique = [d for d in {d.digest: d for d in blobs}.values() if d.digest not in done]
 
-    def push_blob(desc: Descriptor) -> None:
-        outcome, sent = _push_blob(client, repo, desc, store, locations, extra_sources, chunk_threshold, chunk_size)
-        with lock:
-            getattr(stats, outcome).append(desc.digest)
-            stats.bytes_sent += sent
+    def one(desc: Descriptor) -> None:
+        push_blob(client, repo, desc, store, locations=locations, mount_from=mount_from, stats=stats,
+                  chunk_threshold=chunk_threshold, chunk_size=chunk_size)  # fmt: skip
 
     with ThreadPoolExecutor(max_workers=max(1, min(workers, len(unique) or 1))) as pool:
         # list() re-raises the first failure; the manifest step below is then never reached
-        list(pool.map(push_blob, unique))
-    locations.add(ref.registry, [d.digest for d in unique], repo)
+        list(pool.map(one, unique))
+    locations.add(ref.registry, [d.digest for d in blobs], repo)
     for desc, data in children:
         client.put_manifest(repo, desc.digest, data, desc.media_type or media_type_of(data))
         stats.manifests += 1
@@ -163,41 +182,104 @@ def push_image(
     return PushResult(ref.name, manifest_digest, tuple(all_tags), stats)
 
 
-def _push_blob(
+def push_blob(
     client: RegistryClient,
     repo: str,
     desc: Descriptor,
     store: BlobStore,
-    locations: BlobLocations,
+    *,
+    locations: BlobLocations | None = None,
+    mount_from: Iterable[str] = (),
+    stats: PushStats | None = None,
+    chunk_threshold: int = CHUNK_THRESHOLD,
+    chunk_size: int = CHUNK_SIZE,
+) -> str:
+    """Make repo hold one blob: HEAD (present: 'skipped'), else a cross-repository
+    mount from a repository it was seen in (`locations`) or one of `mount_from`
+    ('mounted'), else an upload from the store ('uploaded'). Retried from the HEAD on
+    a 5xx or a dropped connection (an upload is restarted, never resumed). The outcome
+    is recorded in stats (and the blob's location); returns it."""
+    sources = [r for r in dict.fromkeys(mount_from) if r != repo]
+    last: MlenvError | None = None
+    for _attempt in range(3):
+        try:
+            outcome, sent = _push_once(client, repo, desc, store, locations, sources, chunk_threshold, chunk_size)
+            break
+        except TransientError as exc:
+            last = exc
+    else:
+        assert last is not None
+        raise RegistryTransferError(f"{last.message}; nothing was tagged", hint=last.hint)
+    if stats is not None:
+        stats.record(outcome, desc.digest, sent)
+    if locations is not None:
+        locations.add(client.registry, [desc.digest], repo)
+    return outcome
+
+
+def _push_once(
+    client: RegistryClient,
+    repo: str,
+    desc: Descriptor,
+    store: BlobStore,
+    locations: BlobLocations | None,
     extra_sources: list[str],
     chunk_threshold: int,
     chunk_size: int,
 ) -> tuple[str, int]:
-    """('skipped' | 'mounted' | 'uploaded', bytes sent). Retried from the HEAD on a
-    5xx or a dropped connection (an upload is restarted, never resumed)."""
-    last: MlenvError | None = None
-    for attempt in range(3):
+    if client.has_blob(repo, desc.digest, for_push=True):
+        return "skipped", 0
+    location = None
+    seen = [r for r in locations.repos(client.registry, desc.digest) if r != repo] if locations is not None else []
+    for source in list(dict.fromkeys(seen + extra_sources))[:3]:
+        mounted, location = client.mount_blob(repo, desc.digest, source)
+        if mounted:
+            return "mounted", 0
+        # not mounted: the registry opened an upload session (used below if no source mounts)
+    if not store.has(desc.digest):
+        raise MlenvError(
+            f"blob {desc.digest[:19]}… is neither in the store {store.root} nor in a known "
+            f"repository of {client.registry}",
+            hint="pull the base image again (mlenv.oci.pull) before pushing",
+        )
+    sent = client.upload_blob(
+        repo, desc, store, location=location, chunk_threshold=chunk_threshold, chunk_size=chunk_size
+    )
+    return "uploaded", sent
+
+
+class BlobPusher:
+    """push_blob in the background: each blob submitted goes up (HEAD, mount,
+    upload) while the caller goes on; `finish()` waits and re-raises the first
+    failure (before any manifest or tag is written, since the caller pushes those
+    after), and returns the PushStats to hand to push_image."""
+
+    def __init__(self, store: BlobStore, reference: str, *, mount_from: Iterable[str] = (),
+                 client: RegistryClient | None = None, locations: BlobLocations | None = None,
+                 workers: int = 2) -> None:  # fmt: skip
+        ref, _ = _split_target(reference)
+        self.store, self.repo, self.registry = store, ref.repository, ref.registry
+        self.client = client or RegistryClient(ref.registry)
+        self.locations = locations if locations is not None else BlobLocations()
+        self.mount_from = list(mount_from)
+        self.stats = PushStats()
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mlenv-push")
+        self.futures: dict[str, Future[str]] = {}
+
+    def submit(self, desc: Descriptor) -> None:
+        if desc.digest and desc.digest not in self.futures:
+            self.futures[desc.digest] = self.pool.submit(
+                push_blob, self.client, self.repo, desc, self.store, locations=self.locations,
+                mount_from=self.mount_from, stats=self.stats,
+            )  # fmt: skip
+
+    def finish(self) -> PushStats:
         try:
-            if client.has_blob(repo, desc.digest, for_push=True):
-                return "skipped", 0
-            location = None
-            sources = [r for r in locations.repos(client.registry, desc.digest) if r != repo]
-            for source in list(dict.fromkeys(sources + extra_sources))[:3]:
-                mounted, location = client.mount_blob(repo, desc.digest, source)
-                if mounted:
-                    return "mounted", 0
-                # not mounted: the registry opened an upload session (used below if no source mounts)
-            if not store.has(desc.digest):
-                raise MlenvError(
-                    f"blob {desc.digest[:19]}… is neither in the store {store.root} nor in a known "
-                    f"repository of {client.registry}",
-                    hint="pull the base image again (mlenv.oci.pull) before pushing",
-                )
-            sent = client.upload_blob(
-                repo, desc, store, location=location, chunk_threshold=chunk_threshold, chunk_size=chunk_size
-            )
-            return "uploaded", sent
-        except TransientError as exc:
-            last = exc
-    assert last is not None
-    raise RegistryTransferError(f"{last.message}; nothing was tagged", hint=last.hint)
+            for fut in self.futures.values():
+                fut.result()
+            return self.stats
+        finally:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def cancel(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)

@@ -26,13 +26,18 @@ Engine hands out. An OCI blob store (mlenv.oci.store) gives layers as files:
 
 from __future__ import annotations
 
+import io
 import json
+import lzma
 import posixpath
 import tarfile
-from collections.abc import Callable, Iterable
+import zlib
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Protocol
+
+from .tarscan import Member, TarScanError, scan
 
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
@@ -103,58 +108,47 @@ class LayeredRootFS:
 
     def apply_layer(self, fileobj: IO[bytes], keep: Callable[[str], bool] = lambda path: True,
                     max_bytes: int | None = None) -> None:  # fmt: skip
-        """Apply one layer tar on top of what is there (contents of kept files up to max_bytes each)."""
-        adds: dict[str, Entry] = {}
-        deletes: list[str] = []
-        opaque: list[str] = []
-        with tarfile.open(fileobj=fileobj, mode="r:*") as tar:
-            members = tar.getmembers()
-            wanted: set[str] = set()
-            for m in members:  # first pass: which file contents are needed (kept files, targets of kept hardlinks)
-                path = normalize(m.name)
-                if path is None:
-                    continue
-                if m.isfile() and keep("/" + path) and (max_bytes is None or m.size <= max_bytes):
-                    wanted.add(path)
-                elif m.islnk() and keep("/" + path):
-                    target = normalize(m.linkname)
-                    if target is not None:
-                        wanted.add(target)
-            for m in members:
-                path = normalize(m.name)
-                if path is None or path == "":
-                    continue
-                base = posixpath.basename(path)
-                parent = posixpath.dirname(path)
-                if base == OPAQUE:
-                    opaque.append(parent)
-                    continue
-                if base.startswith(WHITEOUT):
-                    deletes.append(posixpath.join(parent, base[len(WHITEOUT) :]))
-                    continue
-                if m.isdir():
-                    entry = Entry("dir", m.mode & 0o7777)
-                elif m.issym():
-                    entry = Entry("symlink", 0o777, target=m.linkname)
-                elif m.islnk():
-                    target = normalize(m.linkname)
-                    if target is None:
-                        continue
-                    entry = Entry("hardlink", m.mode & 0o7777, target=target)
-                elif m.isfile():
-                    entry = Entry("file", m.mode & 0o7777, m.size)
-                    if path in wanted:
-                        fh = tar.extractfile(m)
-                        entry.data = fh.read() if fh is not None else b""
-                else:
-                    entry = Entry("other", m.mode & 0o7777)
-                adds[path] = entry
+        """Apply one layer tar on top of what is there (contents of kept files up to max_bytes each).
+
+        One streaming pass over the (decompressed) tar with mlenv.oci.tarscan, so a
+        compressed layer is decompressed once whatever it holds; a kept hardlink whose
+        target's content was not kept (rare) costs a second pass, and so does a layer
+        the scanner cannot read (GNU sparse files): tarfile reads it then. Both need a
+        file object that can seek back; one that cannot is read once, with the scanner."""
+        start = fileobj.tell() if _seekable(fileobj) else None
+
+        def wanted_file(path: str | None, size: int) -> bool:
+            return path is not None and keep("/" + path) and (max_bytes is None or size <= max_bytes)
+
+        def want(name: str, size: int) -> bool:
+            return wanted_file(normalize(name), size)
+
+        try:
+            try:
+                adds, deletes, opaque = _collect(scan(_decompressed(fileobj), want))
+            except TarScanError as exc:
+                if start is None:
+                    raise tarfile.ReadError(str(exc)) from None
+                fileobj.seek(start)
+                adds, deletes, opaque = _collect(_tarfile_members(_decompressed(fileobj), want))
+        except (zlib.error, lzma.LZMAError) as exc:  # corrupt compressed data
+            raise tarfile.ReadError(f"corrupt compressed layer ({exc})") from None
         # a hardlink points at a file of its own layer: give it that file's content now
+        waiting: dict[str, list[str]] = {}  # target -> kept hardlinks whose content was not read
         for path, entry in adds.items():
             if entry.kind == "hardlink":
                 src = adds.get(entry.target or "")
                 if src is not None and src.kind == "file":
+                    if src.data is None and wanted_file(path, src.size):
+                        waiting.setdefault(entry.target or "", []).append(path)
                     adds[path] = Entry("file", entry.mode, src.size, data=src.data)
+        if waiting and start is not None:
+            fileobj.seek(start)
+            for m in _tarfile_members(_decompressed(fileobj), lambda name, size: normalize(name) in waiting):
+                target = normalize(m.name)
+                if target is not None and target in waiting and m.data is not None:
+                    for link in waiting[target]:
+                        adds[link].data = m.data
         for directory in opaque:
             prefix = directory + "/" if directory else ""
             for p in [p for p in self.entries if p.startswith(prefix) and p != directory]:
@@ -236,6 +230,107 @@ class LayeredRootFS:
             target = self.entries.get(entry.target or "")
             return target.kind if target is not None else None
         return None if entry is None else entry.kind
+
+
+def _collect(members: Iterable[Member]) -> tuple[dict[str, Entry], list[str], list[str]]:
+    """(entries by normalized path, whiteout deletions, opaque directories) of one layer."""
+    adds: dict[str, Entry] = {}
+    deletes: list[str] = []
+    opaque: list[str] = []
+    for m in members:
+        path = normalize(m.name)
+        if path is None or path == "":
+            continue
+        base = posixpath.basename(path)
+        parent = posixpath.dirname(path)
+        if base == OPAQUE:
+            opaque.append(parent)
+            continue
+        if base.startswith(WHITEOUT):
+            deletes.append(posixpath.join(parent, base[len(WHITEOUT) :]))
+            continue
+        if m.type == "dir":
+            entry = Entry("dir", m.mode)
+        elif m.type == "symlink":
+            entry = Entry("symlink", 0o777, target=m.linkname)
+        elif m.type == "hardlink":
+            target = normalize(m.linkname)
+            if target is None:
+                continue
+            entry = Entry("hardlink", m.mode, target=target)
+        elif m.type == "file":
+            entry = Entry("file", m.mode, m.size, data=m.data)
+        else:
+            entry = Entry("other", m.mode)
+        adds[path] = entry
+    return adds, deletes, opaque
+
+
+def _tarfile_members(stream: IO[bytes], want: Callable[[str, int], bool]) -> Iterator[Member]:
+    """tarfile's reading of a layer, as scanner members (for what the scanner refuses)."""
+    with tarfile.open(fileobj=stream, mode="r|") as tar:
+        for m in tar:
+            kind = ("dir" if m.isdir() else "symlink" if m.issym() else "hardlink" if m.islnk()
+                    else "file" if m.isfile() else "other")  # fmt: skip
+            data = None
+            if kind == "file" and want(m.name, m.size):
+                fh = tar.extractfile(m)
+                data = fh.read() if fh is not None else b""
+            yield Member(m.name, kind, m.size if kind == "file" else 0, m.mode & 0o7777, m.linkname, data)
+
+
+def _seekable(fileobj: IO[bytes]) -> bool:
+    try:
+        return bool(fileobj.seekable())
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+class _Prefixed(io.RawIOBase):
+    """The bytes already read from a stream that cannot seek back, then the rest of it."""
+
+    def __init__(self, head: bytes, rest: IO[bytes]) -> None:
+        self.head, self.rest = head, rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        if self.head:
+            n = min(len(b), len(self.head))
+            b[:n] = self.head[:n]
+            self.head = self.head[n:]
+            return n
+        data = self.rest.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+
+def _decompressed(fileobj: IO[bytes]) -> IO[bytes]:
+    """The tar stream of a layer: gzip (every member of a multi-member file: tarfile's
+    own streaming gzip reads only the first), bzip2 and xz detected by their magic;
+    zstd is not readable here."""
+    import bz2
+    import gzip
+    import lzma
+
+    if _seekable(fileobj):
+        at = fileobj.tell()
+        head = fileobj.read(6)
+        fileobj.seek(at)
+        src: IO[bytes] = fileobj
+    else:
+        head = fileobj.read(6)
+        src = io.BufferedReader(_Prefixed(head, fileobj), buffer_size=1 << 20)
+    if head.startswith(b"\x1f\x8b"):
+        return gzip.GzipFile(fileobj=src, mode="rb")  # type: ignore[return-value]
+    if head.startswith(b"BZh"):
+        return bz2.BZ2File(src)
+    if head.startswith(b"\xfd7zXZ\x00"):
+        return lzma.LZMAFile(src)
+    if head.startswith(b"\x28\xb5\x2f\xfd"):
+        raise tarfile.ReadError("zstd-compressed layers are not supported")
+    return src
 
 
 def clean(path: str) -> str:

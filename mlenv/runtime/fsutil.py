@@ -56,15 +56,21 @@ def make_temp(directory: Path, name: str, suffix: str = ".tmp") -> tuple[int, Pa
     raise WriteError(directory / name, OSError(0, "could not create a temporary file"))
 
 
-def write_fd(fd: int, payload: bytes) -> None:
+def write_fd(fd: int, payload: bytes, *, sync: bool = True) -> None:
     view = memoryview(payload)
     while view:
         n = os.write(fd, view)
         view = view[n:]
-    os.fsync(fd)
+    if sync:
+        os.fsync(fd)
 
 
-def atomic_write(path: str | os.PathLike[str], data: str | bytes, *, mode: int | None = None) -> None:
+def atomic_write(
+    path: str | os.PathLike[str], data: str | bytes, *, mode: int | None = None, sync: bool = True
+) -> None:
+    """Write path atomically (a temporary file beside it, renamed over it). sync=False
+    skips the fsync: for cache entries that check themselves on read (a torn one after
+    a power loss is a miss), where an fsync would also flush every file written before it."""
     path = Path(path)
     payload = data.encode("utf-8") if isinstance(data, str) else data
     try:
@@ -75,7 +81,7 @@ def atomic_write(path: str | os.PathLike[str], data: str | bytes, *, mode: int |
     fd = -1
     try:
         fd, tmp = make_temp(path.parent, path.name)
-        write_fd(fd, payload)
+        write_fd(fd, payload, sync=sync)
         if mode is not None:
             os.chmod(tmp, mode)
         elif path.exists():

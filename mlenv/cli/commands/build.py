@@ -1,4 +1,4 @@
-"""`mlenv build`, `mlenv images`, `mlenv gc` (mlenv.api.image)."""
+"""`mlenv build`, `mlenv rebase`, `mlenv images`, `mlenv gc` (mlenv.api.image)."""
 
 from __future__ import annotations
 
@@ -53,6 +53,35 @@ def build(spec_file, repository, push, force, no_cache, ca_bundle, platform, doc
         click.echo(result.message)
         if result.pushed:
             click.echo(f"  pushed {result.image} ({result.pushed[:19]}…)")
+
+
+@click.command()
+@spec_option
+@click.option("--from", "from_image", required=True, metavar="IMAGE",
+              help="An image of an earlier lock that differs from mlenv.lock only in its base image.")
+@click.option("--repository", default="mlenv", show_default=True, metavar="REPO",
+              help="Image repository: the image is REPO/NAME:SHORT_HASH; `host:port/ns` names a registry.")
+@click.option("--push", is_flag=True, help="Push the image to the registry named by --repository.")
+@click.option("--layout", type=click.Path(file_okay=False), metavar="DIR", help="Write the image as an OCI image layout into DIR.")
+@click.option("--platform", "platform", default="linux-64", show_default=True, metavar="PLATFORM",
+              help="Platform of the lock.")
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable result on stdout.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+def rebase(spec_file, from_image, repository, push, layout, platform, as_json, quiet):
+    """Make the image of mlenv.lock from IMAGE without building: swap its base layers.
+
+    For a lock that differs from IMAGE's only in the base image (a patched base under
+    the same tag, pinned by `mlenv lock --upgrade`). Pushed with --push, written with
+    --layout, else loaded into the local Docker Engine. Refused, with the reason, where
+    it is not sound (e.g. a venv on the base image's Python): build it instead.
+    """
+    with ProgressLine(quiet or as_json, "rebasing…") as display:
+        result = api.rebase(spec_file, from_image=from_image, repository=repository, push=push, layout=layout,
+                            platform=platform, progress=display)  # fmt: skip
+    if as_json:
+        emit_json(result.to_json())
+    elif not quiet:
+        click.echo(result.message)
 
 
 @click.command()
