@@ -27,7 +27,9 @@ CONDA_FIELDS = (
     "name", "version", "build", "build-number", "subdir", "channel", "url", "sha256", "md5",
     "size", "timestamp", "noarch", "depends", "constrains", "license",
 )  # fmt: skip
-PYPI_FIELDS = ("name", "version", "url", "sha256", "size", "index", "requires-python")
+PYPI_FIELDS = ("name", "version", "url", "sha256", "size", "index", "find-links", "requires-python",
+               # a package that is not an index's (docs/lockfile.md, "Git, URL and local packages")
+               "source", "requested", "commit", "subdirectory", "filename", "source-tree")
 # A Debian package (mlenv.apt): one .deb to add to the base image.
 APT_FIELDS = ("name", "version", "architecture", "url", "sha256", "size", "snapshot-url")
 FIELDS = {"conda": CONDA_FIELDS, "pypi": PYPI_FIELDS, "apt": APT_FIELDS}

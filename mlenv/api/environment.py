@@ -262,10 +262,10 @@ class Environment:
         return lock(self._on_disk("lock"), upgrade=upgrade, upgrade_packages=upgrade_packages,
                     platforms=platforms, offline=offline, progress=progress)  # fmt: skip
 
-    def check(self):
+    def check(self, *, offline: bool = False):
         from .lock import check
 
-        return check(self._on_disk("check the lock"))
+        return check(self._on_disk("check the lock"), offline=offline)
 
     def build(self, **options):
         """Build or reuse the image: see mlenv.api.image.build for the options."""

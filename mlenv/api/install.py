@@ -44,6 +44,19 @@ def spec_index_urls(path: Path, on_warning=None) -> tuple[str, ...]:
     return index_urls(spec)
 
 
+def _spec_beside(path: Path):
+    """The Spec of the mlenv.toml next to a lock (credentialed git URLs, build indexes), or None."""
+    from ..spec import load_spec
+
+    spec_path = path.with_name("mlenv.toml")
+    if not spec_path.is_file():
+        return None
+    try:
+        return load_spec(spec_path)
+    except MlenvError:
+        return None
+
+
 def install(
     prefix: str | os.PathLike[str],
     *,
@@ -69,7 +82,8 @@ def install(
     ca = options.ca_bundle(ca_bundle)
     say = progress_mod.default(progress, f"installing {lk.short_hash}")
     res = installer.install(lk, prefix, platform=platform, python=python, pypi_prefix=pypi_prefix, no_cache=no_cache,
-                            index_urls=spec_index_urls(path, on_warning), ca_bundle=ca, progress=say)  # fmt: skip
+                            index_urls=spec_index_urls(path, on_warning), ca_bundle=ca, progress=say,
+                            project=path.absolute().parent, spec=_spec_beside(path))  # fmt: skip
     progress_mod.finish(say, f"installed into {res.prefix}")
     return Installed(res, lk)
 

@@ -26,6 +26,9 @@ from .plan import Artifact
 # wheel's tags, a conda package's extension), but it comes from a URL in a lock
 # that may have come from someone else, so it must be one plain path component.
 _FILENAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+!~-]{0,254}\Z", re.ASCII)
+# Wheels mlenv builds itself (mlenv.wheelbuild): their URL names the source (a git commit,
+# a local path), not a download; they come from the cache, the registry or a rebuild.
+BUILT_SOURCES = ("git", "path")
 
 
 def default_cache_root() -> Path:
@@ -53,10 +56,15 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
 
 
 def artifact_filename(artifact: Artifact) -> str:
-    """The artifact's file name: the last segment of its URL, percent-decoded, which
-    must be one plain file name (no separator, no `..`, ASCII); else an error."""
-    raw = artifact.url.split("#", 1)[0].split("?", 1)[0].rsplit("/", 1)[-1]
-    name = unquote(raw)
+    """The artifact's file name: its `filename` field (a wheel mlenv built from git or a
+    local directory, whose URL names the source), else the last segment of its URL,
+    percent-decoded; either must be one plain file name (no separator, no `..`, ASCII)."""
+    given = artifact.get("filename")
+    if isinstance(given, str) and given:
+        name = given
+    else:
+        raw = artifact.url.split("#", 1)[0].split("?", 1)[0].rsplit("/", 1)[-1]
+        name = unquote(raw)
     if not _FILENAME.match(name) or ".." in name:
         shown = name[:80].encode("unicode_escape").decode("ascii")
         raise InstallError(
@@ -128,6 +136,13 @@ def fetch_artifacts(
         if artifact_url:
             todo.append(art)
             continue
+        if art.get("source") in BUILT_SOURCES:
+            raise InstallError(
+                f"{kind(art)} {art.name} {art.version} is a wheel mlenv built from {art.get('source')} "
+                f"({strip_userinfo(art.url)}) and it is not in {cache}",
+                hint="`mlenv install` and `mlenv build` rebuild it from its source (or `mlenv restore NAME@V "
+                     "--prefix` fetches it from the registry)",
+            )
         parts = urlsplit(art.url)
         if parts.scheme == "file":
             local = Path(unquote(parts.path))
