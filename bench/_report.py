@@ -59,16 +59,16 @@ def table(rows: list[list[str]], header: list[str]) -> str:
     return "\n".join(lines)
 
 
-def write_section(name: str, body: str) -> None:
-    """Replace the section `name` of docs/benchmarks.md (created if missing)."""
+def write_section(name: str, body: str, doc: Path = DOC) -> None:
+    """Replace the section `name` of `doc` (docs/benchmarks.md by default; created if missing)."""
     from datetime import datetime, timezone
 
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     block = f"<!-- bench:{name} -->\n{body.rstrip()}\n\n_Measured {stamp} on: {machine()}._\n<!-- /bench:{name} -->"
-    text = DOC.read_text() if DOC.exists() else HEADER
+    text = doc.read_text() if doc.exists() else HEADER
     pattern = re.compile(rf"<!-- bench:{re.escape(name)} -->.*?<!-- /bench:{re.escape(name)} -->", re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
-    DOC.parent.mkdir(parents=True, exist_ok=True)
-    tmp = DOC.with_suffix(".tmp")
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    tmp = doc.with_suffix(".tmp")
     tmp.write_text(text)
-    os.replace(tmp, DOC)
+    os.replace(tmp, doc)

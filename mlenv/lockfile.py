@@ -3,36 +3,31 @@
 The content hash is the identity of an environment (image tag, registry key).
 It is sha256 over a canonical JSON of exactly what determines the built
 environment; docs/lockfile.md specifies it so another tool can recompute it.
-Reading a lock recomputes the hash, so a hand-edited or corrupted lock is
-rejected instead of silently built.
+Reading a lock checks every field's type and shape (mlenv.lock_schema) and recomputes
+the hash, so a hand-edited, corrupted or crafted lock is rejected instead of silently
+built (docs/security.md).
 """
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import LockError
+from .lock_schema import HINT, PACKAGE_FIELDS, check
 from .runtime.fsutil import atomic_write
 from .spec import sha256_json
+from .validation import MAX_LOCK_BYTES, decode, loads_toml, quote, read_text
 
 LOCK_VERSION = 1
 CONTENT_FORMAT = "mlenv-content-v1"
 SHORT = 12
 
-# Fields of a conda package record kept in the lock: enough to rebuild a
-# rattler RepoDataRecord and install without re-reading channel repodata.
-CONDA_FIELDS = (
-    "name", "version", "build", "build-number", "subdir", "channel", "url", "sha256", "md5",
-    "size", "timestamp", "noarch", "depends", "constrains", "license",
-)  # fmt: skip
-PYPI_FIELDS = ("name", "version", "url", "sha256", "size", "index", "find-links", "requires-python",
-               # a package that is not an index's (docs/lockfile.md, "Git, URL and local packages")
-               "source", "requested", "commit", "subdirectory", "filename", "source-tree")
-# A Debian package (mlenv.apt): one .deb to add to the base image.
-APT_FIELDS = ("name", "version", "architecture", "url", "sha256", "size", "snapshot-url")
-FIELDS = {"conda": CONDA_FIELDS, "pypi": PYPI_FIELDS, "apt": APT_FIELDS}
+# Fields of each manager's [[package]] entries, in the order they are written: the table
+# in mlenv.lock_schema (a conda entry keeps enough to rebuild a rattler RepoDataRecord and
+# install without re-reading channel repodata).
+CONDA_FIELDS = tuple(PACKAGE_FIELDS["conda"])
+PYPI_FIELDS = tuple(PACKAGE_FIELDS["pypi"])
 
 
 @dataclass
@@ -132,7 +127,7 @@ class Lock:
             out.append(f"packages = {len(self.for_platform(plat))}")
         for pkg in sorted(self.packages, key=lambda p: (p.platform, p.manager, p.name, p.version)):
             out += ["", "[[package]]", f"platform = {_s(pkg.platform)}", f"manager = {_s(pkg.manager)}"]
-            fields = FIELDS.get(pkg.manager, PYPI_FIELDS)
+            fields = PACKAGE_FIELDS[pkg.manager]
             values = {"name": pkg.name, "version": pkg.version, "url": pkg.url, "sha256": pkg.sha256, **pkg.extra}
             for key in fields:
                 if values.get(key) not in (None, "", []):
@@ -149,46 +144,40 @@ def short_hash(content_hash: str) -> str:
     return content_hash.split(":", 1)[-1][:SHORT]
 
 
-def loads_lock(text: str, path: Path | str = "mlenv.lock", *, verify: bool = True) -> Lock:
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise LockError(
-            f"{path}: not a valid lock file ({exc})", hint="`mlenv lock` regenerates it"
-        ) from None
+def loads_lock(text: str | bytes, path: Path | str = "mlenv.lock", *, verify: bool = True) -> Lock:
+    """Parse and check a lock (str, or bytes that must be UTF-8). Every problem is one
+    LockError naming `path`: size, encoding, TOML, nesting, the format version, any field
+    of the wrong type or shape (mlenv.lock_schema), and (with verify) the content hash."""
+    if isinstance(text, bytes):
+        text = decode(text, path, MAX_LOCK_BYTES, LockError, "mlenv.lock", hint=HINT)
+    elif len(text) > MAX_LOCK_BYTES:
+        raise LockError(f"{path}: larger than {MAX_LOCK_BYTES} bytes; refusing to read it as mlenv.lock", hint=HINT)
+    data = loads_toml(text, path, LockError, hint=HINT, lines=False, label="not a valid lock file")
     version = data.get("version")
+    if type(version) is not int:  # `version = true` is a bool, which Python counts as an int
+        raise LockError(f"{path}: not a valid lock file (version must be an integer, not {quote(version)})", hint=HINT)
     if version != LOCK_VERSION:
         raise LockError(
-            f"{path}: lock format version {version!r} is not supported (this mlenv reads version {LOCK_VERSION})",
-            hint="`mlenv lock` regenerates it",
+            f"{path}: lock format version {quote(version)} is not supported (this mlenv reads version {LOCK_VERSION})",
+            hint=HINT,
         )
-    try:
-        packages = []
-        for raw in data.get("package", []):
-            raw = dict(raw)
-            pkg = Package(
-                manager=raw.pop("manager"),
-                platform=raw.pop("platform"),
-                name=raw.pop("name"),
-                version=raw.pop("version"),
-                url=raw.pop("url"),
-                sha256=raw.pop("sha256"),
-                extra=raw,
-            )
-            packages.append(pkg)
-        env = data.get("environment", {})
-        lock = Lock(
-            spec_hash=data["spec-hash"],
-            python=env.get("python"),
-            variables=dict(env.get("variables", {})),
-            image=dict(data.get("image", {})),
-            inputs=dict(data.get("inputs", {})),
-            platforms={k: {"python": v.get("python")} for k, v in data.get("platforms", {}).items()},
-            packages=packages,
-            content_hash=data["content-hash"],
-        )
-    except (KeyError, TypeError, AttributeError) as exc:
-        raise LockError(f"{path}: malformed lock file (missing or wrong field {exc})", hint="`mlenv lock` regenerates it") from None
+    check(data, path)
+    packages = []
+    for raw in data.get("package", []):
+        raw = dict(raw)
+        packages.append(Package(manager=raw.pop("manager"), platform=raw.pop("platform"), name=raw.pop("name"),
+                                version=raw.pop("version"), url=raw.pop("url"), sha256=raw.pop("sha256"), extra=raw))
+    env = data.get("environment", {})
+    lock = Lock(
+        spec_hash=data["spec-hash"],
+        python=env.get("python"),
+        variables=dict(env.get("variables", {})),
+        image=dict(data.get("image", {})),
+        inputs=dict(data.get("inputs", {})),
+        platforms={k: {"python": v.get("python")} for k, v in data.get("platforms", {}).items()},
+        packages=packages,
+        content_hash=data["content-hash"],
+    )
     if verify:
         computed = lock.compute_hash()
         if computed != lock.content_hash:
@@ -202,7 +191,7 @@ def loads_lock(text: str, path: Path | str = "mlenv.lock", *, verify: bool = Tru
 
 def read_lock(path: Path, *, verify: bool = True) -> Lock:
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = read_text(path, MAX_LOCK_BYTES, LockError, "mlenv.lock", hint=HINT)
     except FileNotFoundError:
         raise LockError(f"{path}: no such file", hint="run `mlenv lock` first") from None
     return loads_lock(text, path, verify=verify)

@@ -145,9 +145,14 @@ def satisfiability(spec: Spec, lock: Lock) -> list[str]:
     if (lock.python or None) != (spec.python or None):
         reasons.append("python changed")
     removed_conda = {_conda_name(d) for d in old.get("conda-dependencies", [])} - {_conda_name(d) for d in new["conda-dependencies"]}
-    removed_pypi = {canonicalize_name(Requirement(d).name) for d in old.get("pypi-dependencies", [])} - {
-        canonicalize_name(Requirement(d).name) for d in new["pypi-dependencies"]
-    }
+    from packaging.requirements import InvalidRequirement
+
+    try:  # the lock's [inputs] are only typed as strings: parse them here, tolerantly
+        locked_pypi = {canonicalize_name(Requirement(d).name) for d in old.get("pypi-dependencies", [])}
+    except InvalidRequirement:
+        locked_pypi = set()
+        reasons.append("the lock's [inputs] pypi-dependencies are not PEP 508 requirements")
+    removed_pypi = locked_pypi - {canonicalize_name(Requirement(d).name) for d in new["pypi-dependencies"]}
     for name in sorted(removed_conda | removed_pypi):
         reasons.append(f"{name} was removed from the spec")
     if reasons:
@@ -438,7 +443,8 @@ def unused_indexes(spec: Spec, packages: list[Package], all_404: list[str] | Non
     and that answered 404 to every probe of the health check (check_sources): it
     works, but seems to hold nothing this spec asks for (a wrong path?). An index that
     answers with an error or not at all already failed the lock."""
-    from .spec import expand_env, strip_credentials
+    from .runtime.secrets import strip_credentials
+    from .spec import expand_env
 
     declared = ([spec.index_url] if spec.index_url else []) + list(spec.extra_index_urls)
     if len(declared) + (0 if spec.index_url else 1) < 2 or not spec.pypi_dependencies:

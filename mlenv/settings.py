@@ -10,7 +10,9 @@ wins over its environment variable, which wins over this file:
     builder = "classic"                        # --builder / MLENV_BUILDER
 
 A relative `ca-bundle` is relative to the file's directory; `~` is expanded.
-An unknown key or a wrong type is an error naming file:line.
+An unknown key or a wrong type is an error naming file:line. The file is read as
+untrusted input (mlenv.validation): at most 64 KiB, UTF-8, bounded nesting, values
+without control characters, quoted values cut short in messages.
 """
 
 from __future__ import annotations
@@ -54,29 +56,28 @@ def load() -> dict[str, str]:
     key = str(path)
     if key in _loaded:
         return _loaded[key]
+    from .validation import MAX_SETTINGS_BYTES, has_control, loads_toml, quote, read_text
+
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path, MAX_SETTINGS_BYTES, SettingsError, "settings file", hint="fix or remove the file")
     except FileNotFoundError:
         _loaded[key] = {}
         return {}
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SettingsError(f"{path}: cannot read the settings file ({exc})") from None
-    import tomllib
-
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise SettingsError(f"{path}: not valid TOML ({exc})", hint="fix or remove the file") from None
+    except OSError as exc:
+        raise SettingsError(f"{path}: cannot read the settings file ({exc.strerror or exc})") from None
+    data = loads_toml(text, path, SettingsError, hint="fix or remove the file", label="not valid TOML")
     settings = {}
     for name, value in data.items():
         where = f"{path}:{_line(text, name)}"
         if name not in KEYS:
-            raise SettingsError(f"{where}: unknown setting {name!r}",
+            raise SettingsError(f"{where}: unknown setting {quote(name)}",
                                 hint="known settings: " + "; ".join(f"{k}: {v}" for k, v in KEYS.items()))
         if not isinstance(value, str) or not value:
             raise SettingsError(f"{where}: {name} must be a non-empty string")
+        if has_control(value):
+            raise SettingsError(f"{where}: {name} holds a control character ({quote(value)})")
         if name == "builder" and value not in ("auto", "buildkit", "classic"):
-            raise SettingsError(f"{where}: builder must be auto, buildkit or classic, not {value!r}")
+            raise SettingsError(f"{where}: builder must be auto, buildkit or classic, not {quote(value)}")
         if name == "ca-bundle":
             value = str(path.parent / os.path.expanduser(value))  # an absolute value stays as it is
         settings[name] = value

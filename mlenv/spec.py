@@ -6,6 +6,10 @@ Loading is split in two so a no-op `mlenv lock` stays fast:
 - `Spec.validate_requirements()` parses every PEP 508 and MatchSpec string
   (packaging, py-rattler): run only when the lock must be checked or solved.
 Every error names file:line and is raised as SpecError (one line, no traceback).
+The file is untrusted input (docs/security.md): its size and nesting are bounded
+(mlenv.validation), every string is typed and checked against an anchored ASCII
+pattern or for control characters, URLs against the allowed schemes, and a literal
+credential in an index or channel URL is refused.
 """
 
 from __future__ import annotations
@@ -14,11 +18,12 @@ import hashlib
 import json
 import os
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import SpecError
+from .runtime.secrets import has_literal_credential, split_userinfo, strip_credentials
+from .validation import MAX_SPEC_BYTES, has_control, loads_toml, quote, read_text
 
 SPEC_FILENAME = "mlenv.toml"
 LOCK_FILENAME = "mlenv.lock"
@@ -36,11 +41,22 @@ SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     "image": {"base": str, "apt-packages": list, "python": str, "steps": list},
 }
 
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
-PYTHON_RE = re.compile(r"^3\.\d{1,2}(\.\d{1,3})?$")
-VERSION_RE = re.compile(r"^\d+(\.\d+){0,3}$")
-VARIABLE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-APT_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]*(=[A-Za-z0-9.+~:-]+)?$")
+# Anchored with \Z (a `$` would let a trailing newline through) and ASCII-only ([0-9], not \d,
+# which also matches other scripts' digits): docs/security.md, "Validation rules".
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}\Z", re.ASCII)
+PYTHON_RE = re.compile(r"^3\.[0-9]{1,2}(\.[0-9]{1,3})?\Z", re.ASCII)
+VERSION_RE = re.compile(r"^[0-9]{1,9}(\.[0-9]{1,9}){0,3}\Z", re.ASCII)
+VARIABLE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}\Z", re.ASCII)
+APT_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]{0,127}(=[A-Za-z0-9.+~:-]{1,128})?\Z", re.ASCII)
+# A named conda channel, optionally with labels: conda-forge, conda-forge/label/rc. A segment
+# cannot start with '.', so '..' is never a segment.
+CHANNEL_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,127}(/[A-Za-z0-9_][A-Za-z0-9_.+-]{0,127}){0,8}\Z", re.ASCII)
+INTERPRETER_RE = re.compile(r"^/[A-Za-z0-9._+/-]{1,1023}\Z", re.ASCII)
+URL_SCHEMES = ("https", "http", "file")
+MAX_URL = 2048
+MAX_IMAGE_REF = 512
+CREDENTIAL_HINT = ("write it as a reference read from the environment at solve/install time, e.g. "
+                   "https://${PYPI_USER}:${PYPI_TOKEN}@host/simple, or put it in ~/.netrc or your keyring")
 
 DEFAULT_BASE_IMAGE = "python:{python}-slim-bookworm"
 
@@ -137,7 +153,7 @@ class Spec:
                 req = Requirement(dep)
             except InvalidRequirement as exc:
                 raise SpecError(
-                    f"{self.where('pypi', 'dependencies', dep)}: invalid PyPI requirement {dep!r}: "
+                    f"{self.where('pypi', 'dependencies', dep)}: invalid PyPI requirement {quote(dep)}: "
                     f"{_first_line(exc)}",
                     hint="use PEP 508 syntax, e.g. \"pandas>=2,<3\" or \"torch==2.4.*\"",
                 ) from None
@@ -148,11 +164,11 @@ class Spec:
                 try:
                     req = Requirement(line)
                 except InvalidRequirement as exc:
-                    raise SpecError(f"{self.where('pypi', key, line)}: invalid {key[:-1]} {line!r}: {_first_line(exc)}",
+                    raise SpecError(f"{self.where('pypi', key, line)}: invalid {key[:-1]} {quote(line)}: {_first_line(exc)}",
                                     hint='e.g. "urllib3<2" (PEP 508: a name, a version range, a marker)') from None  # fmt: skip
                 if req.url or req.extras:
                     raise SpecError(f"{self.where('pypi', key, line)}: a {key[:-1]} is a name with a version range "
-                                    f"and a marker, not {'a URL' if req.url else 'extras'}: {line!r}")  # fmt: skip
+                                    f"and a marker, not {'a URL' if req.url else 'extras'}: {quote(line)}")  # fmt: skip
         if self.has_conda:
             from rattler import MatchSpec
 
@@ -161,7 +177,7 @@ class Spec:
                     MatchSpec(dep)
                 except Exception as exc:  # rattler raises its own InvalidMatchSpecError
                     raise SpecError(
-                        f"{self.where('conda', 'dependencies', dep)}: invalid conda MatchSpec {dep!r}: "
+                        f"{self.where('conda', 'dependencies', dep)}: invalid conda MatchSpec {quote(dep)}: "
                         f"{_first_line(exc)}",
                         hint="e.g. \"numpy 1.26.*\", \"python >=3.11,<3.12\" or \"conda-forge::pytorch\"",
                     ) from None
@@ -170,7 +186,7 @@ class Spec:
     def _check_direct(self, dep: str) -> None:
         """A git, URL or path requirement (mlenv.reqforms): supported form, and a local path
         inside the project."""
-        from .reqforms import PATH, parse
+        from .reqforms import GIT, PATH, URL, parse
 
         where = self.where("pypi", "dependencies", dep)
         try:
@@ -179,13 +195,15 @@ class Spec:
             raise SpecError(f"{where}: {exc}",
                             hint="git+https://host/repo@ref#subdirectory=dir, https://host/x.whl#sha256=..., "
                                  "or ./path relative to mlenv.toml") from None  # fmt: skip
+        if form.kind in (GIT, URL):  # the index-URL rules: schemes, ${VAR} only as userinfo, no literal secret
+            _check_source(form.url or "", where, f"{form.name}: the {'git repository' if form.kind == GIT else 'archive'} URL")
         if form.kind == PATH:
             import os
 
             root = os.path.realpath(self.path.parent)
             target = os.path.realpath(os.path.join(root, form.path or "."))
             if target != root and not target.startswith(root + os.sep):
-                raise SpecError(f"{where}: {dep!r} points outside the project ({form.describe()} is not under the "
+                raise SpecError(f"{where}: {quote(dep)} points outside the project ({form.describe()} is not under the "
                                 f"directory of {self.path.name})",
                                 hint="local packages must live inside the project, so the lock means the same on "
                                      "every machine")  # fmt: skip
@@ -211,7 +229,7 @@ class Spec:
                 ok = any(VersionSpec(str(ms.version)).matches(Version(f"{self.python}.{p}")) for p in range(0, 40))
             if not ok:
                 raise SpecError(
-                    f"{self.where('conda', 'dependencies', dep)}: conda pins {dep!r} but "
+                    f"{self.where('conda', 'dependencies', dep)}: conda pins {quote(dep)} but "
                     f"[environment] python = \"{self.python}\" "
                     f"({self.where('environment', 'python')})",
                     hint="make the two agree, or drop one of them",
@@ -240,53 +258,53 @@ def find_spec(start: Path | None = None) -> Path:
 def load_spec(path: str | os.PathLike[str]) -> Spec:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path, MAX_SPEC_BYTES, SpecError, "mlenv.toml")
     except FileNotFoundError:
         raise SpecError(f"{path}: no such file", hint="run `mlenv init` to create one") from None
-    except UnicodeDecodeError as exc:
-        raise SpecError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     return parse_spec(text, path)
 
 
 def parse_spec(text: str, path: Path) -> Spec:
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        msg = str(exc)
-        m = re.search(r"\(at line (\d+), column (\d+)\)", msg)
-        line = m.group(1) if m else "1"
-        msg = re.sub(r"\s*\(at line \d+, column \d+\)", "", msg)
-        raise SpecError(f"{path}:{line}: invalid TOML: {msg}") from None
+    if len(text) > MAX_SPEC_BYTES:
+        raise SpecError(f"{path}: larger than {MAX_SPEC_BYTES} bytes; refusing to read it as mlenv.toml")
+    data = loads_toml(text, path, SpecError)
 
     def where(table: str, key: str | None = None, value: str | None = None) -> str:
         return f"{path}:{locate(text, table, key, value)}"
 
     for table, value in data.items():
         if table not in SCHEMA:
-            raise SpecError(f"{where(table)}: unknown table [{table}]{_did_you_mean(table, SCHEMA)}")
+            raise SpecError(f"{where(table)}: unknown table [{_name(table)}]{_did_you_mean(table, SCHEMA)}")
         if not isinstance(value, dict):
             raise SpecError(f"{where(table)}: `{table}` must be a table ([{table}])")
         allowed = SCHEMA[table]
         for key, item in value.items():
             if table == "variables":
                 if not VARIABLE_RE.match(key):
-                    raise SpecError(f"{where(table, key)}: invalid variable name {key!r}")
+                    raise SpecError(f"{where(table, key)}: invalid variable name {quote(key)}",
+                                    hint="ASCII letters, digits and '_', not starting with a digit (at most 128)")
                 if not isinstance(item, str):
                     raise SpecError(
                         f"{where(table, key)}: variable {key} must be a string",
-                        hint=f'quote it: {key} = "{_toml_scalar(item)}"',
+                        hint=f'quote it: {key} = "{_toml_scalar(item)}"' if not isinstance(item, (list, dict)) else None,
                     )
+                if has_control(item, allow_newlines=True):
+                    raise SpecError(f"{where(table, key)}: variable {key} holds a control character",
+                                    hint="only tab and newline are allowed in a value")
                 continue
             if key not in allowed:
-                raise SpecError(f"{where(table, key)}: unknown key `{key}` in [{table}]{_did_you_mean(key, allowed)}")
+                raise SpecError(f"{where(table, key)}: unknown key `{_name(key)}` in [{table}]{_did_you_mean(key, allowed)}")
             expected = allowed[key]
             if not isinstance(item, expected):
                 kind = "a list of strings" if expected is list else "a string"
                 raise SpecError(f"{where(table, key)}: [{table}] {key} must be {kind}")
-            if expected is list:
-                for element in item:
-                    if not isinstance(element, str):
-                        raise SpecError(f"{where(table, key)}: [{table}] {key} must be a list of strings")
+            newlines = (table, key) in MULTILINE
+            for element in item if isinstance(item, list) else (item,):
+                if not isinstance(element, str):
+                    raise SpecError(f"{where(table, key)}: [{table}] {key} must be a list of strings")
+                if has_control(element, allow_newlines=newlines):
+                    raise SpecError(f"{where(table, key)}: [{table}] {key}: {quote(element)} holds a control character",
+                                    hint="only steps and the description may hold tabs and newlines")
 
     env = data.get("environment")
     if env is None:
@@ -296,19 +314,21 @@ def parse_spec(text: str, path: Path) -> Spec:
         raise SpecError(f"{where('environment')}: [environment] needs a name", hint='e.g. name = "fraud-train"')
     if not NAME_RE.match(name):
         raise SpecError(
-            f"{where('environment', 'name')}: invalid environment name {name!r}",
-            hint="lowercase letters, digits, '.', '_' and '-'; it becomes an image name",
+            f"{where('environment', 'name')}: invalid environment name {quote(name)}",
+            hint="lowercase ASCII letters, digits, '.', '_' and '-' (at most 128, starting with a letter or digit); "
+                 "it becomes an image name",
         )
     python = env.get("python")
     if python is not None and not PYTHON_RE.match(python):
-        raise SpecError(f"{where('environment', 'python')}: invalid python version {python!r}", hint='e.g. "3.11" or "3.11.9"')
+        raise SpecError(f"{where('environment', 'python')}: invalid python version {quote(python)}",
+                        hint='e.g. "3.11" or "3.11.9" (ASCII digits)')
     platforms = env.get("platforms", ["linux-64"])
     if not platforms:
         raise SpecError(f"{where('environment', 'platforms')}: platforms must not be empty")
     for p in platforms:
         if p not in PLATFORMS:
             raise SpecError(
-                f"{where('environment', 'platforms', p)}: unknown platform {p!r}{_did_you_mean(p, PLATFORMS)}",
+                f"{where('environment', 'platforms', p)}: unknown platform {quote(p)}{_did_you_mean(p, PLATFORMS)}",
                 hint="one of " + ", ".join(PLATFORMS),
             )
     if len(set(platforms)) != len(platforms):
@@ -321,11 +341,14 @@ def parse_spec(text: str, path: Path) -> Spec:
 
     for key, value in system.items():
         if not VERSION_RE.match(value):
-            raise SpecError(f"{where('system', key)}: invalid version {value!r} for [system] {key}", hint='e.g. cuda = "12.4"')
+            raise SpecError(f"{where('system', key)}: invalid version {quote(value)} for [system] {key}",
+                            hint='e.g. cuda = "12.4" (ASCII digits and dots)')
 
     channels = list(conda.get("channels", [])) if conda is not None else []
     if conda is not None and not channels:
         raise SpecError(f"{where('conda')}: [conda] needs at least one channel", hint='e.g. channels = ["conda-forge"]')
+    for channel in channels:
+        _check_source(channel, where("conda", "channels", channel), "channel", channel=True)
     conda_deps = list(conda.get("dependencies", [])) if conda is not None else []
     for dep in conda_deps:
         if not dep.strip():
@@ -334,16 +357,12 @@ def parse_spec(text: str, path: Path) -> Spec:
     for dep in pypi_deps:
         if not dep.strip():
             raise SpecError(f"{where('pypi', 'dependencies')}: empty PyPI requirement")
-    for key in ("index-url",):
-        if key in pypi and not _is_url(pypi[key]):
-            raise SpecError(f"{where('pypi', key)}: {key} must be an http(s):// or file:// URL")
+    if "index-url" in pypi:
+        _check_source(pypi["index-url"], where("pypi", "index-url"), "index-url")
     for url in pypi.get("extra-index-urls", []):
-        if not _is_url(url):
-            raise SpecError(f"{where('pypi', 'extra-index-urls', url)}: {url!r} must be an http(s):// or file:// URL")
+        _check_source(url, where("pypi", "extra-index-urls", url), "extra-index-urls entry")
     for url in pypi.get("find-links", []):
-        if not _is_url(url):
-            raise SpecError(f"{where('pypi', 'find-links', url)}: {url!r} must be an http(s):// or file:// URL "
-                            "(a page or directory listing wheels)")  # fmt: skip
+        _check_source(url, where("pypi", "find-links", url), "find-links entry")
     for key in ("constraints", "overrides"):
         for line in pypi.get(key, []):
             if not line.strip():
@@ -351,10 +370,12 @@ def parse_spec(text: str, path: Path) -> Spec:
 
     for pkg in image.get("apt-packages", []):
         if not APT_RE.match(pkg):
-            raise SpecError(f"{where('image', 'apt-packages', pkg)}: invalid Debian package name {pkg!r}")
+            raise SpecError(f"{where('image', 'apt-packages', pkg)}: invalid Debian package name {quote(pkg)}",
+                            hint="name or name=version, lowercase ASCII (e.g. libgomp1, curl=7.88.1-10+deb12u8)")
     interpreter = image.get("python")
-    if interpreter is not None and not interpreter.startswith("/"):
-        raise SpecError(f"{where('image', 'python')}: [image] python must be an absolute interpreter path, e.g. /usr/bin/python3")
+    if interpreter is not None and not INTERPRETER_RE.match(interpreter):
+        raise SpecError(f"{where('image', 'python')}: [image] python must be an absolute interpreter path, e.g. /usr/bin/python3",
+                        hint="ASCII letters, digits and . _ + - / only")
 
     if pypi_deps and conda is None and python is None:
         raise SpecError(
@@ -372,8 +393,8 @@ def parse_spec(text: str, path: Path) -> Spec:
             base = "debian:bookworm-slim"
         else:
             base = DEFAULT_BASE_IMAGE.format(python=".".join(python.split(".")[:2]))
-    elif not base.strip() or any(c.isspace() for c in base):
-        raise SpecError(f"{where('image', 'base')}: invalid image reference {base!r}")
+    elif not base.strip() or any(c.isspace() for c in base) or len(base) > MAX_IMAGE_REF:
+        raise SpecError(f"{where('image', 'base')}: invalid image reference {quote(base)}")
 
     if pypi_deps and conda is not None and python is None and not any(_conda_name(d) == "python" for d in conda_deps):
         raise SpecError(
@@ -406,6 +427,66 @@ def parse_spec(text: str, path: Path) -> Spec:
     )
 
 
+# Strings that may hold tabs and newlines (free text and Dockerfile lines); every other
+# string in a spec refuses all control characters.
+MULTILINE = {("environment", "description"), ("image", "steps")}
+
+
+def source_problem(value: str, *, channel: bool = False) -> str | None:
+    """Why `value` is not an acceptable index URL (or conda channel), or None.
+
+    Allowed: http://, https:// and file:// URLs (a host for http(s), a path for file),
+    and for channels also a name (conda-forge, conda-forge/label/rc). Refused: other
+    schemes, whitespace and control characters, '..' path segments, more than MAX_URL
+    characters, and ${VAR} anywhere but the user:password@ part (a path or query is
+    copied into the lock's artifact URLs, so a secret there would be stored).
+    Literal credentials are a separate check (runtime.secrets.has_literal_credential)."""
+    if not value or not value.strip():
+        return "is empty"
+    if len(value) > MAX_URL:
+        return f"is longer than {MAX_URL} characters"
+    if has_control(value) or any(c.isspace() for c in value):
+        return "holds whitespace or a control character"
+    if "://" not in value:
+        if channel and CHANNEL_NAME_RE.match(value):
+            return None
+        if channel:
+            return "is neither a channel name (e.g. conda-forge) nor an http(s):// or file:// URL"
+        return "must be an http(s):// or file:// URL"
+    from urllib.parse import unquote, urlsplit
+
+    scheme, userinfo, rest = split_userinfo(value)
+    if scheme[:-3] not in URL_SCHEMES:
+        return f"has the scheme {quote(scheme[:-3], 20)}; only http://, https:// and file:// are allowed"
+    if "${" in rest:
+        return "has a ${VAR} reference outside the user:password@ part"
+    try:
+        parts = urlsplit(scheme + rest)
+        port = parts.port  # noqa: F841 - raises ValueError on a malformed port
+    except ValueError:
+        return "is not a valid URL"
+    if scheme == "file://":
+        if parts.netloc not in ("", "localhost") or len(parts.path) < 2:
+            return "must be file:///absolute/path"
+    elif not parts.hostname:
+        return "has no host"
+    if any(seg in ("..", ".") for seg in unquote(parts.path).split("/")):
+        return "has a '.' or '..' path segment"
+    return None
+
+
+def _check_source(value: str, where: str, what: str, *, channel: bool = False) -> None:
+    problem = source_problem(value, channel=channel)
+    shown = quote(strip_credentials(value))
+    if problem:
+        raise SpecError(f"{where}: {what} {shown} {problem}",
+                        hint="e.g. \"conda-forge\", \"https://host/channel\" or \"file:///srv/channel\"" if channel
+                        else "e.g. \"https://pypi.example.org/simple\" or \"file:///srv/index\"")
+    if has_literal_credential(value):
+        raise SpecError(f"{where}: {what} {shown} carries a literal credential (user:password@ or a token); "
+                        "mlenv never stores one", hint=CREDENTIAL_HINT)
+
+
 # --- helpers ------------------------------------------------------------------
 
 
@@ -413,11 +494,6 @@ def sha256_json(obj: object) -> str:
     """sha256 hex of the canonical JSON of obj (sorted keys, no spaces, UTF-8)."""
     blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
-
-
-def strip_credentials(url: str) -> str:
-    """https://user:token@host/simple -> https://host/simple (for locks, hashes, logs)."""
-    return re.sub(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@]*@", r"\1", url)
 
 
 def expand_env(url: str) -> str:
@@ -431,10 +507,6 @@ def expand_env(url: str) -> str:
         return os.environ[var]
 
     return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", sub, url)
-
-
-def _is_url(value: str) -> bool:
-    return bool(re.match(r"^(https?|file)://\S+$", value))
 
 
 def _squash(s: str) -> str:
@@ -452,12 +524,20 @@ def _conda_name(spec: str) -> str:
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    line = text.splitlines()[0] if text else type(exc).__name__
+    return line if len(line) <= 200 else line[:200] + "…"
+
+
+def _name(word: str) -> str:
+    """A key or table name for a message: cut like quote(), without the quotes."""
+    return word if len(word) <= 64 and word.isprintable() else quote(word, 64)
 
 
 def _did_you_mean(word: str, options) -> str:
     import difflib  # only on the error path
 
+    if len(word) > 64:
+        return ""
     close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
     return f" (did you mean `{close[0]}`?)" if close else ""
 

@@ -4,8 +4,6 @@ fixture index): lock, install, verify, rebuilds, moved tags, bad input."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import shutil
 import subprocess

@@ -199,11 +199,12 @@ def test_index_credentials_work_and_never_reach_the_lock(tmp_path, pypi_auth_ser
     assert pins(read_lock(tmp_path / "mlenv.lock")) == {"fixalpha": "1.1.0", "fixbeta": "1.0.0"}
     for secret in (pypi_auth_server.password, pypi_auth_server.username):
         assert secret not in text and secret not in proc.stdout and secret not in proc.stderr
-    # literal credentials in the spec work too, and are stripped
+    # literal credentials in the spec are refused (issue 9), without echoing them
     literal = pypi_auth_server.url.replace("http://", f"http://{pypi_auth_server.username}:{pypi_auth_server.password}@")
     write_spec(tmp_path / "lit", pypi_spec(literal, ["fixalpha"]))
-    mlenv("lock", cwd=tmp_path / "lit", check=True)
-    assert pypi_auth_server.password not in (tmp_path / "lit" / "mlenv.lock").read_text()
+    proc = mlenv("lock", cwd=tmp_path / "lit")
+    assert proc.returncode == 2 and "literal credential" in proc.stderr and "${" in proc.stderr
+    assert pypi_auth_server.password not in proc.stderr and not (tmp_path / "lit" / "mlenv.lock").exists()
     # without credentials the index refuses, and the error carries no secret
     write_spec(tmp_path / "noauth", pypi_spec(pypi_auth_server.url, ["fixalpha"]))
     proc = mlenv("lock", cwd=tmp_path / "noauth", env={"UV_CACHE_DIR": str(tmp_path / "fresh-cache")})
@@ -475,9 +476,10 @@ def test_conda_channel_credentials_never_reach_the_lock(tmp_path, conda_channel_
     from plugin_fixtures import IndexServer
 
     with IndexServer(conda_channel_path, "chan-user", "chan-Secr3t") as server:
-        authed = server.url.replace("http://", "http://chan-user:chan-Secr3t@")
+        # ${VAR} references are expanded in memory at solve time (literal ones are refused)
+        authed = server.url.replace("http://", "http://${CHAN_USER}:${CHAN_PASS}@")
         write_spec(tmp_path, conda_spec(authed, ["mlenv-hello"]), base='"debian:bookworm-slim"')
-        proc = mlenv("lock", cwd=tmp_path, check=True)
+        proc = mlenv("lock", cwd=tmp_path, check=True, env={"CHAN_USER": "chan-user", "CHAN_PASS": "chan-Secr3t"})
         text = (tmp_path / "mlenv.lock").read_text()
         assert "chan-Secr3t" not in text and "chan-user" not in text
         assert "chan-Secr3t" not in proc.stdout + proc.stderr

@@ -105,12 +105,10 @@ class Environment:
         """The environment of an mlenv.toml (a file, or a directory holding one)."""
         from .options import spec_file
 
+        from .spec import _read
+
         p = spec_file(path)
-        try:
-            text = p.read_text(encoding="utf-8")
-        except UnicodeDecodeError as exc:
-            raise SpecError(f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-        return cls(p, text, saved=True)
+        return cls(p, _read(p), saved=True)
 
     @classmethod
     def from_file(cls, file: str | os.PathLike[str], *, name: str | None = None,

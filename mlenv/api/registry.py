@@ -118,7 +118,7 @@ def show(ref: str, *, registry: str | None = None) -> VersionDetail:
     with open_registry(registry) as reg:
         v = resolve(reg, ref)
         spec_bytes, _, lock = read_verified(reg, v)
-    return VersionDetail(v, spec_bytes.decode("utf-8"), lock)
+    return VersionDetail(v, spec_bytes.decode("utf-8", errors="replace"), lock)
 
 
 def diff(left: str, right: str, *, registry: str | None = None) -> Diff:

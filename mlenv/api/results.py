@@ -281,14 +281,19 @@ class VersionDetail:
                 "packages": [{"manager": p.manager, "name": p.name, "version": p.version}
                              for p in sorted(pkgs, key=lambda p: (p.manager, p.name))],  # fmt: skip
             }
-        return {**self.version.to_json(), "spec": self.spec_text, "platforms": platforms,
+        from ..runtime.secrets import scrub
+
+        # a version registered before literal credentials were refused may still hold one
+        return {**self.version.to_json(), "spec": scrub(self.spec_text), "platforms": platforms,
                 "variables": lock.variables, "base_image": lock.image.get("reference") or lock.image.get("base"),
                 "apt_packages": lock.image.get("apt-packages", [])}  # fmt: skip
 
     def _repr_html_(self) -> str:
         from .html import details, esc
 
-        return lock_html(self.lock, f"{self.version.ref}") + details("mlenv.toml", f"<pre>{esc(self.spec_text)}</pre>")
+        from ..runtime.secrets import scrub
+
+        return lock_html(self.lock, f"{self.version.ref}") + details("mlenv.toml", f"<pre>{esc(scrub(self.spec_text))}</pre>")
 
 
 @dataclass

@@ -252,10 +252,9 @@ def remove_from_text(text: str, path: Path, packages: list[str], *, conda: bool 
 
 
 def _read(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise SpecError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    from ..validation import MAX_SPEC_BYTES, read_text
+
+    return read_text(path, MAX_SPEC_BYTES, SpecError, "mlenv.toml")
 
 
 def add(packages: list[str] | tuple[str, ...], *, conda: bool = False,

@@ -73,12 +73,9 @@ def pick_platform(lock, platform: str | None, fmt: str) -> str:
 def safe_url(url: str) -> str:
     """Index/channel URL fit to be written out: `${VAR}` credentials are kept (pip,
     uv and mlenv expand them from the environment), literal ones are stripped."""
-    from ..spec import strip_credentials
+    from ..runtime.secrets import has_literal_credential, strip_credentials
 
-    m = re.match(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)([^/@]*)@", url)
-    if m and re.fullmatch(r"(\$\{[A-Za-z_][A-Za-z0-9_]*\}|:)+", m.group(2)):
-        return url
-    return strip_credentials(url)
+    return strip_credentials(url) if has_literal_credential(url) else url
 
 
 def _header(spec, lock, platform: str | None, what: str) -> list[str]:

@@ -9,6 +9,13 @@ requires-python), and PEP 751 pylock.toml.
 says what could not be carried over (an editable install, a local path, a
 VCS URL that needs building, an option mlenv has no field for); nothing is
 dropped silently. The text is validated by the caller (parse_spec).
+
+The imported files are untrusted input (docs/security.md): each is at most
+MAX_IMPORT_BYTES of UTF-8; YAML is bounded in depth and in nodes after aliases
+(no "billion laughs"); files it names (-r/-c, conda_file, a build context) must lie
+inside the imported file's directory or the current directory; a literal credential
+in an index or channel URL is dropped with a note; every string that reaches the
+generated mlenv.toml is quoted, and notes are escaped so they stay comments.
 """
 
 from __future__ import annotations
@@ -20,9 +27,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import SpecError
+from ..validation import MAX_DEPTH, MAX_IMPORT_BYTES, has_control, quote, read_text
 
 DEFAULT_PYTHON = "3.11"
 KNOWN_PYTHONS = ("3.8", "3.9", "3.10", "3.11", "3.12", "3.13", "3.14")
+MAX_FILES = 100  # -r/-c files one import may read
+MAX_YAML_NODES = 100_000  # YAML nodes after alias expansion
+MAX_NOTE = 300  # characters of a note in the generated file
 DEFAULTS_CHANNEL = "https://repo.anaconda.com/pkgs/main"
 
 
@@ -53,16 +64,44 @@ class Draft:
     def note(self, where: str, message: str) -> None:
         self.notes.append(f"{where}: {message}")
 
+    def checked_url(self, where: str, url: object, what: str, *, channel: bool = False) -> str | None:
+        """`url` fit for the spec (an index URL or a conda channel), else None with a note.
+        A literal credential is dropped (mlenv refuses them: docs/security.md)."""
+        from ..runtime.secrets import has_literal_credential, strip_credentials
+        from ..spec import source_problem
+
+        if not isinstance(url, str):
+            self.note(where, f"{what} {quote(url)} is not text; not carried over")
+            return None
+        if has_literal_credential(url):
+            url = strip_credentials(url)
+            self.note(where, f"{what} {url}: its literal credential was not copied; write it as "
+                             "https://${USER}:${TOKEN}@host/... (read from the environment) or use ~/.netrc")
+        problem = source_problem(url, channel=channel)
+        if problem:
+            self.note(where, f"{what} {quote(url)} {problem}; not carried over")
+            return None
+        return url
+
+    def variable(self, where: str, name: object, value: object) -> None:
+        """Set a variable when its name is one mlenv accepts; note it otherwise."""
+        from ..spec import VARIABLE_RE
+
+        if not isinstance(name, str) or not VARIABLE_RE.match(name):
+            self.note(where, f"variable {quote(name)}: not a valid variable name; not carried over")
+            return
+        self.variables[name] = "" if value is None else str(value)
+
     def add_extra_index(self, url: str) -> None:
         if url != self.index_url and url not in self.extra_index_urls:
             self.extra_index_urls.append(url)
 
     def render(self) -> str:
         q = _q
-        out = [f"# Imported by `mlenv init --from {self.origin.name}` ({self.source})."]
+        out = [f"# Imported by `mlenv init --from {_comment(self.origin.name)}` ({self.source})."]
         if self.notes:
             out.append("# Not carried over (review these):")
-            out += [f"#   {n}" for n in self.notes]
+            out += [f"#   {_comment(n)}" for n in self.notes]
         out += ["", "[environment]", f"name = {q(self.name)}", f"description = {q(self.description)}"]
         if self.python:
             out.append(f"python = {q(self.python)}")
@@ -77,7 +116,7 @@ class Draft:
                 out.append(f"extra-index-urls = {_arr(self.extra_index_urls)}")
             out.append(f"dependencies = {_arr(self.pypi, multiline=True)}")
         if self.variables:
-            out += ["", "[variables]"] + [f"{k} = {q(v)}" for k, v in self.variables.items()]
+            out += ["", "[variables]"] + [f"{q(k)} = {q(v)}" for k, v in self.variables.items()]
         if self.system:
             out += ["", "[system]"] + [f"{k} = {q(v)}" for k, v in self.system.items()]
         if self.base or self.apt or self.steps:
@@ -93,6 +132,13 @@ class Draft:
 
 def _q(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)
+
+
+def _comment(text: str) -> str:
+    """Text fit for one TOML comment line: control characters escaped (a newline in a note
+    must not end the comment and start a key), cut to MAX_NOTE characters."""
+    out = "".join(f"\\x{ord(c):02x}" if has_control(c) or c in "\u2028\u2029" else c for c in text)
+    return out if len(out) <= MAX_NOTE else out[:MAX_NOTE] + "…"
 
 
 def _arr(values: list[str], multiline: bool = False) -> str:
@@ -142,9 +188,9 @@ def detect(path: Path, text: str) -> str:
 def import_file(path: Path, *, name: str, python: str | None = None) -> tuple[str, list[str]]:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise SpecError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        text = read_text(path, MAX_IMPORT_BYTES, SpecError, "file to import")
+    except FileNotFoundError:
+        raise SpecError(f"{path}: no such file") from None
     kind = detect(path, text)
     label = {"conda": "conda environment.yml", "requirements": "requirements.txt", "azureml": "Azure ML environment",
              "pyproject": "pyproject.toml", "pylock": "pylock.toml (PEP 751)"}[kind]
@@ -167,7 +213,12 @@ def import_file(path: Path, *, name: str, python: str | None = None) -> tuple[st
         draft.python = DEFAULT_PYTHON
         draft.notes.append(f"{path}: the file does not say which Python; assumed {DEFAULT_PYTHON} "
                            "(edit [environment] python)")
-    return draft.render(), list(draft.notes)
+    rendered = draft.render()
+    try:
+        rendered.encode("utf-8")
+    except UnicodeEncodeError:  # a YAML "\ud800" escape gives a lone surrogate
+        raise SpecError(f"{path}: holds text that is not valid Unicode (a lone surrogate)") from None
+    return rendered, [_comment(n) for n in draft.notes]
 
 
 def read_header(text: str) -> dict[str, str]:
@@ -238,27 +289,30 @@ def parse_requirement_lines(ctx: _ReqCtx, lines: list[tuple[str, str]], base_dir
         if opt:
             flag, value = opt
             if flag in ("-r", "--requirement", "-c", "--constraint"):
-                sub = (base_dir / value).resolve() if not Path(value).is_absolute() else Path(value)
-                if not sub.is_file():
-                    raise SpecError(f"{where}: {flag} {value}: no such file ({sub})")
+                sub = _named_file(d, where, f"{flag} {value}", base_dir, value)
                 is_c = flag in ("-c", "--constraint") or constraint
                 key = (sub, is_c)
                 if key in ctx.seen_files:
                     continue
                 ctx.seen_files.add(key)
-                text = sub.read_text(encoding="utf-8")
+                if len(ctx.seen_files) > MAX_FILES:
+                    raise SpecError(f"{where}: {flag} {quote(value)}: more than {MAX_FILES} requirement files")
+                text = read_text(sub, MAX_IMPORT_BYTES, SpecError, "requirements file")
                 parse_requirement_lines(ctx, [(f"{_rel(sub)}:{n}", ln) for n, ln in _logical_lines(text)],
                                         sub.parent, constraint=is_c)
             elif flag in ("-i", "--index-url"):
                 if constraint:
                     d.note(where, f"{flag} in a constraints file ignored")
-                elif d.index_url and d.index_url != value:
-                    d.add_extra_index(value)
-                    d.note(where, f"a second --index-url {value} became an extra index")
+                elif (url := d.checked_url(where, value, flag)) is None:
+                    pass
+                elif d.index_url and d.index_url != url:
+                    d.add_extra_index(url)
+                    d.note(where, f"a second --index-url {url} became an extra index")
                 else:
-                    d.index_url = value
+                    d.index_url = url
             elif flag == "--extra-index-url":
-                d.add_extra_index(value)
+                if (url := d.checked_url(where, value, flag)) is not None:
+                    d.add_extra_index(url)
             elif flag in ("-e", "--editable"):
                 d.note(where, f"editable install `{line}` not carried over: mlenv locks packages from indexes "
                               "(publish it, or install it on top of the environment)")
@@ -338,6 +392,26 @@ def _unbuildable(req: str) -> str | None:
     return None
 
 
+def _named_file(d: Draft, where: str, what: str, base_dir: Path, value: str) -> Path:
+    """A file an imported file names (-r, -c, conda_file, a build context): it must exist and
+    lie inside the imported file's directory or the current directory, so a crafted file
+    cannot copy another file of this machine (~/.ssh/..., /etc/...) into mlenv.toml's notes."""
+    try:
+        sub = (base_dir / value).resolve()
+        roots = (d.origin.resolve().parent, Path.cwd().resolve())
+        inside = any(sub == r or r in sub.parents for r in roots)
+        exists = sub.is_file()
+    except (OSError, ValueError):  # a NUL byte, a name too long
+        raise SpecError(f"{where}: {what}: not a usable file name") from None
+    if not inside:
+        raise SpecError(f"{where}: {_comment(what)}: {sub} is outside {roots[0]} and the current directory; "
+                        "mlenv only reads files next to the one it imports",
+                        hint="copy the file next to it, or run mlenv init from a directory that holds both")
+    if not exists:
+        raise SpecError(f"{where}: {_comment(what)}: no such file ({sub})")
+    return sub
+
+
 def _rel(path: Path) -> str:
     try:
         return str(path.relative_to(Path.cwd()))
@@ -385,12 +459,36 @@ def _yaml_compose(text: str, path: Path):
     import yaml
 
     try:
-        return yaml.compose(text, Loader=yaml.SafeLoader)
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else 1
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise SpecError(f"{path}:{line}: invalid YAML: {problem}") from None
+        problem = getattr(exc, "problem", None) or (str(exc).splitlines() or ["?"])[0]
+        raise SpecError(f"{path}:{line}: invalid YAML: {_comment(problem)}") from None
+    except RecursionError:
+        raise SpecError(f"{path}: invalid YAML: nested too deeply") from None
+    _check_yaml_size(root, path)
+    return root
+
+
+def _check_yaml_size(root, path: Path) -> None:
+    """At most MAX_YAML_NODES nodes counted with aliases expanded (an alias of an alias of
+    ... is how a few hundred bytes become a billion nodes), nested at most 2 * MAX_DEPTH."""
+    import yaml
+
+    count = 0
+    stack = [(root, 1)] if root is not None else []
+    while stack:
+        node, depth = stack.pop()
+        count += 1
+        if count > MAX_YAML_NODES:
+            raise SpecError(f"{path}: the YAML expands to more than {MAX_YAML_NODES} values (aliases?)")
+        if depth > 2 * MAX_DEPTH:
+            raise SpecError(f"{path}:{_line(node)}: the YAML nests deeper than {2 * MAX_DEPTH} levels")
+        if isinstance(node, yaml.MappingNode):
+            stack += [(n, depth + 1) for pair in node.value for n in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            stack += [(n, depth + 1) for n in node.value]
 
 
 def _yaml_plain(node):
@@ -401,11 +499,24 @@ def _construct(node):
     import yaml
 
     if isinstance(node, yaml.MappingNode):
-        return {_construct(k): _construct(v) for k, v in node.value}
+        return {_key(k): _construct(v) for k, v in node.value}
     if isinstance(node, yaml.SequenceNode):
         return [_construct(v) for v in node.value]
     loader = yaml.SafeLoader("")
-    return loader.construct_object(node, deep=True)
+    try:
+        return loader.construct_object(node, deep=True)
+    except (yaml.YAMLError, ValueError, TypeError, OverflowError):  # a bad !!timestamp, an unknown tag, ...
+        return str(node.value)
+
+
+def _key(node):
+    """A mapping key: its scalar value, or its text when it is itself a list or mapping."""
+    value = _construct(node)
+    try:
+        hash(value)
+    except TypeError:
+        return str(value)
+    return value
 
 
 def _map_get(node, key: str):
@@ -434,10 +545,10 @@ def _conda_python(dep: str) -> tuple[str | None, bool]:
     if not m:
         return None, False
     rest = m.group(1).strip()
-    v = re.match(r"^(?:==|=|\s)*\s*(3\.\d{1,2}(?:\.\d{1,3})?)(?:\.\*|\*)?(?:[= ].*)?$", rest)
+    v = re.match(r"^(?:==|=|\s)*\s*(3\.[0-9]{1,2}(?:\.[0-9]{1,3})?)(?:\.\*|\*)?(?:[= ].*)?\Z", rest, re.ASCII | re.S)
     if v:
         return v.group(1), True
-    lo = re.search(r">=\s*(3\.\d{1,2})", rest)
+    lo = re.search(r">=\s*(3\.[0-9]{1,2})", rest, re.ASCII)
     if lo:
         return lo.group(1), True
     return None, True
@@ -457,15 +568,15 @@ def _import_conda(d: Draft, path: Path, text: str, *, root=None, where_file: str
                 d.note(f"{where_file}:{_line(k)}", "`prefix` is machine-specific; not carried over")
         elif key == "channels":
             for item in v.value if isinstance(v, yaml.SequenceNode) else []:
-                ch = str(item.value)
+                ch = item.value if isinstance(item, yaml.ScalarNode) else None
                 if ch == "nodefaults":
                     continue
                 if ch == "defaults":
                     d.channels.append(DEFAULTS_CHANNEL)
                     d.note(f"{where_file}:{_line(item)}", f"channel `defaults` mapped to {DEFAULTS_CHANNEL} "
                                                           "(Anaconda's main channel; check its terms of service)")
-                else:
-                    d.channels.append(ch)
+                elif (url := d.checked_url(f"{where_file}:{_line(item)}", ch, "channel", channel=True)) is not None:
+                    d.channels.append(url)
         elif key == "dependencies":
             if not isinstance(v, yaml.SequenceNode):
                 raise SpecError(f"{where_file}:{_line(v)}: `dependencies` must be a list")
@@ -473,8 +584,8 @@ def _import_conda(d: Draft, path: Path, text: str, *, root=None, where_file: str
         elif key == "variables":
             if isinstance(v, yaml.MappingNode):
                 for vk, vv in v.value:
-                    value = _construct(vv)
-                    d.variables[str(vk.value)] = "" if value is None else str(value)
+                    d.variable(f"{where_file}:{_line(vk)}", vk.value if isinstance(vk, yaml.ScalarNode) else None,
+                               _construct(vv))
         else:
             d.note(f"{where_file}:{_line(k)}", f"key `{key}` is not part of a conda environment file; ignored")
     _settle_conda(d, where_file)
@@ -565,7 +676,7 @@ def _import_azureml(d: Draft, path: Path, text: str) -> None:
     where_file = _rel(path)
     if not isinstance(root, yaml.MappingNode):
         raise SpecError(f"{where_file}:1: expected a YAML mapping")
-    data = {k.value: (k, v) for k, v in root.value}
+    data = {k.value: (k, v) for k, v in root.value if isinstance(k, yaml.ScalarNode)}
     if "description" in data:
         d.description = str(_construct(data["description"][1]) or "")
     if "image" in data:
@@ -574,11 +685,12 @@ def _import_azureml(d: Draft, path: Path, text: str) -> None:
         knode, vnode = data["conda_file"]
         if isinstance(vnode, yaml.MappingNode):
             _import_conda(d, path, text, root=vnode, where_file=where_file)
+        elif isinstance(vnode, yaml.ScalarNode):
+            conda_path = _named_file(d, f"{where_file}:{_line(vnode)}", f"conda_file {vnode.value}", path.parent,
+                                     str(vnode.value))
+            _import_conda(d, conda_path, read_text(conda_path, MAX_IMPORT_BYTES, SpecError, "conda file"))
         else:
-            conda_path = (path.parent / str(vnode.value)).resolve()
-            if not conda_path.is_file():
-                raise SpecError(f"{where_file}:{_line(vnode)}: conda_file {vnode.value}: no such file ({conda_path})")
-            _import_conda(d, conda_path, conda_path.read_text(encoding="utf-8"))
+            raise SpecError(f"{where_file}:{_line(vnode)}: conda_file must be a file name or a mapping")
     if "build" in data:
         _import_build(d, path, data["build"][1])
     for key, (knode, vnode) in data.items():
@@ -595,8 +707,13 @@ def _import_azureml(d: Draft, path: Path, text: str) -> None:
             tags = _construct(vnode) or {}
             if isinstance(tags, dict) and tags.get("mlenv.variables"):
                 try:
-                    d.variables.update({str(k): str(v) for k, v in json.loads(tags["mlenv.variables"]).items()})
-                except (ValueError, AttributeError):
+                    found = json.loads(str(tags["mlenv.variables"]))
+                except (ValueError, RecursionError):
+                    found = None
+                if isinstance(found, dict):
+                    for k, v in found.items():
+                        d.variable(where, k, v if isinstance(v, str) else json.dumps(v))
+                else:
                     d.note(where, "tag mlenv.variables is not a JSON object; ignored")
             if isinstance(tags, dict) and tags.get("mlenv.platform") and d.platforms == ["linux-64"]:
                 d.platforms = [str(tags["mlenv.platform"])]
@@ -609,14 +726,14 @@ def _import_azureml(d: Draft, path: Path, text: str) -> None:
 def _import_build(d: Draft, path: Path, node) -> None:
     build = _construct(node) or {}
     where_file = _rel(path)
+    if not isinstance(build, dict):
+        raise SpecError(f"{where_file}:{_line(node)}: build must be a mapping (path, dockerfile_path)")
     context = str(build.get("path", ""))
     if re.match(r"^[a-z]+://", context) or context.startswith("azureml:"):
         d.note(f"{where_file}:{_line(node)}", f"build context {context} is remote; mlenv cannot read its Dockerfile")
         return
-    ctx_dir = (path.parent / context).resolve()
-    dockerfile = ctx_dir / str(build.get("dockerfile_path") or "Dockerfile")
-    if not dockerfile.is_file():
-        raise SpecError(f"{where_file}:{_line(node)}: build: no Dockerfile at {dockerfile}")
+    name = str(Path(context or ".") / str(build.get("dockerfile_path") or "Dockerfile"))
+    dockerfile = _named_file(d, f"{where_file}:{_line(node)}", f"build Dockerfile {name}", path.parent, name)
     _import_dockerfile(d, dockerfile)
 
 
@@ -625,7 +742,7 @@ def _import_dockerfile(d: Draft, dockerfile: Path) -> None:
     `pip install` of plain requirements -> [pypi]; other instructions become
     [image] steps (reported); COPY/ADD need the build context and are reported."""
     where_file = _rel(dockerfile)
-    text = dockerfile.read_text(encoding="utf-8")
+    text = read_text(dockerfile, MAX_IMPORT_BYTES, SpecError, "Dockerfile")
     stages = 0
     for n, line in _logical_lines(text):
         where = f"{where_file}:{n}"
@@ -644,15 +761,22 @@ def _import_dockerfile(d: Draft, dockerfile: Path) -> None:
                 key, _, value = rest.partition(" ")
                 pairs = [(key, value)]
             for k, v in pairs:
-                d.variables[k] = json.loads(v) if v.startswith('"') else v
+                try:
+                    value = json.loads(v) if v.startswith('"') else v
+                except ValueError:
+                    value = v[1:-1]
+                d.variable(where, k, value)
         elif instr == "RUN" and re.search(r"apt-get\s+(-\S+\s+)*install", rest) and "&&" not in rest.replace(
                 "apt-get update &&", ""):
             pkgs = [t for t in rest.split("install", 1)[1].split() if not t.startswith("-")]
             d.apt += [p for p in pkgs if p not in d.apt]
         elif instr == "RUN" and re.match(r"^(python3? -m )?pip3? install\s", rest):
-            tokens = shlex.split(rest.split("install", 1)[1])
+            try:
+                tokens = shlex.split(rest.split("install", 1)[1])
+            except ValueError:  # an unbalanced quote
+                tokens = ["-"]
             reqs = [t for t in tokens if not t.startswith("-")]
-            if any(t.startswith("-") for t in tokens) or any(_unbuildable(r) for r in reqs):
+            if any(t.startswith("-") for t in tokens) or any(_unbuildable(r) for r in reqs) or not _requirements(reqs):
                 d.steps.append(line)
                 d.note(where, f"`{line}` kept as an [image] step (pip options or local paths mlenv cannot lock)")
             else:
@@ -669,6 +793,16 @@ def _import_dockerfile(d: Draft, dockerfile: Path) -> None:
 # --- pyproject.toml --------------------------------------------------------------------------
 
 
+def _requirements(items: list[str]) -> bool:
+    """Whether every item is a PEP 508 requirement mlenv can lock."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    try:
+        return all(not Requirement(i).url for i in items)
+    except InvalidRequirement:
+        return False
+
+
 def _choose_python(requires: str) -> str | None:
     from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
@@ -683,21 +817,32 @@ def _choose_python(requires: str) -> str | None:
 
 
 def _toml_line(text: str, needle: str, default: int = 1, *, key: bool = False) -> int:
-    pattern = re.compile(rf"^\s*[\"']?{re.escape(needle)}[\"']?\s*=") if key else None
-    for i, line in enumerate(text.splitlines(), 1):
-        if (pattern.match(line) if pattern else needle in line):
-            return i
-    return default
+    """1-based line of the first `needle = ` (key) or of the first occurrence of needle."""
+    if key:
+        m = re.search(rf"^\s*[\"']?{re.escape(needle)}[\"']?\s*=", text, re.M)
+        i = m.start() if m else -1
+    else:
+        i = text.find(needle)
+    return default if i < 0 else text.count("\n", 0, i) + 1
+
+
+def _toml(text: str, where_file: str) -> dict:
+    from ..validation import loads_toml
+
+    return loads_toml(text, where_file, SpecError)
+
+
+def _table(value: object) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: object) -> list:
+    return value if isinstance(value, list) else []
 
 
 def _import_pyproject(d: Draft, path: Path, text: str) -> None:
-    import tomllib
-
     where_file = _rel(path)
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise SpecError(f"{where_file}: invalid TOML: {exc}") from None
+    data = _toml(text, where_file)
     project = data.get("project")
     if not isinstance(project, dict):
         raise SpecError(f"{where_file}: no [project] table", hint="mlenv imports PEP 621 metadata ([project] dependencies)")
@@ -708,55 +853,68 @@ def _import_pyproject(d: Draft, path: Path, text: str) -> None:
         line = _toml_line(text, "requires-python", key=True)
         if chosen:
             d.python = chosen
-            d.note(f"{where_file}:{line}", f"requires-python {requires!r}: the environment uses Python {chosen}")
+            d.note(f"{where_file}:{line}", f"requires-python {quote(requires)}: the environment uses Python {chosen}")
         else:
-            d.note(f"{where_file}:{line}", f"requires-python {requires!r} matches no known Python; not used")
+            d.note(f"{where_file}:{line}", f"requires-python {quote(requires)} matches no known Python; not used")
     deps = project.get("dependencies", [])
-    if "dependencies" in (project.get("dynamic") or []):
+    if not isinstance(deps, list) or not all(isinstance(dep, str) for dep in deps):
+        raise SpecError(f"{where_file}:{_toml_line(text, 'dependencies', key=True)}: [project] dependencies must be a "
+                        "list of strings")
+    if "dependencies" in _list(project.get("dynamic")):
         d.note(f"{where_file}:{_toml_line(text, 'dynamic')}", "dependencies are dynamic (computed by the build "
                                                                "backend); mlenv cannot read them")
     lines = [(f"{where_file}:{_toml_line(text, json.dumps(dep)[1:-1], _toml_line(text, 'dependencies'))}", dep)
              for dep in deps]
     ctx = _ReqCtx(d)
     parse_requirement_lines(ctx, lines, path.parent)
-    for extra, reqs in (project.get("optional-dependencies") or {}).items():
-        d.note(f"{where_file}:{_toml_line(text, extra, key=True)}", f"optional dependencies [{extra}] ({len(reqs)}) not "
-                                                          "carried over; add them with `mlenv add` if wanted")
-    for group in (data.get("dependency-groups") or {}):
+    for extra, reqs in _table(project.get("optional-dependencies")).items():
+        d.note(f"{where_file}:{_toml_line(text, extra, key=True)}", f"optional dependencies [{extra}] "
+               f"({len(_list(reqs))}) not carried over; add them with `mlenv add` if wanted")
+    for group in _table(data.get("dependency-groups")):
         d.note(f"{where_file}:{_toml_line(text, group, key=True)}", f"dependency group `{group}` not carried over")
-    d.note(f"{where_file}:{_toml_line(text, 'name', key=True)}", f"the project itself ({project.get('name', '?')}) is a local "
-                                                       "package and is not part of the environment; install it on top")
-    uv = (data.get("tool") or {}).get("uv") or {}
-    for index in uv.get("index", []) or []:
+    d.note(f"{where_file}:{_toml_line(text, 'name', key=True)}", f"the project itself ({quote(project.get('name', '?'))}) "
+                                                       "is a local package and is not part of the environment; "
+                                                       "install it on top")
+    uv = _table(_table(data.get("tool")).get("uv"))
+    for index in _list(uv.get("index")):
         if isinstance(index, dict) and index.get("url"):
-            if index.get("default"):
-                d.index_url = index["url"]
+            url = d.checked_url(f"{where_file}:{_toml_line(text, 'url', key=True)}", index["url"], "[[tool.uv.index]] url")
+            if url is None:
+                continue
+            if index.get("default") is True:
+                d.index_url = url
             else:
-                d.add_extra_index(index["url"])
+                d.add_extra_index(url)
 
 
 # --- pylock.toml (PEP 751) -----------------------------------------------------------------------
 
 
 def _import_pylock(d: Draft, path: Path, text: str) -> None:
-    import tomllib
-
     where_file = _rel(path)
-    data = tomllib.loads(text)
+    data = _toml(text, where_file)
     rp = data.get("requires-python")
     if rp:
         d.python = _choose_python(str(rp))
     indexes: list[str] = []
-    for pkg in data.get("packages", []):
+    for pkg in _list(data.get("packages")):
+        if not isinstance(pkg, dict):
+            d.note(where_file, f"[[packages]] entry {quote(pkg)} is not a table; not carried over")
+            continue
         name, version = pkg.get("name"), pkg.get("version")
-        where = f"{where_file}:{_toml_line(text, f'name = {json.dumps(name)}')}"
+        where = f"{where_file}:{_toml_line(text, f'name = {json.dumps(str(name))}')}"
         if not version or pkg.get("vcs") or pkg.get("directory") or pkg.get("archive"):
-            d.note(where, f"{name}: not from an index (vcs, directory or archive); not carried over")
+            d.note(where, f"{quote(name)}: not from an index (vcs, directory or archive); not carried over")
             continue
         marker = f"; {pkg['marker']}" if pkg.get("marker") else ""
-        d.pypi.append(f"{name}=={version}{marker}")
-        if pkg.get("index") and pkg["index"] not in indexes:
-            indexes.append(pkg["index"])
+        req = f"{name}=={version}{marker}"
+        if not isinstance(name, str) or not isinstance(version, str) or not _requirements([req]):
+            d.note(where, f"{quote(req)} is not a valid requirement; not carried over")
+            continue
+        d.pypi.append(req)
+        index = pkg.get("index")
+        if index and index not in indexes and (url := d.checked_url(where, index, "index")) is not None:
+            indexes.append(url)
     if indexes:
         d.index_url = indexes[0]
         for u in indexes[1:]:

@@ -38,7 +38,9 @@ import re
 import zlib
 from datetime import datetime, timezone
 
+from ..validation import quote
 from .base import NotFound, Registered, Registry, RegistryError, Version, check_label
+from .records import check_name, damaged, is_text, make_version, parse_number
 
 URL_RE = re.compile(r"^azureml://subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/workspaces/(?P<ws>[^/@]+)/?$")
 REF_RE = re.compile(r"^(?P<url>azureml://subscriptions/[^/]+/resourceGroups/[^/]+/workspaces/[^/]+)"
@@ -61,8 +63,20 @@ def encode_blob(data: bytes) -> list[str]:
     return [text[i:i + CHUNK] for i in range(0, len(text), CHUNK)] or [""]
 
 
+MAX_BLOB = 64 << 20  # a stored spec or lock, decompressed (mlenv.validation.MAX_LOCK_BYTES)
+MAX_CHUNKS = 1 << 20
+
+
 def decode_blob(chunks: list[str]) -> bytes:
-    return zlib.decompress(base64.b64decode("".join(chunks)))
+    """The stored bytes, refused (ValueError) beyond MAX_BLOB decompressed: a few KB of
+    properties must not expand into gigabytes."""
+    inflate = zlib.decompressobj()
+    data = inflate.decompress(base64.b64decode("".join(chunks), validate=True), MAX_BLOB + 1)
+    if len(data) > MAX_BLOB or inflate.unconsumed_tail:
+        raise ValueError(f"larger than {MAX_BLOB} bytes decompressed")
+    if not inflate.eof:
+        raise ValueError("truncated compressed data")
+    return data
 
 
 def default_credential():
@@ -155,21 +169,24 @@ class AzureMLRegistry(Registry):
 
     # --- entity <-> Version ----------------------------------------------------------------------
     def _to_version(self, env, archived_versions: set[str], env_archived: bool) -> Version | None:
-        props = env.properties or {}
-        if props.get(P + "format") is None or not str(env.version).isdigit():
+        props, tags = env.properties or {}, env.tags or {}
+        number = parse_number(str(env.version))
+        if not isinstance(props, dict) or props.get(P + "format") is None or number is None:
             return None  # an Azure ML environment version mlenv did not create
-        tags = env.tags or {}
+        if not isinstance(tags, dict):
+            raise damaged(f"{quote(env.name, 40)}@{number} in Azure ML workspace {self.workspace}", "tags (not a mapping)")
         created = ""
         ctx = getattr(env, "creation_context", None)
         if ctx is not None and getattr(ctx, "created_at", None):
             at = ctx.created_at
             created = at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ") if isinstance(at, datetime) else str(at)
-        labels = sorted(k[len(P + "label."):] for k in tags if k.startswith(P + "label."))
-        return Version(
-            name=env.name, version=int(env.version), content_hash=props[P + "content-hash"],
-            spec_sha256=props[P + "spec-sha256"], lock_sha256=props[P + "lock-sha256"], created=created,
+        labels = sorted(k[len(P + "label."):] for k in tags if isinstance(k, str) and k.startswith(P + "label."))
+        return make_version(
+            f"{quote(env.name, 40)}@{number} in Azure ML workspace {self.workspace}",
+            name=env.name, version=number, content_hash=props.get(P + "content-hash"),
+            spec_sha256=props.get(P + "spec-sha256"), lock_sha256=props.get(P + "lock-sha256"), created=created,
             description=env.description or "", labels=labels,
-            archived=env_archived or str(env.version) in archived_versions,
+            archived=env_archived or str(number) in archived_versions,
             image=tags.get(P + "image") or None, image_digest=tags.get(P + "image-digest") or None,
         )
 
@@ -207,20 +224,21 @@ class AzureMLRegistry(Registry):
 
     def find(self, name: str, content_hash: str) -> Version | None:
         for env in self._versions_raw(name):
-            if (env.properties or {}).get(P + "content-hash") == content_hash and str(env.version).isdigit():
+            if (env.properties or {}).get(P + "content-hash") == content_hash and parse_number(str(env.version)):
                 return self.resolve(name, str(env.version))
         return None
 
     def register(self, name, spec, lock, content_hash, *, description="", image=None, image_digest=None) -> Registered:
         from azure.core.exceptions import HttpResponseError, ResourceExistsError
 
+        check_name(name)
         env_obj = self._environment(name, spec, lock, content_hash, description, image, image_digest)
         for _attempt in range(5):
             raw = self._versions_raw(name)
             for e in raw:
-                if (e.properties or {}).get(P + "content-hash") == content_hash and str(e.version).isdigit():
+                if (e.properties or {}).get(P + "content-hash") == content_hash and parse_number(str(e.version)):
                     return Registered(self.resolve(name, str(e.version)), created=False)
-            numbers = [int(e.version) for e in raw if str(e.version).isdigit()]
+            numbers = [n for n in (parse_number(str(e.version)) for e in raw) if n is not None]
             env_obj.version = str(max(numbers, default=0) + 1)
             try:
                 self.client.environments.create_or_update(env_obj)
@@ -239,7 +257,7 @@ class AzureMLRegistry(Registry):
 
         from ..lockfile import loads_lock
 
-        parsed = loads_lock(lock.decode("utf-8"), f"{name}:mlenv.lock")
+        parsed = loads_lock(lock, f"{name}:mlenv.lock")
         if parsed.content_hash != content_hash:
             raise RegistryError(f"{name}: the lock's content hash {parsed.content_hash[:19]}… is not {content_hash[:19]}…")
         props = {P + "format": FORMAT, P + "content-hash": content_hash,
@@ -281,14 +299,21 @@ class AzureMLRegistry(Registry):
     def read(self, version: Version) -> tuple[bytes, bytes]:
         env = self._get(version.name, version.version)
         props = env.properties or {}
+        if not isinstance(props, dict):
+            raise damaged(f"{version.ref} in Azure ML workspace {self.workspace}", "properties (not a mapping)")
         out = []
         for key, want in (("spec", version.spec_sha256), ("lock", version.lock_sha256)):
             try:
-                n = int(props[f"{P}{key}.chunks"])
-                data = decode_blob([props[f"{P}{key}.{i}"] for i in range(n)])
+                n = parse_number(props.get(f"{P}{key}.chunks"))
+                if n is None or n > MAX_CHUNKS:
+                    raise ValueError(f"chunk count {quote(props.get(f'{P}{key}.chunks'), 20)}")
+                chunks = [props[f"{P}{key}.{i}"] for i in range(n)]
+                if not all(isinstance(c, str) for c in chunks):
+                    raise ValueError("a chunk is not text")
+                data = decode_blob(chunks)
             except (KeyError, ValueError, zlib.error, binascii.Error) as exc:
-                raise RegistryError(f"{version.ref}: the stored {key} in Azure ML is incomplete or corrupt ({exc})",
-                                    hint="register the files again") from None
+                raise RegistryError(f"{version.ref}: the stored {key} in Azure ML is incomplete or corrupt "
+                                    f"({_first_line(exc)[:200]})", hint="register the files again") from None
             if _sha(data) != want or props.get(f"{P}{key}-sha256") != want:
                 raise RegistryError(f"{version.ref}: the stored {key} does not match its sha256; refusing to use it")
             out.append(data)
@@ -329,9 +354,15 @@ class AzureMLRegistry(Registry):
         hist = f"{P}label-history.{label}"
         moves = []
         for env in self._versions_raw(name):
-            for t in filter(None, (env.tags or {}).get(hist, "").split(",")):
-                if str(env.version).isdigit():
-                    moves.append((t, int(env.version)))
+            number = parse_number(str(env.version))
+            value = (env.tags or {}).get(hist, "")
+            if number is None or not isinstance(value, str):
+                continue
+            for t in filter(None, value.split(",")):
+                if not is_text(t, newlines=False):
+                    raise damaged(f"{quote(name, 40)}@{number} in Azure ML workspace {self.workspace}",
+                                  f"label history {quote(t)}")
+                moves.append((t, number))
         if not moves:
             self.versions(name)  # NotFound for an unknown name
         return sorted(moves)

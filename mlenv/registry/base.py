@@ -136,13 +136,15 @@ class Registry(ABC):
     # --- shared resolution ----------------------------------------------------
     def resolve(self, name: str, ref: str = "latest") -> Version:
         versions = self.versions(name)
+        if not versions:  # an environment row without versions (a damaged or foreign index)
+            raise NotFound(f"{name} has no versions", hint="`mlenv list` shows the registered names")
         if ref == "latest":
             live = [v for v in versions if not v.archived]
             if not live:
                 raise NotFound(f"{name} has no version that is not archived",
                                hint=f"`mlenv versions {name}` lists them; `mlenv unarchive {name}@N` brings one back")
             return live[-1]
-        if re.fullmatch(r"\d+", ref):
+        if re.fullmatch(r"[0-9]{1,9}", ref, re.ASCII):
             for v in versions:
                 if v.version == int(ref):
                     return v
@@ -151,7 +153,7 @@ class Registry(ABC):
         if labelled:
             return labelled[0]
         prefix = ref.removeprefix("sha256:").lower()
-        if re.fullmatch(r"[0-9a-f]{4,64}", prefix):
+        if re.fullmatch(r"[0-9a-f]{4,64}", prefix, re.ASCII):
             hits = [v for v in versions if v.content_hash.removeprefix("sha256:").startswith(prefix)]
             if len(hits) == 1:
                 return hits[0]
@@ -159,17 +161,19 @@ class Registry(ABC):
                 raise RegistryError(f"{name}@{ref} is ambiguous: it matches versions "
                                     + ", ".join(str(v.version) for v in hits),
                                     hint="give more digits of the hash")
-        raise NotFound(f"{name}@{ref}: no version, label or content hash matches")
+        raise NotFound(f"{name}@{ref[:80]}: no version, label or content hash matches")
 
 
-LABEL_RE = re.compile(r"^[a-z][a-z0-9._-]{0,63}$")
+LABEL_RE = re.compile(r"^[a-z][a-z0-9._-]{0,63}\Z", re.ASCII)  # \Z: `$` would accept a trailing newline
 
 
 def check_label(label: str) -> str:
     """Labels are lowercase words that cannot be mistaken for a version number or
     `latest` (they also become OCI tags `label-<label>`)."""
     if label == "latest" or not LABEL_RE.match(label):
-        raise RegistryError(f"invalid label {label!r}",
+        from ..validation import quote
+
+        raise RegistryError(f"invalid label {quote(label)}",
                             hint="a label is a lowercase word: a letter, then letters, digits, '.', '_' or '-' "
                                  "(at most 64); `latest` is reserved")
     return label

@@ -12,20 +12,33 @@ and the insert are one atomic step (UNIQUE(name, content_hash) and the primary
 key (name, version) back it up). Blobs are written before the transaction (they
 are immutable and content-addressed, so two writers of one blob are harmless) and
 verified against their name on every read.
+
+Integrity (docs/security.md, "Registry integrity"): every row read is checked
+(mlenv.registry.records) before it is used; an empty, missing or foreign index beside
+stored blobs is an error, never a fresh registry; a registry this user cannot write is
+opened read-only and serves reads, and every write says so in one line.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
+import re
 import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any, TypeVar
 
 from ..runtime.fsutil import atomic_write
+from ..validation import quote
 from .base import NotFound, Registered, Registry, RegistryError, Version, check_label
+from .records import CONTENT_HASH, HEX64, check_name, damaged, is_label, is_name, is_number, is_text, make_version
 
 SCHEMA_VERSION = 1
+SCHEMA_RE = re.compile(r"^[0-9]{1,9}\Z", re.ASCII)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -69,6 +82,29 @@ CREATE INDEX IF NOT EXISTS label_history_by_label ON label_history(name, label, 
 """
 
 
+def _text(data: bytes) -> str:
+    """TEXT columns as str even when a tampered index holds bytes that are not UTF-8 (the
+    row checks then refuse what they cannot accept; sqlite3 would raise mid-query)."""
+    return data.decode("utf-8", "replace")
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _sqlite_errors(method: F) -> F:
+    """A damaged index file ("database disk image is malformed", ...) is one RegistryError."""
+
+    @functools.wraps(method)
+    def wrapper(self: LocalRegistry, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
+            raise RegistryError(f"{self.index_path}: cannot read the local registry index ({str(exc)[:200]})",
+                                hint="restore index.sqlite3 from a backup") from None
+
+    return wrapper  # type: ignore[return-value]
+
+
 def default_root() -> Path:
     from platformdirs import user_data_dir
 
@@ -92,37 +128,139 @@ class LocalRegistry(Registry):
             self._db = self._connect()
         return self._db
 
-    def _connect(self) -> sqlite3.Connection:
-        path = self.root / "index.sqlite3"
+    def _ensure_index(self) -> None:
+        if self._db is None:
+            self._db = self._connect()
+
+    @property
+    def index_path(self) -> Path:
+        return self.root / "index.sqlite3"
+
+    def _has_index(self) -> bool:
+        """Whether there is an index to read. No index beside stored blobs is damage, not
+        an empty registry (a fresh index would hand out version 1 again)."""
+        if self.index_path.exists():
+            return True
+        if self._has_blobs():
+            raise self._damaged("index.sqlite3 is missing")
+        return False
+
+    def _has_blobs(self) -> bool:
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            # isolation_level=None: we issue BEGIN/COMMIT ourselves.
-            db = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
-            db.execute("PRAGMA busy_timeout = 60000")
-            db.execute("PRAGMA journal_mode = WAL")
-            db.execute("PRAGMA synchronous = NORMAL")
-            db.execute("PRAGMA foreign_keys = ON")
-            row = db.execute("SELECT name FROM sqlite_master WHERE type='table' AND name='versions'").fetchone()
-            if row is None:
-                db.execute("BEGIN IMMEDIATE")
-                try:
-                    for stmt in SCHEMA.split(";"):
-                        if stmt.strip():
-                            db.execute(stmt)
-                    db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
-                    db.execute("COMMIT")
-                except BaseException:
-                    db.execute("ROLLBACK")
-                    raise
+            return any(True for _ in (self.root / "blobs" / "sha256").iterdir())
+        except OSError:
+            return False
+
+    def _damaged(self, what: str) -> RegistryError:
+        return RegistryError(f"{self.index_path}: {what}, but the registry holds stored files "
+                             f"({self.root / 'blobs'}); refusing to treat it as an empty registry",
+                             hint="restore index.sqlite3 from a backup; mlenv never re-creates an index beside blobs")
+
+    def writable(self) -> bool:
+        """Whether this user may write the registry (its directory and, when there, its index)."""
+        if not self.root.exists():
+            parent = next((p for p in self.root.parents if p.exists()), None)
+            return parent is not None and os.access(parent, os.W_OK)
+        return os.access(self.root, os.W_OK) and (not self.index_path.exists() or os.access(self.index_path, os.W_OK))
+
+    def _require_writable(self) -> None:
+        if not self.writable():
+            raise RegistryError(f"the registry {self.url} is read-only for this user; nothing was written",
+                                hint="reads (list, versions, show, restore) work; to write, use a registry you can "
+                                     "write (--registry DIR) or ask its owner")
+
+    def _connect(self) -> sqlite3.Connection:
+        path = self.index_path
+        if not path.exists() and self._has_blobs():  # before sqlite3 creates an empty file there
+            raise self._damaged("index.sqlite3 is missing")
+        try:
+            writable = self.writable()
+            if writable:
+                self.root.mkdir(parents=True, exist_ok=True)
+                # isolation_level=None: we issue BEGIN/COMMIT ourselves.
+                db = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
+                db.execute("PRAGMA busy_timeout = 60000")
             else:
-                schema = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
-                if schema and int(schema[0]) > SCHEMA_VERSION:
-                    raise RegistryError(f"{path}: registry schema {schema[0]} is newer than this mlenv understands",
-                                        hint="upgrade mlenv")
-        except sqlite3.DatabaseError as exc:
-            raise RegistryError(f"{path}: cannot open the local registry ({exc})",
+                db = self._connect_read_only(path)
+            db.text_factory = _text
+            tables = self._tables(db)  # before anything writes: a damaged index stays as it was found
+            if "versions" not in tables:
+                self._create(db, tables)
+            else:
+                self._check_schema(db)
+            if writable:
+                db.execute("PRAGMA journal_mode = WAL")
+                db.execute("PRAGMA synchronous = NORMAL")
+            db.execute("PRAGMA foreign_keys = ON")
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:  # a damaged file; its schema text may not decode
+            raise RegistryError(f"{path}: cannot open the local registry ({str(exc)[:200]})",
                                 hint="check the path and permissions (MLENV_REGISTRY / --registry)") from None
         return db
+
+    def _connect_read_only(self, path: Path) -> sqlite3.Connection:
+        """A registry this user may not write: read it in place. SQLite needs write access to
+        the directory for WAL's shared-memory file, so when mode=ro cannot read it, the index
+        is opened immutable, which is exact when no write-ahead log is pending (a clean
+        close leaves none)."""
+        if not path.exists():
+            raise RegistryError(f"the registry {self.url} does not exist and this user cannot create it",
+                                hint="pass --registry DIR with a directory you can write")
+        uri = path.resolve().as_uri()
+        try:
+            db = sqlite3.connect(f"{uri}?mode=ro", uri=True, isolation_level=None, check_same_thread=False)
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return db
+        except sqlite3.OperationalError:
+            pass
+        wal = path.with_name(path.name + "-wal")
+        if wal.exists() and wal.stat().st_size > 0:
+            raise RegistryError(f"{path}: the registry is read-only for this user and has a pending write-ahead log "
+                                f"({wal.name}) that only a writer can apply",
+                                hint="ask its owner to run any mlenv command on it once, or copy the directory")
+        return sqlite3.connect(f"{uri}?immutable=1", uri=True, isolation_level=None, check_same_thread=False)
+
+    @staticmethod
+    def _tables(db: sqlite3.Connection) -> set[str]:
+        return {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+    def _create(self, db: sqlite3.Connection, tables: set[str]) -> None:
+        """A new index, only where there is nothing to lose: an empty file and no blobs."""
+        foreign = sorted(t for t in tables if not t.startswith("sqlite_"))
+        if foreign:
+            raise RegistryError(f"{self.index_path}: not an mlenv registry index (it has the tables "
+                                f"{quote(', '.join(foreign))} but no `versions`)",
+                                hint="point --registry / MLENV_REGISTRY at an mlenv registry directory")
+        if self._has_blobs():
+            raise self._damaged("index.sqlite3 is empty")
+        if not self.writable():
+            raise RegistryError(f"{self.index_path}: empty index in a read-only registry")
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for stmt in SCHEMA.split(";"):
+                if stmt.strip():
+                    db.execute(stmt)
+            db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def _check_schema(self, db: sqlite3.Connection) -> None:
+        try:
+            row = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        except sqlite3.OperationalError:
+            row = None
+        if row is None:
+            raise RegistryError(f"{self.index_path}: the index has no schema version (meta table); it is damaged",
+                                hint="restore index.sqlite3 from a backup")
+        value = row[0]
+        if not (isinstance(value, str) and SCHEMA_RE.match(value)):
+            raise RegistryError(f"{self.index_path}: the index's schema version {quote(value)} is not a number; "
+                                "it is damaged", hint="restore index.sqlite3 from a backup")
+        if int(value) > SCHEMA_VERSION:
+            raise RegistryError(f"{self.index_path}: registry schema {value} is newer than this mlenv understands",
+                                hint="upgrade mlenv")
 
     def close(self) -> None:
         if self._db is not None:
@@ -130,6 +268,8 @@ class LocalRegistry(Registry):
             self._db = None
 
     def blob_path(self, hexdigest: str) -> Path:
+        if not HEX64.match(hexdigest):  # a blob name is a sha256, never a path from a record
+            raise damaged(str(self.index_path), f"blob name {quote(hexdigest)}")
         return self.root / "blobs" / "sha256" / hexdigest
 
     def _put_blob(self, data: bytes) -> str:
@@ -160,55 +300,86 @@ class LocalRegistry(Registry):
         return data
 
     def _version(self, row, env_archived: bool = False, labels: list[str] | None = None) -> Version:
-        return Version(
-            name=row[0], version=row[1], content_hash=row[2], spec_sha256=row[3], lock_sha256=row[4],
-            created=row[5], description=row[6], archived=bool(row[7]) or env_archived,
-            image=row[8], image_digest=row[9], labels=labels or [],
-        )
+        """A Version from a `versions` row, every column checked (records.make_version)."""
+        archived = row[7]
+        if archived not in (0, 1):
+            raise damaged(self._where(row), f"archived flag {quote(archived)}")
+        return make_version(self._where(row), name=row[0], version=row[1], content_hash=row[2], spec_sha256=row[3],
+                            lock_sha256=row[4], created=row[5], description=row[6],
+                            archived=bool(archived) or env_archived, image=row[8], image_digest=row[9],
+                            labels=labels or [])
+
+    def _where(self, row) -> str:
+        return f"{self.index_path} (versions row {quote(row[0], 40)}@{quote(row[1], 12)})"
 
     _COLS = "name, version, content_hash, spec_sha256, lock_sha256, created, description, archived, image, image_digest"
 
-    def _env(self, name: str):
+    def _env(self, name: str) -> tuple[int]:
         row = self.db.execute("SELECT archived FROM environments WHERE name = ?", (name,)).fetchone()
         if row is None:
-            raise NotFound(f"no environment named {name!r} in the registry {self.url}",
+            raise NotFound(f"no environment named {quote(name)} in the registry {self.url}",
                            hint="`mlenv list` shows the registered names")
+        if row[0] not in (0, 1):
+            raise damaged(f"{self.index_path} (environments row {quote(name, 40)})", f"archived flag {quote(row[0])}")
         return row
 
-    # --- Registry -------------------------------------------------------------
-    def register(self, name, spec, lock, content_hash, *, description="", image=None, image_digest=None) -> Registered:
-        spec_hex = self._put_blob(spec)
-        lock_hex = self._put_blob(lock)
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT, on a registry this user may write (one clear line if not)."""
+        self._require_writable()
         db = self.db
-        db.execute("BEGIN IMMEDIATE")
         try:
-            existing = db.execute(f"SELECT {self._COLS} FROM versions WHERE name = ? AND content_hash = ?",
-                                  (name, content_hash)).fetchone()
-            if existing is not None:
-                db.execute("COMMIT")
-                return Registered(self._with_labels(existing), created=False)
-            created = now_iso()
-            db.execute("INSERT OR IGNORE INTO environments(name, archived, created) VALUES (?, 0, ?)", (name, created))
-            (top,) = db.execute("SELECT COALESCE(MAX(version), 0) FROM versions WHERE name = ?", (name,)).fetchone()
-            number = top + 1
-            db.execute(
-                f"INSERT INTO versions({self._COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?)",
-                (name, number, content_hash, spec_hex, lock_hex, created, description, image, image_digest),
-            )
+            db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if "readonly" in str(exc):
+                self._require_writable()  # pragma: no cover - writable() said yes, SQLite says no
+                raise RegistryError(f"the registry {self.url} is read-only ({exc}); nothing was written") from None
+            raise
+        try:
+            yield db
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
+
+    # --- Registry -------------------------------------------------------------
+    @_sqlite_errors
+    def register(self, name, spec, lock, content_hash, *, description="", image=None, image_digest=None) -> Registered:
+        check_name(name)
+        self._require_writable()
+        self._ensure_index()  # the index first: blobs without an index would read as damage
+        spec_hex = self._put_blob(spec)
+        lock_hex = self._put_blob(lock)
+        with self._transaction() as db:
+            existing = db.execute(f"SELECT {self._COLS} FROM versions WHERE name = ? AND content_hash = ?",
+                                  (name, content_hash)).fetchone()
+            if existing is not None:
+                found = self._with_labels(existing)
+            else:
+                found = None
+                created = now_iso()
+                db.execute("INSERT OR IGNORE INTO environments(name, archived, created) VALUES (?, 0, ?)", (name, created))
+                (top,) = db.execute("SELECT COALESCE(MAX(version), 0) FROM versions WHERE name = ?", (name,)).fetchone()
+                if not (top == 0 or is_number(top)):
+                    raise damaged(f"{self.index_path} (versions of {quote(name, 40)})", f"highest version {quote(top)}")
+                number = top + 1
+                db.execute(
+                    f"INSERT INTO versions({self._COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?)",
+                    (name, number, content_hash, spec_hex, lock_hex, created, description, image, image_digest),
+                )
+        if found is not None:
+            return Registered(found, created=False)
         return Registered(self.resolve(name, str(number)), created=True)
 
+    @_sqlite_errors
     def register_many(self, items) -> int:
         """Bulk import (benchmarks, migrations): items of (name, spec, lock, content_hash,
         description). One transaction; same semantics as register. Returns how many were new."""
-        db = self.db
-        rows = [(n, self._put_blob(s), self._put_blob(lk), h, d) for n, s, lk, h, d in items]
+        self._require_writable()
+        self._ensure_index()  # the index first: blobs without an index would read as damage
+        rows = [(check_name(n), self._put_blob(s), self._put_blob(lk), h, d) for n, s, lk, h, d in items]
         new = 0
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction() as db:
             for name, spec_hex, lock_hex, content_hash, description in rows:
                 if db.execute("SELECT 1 FROM versions WHERE name = ? AND content_hash = ?", (name, content_hash)).fetchone():
                     continue
@@ -218,27 +389,41 @@ class LocalRegistry(Registry):
                 db.execute(f"INSERT INTO versions({self._COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, 0, NULL, NULL)",
                            (name, top + 1, content_hash, spec_hex, lock_hex, created, description))
                 new += 1
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
         return new
+
+    def _labels_of(self, name: str, version: int | None = None) -> dict[int, list[str]]:
+        sql = "SELECT label, version FROM labels WHERE name = ?"
+        args: tuple[object, ...] = (name,)
+        if version is not None:
+            sql, args = sql + " AND version = ?", (name, version)
+        out: dict[int, list[str]] = {}
+        for label, number in self.db.execute(sql + " ORDER BY label", args):
+            if not is_label(label) or not is_number(number):
+                raise damaged(f"{self.index_path} (labels of {quote(name, 40)})", f"label {quote(label)} -> {quote(number)}")
+            out.setdefault(number, []).append(label)
+        return out
 
     def _with_labels(self, row) -> Version:
         (env_archived,) = self._env(row[0])
-        labels = [r[0] for r in self.db.execute("SELECT label FROM labels WHERE name = ? AND version = ? ORDER BY label",
-                                                (row[0], row[1]))]
+        labels = self._labels_of(row[0], row[1]).get(row[1], [])
         return self._version(row, bool(env_archived), labels)
 
+    @_sqlite_errors
     def names(self, *, include_archived: bool = False) -> list[str]:
-        if not (self.root / "index.sqlite3").exists():
+        if not self._has_index():
             return []
         sql = "SELECT name FROM environments" + ("" if include_archived else " WHERE archived = 0") + " ORDER BY name"
-        return [r[0] for r in self.db.execute(sql)]
+        out = []
+        for (name,) in self.db.execute(sql):
+            if not is_name(name):
+                raise damaged(f"{self.index_path} (environments)", f"name {quote(name)}")
+            out.append(name)
+        return out
 
+    @_sqlite_errors
     def summary(self, *, include_archived: bool = False) -> list[dict]:
         """One row per name for `mlenv list`: versions, latest live version, labels, archived."""
-        if not (self.root / "index.sqlite3").exists():
+        if not self._has_index():
             return []
         rows = self.db.execute(
             "SELECT e.name, e.archived, COUNT(v.version), MAX(CASE WHEN v.archived = 0 THEN v.version END), MAX(v.created) "
@@ -246,31 +431,44 @@ class LocalRegistry(Registry):
             + ("" if include_archived else "WHERE e.archived = 0 ")
             + "GROUP BY e.name ORDER BY e.name"
         ).fetchall()
-        return [{"name": n, "archived": bool(a), "versions": c, "latest": None if a else latest, "updated": upd}
-                for n, a, c, latest, upd in rows]
+        out = []
+        for n, a, c, latest, upd in rows:
+            where = f"{self.index_path} (environment {quote(n, 40)})"
+            if not is_name(n) or a not in (0, 1):
+                raise damaged(where, f"environment row {quote(n)} (archived {quote(a)})")
+            if not (latest is None or is_number(latest)) or not (upd is None or is_text(upd, newlines=False)):
+                raise damaged(where, f"version row (latest {quote(latest)}, created {quote(upd)})")
+            out.append({"name": n, "archived": bool(a), "versions": c, "latest": None if a else latest, "updated": upd})
+        return out
 
+    @_sqlite_errors
     def versions(self, name: str) -> list[Version]:
-        if not (self.root / "index.sqlite3").exists():
-            raise NotFound(f"no environment named {name!r} in the registry {self.url} (it is empty)",
+        if not self._has_index():
+            raise NotFound(f"no environment named {quote(name)} in the registry {self.url} (it is empty)",
                            hint="`mlenv register` records the current spec and lock")
         (env_archived,) = self._env(name)
-        labels: dict[int, list[str]] = {}
-        for label, version in self.db.execute("SELECT label, version FROM labels WHERE name = ? ORDER BY label", (name,)):
-            labels.setdefault(version, []).append(label)
+        labels = self._labels_of(name)
         rows = self.db.execute(f"SELECT {self._COLS} FROM versions WHERE name = ? ORDER BY version", (name,))
         return [self._version(r, bool(env_archived), labels.get(r[1], [])) for r in rows]
 
+    @_sqlite_errors
     def find(self, name: str, content_hash: str) -> Version | None:
-        if not (self.root / "index.sqlite3").exists():
+        if not self._has_index():
             return None
         row = self.db.execute(f"SELECT {self._COLS} FROM versions WHERE name = ? AND content_hash = ?",
                               (name, content_hash)).fetchone()
         return self._with_labels(row) if row else None
 
+    @_sqlite_errors
     def content_hashes(self) -> set[str]:
-        if not (self.root / "index.sqlite3").exists():
+        if not self._has_index():
             return set()
-        return {r[0] for r in self.db.execute("SELECT DISTINCT content_hash FROM versions")}
+        out = set()
+        for (h,) in self.db.execute("SELECT DISTINCT content_hash FROM versions"):
+            if not (isinstance(h, str) and CONTENT_HASH.match(h)):
+                raise damaged(f"{self.index_path} (versions)", f"content hash {quote(h)}")
+            out.add(h)
+        return out
 
     def read(self, version: Version) -> tuple[bytes, bytes]:
         return self._get_blob(version.spec_sha256, f"mlenv.toml of {version.ref}"), \
@@ -281,11 +479,10 @@ class LocalRegistry(Registry):
         if self.db.execute("SELECT 1 FROM versions WHERE name = ? AND version = ?", (name, version)).fetchone() is None:
             raise NotFound(f"{name}@{version}: no such version")
 
+    @_sqlite_errors
     def set_label(self, name: str, version: int, label: str) -> None:
         check_label(label)
-        db = self.db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction() as db:
             self._require(name, version)
             current = db.execute("SELECT version FROM labels WHERE name = ? AND label = ?", (name, label)).fetchone()
             if current is None or current[0] != version:
@@ -293,41 +490,33 @@ class LocalRegistry(Registry):
                            "ON CONFLICT(name, label) DO UPDATE SET version = excluded.version", (name, label, version))
                 db.execute("INSERT INTO label_history(name, label, version, time) VALUES (?, ?, ?, ?)",
                            (name, label, version, now_iso()))
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
 
+    @_sqlite_errors
     def label_history(self, name: str, label: str) -> list[tuple[str, int]]:
         self._env(name)
-        return [(t, v) for t, v in self.db.execute(
-            "SELECT time, version FROM label_history WHERE name = ? AND label = ? ORDER BY id", (name, label))]
+        out = []
+        for t, v in self.db.execute("SELECT time, version FROM label_history WHERE name = ? AND label = ? ORDER BY id",
+                                    (name, label)):
+            if not is_text(t, newlines=False) or not is_number(v):
+                raise damaged(f"{self.index_path} (label_history of {quote(name, 40)})", f"entry {quote(t)} -> {quote(v)}")
+            out.append((t, v))
+        return out
 
+    @_sqlite_errors
     def set_archived(self, name: str, version: int | None, archived: bool) -> None:
-        db = self.db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction() as db:
             if version is None:
                 self._env(name)
                 db.execute("UPDATE environments SET archived = ? WHERE name = ?", (int(archived), name))
             else:
                 self._require(name, version)
                 db.execute("UPDATE versions SET archived = ? WHERE name = ? AND version = ?", (int(archived), name, version))
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
 
+    @_sqlite_errors
     def update(self, name: str, version: int, *, description=None, image=None, image_digest=None) -> Version:
-        db = self.db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction() as db:
             self._require(name, version)
             for column, value in (("description", description), ("image", image), ("image_digest", image_digest)):
                 if value is not None:
                     db.execute(f"UPDATE versions SET {column} = ? WHERE name = ? AND version = ?", (value, name, version))
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
         return self.resolve(name, str(version))

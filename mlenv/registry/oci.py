@@ -37,7 +37,9 @@ import time
 from datetime import datetime, timezone
 from urllib.parse import urljoin
 
+from ..validation import has_control, quote
 from .base import NotFound, Registered, Registry, RegistryError, Version, check_label
+from .records import check_name, damaged, is_label, is_number, is_optional_ref, is_text, make_version, parse_number
 
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 ARTIFACT = "application/vnd.mlenv.environment.v1"
@@ -58,7 +60,8 @@ A_CREATED = "org.opencontainers.image.created"
 A_TITLE = "org.opencontainers.image.title"
 
 # OCI distribution repository path component
-COMPONENT_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
+COMPONENT_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*\Z", re.ASCII)
+DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}\Z", re.ASCII)
 SETTLE = float(os.environ.get("MLENV_OCI_SETTLE", "0.05"))  # seconds between write and re-read
 
 
@@ -197,7 +200,7 @@ class OciRegistry(Registry):
             resp = self._request("GET", path, scope=self._scope(repo), ok=(200, 404))
             if resp.status_code == 404:
                 return None if not out else out
-            out += resp.json().get("tags") or []
+            out += _strings(resp.content, "tags", f"registry {self.host}: the tag list of {repo}")
             path = _next_link(resp)
         return out
 
@@ -208,10 +211,10 @@ class OciRegistry(Registry):
             return None
         raw = resp.content
         digest = _sha(raw)
-        try:
-            return json.loads(raw), raw, digest
-        except ValueError:
-            raise RegistryError(f"registry {self.host}: {repo}:{ref} is not a JSON manifest") from None
+        manifest = _object(raw)
+        if manifest is None:
+            raise RegistryError(f"registry {self.host}: {repo}:{quote(ref, 80)} is not a JSON manifest")
+        return manifest, raw, digest
 
     def _head_manifest(self, repo: str, ref: str) -> str | None:
         resp = self._request("HEAD", f"/v2/{repo}/manifests/{ref}", scope=self._scope(repo), ok=(200, 404),
@@ -272,18 +275,27 @@ class OciRegistry(Registry):
         return json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
 
     def _to_version(self, name: str, manifest: dict) -> Version | None:
-        if manifest.get("artifactType") != ARTIFACT:
+        """The Version a version manifest records, or None for a manifest that is not an mlenv
+        version or whose annotations do not check out (mlenv.registry.records): such a tag
+        is passed over as foreign, so one bad manifest cannot hide the others."""
+        if not isinstance(manifest, dict) or manifest.get("artifactType") != ARTIFACT:
             return None
-        ann = manifest.get("annotations") or {}
-        layers = {d.get("mediaType"): d for d in manifest.get("layers", [])}
+        ann = manifest.get("annotations")
+        layers = manifest.get("layers")
+        if not isinstance(ann, dict) or not isinstance(layers, list):
+            return None
+        by_media = {d.get("mediaType"): d.get("digest") for d in layers if isinstance(d, dict)}
+        spec_digest, lock_digest = by_media.get(SPEC_MEDIA), by_media.get(LOCK_MEDIA)
+        if not (isinstance(spec_digest, str) and isinstance(lock_digest, str)):
+            return None
         try:
-            return Version(
-                name=ann.get(A_NAME, name), version=int(ann[A_VERSION]), content_hash=ann[A_HASH],
-                spec_sha256=layers[SPEC_MEDIA]["digest"].removeprefix("sha256:"),
-                lock_sha256=layers[LOCK_MEDIA]["digest"].removeprefix("sha256:"),
-                created=ann.get(A_CREATED, ""), description=ann.get(A_DESC, ""),
+            return make_version(
+                f"registry {self.host}: {quote(name, 40)}", name=ann.get(A_NAME, name),
+                version=parse_number(ann.get(A_VERSION)), content_hash=ann.get(A_HASH),
+                spec_sha256=spec_digest.removeprefix("sha256:"), lock_sha256=lock_digest.removeprefix("sha256:"),
+                created=ann.get(A_CREATED, ""), description=ann.get(A_DESC, ""), archived=False,
             )
-        except (KeyError, ValueError):
+        except RegistryError:
             return None
 
     # --- state ----------------------------------------------------------------
@@ -292,12 +304,21 @@ class OciRegistry(Registry):
         if got is None:
             return _empty_state()
         manifest = got[0]
-        layer = next((d for d in manifest.get("layers", []) if d.get("mediaType") == STATE_MEDIA), None)
+        layers = manifest.get("layers")
+        layer = next((d for d in layers if isinstance(d, dict) and d.get("mediaType") == STATE_MEDIA), None) \
+            if isinstance(layers, list) else None
         if layer is None:
             return _empty_state()
-        state = json.loads(self._get_blob(repo, layer["digest"], "state"))
+        digest = layer.get("digest")
+        where = f"registry {self.host}: the state document of {repo}"
+        if not isinstance(digest, str) or not DIGEST_RE.match(digest):
+            raise damaged(where, f"layer digest {quote(digest)}")
+        state = _object(self._get_blob(repo, digest, "state"))
+        if state is None:
+            raise damaged(where, "JSON (not an object)")
         base = _empty_state()
         base.update(state)
+        _check_state(base, where)
         return base
 
     def _change_state(self, repo: str, change, check) -> dict:
@@ -328,13 +349,13 @@ class OciRegistry(Registry):
             if resp.status_code == 404:
                 raise RegistryError(f"registry {self.host} does not offer a catalog (/v2/_catalog)",
                                     hint="address versions by name: `mlenv versions NAME`")
-            repos += resp.json().get("repositories") or []
+            repos += _strings(resp.content, "repositories", f"registry {self.host}: the catalog")
             path = _next_link(resp)
         candidates = [r[len(prefix):] for r in repos if r.startswith(prefix) and "/" not in r[len(prefix):]]
 
         def keep(name: str) -> bool:
             tags = self._tags(self.repo(name)) or []
-            if not any(re.fullmatch(r"v\d+", t) for t in tags):
+            if not _numbers(tags):
                 return False
             return include_archived or STATE_TAG not in tags or not self._read_state(self.repo(name)).get("archived")
 
@@ -343,7 +364,7 @@ class OciRegistry(Registry):
     def versions(self, name: str) -> list[Version]:
         repo = self.repo(name)
         tags = self._tags(repo)
-        numbered = sorted(int(t[1:]) for t in (tags or []) if re.fullmatch(r"v\d+", t))
+        numbered = sorted(_numbers(tags or []))
         if not numbered:
             raise NotFound(f"no environment named {name!r} in the registry {self.url}",
                            hint="`mlenv list` shows the registered names")
@@ -383,13 +404,14 @@ class OciRegistry(Registry):
         return self._apply_state(v, self._read_state(repo) if STATE_TAG in tags else _empty_state())
 
     def register(self, name, spec, lock, content_hash, *, description="", image=None, image_digest=None) -> Registered:
-        repo = self.repo(name)
+        repo = self.repo(name)  # the OCI rule first (its message names it), then mlenv's own
+        check_name(name)
         existing = self.find(name, content_hash)
         if existing is not None:
             return Registered(existing, created=False)
         for attempt in range(12):
             tags = self._tags(repo) or []
-            numbered = [int(t[1:]) for t in tags if re.fullmatch(r"v\d+", t)]
+            numbered = _numbers(tags)
             number = max(numbered, default=0) + 1
             created = _now()
             raw = self._artifact(repo, ARTIFACT, [(spec, SPEC_MEDIA, "mlenv.toml"), (lock, LOCK_MEDIA, "mlenv.lock")], {
@@ -422,6 +444,8 @@ class OciRegistry(Registry):
             if image or image_digest:
                 self.update(name, number, image=image, image_digest=image_digest)
             v = self._to_version(name, json.loads(raw))
+            if v is None:  # check_name() above makes every manifest mlenv writes readable
+                raise RegistryError(f"registry {self.host}: {name}@{number} was written but does not read back")
             if image or image_digest:
                 v.image, v.image_digest = image, image_digest
             return Registered(v, created=True)
@@ -459,7 +483,7 @@ class OciRegistry(Registry):
     def label_history(self, name: str, label: str) -> list[tuple[str, int]]:
         self._require(name, None)
         state = self._read_state(self.repo(name))
-        return [(t, int(v)) for t, v in state["history"].get(label, [])]
+        return [(t, v) for t, v in state["history"].get(label, [])]
 
     def set_archived(self, name: str, version: int | None, archived: bool) -> None:
         self._require(name, version)
@@ -516,13 +540,70 @@ def _short(exc: BaseException) -> str:
 
 
 def _error_text(resp) -> str:
-    try:
-        errors = resp.json().get("errors") or []
-        if errors:
-            return ": " + "; ".join(f"{e.get('code')}: {e.get('message')}" for e in errors)[:300]
-    except ValueError:
-        pass
+    body = _object(resp.content)
+    errors = body.get("errors") if body is not None else None
+    if isinstance(errors, list) and errors:
+        text = "; ".join(f"{e.get('code')}: {e.get('message')}" for e in errors if isinstance(e, dict))
+        return ": " + "".join(c if c.isprintable() else "?" for c in text[:300])
     return ""
+
+
+def _object(raw: bytes) -> dict | None:
+    """A JSON object from a registry's answer, or None (not JSON, not an object, or nested
+    deeper than Python's JSON parser can follow)."""
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _strings(raw: bytes, key: str, what: str) -> list[str]:
+    """The list of strings under `key` of a JSON answer (tags, repositories); RegistryError otherwise."""
+    body = _object(raw)
+    if body is None:
+        raise RegistryError(f"{what} is not a JSON object")
+    items = body.get(key) or []
+    if not isinstance(items, list) or not all(isinstance(i, str) and not has_control(i) for i in items):
+        raise RegistryError(f"{what}: `{key}` is not a list of names")
+    return items
+
+
+def _numbers(tags: list[str]) -> list[int]:
+    """Version numbers from tags v1, v2, ... (ASCII digits, no sign or leading zero)."""
+    out = []
+    for t in tags:
+        n = parse_number(t[1:]) if t.startswith("v") else None
+        if n is not None:
+            out.append(n)
+    return out
+
+
+def _check_state(state: dict, where: str) -> None:
+    """The mutable state document: archived flags, descriptions, image records, labels and
+    their history. Unknown keys are kept as they are (a newer mlenv may add some) but never read."""
+    if not isinstance(state.get("archived"), bool):
+        raise damaged(where, f"archived {quote(state.get('archived'))}")
+    versions, labels, history = state.get("versions"), state.get("labels"), state.get("history")
+    if not isinstance(versions, dict):
+        raise damaged(where, f"versions {quote(versions)}")
+    for key, own in versions.items():
+        if parse_number(key) is None or not isinstance(own, dict):
+            raise damaged(where, f"versions entry {quote(key)}")
+        for field, value in own.items():
+            ok = {"archived": lambda v: isinstance(v, bool), "description": is_text,
+                  "image": is_optional_ref, "image_digest": is_optional_ref}.get(field, lambda v: True)(value)
+            if not ok:
+                raise damaged(where, f"versions.{key}.{field} {quote(value)}")
+    if not isinstance(labels, dict) or not all(is_label(k) and is_number(v) for k, v in labels.items()):
+        raise damaged(where, f"labels {quote(labels)}")
+    if not isinstance(history, dict):
+        raise damaged(where, f"history {quote(history)}")
+    for label, moves in history.items():
+        if not is_label(label) or not isinstance(moves, list) or not all(
+                isinstance(m, list) and len(m) == 2 and is_text(m[0], newlines=False) and is_number(m[1])
+                for m in moves):
+            raise damaged(where, f"history of {quote(label)}")
 
 
 def _pmap(fn, items):

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import SolveError
+from ..errors import LockError, SolveError
 from ..lockfile import Package
-from ..spec import Spec, strip_credentials
+from ..runtime.secrets import referenced_values, scrub, strip_credentials
+from ..spec import Spec, expand_env
 from .platforms import virtual_packages
 
 
@@ -42,7 +43,15 @@ def solve(
     specs = spec.conda_specs()
     if not specs:
         return []
-    channels = [rattler.Channel(c) for c in spec.channels]
+    # ${VAR} references (in the user:password@ part only: mlenv.spec) are expanded here, in
+    # memory; whatever rattler says afterwards is scrubbed of them and of any userinfo.
+    secrets = referenced_values(spec.channels)
+    shown = ", ".join(strip_credentials(c) for c in spec.channels)
+    try:
+        channels = [rattler.Channel(expand_env(c)) for c in spec.channels]
+    except Exception as exc:  # rattler's InvalidChannelError; the spec check should prevent it
+        raise SolveError(f"invalid conda channel: {scrub(_first(exc), secrets)}",
+                         hint=f"check [conda] channels ({shown})") from None
     subdirs = [platform, "noarch"]
     preferences = []
     if not upgrade:
@@ -68,19 +77,19 @@ def solve(
 
         records = run_async(run)
     except SolverError as exc:
-        raise SolveError(f"the conda dependencies cannot be solved for {platform}:\n{_indent(str(exc))}") from None
+        raise SolveError(f"the conda dependencies cannot be solved for {platform}:\n{_indent(scrub(str(exc), secrets))}") from None
     except (FetchRepoDataError, GatewayError) as exc:
-        raise SolveError(f"could not read a conda channel for {platform}: {strip_credentials(_first(exc))}",
-                         hint="check the channel name/URL and your network; conda channels: " + ", ".join(spec.channels)) from None
+        raise SolveError(f"could not read a conda channel for {platform}: {scrub(_first(exc), secrets)}",
+                         hint="check the channel name/URL and your network; conda channels: " + shown) from None
     except Exception as exc:  # rattler wraps I/O errors in its own types
-        raise SolveError(f"conda solve failed for {platform}: {strip_credentials(_first(exc))}") from None
+        raise SolveError(f"conda solve failed for {platform}: {scrub(_first(exc), secrets)}") from None
     return sorted((from_record(r, platform) for r in records), key=lambda p: p.name)
 
 
 def _check_offline(channels: list[str]) -> None:
     for c in channels:
         if not c.startswith("file://"):
-            raise SolveError(f"--offline cannot solve against the remote conda channel {c!r}",
+            raise SolveError(f"--offline cannot solve against the remote conda channel {strip_credentials(c)!r}",
                              hint="drop --offline, or use a file:// channel")
 
 
@@ -116,10 +125,16 @@ def _noarch(value) -> str:
 
 
 def to_record(pkg: Package):
-    """A rattler RepoDataRecord rebuilt from the lock's fields (no repodata read)."""
+    """A rattler RepoDataRecord rebuilt from the lock's fields (no repodata read). The lock's
+    schema types every field; what rattler still refuses (a version it cannot parse, a
+    channel that is not a URL) is one LockError, not rattler's exception."""
     from ..runtime.conda import record
 
-    return record(pkg.name, pkg.version, pkg.url, pkg.sha256, pkg.extra, pkg.platform)
+    try:
+        return record(pkg.name, pkg.version, pkg.url, pkg.sha256, pkg.extra, pkg.platform)
+    except Exception as exc:  # rattler's InvalidVersionError, InvalidUrlError, ...
+        raise LockError(f"mlenv.lock: the {pkg.platform} conda record {pkg.name} {pkg.version} cannot be read: "
+                        f"{_first(exc)[:200]}", hint="`mlenv lock --upgrade` solves again without the locked records") from None
 
 
 def _first(exc: BaseException) -> str:

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import SolveError
-from ..spec import Spec, expand_env, strip_credentials
+from ..runtime.secrets import referenced_values, scrub, strip_credentials
+from ..spec import Spec, expand_env
 from .direct import Direct
 from .names import normalize as normalize_name
 from .platforms import python_platform, wheel_tags
@@ -82,8 +83,10 @@ class UvJob:
             tags = wheel_tags(self.platform, self.python_version, glibc=glibc, osx=osx)  # computed while uv runs
             _, stderr = self.proc.communicate()
             if self.proc.returncode != 0:
+                secrets = referenced_values([self.spec.index_url, *self.spec.extra_index_urls,
+                                             *self.spec.find_links, *self.spec.pypi_dependencies])
                 raise SolveError(_explain_uv_failure(stderr, self.platform, self.python_version, self.index,
-                                                     self.extras, self.offline))
+                                                     self.extras, self.offline, secrets))
             data = tomllib.loads((self.tmpdir / "pylock.toml").read_text(encoding="utf-8"))
             return _select_artifacts(data, self.platform, self.python_version, tags, self.provided, self.index,
                                      self.extras, spec=self.spec, forms=self.forms, find_links=self.find_links)
@@ -298,8 +301,9 @@ def _find_links_of(url: str, pages: list[str], *, by_host: bool) -> str | None:
     return same[0] if len(same) == 1 else None
 
 
-def _explain_uv_failure(stderr: str, platform: str, python_version: str, index: str, extras: list[str], offline: bool = False) -> str:
-    text = strip_credentials_in_text(stderr.strip())
+def _explain_uv_failure(stderr: str, platform: str, python_version: str, index: str, extras: list[str],
+                        offline: bool = False, secrets: tuple[str, ...] | list[str] = ()) -> str:
+    text = scrub(stderr.strip(), secrets)
     lines = [ln for ln in text.splitlines() if ln.strip()]
     head = f"PyPI resolution failed for {platform} (Python {python_version})"
     if offline and "network was disabled" in text:
@@ -308,18 +312,14 @@ def _explain_uv_failure(stderr: str, platform: str, python_version: str, index: 
         head = f"--offline: {what} is not in uv's cache; run `mlenv lock` once without --offline"
     elif any("Failed to fetch" in ln or "error sending request" in ln or "dns error" in ln.lower() for ln in lines):
         urls = re.findall(r"`(https?://[^`]+|file://[^`]+)`", text)
-        where = urls[0] if urls else strip_credentials(index)
+        where = urls[0] if urls else scrub(strip_credentials(index), secrets)
         head = f"network failure while resolving PyPI packages: could not fetch {where}"
     elif any("not found in the package registry" in ln or "was not found in the package registry" in ln for ln in lines):
         m = re.search(r"Because (\S+) was not found in the package registry", text)
         if m:
-            head = f"unknown PyPI package {m.group(1)!r} (not found on {strip_credentials(index)})"
+            head = f"unknown PyPI package {m.group(1)!r} (not found on {scrub(strip_credentials(index), secrets)})"
     detail = "\n".join("  " + ln for ln in lines[:40])
     return f"{head}\n{detail}" if detail else head
-
-
-def strip_credentials_in_text(text: str) -> str:
-    return re.sub(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s`'\"]*@", r"\1", text)
 
 
 def _pip_compile(reqs: Path, constraints: Path, index: str, extras: list[str], offline: bool, python_version: str, platform: str) -> dict[str, str]:
@@ -347,7 +347,7 @@ def _pip_compile(reqs: Path, constraints: Path, index: str, extras: list[str], o
         cmd += ["--no-index"]
     proc = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
     if proc.returncode != 0:
-        raise SolveError(f"pip-compile failed for {platform}:\n" + "\n".join("  " + ln for ln in strip_credentials_in_text(proc.stderr).strip().splitlines()[-30:]))
+        raise SolveError(f"pip-compile failed for {platform}:\n" + "\n".join("  " + ln for ln in scrub(proc.stderr).strip().splitlines()[-30:]))
     pins = {}
     for line in out.read_text().splitlines():
         line = line.split("#", 1)[0].strip()

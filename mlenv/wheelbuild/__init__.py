@@ -154,6 +154,7 @@ def local_archive(path: Path, *, what: str) -> Built:
 
 def build_options(spec, python: str | None, *, offline: bool) -> BuildOptions:
     """Where build backends come from: the spec's own indexes and find-links (expanded)."""
+    from ..runtime.secrets import referenced_values
     from ..spec import expand_env
     from .build import BuildOptions
 
@@ -171,7 +172,7 @@ def build_options(spec, python: str | None, *, offline: bool) -> BuildOptions:
         find_links=tuple(expand_env(u) for u in getattr(spec, "find_links", [])),
         offline=offline,
         ca_bundle=ca,
-        secrets=tuple(_referenced_values(texts)),
+        secrets=tuple(referenced_values(texts)),
     )
 
 
@@ -189,10 +190,3 @@ def project_excludes(spec, root: Path) -> frozenset[str]:
             out.add(real.relative_to(root).as_posix())
     return frozenset(out)
 
-
-def _referenced_values(texts) -> list[str]:  # TODO(merge sec-parse): mlenv.runtime.secrets.referenced_values
-    import re
-
-    return [
-        os.environ[n] for t in texts if t for n in re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", t) if os.environ.get(n)
-    ]
