@@ -299,3 +299,49 @@ def test_a_declared_source_that_fails_fails_the_lock(case, make_project, wheel_s
     line = one_error(mlenv("lock", cwd=d))
     assert want in line, line
     _nothing_written(d)
+
+
+# --- registries carry the built wheels: restore --prefix needs neither git nor the sources ---
+
+
+@pytest.mark.parametrize("kind", ["local", pytest.param("oci", marks=pytest.mark.registry)])
+def test_restore_prefix_elsewhere_without_git_or_sources(kind, make_project, git_tools, tmp_path, request):
+    import uuid
+
+    if kind == "oci":
+        registry = f"oci://{request.getfixturevalue('test_registry')}/mlenv-depforms-{uuid.uuid4().hex[:10]}"
+    else:
+        registry = str(tmp_path / "registry")
+    d = make_project([git_tools.requirement(), "features @ ./libs/features"], name=f"carry-{kind}")
+    ok(mlenv("lock", cwd=d))
+    reg = ok(mlenv("register", "--no-image", "--registry", registry, cwd=d))
+    assert "cannot hold" not in reg.stderr
+    lock = read_lock(d / "mlenv.lock")
+    # another machine: an empty cache, no project sources, no git on PATH, the git server unreachable
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python3").symlink_to("/usr/bin/python3")
+    env = {**cache_env(tmp_path, "machine2"), "PATH": str(bin_dir)}
+    target = tmp_path / "machine2-checkout"
+    target.mkdir()
+    prefix = tmp_path / "machine2-env"
+    with_no_git = mlenv("restore", f"carry-{kind}@1", "--registry", registry, "--into", str(target), "--prefix",
+                        str(prefix), cwd=target, env=env)  # fmt: skip
+    ok(with_no_git)
+    assert not (target / "libs").exists() and shutil.which("git", path=env["PATH"]) is None
+    out = subprocess.run([str(prefix / "bin" / "python"), "-c", "import teamtools, features; print('ok')"],
+                         capture_output=True, text=True, check=True)  # fmt: skip
+    assert out.stdout.strip() == "ok"
+    ok(mlenv("verify", "--prefix", str(prefix), cwd=target, env=env))
+    assert read_lock(target / "mlenv.lock").content_hash == lock.content_hash
+
+
+def test_a_wheel_that_is_nowhere_is_one_clear_error(make_project, tmp_path):
+    """A lock whose local package is not on this machine and not in the cache: install says
+    where the wheel can come from; nothing is installed."""
+    d = make_project(["features @ ./libs/features"], name="nowhere")
+    ok(mlenv("lock", cwd=d))
+    shutil.rmtree(d / "libs")
+    line = one_error(mlenv("install", "--prefix", str(tmp_path / "env"), cwd=d, env=cache_env(tmp_path, "empty")))
+    assert "is not on this machine" in line and "features" in line
+    assert not (tmp_path / "env").exists()
