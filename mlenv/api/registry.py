@@ -109,8 +109,8 @@ def register(
 def built_wheels(spec, lock: Lock) -> dict[str, tuple[str, bytes]]:
     """sha256 -> (file name, bytes) of every wheel mlenv built for the lock (git and local
     packages, every platform), from the artifact cache, rebuilt first when missing."""
-    from ..wheelbuild.ensure import BUILT, ensure
     from ..wheelbuild.build import cached
+    from ..wheelbuild.ensure import BUILT, ensure
 
     pkgs = [p for p in lock.packages if p.manager == "pypi" and p.get("source") in BUILT]
     if not pkgs:
