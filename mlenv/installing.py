@@ -52,6 +52,18 @@ def needs_interpreter(lock: Lock, platform: str) -> bool:
     return bool(lock.for_platform(platform, "pypi"))
 
 
+def conda_python(lock: Lock, platform: str) -> Package | None:
+    """The lock's conda `python` package for platform, if it has one."""
+    return next((p for p in lock.for_platform(platform, "conda") if p.name == "python"), None)
+
+
+def fetch(pkgs: list[Package], **options) -> dict[str, Path]:
+    """sha256 -> a verified local file for each locked package (mlenv.runtime.fetch.fetch_artifacts)."""
+    from .runtime.fetch import fetch_artifacts
+
+    return fetch_artifacts([artifact(p) for p in pkgs], **options)
+
+
 def artifact(pkg: Package) -> Artifact:
     return Artifact(pkg.manager, pkg.name, pkg.version, pkg.url, pkg.sha256, dict(pkg.extra))
 

@@ -698,7 +698,7 @@ CLI_ARGS = st.sampled_from([["lock", "--offline", "-q"], ["lock", "--check"], ["
 
 def run_cli(args: list[str], directory: Path) -> tuple[int, str, str]:
     """mlenv.cli.main in-process, in `directory`: (exit code, stdout, stderr)."""
-    from mlenv.cli import main
+    from mlenv.cli.main import main
 
     out, err = io.StringIO(), io.StringIO()
     cwd = os.getcwd()

@@ -20,6 +20,7 @@ def build(
     platform: str = "linux-64",
     builder: str | None = None,
     dockerfile_only: str | os.PathLike[str] | None = None,
+    layout: str | os.PathLike[str] | None = None,
     progress: Progress | None = None,
     on_step: Progress | None = None,
     on_line: Progress | None = None,
@@ -49,7 +50,7 @@ def build(
     say = progress_mod.default(progress, f"building {s.name}")
     result = build_image(s, lock, platform=platform, repository=repository, push=push, force=force,
                          no_cache=no_cache, ca_bundle=options.ca_bundle(ca_bundle, required=False),
-                         builder=options.resolve("builder", builder), dockerfile_only=dockerfile_only,
+                         builder=options.resolve("builder", builder), dockerfile_only=dockerfile_only, layout=layout,
                          index_urls=options.index_urls(s), progress=say, on_step=on_step,
                          on_line=on_line, on_warning=on_warning)  # fmt: skip
     progress_mod.finish(say, result.message)

@@ -38,6 +38,8 @@ class ImageResult:
     log: str | None = None
     pushed: str | None = None  # the pushed digest
     directory: str | None = None  # rendered: where the context was written
+    layers: list[dict] | None = None  # daemonless: the image's layers (id, digest, size, cached)
+    upload: dict | None = None  # daemonless: what the push uploaded, mounted, skipped
     seconds: float = 0.0
     message: str = ""
 
@@ -51,7 +53,7 @@ class ImageResult:
 
     def to_json(self) -> dict:
         keys = ("image", "name", "content_hash", "short_hash", "action", "where", "id", "digest", "retagged",
-                "builder", "log", "pushed", "directory", "seconds")  # fmt: skip
+                "builder", "log", "pushed", "directory", "layers", "upload", "seconds")  # fmt: skip
         return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
 
 
@@ -78,6 +80,7 @@ def build_image(
     ca_bundle: str | None = None,
     builder: str | None = None,
     dockerfile_only: str | Path | None = None,
+    layout: str | Path | None = None,
     index_urls: tuple[str, ...] = (),
     progress: Progress | None = None,
     on_step: Progress | None = None,
@@ -96,7 +99,7 @@ def build_image(
         builder_class(builder.lower())  # a misspelt builder is an error, also when the image exists
     ref = image_ref(repository, spec.name, lock.short_hash)
     result = ImageResult(ref, spec.name, lock.content_hash, lock.short_hash)
-    if not dockerfile_only and not force and _reuse(lock, result, push, progress):
+    if not dockerfile_only and not force and _reuse(lock, result, push, engine_required=not (push or layout)):
         result.seconds = round(time.perf_counter() - t0, 3)
         return result
 
@@ -122,12 +125,19 @@ def build_image(
     artifacts = fetch_artifacts([artifact(p) for p in pkgs], index_urls=index_urls, ca_bundle=ca_bundle,
                                 progress=progress)  # fmt: skip
     artifacts.update(fetch_debs(lock.for_platform(platform, "apt"), ca_bundle=ca_bundle, progress=progress))
-    chosen = choose(builder)
-    result.builder = chosen.name
+    from ..oci.client import names_registry
+    from .docker import DockerEngine
+
     secrets = [u.split("://", 1)[-1].split("@", 1)[0] for u in index_urls if "@" in u]
+    if push and not names_registry(ref):
+        raise MlenvError(f"--push needs a registry in --repository (e.g. 127.0.0.1:5000/team), not {ref.rsplit('/', 1)[0]!r}")
     job = BuildJob(spec=spec, lock=lock, platform=platform, ref=ref, artifacts=artifacts,
                    log_path=log_path(spec.name, lock.short_hash), ca_bundle=ca_bundle, no_cache=no_cache,
-                   scrub=lambda text: scrub_text(text, secrets), on_step=on_step, on_line=on_line)  # fmt: skip
+                   scrub=lambda text: scrub_text(text, secrets), on_step=on_step, on_line=on_line,
+                   push_to=ref if push else None, layout=str(layout) if layout else None,
+                   engine=DockerEngine.available() is not None, index_urls=index_urls)  # fmt: skip
+    chosen = choose(builder, job if not dockerfile_only else None)
+    result.builder = chosen.name
     if dockerfile_only:
         chosen.render(job, Path(dockerfile_only))
         result.action, result.directory = "rendered", str(Path(dockerfile_only))
@@ -141,11 +151,19 @@ def build_image(
         progress(f"building {ref} ({platform}, base {lock.image.get('reference') or spec.base_image}, {chosen.name})")
     built = chosen.build(job)
     atomic_write(job.log_path, "\n".join(built.log.lines) + "\n")
+    result.action, result.log = "built", str(job.log_path)
+    if built.digest is not None:  # the builder wrote the image itself (daemonless): pushed, laid out or loaded
+        result.id, result.digest, result.pushed = built.image_id, built.digest, built.pushed
+        result.layers, result.upload = built.extra.get("layers"), built.extra.get("upload")
+        result.seconds = round(time.perf_counter() - t0, 3)
+        where = ", ".join(w for w in ("pushed" if built.pushed else "", "loaded" if built.image_id else "",
+                                      f"layout {layout}" if layout else "") if w)  # fmt: skip
+        result.message = f"built {ref} in {result.seconds:.1f}s ({chosen.name}; {where}; {built.digest[:19]}…)"
+        return result
     if built.log.error or not built.image_id:
         raise explain_failure(built.log, lock.image.get("reference") or spec.base_image, job.log_path)
     with DockerEngine() as engine:
         result.id = engine.image_id(ref)
-        result.action, result.log = "built", str(job.log_path)
         result.seconds = round(time.perf_counter() - t0, 3)
         if push:
             result.pushed = _push(engine, ref, progress)
@@ -153,40 +171,35 @@ def build_image(
     return result
 
 
-def _reuse(lock: Lock, result: ImageResult, push: bool, progress: Progress | None) -> bool:
-    """The cache-hit path: a local image with the content hash label, else the tag in
-    the registry."""
-    from .docker import DockerEngine
+def _reuse(lock: Lock, result: ImageResult, push: bool, engine_required: bool) -> bool:
+    """The cache-hit path. With --push: the tag in the registry, or nothing (the image is
+    built and pushed by its builder, so the registry gets the builder's exact bytes).
+    Without: a local image with the content hash label (tagged if needed), else the tag in
+    the registry. No local Engine is needed when the image goes to a registry or a layout."""
     from ..oci.client import remote_has as registry_digest
+    from .docker import DockerEngine
 
-    with DockerEngine() as engine:
-        local = engine.find(lock.content_hash, result.image)
-        if local is not None:
-            result.retagged = engine.tag(local, result.image)
-            result.action, result.where, result.id = "reused", "local", local["Id"]
-            if push:
-                result.pushed = _push(engine, result.image, progress, only_if_missing=True)
-            result.message = (f"reused {result.image} (local image {local['Id'][7:19]}"
-                              + (", tagged" if result.retagged else "") + ")")  # fmt: skip
-            return True
+    if not push:
+        engine = DockerEngine() if engine_required else DockerEngine.available()
+        if engine is not None:
+            with engine:
+                local = engine.find(lock.content_hash, result.image)
+                if local is not None:
+                    result.retagged = engine.tag(local, result.image)
+                    result.action, result.where, result.id = "reused", "local", local["Id"]
+                    result.message = (f"reused {result.image} (local image {local['Id'][7:19]}"
+                                      + (", tagged" if result.retagged else "") + ")")  # fmt: skip
+                    return True
     digest = registry_digest(result.image)
     if digest:
         result.action, result.where, result.digest = "reused", "registry", digest
+        result.pushed = digest if push else None
         result.message = f"reused {result.image} (in the registry, {digest[:19]}…); nothing to build"
         return True
     return False
 
 
-def _push(engine, ref: str, progress: Progress | None, only_if_missing: bool = False) -> str | None:
-    from ..oci.client import names_registry
-    from ..oci.client import remote_has as registry_digest
-
-    if not names_registry(ref):
-        raise MlenvError(f"--push needs a registry in --repository (e.g. 127.0.0.1:5000/team), not {ref.rsplit('/', 1)[0]!r}")
-    if only_if_missing:
-        digest = registry_digest(ref)
-        if digest:
-            return digest
+def _push(engine, ref: str, progress: Progress | None) -> str | None:
     if progress:
         progress(f"pushing {ref}")
     return engine.push(ref)

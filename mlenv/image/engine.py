@@ -6,8 +6,14 @@ entry-point group, so another builder can be installed as a plugin. This module
 imports no builder implementation.
 
 Built in:
+- `daemonless`: mlenv writes the image itself, bit for bit from the lock (mlenv.image.daemonless);
+  pushed, written as an OCI layout, or loaded into a local Engine;
 - `buildkit`: a rendered multi-stage Dockerfile, built by BuildKit through the docker CLI;
 - `classic`: the same install steps in one stage, through the Engine API (docker SDK).
+
+`auto` takes the first of AUTO_ORDER that can run here and does not refuse the job:
+the daemonless builder refuses what only a builder that runs commands can do (sdists,
+[image] steps, apt packages with maintainer scripts; `refuses`).
 """
 
 from __future__ import annotations
@@ -26,10 +32,11 @@ if TYPE_CHECKING:
     from .docker import BuildLog
 
 BUILTIN = {
+    "daemonless": "mlenv.image.daemonless:DaemonlessBuilder",
     "buildkit": "mlenv.image.buildkit:BuildKitBuilder",
     "classic": "mlenv.image.classic:ClassicBuilder",
 }
-AUTO_ORDER = ("buildkit", "classic")  # `auto`: the first that can build here
+AUTO_ORDER = ("daemonless", "buildkit", "classic")  # `auto`: the first that can build the job here
 ENTRY_POINT_GROUP = "mlenv.builders"
 
 
@@ -48,12 +55,19 @@ class BuildJob:
     scrub: Callable[[str], str] = lambda s: s  # removes secrets from every log line
     on_step: Callable[[str], None] | None = None
     on_line: Callable[[str], None] | None = None
+    push_to: str | None = None  # a registry reference the builder may push to itself (daemonless)
+    layout: str | None = None  # an OCI image layout directory to write (daemonless)
+    engine: bool = False  # a local Docker Engine answers (a place to load the image into)
+    load: bool = False  # load into the local Engine even when pushing
+    index_urls: tuple[str, ...] = ()  # credentialed index URLs, in memory only
 
 
 @dataclass
 class Built:
     log: BuildLog
     image_id: str | None = None
+    digest: str | None = None  # the manifest digest, when the builder wrote the manifest
+    pushed: str | None = None  # the pushed digest, when the builder pushed
     extra: dict = field(default_factory=dict)  # builder-specific facts for the result (e.g. groups)
 
 
@@ -68,6 +82,10 @@ class Builder(ABC):
     @abstractmethod
     def build(self, job: BuildJob) -> Built:
         """Build job.ref into the local image store (or fail with BuildFailed)."""
+
+    def refuses(self, job: BuildJob) -> str | None:
+        """Why this builder cannot build this job (None: it can); `auto` moves on."""
+        return None
 
     def render(self, job: BuildJob, directory: Path) -> None:
         """Write what the builder would build (Dockerfile and context) into directory."""
@@ -88,9 +106,9 @@ def builder_class(name: str) -> type[Builder]:
     return getattr(importlib.import_module(module), attr)
 
 
-def choose(requested: str | None) -> Builder:
-    """The builder to use: `auto` (or None) is the first of AUTO_ORDER that can run
-    here; a named builder that cannot run here is an error saying why."""
+def choose(requested: str | None, job: BuildJob | None = None) -> Builder:
+    """The builder to use: `auto` (or None) is the first of AUTO_ORDER that can run here
+    and does not refuse the job; a named builder that cannot is an error saying why."""
     name = (requested or "auto").lower()
     if name != "auto":
         cls = builder_class(name)
@@ -98,12 +116,20 @@ def choose(requested: str | None) -> Builder:
         if reason:
             raise MlenvError(f"the {name} builder cannot run here: {reason}",
                              hint="use --builder auto, or another builder")  # fmt: skip
-        return cls()
+        builder = cls()
+        refusal = builder.refuses(job) if job is not None else None
+        if refusal:
+            raise MlenvError(f"the {name} builder cannot build this lock: {refusal}",
+                             hint="use --builder auto, or another builder")  # fmt: skip
+        return builder
     reasons = []
     for candidate in AUTO_ORDER:
         cls = builder_class(candidate)
         reason = cls.unavailable()
         if reason is None:
-            return cls()
+            builder = cls()
+            reason = builder.refuses(job) if job is not None else None
+            if reason is None:
+                return builder
         reasons.append(f"{candidate}: {reason}")
-    raise MlenvError("no image builder can run here (" + "; ".join(reasons) + ")")
+    raise MlenvError("no image builder can build this here (" + "; ".join(reasons) + ")")

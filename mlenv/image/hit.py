@@ -114,7 +114,7 @@ def _parse(argv: list[str]) -> dict | None:
             opts[name] = value
         else:
             return None
-    if not opts["repository"] or opts["builder"] not in ("auto", "buildkit", "classic"):
+    if not opts["repository"] or opts["builder"] not in ("auto", "daemonless", "buildkit", "classic"):
         return None
     return opts  # --ca-bundle: a hit downloads nothing, and neither path reads it then
 

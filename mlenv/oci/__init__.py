@@ -16,6 +16,10 @@ mlenv's specs or locks. Modules:
 - push.py      push_image(): HEAD / mount / upload, then manifest, then tags.
 - layout.py    OCI image layout (dir or deterministic tar), the docker-load archive.
 - locations.py which repositories of a registry hold a blob (mount sources).
+- layer.py     the deterministic layer writer: entries -> tar (own ustar/PAX encoder)
+               -> multi-member gzip (pinned libdeflate) -> blob, diff_id, size.
+- image.py     config + manifest assembly from a base (canonical JSON, fixed created).
+- rootfs.py    an image's merged file system read from its layer blobs (whiteouts).
 
 See docs/oci.md.
 

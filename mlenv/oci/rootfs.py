@@ -16,7 +16,8 @@ written to the host file system. Only the content of files a caller asks for
 (`keep`, a predicate over the normalized path) is held in memory; every other
 entry is kept as metadata (kind, mode, size, link target).
 
-`from_docker_save(path)` reads the tar `docker save` writes (its manifest.json
+`read_layers(layers, want)` reads layer blobs from mlenv's blob store (the
+daemonless builder's base facts, mlenv.image.basefacts); `from_docker_save(path)` reads the tar `docker save` writes (its manifest.json
 names the config and the layers in order; Docker 20.10's `<id>/layer.tar` and
 Docker 25's OCI-layout `blobs/sha256/<hex>` both work), the form the local Docker
 Engine hands out. An OCI blob store (mlenv.oci.store) gives layers as files:
@@ -99,8 +100,9 @@ class LayeredRootFS:
                 raise RootFSError(f"layer {n + 1} is not a readable tar ({exc})") from None
         return fs
 
-    def apply_layer(self, fileobj: IO[bytes], keep: Callable[[str], bool] = lambda path: True) -> None:
-        """Apply one layer tar on top of what is there."""
+    def apply_layer(self, fileobj: IO[bytes], keep: Callable[[str], bool] = lambda path: True,
+                    max_bytes: int | None = None) -> None:  # fmt: skip
+        """Apply one layer tar on top of what is there (contents of kept files up to max_bytes each)."""
         adds: dict[str, Entry] = {}
         deletes: list[str] = []
         opaque: list[str] = []
@@ -111,7 +113,7 @@ class LayeredRootFS:
                 path = normalize(m.name)
                 if path is None:
                     continue
-                if m.isfile() and keep("/" + path):
+                if m.isfile() and keep("/" + path) and (max_bytes is None or m.size <= max_bytes):
                     wanted.add(path)
                 elif m.islnk() and keep("/" + path):
                     target = normalize(m.linkname)
@@ -223,6 +225,35 @@ class LayeredRootFS:
 
     def exists(self, path: str) -> bool:
         return self.resolve(path) is not None
+
+    def kind(self, path: str) -> str | None:
+        """"file", "dir", "symlink" (a dangling one), "hardlink", "other", or None when absent."""
+        entry = self.entry(path)
+        if entry is not None and entry.kind == "hardlink":
+            target = self.entries.get(entry.target or "")
+            return target.kind if target is not None else None
+        return None if entry is None else entry.kind
+
+
+def clean(path: str) -> str:
+    """An absolute (or relative) image path as an entries key: no leading '/', no '.', '..' resolved lexically."""
+    p = posixpath.normpath("/" + path).lstrip("/")
+    return "" if p == "." else p
+
+
+def read_layers(layers: Iterable[tuple[Callable[[], IO[bytes]], bool]], want: Callable[[str], bool], *,
+                max_bytes: int = 8 << 20) -> LayeredRootFS:  # fmt: skip
+    """The merged root file system of layer blobs, lowest first: (opener, gzip?) pairs (the
+    compression is detected from the bytes; the flag is kept for callers that know it).
+    File contents are kept for paths `want` accepts, up to max_bytes each."""
+    fs = LayeredRootFS()
+    for n, (opener, _gzip) in enumerate(layers):
+        try:
+            with opener() as fh:
+                fs.apply_layer(fh, want, max_bytes)
+        except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
+            raise RootFSError(f"layer {n + 1} is not a readable tar ({exc})") from None
+    return fs
 
 
 def from_docker_save(

@@ -16,9 +16,10 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO
 
 DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}\Z")
 
@@ -71,7 +72,7 @@ class Descriptor:
         return out
 
     @classmethod
-    def from_json(cls, data: dict) -> "Descriptor":
+    def from_json(cls, data: dict) -> Descriptor:
         if not isinstance(data, dict):
             raise BlobError("a descriptor must be a JSON object")
         media_type, digest, size = data.get("mediaType"), data.get("digest"), data.get("size")
@@ -115,7 +116,7 @@ class BlobStore:
                 w.write(chunk)
         return Descriptor(media_type, w.digest, w.size, **kw)
 
-    def writer(self, expected: str | None = None) -> "BlobWriter":
+    def writer(self, expected: str | None = None) -> BlobWriter:
         """A file-like sink: `with store.writer() as w: w.write(...)`; afterwards
         w.digest and w.size are set and the blob is in the store."""
         return BlobWriter(self, expected)
@@ -150,7 +151,7 @@ class BlobWriter:
         self._fh: IO[bytes] | None = None
         self._tmp: Path | None = None
 
-    def __enter__(self) -> "BlobWriter":
+    def __enter__(self) -> BlobWriter:
         import tempfile
 
         self.store.blob_dir.mkdir(parents=True, exist_ok=True)

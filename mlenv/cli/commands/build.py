@@ -25,11 +25,16 @@ from ..render import ProgressLine, emit_json, human_size, json_option, registry_
 @click.option("--dockerfile-only", "dockerfile_only", type=click.Path(file_okay=False), metavar="DIR",
               help="Write the Dockerfile and build context to DIR and stop.")
 @click.option("--builder", metavar="NAME",
-              help="auto (default), buildkit (multi-stage, parallel builder stages; through the docker CLI) or "
-                   "classic (docker SDK); else MLENV_BUILDER, else the builder setting.")
+              help="auto (default: daemonless where it can build the lock, else buildkit, else classic), "
+                   "daemonless (mlenv writes the image: bit-reproducible, no daemon needed), buildkit "
+                   "(multi-stage, through the docker CLI) or classic (docker SDK); else MLENV_BUILDER, else the "
+                   "builder setting.")
+@click.option("--layout", type=click.Path(file_okay=False), metavar="DIR",
+              help="Also write the image as an OCI image layout into DIR (daemonless builder).")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable result on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
-def build(spec_file, repository, push, force, no_cache, ca_bundle, platform, dockerfile_only, builder, as_json, quiet):  # fmt: skip
+def build(spec_file, repository, push, force, no_cache, ca_bundle, platform, dockerfile_only, builder, layout, as_json,
+          quiet):  # fmt: skip
     """Build (or reuse) the Docker image of mlenv.lock, tagged REPO/NAME:SHORT_HASH.
 
     An image with the lock's content hash is reused instead of built: a local
@@ -39,7 +44,7 @@ def build(spec_file, repository, push, force, no_cache, ca_bundle, platform, doc
     """
     with ProgressLine(quiet or as_json, "building…") as display:
         result = api.build(spec_file, repository=repository, push=push, force=force, no_cache=no_cache,
-                           ca_bundle=ca_bundle, platform=platform, builder=builder, dockerfile_only=dockerfile_only,
+                           ca_bundle=ca_bundle, platform=platform, builder=builder, dockerfile_only=dockerfile_only, layout=layout,
                            progress=display, on_step=display.step, on_line=display.line,
                            on_warning=None if quiet else warn)  # fmt: skip
     if as_json:
