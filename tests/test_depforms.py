@@ -4,6 +4,7 @@ fixture index): lock, install, verify, rebuilds, moved tags, bad input."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -345,3 +346,77 @@ def test_a_wheel_that_is_nowhere_is_one_clear_error(make_project, tmp_path):
     line = one_error(mlenv("install", "--prefix", str(tmp_path / "env"), cwd=d, env=cache_env(tmp_path, "empty")))
     assert "is not on this machine" in line and "features" in line
     assert not (tmp_path / "env").exists()
+
+
+# --- images: every builder, no git, no sources --------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def image_project(tmp_path_factory, git_tools, wheel_site, pypi_server):
+    import textwrap
+    import uuid
+
+    from plugin_sources import package_files
+
+    d = tmp_path_factory.mktemp("depforms-image") / "proj"
+    for rel, text in package_files("features", "0.1.0", deps=["fixalpha>=1"]).items():
+        (d / "libs" / "features" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (d / "libs" / "features" / rel).write_text(text)
+    base = os.environ.get("MLENV_TEST_BASE_IMAGE_REMOTE") or "mlenv-test/debian-python:bookworm"
+    deps = [git_tools.requirement(), "features @ ./libs/features", f"urlpkg @ {wheel_site.wheel_url}", "flpkg"]
+    (d / "mlenv.toml").write_text(textwrap.dedent(f"""\
+        [environment]
+        name = "depforms-image"
+        python = "3.11"
+        [pypi]
+        index-url = "{pypi_server}"
+        find-links = ["{wheel_site.find_links}"]
+        dependencies = {json.dumps(deps)}
+        [variables]
+        MLENV_TEST_RUN = "{uuid.uuid4().hex}"
+        [image]
+        base = "{base}"
+        python = "/usr/bin/python3"
+        """))
+    ok(mlenv("lock", cwd=d))
+    return d
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize("builder", ["buildkit", "classic", "daemonless"])
+def test_image_of_each_form_has_no_git_and_no_sources(builder, image_project, docker_client, tmp_path, request):
+    if builder == "buildkit":
+        from plugin_docker import _unavailable
+
+        from mlenv.image.buildkit import find_cli
+
+        if find_cli() is None:
+            _unavailable("no docker CLI on PATH builds with BuildKit")
+    d = image_project
+    proc = ok(mlenv("build", "--builder", builder, "--force", "--repository", f"mlenv-depforms-{builder}", "--json",
+                    cwd=d, env={"MLENV_BUILD_GROUP_MIN_BYTES": "1"}))  # fmt: skip
+    result = json.loads(proc.stdout)
+    ref = result.get("id") or result["image"]  # the daemonless builder loads by id (and its own tag)
+    try:
+        assert result["builder"] == builder
+        code = ("import teamtools, features, urlpkg, flpkg, fixalpha; "
+                "print(teamtools.__version__, features.__version__, urlpkg.__version__, flpkg.__version__)")  # fmt: skip
+        out = docker_client.containers.run(ref, ["python", "-c", code], network_mode="none", remove=True)
+        assert out.decode().split() == ["1.0.0", "0.1.0", "1.0.0", "2.0.0"]
+        ok(mlenv("verify", "--image", ref, cwd=d))
+        probe = ("import os, shutil, sys; "
+                 f"hits = [os.path.join(r, f) for top in ('/opt', '/usr', '/root', '/tmp', '/srv', '/home') "
+                 "for r, _, fs in os.walk(top) for f in fs "
+                 f"if f == 'NOTES.txt' or f == 'test_source_only.py' or r.endswith('/.git')]; "
+                 "print(shutil.which('git'), len(hits), hits[:3])")  # fmt: skip
+        seen = docker_client.containers.run(ref, ["python", "-c", probe], network_mode="none", remove=True).decode()
+        assert seen.split()[:2] == ["None", "0"], seen
+        grep = docker_client.containers.run(
+            ref, ["sh", "-c", f"grep -rl {SOURCE_MARKER} /opt /usr/lib/python3* 2>/dev/null | head -3; true"],
+            network_mode="none", remove=True).decode()  # fmt: skip
+        assert grep.strip() == "", grep
+    finally:
+        try:
+            docker_client.api.remove_image(ref, force=True)
+        except Exception:
+            pass

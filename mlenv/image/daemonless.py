@@ -368,7 +368,7 @@ def build(
             skeleton = venv_skeleton(facts, target.version)
         elif conda_pkgs:
             skeleton = conda_skeleton()
-        from ..solve.pypi import strip_credentials_in_text
+        from ..runtime.secrets import scrub as strip_credentials_in_text
 
         meta = metadata_entries(lock.dumps(), strip_credentials_in_text(spec.text))
         ordered: list[LayerInfo] = []

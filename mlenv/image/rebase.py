@@ -163,7 +163,7 @@ def rebase_image(
     from ..oci.image import base_layers
     from ..oci.layer import read_tar_members
     from ..oci.store import OCI_LAYER_GZIP, default_store
-    from ..solve.pypi import strip_credentials_in_text
+    from ..runtime.secrets import scrub as strip_credentials_in_text
     from . import transport
     from .basefacts import read_facts
     from .daemonless import (
