@@ -405,9 +405,9 @@ def test_image_of_each_form_has_no_git_and_no_sources(builder, image_project, do
         assert out.decode().split() == ["1.0.0", "0.1.0", "1.0.0", "2.0.0"]
         ok(mlenv("verify", "--image", ref, cwd=d))
         probe = ("import os, shutil, sys; "
-                 f"hits = [os.path.join(r, f) for top in ('/opt', '/usr', '/root', '/tmp', '/srv', '/home') "
+                 "hits = [os.path.join(r, f) for top in ('/opt', '/usr', '/root', '/tmp', '/srv', '/home') "
                  "for r, _, fs in os.walk(top) for f in fs "
-                 f"if f == 'NOTES.txt' or f == 'test_source_only.py' or r.endswith('/.git')]; "
+                 "if f == 'NOTES.txt' or f == 'test_source_only.py' or r.endswith('/.git')]; "
                  "print(shutil.which('git'), len(hits), hits[:3])")  # fmt: skip
         seen = docker_client.containers.run(ref, ["python", "-c", probe], network_mode="none", remove=True).decode()
         assert seen.split()[:2] == ["None", "0"], seen
