@@ -296,7 +296,7 @@ def lock_spec(
 
     jobs = {}
     checker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlenv-sources")
-    health = checker.submit(check_sources, spec, offline=offline) if spec.pypi_dependencies else None
+    health = checker.submit(probe_sources, spec, offline=offline) if spec.pypi_dependencies else None
     try:
         if not spec.has_conda:
             for platform in to_solve:
@@ -376,7 +376,7 @@ def lock_spec(
     return LockResult(lock, "solved", st, warnings)
 
 
-def check_sources(spec: Spec, *, offline: bool = False) -> list[str]:
+def probe_sources(spec: Spec, *, offline: bool = False) -> list[str]:
     """Every declared index, find-links page and git repository answers (mlenv.solve.health,
     git ls-remote), checked in parallel; SolveError naming the first that does not.
     Returns the indexes that answered 404 to every probe (for the unused-index warning)."""
@@ -440,7 +440,7 @@ def _moves(existing: Lock | None, lock: Lock, moved: set[str]) -> list[str]:
 
 def unused_indexes(spec: Spec, packages: list[Package], all_404: list[str] | None = None) -> list[str]:
     """A warning per declared index (of two or more) that no locked package comes from
-    and that answered 404 to every probe of the health check (check_sources): it
+    and that answered 404 to every probe of the health check (probe_sources): it
     works, but seems to hold nothing this spec asks for (a wrong path?). An index that
     answers with an error or not at all already failed the lock."""
     from .runtime.secrets import strip_credentials

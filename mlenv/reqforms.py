@@ -230,6 +230,28 @@ def _parse_path(raw: str, base: dict) -> Form:
     return Form(PATH, path=norm, archive=archive, fragment=fragment, **base)
 
 
+def quick(text: str) -> tuple[str, str] | None:
+    """(kind, target) of a git / URL / path requirement without importing packaging (the
+    sources rule reads a lock's [inputs] on every command): ("git", repository URL as
+    written), ("url", URL without fragment) or ("path", normalized relative path); None
+    for an index requirement or anything mlenv would not parse."""
+    m = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(\[[^\]]*\])?\s*@\s*(\S+?)\s*(;.*)?\Z", text)
+    if not m:
+        return None
+    base = {"name": m.group(1), "text": text, "extras": (), "marker": None}
+    url = m.group(3)
+    try:
+        if url.lower().startswith("git+"):
+            return GIT, _parse_git(url, base).url or ""
+        if re.match(r"\Ahttps?://", url, re.I):
+            return URL, _parse_url(url, base).url or ""
+        if not _SCHEME.match(url) or re.match(r"\A[A-Za-z]:", url):
+            return PATH, _parse_path(url, base).path or "."
+    except ValueError:
+        return None
+    return None
+
+
 def quick_git_url(text: str) -> str | None:
     """The repository URL (userinfo as written) of a git requirement, without importing
     packaging (the no-op lock's path); None for anything else or anything unusual."""

@@ -54,7 +54,7 @@ def make_lock(version="1.1.0", sha="a" * 64) -> bytes:
     lock = Lock(
         spec_hash="sha256:" + "0" * 64, python="3.11", platforms={"linux-64": {"python": "3.11"}},
         packages=[Package("pypi", "linux-64", "fixalpha", version,
-                          f"https://files.example.org/fixalpha-{version}-py3-none-any.whl", sha,
+                          f"https://files.pythonhosted.org/packages/fixalpha-{version}-py3-none-any.whl", sha,
                           {"size": 1234, "index": "https://pypi.org/simple"})],
         variables={"OMP_NUM_THREADS": "4"},
         image={"base": "python:3.11-slim-bookworm",

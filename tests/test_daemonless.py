@@ -262,11 +262,14 @@ def test_conda_image_runs_and_verifies(mixed, tmp_path, docker_client):
         assert '"url": "file://' in out and "extracted_package_dir" not in out
         # verify --image runs the inventory with the env's python: the fixture python is a stub, so
         # compare the conda records and PyPI dist-infos read off the image instead
-        from mlenv.build.docker import _conda_meta_from_image
-        from mlenv.install import compare
+        from mlenv.image.docker import DockerEngine
+        from mlenv.image.verify import _conda_records
+        from mlenv.installing import expected
+        from mlenv.runtime.inventory import compare
 
-        inv = {"conda": _conda_meta_from_image(docker_client, ref), "pypi": {}}
-        diffs = [d for d in compare(lock, "linux-64", inv) if d.manager == "conda"]
+        with DockerEngine() as engine:
+            inv = {"conda": _conda_records(engine, ref), "pypi": {}}
+        diffs = [d for d in compare({"conda": expected(lock, "linux-64")["conda"]}, inv) if d.manager == "conda"]
         assert diffs == []
     finally:
         docker_client.api.remove_image(ref, force=True)
@@ -591,4 +594,5 @@ def test_cli_builder_daemonless_builds_then_reuses_with_one_head(venv_env, test_
     again = json.loads(mlenv("build", "--builder", "daemonless", "--push", "--repository", repo, "--json",
                              cwd=venv_env).stdout)  # fmt: skip
     assert again["action"] == "reused" and again["where"] == "registry" and again["digest"] == first["digest"]
-    assert again["layers"] == [] and again["upload"] is None  # nothing built, nothing sent
+    assert "layers" not in again and "upload" not in again  # nothing built, nothing sent
+    assert first["layers"] and first["upload"]["uploaded"]

@@ -57,7 +57,7 @@ def make_env(directory: Path, *, name="demo", variables: dict | None = None, pac
     (directory / "mlenv.toml").write_text(text)
     spec = load_spec(directory / "mlenv.toml")
     pkgs = [
-        Package("pypi", "linux-64", pkg, ver, f"https://files.example/{pkg}-{ver}-py3-none-any.whl",
+        Package("pypi", "linux-64", pkg, ver, f"https://files.pythonhosted.org/packages/{pkg}-{ver}-py3-none-any.whl",
                 hashlib.sha256(f"{pkg}-{ver}".encode()).hexdigest(), {"size": 100})
         for pkg, ver in sorted((packages or {}).items())
     ]

@@ -17,6 +17,9 @@ def current(spec: str | os.PathLike[str] | None = None):
     s = load_spec(spec_file(spec))
     lk = read_lock(s.lock_path)
     require_current(s, lk, path=s.lock_path, doing="export an old lock")
+    from ..sources import check_sources
+
+    check_sources(lk, s, where=str(s.lock_path))  # an export hands the URLs to another tool
     return s, lk
 
 

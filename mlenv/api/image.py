@@ -46,6 +46,9 @@ def build(
         from ..locking import require_current
 
         require_current(s, lock, path=s.lock_path, doing="build an image of an old lock")
+    from ..sources import check_sources
+
+    check_sources(lock, s, where=str(s.lock_path))
     remember(s, lock, platform)  # these bytes are a current, verified pair: the next hit skips this path
     say = progress_mod.default(progress, f"building {s.name}")
     result = build_image(s, lock, platform=platform, repository=repository, push=push, force=force,

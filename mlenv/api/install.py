@@ -13,13 +13,32 @@ from .results import Installed, Verified
 
 
 def lock_path(spec: str | os.PathLike[str] | None, lock: str | os.PathLike[str] | None) -> Path:
-    """The lock file: `lock`, else next to `spec`, else ./mlenv.lock."""
+    """The lock file: `lock`, else next to `spec`, else ./mlenv.lock. An interrupted
+    write of its directory is completed first (mlenv.runtime.journal)."""
+    from ..runtime.journal import recover
+
     if lock:
-        return Path(lock)
-    if spec:
+        path = Path(lock)
+    elif spec:
         p = Path(spec)
-        return p.with_name("mlenv.lock") if p.suffix == ".toml" else p / "mlenv.lock"
-    return Path("mlenv.lock")
+        path = p.with_name("mlenv.lock") if p.suffix == ".toml" else p / "mlenv.lock"
+    else:
+        path = Path("mlenv.lock")
+    recover(path.parent)
+    return path
+
+
+def spec_beside(path: Path):
+    """The valid mlenv.toml next to a lock, or None (a lock may travel alone)."""
+    from ..spec import load_spec
+
+    spec_path = path.with_name("mlenv.toml")
+    if not spec_path.is_file():
+        return None
+    try:
+        return load_spec(spec_path)
+    except MlenvError:
+        return None
 
 
 def spec_index_urls(path: Path, on_warning=None) -> tuple[str, ...]:
@@ -44,19 +63,6 @@ def spec_index_urls(path: Path, on_warning=None) -> tuple[str, ...]:
     return index_urls(spec)
 
 
-def _spec_beside(path: Path):
-    """The Spec of the mlenv.toml next to a lock (credentialed git URLs, build indexes), or None."""
-    from ..spec import load_spec
-
-    spec_path = path.with_name("mlenv.toml")
-    if not spec_path.is_file():
-        return None
-    try:
-        return load_spec(spec_path)
-    except MlenvError:
-        return None
-
-
 def install(
     prefix: str | os.PathLike[str],
     *,
@@ -74,16 +80,19 @@ def install(
     packages with uv (--require-hashes --no-deps). Every artifact is sha256-checked
     against the lock; nothing is resolved afresh."""
     from .. import installing as installer
+    from ..sources import check_sources
     from . import options
     from . import progress as progress_mod
 
     path = lock_path(spec, lock)
     lk = read_lock(path)
+    beside = spec_beside(path)
+    check_sources(lk, beside, where=str(path))  # before anything is downloaded or written
     ca = options.ca_bundle(ca_bundle)
     say = progress_mod.default(progress, f"installing {lk.short_hash}")
     res = installer.install(lk, prefix, platform=platform, python=python, pypi_prefix=pypi_prefix, no_cache=no_cache,
                             index_urls=spec_index_urls(path, on_warning), ca_bundle=ca, progress=say,
-                            project=path.absolute().parent, spec=_spec_beside(path))  # fmt: skip
+                            project=path.absolute().parent, spec=beside)  # fmt: skip
     progress_mod.finish(say, f"installed into {res.prefix}")
     return Installed(res, lk)
 

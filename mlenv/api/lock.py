@@ -7,7 +7,6 @@ tomllib and hashes; nothing of the solvers is imported on that path.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from ..errors import LockError
 from ..lockfile import Lock, read_lock
@@ -15,6 +14,19 @@ from ..spec import Spec, load_spec
 from .options import spec_file
 from .progress import Progress
 from .results import CheckResult, LockOutcome
+
+HINT_UNDECLARED = ("an index or channel served a file from a host the spec does not declare; declare that host as an "
+                   "index (docs/security.md, \"File names and artifact sources\")")
+
+
+def check_existing(existing: Lock, spec: Spec) -> None:
+    """The sources rule (mlenv.sources) for the lock beside a spec. A lock whose spec hash
+    is the spec's claims to be its solve, so it may declare no source the spec does not
+    (else it was tampered with); a stale lock (the spec was edited since) is checked
+    alone, and reported stale by the freshness rules."""
+    from ..sources import check_sources
+
+    check_sources(existing, spec if existing.spec_hash == spec.spec_hash() else None, where=str(spec.lock_path))
 
 
 def read_existing(spec: Spec, *, on_corrupt=None) -> Lock | None:
@@ -59,21 +71,37 @@ def lock(
             on_warning(msg)
 
     existing = read_existing(s, on_corrupt=warn)
+    if existing is not None:
+        try:
+            check_existing(existing, s)
+        except LockError as exc:  # a lock with foreign sources is never kept, nor used as preferences
+            warn(f"{exc.message}; solving from scratch and replacing it")
+            existing = None
     if existing is not None and existing.spec_hash == s.spec_hash() and not (upgrade or upgrade_packages or platforms):
         from ..apt import legacy_unpinned, pins_current
 
         if (pins_current(existing) or legacy_unpinned(existing)) and not sources_moved(s, existing, offline, warn):
             return LockOutcome(s, existing, "fresh", warnings=warnings)
 
-    from . import progress as progress_mod
     from ..locking import lock_spec
+    from . import progress as progress_mod
 
     say = progress_mod.default(progress, f"locking {s.name}")
+    from .options import index_urls
+
+    index_urls(s)  # the expanded credentials are remembered: the scrubber masks them in every message
     result = lock_spec(s, platforms=tuple(platforms), upgrade=upgrade, upgrade_packages=tuple(upgrade_packages),
                        offline=offline, resolver=resolver, progress=say, existing=existing)  # fmt: skip
     for w in result.warnings:
         warn(w)
     new = result.lock
+    from ..errors import SolveError
+    from ..sources import check_sources
+
+    try:  # what the solvers returned obeys the same rule as what install will fetch
+        check_sources(new, s, where="the solved lock")
+    except LockError as exc:
+        raise SolveError(exc.message + " (nothing was written)", hint=HINT_UNDECLARED) from None
     changed = existing is None or new.dumps() != existing.dumps()
     if changed:
         new.write(s.lock_path)
@@ -105,8 +133,10 @@ def check(spec: str | os.PathLike[str] | Spec | None = None, *, offline: bool = 
     s = spec if isinstance(spec, Spec) else load_spec(spec_file(spec))
     try:
         existing = read_existing(s)
+        if existing is not None:
+            check_existing(existing, s)
     except LockError as exc:
-        raise LockError(str(exc.message), hint="run `mlenv lock` to regenerate it", exit_code=1) from None
+        raise LockError(str(exc.message), hint=exc.hint or "run `mlenv lock` to regenerate it", exit_code=1) from None
     from ..solve.moved import has_sources
 
     if existing is not None and existing.spec_hash == s.spec_hash() and not has_sources(existing):
@@ -121,10 +151,6 @@ def check(spec: str | os.PathLike[str] | Spec | None = None, *, offline: bool = 
 
 def content_hash(lock: str | os.PathLike[str] | None = None, *, spec: str | os.PathLike[str] | None = None) -> Lock:
     """The lock at `lock` (default: next to `spec`, else ./mlenv.lock), its content hash verified."""
-    if lock:
-        path = Path(lock)
-    elif spec:
-        path = Path(spec).with_name("mlenv.lock") if Path(spec).suffix == ".toml" else Path(spec) / "mlenv.lock"
-    else:
-        path = Path("mlenv.lock")
-    return read_lock(path)
+    from .install import lock_path
+
+    return read_lock(lock_path(spec, lock))

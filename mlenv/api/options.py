@@ -44,6 +44,7 @@ def index_urls(spec) -> tuple[str, ...]:
     """Credentialed index URLs for downloads: the spec's `${VAR}` URLs expanded from
     the environment, and MLENV_INDEX_URL. In memory only: never written, logged or
     passed into a build."""
+    from ..runtime.secrets import remember_url
     from ..spec import expand_env
 
     urls = []
@@ -55,11 +56,17 @@ def index_urls(spec) -> tuple[str, ...]:
                 except MlenvError:
                     pass
     urls += [u for u in os.environ.get("MLENV_INDEX_URL", "").split() if u]
+    for url in urls:
+        remember_url(url)  # the scrubber masks the password in every message from here on
     return tuple(urls)
 
 
 def spec_file(spec: str | os.PathLike[str] | None) -> Path:
-    """The mlenv.toml to act on: a file, a directory holding one, default the cwd."""
+    """The mlenv.toml to act on: a file, a directory holding one, default the cwd. An
+    interrupted write of that directory's files is completed first (mlenv.runtime.journal)."""
+    from ..runtime.journal import recover
     from ..spec import find_spec
 
-    return find_spec(Path(spec) if spec else None)
+    start = Path(spec) if spec else Path.cwd()
+    recover(start.parent if start.suffix == ".toml" else start)
+    return find_spec(start)

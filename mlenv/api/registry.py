@@ -75,6 +75,9 @@ def register(
         raise LockError(f"{s.lock_path}: not UTF-8 text", hint="`mlenv lock` regenerates it") from None
     lock = loads_lock(lock_text, s.lock_path)
     require_current(s, lock, path=s.lock_path, doing="register an old lock")
+    from ..sources import check_sources
+
+    check_sources(lock, s, where=str(s.lock_path))  # a registry entry is someone else's install later
     image_ref = image_digest = None
     if image:
         from ..image.docker import DockerEngine
@@ -224,15 +227,19 @@ def unarchive(ref: str, *, registry: str | None = None) -> str:
 
 
 def write_pair(into: Path, spec_bytes: bytes, lock_bytes: bytes, *, force: bool, known: set[str]) -> list[str]:
-    """Write mlenv.toml and mlenv.lock into `into`, both or neither.
+    """Write mlenv.toml and mlenv.lock into `into`, both or neither, also when the
+    process is killed (mlenv.runtime.journal: the next mlenv command in that directory
+    completes an interrupted write).
 
     An existing file is replaced only when it is identical, when its bytes are a
     registered version's (nothing is lost: `known` holds those sha256s), or with
     force. Returns the names written."""
-    from ..runtime.fsutil import atomic_write
+    from ..runtime.journal import recover, write_files
 
+    recover(into)
     targets = [(into / "mlenv.toml", spec_bytes), (into / "mlenv.lock", lock_bytes)]
-    plan = []
+    files: dict[str, bytes] = {}
+    old_sha: dict[str, str | None] = {}
     for path, data in targets:
         old = None
         try:
@@ -246,20 +253,11 @@ def write_pair(into: Path, spec_bytes: bytes, lock_bytes: bytes, *, force: bool,
         if old is not None and not force and _sha256(old) not in known:
             raise RegistryError(f"{path} has local changes that are not in the registry; refusing to overwrite it",
                                 hint="commit or move it, restore --into another directory, or pass --force")  # fmt: skip
-        plan.append((path, data, old))
-    done = []
-    try:
-        for path, data, old in plan:
-            atomic_write(path, data)
-            done.append((path, old))
-    except BaseException:
-        for path, old in reversed(done):  # put back what we replaced: both or neither
-            if old is None:
-                path.unlink(missing_ok=True)
-            else:
-                atomic_write(path, old)
-        raise
-    return [p.name for p, _, _ in plan]
+        files[path.name] = data
+        old_sha[path.name] = _sha256(old) if old is not None else None
+    if files:
+        write_files(into, files, old_sha)
+    return list(files)
 
 
 def read_from_image(reference: str) -> tuple[bytes, bytes, str, str | None]:
@@ -320,6 +318,19 @@ def fetch_version(ref: str, *, registry: str | None = None,
     return v, spec_bytes, lock_bytes, lock, known
 
 
+def _check_pair(spec_bytes: bytes, lock: Lock, into: Path, where: str) -> None:
+    """The sources rule (mlenv.sources) for a pair about to be restored and installed."""
+    from ..errors import MlenvError
+    from ..sources import check_sources
+    from ..spec import parse_spec
+
+    try:
+        spec = parse_spec(spec_bytes.decode("utf-8"), into / "mlenv.toml")
+    except (MlenvError, UnicodeDecodeError):
+        spec = None  # install reads the lock alone then
+    check_sources(lock, spec, where=f"{where}:mlenv.lock")
+
+
 def restore(
     ref: str | None = None,
     *,
@@ -341,13 +352,17 @@ def restore(
         if ref:
             raise RegistryError("give either NAME@VERSION or --from-image, not both")
         spec_bytes, lock_bytes, content_hash, name = read_from_image(from_image)
+        if prefix:
+            _check_pair(spec_bytes, loads_lock(lock_bytes.decode("utf-8"), from_image), into_dir, from_image)
         written = write_pair(into_dir, spec_bytes, lock_bytes, force=force, known=set())
         result = Restored(written, into_dir, content_hash, from_image, name=name)
     else:
         if not ref:
             raise RegistryError("say what to restore: NAME@VERSION (or --from-image IMAGE)")
         # with --prefix, the wheels mlenv built for this version come with it: no git, no sources needed
-        v, spec_bytes, lock_bytes, _, known = fetch_version(ref, registry=registry, wheels=bool(prefix))
+        v, spec_bytes, lock_bytes, lock, known = fetch_version(ref, registry=registry, wheels=bool(prefix))
+        if prefix:  # refuse what install would refuse before writing anything
+            _check_pair(spec_bytes, lock, into_dir, v.ref)
         written = write_pair(into_dir, spec_bytes, lock_bytes, force=force, known=known)
         result = Restored(written, into_dir, v.content_hash, v.ref, version=v, name=v.name)
     if pull:

@@ -12,8 +12,8 @@ from ..image.build import ImageResult
 if TYPE_CHECKING:
     from ..lockfile import Lock
     from ..registry.base import Version
-    from ..runtime.inventory import Difference
     from ..runtime.install import InstallResult
+    from ..runtime.inventory import Difference
     from ..spec import Spec
 
 
@@ -289,6 +289,7 @@ class VersionDetail:
                 "apt_packages": lock.image.get("apt-packages", [])}  # fmt: skip
 
     def _repr_html_(self) -> str:
+        from ..runtime.secrets import scrub
         from .html import details, esc
 
         from ..runtime.secrets import scrub

@@ -22,8 +22,11 @@ def main() -> None:
         if code is not None:
             sys.stdout.flush()
             sys.exit(code)
-    from .main import main as run
-
+    try:
+        from .main import main as run  # Ctrl-C while importing: a plain exit, like Ctrl-C later
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
     try:
         run()
         code = 0

@@ -79,16 +79,42 @@ def cli(directory: str | None) -> None:
         os.chdir(directory)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C, so every cleanup runs (temporary
+    files are removed, a committed restore is completed) before mlenv exits with 143."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not interrupt the cleanup
+    raise Terminated()
+
+
+def _say_error(text: str) -> None:
+    """Every error line passes the one scrubber (mlenv.runtime.secrets)."""
+    from ..runtime.secrets import scrub
+
+    click.echo(f"error: {scrub(text)}", err=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; every MlenvError becomes one `error:` line (and its hint) and its exit code."""
+    import signal
+
     from ..errors import MlenvError
 
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         cli.main(args=argv, prog_name="mlenv", standalone_mode=False)
     except MlenvError as exc:
-        click.echo(f"error: {exc}", err=True)
+        _say_error(str(exc))
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as exc:
+        if isinstance(exc.__cause__, Terminated):
+            click.echo("terminated", err=True)
+            sys.exit(143)
         click.echo("aborted", err=True)
         sys.exit(130)
     except click.ClickException as exc:
@@ -96,6 +122,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    except Terminated:
+        click.echo("terminated", err=True)
+        sys.exit(143)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
@@ -104,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
     except OSError as exc:
         # Disk full, permission denied, ...: say which file, not a traceback.
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
-        click.echo(f"error: {where}{exc.strerror or exc}", err=True)
+        _say_error(f"{where}{exc.strerror or exc}")
         sys.exit(2)
 
 

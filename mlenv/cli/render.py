@@ -23,15 +23,22 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Machine-read
 
 
 def emit_json(data: object) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=True))
+    """JSON on stdout, through the one scrubber (a ${VAR} userinfo stays: it is no secret)."""
+    from ..runtime.secrets import scrub
+
+    click.echo(scrub(json.dumps(data, indent=2, sort_keys=True)))
 
 
 def warn(message: str) -> None:
-    click.echo(f"warning: {message}", err=True)
+    from ..runtime.secrets import scrub
+
+    click.echo(f"warning: {scrub(message)}", err=True)
 
 
 def note(message: str) -> None:
-    click.echo(f"note: {message}", err=True)
+    from ..runtime.secrets import scrub
+
+    click.echo(f"note: {scrub(message)}", err=True)
 
 
 class ProgressLine:
@@ -54,6 +61,9 @@ class ProgressLine:
     def __call__(self, message: str) -> None:
         if self.quiet:
             return
+        from ..runtime.secrets import scrub
+
+        message = scrub(message)
         if self.status is not None:
             self.status.update(message)
         else:

@@ -104,7 +104,11 @@ def build_image(
         return result
 
     from ..runtime.fetch import fetch_artifacts
-    from ..runtime.secrets import scrub as scrub_text
+    from ..runtime.secrets import remember_url
+    from ..runtime.secrets import scrub as scrub_text  # masks every secret remembered (index passwords, netrc)
+
+    for url in index_urls:
+        remember_url(url)
     from .engine import BuildJob, choose
 
     if ca_bundle and not Path(ca_bundle).is_file():

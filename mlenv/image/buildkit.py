@@ -83,17 +83,15 @@ def build(cli: str, files: dict, tag: str, *, nocache: bool = False, on_step=Non
     written to a temporary directory for the CLI, with host networking (the install
     steps reach mlenv's artifact server on 127.0.0.1). Returns the log; .error set on
     failure."""
-    import shutil
-    import tempfile
-
+    from ..runtime.fsutil import drop_scratch, make_scratch
     from .context import write_dir
 
-    work = Path(tempfile.mkdtemp(prefix="mlenv-build-"))
+    work, fd = make_scratch("build")  # locked while in use: a killed build's is removed by the next one
     try:
         write_dir(files, work / "context")
         return _run(cli, work / "context", work / "iid", tag, nocache, on_step, on_line, scrub)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        drop_scratch(work, fd)
 
 
 def _run(cli: str, context_dir: Path, iid: Path, tag: str, nocache: bool, on_step, on_line, scrub) -> BuildLog:

@@ -368,9 +368,9 @@ def build(
             skeleton = venv_skeleton(facts, target.version)
         elif conda_pkgs:
             skeleton = conda_skeleton()
-        from ..runtime.secrets import scrub as strip_credentials_in_text
+        from ..runtime.secrets import scrub
 
-        meta = metadata_entries(lock.dumps(), strip_credentials_in_text(spec.text))
+        meta = metadata_entries(lock.dumps(), scrub(spec.text))
         ordered: list[LayerInfo] = []
         if skeleton:
             ordered.append(_write(skeleton, store, "skeleton", pool, early))

@@ -172,6 +172,8 @@ def try_hit(argv: list[str]) -> int | None:
     directory = _cache_dir()
     if not host.startswith("unix://") or directory is None:
         return None
+    if os.path.lexists(os.path.join(opts["dir"], ".mlenv.journal")):
+        return None  # an interrupted restore: the full path completes it first (mlenv.runtime.journal)
     try:
         with open(os.path.join(opts["dir"], "mlenv.toml"), "rb") as fh:
             spec = fh.read()

@@ -163,7 +163,7 @@ def rebase_image(
     from ..oci.image import base_layers
     from ..oci.layer import read_tar_members
     from ..oci.store import OCI_LAYER_GZIP, default_store
-    from ..runtime.secrets import scrub as strip_credentials_in_text
+    from ..runtime.secrets import scrub
     from . import transport
     from .basefacts import read_facts
     from .daemonless import (
@@ -225,7 +225,7 @@ def rebase_image(
         for i, d in enumerate(layers)
         if n_base <= i < len(layers) - 1
     ]
-    kept.append(_write(metadata_entries(lock.dumps(), strip_credentials_in_text(spec.text)), store, "metadata", None))
+    kept.append(_write(metadata_entries(lock.dumps(), scrub(spec.text)), store, "metadata", None))
     new_labels = labels_for(
         spec,
         lock,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 
 from ..errors import MlenvError
@@ -43,11 +44,17 @@ def _choose(name: str, version: str, platform: str, python: str, glibc: str | No
     from packaging.utils import parse_wheel_filename
 
     from ..runtime.fetch import default_cache_root, ssl_context
+    from ..runtime.secrets import scrub
     from ..solve.platforms import wheel_tags
 
+    if not re.fullmatch(r"[0-9]{1,3}\.[0-9]{1,3}", python, re.ASCII) or not re.fullmatch(r"[a-z0-9_-]{1,40}", platform):
+        raise MlenvError(f"the lock's Python {python!r} / platform {platform!r} cannot name a build tool",
+                         hint="re-lock from a trusted spec")  # fmt: skip
     cache = default_cache_root() / "build-tools" / f"wheel-{name}-{version}-{platform}-py{python}.json"
     try:
-        return json.loads(cache.read_text())
+        cached = json.loads(cache.read_text())
+        if isinstance(cached, dict) and _from_pypi(cached.get("url")):
+            return cached
     except (OSError, ValueError):
         pass
     import urllib.request
@@ -82,10 +89,20 @@ def _choose(name: str, version: str, platform: str, python: str, glibc: str | No
 
     choice = {"filename": f["filename"], "url": urljoin(url, f["url"]), "sha256": f["hashes"]["sha256"],
               "size": f.get("size", 0)}
+    if not _from_pypi(choice["url"]):  # the JSON is a remote document: its URL obeys the sources rule
+        raise MlenvError(f"PyPI's page for {name} links {scrub(str(choice['url']))[:200]}, which is not PyPI's file host",
+                         hint="check the network path to pypi.org (a proxy rewriting pages?)")  # fmt: skip
     from ..runtime.fsutil import atomic_write
 
     atomic_write(cache, json.dumps(choice, sort_keys=True) + "\n")
     return choice
+
+
+def _from_pypi(url) -> bool:
+    """A URL on PyPI's own hosts (mlenv.sources: the default index and its file host)."""
+    from ..sources import DEFAULT_INDEX, index_sources, matches, url_problem
+
+    return isinstance(url, str) and url_problem(url) is None and any(matches(url, s) for s in index_sources(DEFAULT_INDEX))
 
 
 def tool_wheels(plan, lock, *, ca_bundle: str | None = None) -> list[Package]:

@@ -77,8 +77,9 @@ def normalize(name: str) -> str | None:
 class LayeredRootFS:
     """The merged view of layer tars (lowest first). See the module docstring."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, lenient: bool = False) -> None:
         self.entries: dict[str, Entry] = {"": Entry("dir", 0o755)}
+        self.lenient = lenient  # read() of a file whose content was not kept: None instead of an error
 
     # --- building ------------------------------------------------------------------
     @classmethod
@@ -213,6 +214,8 @@ class LayeredRootFS:
         if entry is None or entry.kind != "file":
             return None
         if entry.data is None:
+            if self.lenient:
+                return None
             raise RootFSError(f"{path}: the content of this file was not kept (add it to `keep`)")
         return entry.data
 
@@ -245,12 +248,13 @@ def read_layers(layers: Iterable[tuple[Callable[[], IO[bytes]], bool]], want: Ca
                 max_bytes: int = 8 << 20) -> LayeredRootFS:  # fmt: skip
     """The merged root file system of layer blobs, lowest first: (opener, gzip?) pairs (the
     compression is detected from the bytes; the flag is kept for callers that know it).
-    File contents are kept for paths `want` accepts, up to max_bytes each."""
-    fs = LayeredRootFS()
+    File contents are kept for paths `want` accepts (relative: `etc/os-release`), up to
+    max_bytes each; reading any other file gives None."""
+    fs = LayeredRootFS(lenient=True)
     for n, (opener, _gzip) in enumerate(layers):
         try:
             with opener() as fh:
-                fs.apply_layer(fh, want, max_bytes)
+                fs.apply_layer(fh, lambda path: want(path.lstrip("/")), max_bytes)
         except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
             raise RootFSError(f"layer {n + 1} is not a readable tar ({exc})") from None
     return fs

@@ -32,7 +32,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..runtime.fsutil import atomic_write
+from ..runtime.fsutil import atomic_write, sweep_temp_files
 from ..validation import quote
 from .base import NotFound, Registered, Registry, RegistryError, Version, check_label
 from .records import CONTENT_HASH, HEX64, check_name, damaged, is_label, is_name, is_number, is_text, make_version
@@ -351,6 +351,7 @@ class LocalRegistry(Registry):
         check_name(name)
         self._require_writable()
         self._ensure_index()  # the index first: blobs without an index would read as damage
+        sweep_temp_files(self.root / "blobs" / "sha256")  # blob writes of killed registers (mlenv.runtime.fsutil)
         spec_hex = self._put_blob(spec)
         lock_hex = self._put_blob(lock)
         for sha, (_filename, data) in sorted((artifacts or {}).items()):  # built wheels: blobs like the others

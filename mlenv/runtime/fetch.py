@@ -18,14 +18,12 @@ import threading
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from .errors import InstallError
-from .fsutil import link_or_copy
+from .checks import artifact_filename, blocked_address, check_artifact, kind
+from .errors import InstallError, WriteError
+from .fsutil import link_or_copy, make_temp, sweep_temp_files
 from .plan import Artifact
+from .secrets import remember, scrub
 
-# What an artifact's file name may look like: installers need the real name (a
-# wheel's tags, a conda package's extension), but it comes from a URL in a lock
-# that may have come from someone else, so it must be one plain path component.
-_FILENAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+!~-]{0,254}\Z", re.ASCII)
 # Wheels mlenv builds itself (mlenv.wheelbuild): their URL names the source (a git commit,
 # a local path), not a download; they come from the cache, the registry or a rebuild.
 BUILT_SOURCES = ("git", "path")
@@ -55,33 +53,12 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
     return h.hexdigest()
 
 
-def artifact_filename(artifact: Artifact) -> str:
-    """The artifact's file name: its `filename` field (a wheel mlenv built from git or a
-    local directory, whose URL names the source), else the last segment of its URL,
-    percent-decoded; either must be one plain file name (no separator, no `..`, ASCII)."""
-    given = artifact.get("filename")
-    if isinstance(given, str) and given:
-        name = given
-    else:
-        raw = artifact.url.split("#", 1)[0].split("?", 1)[0].rsplit("/", 1)[-1]
-        name = unquote(raw)
-    if not _FILENAME.match(name) or ".." in name:
-        shown = name[:80].encode("unicode_escape").decode("ascii")
-        raise InstallError(
-            f"{kind(artifact)} {artifact.name}: its URL ends in {shown!r}, which is not a plain file name",
-            hint="the lock was crafted or corrupted; re-lock from a trusted spec",
-        )
-    return name
-
-
-def kind(artifact: Artifact) -> str:
-    return {"conda": "conda package", "apt": "Debian package"}.get(artifact.manager, "PyPI package")
-
-
-def mismatch(artifact: Artifact, got: str, where: str) -> InstallError:
+def mismatch(artifact: Artifact, got: str | None, where: str) -> InstallError:
+    """got None: a local file's hash is not printed (a lock must not make mlenv an
+    oracle for the hashes of files on this machine)."""
+    has = f"{where} has {got}" if got else f"{where} has other content"
     return InstallError(
-        f"sha256 mismatch for {kind(artifact)} {artifact.name} {artifact.version}: "
-        f"mlenv.lock says {artifact.sha256}, {where} has {got}",
+        f"sha256 mismatch for {kind(artifact)} {artifact.name} {artifact.version}: mlenv.lock says {artifact.sha256}, {has}",
         hint="the artifact or the lock was altered; re-lock (`mlenv lock --upgrade`) from a trusted channel or index",
     )
 
@@ -117,13 +94,13 @@ def fetch_artifacts(
     out: dict[str, Path] = {}
     todo: list[Artifact] = []
     for art in artifacts:
+        filename = check_artifact(art)  # every artifact, before anything is read or written
         if art.sha256 in out:
             continue
-        filename = artifact_filename(art)
         if files is not None and (files / filename).is_file():
             got = sha256_file(files / filename)
             if got != art.sha256:
-                raise mismatch(art, got, f"the file {files / filename}")
+                raise mismatch(art, None, f"the file {files / filename}")
             out[art.sha256] = files / filename
             continue
         cached = cache / art.sha256
@@ -139,7 +116,7 @@ def fetch_artifacts(
         if art.get("source") in BUILT_SOURCES:
             raise InstallError(
                 f"{kind(art)} {art.name} {art.version} is a wheel mlenv built from {art.get('source')} "
-                f"({strip_userinfo(art.url)}) and it is not in {cache}",
+                f"({scrub(art.url)}) and it is not in {cache}",
                 hint="`mlenv install` and `mlenv build` rebuild it from its source (or `mlenv restore NAME@V "
                      "--prefix` fetches it from the registry)",
             )
@@ -150,11 +127,15 @@ def fetch_artifacts(
                 raise InstallError(f"{kind(art)} file {local} not found", hint="is the local channel or index still there? re-lock")
             got = sha256_file(local)
             if got != art.sha256:
-                raise mismatch(art, got, f"the file {local}")
-            cache.mkdir(parents=True, exist_ok=True)
+                raise mismatch(art, None, f"the file {local}")
             tmp = cache / f".{art.sha256}.{os.getpid()}.{threading.get_ident()}.part"
-            link_or_copy(local, tmp)
-            os.replace(tmp, cached)
+            try:
+                cache.mkdir(parents=True, exist_ok=True)
+                link_or_copy(local, tmp)
+                os.replace(tmp, cached)
+            except OSError as exc:
+                tmp.unlink(missing_ok=True)
+                raise exc if isinstance(exc, WriteError) else WriteError(cached, exc) from None
             out[art.sha256] = cached
             continue
         if offline:
@@ -164,7 +145,11 @@ def fetch_artifacts(
     if todo:
         creds = credentials_by_host(index_urls)
         ctx = ssl_context(ca_bundle)
-        cache.mkdir(parents=True, exist_ok=True)
+        try:
+            cache.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise WriteError(cache, exc) from None
+        sweep_temp_files(cache)  # partial downloads of killed processes
         say = progress or (lambda msg: None)
         total = sum(a.size for a in todo)
         say(f"downloading {len(todo)} artifacts" + (f" ({total / 1e6:.1f} MB)" if total else ""))
@@ -197,12 +182,15 @@ def ssl_context(ca_bundle: str | None = None):
 
 
 def credentials_by_host(index_urls: tuple[str, ...]) -> dict[str, str]:
-    """host[:port] -> 'user:password' from credentialed index URLs (held in memory only)."""
+    """host[:port] -> 'user:password' from credentialed index URLs (held in memory only;
+    the passwords are remembered by the scrubber)."""
     out = {}
     for url in index_urls:
         parts = urlsplit(url)
         if parts.username and parts.hostname:
-            out[parts.hostname + (f":{parts.port}" if parts.port else "")] = parts.netloc.rsplit("@", 1)[0]
+            userinfo = parts.netloc.rsplit("@", 1)[0]
+            remember(parts.password or parts.username)
+            out[parts.hostname + (f":{parts.port}" if parts.port else "")] = userinfo
     return out
 
 
@@ -219,12 +207,29 @@ def netrc_auth(host: str) -> str | None:
     if not entry:
         return None
     login, _, password = entry
+    remember(password)
     return f"{login or ''}:{password or ''}"
 
 
-def strip_userinfo(text: str) -> str:
-    """https://user:token@host/... -> https://host/... everywhere in a message."""
-    return re.sub(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s`'\"]*@", r"\1", text)
+def _redirect_handler():
+    """Redirects of a download are checked like the first URL: no scheme change from
+    https to http, no blocked address, http(s) only (urllib already refuses others)."""
+    import urllib.request
+
+    class Checked(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, req, fp, code, msg, headers, newurl):
+            old, new = urlsplit(req.full_url), urlsplit(newurl)
+            why = None
+            if new.scheme not in ("http", "https") or (old.scheme == "https" and new.scheme != "https"):
+                why = f"a redirect from {old.scheme}:// to {new.scheme}://"
+            elif blocked_address(new.hostname or ""):
+                why = f"a redirect to {blocked_address(new.hostname or '')}"
+            if why:
+                raise InstallError(f"refused {why}: {scrub(req.full_url)} -> {scrub(newurl)}",
+                                   hint="the index or channel redirects somewhere mlenv does not download from")  # fmt: skip
+            return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+    return Checked()
 
 
 def download_verified(art: Artifact, cache: Path, creds: dict[str, str], ctx, artifact_url: str | None = None) -> Path:
@@ -244,25 +249,42 @@ def download_verified(art: Artifact, cache: Path, creds: dict[str, str], ctx, ar
     req = urllib.request.Request(url, headers={"User-Agent": "mlenv"})
     if auth:
         req.add_unredirected_header("Authorization", "Basic " + base64.b64encode(unquote(auth).encode()).decode())
-    tmp = cache / f".{art.sha256}.{os.getpid()}.{threading.get_ident()}.part"
     h = hashlib.sha256()
-    # the build host's artifact server is on 127.0.0.1: never through a proxy
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({})) if artifact_url else None
+    if blocked_address(parts.hostname or ""):
+        raise InstallError(f"refused to download {kind(art)} {art.name} from {scrub(url)}: "
+                           f"{blocked_address(parts.hostname or '')}", hint="re-lock from a trusted spec")  # fmt: skip
+    if artifact_url:  # the build host's artifact server is on 127.0.0.1: never through a proxy
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _redirect_handler())
+    else:  # the CA bundle also for a redirect from http to https
+        opener = urllib.request.build_opener(_redirect_handler(), urllib.request.HTTPSHandler(context=ctx))
+    try:  # locked while written: `sweep_temp_files` removes it only once this process is gone
+        fd, tmp = make_temp(cache, art.sha256, ".part")
+        os.chmod(tmp, 0o644)
+    except OSError as exc:
+        raise exc if isinstance(exc, WriteError) else WriteError(cache / art.sha256, exc) from None
     try:
-        with (
-            opener.open(req, timeout=120)
-            if opener
-            else urllib.request.urlopen(req, timeout=120, context=ctx if parts.scheme == "https" else None)
-        ) as resp, open(tmp, "wb") as out:
+        with opener.open(req, timeout=120) as resp:
             while True:
                 chunk = resp.read(1 << 20)
                 if not chunk:
                     break
                 h.update(chunk)
-                out.write(chunk)
-    except Exception as exc:  # URLError, HTTPError, SSL errors, timeouts, OSError
+                try:
+                    view = memoryview(chunk)
+                    while view:
+                        view = view[os.write(fd, view) :]
+                except OSError as exc:  # disk full: name the file, not the URL
+                    raise WriteError(cache / art.sha256, exc) from None
+    except (InstallError, WriteError):
+        os.close(fd)
         tmp.unlink(missing_ok=True)
-        text = strip_userinfo(str(exc))
+        raise
+    except BaseException as exc:  # URLError, HTTPError, SSL errors, timeouts, OSError; and interrupts
+        os.close(fd)
+        tmp.unlink(missing_ok=True)
+        if not isinstance(exc, Exception):
+            raise
+        text = scrub(str(exc))
         hint = None
         if "CERTIFICATE" in text.upper():
             hint = "a TLS-intercepting proxy? pass --ca-bundle FILE (or set MLENV_CA_BUNDLE / the ca-bundle setting)"
@@ -270,14 +292,18 @@ def download_verified(art: Artifact, cache: Path, creds: dict[str, str], ctx, ar
             text = "the index refused the download (authentication): " + text
             hint = "put credentials in the spec's index URL as ${VAR}, in MLENV_INDEX_URL, or in ~/.netrc"
         raise InstallError(
-            f"could not download {kind(art)} {art.name} {art.version} from {strip_userinfo(url)}: {text}", hint=hint
+            f"could not download {kind(art)} {art.name} {art.version} from {scrub(url)}: {text}", hint=hint
         ) from None
     got = h.hexdigest()
     if got != art.sha256:
+        os.close(fd)
         tmp.unlink(missing_ok=True)
-        raise mismatch(art, got, f"the download from {strip_userinfo(url)}")
+        raise mismatch(art, got, f"the download from {scrub(url)}")
     dest = cache / art.sha256
-    os.replace(tmp, dest)
+    try:
+        os.replace(tmp, dest)  # still locked: a sweeper cannot take it in between
+    finally:
+        os.close(fd)
     return dest
 
 

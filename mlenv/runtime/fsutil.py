@@ -1,23 +1,81 @@
 """Atomic file writes: every file mlenv writes goes through here, so a failed
-or interrupted command leaves the previous file byte-for-byte intact."""
+or interrupted command leaves the previous file byte-for-byte intact.
+
+A write goes to a temporary file beside the target (`.NAME.XXXXXXXX.tmp`), is
+fsynced and renamed over the target. While it exists, its writer holds an flock on
+it; a temporary file nobody holds a lock on was left by a process that died
+(SIGKILL, power loss) and `sweep_temp_files` removes it: the next mlenv command that
+touches the directory does (mlenv.runtime.journal.recover). SIGINT and SIGTERM (which
+the CLI turns into an exception) remove it at once. A failed write names the file
+it was writing (WriteError), also when the disk is full.
+"""
 
 from __future__ import annotations
 
 import os
+import re
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
+
+from .errors import WriteError
+
+try:  # POSIX; elsewhere temporary files are not locked, and only a dead writer's are swept anyway
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+TEMP_SUFFIXES = (".tmp", ".new", ".part")
+_RANDOM = r"[a-z0-9_]{8}"  # tempfile.mkstemp's random part
+
+
+def lock_fd(fd: int, *, blocking: bool = True) -> bool:
+    """flock(fd, LOCK_EX): True when held (always True where flock does not exist)."""
+    if fcntl is None:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        return True
+    except BlockingIOError:
+        return False
+
+
+def make_temp(directory: Path, name: str, suffix: str = ".tmp") -> tuple[int, Path]:
+    """A new, locked temporary file `.NAME.XXXXXXXX<suffix>` in directory: (fd, path).
+    The lock is taken, then the name checked to still be ours (a sweeper may have
+    removed the file in between; then another is made)."""
+    for _ in range(100):
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=suffix, dir=directory)
+        lock_fd(fd)
+        try:
+            if os.stat(tmp).st_ino == os.fstat(fd).st_ino:
+                return fd, Path(tmp)
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    raise WriteError(directory / name, OSError(0, "could not create a temporary file"))
+
+
+def write_fd(fd: int, payload: bytes) -> None:
+    view = memoryview(payload)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+    os.fsync(fd)
 
 
 def atomic_write(path: str | os.PathLike[str], data: str | bytes, *, mode: int | None = None) -> None:
     path = Path(path)
     payload = data.encode("utf-8") if isinstance(data, str) else data
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-            fh.flush()
-            os.fsync(fh.fileno())
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise WriteError(path.parent, exc) from None
+    tmp: Path | None = None
+    fd = -1
+    try:
+        fd, tmp = make_temp(path.parent, path.name)
+        write_fd(fd, payload)
         if mode is not None:
             os.chmod(tmp, mode)
         elif path.exists():
@@ -25,12 +83,106 @@ def atomic_write(path: str | os.PathLike[str], data: str | bytes, *, mode: int |
         else:
             os.chmod(tmp, 0o644)
         os.replace(tmp, path)
-    except BaseException:
+        tmp = None
+    except OSError as exc:
+        if isinstance(exc, WriteError):
+            raise
+        raise WriteError(path, exc) from None
+    finally:  # also on KeyboardInterrupt and the CLI's SIGTERM exception
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+        if fd >= 0:
+            os.close(fd)
+
+
+def temp_pattern(names: Iterable[str] | None = None) -> re.Pattern[str]:
+    """The temporary files of targets `names` (any name when None)."""
+    target = "(?:" + "|".join(re.escape(n) for n in names) + ")" if names is not None else ".+"
+    suffixes = "|".join(re.escape(s) for s in TEMP_SUFFIXES)
+    return re.compile(rf"\.{target}\.{_RANDOM}(?:{suffixes})\Z")
+
+
+def sweep_temp_files(directory: str | os.PathLike[str], names: Iterable[str] | None = None) -> list[str]:
+    """Remove the temporary files that dead writers left in directory (of the targets
+    `names`, or of any target): those nobody holds a lock on. Returns their names."""
+    pattern = temp_pattern(names)
+    try:
+        entries = [e for e in os.listdir(directory) if e.startswith(".") and pattern.match(e)]
+    except OSError:
+        return []
+    removed = []
+    for entry in entries:
+        path = os.path.join(directory, entry)
         try:
-            os.unlink(tmp)
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            if lock_fd(fd, blocking=False) and fcntl is not None:
+                os.unlink(path)
+                removed.append(entry)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    return removed
+
+
+SCRATCH = "mlenv-scratch-"
+
+
+def make_scratch(kind: str) -> tuple[Path, int]:
+    """A new scratch directory <tmp>/mlenv-scratch-KIND-XXXXXXXX and an fd holding an flock
+    on it while in use (drop_scratch removes it). Scratch directories of dead processes
+    (SIGKILL) are removed first: nobody holds their lock."""
+    sweep_scratch()
+    for _ in range(100):
+        path = tempfile.mkdtemp(prefix=f"{SCRATCH}{kind}-")
+        fd = os.open(path, os.O_RDONLY)
+        lock_fd(fd)
+        try:
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:  # not swept between mkdtemp and the lock
+                return Path(path), fd
         except FileNotFoundError:
             pass
-        raise
+        os.close(fd)
+    raise WriteError(Path(tempfile.gettempdir()) / f"{SCRATCH}{kind}-*", OSError(0, "could not create a directory"))
+
+
+def drop_scratch(path: str | os.PathLike[str], fd: int) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+    if fd >= 0:
+        os.close(fd)
+
+
+def sweep_scratch() -> list[str]:
+    """Remove the scratch directories no live process holds; returns their names."""
+    import shutil
+
+    base = tempfile.gettempdir()
+    try:
+        entries = [e for e in os.listdir(base) if e.startswith(SCRATCH)]
+    except OSError:
+        return []
+    removed = []
+    for entry in entries:
+        path = os.path.join(base, entry)
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        except OSError:  # another user's, or gone
+            continue
+        try:
+            if fcntl is not None and lock_fd(fd, blocking=False):
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(entry)
+        finally:
+            os.close(fd)
+    return removed
 
 
 def link_or_copy(src: str | os.PathLike[str], dest: str | os.PathLike[str]) -> None:
@@ -38,13 +190,16 @@ def link_or_copy(src: str | os.PathLike[str], dest: str | os.PathLike[str]) -> N
     import shutil
 
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    if dest.exists() or dest.is_symlink():
-        dest.unlink()
     try:
-        os.link(src, dest)
-    except OSError:
-        shutil.copyfile(src, dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if dest.exists() or dest.is_symlink():
+            dest.unlink()
+        try:
+            os.link(src, dest)
+        except OSError:
+            shutil.copyfile(src, dest)
+    except OSError as exc:
+        raise WriteError(dest, exc) from None
 
 
 def fix_mtimes(roots, epoch: int) -> None:

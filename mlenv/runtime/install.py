@@ -24,14 +24,13 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import conda, pypi
 from .errors import InstallError
 from .fetch import default_cache_root, fetch_artifacts, named_links
-from .fsutil import atomic_write, fix_mtimes
+from .fsutil import atomic_write, drop_scratch, fix_mtimes, make_scratch
 from .inventory import compare, inventory
 from .names import normalize
 from .plan import PART_ALL, PART_ENV, PART_PYPI, Plan
@@ -133,11 +132,13 @@ def install(
     files = Path(files_dir) if files_dir else None
     result = InstallResult(prefix, plan.platform, pypi_prefix=ppfx)
     prefix.mkdir(parents=True, exist_ok=True)
+    scratch_fd = -1
     if work_dir:
         tmp = str(Path(work_dir).absolute())
         os.makedirs(tmp)  # must not exist: it is removed afterwards
-    else:
-        tmp = tempfile.mkdtemp(prefix="mlenv-install-")
+    else:  # locked while in use: a killed install's is removed by the next one
+        scratch, scratch_fd = make_scratch("install")
+        tmp = str(scratch)
     written: list[Path] = []  # roots whose trees this install wrote (fixed_mtime)
     uv_bin = pypi.uv_command(uv) if (do_pypi and plan.pypi) else ""
     try:
@@ -198,7 +199,7 @@ def install(
             result.interpreter = str(interp)
             result.pypi = len(plan.pypi)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        drop_scratch(tmp, scratch_fd)
     if fixed_mtime is not None:
         if group and ppfx is not None:
             pypi.drop_uv_cache_info(ppfx / group)

@@ -10,9 +10,10 @@ import tempfile
 from pathlib import Path
 
 from .errors import InstallError
-from .fetch import artifact_filename, strip_userinfo
+from .fetch import artifact_filename
 from .names import normalize
 from .plan import Artifact
+from .secrets import scrub
 
 
 def uv_command(uv: str | None = None) -> str:
@@ -82,7 +83,7 @@ def install(
 
 
 def explain_uv(stderr: str) -> str:
-    text = strip_userinfo(stderr.strip())
+    text = scrub(stderr.strip())
     lines = [
         ln
         for ln in text.splitlines()

@@ -1,18 +1,18 @@
-"""Credentials in URLs: the one scrubber every message, log, record and JSON output uses.
+"""Credentials out of everything mlenv writes or prints: the one scrubber.
 
-Stdlib only (this package is shipped into images). Three questions, three functions:
+Every message, log line, registry record and JSON output goes through `scrub`:
 
-- `strip_credentials(url)`: the URL without its userinfo (`https://user:tok@host/x` ->
-  `https://host/x`), for locks, hashes, logs and messages.
-- `scrub(text, secrets=())`: every URL in a free text loses its userinfo, and every
-  string in `secrets` (say, the values `${VAR}` references expanded to) becomes `****`.
-  For solver output, tool stderr, error messages.
-- `has_literal_credential(url)`: whether the URL carries a credential written out in
-  full rather than as a `${VAR}` reference (the spec rule: docs/security.md, "Secrets").
+- the userinfo of every URL in the text is removed (`https://user:token@host/x` ->
+  `https://host/x`), unless it is made only of `${VAR}` references (and an optional
+  literal user name before a `${VAR}` password, `__token__:${TOKEN}@`): those are not
+  secrets, and a spec or an export that carries them must stay usable;
+- every secret value mlenv holds in memory is masked as `****`: the values `${VAR}`
+  references expanded to, passwords read from ~/.netrc, the userinfo of
+  MLENV_INDEX_URL. The code that loads a secret calls `remember(value)`, so a
+  message that quotes it anywhere, in any form, is masked without each call site
+  knowing which secrets exist.
 
-The userinfo of a URL is what sits between `scheme://` and the last `@` before the
-first `/`, `?` or `#` (RFC 3986 authority). A userinfo may hold `@` when percent-encoded
-only, but tools print it raw, so the last `@` is the one that counts.
+Stdlib only (this package is shipped into image build steps).
 """
 
 from __future__ import annotations
@@ -20,18 +20,33 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable
+from urllib.parse import unquote
 
 MASK = "****"
 
 _SCHEME = r"[A-Za-z][A-Za-z0-9+.\-]*://"
-# scheme://userinfo@ inside a free text: the userinfo stops at whitespace, a slash,
-# '?', '#' or a quote/backtick/bracket that tools put around URLs.
-_USERINFO_IN_TEXT = re.compile(rf"({_SCHEME})[^\s/?#'\"`<>()\[\]]*@", re.ASCII)
+# scheme://userinfo@ inside a free text: the userinfo stops at whitespace, a slash, '?',
+# '#' or a quote, backtick or bracket that tools put around URLs.
+_USERINFO_IN_TEXT = re.compile(rf"({_SCHEME})([^\s/?#'\"`<>()\[\]]*)@", re.ASCII)
 _REFERENCE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}", re.ASCII)
+_MIN_SECRET = 4  # shorter values (a user name "ci", an empty password) would mask ordinary words
+
+_remembered: set[str] = set()
+
+
+def remember(*values: str | None) -> None:
+    """Mark values as secret for the rest of this process: `scrub` masks them wherever
+    they appear (also percent-decoded). Called where a secret enters memory."""
+    for value in values:
+        if value and len(value) >= _MIN_SECRET:
+            _remembered.add(value)
+            decoded = unquote(value)
+            if decoded != value and len(decoded) >= _MIN_SECRET:
+                _remembered.add(decoded)
 
 
 def split_userinfo(url: str) -> tuple[str, str | None, str]:
-    """(scheme://, userinfo or None, rest) of a URL; ("", None, url) when it has no scheme://."""
+    """(scheme://, userinfo or None, rest) of a URL; ("", None, url) without scheme://."""
     m = re.match(_SCHEME, url, re.ASCII)
     if not m:
         return "", None, url
@@ -41,48 +56,48 @@ def split_userinfo(url: str) -> tuple[str, str | None, str]:
         i = rest.find(sep)
         if i != -1 and i < end:
             end = i
-    authority = rest[:end]
-    at = authority.rfind("@")
+    at = rest[:end].rfind("@")
     if at == -1:
         return scheme, None, rest
-    return scheme, authority[:at], rest[at + 1 :]
+    return scheme, rest[:at], rest[at + 1 :]
 
 
 def strip_credentials(url: str) -> str:
-    """https://user:token@host/simple -> https://host/simple (for locks, hashes, logs)."""
+    """https://user:token@host/simple -> https://host/simple."""
     scheme, userinfo, rest = split_userinfo(url)
     return url if userinfo is None else scheme + rest
 
 
-def scrub(text: str, secrets: Iterable[str] = ()) -> str:
-    """`text` without the userinfo of any URL in it, and with every non-empty string of
-    `secrets` replaced by ****, longest first (so a secret that contains another one
-    goes whole)."""
-    out = _USERINFO_IN_TEXT.sub(r"\1", text)
-    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
-        out = out.replace(secret, MASK)
-    return out
-
-
 def _is_reference(part: str) -> bool:
-    """True when `part` is made only of ${VAR} references (at least one)."""
     return bool(part) and not _REFERENCE.sub("", part)
 
 
-def has_literal_credential(url: str) -> bool:
-    """Whether `url` carries a credential written out in full.
-
-    - `user:password@`: literal when the password is not only `${VAR}` references
-      (a literal user name with a `${VAR}` password is fine: `__token__:${TOKEN}@`);
-    - `token@` (no colon, or an empty password): literal unless it is only `${VAR}`
-      references, since a lone userinfo is how tokens travel (`https://<token>@host`)."""
-    _, userinfo, _ = split_userinfo(url)
-    if userinfo is None:
-        return False
+def literal_userinfo(userinfo: str) -> bool:
+    """Whether a URL's userinfo holds a credential written out (not only ${VAR} references)."""
     user, colon, password = userinfo.partition(":")
     if colon and password:
         return not _is_reference(password)
     return not _is_reference(user)
+
+
+def has_literal_credential(url: str) -> bool:
+    _, userinfo, _ = split_userinfo(url)
+    return userinfo is not None and literal_userinfo(userinfo)
+
+
+def _userinfo(m: re.Match[str]) -> str:
+    return m.group(0) if not literal_userinfo(m.group(2)) else m.group(1)
+
+
+def scrub(text: str, secrets: Iterable[str] = ()) -> str:
+    """text without the literal userinfo of any URL in it, and with every secret (the
+    given ones and those `remember`ed) masked as ****, longest first."""
+    out = _USERINFO_IN_TEXT.sub(_userinfo, text)
+    masked = {s for s in secrets if s and len(s) >= _MIN_SECRET} | _remembered
+    for secret in sorted(masked, key=len, reverse=True):
+        if secret in out:
+            out = out.replace(secret, MASK)
+    return out
 
 
 def references(text: str) -> list[str]:
@@ -91,18 +106,18 @@ def references(text: str) -> list[str]:
 
 
 def referenced_values(texts: Iterable[str | None], environ: dict[str, str] | None = None) -> list[str]:
-    """The values the ${VAR} references in `texts` expand to (set variables only): what
-    `scrub` must mask in the output of a tool that was given the expanded URLs."""
+    """The values the ${VAR} references in `texts` expand to (set variables only)."""
     env = os.environ if environ is None else environ
     return [env[name] for text in texts if text for name in references(text) if env.get(name)]
 
 
-__all__ = [
-    "MASK",
-    "has_literal_credential",
-    "referenced_values",
-    "references",
-    "scrub",
-    "split_userinfo",
-    "strip_credentials",
-]
+def remember_url(url: str) -> None:
+    """Remember the password (or lone token) of a credentialed URL."""
+    _, userinfo, _ = split_userinfo(url)
+    if userinfo:
+        user, colon, password = userinfo.partition(":")
+        remember(password if colon else user)
+
+
+__all__ = ["MASK", "has_literal_credential", "literal_userinfo", "referenced_values", "references", "remember",
+           "remember_url", "scrub", "split_userinfo", "strip_credentials"]  # fmt: skip

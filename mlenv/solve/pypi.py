@@ -13,12 +13,12 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import SolveError
+from ..runtime.fsutil import drop_scratch, make_scratch
 from ..runtime.secrets import referenced_values, scrub, strip_credentials
 from ..spec import Spec, expand_env
 from .direct import Direct
@@ -66,16 +66,14 @@ class UvJob:
     """One `uv pip compile` run in the background: mlenv starts it as early as
     it can and does its own work (validation, image pinning) while uv resolves."""
 
-    def __init__(self, spec, platform, python_version, provided, index, tmpdir, proc, offline, extras,
+    def __init__(self, spec, platform, python_version, provided, index, tmpdir, proc, offline, extras, scratch_fd=-1,
                  forms=(), find_links=()):  # fmt: skip
         self.spec, self.platform, self.python_version = spec, platform, python_version
         self.provided, self.index, self.tmpdir, self.proc = provided, index, tmpdir, proc
-        self.offline, self.extras = offline, extras
+        self.offline, self.extras, self.scratch_fd = offline, extras, scratch_fd
         self.forms, self.find_links = list(forms), list(find_links)
 
     def finish(self) -> list[PypiPackage]:
-        import shutil
-
         try:
             if self.proc is None:
                 return []
@@ -91,15 +89,15 @@ class UvJob:
             return _select_artifacts(data, self.platform, self.python_version, tags, self.provided, self.index,
                                      self.extras, spec=self.spec, forms=self.forms, find_links=self.find_links)
         finally:
-            shutil.rmtree(self.tmpdir, ignore_errors=True)
+            drop_scratch(self.tmpdir, self.scratch_fd)
+            self.scratch_fd = -1
 
     def kill(self) -> None:
-        import shutil
-
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
-        shutil.rmtree(self.tmpdir, ignore_errors=True)
+        drop_scratch(self.tmpdir, self.scratch_fd)
+        self.scratch_fd = -1
 
 
 def start(
@@ -130,9 +128,9 @@ def start(
     extras = [expand_env(u) for u in spec.extra_index_urls]
     find_links = [expand_env(u) for u in getattr(spec, "find_links", [])]
     forms = direct.forms_of(spec)
-    tmpdir = Path(tempfile.mkdtemp(prefix="mlenv-uv-"))
+    tmpdir, scratch_fd = make_scratch("uv")  # locked while in use: a killed lock's is removed by the next one
     if not spec.pypi_dependencies:
-        return UvJob(spec, platform, python_version, provided, index, tmpdir, None, offline, extras)
+        return UvJob(spec, platform, python_version, provided, index, tmpdir, None, offline, extras, scratch_fd)
     target = python_platform(platform, glibc=spec.system.get("glibc"), osx=spec.system.get("osx"))
     reqs = tmpdir / "requirements.in"
     reqs.write_text("".join(direct.uv_line(spec, f) + "\n" for f in forms), encoding="utf-8")
@@ -183,7 +181,8 @@ def start(
         cmd.append("--offline")
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
                             text=True, env=_uv_env(cache_dir), cwd=str(direct.project_dir(spec)))
-    return UvJob(spec, platform, python_version, provided, index, tmpdir, proc, offline, extras, forms, find_links)
+    return UvJob(spec, platform, python_version, provided, index, tmpdir, proc, offline, extras, scratch_fd, forms,
+                 find_links)
 
 
 def _uv_env(cache_dir: str | None) -> dict[str, str]:
@@ -215,8 +214,12 @@ def _index_of(pkg: dict, url: str, index: str, extras: list[str]) -> str:
         for candidate in indexes:
             if urlsplit(candidate).hostname == "pypi.org":
                 return strip_credentials(candidate)
+    def origin(u: str) -> tuple:  # host and port: two local indexes differ by port only
+        parts = urlsplit(u)
+        return parts.hostname, parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+
     for candidate in indexes:
-        if urlsplit(candidate).hostname == host:
+        if origin(candidate) == origin(url):
             return strip_credentials(candidate)
     return strip_credentials(index) if len(indexes) == 1 else ""
 

@@ -105,7 +105,9 @@ def show(ref, registry_url, show_packages, as_json):
             lines.append(f"    {names}" + (f", … ({more} more; --packages lists all)" if more > 0 else ""))
     lines.append("spec (mlenv.toml):")
     lines += ["  " + line for line in data["spec"].rstrip("\n").splitlines()]
-    click.echo("\n".join(lines))
+    from ...runtime.secrets import scrub
+
+    click.echo(scrub("\n".join(lines)))
 
 
 @click.command()
