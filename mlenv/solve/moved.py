@@ -92,7 +92,7 @@ REFS_TTL = 600  # seconds a no-op `mlenv lock` trusts the refs it read last (`--
 def _refs_cache(plain: str) -> Path:
     import hashlib
 
-    from ..runtime.fetch import default_cache_root
+    from ..runtime.cachedir import default_cache_root
 
     return default_cache_root() / "git-refs" / (hashlib.sha256(plain.encode()).hexdigest()[:32] + ".json")
 
@@ -138,7 +138,7 @@ def _start_ref_reads(spec, lock, *, fresh: bool) -> dict:
     branch or tag, started in the background (or refs read less than REFS_TTL ago,
     unless `fresh`): repository -> (reader, [packages])."""
     from ..spec import expand_env
-    from ..wheelbuild.git import _COMMIT, LsRemote
+    from ..wheelbuild.refs import COMMIT as _COMMIT
 
     written = _git_urls(spec)
     wanted: dict[str, list] = {}
@@ -164,6 +164,8 @@ def _start_ref_reads(spec, lock, *, fresh: bool) -> dict:
         except Exception as exc:  # an unset ${VAR}: reported, the lock is kept
             out[url] = (exc, pkgs)
             continue
+        from ..wheelbuild.git import LsRemote
+
         out[url] = (LsRemote(expanded), pkgs)
     return out
 
@@ -171,7 +173,7 @@ def _start_ref_reads(spec, lock, *, fresh: bool) -> dict:
 def _judge(reads: dict, drift: Drift) -> None:
     from ..errors import MlenvError
     from ..runtime.secrets import strip_credentials
-    from ..wheelbuild.git import resolve_ref
+    from ..wheelbuild.refs import resolve_ref
     from .names import normalize
 
     reported: set[tuple] = set()

@@ -42,7 +42,7 @@ __all__ = [
 
 
 def _record_path(kind: str, key: str) -> Path:
-    from ..runtime.fetch import default_cache_root
+    from ..runtime.cachedir import default_cache_root
 
     return default_cache_root() / "wheel-builds" / f"{kind}-{key}.json"
 

@@ -64,7 +64,7 @@ class BuildOptions:
 
 def store(data: bytes, sha256: str) -> Path:
     """Put bytes into the artifact cache as <sha256> (atomically); its path."""
-    from ..runtime.fetch import artifact_cache_dir
+    from ..runtime.cachedir import artifact_cache_dir
     from ..runtime.fsutil import atomic_write
 
     dest = artifact_cache_dir() / sha256
@@ -75,7 +75,8 @@ def store(data: bytes, sha256: str) -> Path:
 
 def cached(sha256: str) -> Path | None:
     """The cached artifact <sha256>, checked; None when absent or damaged."""
-    from ..runtime.fetch import artifact_cache_dir, sha256_file
+    from ..runtime.cachedir import artifact_cache_dir
+    from ..runtime.fetch import sha256_file
 
     path = artifact_cache_dir() / sha256
     if path.is_file() and sha256_file(path) == sha256:

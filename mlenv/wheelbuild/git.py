@@ -15,26 +15,18 @@ Manager: the keyring) work as they do for any git command. git never prompts
 
 from __future__ import annotations
 
-import base64
 import os
 import re
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote
 
 from ..errors import SolveError
+from .refs import COMMIT as _COMMIT
+from .refs import RefState, resolve_ref
 
 TIMEOUT = 60
-_COMMIT = re.compile(r"[0-9a-f]{40}\Z")
-
-
-@dataclass(frozen=True)
-class RefState:
-    """What a ref names in the repository now."""
-
-    kind: str  # "tag" | "branch" | "head" | "commit"
-    commit: str
+__all__ = ["LsRemote", "RefState", "check_ref", "checkout", "git_env", "ls_remote", "resolve_ref"]
 
 
 def _split(url: str) -> tuple[str, str | None]:
@@ -53,6 +45,8 @@ def git_env(url: str, *, ca_bundle: str | None = None) -> tuple[str, dict[str, s
     env.update({"GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0", "LC_ALL": "C"})
     secrets: list[str] = []
     if userinfo:
+        import base64
+
         user, _, password = userinfo.partition(":")
         raw = f"{unquote(user)}:{unquote(password)}"
         token = base64.b64encode(raw.encode()).decode()
@@ -141,20 +135,6 @@ def _refs(url: str, code: int, out: str, err: str) -> dict[str, str]:
         if _COMMIT.match(sha) and name:
             refs[name] = sha
     return refs
-
-
-def resolve_ref(refs: dict[str, str], ref: str | None) -> list[RefState]:
-    """What `ref` names in `refs` (from ls_remote): a tag (annotated tags peeled), a
-    branch, HEAD (no ref), or nothing (an unknown ref, or a commit id, which ls-remote
-    cannot confirm). Tags before branches (git's own order)."""
-    if ref is None:
-        return [RefState("head", refs["HEAD"])] if "HEAD" in refs else []
-    out = []
-    for kind, full in (("tag", f"refs/tags/{ref}"), ("branch", f"refs/heads/{ref}"), ("ref", ref)):
-        sha = refs.get(full + "^{}") or refs.get(full)
-        if sha:
-            out.append(RefState("tag" if full.startswith("refs/tags/") else "branch" if kind != "ref" else "ref", sha))
-    return out
 
 
 def check_ref(url: str, ref: str | None, *, ca_bundle: str | None = None) -> RefState:

@@ -92,7 +92,7 @@ def list_files(root: Path, exclude: frozenset[str] = frozenset()) -> list[str]:
     return names
 
 
-def _hash_file(path: Path) -> str:
+def _hash_file(path: str | os.PathLike[str]) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -101,7 +101,7 @@ def _hash_file(path: Path) -> str:
 
 
 def _cache_path(root: Path) -> Path:
-    from ..runtime.fetch import default_cache_root
+    from ..runtime.cachedir import default_cache_root
 
     key = hashlib.sha256(str(root).encode("utf-8", "surrogateescape")).hexdigest()[:32]
     return default_cache_root() / "local-sources" / f"{key}.json"
@@ -131,10 +131,11 @@ def scan(root: str | os.PathLike[str], *, exclude: frozenset[str] = frozenset(),
     started = time.time()
     entries: list[Entry] = []
     record: dict[str, list] = {}
+    base = str(root) + os.sep
     for rel in list_files(root, exclude):
-        path = root / rel
+        path = base + rel
         try:
-            st = path.lstat()
+            st = os.lstat(path)
         except FileNotFoundError:
             continue  # tracked by git but deleted from the disk: not part of the tree
         if stat.S_ISLNK(st.st_mode):
