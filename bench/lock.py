@@ -299,6 +299,12 @@ def sources_bench(mlenv: list[str], args) -> None:
         results["mlenv lock (warm: no lock, wheels already built)"] = timed(relock, args.repeat)
         lock(env("warm"))
         n = max(args.repeat, 15)
+        plain = work / "plain"  # the same index, no git or local package: what the sources add to a no-op
+        plain.mkdir()
+        (plain / "mlenv.toml").write_text((project / "mlenv.toml").read_text().replace(json.dumps(deps), '["fixalpha"]'))
+        run(mlenv + ["lock", "-q"], cwd=plain, env=env("warm"))
+        results["mlenv lock (no-op), the same spec with neither"] = timed(
+            lambda: run(mlenv + ["lock", "-q"], cwd=plain, env=env("warm")), n)
         results["mlenv lock (no-op)"] = timed(lambda: lock(env("warm")), n)
 
         def noop_reading_refs():
