@@ -177,12 +177,12 @@ def satisfiability(spec: Spec, lock: Lock) -> list[str]:
             mapped = pypi_name(p.name, noarch=p.get("noarch"), depends=p.get("depends", []))
             if mapped:
                 provided[mapped] = p.version
-        locked_pypi = {canonicalize_name(p.name): p for p in lock.for_platform(platform, "pypi")}
-        pypi = {n: p.version for n, p in locked_pypi.items()}
+        by_name = {canonicalize_name(p.name): p for p in lock.for_platform(platform, "pypi")}
+        pypi = {n: p.version for n, p in by_name.items()}
         for dep in new["pypi-dependencies"]:
             req = Requirement(dep)
             name = canonicalize_name(req.name)
-            why = _source_mismatch(dep, locked_pypi.get(name))
+            why = _source_mismatch(dep, by_name.get(name))
             if why:
                 reasons.append(f"{platform}: {dep!r}: {why}")
                 continue
@@ -397,8 +397,9 @@ def probe_sources(spec: Spec, *, offline: bool = False) -> list[str]:
     gits = [f for f in forms if f.kind == GIT]
     ca = None
     if probes or gits:
-        from . import settings
         import os
+
+        from . import settings
 
         ca = os.environ.get("MLENV_CA_BUNDLE") or settings.get("ca-bundle")
 

@@ -931,10 +931,10 @@ def _import_pyproject(d: Draft, path: Path, text: str) -> None:
     rel = _relative_dir(path.parent, d.project or Path.cwd())
     if package and isinstance(name, str) and rel is not None:
         # the project is a package: it goes in whole (its dependencies come with it), extras opted in
-        chosen = [x for x in extras if x in d.extras]
-        extra = f"[{','.join(chosen)}]" if chosen else ""
-        _carry_direct(d, where_name, f"{name}{extra} @ {rel}", d.project or Path.cwd())
-        d.note(where_name, f"the project itself ({quote(name)}) is carried over as `{name}{extra} @ {rel}`: built to "
+        picked = [x for x in extras if x in d.extras]
+        brackets = f"[{','.join(picked)}]" if picked else ""
+        _carry_direct(d, where_name, f"{name}{brackets} @ {rel}", d.project or Path.cwd())
+        d.note(where_name, f"the project itself ({quote(name)}) is carried over as `{name}{brackets} @ {rel}`: built to "
                            "a wheel at lock time, its dependencies with it")  # fmt: skip
     else:
         if package and rel is None:
