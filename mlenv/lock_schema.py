@@ -134,6 +134,7 @@ INPUTS = {
     "apt-packages": _list_of(APT_PACKAGE),
     "apt-base": IMAGE_REF,
     "apt-platforms": _list_of(PLATFORM),
+    "apt-sources": _list_of(URL),
 }
 PLATFORM_INFO = {"python": PLATFORM_PYTHON, "packages": COUNT}
 

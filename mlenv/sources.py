@@ -198,6 +198,18 @@ def matches(url: str, src: Source, parts: SplitResult | None = None) -> bool:
     return path == src.path or path.startswith(src.path + "/")
 
 
+def apt_sources(inputs: dict) -> list[Source]:
+    """The Debian archives an apt lock was resolved from (`[inputs] apt-sources`: the
+    base image's own apt sources, whose signed indexes named every .deb; mlenv.apt)."""
+    out = []
+    for uri in inputs.get("apt-sources") or []:
+        if isinstance(uri, str) and uri.startswith(("http://", "https://")):
+            src = _source(uri.rstrip("/"), uri.rstrip("/"), prefix=True)
+            if src is not None:
+                out.append(src)
+    return out
+
+
 class Sources:
     """The sources a lock declares, ready for matching."""
 
@@ -209,6 +221,7 @@ class Sources:
         self.any_index = [s for srcs in self.indexes.values() for s in srcs] + [
             s for srcs in self.pages.values() for s in srcs
         ]
+        self.apt = apt_sources(inputs)
         self._direct: dict[str, set[str]] | None = None
 
     @property
@@ -220,6 +233,8 @@ class Sources:
     def allowed(self, pkg) -> list[Source]:
         if pkg.manager == "conda":
             return self.channels
+        if pkg.manager == "apt":
+            return self.apt
         page = pkg.get("find-links")
         if isinstance(page, str) and page:
             return self.pages.get(strip_credentials(page), [])
@@ -321,6 +336,6 @@ def check_sources(lock, spec=None, *, where: str = "mlenv.lock") -> None:
         if not any(matches(url, s, parts) for s in allowed):
             shown = scrub(clip(url, 200))
             names = ", ".join(sorted({s.declared for s in allowed})) or "none"
-            what = "channels" if pkg.manager == "conda" else "indexes"
+            what = {"conda": "channels", "apt": "Debian archives"}.get(pkg.manager, "indexes")
             raise LockError(f"{where}: {_what(pkg)}: {shown} is not from a source the lock declares "
                             f"({what}: {scrub(clip(names, 200))}); refusing to use this lock", hint=HINT)  # fmt: skip

@@ -204,15 +204,14 @@ def _sealed_copy(locked: Path, d: Path, name: str, **change) -> Path:
 
 
 def test_a_deb_whose_sha256_does_not_match_is_refused(locked, tmp_path):
-    fake = tmp_path / "curl.deb"
-    fake.write_bytes(b"not the locked curl")
+    # the real curl .deb from the mirror, under a sha256 it does not have (the lock resealed)
     cache = tmp_path / "cache"
-    d = _sealed_copy(locked, tmp_path / "sha", "curl", url=fake.as_uri())
+    d = _sealed_copy(locked, tmp_path / "sha", "curl", sha256="cd" * 32)
     line = one_line_error(
         mlenv("build", "--repository", "mlenv-test-apt", cwd=d, env={"XDG_CACHE_HOME": str(cache)}),
         "sha256 mismatch for Debian package curl",
     )
-    assert hashlib.sha256(b"not the locked curl").hexdigest() in line
+    assert "cd" * 32 in line and not (cache / "mlenv" / "artifacts" / "sha256" / ("cd" * 32)).exists()
 
 
 def test_a_superseded_deb_names_itself_and_the_way_out(locked, tmp_path):

@@ -11,7 +11,6 @@ import re
 import subprocess
 import sys
 import textwrap
-import time
 import uuid
 from pathlib import Path
 
@@ -49,7 +48,10 @@ def without_scripts(dockerfile: str) -> str:
 
 
 def mlenv(*args, cwd, env=None):
+    # These tests are about the Dockerfile builders (BuildKit, classic): `auto` would pick
+    # the daemonless builder for most of these locks (tests/test_daemonless.py covers it).
     full_env = {k: v for k, v in os.environ.items() if k != "MLENV_CA_BUNDLE"}
+    full_env.setdefault("MLENV_BUILDER", "buildkit")
     full_env.update(env or {})
     return subprocess.run([sys.executable, "-m", "mlenv.cli", *args], cwd=cwd, capture_output=True, text=True, env=full_env)
 
@@ -147,11 +149,8 @@ def test_conda_image_with_the_classic_builder(conda_image, docker_client):
 
 def test_cache_hit_is_fast_and_found_by_label_under_any_name(conda_image, docker_client):
     d, result = conda_image
-    t0 = time.perf_counter()
-    again = build(d)
-    elapsed = time.perf_counter() - t0
+    again = build(d)  # how fast: bench/build.py (no timed assertions in tests)
     assert again["action"] == "reused" and again["where"] == "local" and again["id"] == result["id"]
-    assert elapsed < 1.0, f"cache hit took {elapsed:.2f}s"
     # Only another name holds the image: found by label and retagged.
     docker_client.api.tag(result["id"], "someone/else", "x")
     docker_client.api.remove_image(result["image"])
@@ -281,7 +280,8 @@ def test_builder_choice(pypi_project, tmp_path):
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert "the buildkit builder cannot run here: no docker CLI on PATH can build with BuildKit" in proc.stderr
     out = tmp_path / "ctx"
-    rendered = json.loads(ok(mlenv("build", "--json", "--dockerfile-only", str(out), cwd=d, env=no_docker_cli)).stdout)
+    auto = {**no_docker_cli, "MLENV_BUILDER": "auto"}  # --dockerfile-only: auto picks a builder that writes one
+    rendered = json.loads(ok(mlenv("build", "--json", "--dockerfile-only", str(out), cwd=d, env=auto)).stdout)
     assert rendered["builder"] == "classic" and " AS " not in (out / "Dockerfile").read_text()
     proc = mlenv("build", "--builder", "kaniko", cwd=d)
     assert proc.returncode == 2 and "kaniko" in proc.stderr
@@ -444,10 +444,8 @@ def test_push_then_reuse_from_registry(pypi_project, docker_client, test_registr
     first = build(d, "--repository", repo, "--push")
     assert first["action"] == "built" and first["pushed"].startswith("sha256:")
     docker_client.api.remove_image(first["id"], force=True)
-    t0 = time.perf_counter()
     again = build(d, "--repository", repo)
     assert again["action"] == "reused" and again["where"] == "registry" and again["digest"] == first["pushed"]
-    assert time.perf_counter() - t0 < 1.5
     assert docker_client.api.images(filters={"label": f"org.mlenv.content-hash={first['content_hash']}"}) == []
 
 
@@ -535,9 +533,8 @@ def test_real_pypi_image_end_to_end(tmp_path, docker_client, base_image_remote):
                                              network_mode="none", remove=True).decode()
         assert "ca-bundle.pem" not in found and "mlenv-builder" not in found
 
-        t0 = time.perf_counter()
         again = build(d, "--ca-bundle", HOST_CA)
-        assert again["action"] == "reused" and time.perf_counter() - t0 < 1.0
+        assert again["action"] == "reused"
     finally:
         remove_image(docker_client, ref)
 

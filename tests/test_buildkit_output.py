@@ -9,6 +9,9 @@ import os
 import textwrap
 from pathlib import Path
 
+import pytest
+
+from mlenv.errors import MlenvError
 from mlenv.image import buildkit
 from mlenv.image.engine import choose
 from mlenv.image.docker import explain_failure
@@ -67,7 +70,7 @@ def fake_cli(tmp_path: Path, output: str, code: int) -> str:
 def test_a_failing_step_of_buildx_output(tmp_path, monkeypatch):
     cli = fake_cli(tmp_path, BUILDX_FAILURE, 1)
     monkeypatch.setenv("PATH", f"{Path(cli).parent}{os.pathsep}{os.environ['PATH']}")
-    assert buildkit.find_cli() == cli and choose("auto").name == "buildkit"
+    assert buildkit.find_cli() == cli and choose("buildkit").name == "buildkit"
     steps, lines = [], []
     log = buildkit.build(cli, {"Dockerfile": b"FROM scratch\n"}, "t:1", on_step=steps.append, on_line=lines.append)
     assert log.image_id is None
@@ -92,5 +95,7 @@ def test_a_cli_without_buildkit_is_not_chosen(tmp_path, monkeypatch):
     exe.write_text("#!/bin/sh\necho 'ERROR: BuildKit is enabled but the buildx component is missing or broken.' >&2\nexit 1\n")
     exe.chmod(0o755)
     monkeypatch.setenv("PATH", str(tmp_path))
-    assert buildkit.find_cli() is None and choose("auto").name == "classic"
+    assert buildkit.find_cli() is None and buildkit.BuildKitBuilder.unavailable() is not None
+    with pytest.raises(MlenvError, match="the buildkit builder cannot run here"):
+        choose("buildkit")
     assert choose("classic").name == "classic"

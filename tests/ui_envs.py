@@ -54,6 +54,9 @@ def make_rich_env(
         f"platforms = {json.dumps(list(platforms))}",
         "",
     ]
+    conda_names = sorted({p.name for p in packages if p.manager == "conda"})
+    if conda_names:  # the channel the conda packages come from is declared (mlenv.sources checks it)
+        lines += ["[conda]", 'channels = ["conda-forge"]', f"dependencies = {json.dumps(conda_names)}", ""]
     if pypi_dependencies:
         lines += ["[pypi]", f"dependencies = {json.dumps(pypi_dependencies)}", ""]
     lines += ["[variables]"] + [f"{k} = {json.dumps(v)}" for k, v in sorted((variables or {}).items())] + [""]

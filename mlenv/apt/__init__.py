@@ -29,6 +29,7 @@ DEB_ARCH = {"linux-64": "amd64", "linux-aarch64": "arm64"}
 INPUT_PACKAGES = "apt-packages"
 INPUT_BASE = "apt-base"
 INPUT_PLATFORMS = "apt-platforms"
+INPUT_SOURCES = "apt-sources"  # the archives the .debs come from (mlenv.sources checks every .deb URL)
 
 
 def apt_platforms(platforms) -> list[str]:

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..errors import MlenvError
-from . import DEB_ARCH, INPUT_BASE, INPUT_PACKAGES, INPUT_PLATFORMS, MANAGER, apt_platforms
+from . import DEB_ARCH, INPUT_BASE, INPUT_PACKAGES, INPUT_PLATFORMS, INPUT_SOURCES, MANAGER, apt_platforms
 from .base import BaseUnavailable
 
 SNAPSHOT_ARCHIVES = {"debian", "debian-security", "debian-ports", "debian-debug", "debian-backports"}
@@ -105,7 +105,19 @@ def lock_apt(
             if pkg.get("snapshot-url"):
                 extra["snapshot-url"] = pkg["snapshot-url"]
             packages.append(Package(MANAGER, platform, pkg["name"], pkg["version"], pkg["url"], pkg["sha256"], extra))
+    inputs[INPUT_SOURCES] = archive_roots(packages)
     return packages, inputs, []
+
+
+def archive_roots(packages) -> list[str]:
+    """The archive each .deb URL comes from: the URL up to its pool/ directory (Debian's
+    layout; a flat repository: the .deb's directory), sorted, without duplicates."""
+    roots = set()
+    for p in packages:
+        url = p.url
+        i = url.find("/pool/")
+        roots.add(url[:i] if i != -1 else url.rsplit("/", 1)[0])
+    return sorted(roots)
 
 
 def resolve_platform(

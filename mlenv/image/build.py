@@ -140,7 +140,7 @@ def build_image(
                    scrub=lambda text: scrub_text(text, secrets), on_step=on_step, on_line=on_line,
                    push_to=ref if push else None, layout=str(layout) if layout else None,
                    engine=DockerEngine.available() is not None, index_urls=index_urls)  # fmt: skip
-    chosen = choose(builder, job if not dockerfile_only else None)
+    chosen = choose(builder, None if dockerfile_only else job, dockerfile=bool(dockerfile_only))
     result.builder = chosen.name
     if dockerfile_only:
         chosen.render(job, Path(dockerfile_only))

@@ -545,6 +545,7 @@ class DaemonlessBuilder(Builder):
     (--push), written as an OCI layout (--layout) and/or loaded into a local Engine."""
 
     name = "daemonless"
+    writes_dockerfile = False
 
     @classmethod
     def unavailable(cls) -> str | None:

@@ -73,6 +73,7 @@ class Built:
 
 class Builder(ABC):
     name: ClassVar[str]
+    writes_dockerfile: ClassVar[bool] = True  # `render` (--dockerfile-only) means something
 
     @classmethod
     @abstractmethod
@@ -106,9 +107,10 @@ def builder_class(name: str) -> type[Builder]:
     return getattr(importlib.import_module(module), attr)
 
 
-def choose(requested: str | None, job: BuildJob | None = None) -> Builder:
+def choose(requested: str | None, job: BuildJob | None = None, *, dockerfile: bool = False) -> Builder:
     """The builder to use: `auto` (or None) is the first of AUTO_ORDER that can run here
-    and does not refuse the job; a named builder that cannot is an error saying why."""
+    and does not refuse the job (with dockerfile: the first that writes a Dockerfile); a
+    named builder that cannot is an error saying why."""
     name = (requested or "auto").lower()
     if name != "auto":
         cls = builder_class(name)
@@ -125,6 +127,8 @@ def choose(requested: str | None, job: BuildJob | None = None) -> Builder:
     reasons = []
     for candidate in AUTO_ORDER:
         cls = builder_class(candidate)
+        if dockerfile and not cls.writes_dockerfile:
+            continue
         reason = cls.unavailable()
         if reason is None:
             builder = cls()

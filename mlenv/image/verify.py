@@ -22,7 +22,11 @@ def verify_image(ref: str, lock_path: Path | None) -> tuple[Lock, list[Differenc
     own /opt/mlenv/mlenv.lock."""
     with DockerEngine() as engine:
         if engine.image(ref) is None:
-            raise MlenvError(f"image {ref} not found in the local daemon", hint=f"docker pull {ref}, or `mlenv build`")
+            from ..oci.client import names_registry
+
+            if not names_registry(ref):
+                raise MlenvError(f"image {ref} not found in the local daemon", hint="`mlenv build` it first")
+            engine.pull(ref)  # an image that went straight to a registry (the daemonless builder's --push)
         if lock_path is not None:
             lock = read_lock(lock_path)
         else:
