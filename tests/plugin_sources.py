@@ -162,9 +162,13 @@ def make_project(tmp_path, pypi_server):
                 (feat / rel).parent.mkdir(parents=True, exist_ok=True)
                 (feat / rel).write_text(text)
         registry = os.environ.get("MLENV_TEST_REGISTRY")
-        base = base or os.environ.get("MLENV_TEST_BASE_IMAGE_REMOTE") or (
-            f"{registry}/mlenv-test/debian-python:bookworm" if registry else "mlenv-test/debian-python:bookworm")
-        (d / "mlenv.toml").write_text(textwrap.dedent(f"""\
+        base = (
+            base
+            or os.environ.get("MLENV_TEST_BASE_IMAGE_REMOTE")
+            or (f"{registry}/mlenv-test/debian-python:bookworm" if registry else "mlenv-test/debian-python:bookworm")
+        )
+        (d / "mlenv.toml").write_text(
+            textwrap.dedent(f"""\
             [environment]
             name = "{name}"
             python = "3.11"
@@ -173,7 +177,10 @@ def make_project(tmp_path, pypi_server):
             [pypi]
             index-url = "{pypi_server}"
             dependencies = {json.dumps(list(deps))}
-            """) + extra + f'\n[image]\nbase = "{base}"\npython = "/usr/bin/python3"\n')
+            """)
+            + extra
+            + f'\n[image]\nbase = "{base}"\npython = "/usr/bin/python3"\n'
+        )
         return d
 
     return make

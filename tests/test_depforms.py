@@ -159,7 +159,9 @@ def test_git_history_rewritten_under_the_same_tag(make_project, git_tools, tmp_p
     old = pkgs(d)["teamtools"]
     saved = (d / "mlenv.lock").read_text()
     try:
-        new_commit = git_tools.rewrite_tag("v1.0", {"tools/src/teamtools/__init__.py": '__version__ = "1.0.0"\nREWRITTEN = 1\n'})
+        new_commit = git_tools.rewrite_tag(
+            "v1.0", {"tools/src/teamtools/__init__.py": '__version__ = "1.0.0"\nREWRITTEN = 1\n'}
+        )
         check = mlenv("lock", "--check", cwd=d)
         assert check.returncode == 1, check.stderr
         assert "history was rewritten under the same tag" in check.stderr and old.get("commit")[:12] in check.stderr
@@ -364,7 +366,8 @@ def image_project(tmp_path_factory, git_tools, wheel_site, pypi_server):
         (d / "libs" / "features" / rel).write_text(text)
     base = os.environ.get("MLENV_TEST_BASE_IMAGE_REMOTE") or "mlenv-test/debian-python:bookworm"
     deps = [git_tools.requirement(), "features @ ./libs/features", f"urlpkg @ {wheel_site.wheel_url}", "flpkg"]
-    (d / "mlenv.toml").write_text(textwrap.dedent(f"""\
+    (d / "mlenv.toml").write_text(
+        textwrap.dedent(f"""\
         [environment]
         name = "depforms-image"
         python = "3.11"
@@ -377,7 +380,8 @@ def image_project(tmp_path_factory, git_tools, wheel_site, pypi_server):
         [image]
         base = "{base}"
         python = "/usr/bin/python3"
-        """))
+        """)
+    )
     ok(mlenv("lock", cwd=d))
     return d
 
@@ -420,3 +424,18 @@ def test_image_of_each_form_has_no_git_and_no_sources(builder, image_project, do
             docker_client.api.remove_image(ref, force=True)
         except Exception:
             pass
+
+
+def test_a_local_archive_is_used_as_is(make_project, wheel_site, tmp_path):
+    d = make_project(["urlpkg @ ./wheels/urlpkg-1.0.0-py3-none-any.whl"], name="local-archive")
+    (d / "wheels").mkdir()
+    shutil.copy(wheel_site.root / "direct" / "urlpkg-1.0.0-py3-none-any.whl", d / "wheels")
+    ok(mlenv("lock", cwd=d))
+    p = pkgs(d)["urlpkg"]
+    assert p.url == "./wheels/urlpkg-1.0.0-py3-none-any.whl" and p.sha256 == wheel_site.wheel_sha256
+    assert p.get("source") == "path" and p.get("source-tree") is None
+    ok(mlenv("install", "--prefix", str(tmp_path / "env"), cwd=d))
+    ok(mlenv("verify", "--prefix", str(tmp_path / "env"), cwd=d))
+    (d / "wheels" / "urlpkg-1.0.0-py3-none-any.whl").write_bytes(b"not the same file")
+    check = mlenv("lock", "--check", cwd=d)
+    assert check.returncode == 1 and "local archive ./wheels/urlpkg-1.0.0-py3-none-any.whl changed" in check.stderr

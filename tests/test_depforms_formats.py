@@ -157,7 +157,8 @@ def test_import_requirements_with_every_form_locks(tmp_path, git_tools, wheel_si
         (d / "libs" / "features" / rel).parent.mkdir(parents=True, exist_ok=True)
         (d / "libs" / "features" / rel).write_text(text)
     (d / "constraints.txt").write_text("fixalpha<2\n")
-    (d / "requirements.txt").write_text(textwrap.dedent(f"""\
+    (d / "requirements.txt").write_text(
+        textwrap.dedent(f"""\
         --index-url {pypi_server}
         --find-links {wheel_site.find_links}
         -c constraints.txt
@@ -165,7 +166,8 @@ def test_import_requirements_with_every_form_locks(tmp_path, git_tools, wheel_si
         git+{git_tools.repo_url}@v1.0#egg=teamtools&subdirectory=tools
         {wheel_site.wheel_url}
         flpkg
-        """))
+        """)
+    )
     proc = ok(mlenv("init", "--from", "requirements.txt", "--name", "imp", cwd=d))
     spec = tomllib.loads((d / "mlenv.toml").read_text())
     assert spec["pypi"]["dependencies"] == [
@@ -185,7 +187,8 @@ def test_import_requirements_with_every_form_locks(tmp_path, git_tools, wheel_si
 def test_import_pyproject_project_extras_and_groups(tmp_path):
     d = tmp_path / "train"
     d.mkdir()
-    (d / "pyproject.toml").write_text(textwrap.dedent("""\
+    (d / "pyproject.toml").write_text(
+        textwrap.dedent("""\
         [build-system]
         requires = ["uv_build>=0.8,<0.30"]
         build-backend = "uv_build"
@@ -203,7 +206,8 @@ def test_import_pyproject_project_extras_and_groups(tmp_path):
         [dependency-groups]
         lint = ["fixplat"]
         dev = ["fixconflict", {include-group = "lint"}]
-        """))
+        """)
+    )
     (d / "src" / "train").mkdir(parents=True)
     (d / "src" / "train" / "__init__.py").write_text("")
     proc = ok(mlenv("init", "--from", "pyproject.toml", "--extra", "gpu", "--group", "dev", cwd=d))
@@ -229,14 +233,16 @@ def test_import_pyproject_without_build_system_keeps_dependencies(tmp_path):
 
 
 def test_import_azureml_uses_its_own_name(tmp_path):
-    (tmp_path / "env.yml").write_text(textwrap.dedent("""\
+    (tmp_path / "env.yml").write_text(
+        textwrap.dedent("""\
         $schema: https://azuremlschemas.azureedge.net/latest/environment.schema.json
         name: Fraud Train
         image: mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest
         conda_file:
           channels: [conda-forge]
           dependencies: [python=3.10, pip, {pip: [scikit-learn]}]
-        """))
+        """)
+    )
     work = tmp_path / "some-dir"
     work.mkdir()
     proc = ok(mlenv("init", "--from", "../env.yml", cwd=work))
@@ -247,14 +253,16 @@ def test_import_azureml_uses_its_own_name(tmp_path):
 
 
 def test_import_conda_with_pip_but_no_python(tmp_path):
-    (tmp_path / "environment.yml").write_text(textwrap.dedent("""\
+    (tmp_path / "environment.yml").write_text(
+        textwrap.dedent("""\
         name: research
         channels: [conda-forge]
         dependencies:
           - numpy
           - pip:
             - torch==2.4.0
-        """))
+        """)
+    )
     work = tmp_path / "w"
     work.mkdir()
     proc = ok(mlenv("init", "--from", "../environment.yml", cwd=work))
@@ -267,16 +275,21 @@ def test_import_lines_that_cannot_be_carried_get_a_note(tmp_path):
     (tmp_path / "outside").mkdir()
     work = tmp_path / "w"
     work.mkdir()
-    (work / "requirements.txt").write_text(textwrap.dedent("""\
+    (work / "requirements.txt").write_text(
+        textwrap.dedent("""\
         -e ../outside
         hg+https://example.org/repo#egg=x
         git+https://example.org/norepo.git
         ./missing-dir
-        """))
+        """)
+    )
     proc = ok(mlenv("init", "--from", "requirements.txt", cwd=work))
     notes = [ln for ln in proc.stderr.splitlines() if ln.startswith("note:")]
     assert any("requirements.txt:1:" in n and "outside the project" in n for n in notes)
     assert any("requirements.txt:2:" in n and "only git" in n for n in notes)
     assert any("requirements.txt:3:" in n and "without a package name" in n for n in notes)
     assert any("requirements.txt:4:" in n and "does not exist" in n for n in notes)
-    assert json.loads(json.dumps(tomllib.loads((work / "mlenv.toml").read_text()).get("pypi", {}).get("dependencies", []))) == []
+    assert (
+        json.loads(json.dumps(tomllib.loads((work / "mlenv.toml").read_text()).get("pypi", {}).get("dependencies", [])))
+        == []
+    )

@@ -124,7 +124,8 @@ def test_find_links_page_gives_exactly_its_distribution_links(links, noise):
 
     page = "https://example.org/wheels/index.html"
     body = "".join(noise) + "".join(
-        f'<a href="{prefix}{name}' + (f"#sha256={sha}" if sha else "") + f'">{name}</a>\n' for name, sha, prefix in links
+        f'<a href="{prefix}{name}' + (f"#sha256={sha}" if sha else "") + f'">{name}</a>\n'
+        for name, sha, prefix in links
     )
     found = parse_links(f"<html><body>{body}</body></html>", page)
     assert [(f.filename, f.sha256) for f in found] == [(name, sha) for name, sha, _ in links]
@@ -222,7 +223,10 @@ def test_tree_hash_is_order_independent_and_content_sensitive(entries, rnd):
     rnd.shuffle(shuffled)
     assert tree_hash(es) == tree_hash(shuffled)
     if es:
-        changed = [Entry(es[0].path, es[0].kind, hashlib.sha256(b"other" + bytes(es[0].sha256, "ascii")).hexdigest()), *es[1:]]
+        changed = [
+            Entry(es[0].path, es[0].kind, hashlib.sha256(b"other" + bytes(es[0].sha256, "ascii")).hexdigest()),
+            *es[1:],
+        ]
         assert tree_hash(changed) != tree_hash(es)
 
 
@@ -313,4 +317,3 @@ def test_sources_rule_for_find_links_packages():
     other_host = dict(good, url="https://elsewhere.example/t-1.0-py3-none-any.whl")
     with pytest.raises(LockError, match="not from a source the lock declares"):
         check_sources(_lock_with(other_host, {"find-links": [page], "pypi-dependencies": ["t"]}))
-

@@ -189,4 +189,3 @@ def project_excludes(spec, root: Path) -> frozenset[str]:
         if root in real.parents:
             out.add(real.relative_to(root).as_posix())
     return frozenset(out)
-
