@@ -5,12 +5,17 @@ one target (linux-64, Python 3.11). Cold means an empty resolver cache for
 every tool; warm means the cache of a previous run. Prints medians and ratios
 and writes them into docs/benchmarks.md (section "lock").
 
-    python bench/lock.py [--repeat 5] [--pip-compile-repeat 2] [--apt-only]
+    python bench/lock.py [--repeat 5] [--pip-compile-repeat 2] [--apt-only] [--sources-only]
 
 With the test services up (MLENV_TEST_BASE_IMAGE_REMOTE, a Docker Engine), it also
 locks `[image] apt-packages = ["libgomp1", "curl"]` on that Debian base and writes
 section "lock-apt": cold (empty mlenv cache: the base read from the Engine, InRelease,
 the Packages index), warm (caches kept, the lock re-resolved) and the no-op.
+
+`--sources-only` (also run by a full run; section "lock-sources"): a spec with one git
+dependency (a repository served over git's smart HTTP on 127.0.0.1 by
+fixtures/git_server.py) and one local package, on the fixture index: cold lock, no-op
+lock, and the no-ops that must look at the sources (a ref read, a touched file).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -46,6 +52,7 @@ def main() -> None:
     ap.add_argument("--pip-compile-repeat", type=int, default=2)
     ap.add_argument("--no-write", action="store_true")
     ap.add_argument("--apt-only", action="store_true", help="only the apt-packages part (section lock-apt)")
+    ap.add_argument("--sources-only", action="store_true", help="only the git + local package part (lock-sources)")
     ap.add_argument("--editable", action="store_true",
                     help="measure the mlenv of this (editable, dev) venv instead of a regular install")
     args = ap.parse_args()
@@ -61,6 +68,9 @@ def main() -> None:
         mlenv = [str(release / "bin" / "mlenv")]
     if args.apt_only:
         apt_bench(mlenv, args)
+        return
+    if args.sources_only:
+        sources_bench(mlenv, args)
         return
     from mlenv.solve.pypi import uv_binary
 
@@ -162,6 +172,7 @@ def main() -> None:
     shutil.rmtree(work, ignore_errors=True)
     if os.environ.get("MLENV_TEST_BASE_IMAGE_REMOTE"):
         apt_bench(mlenv, args)
+    sources_bench(mlenv, args)
 
 
 APT = ["libgomp1", "curl"]
@@ -215,6 +226,138 @@ def apt_bench(mlenv: list[str], args) -> None:
     print(body)
     if not args.no_write:
         write_section("lock-apt", body)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+UV_BUILD = '[build-system]\nrequires = ["uv_build>=0.8,<0.30"]\nbuild-backend = "uv_build"\n'
+
+
+def _package(root: Path, name: str, modules: int) -> None:
+    """A uv_build project with `modules` small modules (a realistic tree to fingerprint)."""
+    (root / "src" / name).mkdir(parents=True, exist_ok=True)
+    (root / "pyproject.toml").write_text(UV_BUILD + f'[project]\nname = "{name}"\nversion = "0.1.0"\n'
+                                         'requires-python = ">=3.8"\ndependencies = ["fixalpha>=1"]\n')
+    (root / "src" / name / "__init__.py").write_text('__version__ = "0.1.0"\n')
+    for i in range(modules):
+        (root / "src" / name / f"m{i:03d}.py").write_text(f"def f{i}(x):\n    return x + {i}\n" * 20)
+    (root / "tests").mkdir(exist_ok=True)
+    (root / "tests" / "test_x.py").write_text("def test(): pass\n")
+
+
+def sources_bench(mlenv: list[str], args) -> None:
+    """Lock time with one git and one local-path dependency (section lock-sources)."""
+    import importlib.util
+    import json
+
+    root = Path(__file__).resolve().parent.parent / "fixtures"
+
+    def load(name: str, file: str):
+        spec = importlib.util.spec_from_file_location(name, root / file)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        return module
+
+    fixtures = load("bench_build_fixtures", "build_fixtures.py")
+    servers = load("bench_fixture_server", "server.py")
+    git_server = load("bench_git_server", "git_server.py")
+    work = Path(tempfile.mkdtemp(prefix="mlenv-bench-sources-"))
+    paths = fixtures.build_all(work / "fx")
+    repos = work / "repos"
+    repos.mkdir()
+    tools = work / "tools-src"
+    _package(tools, "teamtools", 40)
+    files = {f"tools/{p.relative_to(tools).as_posix()}": p.read_text() for p in tools.rglob("*") if p.is_file()}
+    git_server.make_repo(repos, "tools", files, tag="v1.0")
+    project = work / "project"
+    _package(project / "libs" / "features", "features", 200)
+    git_server.git("init", "-q", str(project))  # a real project is a git work tree: `git ls-files` lists its files
+    with servers.IndexServer(paths["pypi"]) as index, git_server.GitServer(repos) as git:
+        deps = [f"teamtools @ git+{git.url}/tools.git@v1.0#subdirectory=tools", "features @ ./libs/features"]
+        (project / "mlenv.toml").write_text(
+            f'[environment]\nname = "bench-sources"\npython = "3.11"\nplatforms = ["linux-64"]\n\n'
+            f'[pypi]\nindex-url = "{index.url}/simple"\ndependencies = {json.dumps(deps)}\n\n'
+            f'[image]\nbase = "python:3.11-slim-bookworm@sha256:{"0" * 64}"\n')
+
+        def env(cache: str) -> dict:
+            return {**os.environ, "XDG_CACHE_HOME": str(work / cache)}
+
+        def lock(envmap, *extra):
+            run(mlenv + ["lock", "-q", *extra], cwd=project, env=envmap)
+
+        results: dict[str, list[float]] = {"mlenv lock (cold: empty mlenv and uv caches)": []}
+        for _ in range(args.repeat):
+            shutil.rmtree(work / "cold", ignore_errors=True)
+            (project / "mlenv.lock").unlink(missing_ok=True)
+            results["mlenv lock (cold: empty mlenv and uv caches)"] += timed(lambda: lock(env("cold")), 1)
+        lock(env("warm"))
+
+        def relock():
+            (project / "mlenv.lock").unlink(missing_ok=True)
+            lock(env("warm"))
+
+        results["mlenv lock (warm: no lock, wheels already built)"] = timed(relock, args.repeat)
+        lock(env("warm"))
+        n = max(args.repeat, 15)
+        plain = work / "plain"  # the same index, no git or local package: what the sources add to a no-op
+        plain.mkdir()
+        (plain / "mlenv.toml").write_text((project / "mlenv.toml").read_text().replace(json.dumps(deps), '["fixalpha"]'))
+        run(mlenv + ["lock", "-q"], cwd=plain, env=env("warm"))
+        results["mlenv lock (no-op), the same spec with neither"] = timed(
+            lambda: run(mlenv + ["lock", "-q"], cwd=plain, env=env("warm")), n)
+        results["mlenv lock (no-op)"] = timed(lambda: lock(env("warm")), n)
+
+        def noop_reading_refs():
+            shutil.rmtree(work / "warm" / "mlenv" / "git-refs", ignore_errors=True)
+            lock(env("warm"))
+
+        results["mlenv lock (no-op, git refs read: first in 10 min)"] = timed(noop_reading_refs, n)
+        init = project / "libs" / "features" / "src" / "features" / "m000.py"
+
+        def noop_touched():
+            os.utime(init)  # a new mtime, the same content: re-hashed, not rebuilt
+            lock(env("warm"))
+
+        results["mlenv lock (no-op, a file touched)"] = timed(noop_touched, n)
+        original = init.read_text()
+
+        def one_change():
+            init.write_text(original + f"# {time.time_ns()}\n")
+            lock(env("warm"))
+
+        results["mlenv lock (one source file changed: rebuild)"] = timed(one_change, args.repeat)
+        init.write_text(original)
+        lock(env("warm"))
+        lock_text = (project / "mlenv.lock").read_text()
+        if os.environ.get("MLENV_BENCH_KEEP"):  # profiling: keep the project and serve it until interrupted
+            print(f"project: {project} (XDG_CACHE_HOME={work / 'warm'}); Ctrl-C to stop", flush=True)
+            try:
+                time.sleep(float(os.environ["MLENV_BENCH_KEEP"]))
+            except KeyboardInterrupt:
+                pass
+    med = {k: median(v) for k, v in results.items()}
+    rows = [[k, f"{v * 1000:.0f} ms", str(len(results[k]))] for k, v in med.items()]
+    noop = med["mlenv lock (no-op)"] * 1000
+    body = (
+        "## Lock with a git and a local dependency (`bench/lock.py --sources-only`)\n\n"
+        f"Spec: `teamtools @ git+http://127.0.0.1:PORT/tools.git@v1.0#subdirectory=tools` (a repository served over "
+        "git's smart HTTP by `git http-backend` behind fixtures/git_server.py; 42 files) and `features @ ./libs/features` "
+        "(a local package in a git work tree, 203 files), both built with uv's build backend (uv_build: no backend "
+        "download), dependencies from the fixture index on 127.0.0.1. mlenv from "
+        f"{'this editable venv' if args.editable else 'a regular install (pip install .) in a fresh venv'}.\n\n"
+        + table(rows, ["command", "median", "runs"]) + "\n\n"
+        f"- no-op `mlenv lock`: **{noop:.0f} ms** (target < 150 ms): the spec hash, then the local package's tree hash "
+        "from its cached per-file stats (`git ls-files`, one stat per file, nothing re-hashed, nothing built) and "
+        "the git refs read within the last 10 minutes\n"
+        "- the first no-op in 10 minutes reads the refs again (`git ls-remote`, started before the tree is hashed); "
+        "a touched file is hashed again (same content: no rebuild); a changed file rebuilds that package "
+        "(`uv build`, the repack) and re-solves with the previous pins as preferences\n"
+        f"- the lock holds {lock_text.count('source = ')} built packages\n"
+        f"- 1-minute load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (a shared machine)\n"
+    )
+    print(body)
+    if not args.no_write:
+        write_section("lock-sources", body)
     shutil.rmtree(work, ignore_errors=True)
 
 

@@ -97,12 +97,19 @@ def install(
     index_urls: tuple[str, ...] = (),
     ca_bundle: str | None = None,
     progress=None,
+    project: Path | None = None,
+    spec=None,
 ) -> InstallResult:
-    """Materialize the lock's packages for platform (default: this host's) into prefix."""
+    """Materialize the lock's packages for platform (default: this host's) into prefix.
+    Wheels mlenv built (git, local packages) come from the cache, else from a rebuild
+    in `project` that must match (mlenv.wheelbuild.ensure; `restore` puts the
+    registry's copies into the cache first)."""
     from .runtime import install as runtime_install
     from .solve.pypi import uv_binary
+    from .wheelbuild.ensure import ensure
 
     platform = check_platform(lock, platform)
+    ensure(lock.for_platform(platform, "pypi"), project=project, spec=spec, offline=offline, progress=progress)
     plan = plan_for(lock, platform)
     return runtime_install.install(plan, prefix, python=python, pypi_prefix=pypi_prefix, no_cache=no_cache,
                                    offline=offline, index_urls=index_urls, ca_bundle=ca_bundle,

@@ -126,6 +126,10 @@ INPUTS = {
     "system": SYSTEM,
     "index-url": TEXT,
     "extra-index-urls": _list_of(TEXT),
+    # [pypi] find-links, constraints, overrides (only when the spec sets them)
+    "find-links": _list_of(TEXT),
+    "constraints": _list_of(TEXT),
+    "overrides": _list_of(TEXT),
     # what the apt pins were resolved for (mlenv.apt; not hashed)
     "apt-packages": _list_of(APT_PACKAGE),
     "apt-base": IMAGE_REF,
@@ -133,6 +137,16 @@ INPUTS = {
     "apt-sources": _list_of(URL),
 }
 PLATFORM_INFO = {"python": PLATFORM_PYTHON, "packages": COUNT}
+
+# A PyPI package that is not an index's (docs/lockfile.md, "Git, URL and local packages").
+SOURCE = Kind(lambda v: v in ("git", "path", "url"), '"git", "path" or "url"')
+GIT_REF = Kind(_match(r"(?!.*\.\.)[A-Za-z0-9._+-][A-Za-z0-9._/+-]{0,199}"), "a git branch, tag or commit")
+COMMIT = Kind(_hex(40), "40 lowercase hex digits (a git commit)")
+SUBDIRECTORY = Kind(
+    _match(r"(?!.*(?:^|/)\.\.?(?:/|$))[A-Za-z0-9_+-][A-Za-z0-9._+-]*(?:/[A-Za-z0-9._+-]+){0,31}"),
+    "a relative path inside the repository (no . or .. segments)",
+)
+FILENAME = Kind(_match(r"(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._+!~-]{0,254}"), "a plain file name")
 
 # Every [[package]] has platform and manager (checked first), then its manager's fields.
 PACKAGE_FIELDS: dict[str, dict[str, tuple[Kind, bool]]] = {
@@ -144,7 +158,10 @@ PACKAGE_FIELDS: dict[str, dict[str, tuple[Kind, bool]]] = {
     },
     "pypi": {
         "name": (NAME, True), "version": (VERSION, True), "url": (URL, True), "sha256": (SHA256, True),
-        "size": (COUNT, False), "index": (OPTIONAL_URL, False), "requires-python": (TEXT, False),
+        "size": (COUNT, False), "index": (OPTIONAL_URL, False), "find-links": (OPTIONAL_URL, False),
+        "requires-python": (TEXT, False), "source": (SOURCE, False), "requested": (GIT_REF, False),
+        "commit": (COMMIT, False), "subdirectory": (SUBDIRECTORY, False), "filename": (FILENAME, False),
+        "source-tree": (DIGEST, False),
     },
     "apt": {
         "name": (NAME, True), "version": (VERSION, True), "architecture": (ARCHITECTURE, False), "url": (URL, True),

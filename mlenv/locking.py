@@ -26,6 +26,8 @@ class Status:
     state: str  # "fresh" | "satisfied" | "stale" | "missing"
     reasons: list[str] = field(default_factory=list)
     env_changed: bool = False  # variables / image / python fields differ from the spec
+    move: set[str] = field(default_factory=set)  # git packages whose tag moved: re-resolved (mlenv.solve.moved)
+    notes: list[str] = field(default_factory=list)  # moved branches, unreachable repositories
 
     @property
     def check_ok(self) -> bool:
@@ -52,6 +54,9 @@ def inputs_of(spec: Spec) -> dict:
     if norm["index-url"]:
         inputs["index-url"] = norm["index-url"]
     inputs["extra-index-urls"] = norm["extra-index-urls"]
+    for key in ("find-links", "constraints", "overrides"):  # only when set: older locks stay comparable
+        if norm.get(key):
+            inputs[key] = norm[key]
     return inputs
 
 
@@ -77,24 +82,42 @@ def _lock_env_fields(lock: Lock) -> dict:
     }
 
 
-def status(spec: Spec, lock: Lock | None) -> Status:
+def status(spec: Spec, lock: Lock | None, *, offline: bool = False) -> Status:
+    """fresh / satisfied / stale / missing. Local packages and git tags are checked too
+    (mlenv.solve.moved): a changed source or a moved tag makes a lock stale although its
+    spec hash matches; offline: git refs are not read."""
     if lock is None:
         return Status("missing", ["no mlenv.lock yet"])
+    drift = _drift(spec, lock, offline=offline)
     if lock.spec_hash == spec.spec_hash():
-        return Status("fresh")
+        if drift.reasons:
+            return Status("stale", drift.reasons, move=drift.move, notes=drift.notes)
+        return Status("fresh", notes=drift.notes)
     spec.validate_requirements()
-    reasons = satisfiability(spec, lock)
+    reasons = satisfiability(spec, lock) + drift.reasons
     env_changed = _env_fields(spec) != _lock_env_fields(lock)
     if reasons:
-        return Status("stale", reasons, env_changed)
-    return Status("satisfied", [], env_changed)
+        return Status("stale", reasons, env_changed, move=drift.move, notes=drift.notes)
+    return Status("satisfied", [], env_changed, notes=drift.notes)
+
+
+def _drift(spec: Spec, lock: Lock, *, offline: bool):
+    from .solve.moved import check
+
+    return check(spec, lock, offline=offline)
 
 
 def require_current(spec: Spec, lock: Lock, *, path, doing: str) -> None:
     """Refuse to act on a lock that no longer matches its spec (build, register, export)."""
+    from .solve.moved import has_sources, local_changes
+
     if lock.spec_hash == spec.spec_hash():
+        changed = local_changes(spec, lock, missing_ok=True) if has_sources(lock) else []
+        if changed:
+            raise LockError(f"{path} is not current for {spec.path.name} (stale: {'; '.join(changed)}); refusing to "
+                            f"{doing}", hint="run `mlenv lock` first")  # fmt: skip
         return
-    st = status(spec, lock)
+    st = status(spec, lock, offline=True)
     if not st.check_ok:
         reasons = "; ".join(st.reasons) or "variables, image or python changed"
         raise LockError(f"{path} is not current for {spec.path.name} (stale: {reasons}); refusing to {doing}",
@@ -113,7 +136,8 @@ def satisfiability(spec: Spec, lock: Lock) -> list[str]:
     old = lock.inputs
     new = inputs_of(spec)
     for key, label in (("platforms", "platforms"), ("channels", "conda channels"), ("system", "[system] requirements"),
-                       ("index-url", "index-url"), ("extra-index-urls", "extra-index-urls")):  # fmt: skip
+                       ("index-url", "index-url"), ("extra-index-urls", "extra-index-urls"),
+                       ("find-links", "find-links"), ("constraints", "constraints"), ("overrides", "overrides")):  # fmt: skip
         if old.get(key) != new.get(key):
             reasons.append(f"{label} changed")
     if sorted(lock.platforms) != sorted(spec.platforms):
@@ -153,10 +177,15 @@ def satisfiability(spec: Spec, lock: Lock) -> list[str]:
             mapped = pypi_name(p.name, noarch=p.get("noarch"), depends=p.get("depends", []))
             if mapped:
                 provided[mapped] = p.version
-        pypi = {canonicalize_name(p.name): p.version for p in lock.for_platform(platform, "pypi")}
+        by_name = {canonicalize_name(p.name): p for p in lock.for_platform(platform, "pypi")}
+        pypi = {n: p.version for n, p in by_name.items()}
         for dep in new["pypi-dependencies"]:
             req = Requirement(dep)
             name = canonicalize_name(req.name)
+            why = _source_mismatch(dep, by_name.get(name))
+            if why:
+                reasons.append(f"{platform}: {dep!r}: {why}")
+                continue
             version = pypi.get(name) or provided.get(name)
             if version is None:
                 if req.marker is not None:
@@ -175,6 +204,41 @@ def _conda_name(dep: str) -> str:
     from .spec import _conda_name as name
 
     return name(dep)
+
+
+def _source_mismatch(dep: str, pkg: Package | None) -> str | None:
+    """Does the locked package come from where the requirement says (an index, this git
+    repository and ref, this URL and hash, this path)? None when it does."""
+    from .reqforms import GIT, INDEX, PATH, URL, parse, strip_userinfo
+
+    try:
+        form = parse(dep)
+    except ValueError as exc:
+        return str(exc)
+    if pkg is None:
+        return None  # absence is judged by the caller
+    source = pkg.get("source")
+    if form.kind == INDEX:
+        return f"the lock has it from {source} {pkg.url}" if source else None
+    if form.kind == GIT:
+        repo = strip_userinfo(form.url or "")
+        url = str(pkg.url)
+        if source != "git" or not url.startswith(f"git+{repo}@"):
+            return "the lock has it from another source"
+        if (pkg.get("requested") or None) != form.ref or (pkg.get("subdirectory") or None) != form.subdirectory:
+            return "the git ref or subdirectory changed"
+        return None
+    if form.kind == URL:
+        if source != "url" or pkg.url != strip_userinfo(form.url or ""):
+            return "the lock has it from another source"
+        if form.sha256 and form.sha256 != pkg.sha256:
+            return "the #sha256= changed"
+        return None
+    if form.kind == PATH:
+        shown = "." if form.path == "." else f"./{form.path}"
+        if source != "path" or pkg.url != shown:
+            return "the lock has it from another source"
+    return None
 
 
 def lock_spec(
@@ -196,14 +260,18 @@ def lock_spec(
             raise SpecError(f"--platform {p} is not one of the spec's platforms ({', '.join(spec.platforms)})",
                             hint=f"add it to [environment] platforms in {spec.path}")
     warnings: list[str] = []
-    st = status(spec, existing)
+    st = status(spec, existing, offline=offline)
+    warnings += st.notes
+    if st.move and not upgrade:
+        # a tag now names another commit: that package is re-resolved (the move is reported below)
+        upgrade_packages = tuple(sorted(set(upgrade_packages) | st.move))
     if not (upgrade or upgrade_packages or force_solve):
         if st.state == "fresh" and _apt_current(existing):
-            return LockResult(existing, "fresh", st)
+            return LockResult(existing, "fresh", st, warnings)
         if st.state in ("fresh", "satisfied"):
             say("lock still satisfies the spec: updating without solving")
-            lock, warnings = _relock_env(spec, existing, offline, say)
-            return LockResult(lock, "rewritten", st, warnings)
+            lock, relock_warnings = _relock_env(spec, existing, offline, say)
+            return LockResult(lock, "rewritten", st, warnings + relock_warnings)
     from .solve import pypi as pypi_solver
 
     keep_old = set(spec.platforms) - set(platforms) if platforms and existing else set()
@@ -216,13 +284,19 @@ def lock_spec(
                             hint='set [environment] python = "3.11"')
         if spec.pypi_dependencies:
             say(f"{platform}: resolving PyPI packages with {resolver} (Python {python})")
-        prefs = {p.name: p.version for p in locked[platform] if p.manager == "pypi"}
-        return pypi_solver.start(spec, platform, python or "", provided=provided, preferences=prefs, upgrade=upgrade,
-                                 upgrade_packages=upgrade_packages, offline=offline, resolver=resolver)
+        previous = [p for p in locked[platform] if p.manager == "pypi"]
+        return pypi_solver.start(spec, platform, python or "", provided=provided, upgrade=upgrade,
+                                 upgrade_packages=upgrade_packages, offline=offline, resolver=resolver,
+                                 locked=previous)  # fmt: skip
 
     # Without conda, every platform's uv run starts at once, before mlenv's own
-    # validation and image pinning, which then overlap with the resolution.
+    # validation and image pinning, which then overlap with the resolution; so does
+    # the check that every declared index, find-links page and git repository answers.
+    from concurrent.futures import ThreadPoolExecutor
+
     jobs = {}
+    checker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlenv-sources")
+    health = checker.submit(probe_sources, spec, offline=offline) if spec.pypi_dependencies else None
     try:
         if not spec.has_conda:
             for platform in to_solve:
@@ -247,8 +321,11 @@ def lock_spec(
                     if mapped:
                         provided[mapped] = p.version
                 jobs[platform] = start_pypi(platform, pythons[platform], provided)
+        all_404 = health.result() if health is not None else []  # a failing source is the error, not uv's
         packages: list[Package] = []
         plat_info: dict[str, dict] = {}
+        directs: dict = {}
+        requires: dict[tuple[str, str], str] = {}
         for platform in spec.platforms:
             if platform not in to_solve:
                 packages += [p for p in existing.for_platform(platform) if p.manager != "apt"]
@@ -256,14 +333,29 @@ def lock_spec(
                 continue
             packages += conda_pkgs.get(platform, [])
             for r in jobs.pop(platform).finish():
-                extra = {"size": r.size, "index": r.index}
+                if r.direct is not None:
+                    directs.setdefault(platform, []).append(r.direct)
+                    if r.requires_python:
+                        requires[(platform, r.name)] = r.requires_python
+                    continue
+                extra = {"size": r.size, "index": r.index} if not r.find_links else {"size": r.size, "find-links": r.find_links}
                 if r.requires_python:
                     extra["requires-python"] = r.requires_python
                 packages.append(Package("pypi", platform, r.name, r.version, r.url, r.sha256, extra))
             plat_info[platform] = {"python": pythons[platform]}
+        if directs:
+            from .solve.direct import realize
+
+            for platform, items in realize(spec, directs, pythons, offline=offline, progress=say).items():
+                for f in items:
+                    extra = {k: v for k, v in f.items() if k not in ("name", "version", "url", "sha256")}
+                    if requires.get((platform, f["name"])):
+                        extra["requires-python"] = requires[(platform, f["name"])]
+                    packages.append(Package("pypi", platform, f["name"], f["version"], f["url"], f["sha256"], extra))
     finally:
         for job in jobs.values():
             job.kill()
+        checker.shutdown(wait=False, cancel_futures=True)
     from .apt.lock import lock_apt
 
     apt_pkgs, apt_inputs, apt_warnings = lock_apt(spec, image, existing, keep_platforms=keep_old, upgrade=upgrade,
@@ -279,16 +371,79 @@ def lock_spec(
         image=image,
         inputs={**inputs_of(spec), **apt_inputs},
     ).seal()
-    warnings += unused_indexes(spec, packages)
+    warnings += unused_indexes(spec, packages, all_404)
+    warnings += _moves(existing, lock, st.move)
     return LockResult(lock, "solved", st, warnings)
 
 
-def unused_indexes(spec: Spec, packages: list[Package]) -> list[str]:
-    """A warning per declared index (of two or more) that no locked package comes from.
-    uv moves on to the next index when one answers a package's page with an error
-    status (a proxy that blocks the host, a 403): a CPU-only index that cannot be
-    reached then silently yields PyPI's (CUDA) build. mlenv cannot tell that from an
-    index that has nothing to offer, so it says so, without failing."""
+def probe_sources(spec: Spec, *, offline: bool = False) -> list[str]:
+    """Every declared index, find-links page and git repository answers (mlenv.solve.health,
+    git ls-remote), checked in parallel; SolveError naming the first that does not.
+    Returns the indexes that answered 404 to every probe (for the unused-index warning)."""
+    if offline:
+        return []
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .reqforms import GIT, INDEX
+    from .solve import health
+    from .solve.direct import forms_of
+    from .spec import expand_env
+
+    forms = forms_of(spec)
+    probes = [health.Probe("index", expand_env(u)) for u in ([spec.index_url] if spec.index_url else [])]
+    probes += [health.Probe("index", expand_env(u)) for u in spec.extra_index_urls]
+    probes += [health.Probe("find-links", expand_env(u)) for u in getattr(spec, "find_links", [])]
+    projects = sorted({f.name for f in forms if f.kind == INDEX})
+    gits = [f for f in forms if f.kind == GIT]
+    ca = None
+    if probes or gits:
+        import os
+
+        from . import settings
+
+        ca = os.environ.get("MLENV_CA_BUNDLE") or settings.get("ca-bundle")
+
+    def git_check(form) -> None:
+        from .wheelbuild.git import check_ref
+
+        check_ref(expand_env(form.url or ""), form.ref, ca_bundle=ca)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(8, len(gits))), thread_name_prefix="mlenv-git") as pool:
+        futures = [pool.submit(git_check, f) for f in gits]
+        all_404 = health.check(probes, projects, ca_bundle=ca)
+        for fut in futures:
+            fut.result()
+    return all_404
+
+
+def _moves(existing: Lock | None, lock: Lock, moved: set[str]) -> list[str]:
+    """One line per git package whose tag moved: from which commit to which."""
+    if not existing or not moved:
+        return []
+    from .solve.names import normalize
+
+    old = {(p.platform, normalize(p.name)): p for p in existing.packages if p.get("source") == "git"}
+    out = []
+    seen = set()
+    for p in lock.packages:
+        if p.get("source") != "git" or normalize(p.name) not in moved:
+            continue
+        before = old.get((p.platform, normalize(p.name)))
+        if before is None or (p.name, before.get("commit")) in seen:
+            continue
+        seen.add((p.name, before.get("commit")))
+        out.append(f"{p.name}: tag {p.get('requested')} was moved (history rewritten under the same tag): "
+                   f"the lock now pins {str(p.get('commit'))[:12]} instead of {str(before.get('commit'))[:12]} "
+                   f"(wheel sha256 {p.sha256[:12]}…, was {before.sha256[:12]}…); installs from the previous lock "
+                   "keep using its wheel")  # fmt: skip
+    return out
+
+
+def unused_indexes(spec: Spec, packages: list[Package], all_404: list[str] | None = None) -> list[str]:
+    """A warning per declared index (of two or more) that no locked package comes from
+    and that answered 404 to every probe of the health check (probe_sources): it
+    works, but seems to hold nothing this spec asks for (a wrong path?). An index that
+    answers with an error or not at all already failed the lock."""
     from .runtime.secrets import strip_credentials
     from .spec import expand_env
 
@@ -302,10 +457,9 @@ def unused_indexes(spec: Spec, packages: list[Package]) -> list[str]:
             plain = strip_credentials(expand_env(url)).rstrip("/")
         except Exception:
             continue
-        if plain not in used:
-            out.append(f"no locked package comes from index {plain}: if some should (e.g. a CPU or private "
-                       "build), check that it answers from here; uv uses the next index when one answers "
-                       "with an error")
+        if plain not in used and (all_404 is None or plain.rstrip("/") in {u.rstrip("/") for u in all_404}):
+            out.append(f"no locked package comes from index {plain}, which answers 404 for its root and for the "
+                       "projects mlenv asked it about: check its URL if some package should come from it")
     return out
 
 

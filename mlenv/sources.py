@@ -25,6 +25,16 @@ docs/security.md ("File names and artifact sources") states the rule precisely:
   of the archives the lock declares in `[inputs] apt-sources` (the base image's apt
   sources, whose signed indexes named it at lock time); its snapshot-url, if any, is
   an http(s) URL of a `.deb` too.
+- a PyPI package found on a find-links page (`find-links`, which must be a declared
+  page) is on that page's host (any path) or, for a file:// page, in its directory;
+- a package mlenv built or fetched from a requirement of [pypi] dependencies
+  (`source`, issue 13): `git` names a repository a git requirement declares
+  (`git+REPO@COMMIT[#subdirectory=DIR]`, the commit and subdirectory those of the
+  entry, REPO http(s) or file without credentials); `path` names a local package a
+  path requirement declares (`.` or `./a/b`, no `..`), resolved inside the project by
+  whoever builds it; `url` is exactly an archive URL a requirement declares. These
+  URLs are never downloaded as such: a git or path wheel comes from the cache, the
+  registry or a rebuild that must give the locked sha256.
 """
 
 from __future__ import annotations
@@ -45,7 +55,7 @@ FILE_HOSTS = {"pypi.org": "files.pythonhosted.org", "test.pypi.org": "test-files
 _BAD_CHARS = re.compile(r"[\x00-\x20\x7f\\]")
 _PORTS = {"http": 80, "https": 443}
 HINT = ("re-lock from a trusted mlenv.toml; a source must be declared in [conda] channels or [pypi] index-url / "
-        "extra-index-urls (docs/security.md)")  # fmt: skip
+        "extra-index-urls / find-links / a dependency's git, URL or path (docs/security.md)")  # fmt: skip
 
 
 class Source(NamedTuple):
@@ -121,9 +131,28 @@ def declared_indexes(inputs: dict) -> list[str]:
     return [strip_credentials(u).rstrip("/") for u in out if isinstance(u, str)]
 
 
+def declared_find_links(inputs: dict) -> list[str]:
+    return [strip_credentials(u) for u in inputs.get("find-links") or [] if isinstance(u, str)]
+
+
+def declared_direct(inputs: dict) -> dict[str, set[str]]:
+    """The git repositories, archive URLs and local paths [inputs] pypi-dependencies name
+    (credentials stripped): {"git": {...}, "url": {...}, "path": {...}}."""
+    from .reqforms import quick
+
+    out: dict[str, set[str]] = {"git": set(), "url": set(), "path": set()}
+    for dep in inputs.get("pypi-dependencies") or []:
+        if isinstance(dep, str) and "@" in dep:
+            found = quick(dep)
+            if found:
+                out[found[0]].add(strip_credentials(found[1]) if found[0] != "path" else found[1])
+    return out
+
+
 def declared(inputs: dict) -> set[str]:
     chans = [strip_credentials(c).rstrip("/") for c in inputs.get("channels") or [] if isinstance(c, str)]
-    return {f"conda channel {c}" for c in chans} | {f"PyPI index {i}" for i in declared_indexes(inputs)}
+    return ({f"conda channel {c}" for c in chans} | {f"PyPI index {i}" for i in declared_indexes(inputs)}
+            | {f"find-links page {u}" for u in declared_find_links(inputs)})  # fmt: skip
 
 
 def url_problem(url: str, parts: SplitResult | None = None) -> str | None:
@@ -203,21 +232,83 @@ class Sources:
     """The sources a lock declares, ready for matching."""
 
     def __init__(self, inputs: dict):
+        self.inputs = inputs
         self.channels = channel_sources(inputs.get("channels"))
         self.indexes = {i: index_sources(i) for i in declared_indexes(inputs)}  # declared index -> its sources
-        self.any_index = [s for srcs in self.indexes.values() for s in srcs]
+        self.pages = {u: find_links_sources(u) for u in declared_find_links(inputs)}  # find-links page -> its host/dir
+        self.any_index = [s for srcs in self.indexes.values() for s in srcs] + [
+            s for srcs in self.pages.values() for s in srcs
+        ]
         self.apt = apt_sources(inputs)
+        self._direct: dict[str, set[str]] | None = None
+
+    @property
+    def direct(self) -> dict[str, set[str]]:
+        if self._direct is None:
+            self._direct = declared_direct(self.inputs)
+        return self._direct
 
     def allowed(self, pkg) -> list[Source]:
         if pkg.manager == "conda":
             return self.channels
         if pkg.manager == "apt":
             return self.apt
+        page = pkg.get("find-links")
+        if isinstance(page, str) and page:
+            return self.pages.get(strip_credentials(page), [])
         recorded = pkg.get("index")
         if isinstance(recorded, str) and recorded:
             found = self.indexes.get(recorded) or self.indexes.get(recorded.rstrip("/"))
             return found if found is not None else self.indexes.get(strip_credentials(recorded).rstrip("/"), [])
         return self.any_index
+
+
+def find_links_sources(page: str) -> list[Source]:
+    """A find-links page's files: on its host (any path), or in its directory (file://)."""
+    plain = strip_credentials(page)
+    url = _expand(plain)
+    if url.startswith("file:"):
+        path = unquote(urlsplit(url).path)
+        directory = path if os.path.isdir(path) else os.path.dirname(path)
+        src = _source(plain, "file://" + directory, prefix=True)
+    else:
+        src = _source(plain, url, prefix=False)
+    return [src] if src is not None else []
+
+
+_GIT_URL = re.compile(r"git\+(?P<repo>[a-z]+://[^@#\s]+)@(?P<commit>[0-9a-f]{40})(?:#subdirectory=(?P<sub>[^#\s]+))?\Z")
+_REL_PATH = re.compile(r"\.(?:/[A-Za-z0-9._+-]+)*\Z")
+
+
+def _direct_problem(pkg, sources: Sources) -> str | None:
+    """Why a package built or fetched from a git / path / URL requirement may not be used."""
+    source, url = pkg.get("source"), str(pkg.url)
+    if source == "git":
+        m = _GIT_URL.match(url)
+        if not m or m.group("commit") != pkg.get("commit") or (m.group("sub") or None) != (pkg.get("subdirectory") or None):
+            return f"the git URL {clip(url, 200)} does not match its commit and subdirectory fields"
+        repo = m.group("repo")
+        problem = url_problem(repo)
+        if problem or urlsplit(repo).scheme not in ("https", "http", "file"):
+            return f"the repository {clip(repo, 200)} {problem or 'is not an https, http or file URL'}"
+        if repo not in sources.direct["git"]:
+            return f"the repository {clip(repo, 200)} is not one a [pypi] requirement declares"
+        return None
+    if source == "path":
+        if not _REL_PATH.match(url) or any(seg == ".." for seg in url.split("/")):
+            return f"the local path {clip(url, 200)} is not ./relative/path inside the project"
+        rel = "." if url == "." else url[2:]
+        if rel not in sources.direct["path"]:
+            return f"the local path {clip(url, 200)} is not one a [pypi] requirement declares"
+        return None
+    if source == "url":
+        problem = url_problem(url)
+        if problem:
+            return f"the URL {clip(url, 200)} {problem}"
+        if url not in sources.direct["url"]:
+            return f"the URL {clip(url, 200)} is not one a [pypi] requirement declares"
+        return None
+    return f"unknown source {clip(str(source), 40)!r}"
 
 
 def _what(pkg) -> str:
@@ -244,6 +335,11 @@ def check_sources(lock, spec=None, *, where: str = "mlenv.lock") -> None:
         except MlenvError as exc:
             raise LockError(f"{where}: {exc.message}", hint=exc.hint) from None
         url = pkg.url
+        if pkg.manager == "pypi" and pkg.get("source") is not None:
+            why = _direct_problem(pkg, sources)
+            if why:
+                raise LockError(f"{where}: {_what(pkg)}: {scrub(why)}; refusing to use this lock", hint=HINT)
+            continue
         parts = urlsplit(url)
         problem = url_problem(url, parts)
         if problem:
@@ -257,7 +353,9 @@ def check_sources(lock, spec=None, *, where: str = "mlenv.lock") -> None:
                                     "refusing to use this lock", hint=HINT)  # fmt: skip
         allowed = sources.allowed(pkg)
         if pkg.manager == "pypi" and not allowed:
-            raise LockError(f"{where}: {_what(pkg)} names the index {scrub(clip(str(pkg.get('index')), 200))}, which "
+            named = pkg.get("find-links") or pkg.get("index")
+            what = "find-links page" if pkg.get("find-links") else "index"
+            raise LockError(f"{where}: {_what(pkg)} names the {what} {scrub(clip(str(named), 200))}, which "
                             "the lock does not declare; refusing to use this lock", hint=HINT)  # fmt: skip
         if not any(matches(url, s, parts) for s in allowed):
             shown = scrub(clip(url, 200))

@@ -34,7 +34,8 @@ SYSTEM_KEYS = ("cuda", "glibc", "osx", "linux")
 SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     "environment": {"name": str, "description": str, "python": str, "platforms": list},
     "conda": {"channels": list, "dependencies": list},
-    "pypi": {"index-url": str, "extra-index-urls": list, "dependencies": list},
+    "pypi": {"index-url": str, "extra-index-urls": list, "find-links": list, "dependencies": list,
+             "constraints": list, "overrides": list},
     "variables": {},  # free-form: NAME = "value"
     "system": {k: str for k in SYSTEM_KEYS},
     "image": {"base": str, "apt-packages": list, "python": str, "steps": list},
@@ -74,6 +75,9 @@ class Spec:
     index_url: str | None = None
     extra_index_urls: list[str] = field(default_factory=list)
     pypi_dependencies: list[str] = field(default_factory=list)
+    find_links: list[str] = field(default_factory=list)  # pages/directories listing distribution files
+    constraints: list[str] = field(default_factory=list)  # uv's --constraint: bounds, not requirements
+    overrides: list[str] = field(default_factory=list)  # uv's --override: replace every requirement on a name
     variables: dict[str, str] = field(default_factory=dict)
     system: dict[str, str] = field(default_factory=dict)
     base_image: str = ""
@@ -111,11 +115,7 @@ class Spec:
                 "channels": [strip_credentials(c).rstrip("/") for c in self.channels],  # order is priority
                 "dependencies": sorted({_squash(d) for d in self.conda_specs()}),
             },
-            "pypi": {
-                "index-url": strip_credentials(self.index_url) if self.index_url else None,
-                "extra-index-urls": [strip_credentials(u) for u in self.extra_index_urls],
-                "dependencies": sorted({_squash(d) for d in self.pypi_dependencies}),
-            },
+            "pypi": self._normalized_pypi(),
             "variables": dict(sorted(self.variables.items())),
             "system": dict(sorted(self.system.items())),
             "image": {
@@ -125,6 +125,21 @@ class Spec:
                 "steps": list(self.steps),
             },
         }
+
+    def _normalized_pypi(self) -> dict:
+        out: dict = {
+            "index-url": strip_credentials(self.index_url) if self.index_url else None,
+            "extra-index-urls": [strip_credentials(u) for u in self.extra_index_urls],
+            "dependencies": sorted({_squash(d) for d in self.pypi_dependencies}),
+        }
+        # only when set, so the spec hash of every spec without them is what it was
+        if self.find_links:
+            out["find-links"] = [strip_credentials(u) for u in self.find_links]  # order is priority
+        if self.constraints:
+            out["constraints"] = sorted({_squash(c) for c in self.constraints})
+        if self.overrides:
+            out["overrides"] = sorted({_squash(o) for o in self.overrides})
+        return out
 
     def spec_hash(self) -> str:
         return "sha256:" + sha256_json(self.normalized())
@@ -143,11 +158,17 @@ class Spec:
                     hint="use PEP 508 syntax, e.g. \"pandas>=2,<3\" or \"torch==2.4.*\"",
                 ) from None
             if req.url:
-                raise SpecError(
-                    f"{self.where('pypi', 'dependencies', dep)}: {quote(dep)} is a direct URL; "
-                    "mlenv locks packages from indexes so every artifact has a hash",
-                    hint="publish the package to an index listed in [pypi], or use a wheel URL with a pinned index",
-                )
+                self._check_direct(dep)
+        for key in ("constraints", "overrides"):
+            for line in getattr(self, key):
+                try:
+                    req = Requirement(line)
+                except InvalidRequirement as exc:
+                    raise SpecError(f"{self.where('pypi', key, line)}: invalid {key[:-1]} {quote(line)}: {_first_line(exc)}",
+                                    hint='e.g. "urllib3<2" (PEP 508: a name, a version range, a marker)') from None  # fmt: skip
+                if req.url or req.extras:
+                    raise SpecError(f"{self.where('pypi', key, line)}: a {key[:-1]} is a name with a version range "
+                                    f"and a marker, not {'a URL' if req.url else 'extras'}: {quote(line)}")  # fmt: skip
         if self.has_conda:
             from rattler import MatchSpec
 
@@ -161,6 +182,33 @@ class Spec:
                         hint="e.g. \"numpy 1.26.*\", \"python >=3.11,<3.12\" or \"conda-forge::pytorch\"",
                     ) from None
             self._check_python_pin()
+
+    def _check_direct(self, dep: str) -> None:
+        """A git, URL or path requirement (mlenv.reqforms): supported form, and a local path
+        inside the project."""
+        from .reqforms import GIT, PATH, URL, parse
+
+        where = self.where("pypi", "dependencies", dep)
+        try:
+            form = parse(dep)
+        except ValueError as exc:
+            raise SpecError(f"{where}: {exc}",
+                            hint="git+https://host/repo@ref#subdirectory=dir, https://host/x.whl#sha256=..., "
+                                 "or ./path relative to mlenv.toml") from None  # fmt: skip
+        if form.kind in (GIT, URL):  # the index-URL rules: schemes, ${VAR} only as userinfo, no literal secret
+            _check_source(form.url or "", where, f"{form.name}: the {'git repository' if form.kind == GIT else 'archive'} URL")
+        if form.kind == PATH:
+            import os
+
+            root = os.path.realpath(self.path.parent)
+            target = os.path.realpath(os.path.join(root, form.path or "."))
+            if target != root and not target.startswith(root + os.sep):
+                raise SpecError(f"{where}: {quote(dep)} points outside the project ({form.describe()} is not under the "
+                                f"directory of {self.path.name})",
+                                hint="local packages must live inside the project, so the lock means the same on "
+                                     "every machine")  # fmt: skip
+            if not (os.path.isfile(target) if form.archive else os.path.isdir(target)):
+                raise SpecError(f"{where}: {form.describe()}: no such {'file' if form.archive else 'directory'}")
 
     def _check_python_pin(self) -> None:
         if not self.python:
@@ -313,6 +361,12 @@ def parse_spec(text: str, path: Path) -> Spec:
         _check_source(pypi["index-url"], where("pypi", "index-url"), "index-url")
     for url in pypi.get("extra-index-urls", []):
         _check_source(url, where("pypi", "extra-index-urls", url), "extra-index-urls entry")
+    for url in pypi.get("find-links", []):
+        _check_source(url, where("pypi", "find-links", url), "find-links entry")
+    for key in ("constraints", "overrides"):
+        for line in pypi.get(key, []):
+            if not line.strip():
+                raise SpecError(f"{where('pypi', key)}: empty {key[:-1]}")
 
     for pkg in image.get("apt-packages", []):
         if not APT_RE.match(pkg):
@@ -361,6 +415,9 @@ def parse_spec(text: str, path: Path) -> Spec:
         index_url=pypi.get("index-url"),
         extra_index_urls=list(pypi.get("extra-index-urls", [])),
         pypi_dependencies=pypi_deps,
+        find_links=list(pypi.get("find-links", [])),
+        constraints=list(pypi.get("constraints", [])),
+        overrides=list(pypi.get("overrides", [])),
         variables=dict(data.get("variables", {})),
         system=dict(system),
         base_image=base,

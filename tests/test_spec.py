@@ -107,9 +107,16 @@ def test_python_is_added_to_conda_specs():
     assert spec.conda_provides_python()
 
 
-def test_direct_url_requirement_rejected():
-    text = '[environment]\nname = "x"\npython = "3.11"\n[pypi]\ndependencies = ["pkg @ https://example.org/pkg.whl"]\n'
-    assert "is a direct URL" in error_of(text, full=True)
+def test_unsupported_direct_requirements_rejected():
+    # direct URLs, git and local paths are supported (tests/test_depforms.py); these forms are not
+    for dep, words in [("pkg @ ftp://example.org/pkg.whl", "unsupported URL scheme"),
+                       ("pkg @ https://example.org/pkg", "does not name a wheel or source archive"),
+                       ("pkg @ git+ssh://git@example.org/r.git", "ssh is not supported"),
+                       ("pkg @ hg+https://example.org/r", "only git"),
+                       ("pkg @ /srv/pkg", "absolute path"),
+                       ("pkg @ file:///srv/pkg", "relative to mlenv.toml")]:  # fmt: skip
+        text = f'[environment]\nname = "x"\npython = "3.11"\n[pypi]\ndependencies = ["{dep}"]\n'
+        assert words in error_of(text, full=True), dep
 
 
 # --- the spec hash ----------------------------------------------------------------

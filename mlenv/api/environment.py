@@ -112,16 +112,20 @@ class Environment:
 
     @classmethod
     def from_file(cls, file: str | os.PathLike[str], *, name: str | None = None,
-                  directory: str | os.PathLike[str] | None = None) -> "Environment":  # fmt: skip
+                  directory: str | os.PathLike[str] | None = None, extras: tuple[str, ...] | list[str] = (),
+                  groups: tuple[str, ...] | list[str] = ()) -> "Environment":  # fmt: skip
         """Import another tool's file (environment.yml, requirements.txt, pyproject.toml,
-        an Azure ML environment YAML, pylock.toml); `.notes` says what was not carried over."""
+        an Azure ML environment YAML, pylock.toml); `.notes` says what was not carried over.
+        Named `name`, else by the file (Azure ML / environment.yml `name`), else by the
+        directory; extras / groups: pyproject parts to include."""
         from ..formats.importers import import_file
 
         src = Path(file)
         directory = Path(directory) if directory is not None else Path.cwd()
         from .spec import default_name
 
-        text, notes = import_file(src, name=name or default_name(directory / "mlenv.toml"))
+        text, notes = import_file(src, name=name, default_name=default_name(directory / "mlenv.toml"),
+                                  project=directory.absolute(), extras=tuple(extras), groups=tuple(groups))
         return cls(directory / "mlenv.toml", text, notes=notes)
 
     @classmethod
@@ -260,10 +264,10 @@ class Environment:
         return lock(self._on_disk("lock"), upgrade=upgrade, upgrade_packages=upgrade_packages,
                     platforms=platforms, offline=offline, progress=progress)  # fmt: skip
 
-    def check(self):
+    def check(self, *, offline: bool = False):
         from .lock import check
 
-        return check(self._on_disk("check the lock"))
+        return check(self._on_disk("check the lock"), offline=offline)
 
     def build(self, **options):
         """Build or reuse the image: see mlenv.api.image.build for the options."""

@@ -86,11 +86,13 @@ def install(
 
     path = lock_path(spec, lock)
     lk = read_lock(path)
-    check_sources(lk, spec_beside(path), where=str(path))  # before anything is downloaded or written
+    beside = spec_beside(path)
+    check_sources(lk, beside, where=str(path))  # before anything is downloaded or written
     ca = options.ca_bundle(ca_bundle)
     say = progress_mod.default(progress, f"installing {lk.short_hash}")
     res = installer.install(lk, prefix, platform=platform, python=python, pypi_prefix=pypi_prefix, no_cache=no_cache,
-                            index_urls=spec_index_urls(path, on_warning), ca_bundle=ca, progress=say)  # fmt: skip
+                            index_urls=spec_index_urls(path, on_warning), ca_bundle=ca, progress=say,
+                            project=path.absolute().parent, spec=beside)  # fmt: skip
     progress_mod.finish(say, f"installed into {res.prefix}")
     return Installed(res, lk)
 

@@ -80,7 +80,7 @@ def lock(
     if existing is not None and existing.spec_hash == s.spec_hash() and not (upgrade or upgrade_packages or platforms):
         from ..apt import legacy_unpinned, pins_current
 
-        if pins_current(existing) or legacy_unpinned(existing):
+        if (pins_current(existing) or legacy_unpinned(existing)) and not sources_moved(s, existing, offline, warn):
             return LockOutcome(s, existing, "fresh", warnings=warnings)
 
     from ..locking import lock_spec
@@ -110,9 +110,26 @@ def lock(
                        previous_hash=existing.content_hash if existing else None, warnings=warnings)  # fmt: skip
 
 
-def check(spec: str | os.PathLike[str] | Spec | None = None) -> CheckResult:
+def sources_moved(spec: Spec, existing: Lock, offline: bool, warn=None) -> bool:
+    """A lock whose spec hash matches is still stale when a local package's files changed
+    or a git tag was moved (mlenv.solve.moved); a moved branch or an unreachable
+    repository is only a warning. Free for locks without local or git packages."""
+    from ..solve.moved import check, has_sources
+
+    if not has_sources(existing):
+        return False
+    drift = check(spec, existing, offline=offline, fresh_refs=False)
+    if not drift.reasons:
+        for note in drift.notes:
+            if warn:
+                warn(note)
+    return bool(drift.reasons)
+
+
+def check(spec: str | os.PathLike[str] | Spec | None = None, *, offline: bool = False) -> CheckResult:
     """Is mlenv.lock current for mlenv.toml? Decided without solving (the spec hash,
-    then pixi's satisfiability rule); a corrupt lock is a LockError (exit 1)."""
+    then pixi's satisfiability rule; local packages' files and git tags are checked
+    too, offline: not git tags); a corrupt lock is a LockError (exit 1)."""
     s = spec if isinstance(spec, Spec) else load_spec(spec_file(spec))
     try:
         existing = read_existing(s)
@@ -120,14 +137,16 @@ def check(spec: str | os.PathLike[str] | Spec | None = None) -> CheckResult:
             check_existing(existing, s)
     except LockError as exc:
         raise LockError(str(exc.message), hint=exc.hint or "run `mlenv lock` to regenerate it", exit_code=1) from None
-    if existing is not None and existing.spec_hash == s.spec_hash():
+    from ..solve.moved import has_sources
+
+    if existing is not None and existing.spec_hash == s.spec_hash() and not has_sources(existing):
         return CheckResult(True, "fresh", [], s.path, s.lock_path, existing.content_hash)
     from ..locking import status
 
-    st = status(s, existing)
+    st = status(s, existing, offline=offline)
     reasons = st.reasons or (["variables, image or python changed"] if st.env_changed else [])
     return CheckResult(st.check_ok, st.state, [] if st.check_ok else reasons, s.path, s.lock_path,
-                       existing.content_hash if existing else None)  # fmt: skip
+                       existing.content_hash if existing else None, notes=list(st.notes))  # fmt: skip
 
 
 def content_hash(lock: str | os.PathLike[str] | None = None, *, spec: str | os.PathLike[str] | None = None) -> Lock:

@@ -45,13 +45,17 @@ def register(
     registry: str | None = None,
     description: str | None = None,
     image: bool = True,
+    on_warning=None,
 ) -> Registration:
     """Record the current spec and lock as the next version of the environment.
 
     The lock must be current (`check()` passes). Content already registered under
     this name returns its existing version (idempotent; a new description or image
     record updates it). With image=True, a local image built for the lock's content
-    hash is recorded (reference and digest) when a Docker daemon answers."""
+    hash is recorded (reference and digest) when a Docker daemon answers. The wheels
+    mlenv built for the lock (git and local packages) are stored with the version
+    (local and OCI registries), so `restore --prefix` elsewhere needs neither git nor
+    the sources; a registry that cannot hold them is told to on_warning."""
     from ..errors import LockError
     from ..locking import require_current
     from ..spec import load_spec
@@ -83,9 +87,16 @@ def register(
             with engine:
                 image_ref, image_digest = engine.built_image(lock.content_hash)
     with open_registry(registry) as reg:
+        extra: dict = {}
+        built = built_wheels(s, lock)
+        if built and reg.holds_artifacts:
+            extra["artifacts"] = built
+        elif built and on_warning:
+            on_warning(f"{reg.url} cannot hold the {len(built)} wheel(s) mlenv built for this lock (git or local "
+                       "packages): `restore --prefix` elsewhere rebuilds them from their sources")  # fmt: skip
         result = reg.register(s.name, spec_bytes, lock_bytes, lock.content_hash,
                               description=description if description is not None else "",
-                              image=image_ref, image_digest=image_digest)  # fmt: skip
+                              image=image_ref, image_digest=image_digest, **extra)  # fmt: skip
         v = result.version
         changes: dict = {}
         if not result.created:
@@ -96,6 +107,41 @@ def register(
             if changes:
                 v = reg.update(v.name, v.version, **changes)
         return Registration(v, result.created, sorted(changes), reg.url)
+
+
+def built_wheels(spec, lock: Lock) -> dict[str, tuple[str, bytes]]:
+    """sha256 -> (file name, bytes) of every wheel mlenv built for the lock (git and local
+    packages, every platform), from the artifact cache, rebuilt first when missing."""
+    from ..wheelbuild.build import cached
+    from ..wheelbuild.ensure import BUILT, ensure
+
+    pkgs = [p for p in lock.packages if p.manager == "pypi" and p.get("source") in BUILT]
+    if not pkgs:
+        return {}
+    ensure(pkgs, project=spec.path.parent, spec=spec)
+    out = {}
+    for p in pkgs:
+        path = cached(p.sha256)
+        if path is not None:
+            out[p.sha256] = (str(p.get("filename") or f"{p.name}-{p.version}.whl"), path.read_bytes())
+    return out
+
+
+def fetch_built_wheels(reg, v: Version, lock: Lock) -> int:
+    """Put the wheels a registered version carries (git and local packages) into the
+    artifact cache, each checked against its sha256; how many were fetched."""
+    from ..wheelbuild.build import cached, store
+    from ..wheelbuild.ensure import BUILT
+
+    got = 0
+    for p in lock.packages:
+        if p.manager != "pypi" or p.get("source") not in BUILT or cached(p.sha256) is not None:
+            continue
+        data = reg.read_artifact(v, p.sha256)
+        if data is not None and hashlib.sha256(data).hexdigest() == p.sha256:
+            store(data, p.sha256)
+            got += 1
+    return got
 
 
 # --- reads -------------------------------------------------------------------------------
@@ -250,9 +296,11 @@ def read_from_image(reference: str) -> tuple[bytes, bytes, str, str | None]:
     return files[IMAGE_SPEC], files[IMAGE_LOCK], expected, labels.get(LABEL_NAME)
 
 
-def fetch_version(ref: str, *, registry: str | None = None) -> tuple[Version, bytes, bytes, Lock, set[str]]:
+def fetch_version(ref: str, *, registry: str | None = None,
+                  wheels: bool = False) -> tuple[Version, bytes, bytes, Lock, set[str]]:  # fmt: skip
     """(version, spec bytes, lock bytes, lock, sha256s of every version's files) of a
-    registered version, verified; `ref` may be a full azureml://.../environments/NAME@V."""
+    registered version, verified; `ref` may be a full azureml://.../environments/NAME@V.
+    wheels: also put the built wheels the version carries into the artifact cache."""
     if ref.startswith("azureml://"):
         from ..registry.azureml import split_ref
 
@@ -265,6 +313,8 @@ def fetch_version(ref: str, *, registry: str | None = None) -> tuple[Version, by
         v = resolve(reg, ref)
         spec_bytes, lock_bytes, lock = read_verified(reg, v)
         known = {s for x in reg.versions(v.name) for s in (x.spec_sha256, x.lock_sha256)}
+        if wheels:
+            fetch_built_wheels(reg, v, lock)
     return v, spec_bytes, lock_bytes, lock, known
 
 
@@ -309,7 +359,8 @@ def restore(
     else:
         if not ref:
             raise RegistryError("say what to restore: NAME@VERSION (or --from-image IMAGE)")
-        v, spec_bytes, lock_bytes, lock, known = fetch_version(ref, registry=registry)
+        # with --prefix, the wheels mlenv built for this version come with it: no git, no sources needed
+        v, spec_bytes, lock_bytes, lock, known = fetch_version(ref, registry=registry, wheels=bool(prefix))
         if prefix:  # refuse what install would refuse before writing anything
             _check_pair(spec_bytes, lock, into_dir, v.ref)
         written = write_pair(into_dir, spec_bytes, lock_bytes, force=force, known=known)

@@ -122,10 +122,11 @@ class CheckResult:
     spec_path: Path
     lock_path: Path
     content_hash: str | None = None
+    notes: list[str] = field(default_factory=list)  # warnings that do not make the lock stale (a moved branch)
 
     def to_json(self) -> dict:
         return {"ok": self.ok, "state": self.state, "reasons": self.reasons, "lock": str(self.lock_path),
-                "content_hash": self.content_hash}  # fmt: skip
+                "content_hash": self.content_hash, "notes": self.notes}  # fmt: skip
 
 
 @dataclass

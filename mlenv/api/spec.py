@@ -97,28 +97,37 @@ def init(
     from_file: str | os.PathLike[str] | None = None,
     curated: str | None = None,
     force: bool = False,
+    extras: tuple[str, ...] | list[str] = (),
+    groups: tuple[str, ...] | list[str] = (),
 ) -> Initialized:
     """Write a starter mlenv.toml (commented), or import one from another tool's file,
-    or start from a curated environment (its lock is written too)."""
+    or start from a curated environment (its lock is written too). An import is named
+    `name`, else by the file itself (Azure ML / environment.yml `name`), else by the
+    directory; extras / groups: pyproject optional-dependencies and dependency-groups
+    to include (docs/formats.md)."""
     target = Path(path)
     if target.exists() and not force:
         raise SpecError(f"{target} already exists", hint="pass --force to overwrite it")
     if from_file and curated:
         raise SpecError("--from and --curated cannot be combined")
-    name = name or default_name(target)
+    if (extras or groups) and not from_file:
+        raise SpecError("--extra and --group select parts of a pyproject.toml: use them with --from")
     notes: list[str] = []
     curated_lock = None
     if from_file:
         from ..formats.importers import import_file
 
-        text, notes = import_file(Path(from_file), name=name)
+        text, notes = import_file(Path(from_file), name=name, default_name=default_name(target),
+                                  project=target.absolute().parent, extras=tuple(extras), groups=tuple(groups))
+        _check_imported(text, target, Path(from_file))
     elif curated:
         from ..curated.catalog import lock_text, spec_text
 
+        name = name or default_name(target)
         text = spec_text(curated, name=name)
         curated_lock = lock_text(curated)
     else:
-        text = starter_text(name, python)
+        text = starter_text(name or default_name(target), python)
     from ..spec import parse_spec
 
     parse_spec(text, target)  # never write a spec mlenv itself would reject
@@ -131,6 +140,23 @@ def init(
         result.lock_written = lock_path
         notes.append(f"wrote {lock_path} (the curated lock; `mlenv lock --check` passes)")
     return result
+
+
+def _check_imported(text: str, target: Path, source: Path) -> None:
+    """An import the spec's validation refuses is one error about the imported file, never a
+    `mlenv.toml:17` about a file that was not written."""
+    from ..spec import parse_spec
+
+    try:
+        parse_spec(text, target)
+    except SpecError as exc:
+        msg = exc.message
+        prefix = f"{target}:"
+        if msg.startswith(prefix):
+            line, _, rest = msg[len(prefix):].partition(": ")
+            msg = f"line {line} of the mlenv.toml it would write: {rest}"
+        raise SpecError(f"{source}: the import gives a spec mlenv refuses ({msg}); nothing was written",
+                        hint=exc.hint or "edit the file, or import it and fix the result by hand") from None
 
 
 # --- editing ---------------------------------------------------------------------------

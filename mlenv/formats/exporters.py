@@ -108,6 +108,27 @@ def _index_urls(spec) -> tuple[str, list[str]]:
     return index, [safe_url(u) for u in spec.extra_index_urls]
 
 
+def _source_lines(spec) -> list[str]:
+    """pip/uv option lines: --index-url, --extra-index-url, --find-links."""
+    index, extras = _index_urls(spec)
+    return ([f"--index-url {index}"] + [f"--extra-index-url {u}" for u in extras]
+            + [f"--find-links {safe_url(u)}" for u in spec.find_links])  # fmt: skip
+
+
+def direct_reference(pkg) -> str | None:
+    """`name @ ...` of a package built or fetched from a git, URL or path requirement (the
+    git commit pinned), or None for an index / find-links package."""
+    source = pkg.get("source")
+    if source in ("git", "path", "url"):
+        return f"{pkg.name} @ {pkg.url}"
+    return None
+
+
+def _built(pkgs) -> list:
+    """Packages mlenv built itself (git, local): no downloadable artifact with a hash."""
+    return [p for p in pkgs if p.get("source") in ("git", "path")]
+
+
 def image_reference(lock) -> str:
     return lock.image.get("reference") or lock.image.get("base") or ""
 
@@ -135,7 +156,16 @@ def requirements(spec, lock, platform=None) -> Exported:
     _python_of(lock, platform)
     head = _header(spec, lock, platform, "requirements.txt")
     head.append(_meta_line(spec, lock, platform))
-    head.append("# Install: pip install --no-deps --require-hashes -r requirements.txt")
+    built = _built(_pypi(lock, platform))
+    if built:
+        head.append(f"# Install: uv pip install --no-deps -r requirements.txt, from the project directory (uv checks "
+                    f"every --hash; the {len(built)} git/local line(s) have none, so pip's --require-hashes mode "
+                    "refuses this file)")  # fmt: skip
+        notes.append(f"{len(built)} package(s) built from git or a local path are written as `name @ git+URL@COMMIT` / "
+                     "`name @ ./path` without --hash (no downloadable artifact has the locked wheel's hash): the "
+                     "installer builds them again; use `mlenv install` or `mlenv build` to get the locked wheels")  # fmt: skip
+    else:
+        head.append("# Install: pip install --no-deps --require-hashes -r requirements.txt")
     conda = _conda(lock, platform)
     if conda:
         head.append(f"# Not included: {len(conda)} conda package(s) (requirements.txt holds PyPI packages only).")
@@ -143,10 +173,13 @@ def requirements(spec, lock, platform=None) -> Exported:
                      "conda-explicit or conda-lock for them")
     if lock.variables:
         notes.append("requirements.txt cannot hold [variables]; they are not exported")
-    index, extras = _index_urls(spec)
-    out = head + [f"--index-url {index}"] + [f"--extra-index-url {u}" for u in extras]
+    out = head + _source_lines(spec)
     for pkg in _pypi(lock, platform):
-        out.append(f"{pkg.name}=={pkg.version} \\\n    --hash=sha256:{pkg.sha256}")
+        ref = direct_reference(pkg)
+        if ref and pkg.get("source") in ("git", "path"):
+            out.append(ref)
+        else:
+            out.append(f"{ref or pkg.name + '==' + pkg.version} \\\n    --hash=sha256:{pkg.sha256}")
     return Exported("\n".join(out) + "\n", notes)
 
 
@@ -179,8 +212,12 @@ def environment_dict(spec, lock, platform: str, notes: list[str]) -> dict:
         if spec.index_url:
             pip_lines.append(f"--index-url {index}")
         pip_lines += [f"--extra-index-url {u}" for u in extras]
-        pip_lines += [f"{p.name}=={p.version}" for p in pypi]
+        pip_lines += [f"--find-links {safe_url(u)}" for u in spec.find_links]
+        pip_lines += [direct_reference(p) or f"{p.name}=={p.version}" for p in pypi]
         deps.append({"pip": pip_lines})
+        if _built(pypi):
+            notes.append("the pip section names git and local packages by commit / path: conda's pip builds them "
+                         "again (needs git, or the project directory)")  # fmt: skip
     data: dict = {"name": spec.name, "channels": channels, "dependencies": deps}
     if lock.variables:
         data["variables"] = dict(sorted(lock.variables.items()))
@@ -323,6 +360,9 @@ def pylock(spec, lock, platform=None) -> Exported:
             out.append(f"index = {_s(safe_url(pkg.get('index')))}")
         if pkg.get("requires-python"):
             out.append(f"requires-python = {_s(pkg.get('requires-python'))}")
+        if pkg.get("source") in ("git", "path", "url"):
+            out.append(_pylock_direct(pkg, _s))
+            continue
         art = [f"name = {_s(filename)}", f"url = {_s(pkg.url)}"]
         if pkg.get("size"):
             art.append(f"size = {int(pkg.get('size'))}")
@@ -332,6 +372,27 @@ def pylock(spec, lock, platform=None) -> Exported:
         else:
             out += ["", "[packages.sdist]"] + [a.replace(" = ", " = ", 1) for a in art]
     return Exported("\n".join(out) + "\n", notes)
+
+
+def _pylock_direct(pkg, _s) -> str:
+    """PEP 751's vcs (the commit), directory (relative to the lock) or archive (URL + sha256)."""
+    source = pkg.get("source")
+    if source == "git":
+        repo = str(pkg.url)[len("git+"):].split("#", 1)[0].rsplit("@", 1)[0]
+        items = [f"type = {_s('git')}", f"url = {_s(repo)}"]
+        if pkg.get("requested"):
+            items.append(f"requested-revision = {_s(pkg.get('requested'))}")
+        items.append(f"commit-id = {_s(pkg.get('commit'))}")
+        if pkg.get("subdirectory"):
+            items.append(f"subdirectory = {_s(pkg.get('subdirectory'))}")
+        return "vcs = { " + ", ".join(items) + " }"
+    if source == "path":
+        rel = "." if pkg.url == "." else str(pkg.url)[2:]
+        if pkg.get("source-tree"):
+            return f"directory = {{ path = {_s(rel)} }}"
+        return f"archive = {{ path = {_s(rel)}, hashes = {{ sha256 = {_s(pkg.sha256)} }} }}"
+    size = f", size = {int(pkg.get('size'))}" if pkg.get("size") else ""
+    return f"archive = {{ url = {_s(pkg.url)}{size}, hashes = {{ sha256 = {_s(pkg.sha256)} }} }}"
 
 
 # --- Azure ML v2 environment YAML -----------------------------------------------------------------
@@ -393,12 +454,18 @@ def dockerfile(spec, lock, platform=None) -> Exported:
     if _conda(lock, platform):
         raise ExportError("a standalone Dockerfile cannot install conda packages without mlenv",
                           hint="use `mlenv build`, or export --format conda-explicit / conda-lock for a conda installer")
+    built = _built(_pypi(lock, platform))
+    if built:
+        names = ", ".join(sorted(p.name for p in built))
+        raise ExportError(f"a standalone Dockerfile cannot install the packages mlenv built from git or a local path "
+                          f"({names}) without git or the sources in the image",
+                          hint="use `mlenv build` (the image gets the locked wheels, and neither git nor the sources)")  # fmt: skip
     notes: list[str] = []
     base = image_reference(lock)
     interpreter = lock.image.get("python") or "python3"
     index, extras = _index_urls(spec)
-    reqs = [f"--index-url {index}"] + [f"--extra-index-url {u}" for u in extras]
-    reqs += [f"{p.name}=={p.version} --hash=sha256:{p.sha256}" for p in _pypi(lock, platform)]
+    reqs = _source_lines(spec)
+    reqs += [f"{direct_reference(p) or p.name + '==' + p.version} --hash=sha256:{p.sha256}" for p in _pypi(lock, platform)]
     if any("${" in u for u in [index, *extras]):
         notes.append("an index URL reads credentials from ${VAR}; pass them as build args at build time (they end up "
                      "in the build cache of this single-stage Dockerfile; `mlenv build` keeps them out of the image)")

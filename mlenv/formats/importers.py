@@ -21,6 +21,7 @@ generated mlenv.toml is quoted, and notes are escaped so they stay comments.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 from dataclasses import dataclass, field
@@ -52,7 +53,9 @@ class Draft:
     has_conda: bool = False
     index_url: str | None = None
     extra_index_urls: list[str] = field(default_factory=list)
+    find_links: list[str] = field(default_factory=list)
     pypi: list[str] = field(default_factory=list)
+    constraints: list[str] = field(default_factory=list)
     variables: dict[str, str] = field(default_factory=dict)
     system: dict[str, str] = field(default_factory=dict)
     base: str | None = None
@@ -60,6 +63,10 @@ class Draft:
     steps: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     hashes_dropped: int = 0
+    project: Path | None = None  # the directory the new mlenv.toml goes to: local paths are written relative to it
+    extras: tuple[str, ...] = ()  # pyproject optional-dependencies to include (opt-in)
+    groups: tuple[str, ...] = ()  # pyproject dependency-groups to include (opt-in)
+    file_name: str | None = None  # the environment's own name in the imported file (Azure ML, environment.yml)
 
     def note(self, where: str, message: str) -> None:
         self.notes.append(f"{where}: {message}")
@@ -108,13 +115,17 @@ class Draft:
         out.append(f"platforms = {_arr(self.platforms)}")
         if self.has_conda:
             out += ["", "[conda]", f"channels = {_arr(self.channels)}", f"dependencies = {_arr(self.conda, multiline=True)}"]
-        if self.pypi or self.index_url or self.extra_index_urls:
+        if self.pypi or self.index_url or self.extra_index_urls or self.find_links or self.constraints:
             out += ["", "[pypi]"]
             if self.index_url:
                 out.append(f"index-url = {q(self.index_url)}")
             if self.extra_index_urls:
                 out.append(f"extra-index-urls = {_arr(self.extra_index_urls)}")
+            if self.find_links:
+                out.append(f"find-links = {_arr(self.find_links)}")
             out.append(f"dependencies = {_arr(self.pypi, multiline=True)}")
+            if self.constraints:
+                out.append(f"constraints = {_arr(self.constraints, multiline=True)}")
         if self.variables:
             out += ["", "[variables]"] + [f"{q(k)} = {q(v)}" for k, v in self.variables.items()]
         if self.system:
@@ -185,7 +196,14 @@ def detect(path: Path, text: str) -> str:
                          "pylock.toml and Azure ML environment YAML")
 
 
-def import_file(path: Path, *, name: str, python: str | None = None) -> tuple[str, list[str]]:
+def import_file(path: Path, *, name: str | None = None, default_name: str = "env", python: str | None = None,
+                project: Path | None = None, extras: tuple[str, ...] = (),
+                groups: tuple[str, ...] = ()) -> tuple[str, list[str]]:  # fmt: skip
+    """(mlenv.toml text, notes) of another tool's file. name: the environment name asked for;
+    else the file's own (an Azure ML environment's or environment.yml's `name`), else
+    default_name. project: the directory the new mlenv.toml goes to (local paths are
+    written relative to it; default the current directory). extras / groups: pyproject
+    optional-dependencies and dependency-groups to include (they are opt-in)."""
     path = Path(path)
     try:
         text = read_text(path, MAX_IMPORT_BYTES, SpecError, "file to import")
@@ -194,7 +212,9 @@ def import_file(path: Path, *, name: str, python: str | None = None) -> tuple[st
     kind = detect(path, text)
     label = {"conda": "conda environment.yml", "requirements": "requirements.txt", "azureml": "Azure ML environment",
              "pyproject": "pyproject.toml", "pylock": "pylock.toml (PEP 751)"}[kind]
-    draft = Draft(name=name, source=label, origin=path)
+    draft = Draft(name=name or default_name, source=label, origin=path,
+                  project=Path(project).resolve() if project is not None else Path.cwd().resolve(),
+                  extras=tuple(extras), groups=tuple(groups))  # fmt: skip
     {"conda": _import_conda, "requirements": _import_requirements, "azureml": _import_azureml,
      "pyproject": _import_pyproject, "pylock": _import_pylock}[kind](draft, path, text)
     header = read_header(text)
@@ -206,6 +226,9 @@ def import_file(path: Path, *, name: str, python: str | None = None) -> tuple[st
         draft.platforms = [header["platform"]]
     if python:
         draft.python = python
+    if not name and draft.file_name:
+        draft.name = draft.file_name
+    _settle_pip_without_python(draft, path)
     if draft.hashes_dropped:
         draft.notes.append(f"{path}: {draft.hashes_dropped} --hash option(s) not copied: `mlenv lock` records the "
                            "sha256 of every artifact it resolves and install verifies them")
@@ -219,6 +242,29 @@ def import_file(path: Path, *, name: str, python: str | None = None) -> tuple[st
     except UnicodeEncodeError:  # a YAML "\ud800" escape gives a lone surrogate
         raise SpecError(f"{path}: holds text that is not valid Unicode (a lone surrogate)") from None
     return rendered, [_comment(n) for n in draft.notes]
+
+
+def _own_name(d: Draft, where: str, value: object) -> None:
+    """The environment's name as the file gives it, made an mlenv name (lowercase, [a-z0-9._-])."""
+    from ..spec import NAME_RE
+
+    raw = str(value).strip().lower() if isinstance(value, (str, int)) else ""
+    name = re.sub(r"[^a-z0-9._-]+", "-", raw).strip("-._")[:128]
+    if name and NAME_RE.match(name):
+        d.file_name = name
+        if name != raw:
+            d.note(where, f"name {quote(value)} became {name} (mlenv names are lowercase [a-z0-9._-])")
+    elif raw:
+        d.note(where, f"name {quote(value)} is not usable as an environment name; not carried over")
+
+
+def _settle_pip_without_python(d: Draft, path: Path) -> None:
+    """conda packages and a pip: list but no python: PyPI packages need conda's Python, so
+    python is set (DEFAULT_PYTHON) with a note, rather than a spec the validation refuses."""
+    if d.has_conda and d.pypi and not d.python and not any(_conda_python(c)[1] for c in d.conda):
+        d.python = DEFAULT_PYTHON
+        d.notes.append(f"{_rel(path)}: pip packages need a Python in the conda environment, and the file lists none; "
+                       f"python {DEFAULT_PYTHON} assumed (edit [environment] python)")
 
 
 def read_header(text: str) -> dict[str, str]:
@@ -274,14 +320,13 @@ def _split_option(line: str) -> tuple[str, str] | None:
 @dataclass
 class _ReqCtx:
     draft: Draft
-    constraints: dict[str, tuple[str, str, str]] = field(default_factory=dict)  # name -> (req, where, text)
     seen_files: set = field(default_factory=set)
 
 
 def parse_requirement_lines(ctx: _ReqCtx, lines: list[tuple[str, str]], base_dir: Path, *, constraint: bool = False) -> None:
-    """lines: (where, logical line). Requirements go to the draft (or to ctx.constraints)."""
+    """lines: (where, logical line). Requirements go to the draft's dependencies (or, from a
+    -c file, to its constraints); git, URL and path forms too (mlenv.formats.directreqs)."""
     from packaging.requirements import InvalidRequirement, Requirement
-    from packaging.utils import canonicalize_name
 
     d = ctx.draft
     for where, line in lines:
@@ -314,11 +359,12 @@ def parse_requirement_lines(ctx: _ReqCtx, lines: list[tuple[str, str]], base_dir
                 if (url := d.checked_url(where, value, flag)) is not None:
                     d.add_extra_index(url)
             elif flag in ("-e", "--editable"):
-                d.note(where, f"editable install `{line}` not carried over: mlenv locks packages from indexes "
-                              "(publish it, or install it on top of the environment)")
+                if constraint:
+                    d.note(where, f"`{line}` in a constraints file ignored")
+                else:
+                    _carry_direct(d, where, value, base_dir, editable=True)
             elif flag in ("-f", "--find-links"):
-                d.note(where, f"`{line}`: mlenv has no find-links; serve the files as a PEP 503 index and add it "
-                              "to extra-index-urls")
+                _find_links(d, where, value, base_dir)
             elif flag == "--no-index":
                 d.note(where, "--no-index not carried over: mlenv resolves from [pypi] index-url")
             elif flag == "--trusted-host":
@@ -334,24 +380,29 @@ def parse_requirement_lines(ctx: _ReqCtx, lines: list[tuple[str, str]], base_dir
         for o in opts:
             if not o.startswith("--hash"):
                 d.note(where, f"per-requirement option `{o}` not carried over")
-        reason = _unbuildable(req_text)
-        if reason:
-            d.note(where, f"`{req_text}` not carried over: {reason}")
+        from .directreqs import is_direct
+
+        if is_direct(req_text):
+            if constraint:
+                d.note(where, f"constraint `{req_text}` names a URL or a path; uv's constraints are versions only; "
+                              "not carried over")  # fmt: skip
+            else:
+                _carry_direct(d, where, req_text, base_dir)
             continue
         try:
             req = Requirement(req_text)
         except InvalidRequirement as exc:
             d.note(where, f"`{req_text}` is not a valid requirement ({str(exc).splitlines()[0]}); not carried over")
             continue
-        if req.url:
-            d.note(where, f"`{req_text}` not carried over: a direct URL; mlenv locks from indexes so every "
-                          "artifact has a hash (add `{req.name}` by version instead)")
-            continue
-        name = canonicalize_name(req.name)
+        text = req_text if not _needs_normalizing(req_text) else str(req)
         if constraint:
-            ctx.constraints[name] = (str(req), where, req_text)
+            if req.extras:
+                d.note(where, f"constraint `{req_text}`: extras mean nothing in a constraint; dropped from it")
+                text = str(req).replace(f"[{','.join(sorted(req.extras))}]", "")
+            if text not in d.constraints:
+                d.constraints.append(text)
         else:
-            d.pypi.append(req_text if not _needs_normalizing(req_text) else str(req))
+            d.pypi.append(text)
 
 
 def _needs_normalizing(text: str) -> bool:
@@ -381,15 +432,36 @@ def _strip_req_options(line: str) -> tuple[str, list[str]]:
     return req, merged
 
 
-def _unbuildable(req: str) -> str | None:
-    s = req.strip()
-    if re.match(r"^(git|hg|svn|bzr)\+", s) or re.search(r"@\s*(git|hg|svn|bzr)\+", s):
-        return "a VCS URL that needs building; publish a wheel to an index and pin its version"
-    if s.startswith(("file:", "./", "../", "/", "~")) or re.search(r"@\s*file:", s) or s in (".", ".."):
-        return "a local path; mlenv environments hold packages from indexes (publish it, or install it on top)"
-    if re.match(r"^[A-Za-z]:\\", s) or s.endswith((".whl", ".tar.gz", ".zip")) and "/" in s and "@" not in s:
-        return "a local or URL archive; mlenv locks packages from indexes"
-    return None
+def _carry_direct(d: Draft, where: str, text: str, base_dir: Path, *, editable: bool = False) -> None:
+    """A git / URL / path requirement into [pypi] dependencies (mlenv.formats.directreqs), or a note."""
+    from .directreqs import carry
+
+    project = d.project or Path.cwd()
+    requirement, notes = carry(text, base_dir=base_dir, project=project, editable=editable)
+    for n in notes:
+        d.note(where, n)
+    if requirement and requirement not in d.pypi:
+        d.pypi.append(requirement)
+
+
+def _find_links(d: Draft, where: str, value: str, base_dir: Path) -> None:
+    """--find-links URL, or a local directory (written as a file:// URL: a path of this machine)."""
+    if re.match(r"\A[A-Za-z][A-Za-z0-9+.-]*://", value):
+        url = d.checked_url(where, value, "--find-links")
+    else:
+        try:
+            local = (base_dir / os.path.expanduser(value)).resolve()
+        except (OSError, RuntimeError, ValueError):
+            local = None
+        if local is None or not local.is_dir():
+            d.note(where, f"--find-links {quote(value)}: no such directory; not carried over")
+            return
+        url = d.checked_url(where, local.as_uri(), "--find-links")
+        if url is not None:
+            d.note(where, f"--find-links {quote(value)} became {url}: a directory of this machine (serve it, or "
+                          "keep it at that path on every machine that locks)")  # fmt: skip
+    if url is not None and url not in d.find_links:
+        d.find_links.append(url)
 
 
 def _named_file(d: Draft, where: str, what: str, base_dir: Path, value: str) -> Path:
@@ -419,37 +491,10 @@ def _rel(path: Path) -> str:
         return str(path)
 
 
-def _apply_constraints(ctx: _ReqCtx) -> None:
-    """mlenv has no constraints field. A constraint on a direct requirement is merged
-    into it (pin-merge); one on anything else is reported, line by line."""
-    from packaging.requirements import Requirement
-    from packaging.utils import canonicalize_name
-
-    d = ctx.draft
-    by_name = {}
-    for i, text in enumerate(d.pypi):
-        by_name.setdefault(canonicalize_name(Requirement(text).name), []).append(i)
-    for name, (creq, where, ctext) in ctx.constraints.items():
-        c = Requirement(creq)
-        if name not in by_name:
-            d.note(where, f"constraint `{ctext}` applies only to a transitive dependency; mlenv has no constraints "
-                          f"field, so it is not carried over (add `{ctext}` to [pypi] dependencies to enforce it)")
-            continue
-        for i in by_name[name]:
-            r = Requirement(d.pypi[i])
-            spec = ",".join(s for s in (str(r.specifier), str(c.specifier)) if s)
-            extras = f"[{','.join(sorted(r.extras))}]" if r.extras else ""
-            marker = f"; {r.marker}" if r.marker else ""
-            d.pypi[i] = f"{r.name}{extras}{spec}{marker}"
-        if c.marker:
-            d.note(where, f"constraint `{ctext}` has a marker; merged without it")
-
-
 def _import_requirements(d: Draft, path: Path, text: str) -> None:
     ctx = _ReqCtx(d)
     ctx.seen_files.add((path.resolve(), False))
     parse_requirement_lines(ctx, [(f"{_rel(path)}:{n}", ln) for n, ln in _logical_lines(text)], path.parent)
-    _apply_constraints(ctx)
 
 
 # --- YAML with line numbers ------------------------------------------------------------------
@@ -566,6 +611,8 @@ def _import_conda(d: Draft, path: Path, text: str, *, root=None, where_file: str
         if key in ("name", "prefix"):
             if key == "prefix":
                 d.note(f"{where_file}:{_line(k)}", "`prefix` is machine-specific; not carried over")
+            elif d.file_name is None:
+                _own_name(d, f"{where_file}:{_line(k)}", _construct(v))
         elif key == "channels":
             for item in v.value if isinstance(v, yaml.SequenceNode) else []:
                 ch = item.value if isinstance(item, yaml.ScalarNode) else None
@@ -618,7 +665,6 @@ def _conda_dependencies(d: Draft, seq, path: Path, where_file: str) -> None:
         d.conda.append(_conda_spec(dep))
     ctx.seen_files.add((path.resolve(), False))
     parse_requirement_lines(ctx, pip_lines, path.parent)
-    _apply_constraints(ctx)
     d.has_conda = True
 
 
@@ -677,6 +723,8 @@ def _import_azureml(d: Draft, path: Path, text: str) -> None:
     if not isinstance(root, yaml.MappingNode):
         raise SpecError(f"{where_file}:1: expected a YAML mapping")
     data = {k.value: (k, v) for k, v in root.value if isinstance(k, yaml.ScalarNode)}
+    if "name" in data:  # the environment's own name (used unless --name is given)
+        _own_name(d, f"{where_file}:{_line(data['name'][0])}", _construct(data["name"][1]))
     if "description" in data:
         d.description = str(_construct(data["description"][1]) or "")
     if "image" in data:
@@ -771,12 +819,14 @@ def _import_dockerfile(d: Draft, dockerfile: Path) -> None:
             pkgs = [t for t in rest.split("install", 1)[1].split() if not t.startswith("-")]
             d.apt += [p for p in pkgs if p not in d.apt]
         elif instr == "RUN" and re.match(r"^(python3? -m )?pip3? install\s", rest):
+            from .directreqs import is_direct
+
             try:
                 tokens = shlex.split(rest.split("install", 1)[1])
             except ValueError:  # an unbalanced quote
                 tokens = ["-"]
             reqs = [t for t in tokens if not t.startswith("-")]
-            if any(t.startswith("-") for t in tokens) or any(_unbuildable(r) for r in reqs) or not _requirements(reqs):
+            if any(t.startswith("-") for t in tokens) or any(is_direct(r) for r in reqs) or not _requirements(reqs):
                 d.steps.append(line)
                 d.note(where, f"`{line}` kept as an [image] step (pip options or local paths mlenv cannot lock)")
             else:
@@ -860,21 +910,53 @@ def _import_pyproject(d: Draft, path: Path, text: str) -> None:
     if not isinstance(deps, list) or not all(isinstance(dep, str) for dep in deps):
         raise SpecError(f"{where_file}:{_toml_line(text, 'dependencies', key=True)}: [project] dependencies must be a "
                         "list of strings")
-    if "dependencies" in _list(project.get("dynamic")):
+    if "dependencies" in _list(project.get("dynamic")) and not _is_package(data):
         d.note(f"{where_file}:{_toml_line(text, 'dynamic')}", "dependencies are dynamic (computed by the build "
                                                                "backend); mlenv cannot read them")
-    lines = [(f"{where_file}:{_toml_line(text, json.dumps(dep)[1:-1], _toml_line(text, 'dependencies'))}", dep)
-             for dep in deps]
     ctx = _ReqCtx(d)
-    parse_requirement_lines(ctx, lines, path.parent)
-    for extra, reqs in _table(project.get("optional-dependencies")).items():
-        d.note(f"{where_file}:{_toml_line(text, extra, key=True)}", f"optional dependencies [{extra}] "
-               f"({len(_list(reqs))}) not carried over; add them with `mlenv add` if wanted")
-    for group in _table(data.get("dependency-groups")):
-        d.note(f"{where_file}:{_toml_line(text, group, key=True)}", f"dependency group `{group}` not carried over")
-    d.note(f"{where_file}:{_toml_line(text, 'name', key=True)}", f"the project itself ({quote(project.get('name', '?'))}) "
-                                                       "is a local package and is not part of the environment; "
-                                                       "install it on top")
+
+    def lines_of(reqs: list, section: str) -> list[tuple[str, str]]:
+        return [(f"{where_file}:{_toml_line(text, json.dumps(r)[1:-1], _toml_line(text, section))}", r)
+                for r in reqs if isinstance(r, str)]  # fmt: skip
+
+    extras = _table(project.get("optional-dependencies"))
+    groups = _table(data.get("dependency-groups"))
+    for wanted, known, what in ((d.extras, extras, "optional dependencies"), (d.groups, groups, "dependency group")):
+        for x in wanted:
+            if x not in known:
+                raise SpecError(f"{where_file}: no {what} {quote(x)} (it has: {', '.join(sorted(known)) or 'none'})")
+    name = project.get("name")
+    package = _is_package(data)
+    where_name = f"{where_file}:{_toml_line(text, 'name', key=True)}"
+    rel = _relative_dir(path.parent, d.project or Path.cwd())
+    if package and isinstance(name, str) and rel is not None:
+        # the project is a package: it goes in whole (its dependencies come with it), extras opted in
+        picked = [x for x in extras if x in d.extras]
+        brackets = f"[{','.join(picked)}]" if picked else ""
+        _carry_direct(d, where_name, f"{name}{brackets} @ {rel}", d.project or Path.cwd())
+        d.note(where_name, f"the project itself ({quote(name)}) is carried over as `{name}{brackets} @ {rel}`: built to "
+                           "a wheel at lock time, its dependencies with it")  # fmt: skip
+    else:
+        if package and rel is None:
+            d.note(where_name, f"the project itself ({quote(name)}) is outside the directory of the new mlenv.toml; "
+                               "its dependencies are carried over, not the project (run init from its directory)")
+        elif not package:
+            d.note(where_name, f"the project ({quote(name)}) has no [build-system] (not a package, as uv sees it): "
+                               "its dependencies are carried over")  # fmt: skip
+        parse_requirement_lines(ctx, lines_of(deps, "dependencies"), path.parent)
+        for x in d.extras:
+            parse_requirement_lines(ctx, lines_of(_list(extras[x]), x), path.parent)
+    for x, reqs in extras.items():
+        if x not in d.extras:
+            d.note(f"{where_file}:{_toml_line(text, x, key=True)}", f"optional dependencies [{x}] "
+                   f"({len(_list(reqs))}) are opt-in: `mlenv init --from {path.name} --extra {x}` includes them")
+    for g in groups:
+        if g in d.groups:
+            parse_requirement_lines(ctx, [(f"{where_file}:{_toml_line(text, g, key=True)}", r)
+                                          for r in _group(groups, g, where_file)], path.parent)  # fmt: skip
+        else:
+            d.note(f"{where_file}:{_toml_line(text, g, key=True)}", f"dependency group `{g}` is opt-in: "
+                   f"`mlenv init --from {path.name} --group {g}` includes it")  # fmt: skip
     uv = _table(_table(data.get("tool")).get("uv"))
     for index in _list(uv.get("index")):
         if isinstance(index, dict) and index.get("url"):
@@ -885,6 +967,41 @@ def _import_pyproject(d: Draft, path: Path, text: str) -> None:
                 d.index_url = url
             else:
                 d.add_extra_index(url)
+
+
+def _is_package(data: dict) -> bool:
+    """uv's rule: a project is a package (built and installed) when it declares a
+    [build-system] or sets tool.uv.package = true; else it is a set of dependencies."""
+    uv = _table(_table(data.get("tool")).get("uv"))
+    if uv.get("package") is False:
+        return False
+    return isinstance(data.get("build-system"), dict) or uv.get("package") is True
+
+
+def _relative_dir(directory: Path, project: Path) -> str | None:
+    try:
+        target, root = directory.resolve(), project.resolve()
+    except (OSError, RuntimeError):
+        return None
+    if target == root:
+        return "."
+    return "./" + target.relative_to(root).as_posix() if root in target.parents else None
+
+
+def _group(groups: dict, name: str, where: str, seen: tuple[str, ...] = ()) -> list[str]:
+    """A PEP 735 dependency group's requirements, `{include-group = "..."}` expanded."""
+    if name in seen:
+        raise SpecError(f"{where}: dependency group {quote(name)} includes itself")
+    out: list[str] = []
+    for item in _list(groups.get(name)):
+        if isinstance(item, str):
+            out.append(item)
+        elif isinstance(item, dict) and isinstance(item.get("include-group"), str):
+            if item["include-group"] not in groups:
+                raise SpecError(f"{where}: dependency group {quote(name)} includes an unknown group "
+                                f"{quote(item['include-group'])}")  # fmt: skip
+            out += _group(groups, item["include-group"], where, (*seen, name))
+    return out
 
 
 # --- pylock.toml (PEP 751) -----------------------------------------------------------------------
@@ -903,8 +1020,11 @@ def _import_pylock(d: Draft, path: Path, text: str) -> None:
             continue
         name, version = pkg.get("name"), pkg.get("version")
         where = f"{where_file}:{_toml_line(text, f'name = {json.dumps(str(name))}')}"
-        if not version or pkg.get("vcs") or pkg.get("directory") or pkg.get("archive"):
-            d.note(where, f"{quote(name)}: not from an index (vcs, directory or archive); not carried over")
+        if pkg.get("vcs") or pkg.get("directory") or pkg.get("archive"):
+            _pylock_direct(d, where, pkg, path.parent)
+            continue
+        if not version:
+            d.note(where, f"{quote(name)}: no version and no source; not carried over")
             continue
         marker = f"; {pkg['marker']}" if pkg.get("marker") else ""
         req = f"{name}=={version}{marker}"
@@ -919,3 +1039,43 @@ def _import_pylock(d: Draft, path: Path, text: str) -> None:
         d.index_url = indexes[0]
         for u in indexes[1:]:
             d.add_extra_index(u)
+
+
+def _pylock_direct(d: Draft, where: str, pkg: dict, base_dir: Path) -> None:
+    """A PEP 751 package of kind vcs (pinned to its commit-id), directory or archive (a URL
+    with its sha256, or a path) as a git / URL / path requirement."""
+    name = pkg.get("name")
+    if not isinstance(name, str):
+        d.note(where, f"[[packages]] name {quote(name)} is not text; not carried over")
+        return
+    marker = f" ; {pkg['marker']}" if isinstance(pkg.get("marker"), str) and pkg["marker"] else ""
+    vcs, directory, archive = (_table(pkg.get(k)) for k in ("vcs", "directory", "archive"))
+    sub = vcs.get("subdirectory") or directory.get("subdirectory") or archive.get("subdirectory")
+    frag = f"#subdirectory={sub}" if isinstance(sub, str) and sub else ""
+    if vcs:
+        url, commit = vcs.get("url"), vcs.get("commit-id")
+        if vcs.get("type") != "git" or not isinstance(url, str) or not isinstance(commit, str):
+            d.note(where, f"{quote(name)}: a {quote(vcs.get('type'))} repository without a url and commit-id; only git "
+                          "is carried over")  # fmt: skip
+            return
+        if vcs.get("requested-revision"):
+            d.note(where, f"{quote(name)}: pinned to commit {commit[:12]} (the lock's), not to "
+                          f"{quote(vcs['requested-revision'])}")  # fmt: skip
+        _carry_direct(d, where, f"{name} @ git+{url}@{commit}{frag}{marker}", base_dir)
+        return
+    if directory:
+        if directory.get("editable"):
+            d.note(where, f"{quote(name)}: editable; installed as a regular package (mlenv environments are immutable)")
+        rel = str(directory.get("path") or ".")
+        if rel != "." and not rel.startswith(("./", "../", "/")):
+            rel = "./" + rel
+        _carry_direct(d, where, f"{name} @ {rel}{marker}", base_dir)
+        return
+    sha = _table(archive.get("hashes")).get("sha256")
+    if isinstance(archive.get("url"), str):
+        fragment = f"#sha256={sha}" if isinstance(sha, str) else ""
+        _carry_direct(d, where, f"{name} @ {archive['url']}{fragment}{marker}", base_dir)
+    elif isinstance(archive.get("path"), str):
+        _carry_direct(d, where, f"{name} @ {archive['path']}{marker}", base_dir)
+    else:
+        d.note(where, f"{quote(name)}: an archive with neither url nor path; not carried over")

@@ -123,6 +123,9 @@ def build_image(
     if legacy_unpinned(lock) and on_warning:
         on_warning(f"{spec.lock_path.name} does not pin [image] apt-packages (written before mlenv locked Debian "
                    "packages): the image gets what the mirror has today; `mlenv lock --upgrade` pins them")  # fmt: skip
+    from ..wheelbuild.ensure import ensure
+
+    ensure(lock.for_platform(platform, "pypi"), project=spec.path.parent, spec=spec, progress=progress)
     pkgs = lock.for_platform(platform, "conda") + lock.for_platform(platform, "pypi")
     artifacts = fetch_artifacts([artifact(p) for p in pkgs], index_urls=index_urls, ca_bundle=ca_bundle,
                                 progress=progress)  # fmt: skip

@@ -87,7 +87,7 @@ class Group:
 
     @property
     def has_sdist(self) -> bool:
-        return any(not p.url.split("#", 1)[0].endswith(".whl") for p in self.packages)
+        return any(not (p.get("filename") or p.url.split("#", 1)[0]).endswith(".whl") for p in self.packages)
 
 
 @dataclass

@@ -60,10 +60,20 @@ class Registered:
 
 class Registry(ABC):
     url: str
+    # Can a version carry the wheels mlenv built for its lock (git and local packages),
+    # content-addressed, so `restore --prefix` elsewhere needs neither git nor the sources?
+    # Backends that can take `register(..., artifacts=...)` and answer `read_artifact`.
+    holds_artifacts: bool = False
 
     @abstractmethod
     def register(self, name: str, spec: bytes, lock: bytes, content_hash: str, *, description: str = "",
-                 image: str | None = None, image_digest: str | None = None) -> Registered: ...
+                 image: str | None = None, image_digest: str | None = None) -> Registered:
+        """Record a version. Backends with holds_artifacts also take `artifacts`: sha256 hex ->
+        (file name, bytes) of the wheels mlenv built for the lock, stored with the version."""
+
+    def read_artifact(self, version: Version, sha256: str) -> bytes | None:
+        """A built wheel stored with `version` (checked against sha256), or None."""
+        return None
 
     @abstractmethod
     def names(self, *, include_archived: bool = False) -> list[str]: ...

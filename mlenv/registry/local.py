@@ -343,14 +343,20 @@ class LocalRegistry(Registry):
             raise
 
     # --- Registry -------------------------------------------------------------
+    holds_artifacts = True
+
     @_sqlite_errors
-    def register(self, name, spec, lock, content_hash, *, description="", image=None, image_digest=None) -> Registered:
+    def register(self, name, spec, lock, content_hash, *, description="", image=None, image_digest=None,
+                 artifacts=None) -> Registered:  # fmt: skip
         check_name(name)
         self._require_writable()
         self._ensure_index()  # the index first: blobs without an index would read as damage
         sweep_temp_files(self.root / "blobs" / "sha256")  # blob writes of killed registers (mlenv.runtime.fsutil)
         spec_hex = self._put_blob(spec)
         lock_hex = self._put_blob(lock)
+        for sha, (_filename, data) in sorted((artifacts or {}).items()):  # built wheels: blobs like the others
+            if self._put_blob(data) != sha:
+                raise RegistryError(f"a built wheel given for {name} does not match its sha256 {sha[:12]}…")
         with self._transaction() as db:
             existing = db.execute(f"SELECT {self._COLS} FROM versions WHERE name = ? AND content_hash = ?",
                                   (name, content_hash)).fetchone()
@@ -474,6 +480,11 @@ class LocalRegistry(Registry):
     def read(self, version: Version) -> tuple[bytes, bytes]:
         return self._get_blob(version.spec_sha256, f"mlenv.toml of {version.ref}"), \
             self._get_blob(version.lock_sha256, f"mlenv.lock of {version.ref}")
+
+    def read_artifact(self, version: Version, sha256: str) -> bytes | None:
+        if not HEX64.match(sha256) or not self.blob_path(sha256).is_file():
+            return None
+        return self._get_blob(sha256, f"built wheel of {version.ref}")
 
     def _require(self, name: str, version: int) -> None:
         self._env(name)

@@ -47,6 +47,7 @@ STATE_ARTIFACT = "application/vnd.mlenv.state.v1"
 SPEC_MEDIA = "application/vnd.mlenv.spec.v1+toml"
 LOCK_MEDIA = "application/vnd.mlenv.lock.v1+toml"
 STATE_MEDIA = "application/vnd.mlenv.state.v1+json"
+WHEEL_MEDIA = "application/vnd.mlenv.wheel.v1+zip"  # a wheel mlenv built for the lock (git, local packages)
 EMPTY_MEDIA = "application/vnd.oci.empty.v1+json"
 EMPTY_DATA = b"{}"
 EMPTY_DIGEST = "sha256:" + hashlib.sha256(EMPTY_DATA).hexdigest()
@@ -403,7 +404,10 @@ class OciRegistry(Registry):
         tags = self._tags(repo) or []
         return self._apply_state(v, self._read_state(repo) if STATE_TAG in tags else _empty_state())
 
-    def register(self, name, spec, lock, content_hash, *, description="", image=None, image_digest=None) -> Registered:
+    holds_artifacts = True
+
+    def register(self, name, spec, lock, content_hash, *, description="", image=None, image_digest=None,
+                 artifacts=None) -> Registered:  # fmt: skip
         repo = self.repo(name)  # the OCI rule first (its message names it), then mlenv's own
         check_name(name)
         existing = self.find(name, content_hash)
@@ -414,7 +418,11 @@ class OciRegistry(Registry):
             numbered = _numbers(tags)
             number = max(numbered, default=0) + 1
             created = _now()
-            raw = self._artifact(repo, ARTIFACT, [(spec, SPEC_MEDIA, "mlenv.toml"), (lock, LOCK_MEDIA, "mlenv.lock")], {
+            # built wheels are layers of the version's manifest: referenced, so a registry's
+            # garbage collection keeps them; their digest is the lock's sha256
+            wheels = [(data, WHEEL_MEDIA, filename) for _, (filename, data) in sorted((artifacts or {}).items())]
+            raw = self._artifact(repo, ARTIFACT, [(spec, SPEC_MEDIA, "mlenv.toml"), (lock, LOCK_MEDIA, "mlenv.lock"),
+                                                  *wheels], {
                 A_NAME: name, A_VERSION: str(number), A_HASH: content_hash, A_DESC: description, A_CREATED: created,
             })
             digest = _sha(raw)
@@ -457,6 +465,14 @@ class OciRegistry(Registry):
         spec = self._get_blob(repo, "sha256:" + version.spec_sha256, f"mlenv.toml of {version.ref}")
         lock = self._get_blob(repo, "sha256:" + version.lock_sha256, f"mlenv.lock of {version.ref}")
         return spec, lock
+
+    def read_artifact(self, version: Version, sha256: str) -> bytes | None:
+        if not DIGEST_RE.match("sha256:" + sha256):
+            return None
+        try:
+            return self._get_blob(self.repo(version.name), "sha256:" + sha256, f"built wheel of {version.ref}")
+        except RegistryError:
+            return None
 
     def _require(self, name: str, version: int | None) -> list[Version]:
         versions = self.versions(name)

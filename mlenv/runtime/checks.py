@@ -63,13 +63,19 @@ def _shown(text: str) -> str:
 
 
 def artifact_filename(artifact: Artifact) -> str:
-    """The artifact's file name: the last segment of its URL, percent-decoded, which
-    must be one plain file name (no separator, no `..`, ASCII); else an error."""
-    raw = artifact.url.split("#", 1)[0].split("?", 1)[0].rsplit("/", 1)[-1]
-    name = unquote(raw)
+    """The artifact's file name: its `filename` field (a wheel mlenv built from git or a
+    local directory, whose URL names the source), else the last segment of its URL,
+    percent-decoded; either must be one plain file name (no separator, no `..`, ASCII)."""
+    given = artifact.get("filename")
+    if given is not None:
+        name = given if isinstance(given, str) else repr(given)
+        what = "its file name is"
+    else:
+        name = unquote(artifact.url.split("#", 1)[0].split("?", 1)[0].rsplit("/", 1)[-1])
+        what = "its URL ends in"
     if not _FILENAME.match(name) or ".." in name:
         raise InstallError(
-            f"{kind(artifact)} {_escaped(artifact.name)}: its URL ends in {_shown(name)}, which is not a plain file name",
+            f"{kind(artifact)} {_escaped(artifact.name)}: {what} {_shown(name)}, which is not a plain file name",
             hint="the lock was crafted or corrupted; re-lock from a trusted spec",
         )
     return name

@@ -18,27 +18,16 @@ import threading
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from .cachedir import artifact_cache_dir, default_cache_root  # noqa: F401 - re-exported: one home, cachedir.py
 from .checks import artifact_filename, blocked_address, check_artifact, kind
 from .errors import InstallError, WriteError
 from .fsutil import link_or_copy, make_temp, sweep_temp_files
 from .plan import Artifact
 from .secrets import remember, scrub
 
-
-def default_cache_root() -> Path:
-    """platformdirs.user_cache_dir("mlenv") where platformdirs is installed (the
-    host), else $XDG_CACHE_HOME/mlenv or ~/.cache/mlenv (inside a build step)."""
-    try:
-        from platformdirs import user_cache_dir
-
-        return Path(user_cache_dir("mlenv"))
-    except ImportError:
-        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-        return Path(base) / "mlenv"
-
-
-def artifact_cache_dir() -> Path:
-    return default_cache_root() / "artifacts" / "sha256"
+# Wheels mlenv builds itself (mlenv.wheelbuild): their URL names the source (a git commit,
+# a local path), not a download; they come from the cache, the registry or a rebuild.
+BUILT_SOURCES = ("git", "path")
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
@@ -109,6 +98,13 @@ def fetch_artifacts(
         if artifact_url:
             todo.append(art)
             continue
+        if art.get("source") in BUILT_SOURCES:
+            raise InstallError(
+                f"{kind(art)} {art.name} {art.version} is a wheel mlenv built from {art.get('source')} "
+                f"({scrub(art.url)}) and it is not in {cache}",
+                hint="`mlenv install` and `mlenv build` rebuild it from its source (or `mlenv restore NAME@V "
+                     "--prefix` fetches it from the registry)",
+            )
         parts = urlsplit(art.url)
         if parts.scheme == "file":
             local = Path(unquote(parts.path))

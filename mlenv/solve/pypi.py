@@ -21,6 +21,7 @@ from ..errors import SolveError
 from ..runtime.fsutil import drop_scratch, make_scratch
 from ..runtime.secrets import referenced_values, scrub, strip_credentials
 from ..spec import Spec, expand_env
+from .direct import Direct
 from .names import normalize as normalize_name
 from .platforms import python_platform, wheel_tags
 
@@ -37,6 +38,8 @@ class PypiPackage:
     index: str
     requires_python: str | None = None
     sdist: bool = False
+    find_links: str | None = None  # the find-links page it was found on (when not an index's)
+    direct: Direct | None = None  # git / path / URL: built or fetched by mlenv.solve.direct.realize
 
 
 def uv_binary() -> str:
@@ -63,10 +66,12 @@ class UvJob:
     """One `uv pip compile` run in the background: mlenv starts it as early as
     it can and does its own work (validation, image pinning) while uv resolves."""
 
-    def __init__(self, spec, platform, python_version, provided, index, tmpdir, proc, offline, extras, scratch_fd=-1):
+    def __init__(self, spec, platform, python_version, provided, index, tmpdir, proc, offline, extras, scratch_fd=-1,
+                 forms=(), find_links=()):  # fmt: skip
         self.spec, self.platform, self.python_version = spec, platform, python_version
         self.provided, self.index, self.tmpdir, self.proc = provided, index, tmpdir, proc
         self.offline, self.extras, self.scratch_fd = offline, extras, scratch_fd
+        self.forms, self.find_links = list(forms), list(find_links)
 
     def finish(self) -> list[PypiPackage]:
         try:
@@ -76,11 +81,13 @@ class UvJob:
             tags = wheel_tags(self.platform, self.python_version, glibc=glibc, osx=osx)  # computed while uv runs
             _, stderr = self.proc.communicate()
             if self.proc.returncode != 0:
-                secrets = referenced_values([self.spec.index_url, *self.spec.extra_index_urls])
+                secrets = referenced_values([self.spec.index_url, *self.spec.extra_index_urls,
+                                             *self.spec.find_links, *self.spec.pypi_dependencies])
                 raise SolveError(_explain_uv_failure(stderr, self.platform, self.python_version, self.index,
                                                      self.extras, self.offline, secrets))
             data = tomllib.loads((self.tmpdir / "pylock.toml").read_text(encoding="utf-8"))
-            return _select_artifacts(data, self.platform, self.python_version, tags, self.provided, self.index, self.extras)
+            return _select_artifacts(data, self.platform, self.python_version, tags, self.provided, self.index,
+                                     self.extras, spec=self.spec, forms=self.forms, find_links=self.find_links)
         finally:
             drop_scratch(self.tmpdir, self.scratch_fd)
             self.scratch_fd = -1
@@ -105,32 +112,46 @@ def start(
     offline: bool = False,
     resolver: str = "uv",
     cache_dir: str | None = None,
+    locked: list | None = None,
 ) -> UvJob:
     """Start resolving spec's [pypi] dependencies for one platform.
 
     provided: PyPI name -> version of Python packages the conda solve installs.
     preferences: name -> version from the previous lock (kept unless upgraded).
+    locked: the previous lock's PyPI packages of this platform (preferences, git
+    commits included: mlenv.solve.direct.preference_lines); overrides `preferences`.
     """
+    from . import direct
+
     provided = {normalize_name(k): v for k, v in (provided or {}).items()}
     index = expand_env(spec.index_url) if spec.index_url else PYPI_SIMPLE
     extras = [expand_env(u) for u in spec.extra_index_urls]
+    find_links = [expand_env(u) for u in getattr(spec, "find_links", [])]
+    forms = direct.forms_of(spec)
     tmpdir, scratch_fd = make_scratch("uv")  # locked while in use: a killed lock's is removed by the next one
     if not spec.pypi_dependencies:
         return UvJob(spec, platform, python_version, provided, index, tmpdir, None, offline, extras, scratch_fd)
     target = python_platform(platform, glibc=spec.system.get("glibc"), osx=spec.system.get("osx"))
     reqs = tmpdir / "requirements.in"
-    reqs.write_text("\n".join(spec.pypi_dependencies) + "\n", encoding="utf-8")
+    reqs.write_text("".join(direct.uv_line(spec, f) + "\n" for f in forms), encoding="utf-8")
     constraints = tmpdir / "constraints.txt"
-    constraints.write_text("".join(f"{n}=={v}\n" for n, v in sorted(provided.items())), encoding="utf-8")
+    constraints.write_text("".join(f"{n}=={v}\n" for n, v in sorted(provided.items()))
+                           + "".join(c + "\n" for c in getattr(spec, "constraints", [])), encoding="utf-8")  # fmt: skip
+    overrides = tmpdir / "overrides.txt"
+    if getattr(spec, "overrides", []):
+        overrides.write_text("".join(o + "\n" for o in spec.overrides), encoding="utf-8")
     out = tmpdir / "pylock.toml"
     if resolver == "pip-tools":
         pins = _pip_compile(reqs, constraints, index, extras, offline, python_version, platform)
         reqs.write_text("".join(f"{n}=={v}\n" for n, v in sorted(pins.items())), encoding="utf-8")
     elif resolver != "uv":
         raise SolveError(f"unknown resolver {resolver!r}", hint="use uv or pip-tools")
-    if preferences and not upgrade:
-        # uv treats an existing output file as preferences: the previous pins
-        # survive a re-lock unless a requirement moved or --upgrade-package names them.
+    wanted = direct.preference_lines(locked, forms, {normalize_name(n) for n in upgrade_packages}) if locked else ""
+    if wanted and not upgrade:
+        # uv treats an existing output file as preferences: the previous pins (and git
+        # commits) survive a re-lock unless a requirement moved or --upgrade-package names them.
+        out.write_text('lock-version = "1.0"\ncreated-by = "mlenv"\n' + wanted, encoding="utf-8")
+    elif preferences and not upgrade:
         out.write_text(
             'lock-version = "1.0"\ncreated-by = "mlenv"\n'
             + "".join(f'\n[[packages]]\nname = "{n}"\nversion = "{v}"\n' for n, v in sorted(preferences.items())),
@@ -148,6 +169,10 @@ def start(
     ]  # fmt: skip
     for url in extras:
         cmd += ["--extra-index-url", url]
+    for url in find_links:
+        cmd += ["--find-links", url]
+    if getattr(spec, "overrides", []):
+        cmd += ["--overrides", str(overrides)]
     if upgrade:
         cmd.append("--upgrade")
     for name in upgrade_packages:
@@ -155,8 +180,9 @@ def start(
     if offline:
         cmd.append("--offline")
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                            text=True, env=_uv_env(cache_dir))
-    return UvJob(spec, platform, python_version, provided, index, tmpdir, proc, offline, extras, scratch_fd)
+                            text=True, env=_uv_env(cache_dir), cwd=str(direct.project_dir(spec)))
+    return UvJob(spec, platform, python_version, provided, index, tmpdir, proc, offline, extras, scratch_fd, forms,
+                 find_links)
 
 
 def _uv_env(cache_dir: str | None) -> dict[str, str]:
@@ -198,14 +224,22 @@ def _index_of(pkg: dict, url: str, index: str, extras: list[str]) -> str:
     return strip_credentials(index) if len(indexes) == 1 else ""
 
 
-def _select_artifacts(data, platform, python_version, tag_list, provided, index, extras=()) -> list[PypiPackage]:
+def _select_artifacts(data, platform, python_version, tag_list, provided, index, extras=(), *, spec=None, forms=(),
+                      find_links=()) -> list[PypiPackage]:  # fmt: skip
     from packaging.utils import parse_wheel_filename
+
+    from .direct import classify
 
     tags = {t: i for i, t in enumerate(tag_list)}
     result = []
     for pkg in data.get("packages", []):
         name = normalize_name(pkg["name"])
         if name in provided:
+            continue
+        found = classify(pkg, spec, list(forms)) if spec is not None else None
+        if found is not None:
+            result.append(PypiPackage(name, found.version or "", "", "", None, "", pkg.get("requires-python"),
+                                      direct=found))  # fmt: skip
             continue
         best = None
         for wheel in pkg.get("wheels", []):
@@ -229,6 +263,10 @@ def _select_artifacts(data, platform, python_version, tag_list, provided, index,
         sha = artifact.get("hashes", {}).get("sha256")
         if not sha:
             raise SolveError(f"{pkg['name']} {pkg['version']}: the index gives no sha256 for {artifact['url']}")
+        source_index = _index_of(pkg, artifact["url"], index, extras)
+        page = _find_links_of(artifact["url"], list(find_links), by_host=not source_index) if find_links else None
+        if page:
+            source_index = ""
         result.append(
             PypiPackage(
                 name=name,
@@ -236,12 +274,34 @@ def _select_artifacts(data, platform, python_version, tag_list, provided, index,
                 url=strip_credentials(artifact["url"]),
                 sha256=sha,
                 size=artifact.get("size"),
-                index=_index_of(pkg, artifact["url"], index, extras),
+                index=source_index,
                 requires_python=pkg.get("requires-python"),
                 sdist=sdist,
+                find_links=page,
             )
         )
     return sorted(result, key=lambda p: p.name)
+
+
+def _same_origin(a: str, b: str) -> bool:
+    from urllib.parse import urlsplit
+
+    pa, pb = urlsplit(a), urlsplit(b)
+    return (pa.scheme, pa.hostname, pa.port) == (pb.scheme, pb.hostname, pb.port)
+
+
+def _find_links_of(url: str, pages: list[str], *, by_host: bool) -> str | None:
+    """The find-links page a file was found on: the page whose directory holds the file,
+    else (by_host: no index claims it) the one page on the file's host. A page that
+    links to another host is not recorded (the lock's `find-links` is informational)."""
+    plain = strip_credentials(url)
+    for page in pages:
+        base = strip_credentials(page)
+        directory = base if base.endswith("/") else base.rsplit("/", 1)[0] + "/"
+        if plain.startswith(directory):
+            return base
+    same = [strip_credentials(p) for p in pages if _same_origin(p, url)] if by_host else []
+    return same[0] if len(same) == 1 else None
 
 
 def _explain_uv_failure(stderr: str, platform: str, python_version: str, index: str, extras: list[str],

@@ -18,7 +18,8 @@ from ..render import ProgressLine, emit_json, spec_option, warn
               help="Allow NAME to move to its newest allowed version (repeatable).")
 @click.option("--platform", "-p", "platforms", multiple=True, metavar="PLATFORM",
               help="Re-solve only this platform (repeatable); the others are kept.")
-@click.option("--offline", is_flag=True, help="Never touch the network (uv cache, file:// channels only).")
+@click.option("--offline", is_flag=True, help="Never touch the network (uv cache, file:// channels only; with "
+              "--check: git tags are not read).")
 @click.option("--resolver", type=click.Choice(["uv", "pip-tools"]), default="uv", show_default=True,
               help="PyPI resolver.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
@@ -32,7 +33,9 @@ def lock(spec_file, check, upgrade, upgrade_packages, platforms, offline, resolv
     conda result. The write is atomic: on any failure the old lock stays intact.
     """
     if check:
-        res = api.check(spec_file)
+        res = api.check(spec_file, offline=offline)
+        for note in res.notes:
+            warn(note)
         if res.ok:
             click.echo(f"{res.lock_path.name} satisfies {res.spec_path.name} (content hash {res.content_hash.split(':')[-1][:12]})", err=True)  # fmt: skip
             return

@@ -24,7 +24,8 @@ def register(spec_file, registry_url, description, no_image, as_json):
     idempotent. When a local image built by `mlenv build` carries the lock's
     content hash, its reference and digest are recorded too.
     """
-    res = api.register(spec_file, registry=registry_url, description=description, image=not no_image)
+    res = api.register(spec_file, registry=registry_url, description=description, image=not no_image,
+                       on_warning=warn)
     if as_json:
         emit_json(res.to_json())
     else:
