@@ -9,6 +9,7 @@ import re
 import statistics
 import subprocess
 import time
+from datetime import UTC
 from pathlib import Path
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
@@ -61,9 +62,9 @@ def table(rows: list[list[str]], header: list[str]) -> str:
 
 def write_section(name: str, body: str, doc: Path = DOC) -> None:
     """Replace the section `name` of `doc` (docs/benchmarks.md by default; created if missing)."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     block = f"<!-- bench:{name} -->\n{body.rstrip()}\n\n_Measured {stamp} on: {machine()}._\n<!-- /bench:{name} -->"
     text = doc.read_text() if doc.exists() else HEADER
     pattern = re.compile(rf"<!-- bench:{re.escape(name)} -->.*?<!-- /bench:{re.escape(name)} -->", re.S)

@@ -41,7 +41,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import median, table, write_section  # noqa: E402
+from _report import median, table, write_section
 
 ROOT = Path(__file__).resolve().parent.parent
 CA = os.environ.get("MLENV_BENCH_CA") or os.environ.get("SSL_CERT_FILE") or "/etc/ssl/certs/ca-certificates.crt"
@@ -87,10 +87,12 @@ def changed_step_ran(log: Path, group: str) -> None:
     lines = text.splitlines()
     for i, line in enumerate(lines):
         if line.startswith("Step ") and f'"--step", "{group}"]' in line:  # classic builder
-            after = next((ln for ln in lines[i + 1:] if ln.startswith(" ---> ")), "")
+            after = next((ln for ln in lines[i + 1 :] if ln.startswith(" ---> ")), "")
             if "Using cache" in after:
-                raise SystemExit(f"bench: the {group} step came from the layer cache ({log}); remove the images of "
-                                 "earlier builds of this lock (docker image prune) and run again")
+                raise SystemExit(
+                    f"bench: the {group} step came from the layer cache ({log}); remove the images of "
+                    "earlier builds of this lock (docker image prune) and run again"
+                )
             return
         m = re.match(rf"^#(\d+) \[g-{re.escape(group)} \d+/\d+\] RUN", line)  # BuildKit
         if m:
@@ -166,8 +168,10 @@ def pip_build(ctx: Path, builder: str, no_cache: bool = False) -> float:
     """`docker build` of the pip Dockerfile with the classic builder or BuildKit."""
     cli = BUILDKIT_CLI if builder == "buildkit" else "docker"
     t0 = time.perf_counter()
-    sh([cli, "build", "--network", "host", "-q", *(["--no-cache"] if no_cache else []), "-t", PIP_TAG, str(ctx)],
-       env={**os.environ, "DOCKER_BUILDKIT": "1" if builder == "buildkit" else "0"})
+    sh(
+        [cli, "build", "--network", "host", "-q", *(["--no-cache"] if no_cache else []), "-t", PIP_TAG, str(ctx)],
+        env={**os.environ, "DOCKER_BUILDKIT": "1" if builder == "buildkit" else "0"},
+    )
     return time.perf_counter() - t0
 
 
@@ -189,8 +193,22 @@ def daemonless_build(d: Path, repo: str, *, cache: Path | None = None) -> tuple[
     env = {k: v for k, v in os.environ.items() if k != "MLENV_CA_BUNDLE"}
     env["XDG_CACHE_HOME"] = str(cache or CACHE_HOME)
     t0 = time.perf_counter()
-    out = sh([str(Path(PY).parent / "mlenv"), "build", "--json", "--builder", "daemonless", "--push", "--repository",
-              repo, "--ca-bundle", CA], cwd=d, env=env)
+    out = sh(
+        [
+            str(Path(PY).parent / "mlenv"),
+            "build",
+            "--json",
+            "--builder",
+            "daemonless",
+            "--push",
+            "--repository",
+            repo,
+            "--ca-bundle",
+            CA,
+        ],
+        cwd=d,
+        env=env,
+    )
     return time.perf_counter() - t0, json.loads(out.stdout)
 
 
@@ -208,9 +226,27 @@ def floor_install(pins: list[str], tmp: Path) -> float:
     reqs.write_text("\n".join(pins) + "\n")
     env = {**os.environ, "UV_CACHE_DIR": str(cache), "SSL_CERT_FILE": CA, "UV_NO_CONFIG": "1"}
     t0 = time.perf_counter()
-    sh([uv_binary(), "pip", "install", "-q", "--no-deps", "--target", str(target), "--python-platform",
-        "x86_64-manylinux_2_28", "--python-version", "3.11", "--python", sys.executable, "--compile-bytecode",
-        "-r", str(reqs)], env=env)
+    sh(
+        [
+            uv_binary(),
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--target",
+            str(target),
+            "--python-platform",
+            "x86_64-manylinux_2_28",
+            "--python-version",
+            "3.11",
+            "--python",
+            sys.executable,
+            "--compile-bytecode",
+            "-r",
+            str(reqs),
+        ],
+        env=env,
+    )
     sh(["tar", "-cf", str(tar), "-C", str(target), "."])
     return time.perf_counter() - t0
 
@@ -224,8 +260,13 @@ def python_startup() -> float:
 def cache_hit_imports(d: Path) -> str:
     """The modules the console script's cache hit must not import (it is the fast path)."""
     env = {**os.environ, "XDG_CACHE_HOME": str(CACHE_HOME)}
-    proc = subprocess.run([PY, "-X", "importtime", str(Path(PY).parent / "mlenv"), "build", "-q"], cwd=d,
-                          capture_output=True, text=True, env=env)
+    proc = subprocess.run(
+        [PY, "-X", "importtime", str(Path(PY).parent / "mlenv"), "build", "-q"],
+        cwd=d,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     mods = {ln.split("|")[-1].strip() for ln in proc.stderr.splitlines() if ln.startswith("import time:")}
     out = ("click", "tomllib", "dataclasses", "docker", "requests", "rich", "http")
     present = sorted({m.split(".")[0] for m in mods} & set(out))
@@ -312,19 +353,24 @@ def main() -> None:
             assert hit["action"] == "reused" and hit["where"] == "registry", hit
             dl_hit.append(t)
             floor.append(floor_install(pins, tmp))
-            print(f"run {i + 1}: daemonless cold {dl_cold[-1]:.1f}s, change {dl_change[-1]:.1f}s, hit "
-                  f"{dl_hit[-1]:.3f}s, floor {floor[-1]:.1f}s", file=sys.stderr)
+            print(
+                f"run {i + 1}: daemonless cold {dl_cold[-1]:.1f}s, change {dl_change[-1]:.1f}s, hit "
+                f"{dl_hit[-1]:.3f}s, floor {floor[-1]:.1f}s",
+                file=sys.stderr,
+            )
             for b in builders:
                 images.clean(local_base)
                 shutil.rmtree(CACHE_HOME, ignore_errors=True)  # artifact cache + uv cache: nothing on the host
-                t, res = images.track(lambda: mlenv_build(proj, "--no-cache", "--force", builder=b))
+                t, res = images.track(lambda b=b: mlenv_build(proj, "--no-cache", "--force", builder=b))
                 assert res["action"] == "built" and res["builder"] == b, res
                 cold["mlenv", b].append(t)
                 if groups is None:
                     groups = Path(res["log"]).read_text().count("installing group") or None
                 images.clean(local_base)
-                cold["pip", b].append(images.track(lambda: pip_build(ctx, b, no_cache=True)))
-            print(f"run {i + 1}: " + ", ".join(f"{who} {b} {v[-1]:.1f}s" for (who, b), v in cold.items()), file=sys.stderr)
+                cold["pip", b].append(images.track(lambda b=b: pip_build(ctx, b, no_cache=True)))
+            print(
+                f"run {i + 1}: " + ", ".join(f"{who} {b} {v[-1]:.1f}s" for (who, b), v in cold.items()), file=sys.stderr
+            )
 
         # cache hits: the mlenv image exists (reuse), the pip Dockerfile is fully cached
         images.track(lambda: mlenv_build(proj))
@@ -334,8 +380,8 @@ def main() -> None:
             assert res["action"] == "reused", res
             hit_mlenv.append(t)
             for b in builders:
-                images.track(lambda: pip_build(ctx, b))  # this builder's cache is warm
-                hit_pip[b].append(images.track(lambda: pip_build(ctx, b)))
+                images.track(lambda b=b: pip_build(ctx, b))  # this builder's cache is warm
+                hit_pip[b].append(images.track(lambda b=b: pip_build(ctx, b)))
             startup.append(python_startup())
 
         # one PyPI package changes: the previous image (and its build cache) exists, nothing
@@ -346,10 +392,10 @@ def main() -> None:
                 # a port no earlier build used: no cache entry of any earlier run (BuildKit's
                 # cache is not tied to images) can serve the changed group's step
                 port = free_port()
-                images.track(lambda: mlenv_build(proj, "--force", builder=b, port=port))
+                images.track(lambda b=b, port=port: mlenv_build(proj, "--force", builder=b, port=port))
                 for sha in new_artifacts:
                     (CACHE_HOME / "mlenv" / "artifacts" / "sha256" / sha).unlink(missing_ok=True)
-                t, res = images.track(lambda: mlenv_build(proj2, "--force", builder=b, port=port))
+                t, res = images.track(lambda b=b, port=port: mlenv_build(proj2, "--force", builder=b, port=port))
                 assert res["action"] == "built", res
                 changed_step_ran(Path(res["log"]), "scikit-learn")
                 rebuild[b].append(t)
@@ -366,27 +412,83 @@ def main() -> None:
     rows = []
     for b in builders:
         cm = median(cold["mlenv", b])
-        rows.append([f"cold build ({b})", f"{cm:.2f} s", f"{median(cold['pip', b]):.2f} s",
-                     f"{cm / cp_ref:.2f}x", "<= 0.6x", "yes" if cm / cp_ref <= 0.6 else "no"])
+        rows.append(
+            [
+                f"cold build ({b})",
+                f"{cm:.2f} s",
+                f"{median(cold['pip', b]):.2f} s",
+                f"{cm / cp_ref:.2f}x",
+                "<= 0.6x",
+                "yes" if cm / cp_ref <= 0.6 else "no",
+            ]
+        )
     dc, fl = median(dl_cold), median(floor)
-    rows.append(["cold build, pushed (daemonless)", f"{dc:.2f} s", f"{cp_ref:.2f} s", f"{dc / cp_ref:.2f}x",
-                 "<= 0.5x", "yes" if dc / cp_ref <= 0.5 else "no"])
-    rows.append(["(floor: uv install --compile-bytecode + tar)", f"{fl:.2f} s", "", f"daemonless = {dc / fl:.2f}x floor",
-                 "daemonless <= 1.5x floor", "yes" if dc / fl <= 1.5 else "no"])
-    rows.append(["cache hit", f"{hm:.3f} s", " / ".join(f"{median(hit_pip[b]):.3f} s ({b})" for b in builders),
-                 f"{hm / hp_ref:.2f}x", "< 0.5 s and < 0.5x", "yes" if hm < 0.5 and hm / hp_ref < 0.5 else "no"])
+    rows.append(
+        [
+            "cold build, pushed (daemonless)",
+            f"{dc:.2f} s",
+            f"{cp_ref:.2f} s",
+            f"{dc / cp_ref:.2f}x",
+            "<= 0.5x",
+            "yes" if dc / cp_ref <= 0.5 else "no",
+        ]
+    )
+    rows.append(
+        [
+            "(floor: uv install --compile-bytecode + tar)",
+            f"{fl:.2f} s",
+            "",
+            f"daemonless = {dc / fl:.2f}x floor",
+            "daemonless <= 1.5x floor",
+            "yes" if dc / fl <= 1.5 else "no",
+        ]
+    )
+    rows.append(
+        [
+            "cache hit",
+            f"{hm:.3f} s",
+            " / ".join(f"{median(hit_pip[b]):.3f} s ({b})" for b in builders),
+            f"{hm / hp_ref:.2f}x",
+            "< 0.5 s and < 0.5x",
+            "yes" if hm < 0.5 and hm / hp_ref < 0.5 else "no",
+        ]
+    )
     rows.append(["(floor: `python -c pass`)", f"{py:.3f} s", "", f"{py / hp_ref:.2f}x", "", ""])
     for b in builders:
         rb, cm = median(rebuild[b]), median(cold["mlenv", b])
-        rows.append([f"one-package rebuild ({b})", f"{rb:.2f} s", "", f"{rb / cm:.2f}x of mlenv cold", "< 0.3x cold",
-                     "yes" if rb / cm < 0.3 else "no"])
+        rows.append(
+            [
+                f"one-package rebuild ({b})",
+                f"{rb:.2f} s",
+                "",
+                f"{rb / cm:.2f}x of mlenv cold",
+                "< 0.3x cold",
+                "yes" if rb / cm < 0.3 else "no",
+            ]
+        )
     dch, dh = median(dl_change), median(dl_hit)
     up_bytes, up_blobs, layers_after, pycs = dl_upload[-1]
     sk = next(x for x in layers_after if x["id"] == "pypi/scikit-learn")
-    rows.append(["one-package change, pushed (daemonless)", f"{dch:.2f} s", "", f"{dch / dc:.2f}x of daemonless cold",
-                 "<= 0.15x cold", "yes" if dch / dc <= 0.15 else "no"])
-    rows.append(["cache hit, never built here (daemonless: one HEAD)", f"{dh:.3f} s", "", "", "< 0.3 s",
-                 "yes" if dh < 0.3 else "no"])
+    rows.append(
+        [
+            "one-package change, pushed (daemonless)",
+            f"{dch:.2f} s",
+            "",
+            f"{dch / dc:.2f}x of daemonless cold",
+            "<= 0.15x cold",
+            "yes" if dch / dc <= 0.15 else "no",
+        ]
+    )
+    rows.append(
+        [
+            "cache hit, never built here (daemonless: one HEAD)",
+            f"{dh:.3f} s",
+            "",
+            "",
+            "< 0.3 s",
+            "yes" if dh < 0.3 else "no",
+        ]
+    )
     notes = [
         f"Daemonless: the cold build uploaded {median(dl_cold_upload) / 1e6:.1f} MB (gzip) in "
         f"{len(layers_after)} layers of the environment plus config; the one-package change uploaded "
@@ -423,10 +525,12 @@ def main() -> None:
         f"Not imported by the hit (checked by this script): {heavy}.",
     ]
     if "classic" in rebuild and median(rebuild["classic"]) / median(cold["mlenv", "classic"]) >= 0.3:
-        notes.append("- the classic builder misses the rebuild target: after the changed group it re-runs every "
-                     "later group's install step (here scikit-learn's and then pandas'), each with a container start "
-                     "and a layer commit. That is why BuildKit is the default wherever a docker CLI can drive it; "
-                     "the classic builder is the fallback for hosts with only the Engine API.")
+        notes.append(
+            "- the classic builder misses the rebuild target: after the changed group it re-runs every "
+            "later group's install step (here scikit-learn's and then pandas'), each with a container start "
+            "and a layer commit. That is why BuildKit is the default wherever a docker CLI can drive it; "
+            "the classic builder is the fallback for hosts with only the Engine API."
+        )
     body = (
         "## build: `mlenv build` (daemonless, BuildKit, classic) vs a hand-written pip Dockerfile\n\n"
         f"Lock: {', '.join(DEPS)} ({len(pins)} PyPI packages, real PyPI through the TLS proxy), base "
@@ -439,16 +543,22 @@ def main() -> None:
         "scikit-learn 1.5.2 -> 1.5.1, with the previous image and its build cache present and nothing of the new "
         "lock cached (its new wheel not yet downloaded).\n\n"
         + table(rows, ["case", "mlenv", "pip Dockerfile", "ratio", "target", "met"])
-        + "\n\nAll runs (s): " + "; ".join(f"cold {who} {b} " + ", ".join(f"{x:.1f}" for x in v)
-                                             for (who, b), v in cold.items())
-        + "; daemonless cold " + ", ".join(f"{x:.1f}" for x in dl_cold)
-        + "; daemonless change " + ", ".join(f"{x:.2f}" for x in dl_change)
-        + "; daemonless hit " + ", ".join(f"{x:.3f}" for x in dl_hit)
-        + "; floor " + ", ".join(f"{x:.1f}" for x in floor)
-        + "; hit mlenv " + ", ".join(f"{x:.3f}" for x in hit_mlenv)
+        + "\n\nAll runs (s): "
+        + "; ".join(f"cold {who} {b} " + ", ".join(f"{x:.1f}" for x in v) for (who, b), v in cold.items())
+        + "; daemonless cold "
+        + ", ".join(f"{x:.1f}" for x in dl_cold)
+        + "; daemonless change "
+        + ", ".join(f"{x:.2f}" for x in dl_change)
+        + "; daemonless hit "
+        + ", ".join(f"{x:.3f}" for x in dl_hit)
+        + "; floor "
+        + ", ".join(f"{x:.1f}" for x in floor)
+        + "; hit mlenv "
+        + ", ".join(f"{x:.3f}" for x in hit_mlenv)
         + "".join(f"; hit pip {b} " + ", ".join(f"{x:.3f}" for x in hit_pip[b]) for b in builders)
         + "".join(f"; rebuild {b} " + ", ".join(f"{x:.1f}" for x in rebuild[b]) for b in builders)
-        + ".\n\n" + NOTES.format(notes="\n".join(notes))
+        + ".\n\n"
+        + NOTES.format(notes="\n".join(notes))
     )
     write_section("build", body)
     print(body)

@@ -55,8 +55,13 @@ def run(name: str, strategy, target, cases: int) -> tuple[int, int, float, list[
 
     seen, failures, examples = [0], [0], []
 
-    @settings(max_examples=cases, deadline=None, database=None, phases=[Phase.generate],
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=cases,
+        deadline=None,
+        database=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
     @given(strategy)
     def case(value):
         seen[0] += 1

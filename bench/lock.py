@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import median, run, table, timed, write_section  # noqa: E402
+from _report import median, run, table, timed, write_section
 
 DEPS = ["scikit-learn", "pandas", "matplotlib", "xgboost", "requests"]
 SPEC = """\
@@ -53,8 +53,11 @@ def main() -> None:
     ap.add_argument("--no-write", action="store_true")
     ap.add_argument("--apt-only", action="store_true", help="only the apt-packages part (section lock-apt)")
     ap.add_argument("--sources-only", action="store_true", help="only the git + local package part (lock-sources)")
-    ap.add_argument("--editable", action="store_true",
-                    help="measure the mlenv of this (editable, dev) venv instead of a regular install")
+    ap.add_argument(
+        "--editable",
+        action="store_true",
+        help="measure the mlenv of this (editable, dev) venv instead of a regular install",
+    )
     args = ap.parse_args()
 
     venv_bin = Path(sys.executable).parent
@@ -64,7 +67,9 @@ def main() -> None:
         # editable-install finder adds ~10 ms to every start.
         release = Path(tempfile.mkdtemp(prefix="mlenv-bench-venv-"))
         run([sys.executable, "-m", "venv", str(release)])
-        run([str(release / "bin" / "python"), "-m", "pip", "install", "-q", str(Path(__file__).resolve().parent.parent)])
+        run(
+            [str(release / "bin" / "python"), "-m", "pip", "install", "-q", str(Path(__file__).resolve().parent.parent)]
+        )
         mlenv = [str(release / "bin" / "mlenv")]
     if args.apt_only:
         apt_bench(mlenv, args)
@@ -84,18 +89,45 @@ def main() -> None:
     env = dict(os.environ)
 
     def cache(name: str) -> dict:
-        return {**env, "UV_CACHE_DIR": str(work / name), "PIP_CACHE_DIR": str(work / (name + "-pip")),
-                "PIP_NO_CACHE_DIR": "0"}
+        return {
+            **env,
+            "UV_CACHE_DIR": str(work / name),
+            "PIP_CACHE_DIR": str(work / (name + "-pip")),
+            "PIP_NO_CACHE_DIR": "0",
+        }
 
     def fresh(name: str) -> dict:
         shutil.rmtree(work / name, ignore_errors=True)
         shutil.rmtree(work / (name + "-pip"), ignore_errors=True)
         return cache(name)
 
-    uv_cmd = [uv, "pip", "compile", "requirements.in", "--generate-hashes", "--python-version", "3.11",
-              "--python-platform", "x86_64-manylinux_2_28", "-o", "uv.txt", "--quiet", "--no-header"]
-    pc_cmd = [pip_compile, "requirements.in", "--generate-hashes", "-o", "pc.txt", "--quiet", "--no-header",
-              "--strip-extras", "--allow-unsafe", "--rebuild"]
+    uv_cmd = [
+        uv,
+        "pip",
+        "compile",
+        "requirements.in",
+        "--generate-hashes",
+        "--python-version",
+        "3.11",
+        "--python-platform",
+        "x86_64-manylinux_2_28",
+        "-o",
+        "uv.txt",
+        "--quiet",
+        "--no-header",
+    ]
+    pc_cmd = [
+        pip_compile,
+        "requirements.in",
+        "--generate-hashes",
+        "-o",
+        "pc.txt",
+        "--quiet",
+        "--no-header",
+        "--strip-extras",
+        "--allow-unsafe",
+        "--rebuild",
+    ]
 
     def uv_compile(envmap):
         # From scratch, like mlenv without a lock: an existing output file would
@@ -116,8 +148,12 @@ def main() -> None:
     # Interleaved, so a slow minute of the network hits both tools alike.
     uv_compile(cache("uv-warm"))
     mlenv_lock(cache("mlenv-warm"))
-    for key in ("uv pip compile --generate-hashes (cold)", "mlenv lock (cold)",
-                "uv pip compile --generate-hashes (warm)", "mlenv lock (warm)"):
+    for key in (
+        "uv pip compile --generate-hashes (cold)",
+        "mlenv lock (cold)",
+        "uv pip compile --generate-hashes (warm)",
+        "mlenv lock (warm)",
+    ):
         results[key] = []
     for _ in range(args.repeat):
         results["uv pip compile --generate-hashes (cold)"] += timed(lambda: uv_compile(fresh("uv-cold")), 1)
@@ -125,10 +161,14 @@ def main() -> None:
         results["uv pip compile --generate-hashes (warm)"] += timed(lambda: uv_compile(cache("uv-warm")), 1)
         results["mlenv lock (warm)"] += timed(lambda: mlenv_lock(cache("mlenv-warm")), 1)
     mlenv_lock(cache("mlenv-warm"))
-    results["mlenv lock (no-op, lock fresh)"] = timed(lambda: run(mlenv + ["lock", "-q"], cwd=work, env=cache("mlenv-warm")), max(args.repeat, 10))
+    results["mlenv lock (no-op, lock fresh)"] = timed(
+        lambda: run(mlenv + ["lock", "-q"], cwd=work, env=cache("mlenv-warm")), max(args.repeat, 10)
+    )
     results["mlenv --help"] = timed(lambda: run(mlenv + ["--help"], cwd=work), max(args.repeat, 10))
     if shutil.which(pip_compile) or Path(pip_compile).exists():
-        results["pip-compile --generate-hashes (cold)"] = timed(lambda: pip_compile_run(fresh("pc")), args.pip_compile_repeat)
+        results["pip-compile --generate-hashes (cold)"] = timed(
+            lambda: pip_compile_run(fresh("pc")), args.pip_compile_repeat
+        )
 
     uv_pins = _pins(work / "uv.txt")
     lock_text = (work / "mlenv.lock").read_text()
@@ -151,15 +191,20 @@ def main() -> None:
     ]
     if pc_pins:
         pc = med["pip-compile --generate-hashes (cold)"]
-        checks.append(f"- pip-compile cold / mlenv cold: **{pc / med['mlenv lock (cold)']:.0f}x** slower; "
-                      f"same versions as uv: {'yes' if pc_pins == uv_pins else 'no (differs: ' + ', '.join(sorted(k for k in set(pc_pins) | set(uv_pins) if pc_pins.get(k) != uv_pins.get(k))) + ')'}")
+        checks.append(
+            f"- pip-compile cold / mlenv cold: **{pc / med['mlenv lock (cold)']:.0f}x** slower; "
+            f"same versions as uv: {'yes' if pc_pins == uv_pins else 'no (differs: ' + ', '.join(sorted(k for k in set(pc_pins) | set(uv_pins) if pc_pins.get(k) != uv_pins.get(k))) + ')'}"
+        )
     body = (
         "## Lock (`bench/lock.py`)\n\n"
         f"Spec: {', '.join(DEPS)} on real PyPI, target linux-64 / Python 3.11. Cold = empty resolver cache; every run starts without an output/lock file (uv reads an existing output file back as preferences).\n"
         f"mlenv {'from this editable dev venv' if args.editable else 'installed regularly (pip install .) in a fresh venv'}; "
         "its number includes interpreter start, spec parsing, the uv run (pylock output with URLs), "
         "wheel selection, hashing and the atomic write.\n\n"
-        + table(rows, ["command", "median", "runs", "ratio"]) + "\n\n" + "\n".join(checks) + "\n\n"
+        + table(rows, ["command", "median", "runs", "ratio"])
+        + "\n\n"
+        + "\n".join(checks)
+        + "\n\n"
         "Where mlenv's extra time goes: ~45 ms of interpreter, click and spec parsing before uv can start "
         "(uv is then started at once, and validation, base-image pinning and wheel-tag ranking run while it resolves), "
         "~10 ms after it (artifact selection, hashing, atomic write), and CPU contention with uv on this 2-core "
@@ -186,8 +231,10 @@ def apt_bench(mlenv: list[str], args) -> None:
     if not base:
         raise SystemExit("bench/lock.py --apt-only needs the test services (source .ci/_work/services.env)")
     work = Path(tempfile.mkdtemp(prefix="mlenv-bench-apt-"))
-    (work / "mlenv.toml").write_text(f'[environment]\nname = "bench-apt"\nplatforms = ["linux-64"]\n\n'
-                                     f'[image]\nbase = "{base}"\napt-packages = {json.dumps(APT)}\n')
+    (work / "mlenv.toml").write_text(
+        f'[environment]\nname = "bench-apt"\nplatforms = ["linux-64"]\n\n'
+        f'[image]\nbase = "{base}"\napt-packages = {json.dumps(APT)}\n'
+    )
 
     def env(cache: str) -> dict:
         return {**os.environ, "XDG_CACHE_HOME": str(work / cache)}
@@ -196,7 +243,10 @@ def apt_bench(mlenv: list[str], args) -> None:
         (work / "mlenv.lock").unlink(missing_ok=True)
         run(mlenv + ["lock", "-q"], cwd=work, env=envmap)
 
-    results: dict[str, list[float]] = {"mlenv lock, apt (cold: empty cache)": [], "mlenv lock, apt (warm: caches kept)": []}
+    results: dict[str, list[float]] = {
+        "mlenv lock, apt (cold: empty cache)": [],
+        "mlenv lock, apt (warm: caches kept)": [],
+    }
     lock(env("warm"))
     for _ in range(args.repeat):
         shutil.rmtree(work / "cold", ignore_errors=True)
@@ -204,7 +254,8 @@ def apt_bench(mlenv: list[str], args) -> None:
         results["mlenv lock, apt (warm: caches kept)"] += timed(lambda: lock(env("warm")), 1)
     lock(env("warm"))
     results["mlenv lock, apt (no-op, lock fresh)"] = timed(
-        lambda: run(mlenv + ["lock", "-q"], cwd=work, env=env("warm")), max(args.repeat, 10))
+        lambda: run(mlenv + ["lock", "-q"], cwd=work, env=env("warm")), max(args.repeat, 10)
+    )
     n = (work / "mlenv.lock").read_text().count('manager = "apt"')
     med = {k: median(v) for k, v in results.items()}
     rows = [[k, f"{v * 1000:.0f} ms", str(len(results[k]))] for k, v in med.items()]
@@ -217,7 +268,8 @@ def apt_bench(mlenv: list[str], args) -> None:
         "Packages.xz fetched and parsed with python-debian (about 5 s of the total). Warm = those caches kept "
         "(InRelease is still fetched and verified), the lock re-resolved. mlenv from "
         f"{'this editable venv' if args.editable else 'a regular install (pip install .) in a fresh venv'}.\n\n"
-        + table(rows, ["command", "median", "runs"]) + "\n\n"
+        + table(rows, ["command", "median", "runs"])
+        + "\n\n"
         f"- no-op `mlenv lock` with apt pins: **{noop:.0f} ms** (target < 150 ms; reads no index, starts no "
         "gpgv, asks no Docker Engine: tested with a dead proxy and no Engine)\n"
         f"- 1-minute load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (a shared machine: "
@@ -235,8 +287,10 @@ UV_BUILD = '[build-system]\nrequires = ["uv_build>=0.8,<0.30"]\nbuild-backend = 
 def _package(root: Path, name: str, modules: int) -> None:
     """A uv_build project with `modules` small modules (a realistic tree to fingerprint)."""
     (root / "src" / name).mkdir(parents=True, exist_ok=True)
-    (root / "pyproject.toml").write_text(UV_BUILD + f'[project]\nname = "{name}"\nversion = "0.1.0"\n'
-                                         'requires-python = ">=3.8"\ndependencies = ["fixalpha>=1"]\n')
+    (root / "pyproject.toml").write_text(
+        UV_BUILD + f'[project]\nname = "{name}"\nversion = "0.1.0"\n'
+        'requires-python = ">=3.8"\ndependencies = ["fixalpha>=1"]\n'
+    )
     (root / "src" / name / "__init__.py").write_text('__version__ = "0.1.0"\n')
     for i in range(modules):
         (root / "src" / name / f"m{i:03d}.py").write_text(f"def f{i}(x):\n    return x + {i}\n" * 20)
@@ -277,7 +331,8 @@ def sources_bench(mlenv: list[str], args) -> None:
         (project / "mlenv.toml").write_text(
             f'[environment]\nname = "bench-sources"\npython = "3.11"\nplatforms = ["linux-64"]\n\n'
             f'[pypi]\nindex-url = "{index.url}/simple"\ndependencies = {json.dumps(deps)}\n\n'
-            f'[image]\nbase = "python:3.11-slim-bookworm@sha256:{"0" * 64}"\n')
+            f'[image]\nbase = "python:3.11-slim-bookworm@sha256:{"0" * 64}"\n'
+        )
 
         def env(cache: str) -> dict:
             return {**os.environ, "XDG_CACHE_HOME": str(work / cache)}
@@ -301,10 +356,13 @@ def sources_bench(mlenv: list[str], args) -> None:
         n = max(args.repeat, 15)
         plain = work / "plain"  # the same index, no git or local package: what the sources add to a no-op
         plain.mkdir()
-        (plain / "mlenv.toml").write_text((project / "mlenv.toml").read_text().replace(json.dumps(deps), '["fixalpha"]'))
+        (plain / "mlenv.toml").write_text(
+            (project / "mlenv.toml").read_text().replace(json.dumps(deps), '["fixalpha"]')
+        )
         run(mlenv + ["lock", "-q"], cwd=plain, env=env("warm"))
         results["mlenv lock (no-op), the same spec with neither"] = timed(
-            lambda: run(mlenv + ["lock", "-q"], cwd=plain, env=env("warm")), n)
+            lambda: run(mlenv + ["lock", "-q"], cwd=plain, env=env("warm")), n
+        )
         results["mlenv lock (no-op)"] = timed(lambda: lock(env("warm")), n)
 
         def noop_reading_refs():
@@ -345,7 +403,8 @@ def sources_bench(mlenv: list[str], args) -> None:
         "(a local package in a git work tree, 203 files), both built with uv's build backend (uv_build: no backend "
         "download), dependencies from the fixture index on 127.0.0.1. mlenv from "
         f"{'this editable venv' if args.editable else 'a regular install (pip install .) in a fresh venv'}.\n\n"
-        + table(rows, ["command", "median", "runs"]) + "\n\n"
+        + table(rows, ["command", "median", "runs"])
+        + "\n\n"
         f"- no-op `mlenv lock`: **{noop:.0f} ms** (target < 150 ms): the spec hash, then the local package's tree hash "
         "from its cached per-file stats (`git ls-files`, one stat per file, nothing re-hashed, nothing built) and "
         "the git refs read within the last 10 minutes\n"

@@ -76,8 +76,16 @@ def main() -> None:
                     samples.setdefault((what, name), []).append(child([*cli, *args], env, project))
         inproc = {}
         for name, env in trees.items():
-            runs = [subprocess.run([sys.executable, "-c", IN_PROCESS, str(project)], env=env, capture_output=True,
-                                   text=True, check=True).stdout.split() for _ in range(5)]
+            runs = [
+                subprocess.run(
+                    [sys.executable, "-c", IN_PROCESS, str(project)],
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                ).stdout.split()
+                for _ in range(5)
+            ]
             inproc[name] = [statistics.median(float(r[i]) for r in runs) for i in (0, 1)]
         rows = []
         for what in ("mlenv --help", "no-op mlenv lock"):
@@ -85,11 +93,18 @@ def main() -> None:
             med = lambda xs, i: statistics.median(x[i] for x in xs) * 1000  # noqa: E731
             rows.append([what, f"{med(b, 0):.1f} / {med(b, 1):.1f}", f"{med(n, 0):.1f} / {med(n, 1):.1f}"])
         rows.append(["load_spec + spec hash (in-process)", f"{inproc['base'][0]:.3f}", f"{inproc['this tree'][0]:.3f}"])
-        rows.append(["read_lock, example lock, 30 packages (in-process)", f"{inproc['base'][1]:.3f}",
-                     f"{inproc['this tree'][1]:.3f}"])
+        rows.append(
+            [
+                "read_lock, example lock, 30 packages (in-process)",
+                f"{inproc['base'][1]:.3f}",
+                f"{inproc['this tree'][1]:.3f}",
+            ]
+        )
         body = table(rows, ["ms (wall / CPU for commands)", f"base ({BASE})", "this tree"])
-        body += (f"\n\nMedians of {REPEAT} interleaved runs per command (byte-compiled trees, interpreter start "
-                 "included); in-process: medians of 5 runs of 300 calls.")
+        body += (
+            f"\n\nMedians of {REPEAT} interleaved runs per command (byte-compiled trees, interpreter start "
+            "included); in-process: medians of 5 runs of 300 calls."
+        )
         print(body)
         if "--no-write" not in sys.argv:
             write_section("parse-cost", body, ROOT / "docs" / "security.md")

@@ -22,7 +22,7 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import median, run, table, timed, write_section  # noqa: E402
+from _report import median, run, table, timed, write_section
 
 REPEAT = int(os.environ.get("BENCH_REPEAT", "10"))
 SEED_VERSIONS = 10_000
@@ -40,13 +40,30 @@ def make_env(directory: Path, name: str, seed: int) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "mlenv.toml").write_text(
         f'[environment]\nname = "{name}"\npython = "3.11"\nplatforms = ["linux-64"]\n\n'
-        f'[variables]\nSEED = "{seed}"\n\n[image]\nbase = "python:3.11-slim-bookworm"\n')
+        f'[variables]\nSEED = "{seed}"\n\n[image]\nbase = "python:3.11-slim-bookworm"\n'
+    )
     spec = load_spec(directory / "mlenv.toml")
-    pkgs = [Package("pypi", "linux-64", f"pkg{i}", f"1.{seed}.{i}", f"https://files.example/pkg{i}.whl",
-                    hashlib.sha256(f"{seed}-{i}".encode()).hexdigest(), {"size": 1}) for i in range(40)]
-    Lock(spec_hash=spec.spec_hash(), python="3.11", platforms={"linux-64": {"python": "3.11"}}, packages=pkgs,
-         variables={"SEED": str(seed)}, image={"base": spec.base_image, "apt-packages": [], "steps": []},
-         inputs=inputs_of(spec)).seal().write(directory / "mlenv.lock")
+    pkgs = [
+        Package(
+            "pypi",
+            "linux-64",
+            f"pkg{i}",
+            f"1.{seed}.{i}",
+            f"https://files.example/pkg{i}.whl",
+            hashlib.sha256(f"{seed}-{i}".encode()).hexdigest(),
+            {"size": 1},
+        )
+        for i in range(40)
+    ]
+    Lock(
+        spec_hash=spec.spec_hash(),
+        python="3.11",
+        platforms={"linux-64": {"python": "3.11"}},
+        packages=pkgs,
+        variables={"SEED": str(seed)},
+        image={"base": spec.base_image, "apt-packages": [], "steps": []},
+        inputs=inputs_of(spec),
+    ).seal().write(directory / "mlenv.lock")
 
 
 def cli(*args, cwd, env):
@@ -68,7 +85,9 @@ def bench_backend(url: str, tmp: Path) -> dict:
     idem = timed(lambda: cli("register", "--no-image", cwd=dirs[0], env=env), REPEAT)
     n = iter(range(1, REPEAT + 1))
     out = tmp / f"out-{name}"
-    rest_cli = timed(lambda: cli("restore", f"{name}@{next(n)}", "--into", str(out), "--force", cwd=tmp, env=env), REPEAT)
+    rest_cli = timed(
+        lambda: cli("restore", f"{name}@{next(n)}", "--into", str(out), "--force", cwd=tmp, env=env), REPEAT
+    )
     # in-process API
     reg = open_registry(url)
     payloads = [((d / "mlenv.toml").read_bytes(), (d / "mlenv.lock").read_bytes()) for d in dirs[REPEAT:]]
@@ -86,8 +105,14 @@ def bench_backend(url: str, tmp: Path) -> dict:
     rest_api = timed(lambda: reg.read(reg.resolve(name, str(next(m)))), REPEAT)
     versions_cli = timed(lambda: cli("versions", name, cwd=tmp, env=env), REPEAT)
     reg.close()
-    return {"register (CLI)": reg_cli, "register again, idempotent (CLI)": idem, "restore (CLI)": rest_cli,
-            "register (API)": reg_api, "resolve + read (API)": rest_api, f"versions, {2 * REPEAT} versions (CLI)": versions_cli}
+    return {
+        "register (CLI)": reg_cli,
+        "register again, idempotent (CLI)": idem,
+        "restore (CLI)": rest_cli,
+        "register (API)": reg_api,
+        "resolve + read (API)": rest_api,
+        f"versions, {2 * REPEAT} versions (CLI)": versions_cli,
+    }
 
 
 def bench_10k(tmp: Path) -> tuple[float, list[tuple[str, list[float]]]]:
@@ -98,21 +123,30 @@ def bench_10k(tmp: Path) -> tuple[float, list[tuple[str, list[float]]]]:
     t0 = time.perf_counter()
     items = []
     for i in range(SEED_VERSIONS):
-        lock = f"# lock {i}\ncontent-hash = \"{i}\"\n".encode()
-        items.append(("big-env", b'[environment]\nname = "big-env"\n', lock,
-                      "sha256:" + hashlib.sha256(lock).hexdigest(), f"version {i}"))
+        lock = f'# lock {i}\ncontent-hash = "{i}"\n'.encode()
+        items.append(
+            (
+                "big-env",
+                b'[environment]\nname = "big-env"\n',
+                lock,
+                "sha256:" + hashlib.sha256(lock).hexdigest(),
+                f"version {i}",
+            )
+        )
     reg.register_many(items)
     seed = time.perf_counter() - t0
     reg.set_label("big-env", SEED_VERSIONS, "prod")
     reg.close()
     env = dict(os.environ, MLENV_REGISTRY=str(root))
     rows = []
-    for label, args in (("mlenv versions big-env (10,000 rows)", ["versions", "big-env"]),
-                        ("mlenv versions big-env --json", ["versions", "big-env", "--json"]),
-                        ("mlenv list", ["list"]),
-                        ("mlenv --help (reference)", ["--help"])):
+    for label, args in (
+        ("mlenv versions big-env (10,000 rows)", ["versions", "big-env"]),
+        ("mlenv versions big-env --json", ["versions", "big-env", "--json"]),
+        ("mlenv list", ["list"]),
+        ("mlenv --help (reference)", ["--help"]),
+    ):
         cli(*args, cwd=tmp, env=env)  # warm the page cache
-        rows.append((label, timed(lambda: cli(*args, cwd=tmp, env=env), REPEAT)))
+        rows.append((label, timed(lambda args=args: cli(*args, cwd=tmp, env=env), REPEAT)))
     return seed, rows
 
 
@@ -163,24 +197,28 @@ def bench_search(tmp: Path) -> tuple[str, float]:
     run(subprocess_ok, cwd=tmp, env=env)  # builds this cache's index
     cli_t = timed(lambda: run(subprocess_ok, cwd=tmp, env=env), REPEAT)
     size = (next((cache / "mlenv" / "search").glob("*.sqlite3"))).stat().st_size
+
     def ms(xs: list[float]) -> str:
         return f"{median(xs) * 1000:.0f} ms"
 
     rows = [
         ["cold: build the index (read + verify + index every lock), then search", ms(cold), len(cold)],
         ["warm: one search, catalog reused (the server)", ms(reused), len(reused)],
-        ["warm: one search with a fresh catalog (open registry, list versions, open index)", ms(fresh_t),
-         len(fresh_t)],
+        ["warm: one search with a fresh catalog (open registry, list versions, open index)", ms(fresh_t), len(fresh_t)],
         [f"warm: `mlenv search '{SEARCH_QUERY}'` wall time, interpreter start included", ms(cli_t), len(cli_t)],
         ["page: environments (50 names, from the registry index, no lock read)", ms(home), len(home)],
         ["page: one version (its spec and lock read and verified)", ms(page), len(page)],
     ]
-    body = "\n".join([
-        (f"Package search over {SEARCH_VERSIONS:,} versions ({SEARCH_NAMES} names, 40 PyPI packages per lock, every "
-         f"lock different), local registry; query `{SEARCH_QUERY}` ({hits} hits). Index file: {size / 1e6:.1f} MB."),
-        "",
-        table([[a, b, str(c)] for a, b, c in rows], ["operation", "median", "runs"]),
-    ])
+    body = "\n".join(
+        [
+            (
+                f"Package search over {SEARCH_VERSIONS:,} versions ({SEARCH_NAMES} names, 40 PyPI packages per lock, every "
+                f"lock different), local registry; query `{SEARCH_QUERY}` ({hits} hits). Index file: {size / 1e6:.1f} MB."
+            ),
+            "",
+            table([[a, b, str(c)] for a, b, c in rows], ["operation", "median", "runs"]),
+        ]
+    )
     return body, median(fresh_t) * 1000
 
 
@@ -200,36 +238,42 @@ def main() -> None:
             if len(names) == 2:
                 row.append(f"{median(results[names[1]][op]) / median(results[names[0]][op]):.1f}x")
             rows.append(row)
-        header = ["operation (median of %d)" % REPEAT] + names + (["OCI / local"] if len(names) == 2 else [])
+        header = [f"operation (median of {REPEAT})"] + names + (["OCI / local"] if len(names) == 2 else [])
         seed, big = bench_10k(tmp)
-        big_rows = [[label, f"{median(xs) * 1000:.0f} ms", f"{min(xs) * 1000:.0f} ms", f"{max(xs) * 1000:.0f} ms"]
-                    for label, xs in big]
+        big_rows = [
+            [label, f"{median(xs) * 1000:.0f} ms", f"{min(xs) * 1000:.0f} ms", f"{max(xs) * 1000:.0f} ms"]
+            for label, xs in big
+        ]
         versions_ms = median(big[0][1]) * 1000
         search_body, search_ms = bench_search(tmp)
-        body = "\n".join([
-            "## Registry (`bench/registry.py`)",
-            "",
-            "Register and restore, CLI wall time (interpreter start included) and in-process API.",
-            "Each registered lock has 40 packages.",
-            "",
-            table(rows, header),
-            "",
-            f"`mlenv versions` on a local registry holding {SEED_VERSIONS:,} versions of one name "
-            f"(seeded in-process with `LocalRegistry.register_many` in {seed:.1f} s); output piped, "
-            "so plain aligned text (rich only on a terminal). Target: under 200 ms.",
-            "",
-            table(big_rows, ["command", "median", "min", "max"]),
-            "",
-            f"Result: `mlenv versions` on 10,000 versions: {versions_ms:.0f} ms "
-            f"({'meets' if versions_ms < 200 else 'MISSES'} the 200 ms target).",
-            "",
-            "### Package search (`mlenv search`, the web catalog)",
-            "",
-            search_body,
-            "",
-            (f"Result: a warm search over {SEARCH_VERSIONS:,} versions answers in {search_ms:.0f} ms in-process with "
-             f"a fresh catalog ({'meets' if search_ms < 300 else 'MISSES'} the 300 ms target)."),
-        ])
+        body = "\n".join(
+            [
+                "## Registry (`bench/registry.py`)",
+                "",
+                "Register and restore, CLI wall time (interpreter start included) and in-process API.",
+                "Each registered lock has 40 packages.",
+                "",
+                table(rows, header),
+                "",
+                f"`mlenv versions` on a local registry holding {SEED_VERSIONS:,} versions of one name "
+                f"(seeded in-process with `LocalRegistry.register_many` in {seed:.1f} s); output piped, "
+                "so plain aligned text (rich only on a terminal). Target: under 200 ms.",
+                "",
+                table(big_rows, ["command", "median", "min", "max"]),
+                "",
+                f"Result: `mlenv versions` on 10,000 versions: {versions_ms:.0f} ms "
+                f"({'meets' if versions_ms < 200 else 'MISSES'} the 200 ms target).",
+                "",
+                "### Package search (`mlenv search`, the web catalog)",
+                "",
+                search_body,
+                "",
+                (
+                    f"Result: a warm search over {SEARCH_VERSIONS:,} versions answers in {search_ms:.0f} ms in-process with "
+                    f"a fresh catalog ({'meets' if search_ms < 300 else 'MISSES'} the 300 ms target)."
+                ),
+            ]
+        )
         write_section("registry", body)
         print(body)
     finally:

@@ -59,7 +59,47 @@ _EXPORTS = {
     "cache": "mlenv.cache",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+# a literal list (type checkers and linters read it); tests/test_api.py checks it against _EXPORTS
+__all__ = [
+    "__version__",
+    "Environment",
+    "Lock",
+    "Spec",
+    "MlenvError",
+    "SpecError",
+    "LockError",
+    "SolveError",
+    "InstallError",
+    "RegistryError",
+    "open_registry",
+    "init",
+    "add",
+    "remove",
+    "lock",
+    "check",
+    "content_hash",
+    "install",
+    "verify",
+    "build",
+    "rebase",
+    "images",
+    "gc",
+    "register",
+    "environments",
+    "versions",
+    "show",
+    "diff",
+    "label",
+    "label_history",
+    "archive",
+    "unarchive",
+    "restore",
+    "search",
+    "web_ui",
+    "export",
+    "curated",
+    "cache",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -34,7 +34,7 @@ class ImageRef:
             out += f"@{self.digest}"
         return out
 
-    def with_digest(self, digest: str) -> "ImageRef":
+    def with_digest(self, digest: str) -> ImageRef:
         return ImageRef(self.registry, self.repository, self.tag, digest)
 
     @property
@@ -56,7 +56,9 @@ def is_local_registry(registry: str) -> bool:
     return is_loopback(registry)
 
 
-_REF_RE = re.compile(r"^(?:(?P<name>[a-z0-9][a-z0-9._\-/:\[\]]*?))(?::(?P<tag>[\w][\w.\-]{0,127}))?(?:@(?P<digest>sha256:[a-f0-9]{64}))?$")
+_REF_RE = re.compile(
+    r"^(?:(?P<name>[a-z0-9][a-z0-9._\-/:\[\]]*?))(?::(?P<tag>[\w][\w.\-]{0,127}))?(?:@(?P<digest>sha256:[a-f0-9]{64}))?$"
+)
 
 
 def parse(reference: str) -> ImageRef:

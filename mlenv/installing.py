@@ -14,8 +14,8 @@ from pathlib import Path
 
 from .lockfile import Lock, Package
 from .runtime.errors import InstallError
-from .runtime.inventory import Difference, compare, inventory
 from .runtime.install import InstallResult
+from .runtime.inventory import Difference, compare, inventory
 from .runtime.names import normalize
 from .runtime.plan import PART_ALL, Artifact, Plan
 

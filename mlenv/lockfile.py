@@ -83,7 +83,7 @@ class Lock:
     def compute_hash(self) -> str:
         return "sha256:" + sha256_json(self.canonical())
 
-    def seal(self) -> "Lock":
+    def seal(self) -> Lock:
         self.content_hash = self.compute_hash()
         return self
 
@@ -165,8 +165,17 @@ def loads_lock(text: str | bytes, path: Path | str = "mlenv.lock", *, verify: bo
     packages = []
     for raw in data.get("package", []):
         raw = dict(raw)
-        packages.append(Package(manager=raw.pop("manager"), platform=raw.pop("platform"), name=raw.pop("name"),
-                                version=raw.pop("version"), url=raw.pop("url"), sha256=raw.pop("sha256"), extra=raw))
+        packages.append(
+            Package(
+                manager=raw.pop("manager"),
+                platform=raw.pop("platform"),
+                name=raw.pop("name"),
+                version=raw.pop("version"),
+                url=raw.pop("url"),
+                sha256=raw.pop("sha256"),
+                extra=raw,
+            )
+        )
     env = data.get("environment", {})
     lock = Lock(
         spec_hash=data["spec-hash"],

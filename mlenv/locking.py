@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .errors import LockError, SolveError, SpecError
+from .errors import LockError, SpecError
 from .lockfile import Lock, Package
 from .spec import Spec
 
@@ -120,8 +120,10 @@ def require_current(spec: Spec, lock: Lock, *, path, doing: str) -> None:
     st = status(spec, lock, offline=True)
     if not st.check_ok:
         reasons = "; ".join(st.reasons) or "variables, image or python changed"
-        raise LockError(f"{path} is not current for {spec.path.name} (stale: {reasons}); refusing to {doing}",
-                        hint="run `mlenv lock` first")
+        raise LockError(
+            f"{path} is not current for {spec.path.name} (stale: {reasons}); refusing to {doing}",
+            hint="run `mlenv lock` first",
+        )
 
 
 def satisfiability(spec: Spec, lock: Lock) -> list[str]:
@@ -144,7 +146,9 @@ def satisfiability(spec: Spec, lock: Lock) -> list[str]:
         reasons.append("platforms changed")
     if (lock.python or None) != (spec.python or None):
         reasons.append("python changed")
-    removed_conda = {_conda_name(d) for d in old.get("conda-dependencies", [])} - {_conda_name(d) for d in new["conda-dependencies"]}
+    removed_conda = {_conda_name(d) for d in old.get("conda-dependencies", [])} - {
+        _conda_name(d) for d in new["conda-dependencies"]
+    }
     from packaging.requirements import InvalidRequirement
 
     try:  # the lock's [inputs] are only typed as strings: parse them here, tolerantly
@@ -257,8 +261,10 @@ def lock_spec(
     say = progress or (lambda msg: None)
     for p in platforms:
         if p not in spec.platforms:
-            raise SpecError(f"--platform {p} is not one of the spec's platforms ({', '.join(spec.platforms)})",
-                            hint=f"add it to [environment] platforms in {spec.path}")
+            raise SpecError(
+                f"--platform {p} is not one of the spec's platforms ({', '.join(spec.platforms)})",
+                hint=f"add it to [environment] platforms in {spec.path}",
+            )
     warnings: list[str] = []
     st = status(spec, existing, offline=offline)
     warnings += st.notes
@@ -280,8 +286,10 @@ def lock_spec(
 
     def start_pypi(platform: str, python: str | None, provided: dict[str, str]):
         if spec.pypi_dependencies and not python:
-            raise SpecError(f"{spec.where('environment')}: PyPI packages need a Python version",
-                            hint='set [environment] python = "3.11"')
+            raise SpecError(
+                f"{spec.where('environment')}: PyPI packages need a Python version",
+                hint='set [environment] python = "3.11"',
+            )
         if spec.pypi_dependencies:
             say(f"{platform}: resolving PyPI packages with {resolver} (Python {python})")
         previous = [p for p in locked[platform] if p.manager == "pypi"]
@@ -304,15 +312,21 @@ def lock_spec(
         spec.validate_requirements()
         image, warnings = resolve_image(spec, existing, offline=offline, upgrade=upgrade)
         conda_pkgs: dict[str, list[Package]] = {}
-        pythons: dict[str, str | None] = {p: spec.python for p in to_solve}
+        pythons: dict[str, str | None] = dict.fromkeys(to_solve, spec.python)
         if spec.has_conda:
             from .solve import conda as conda_solver
             from .solve.names import pypi_name
 
             for platform in to_solve:
                 say(f"{platform}: solving conda packages with rattler")
-                pkgs = conda_solver.solve(spec, platform, locked=locked[platform], upgrade=upgrade,
-                                          upgrade_packages=upgrade_packages, offline=offline)
+                pkgs = conda_solver.solve(
+                    spec,
+                    platform,
+                    locked=locked[platform],
+                    upgrade=upgrade,
+                    upgrade_packages=upgrade_packages,
+                    offline=offline,
+                )
                 conda_pkgs[platform] = pkgs
                 pythons[platform] = next((p.version for p in pkgs if p.name == "python"), None) or spec.python
                 provided = {}
@@ -338,7 +352,11 @@ def lock_spec(
                     if r.requires_python:
                         requires[(platform, r.name)] = r.requires_python
                     continue
-                extra = {"size": r.size, "index": r.index} if not r.find_links else {"size": r.size, "find-links": r.find_links}
+                extra = (
+                    {"size": r.size, "index": r.index}
+                    if not r.find_links
+                    else {"size": r.size, "find-links": r.find_links}
+                )
                 if r.requires_python:
                     extra["requires-python"] = r.requires_python
                 packages.append(Package("pypi", platform, r.name, r.version, r.url, r.sha256, extra))
@@ -358,8 +376,16 @@ def lock_spec(
         checker.shutdown(wait=False, cancel_futures=True)
     from .apt.lock import lock_apt
 
-    apt_pkgs, apt_inputs, apt_warnings = lock_apt(spec, image, existing, keep_platforms=keep_old, upgrade=upgrade,
-                                                  upgrade_packages=upgrade_packages, offline=offline, progress=say)
+    apt_pkgs, apt_inputs, apt_warnings = lock_apt(
+        spec,
+        image,
+        existing,
+        keep_platforms=keep_old,
+        upgrade=upgrade,
+        upgrade_packages=upgrade_packages,
+        offline=offline,
+        progress=say,
+    )
     warnings += apt_warnings
 
     lock = Lock(
@@ -458,8 +484,10 @@ def unused_indexes(spec: Spec, packages: list[Package], all_404: list[str] | Non
         except Exception:
             continue
         if plain not in used and (all_404 is None or plain.rstrip("/") in {u.rstrip("/") for u in all_404}):
-            out.append(f"no locked package comes from index {plain}, which answers 404 for its root and for the "
-                       "projects mlenv asked it about: check its URL if some package should come from it")
+            out.append(
+                f"no locked package comes from index {plain}, which answers 404 for its root and for the "
+                "projects mlenv asked it about: check its URL if some package should come from it"
+            )
     return out
 
 

@@ -70,8 +70,10 @@ def load() -> dict[str, str]:
     for name, value in data.items():
         where = f"{path}:{_line(text, name)}"
         if name not in KEYS:
-            raise SettingsError(f"{where}: unknown setting {quote(name)}",
-                                hint="known settings: " + "; ".join(f"{k}: {v}" for k, v in KEYS.items()))
+            raise SettingsError(
+                f"{where}: unknown setting {quote(name)}",
+                hint="known settings: " + "; ".join(f"{k}: {v}" for k, v in KEYS.items()),
+            )
         if not isinstance(value, str) or not value:
             raise SettingsError(f"{where}: {name} must be a non-empty string")
         if has_control(value):

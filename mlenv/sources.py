@@ -285,7 +285,11 @@ def _direct_problem(pkg, sources: Sources) -> str | None:
     source, url = pkg.get("source"), str(pkg.url)
     if source == "git":
         m = _GIT_URL.match(url)
-        if not m or m.group("commit") != pkg.get("commit") or (m.group("sub") or None) != (pkg.get("subdirectory") or None):
+        if (
+            not m
+            or m.group("commit") != pkg.get("commit")
+            or (m.group("sub") or None) != (pkg.get("subdirectory") or None)
+        ):
             return f"the git URL {clip(url, 200)} does not match its commit and subdirectory fields"
         repo = m.group("repo")
         problem = url_problem(repo)

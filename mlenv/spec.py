@@ -34,10 +34,16 @@ SYSTEM_KEYS = ("cuda", "glibc", "osx", "linux")
 SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     "environment": {"name": str, "description": str, "python": str, "platforms": list},
     "conda": {"channels": list, "dependencies": list},
-    "pypi": {"index-url": str, "extra-index-urls": list, "find-links": list, "dependencies": list,
-             "constraints": list, "overrides": list},
+    "pypi": {
+        "index-url": str,
+        "extra-index-urls": list,
+        "find-links": list,
+        "dependencies": list,
+        "constraints": list,
+        "overrides": list,
+    },
     "variables": {},  # free-form: NAME = "value"
-    "system": {k: str for k in SYSTEM_KEYS},
+    "system": dict.fromkeys(SYSTEM_KEYS, str),
     "image": {"base": str, "apt-packages": list, "python": str, "steps": list},
 }
 
@@ -50,13 +56,17 @@ VARIABLE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}\Z", re.ASCII)
 APT_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]{0,127}(=[A-Za-z0-9.+~:-]{1,128})?\Z", re.ASCII)
 # A named conda channel, optionally with labels: conda-forge, conda-forge/label/rc. A segment
 # cannot start with '.', so '..' is never a segment.
-CHANNEL_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,127}(/[A-Za-z0-9_][A-Za-z0-9_.+-]{0,127}){0,8}\Z", re.ASCII)
+CHANNEL_NAME_RE = re.compile(
+    r"^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,127}(/[A-Za-z0-9_][A-Za-z0-9_.+-]{0,127}){0,8}\Z", re.ASCII
+)
 INTERPRETER_RE = re.compile(r"^/[A-Za-z0-9._+/-]{1,1023}\Z", re.ASCII)
 URL_SCHEMES = ("https", "http", "file")
 MAX_URL = 2048
 MAX_IMAGE_REF = 512
-CREDENTIAL_HINT = ("write it as a reference read from the environment at solve/install time, e.g. "
-                   "https://${PYPI_USER}:${PYPI_TOKEN}@host/simple, or put it in ~/.netrc or your keyring")
+CREDENTIAL_HINT = (
+    "write it as a reference read from the environment at solve/install time, e.g. "
+    "https://${PYPI_USER}:${PYPI_TOKEN}@host/simple, or put it in ~/.netrc or your keyring"
+)
 
 DEFAULT_BASE_IMAGE = "python:{python}-slim-bookworm"
 
@@ -95,7 +105,12 @@ class Spec:
         is set and the conda list does not name python itself."""
         deps = list(self.conda_dependencies)
         # [image] python: the interpreter is the base image's (user-managed); conda adds libraries beside it
-        if self.has_conda and self.python and not self.interpreter and not any(_conda_name(d) == "python" for d in deps):
+        if (
+            self.has_conda
+            and self.python
+            and not self.interpreter
+            and not any(_conda_name(d) == "python" for d in deps)
+        ):
             deps.insert(0, f"python {self.python}.*" if self.python.count(".") == 1 else f"python =={self.python}")
         return deps
 
@@ -155,7 +170,7 @@ class Spec:
                 raise SpecError(
                     f"{self.where('pypi', 'dependencies', dep)}: invalid PyPI requirement {quote(dep)}: "
                     f"{_first_line(exc)}",
-                    hint="use PEP 508 syntax, e.g. \"pandas>=2,<3\" or \"torch==2.4.*\"",
+                    hint='use PEP 508 syntax, e.g. "pandas>=2,<3" or "torch==2.4.*"',
                 ) from None
             if req.url:
                 self._check_direct(dep)
@@ -179,7 +194,7 @@ class Spec:
                     raise SpecError(
                         f"{self.where('conda', 'dependencies', dep)}: invalid conda MatchSpec {quote(dep)}: "
                         f"{_first_line(exc)}",
-                        hint="e.g. \"numpy 1.26.*\", \"python >=3.11,<3.12\" or \"conda-forge::pytorch\"",
+                        hint='e.g. "numpy 1.26.*", "python >=3.11,<3.12" or "conda-forge::pytorch"',
                     ) from None
             self._check_python_pin()
 
@@ -196,7 +211,9 @@ class Spec:
                             hint="git+https://host/repo@ref#subdirectory=dir, https://host/x.whl#sha256=..., "
                                  "or ./path relative to mlenv.toml") from None  # fmt: skip
         if form.kind in (GIT, URL):  # the index-URL rules: schemes, ${VAR} only as userinfo, no literal secret
-            _check_source(form.url or "", where, f"{form.name}: the {'git repository' if form.kind == GIT else 'archive'} URL")
+            _check_source(
+                form.url or "", where, f"{form.name}: the {'git repository' if form.kind == GIT else 'archive'} URL"
+            )
         if form.kind == PATH:
             import os
 
@@ -226,11 +243,11 @@ class Spec:
             ok = VersionSpec(str(ms.version)).matches(Version(self.python))
             if not ok and self.python.count(".") == 1:
                 # "3.11" means any 3.11.x: accept when some patch release fits.
-                ok = any(VersionSpec(str(ms.version)).matches(Version(f"{self.python}.{p}")) for p in range(0, 40))
+                ok = any(VersionSpec(str(ms.version)).matches(Version(f"{self.python}.{p}")) for p in range(40))
             if not ok:
                 raise SpecError(
                     f"{self.where('conda', 'dependencies', dep)}: conda pins {quote(dep)} but "
-                    f"[environment] python = \"{self.python}\" "
+                    f'[environment] python = "{self.python}" '
                     f"({self.where('environment', 'python')})",
                     hint="make the two agree, or drop one of them",
                 )
@@ -281,19 +298,27 @@ def parse_spec(text: str, path: Path) -> Spec:
         for key, item in value.items():
             if table == "variables":
                 if not VARIABLE_RE.match(key):
-                    raise SpecError(f"{where(table, key)}: invalid variable name {quote(key)}",
-                                    hint="ASCII letters, digits and '_', not starting with a digit (at most 128)")
+                    raise SpecError(
+                        f"{where(table, key)}: invalid variable name {quote(key)}",
+                        hint="ASCII letters, digits and '_', not starting with a digit (at most 128)",
+                    )
                 if not isinstance(item, str):
                     raise SpecError(
                         f"{where(table, key)}: variable {key} must be a string",
-                        hint=f'quote it: {key} = "{_toml_scalar(item)}"' if not isinstance(item, (list, dict)) else None,
+                        hint=f'quote it: {key} = "{_toml_scalar(item)}"'
+                        if not isinstance(item, (list, dict))
+                        else None,
                     )
                 if has_control(item, allow_newlines=True):
-                    raise SpecError(f"{where(table, key)}: variable {key} holds a control character",
-                                    hint="only tab and newline are allowed in a value")
+                    raise SpecError(
+                        f"{where(table, key)}: variable {key} holds a control character",
+                        hint="only tab and newline are allowed in a value",
+                    )
                 continue
             if key not in allowed:
-                raise SpecError(f"{where(table, key)}: unknown key `{_name(key)}` in [{table}]{_did_you_mean(key, allowed)}")
+                raise SpecError(
+                    f"{where(table, key)}: unknown key `{_name(key)}` in [{table}]{_did_you_mean(key, allowed)}"
+                )
             expected = allowed[key]
             if not isinstance(item, expected):
                 kind = "a list of strings" if expected is list else "a string"
@@ -303,8 +328,10 @@ def parse_spec(text: str, path: Path) -> Spec:
                 if not isinstance(element, str):
                     raise SpecError(f"{where(table, key)}: [{table}] {key} must be a list of strings")
                 if has_control(element, allow_newlines=newlines):
-                    raise SpecError(f"{where(table, key)}: [{table}] {key}: {quote(element)} holds a control character",
-                                    hint="only steps and the description may hold tabs and newlines")
+                    raise SpecError(
+                        f"{where(table, key)}: [{table}] {key}: {quote(element)} holds a control character",
+                        hint="only steps and the description may hold tabs and newlines",
+                    )
 
     env = data.get("environment")
     if env is None:
@@ -316,12 +343,14 @@ def parse_spec(text: str, path: Path) -> Spec:
         raise SpecError(
             f"{where('environment', 'name')}: invalid environment name {quote(name)}",
             hint="lowercase ASCII letters, digits, '.', '_' and '-' (at most 128, starting with a letter or digit); "
-                 "it becomes an image name",
+            "it becomes an image name",
         )
     python = env.get("python")
     if python is not None and not PYTHON_RE.match(python):
-        raise SpecError(f"{where('environment', 'python')}: invalid python version {quote(python)}",
-                        hint='e.g. "3.11" or "3.11.9" (ASCII digits)')
+        raise SpecError(
+            f"{where('environment', 'python')}: invalid python version {quote(python)}",
+            hint='e.g. "3.11" or "3.11.9" (ASCII digits)',
+        )
     platforms = env.get("platforms", ["linux-64"])
     if not platforms:
         raise SpecError(f"{where('environment', 'platforms')}: platforms must not be empty")
@@ -341,8 +370,10 @@ def parse_spec(text: str, path: Path) -> Spec:
 
     for key, value in system.items():
         if not VERSION_RE.match(value):
-            raise SpecError(f"{where('system', key)}: invalid version {quote(value)} for [system] {key}",
-                            hint='e.g. cuda = "12.4" (ASCII digits and dots)')
+            raise SpecError(
+                f"{where('system', key)}: invalid version {quote(value)} for [system] {key}",
+                hint='e.g. cuda = "12.4" (ASCII digits and dots)',
+            )
 
     channels = list(conda.get("channels", [])) if conda is not None else []
     if conda is not None and not channels:
@@ -370,12 +401,16 @@ def parse_spec(text: str, path: Path) -> Spec:
 
     for pkg in image.get("apt-packages", []):
         if not APT_RE.match(pkg):
-            raise SpecError(f"{where('image', 'apt-packages', pkg)}: invalid Debian package name {quote(pkg)}",
-                            hint="name or name=version, lowercase ASCII (e.g. libgomp1, curl=7.88.1-10+deb12u8)")
+            raise SpecError(
+                f"{where('image', 'apt-packages', pkg)}: invalid Debian package name {quote(pkg)}",
+                hint="name or name=version, lowercase ASCII (e.g. libgomp1, curl=7.88.1-10+deb12u8)",
+            )
     interpreter = image.get("python")
     if interpreter is not None and not INTERPRETER_RE.match(interpreter):
-        raise SpecError(f"{where('image', 'python')}: [image] python must be an absolute interpreter path, e.g. /usr/bin/python3",
-                        hint="ASCII letters, digits and . _ + - / only")
+        raise SpecError(
+            f"{where('image', 'python')}: [image] python must be an absolute interpreter path, e.g. /usr/bin/python3",
+            hint="ASCII letters, digits and . _ + - / only",
+        )
 
     if pypi_deps and conda is None and python is None:
         raise SpecError(
@@ -479,12 +514,17 @@ def _check_source(value: str, where: str, what: str, *, channel: bool = False) -
     problem = source_problem(value, channel=channel)
     shown = quote(strip_credentials(value))
     if problem:
-        raise SpecError(f"{where}: {what} {shown} {problem}",
-                        hint="e.g. \"conda-forge\", \"https://host/channel\" or \"file:///srv/channel\"" if channel
-                        else "e.g. \"https://pypi.example.org/simple\" or \"file:///srv/index\"")
+        raise SpecError(
+            f"{where}: {what} {shown} {problem}",
+            hint='e.g. "conda-forge", "https://host/channel" or "file:///srv/channel"'
+            if channel
+            else 'e.g. "https://pypi.example.org/simple" or "file:///srv/index"',
+        )
     if has_literal_credential(value):
-        raise SpecError(f"{where}: {what} {shown} carries a literal credential (user:password@ or a token); "
-                        "mlenv never stores one", hint=CREDENTIAL_HINT)
+        raise SpecError(
+            f"{where}: {what} {shown} carries a literal credential (user:password@ or a token); mlenv never stores one",
+            hint=CREDENTIAL_HINT,
+        )
 
 
 # --- helpers ------------------------------------------------------------------

@@ -34,29 +34,110 @@ ROOT = Path(__file__).resolve().parent.parent
 # --- values -------------------------------------------------------------------------
 
 NASTY = [
-    "", " ", "\n", "\t", "demo\n", "demo", "Demo", "3.11", "3.11\n", "3.١١", "3.1𝟏", "3.11.9", "12.4", "١٢.٤", "2.28",
-    "\x00", "a\x00b", "\x7f", "\x85", "\u2028", "é", "\ud800", "../../x", "..", "/etc/passwd", "~/.ssh/id_rsa",
-    "javascript:alert(1)", "http://x y", "ftp://h/x", "https://u:p4ss@h.example/x", "https://tok3n@h.example/x",
-    "https://${USER}:${TOKEN}@h.example/simple", "https://h.example/${TOKEN}/simple", "http://127.0.0.1:9/simple",
-    "file:///", "file:///srv/channel", "file://host/x", "https://h.example/a/../b", "https://[::1/x",
-    "https://h.example:99999/x", "conda-forge", "conda-forge/label/rc", "defaults", "nodefaults", "x" * 2000,
-    "numpy", "numpy >=>1", "numpy 1.26.*", "python 3.11.*", "python >=3.11,<3.12", "pandas>=2", "pkg @ http://x/y.whl",
-    "git+https://h.example/r.git", "-e .", "--index-url", "libgomp1", "Not OK", "curl=7.88.1-10+deb12u8",
-    "/usr/bin/python3", "python3", "python:3.11-slim", "debian:bookworm-slim", "a b", "linux-64", "win-64", "osx-arm64",
-    "noarch", "sha256:" + "0" * 64, "0" * 64, "F" * 64, "latest", "prod", "v1", "1", "0", "-1", "١", "RUN echo hi",
-    "RUN a\nRUN b", "[x]", "{", '"', "'", "\\", "#", "=", "&a", "*a", "!!python/object:os.system",
+    "",
+    " ",
+    "\n",
+    "\t",
+    "demo\n",
+    "demo",
+    "Demo",
+    "3.11",
+    "3.11\n",
+    "3.١١",
+    "3.1𝟏",
+    "3.11.9",
+    "12.4",
+    "١٢.٤",
+    "2.28",
+    "\x00",
+    "a\x00b",
+    "\x7f",
+    "\x85",
+    "\u2028",
+    "é",
+    "\ud800",
+    "../../x",
+    "..",
+    "/etc/passwd",
+    "~/.ssh/id_rsa",
+    "javascript:alert(1)",
+    "http://x y",
+    "ftp://h/x",
+    "https://u:p4ss@h.example/x",
+    "https://tok3n@h.example/x",
+    "https://${USER}:${TOKEN}@h.example/simple",
+    "https://h.example/${TOKEN}/simple",
+    "http://127.0.0.1:9/simple",
+    "file:///",
+    "file:///srv/channel",
+    "file://host/x",
+    "https://h.example/a/../b",
+    "https://[::1/x",
+    "https://h.example:99999/x",
+    "conda-forge",
+    "conda-forge/label/rc",
+    "defaults",
+    "nodefaults",
+    "x" * 2000,
+    "numpy",
+    "numpy >=>1",
+    "numpy 1.26.*",
+    "python 3.11.*",
+    "python >=3.11,<3.12",
+    "pandas>=2",
+    "pkg @ http://x/y.whl",
+    "git+https://h.example/r.git",
+    "-e .",
+    "--index-url",
+    "libgomp1",
+    "Not OK",
+    "curl=7.88.1-10+deb12u8",
+    "/usr/bin/python3",
+    "python3",
+    "python:3.11-slim",
+    "debian:bookworm-slim",
+    "a b",
+    "linux-64",
+    "win-64",
+    "osx-arm64",
+    "noarch",
+    "sha256:" + "0" * 64,
+    "0" * 64,
+    "F" * 64,
+    "latest",
+    "prod",
+    "v1",
+    "1",
+    "0",
+    "-1",
+    "١",
+    "RUN echo hi",
+    "RUN a\nRUN b",
+    "[x]",
+    "{",
+    '"',
+    "'",
+    "\\",
+    "#",
+    "=",
+    "&a",
+    "*a",
+    "!!python/object:os.system",
 ]
 # Mostly valid Unicode (a lone surrogate makes the whole TOML document invalid, so it is one nasty value among many).
 PLAIN = st.text(alphabet=st.characters(exclude_categories=("Cs",)), max_size=24)
 TEXT = st.one_of(st.sampled_from(NASTY), PLAIN)
-KEY = st.one_of(st.sampled_from(["name", "version", "x", "", "a b", "A\n", "OMP_NUM_THREADS", "1X", "é"]),
-                st.text(alphabet=st.characters(exclude_categories=("Cs",)), max_size=8))
+KEY = st.one_of(
+    st.sampled_from(["name", "version", "x", "", "a b", "A\n", "OMP_NUM_THREADS", "1X", "é"]),
+    st.text(alphabet=st.characters(exclude_categories=("Cs",)), max_size=8),
+)
 SCALAR = st.one_of(
     TEXT, TEXT, st.booleans(), st.integers(min_value=-(2**64), max_value=2**64), st.floats(allow_nan=True),
     st.datetimes(), st.dates(),
 )  # fmt: skip
-VALUE = st.recursive(SCALAR, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(KEY, inner, max_size=3),
-                     max_leaves=8)
+VALUE = st.recursive(
+    SCALAR, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(KEY, inner, max_size=3), max_leaves=8
+)
 
 
 def nested(depth: int) -> str:
@@ -167,8 +248,10 @@ SPEC_SEEDS = _seed_files("mlenv/curated/*.toml") + _seed_files("examples/*/mlenv
     b'[system]\ncuda = "12.4"\n[image]\nbase = "debian:bookworm-slim"\napt-packages = ["libgomp1"]\nsteps = ["RUN x"]\n'),
 ]  # fmt: skip
 SPEC_SEEDS = [s for s in SPEC_SEEDS if not s.startswith(b"[catalog")]
-CONDA_SPEC = (b'[environment]\nname = "demo"\npython = "3.11"\n[conda]\nchannels = ["file:///nonexistent/channel"]\n'
-              b'dependencies = ["numpy >=1.26", "libfix"]\n[pypi]\ndependencies = ["fixalpha"]\n')
+CONDA_SPEC = (
+    b'[environment]\nname = "demo"\npython = "3.11"\n[conda]\nchannels = ["file:///nonexistent/channel"]\n'
+    b'dependencies = ["numpy >=1.26", "libfix"]\n[pypi]\ndependencies = ["fixalpha"]\n'
+)
 
 
 def _conda_lock() -> bytes:
@@ -176,23 +259,73 @@ def _conda_lock() -> bytes:
     from mlenv.lockfile import Lock, Package
 
     channel = "file:///nonexistent/channel"
-    conda = {"build-number": 0, "subdir": "linux-64", "channel": channel, "md5": "d" * 32, "size": 5,
-             "timestamp": 1700000000000, "license": "BSD-3-Clause"}
+    conda = {
+        "build-number": 0,
+        "subdir": "linux-64",
+        "channel": channel,
+        "md5": "d" * 32,
+        "size": 5,
+        "timestamp": 1700000000000,
+        "license": "BSD-3-Clause",
+    }
     pkgs = [
-        Package("conda", "linux-64", "python", "3.11.9", f"{channel}/linux-64/python-3.11.9-h0_0.conda", "a" * 64,
-                {**conda, "build": "h0_0", "depends": ["libfix >=1"]}),
-        Package("conda", "linux-64", "numpy", "1.26.4", f"{channel}/linux-64/numpy-1.26.4-py311_0.conda", "b" * 64,
-                {**conda, "build": "py311_0", "depends": ["python >=3.11,<3.12.0a0"], "constrains": ["numpy-base <0a0"]}),
-        Package("conda", "linux-64", "libfix", "1.1.0", f"{channel}/noarch/libfix-1.1.0-0.tar.bz2", "c" * 64,
-                {**conda, "build": "0", "subdir": "noarch", "noarch": "generic"}),
-        Package("pypi", "linux-64", "fixalpha", "1.1.0", "https://files.example/fixalpha-1.1.0-py3-none-any.whl",
-                "e" * 64, {"size": 10, "index": "https://pypi.org/simple"}),
+        Package(
+            "conda",
+            "linux-64",
+            "python",
+            "3.11.9",
+            f"{channel}/linux-64/python-3.11.9-h0_0.conda",
+            "a" * 64,
+            {**conda, "build": "h0_0", "depends": ["libfix >=1"]},
+        ),
+        Package(
+            "conda",
+            "linux-64",
+            "numpy",
+            "1.26.4",
+            f"{channel}/linux-64/numpy-1.26.4-py311_0.conda",
+            "b" * 64,
+            {**conda, "build": "py311_0", "depends": ["python >=3.11,<3.12.0a0"], "constrains": ["numpy-base <0a0"]},
+        ),
+        Package(
+            "conda",
+            "linux-64",
+            "libfix",
+            "1.1.0",
+            f"{channel}/noarch/libfix-1.1.0-0.tar.bz2",
+            "c" * 64,
+            {**conda, "build": "0", "subdir": "noarch", "noarch": "generic"},
+        ),
+        Package(
+            "pypi",
+            "linux-64",
+            "fixalpha",
+            "1.1.0",
+            "https://files.example/fixalpha-1.1.0-py3-none-any.whl",
+            "e" * 64,
+            {"size": 10, "index": "https://pypi.org/simple"},
+        ),
     ]
-    lock = Lock(spec_hash="sha256:" + "0" * 64, python="3.11", platforms={"linux-64": {"python": "3.11.9"}},
-                packages=pkgs, image={"base": "debian:bookworm-slim", "reference": "docker.io/library/debian:bookworm-slim",
-                                      "apt-packages": [], "steps": []},
-                inputs={"platforms": ["linux-64"], "channels": [channel], "conda-dependencies": ["libfix", "numpy >=1.26"],
-                        "pypi-dependencies": ["fixalpha"], "system": {}, "extra-index-urls": []})
+    lock = Lock(
+        spec_hash="sha256:" + "0" * 64,
+        python="3.11",
+        platforms={"linux-64": {"python": "3.11.9"}},
+        packages=pkgs,
+        image={
+            "base": "debian:bookworm-slim",
+            "reference": "docker.io/library/debian:bookworm-slim",
+            "apt-packages": [],
+            "steps": [],
+        },
+        inputs={
+            "platforms": ["linux-64"],
+            "channels": [channel],
+            "conda-dependencies": ["libfix", "numpy >=1.26"],
+            "pypi-dependencies": ["fixalpha"],
+            "system": {},
+            "extra-index-urls": [],
+        },
+    )
     return lock.seal().dumps().encode()
 
 
@@ -200,6 +333,7 @@ LOCK_SEEDS = _seed_files("mlenv/curated/*.lock") + [(ROOT / "mlenv.lock.example"
 
 
 # --- spec --------------------------------------------------------------------------------
+
 
 def mostly(valid, nasty, ratio: int = 6):
     """`valid` most of the time (so later checks run), `nasty` one time in `ratio`."""
@@ -213,17 +347,54 @@ ENV_TABLE = st.fixed_dictionaries(
                                   st.one_of(st.lists(st.sampled_from(["linux-64\n", "solaris", "linux-64"]), max_size=3), VALUE)),
               "description": mostly(PLAIN, VALUE)},
 )  # fmt: skip
-GOOD_URL = st.sampled_from(["https://pypi.example.org/simple", "https://${U}:${T}@h.example/simple", "file:///srv/index",
-                            "http://127.0.0.1:9/simple", "https://__token__:${TOKEN}@h.example/s"])
-GOOD_CHANNEL = st.sampled_from(["conda-forge", "conda-forge/label/rc", "https://conda.example.org/ch", "file:///srv/ch"])
-URLS = st.one_of(st.sampled_from([n for n in NASTY if "://" in n or n in ("conda-forge", "defaults", "", "../../x")]),
-                 TEXT)
-GOOD_PYPI = st.sampled_from(["pandas>=2", "numpy<2.1", "requests", "torch==2.4.*", "a[b]; python_version<'3.12'",
-                             "a @ file:///x", "b @ https://h.example/b.whl", "c ===1", "d>=1; extra == 'x'", "e (>=1)"])
-GOOD_CONDA = st.sampled_from(["numpy 1.26.*", "python >=3.11,<3.12", "conda-forge::pytorch", "libgomp", "python 3.11.*",
-                              "python", "python *", "python=3.11=h0_cpython", "python >=3.11|<3", "python 3.12.*",
-                              "python ==3.11.* *_cpython", "python[version='>=3.11']", "python 3.11.9 h1234_0",
-                              "numpy[build=py311*]", "python >=3.١١"])
+GOOD_URL = st.sampled_from(
+    [
+        "https://pypi.example.org/simple",
+        "https://${U}:${T}@h.example/simple",
+        "file:///srv/index",
+        "http://127.0.0.1:9/simple",
+        "https://__token__:${TOKEN}@h.example/s",
+    ]
+)
+GOOD_CHANNEL = st.sampled_from(
+    ["conda-forge", "conda-forge/label/rc", "https://conda.example.org/ch", "file:///srv/ch"]
+)
+URLS = st.one_of(
+    st.sampled_from([n for n in NASTY if "://" in n or n in ("conda-forge", "defaults", "", "../../x")]), TEXT
+)
+GOOD_PYPI = st.sampled_from(
+    [
+        "pandas>=2",
+        "numpy<2.1",
+        "requests",
+        "torch==2.4.*",
+        "a[b]; python_version<'3.12'",
+        "a @ file:///x",
+        "b @ https://h.example/b.whl",
+        "c ===1",
+        "d>=1; extra == 'x'",
+        "e (>=1)",
+    ]
+)
+GOOD_CONDA = st.sampled_from(
+    [
+        "numpy 1.26.*",
+        "python >=3.11,<3.12",
+        "conda-forge::pytorch",
+        "libgomp",
+        "python 3.11.*",
+        "python",
+        "python *",
+        "python=3.11=h0_cpython",
+        "python >=3.11|<3",
+        "python 3.12.*",
+        "python ==3.11.* *_cpython",
+        "python[version='>=3.11']",
+        "python 3.11.9 h1234_0",
+        "numpy[build=py311*]",
+        "python >=3.١١",
+    ]
+)
 SPEC_DOC = st.fixed_dictionaries(
     {"environment": mostly(ENV_TABLE, VALUE, 8)},
     optional={
@@ -261,8 +432,9 @@ def with_extra(draw, docs) -> dict:
     return doc
 
 
-SPEC_TEXT = st.one_of(with_extra(SPEC_DOC).map(lambda d: toml_doc(d).encode("utf-8", "surrogatepass")),
-                      mutated(SPEC_SEEDS))
+SPEC_TEXT = st.one_of(
+    with_extra(SPEC_DOC).map(lambda d: toml_doc(d).encode("utf-8", "surrogatepass")), mutated(SPEC_SEEDS)
+)
 
 
 def check_spec(data: bytes) -> None:
@@ -289,8 +461,9 @@ def lock_docs(draw) -> bytes:
 
     doc = tomllib.loads(draw(st.sampled_from(LOCK_SEEDS)).decode())
     for _ in range(draw(st.integers(min_value=1, max_value=3))):
-        where = draw(st.sampled_from(["top", "environment", "image", "inputs", "platforms", "package", "package",
-                                      "package"]))
+        where = draw(
+            st.sampled_from(["top", "environment", "image", "inputs", "platforms", "package", "package", "package"])
+        )
         value = draw(VALUE)
         op = draw(st.sampled_from(["set", "set", "delete", "add"]))
         if where == "top":
@@ -300,9 +473,30 @@ def lock_docs(draw) -> bytes:
             target = doc["package"][draw(st.integers(min_value=0, max_value=len(doc["package"]) - 1))]
             if not isinstance(target, dict):
                 continue
-            key = draw(st.sampled_from(["manager", "platform", "name", "version", "url", "sha256", "size", "depends",
-                                        "md5", "build-number", "architecture", "index", "timestamp", "channel", "build",
-                                        "subdir", "noarch", "constrains"]))
+            key = draw(
+                st.sampled_from(
+                    [
+                        "manager",
+                        "platform",
+                        "name",
+                        "version",
+                        "url",
+                        "sha256",
+                        "size",
+                        "depends",
+                        "md5",
+                        "build-number",
+                        "architecture",
+                        "index",
+                        "timestamp",
+                        "channel",
+                        "build",
+                        "subdir",
+                        "noarch",
+                        "constrains",
+                    ]
+                )
+            )
         elif where == "platforms" and isinstance(doc.get("platforms"), dict):
             target = doc["platforms"]
             key = draw(st.sampled_from(["linux-64", "osx-arm64", "solaris"]))
@@ -311,8 +505,23 @@ def lock_docs(draw) -> bytes:
             target = doc.get(where)
             if not isinstance(target, dict):
                 continue
-            key = draw(st.sampled_from(["python", "variables", "base", "reference", "digest", "apt-packages", "steps",
-                                        "platforms", "channels", "system", "index-url"]))
+            key = draw(
+                st.sampled_from(
+                    [
+                        "python",
+                        "variables",
+                        "base",
+                        "reference",
+                        "digest",
+                        "apt-packages",
+                        "steps",
+                        "platforms",
+                        "channels",
+                        "system",
+                        "index-url",
+                    ]
+                )
+            )
         if op == "delete":
             target.pop(key, None)
         elif op == "add":
@@ -363,8 +572,11 @@ def check_lock(data: bytes) -> None:
 
 # --- settings ----------------------------------------------------------------------------
 
-SETTINGS_DOC = st.dictionaries(st.one_of(st.sampled_from(["ca-bundle", "registry", "builder", "cabundle"]), KEY),
-                               st.one_of(TEXT, VALUE), max_size=4)
+SETTINGS_DOC = st.dictionaries(
+    st.one_of(st.sampled_from(["ca-bundle", "registry", "builder", "cabundle"]), KEY),
+    st.one_of(TEXT, VALUE),
+    max_size=4,
+)
 SETTINGS_TEXT = st.one_of(
     SETTINGS_DOC.map(lambda d: toml_doc(d).encode("utf-8", "surrogatepass")),
     mutated([b'ca-bundle = "/etc/ssl/certs/ca.pem"\nregistry = "oci://127.0.0.1:5000/ml"\nbuilder = "classic"\n']),
@@ -444,10 +656,29 @@ PYLOCK_DOC = st.fixed_dictionaries(
         optional={"version": st.one_of(st.sampled_from(["1.0", "1.0\n", "١"]), VALUE), "marker": VALUE,
                   "index": st.one_of(URLS, VALUE), "vcs": VALUE}), VALUE), max_size=4), VALUE)},
 )  # fmt: skip
-DOCKERFILE = st.lists(st.one_of(st.sampled_from(
-    ["FROM python:3.11", "FROM a\nFROM b", 'ENV A=1 B="x\\q"', 'ENV C="\\u00"', "ENV D 1", "ENV 1X=2",
-     "RUN apt-get install -y curl", "RUN pip install 'a", "RUN pip install numpy pandas>=2", "RUN pip install ./x",
-     "COPY . /x", "LABEL a=b", "USER x"]), TEXT), max_size=5).map(lambda ls: "\n".join(ls).encode("utf-8", "surrogatepass"))
+DOCKERFILE = st.lists(
+    st.one_of(
+        st.sampled_from(
+            [
+                "FROM python:3.11",
+                "FROM a\nFROM b",
+                'ENV A=1 B="x\\q"',
+                'ENV C="\\u00"',
+                "ENV D 1",
+                "ENV 1X=2",
+                "RUN apt-get install -y curl",
+                "RUN pip install 'a",
+                "RUN pip install numpy pandas>=2",
+                "RUN pip install ./x",
+                "COPY . /x",
+                "LABEL a=b",
+                "USER x",
+            ]
+        ),
+        TEXT,
+    ),
+    max_size=5,
+).map(lambda ls: "\n".join(ls).encode("utf-8", "surrogatepass"))
 
 IMPORT_CASE = st.one_of(
     st.tuples(st.just("environment.yml"), st.one_of(CONDA_DOC.map(_yaml), mutated([_yaml({"channels": ["conda-forge"],
@@ -494,6 +725,7 @@ def check_import(case: tuple[str, bytes], side: dict[str, bytes]) -> None:
 
 
 # --- local registry rows -----------------------------------------------------------------
+
 
 class _InvalidUtf8:
     """A TEXT value that is not UTF-8 (written with CAST(X'..' AS TEXT))."""
@@ -576,8 +808,10 @@ def check_registry_rows(edits: list[tuple[str, str, object]]) -> None:
                 db.execute(f"DELETE FROM {column}")
             elif table == "insert":
                 name, version, other = (None if v is INVALID_UTF8 else v for v in value)  # type: ignore[attr-defined]
-                db.execute("INSERT OR IGNORE INTO versions VALUES (?, ?, ?, ?, ?, '', '', 0, NULL, NULL)",
-                           (name, version, other, other, other))
+                db.execute(
+                    "INSERT OR IGNORE INTO versions VALUES (?, ?, ?, ?, ?, '', '', 0, NULL, NULL)",
+                    (name, version, other, other, other),
+                )
             elif table == "meta":
                 _set(db, "UPDATE OR IGNORE meta SET value = ? WHERE key = 'schema'", value)
             else:
@@ -596,8 +830,11 @@ def check_registry_rows(edits: list[tuple[str, str, object]]) -> None:
 
 
 def _read_everything(reg) -> None:
-    for call in (lambda: reg.names(include_archived=True), lambda: reg.summary(include_archived=True),
-                 reg.content_hashes):
+    for call in (
+        lambda: reg.names(include_archived=True),
+        lambda: reg.summary(include_archived=True),
+        reg.content_hashes,
+    ):
         with contextlib.suppress(MlenvError):
             call()
     names = ["demo"]
@@ -618,8 +855,11 @@ def _read_everything(reg) -> None:
 
 # --- OCI and Azure ML documents ------------------------------------------------------------
 
-JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | TEXT,
-                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(TEXT, inner, max_size=4), max_leaves=10)
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | TEXT,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(TEXT, inner, max_size=4),
+    max_leaves=10,
+)
 OCI_STATE = st.one_of(
     JSON,
     st.fixed_dictionaries({}, optional={
@@ -692,8 +932,16 @@ def check_azure_documents(env: dict) -> None:
 
 # --- the CLI -------------------------------------------------------------------------------
 
-CLI_ARGS = st.sampled_from([["lock", "--offline", "-q"], ["lock", "--check"], ["hash"], ["lock", "--offline", "--json"],
-                            ["export", "--format", "requirements"], ["verify", "--prefix", "no-such-prefix"]])
+CLI_ARGS = st.sampled_from(
+    [
+        ["lock", "--offline", "-q"],
+        ["lock", "--check"],
+        ["hash"],
+        ["lock", "--offline", "--json"],
+        ["export", "--format", "requirements"],
+        ["verify", "--prefix", "no-such-prefix"],
+    ]
+)
 
 
 def run_cli(args: list[str], directory: Path) -> tuple[int, str, str]:
@@ -727,11 +975,14 @@ def check_cli(spec: bytes, lock: bytes | None, args: list[str]) -> None:
         assert code in (0, 1, 2), (code, err)
         assert "Traceback" not in err, err
         if code:  # one `error:` line (after progress lines), or lock --check's "stale" report, or a usage error
-            assert sum(line.startswith("error:") for line in err.splitlines()) == 1 or "stale" in err or "Usage:" in err, err
+            assert (
+                sum(line.startswith("error:") for line in err.splitlines()) == 1 or "stale" in err or "Usage:" in err
+            ), err
 
 
-CLI_SPEC = st.one_of(SPEC_TEXT, st.sampled_from([CONDA_SPEC, CONDA_SPEC.replace(b">=1.26", b">=2")]),
-                     st.just(b""))  # VALID_SPEC is added below
+CLI_SPEC = st.one_of(
+    SPEC_TEXT, st.sampled_from([CONDA_SPEC, CONDA_SPEC.replace(b">=1.26", b">=2")]), st.just(b"")
+)  # VALID_SPEC is added below
 
 VALID_SPEC = textwrap.dedent("""\
     [environment]

@@ -106,8 +106,10 @@ def test_import_mlenv_is_cheap():
     import subprocess
     import sys
 
-    code = ("import sys, mlenv; print(sorted(m for m in ('click', 'rich', 'requests', 'docker', 'rattler', "
-            "'packaging', 'tomlkit', 'mlenv.api') if m in sys.modules))")
+    code = (
+        "import sys, mlenv; print(sorted(m for m in ('click', 'rich', 'requests', 'docker', 'rattler', "
+        "'packaging', 'tomlkit', 'mlenv.api') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
@@ -121,8 +123,9 @@ def test_notebook_story_in_process(tmp_path, pypi_server, monkeypatch):
     with the same functions the CLI uses, and the HTML reprs Jupyter shows."""
     monkeypatch.chdir(tmp_path)
     registry = str(tmp_path / "registry")
-    env = mlenv.Environment.create("nbstory", pypi=["fixalpha==1.0.0"], variables={"OMP_NUM_THREADS": "4"},
-                                   **spec_kwargs(pypi_server))
+    env = mlenv.Environment.create(
+        "nbstory", pypi=["fixalpha==1.0.0"], variables={"OMP_NUM_THREADS": "4"}, **spec_kwargs(pypi_server)
+    )
     assert env.path == tmp_path / "nbstory" / "mlenv.toml" and not env.saved
     with pytest.raises(mlenv.MlenvError, match="unsaved changes"):
         env.lock()
@@ -186,3 +189,10 @@ def test_errors_are_the_mlenv_error_types(tmp_path):
         mlenv.Environment.create("Bad Name!", directory=tmp_path)
     with pytest.raises(mlenv.MlenvError):
         mlenv.versions("nothing-here", registry=str(tmp_path / "empty"))
+
+
+def test_all_names_every_lazy_export():
+    import mlenv
+
+    assert mlenv.__all__ == ["__version__", *mlenv._EXPORTS]
+    assert sorted(dir(mlenv)) == sorted(mlenv.__all__)

@@ -4,7 +4,6 @@ deb.debian.org, gpgv, both builders, the daemonless unpacker."""
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os

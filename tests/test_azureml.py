@@ -19,7 +19,7 @@ import json
 import re
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -27,15 +27,17 @@ import pytest
 
 pytest.importorskip("azure.ai.ml", reason="the Azure ML backend needs the `azure` extra (pip install 'mlenv[azure]')")
 
-from mlenv.registry.azureml import CHUNK, AzureMLRegistry, decode_blob, split_ref  # noqa: E402
-from mlenv.registry.base import NotFound, RegistryError  # noqa: E402
+from mlenv.registry.azureml import CHUNK, AzureMLRegistry, decode_blob, split_ref
+from mlenv.registry.base import NotFound, RegistryError
 
 SUB, RG, WS = "00000000-1111-2222-3333-444444444444", "ml-rg", "ml-ws"
 URL = f"azureml://subscriptions/{SUB}/resourceGroups/{RG}/workspaces/{WS}"
 TOKEN = "contract-test-token"
-BASE = f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.MachineLearningServices/workspaces/{WS}/environments"
+BASE = (
+    f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.MachineLearningServices/workspaces/{WS}/environments"
+)
 
-SPEC = b'''[environment]
+SPEC = b"""[environment]
 name = "fraud-train"
 description = "Training environment"
 python = "3.11"
@@ -45,21 +47,35 @@ dependencies = ["fixalpha==1.1.0"]
 
 [variables]
 OMP_NUM_THREADS = "4"
-'''
+"""
 
 
 def make_lock(version="1.1.0", sha="a" * 64) -> bytes:
     from mlenv.lockfile import Lock, Package
 
     lock = Lock(
-        spec_hash="sha256:" + "0" * 64, python="3.11", platforms={"linux-64": {"python": "3.11"}},
-        packages=[Package("pypi", "linux-64", "fixalpha", version,
-                          f"https://files.pythonhosted.org/packages/fixalpha-{version}-py3-none-any.whl", sha,
-                          {"size": 1234, "index": "https://pypi.org/simple"})],
+        spec_hash="sha256:" + "0" * 64,
+        python="3.11",
+        platforms={"linux-64": {"python": "3.11"}},
+        packages=[
+            Package(
+                "pypi",
+                "linux-64",
+                "fixalpha",
+                version,
+                f"https://files.pythonhosted.org/packages/fixalpha-{version}-py3-none-any.whl",
+                sha,
+                {"size": 1234, "index": "https://pypi.org/simple"},
+            )
+        ],
         variables={"OMP_NUM_THREADS": "4"},
-        image={"base": "python:3.11-slim-bookworm",
-               "reference": "docker.io/library/python:3.11-slim-bookworm@sha256:" + "b" * 64,
-               "digest": "sha256:" + "b" * 64, "apt-packages": [], "steps": []},
+        image={
+            "base": "python:3.11-slim-bookworm",
+            "reference": "docker.io/library/python:3.11-slim-bookworm@sha256:" + "b" * 64,
+            "digest": "sha256:" + "b" * 64,
+            "apt-packages": [],
+            "steps": [],
+        },
         inputs={},
     ).seal()
     return lock.dumps().encode(), lock.content_hash
@@ -89,7 +105,7 @@ class Workspace:
 
     @staticmethod
     def now():
-        return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 IMMUTABLE = ("image", "condaFile", "build", "osType", "properties", "inferenceConfig")
@@ -120,8 +136,15 @@ class Handler(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(length)) if length else None
         ws = self.ws
         with ws.lock:
-            ws.requests.append({"method": self.command, "path": parts.path, "query": query, "body": body,
-                                "auth": self.headers.get("Authorization")})
+            ws.requests.append(
+                {
+                    "method": self.command,
+                    "path": parts.path,
+                    "query": query,
+                    "body": body,
+                    "auth": self.headers.get("Authorization"),
+                }
+            )
         if self.headers.get("Authorization") != f"Bearer {TOKEN}":
             return self._error(401, "missing or wrong bearer token", "AuthenticationFailed")
         if query.get("api-version") != "2023-04-01-preview":
@@ -129,12 +152,20 @@ class Handler(BaseHTTPRequestHandler):
         path = parts.path
         if not path.startswith(BASE):
             return self._error(404, f"no such resource {path}", "ResourceNotFound")
-        rest = path[len(BASE):]
+        rest = path[len(BASE) :]
         view = query.get("listViewType", "ActiveOnly")
         with ws.lock:
             if rest == "" and self.command == "GET":
-                return self._send(200, {"value": [self._container(n) for n in sorted(ws.containers)
-                                                  if _in_view(ws.containers[n]["isArchived"], view)]})
+                return self._send(
+                    200,
+                    {
+                        "value": [
+                            self._container(n)
+                            for n in sorted(ws.containers)
+                            if _in_view(ws.containers[n]["isArchived"], view)
+                        ]
+                    },
+                )
             m = re.fullmatch(r"/([^/]+)", rest)
             if m:
                 name = m.group(1)
@@ -146,8 +177,11 @@ class Handler(BaseHTTPRequestHandler):
             m = re.fullmatch(r"/([^/]+)/versions", rest)
             if m and self.command == "GET":
                 name = m.group(1)
-                rows = [self._version(n, v) for (n, v) in sorted(ws.versions, key=lambda k: int(k[1]) if k[1].isdigit() else 0)
-                        if n == name and _in_view(ws.versions[(n, v)]["properties"]["isArchived"], view)]
+                rows = [
+                    self._version(n, v)
+                    for (n, v) in sorted(ws.versions, key=lambda k: int(k[1]) if k[1].isdigit() else 0)
+                    if n == name and _in_view(ws.versions[(n, v)]["properties"]["isArchived"], view)
+                ]
                 return self._send(200, {"value": rows})
             m = re.fullmatch(r"/([^/]+)/versions/([^/]+)", rest)
             if m:
@@ -175,10 +209,18 @@ class Handler(BaseHTTPRequestHandler):
         if key in ws.versions:
             old = ws.versions[key]["properties"]
             if any(old.get(f) != props.get(f) for f in IMMUTABLE):
-                return self._error(409, f"environment {name}:{version} exists; only description, tags and "
-                                        "isArchived can change", "Conflict")
-            old.update({"description": props.get("description"), "tags": props.get("tags") or {},
-                        "isArchived": bool(props.get("isArchived"))})
+                return self._error(
+                    409,
+                    f"environment {name}:{version} exists; only description, tags and isArchived can change",
+                    "Conflict",
+                )
+            old.update(
+                {
+                    "description": props.get("description"),
+                    "tags": props.get("tags") or {},
+                    "isArchived": bool(props.get("isArchived")),
+                }
+            )
             ws.versions[key]["lastModifiedAt"] = now
             return self._send(200, self._version(name, version))
         props.setdefault("isArchived", False)
@@ -192,19 +234,33 @@ class Handler(BaseHTTPRequestHandler):
 
     def _version(self, name, version):
         v = self.ws.versions[(name, version)]
-        return {"id": f"{BASE}/{name}/versions/{version}", "name": version,
-                "type": "Microsoft.MachineLearningServices/workspaces/environments/versions",
-                "properties": v["properties"],
-                "systemData": {"createdAt": v["createdAt"], "createdBy": "contract", "createdByType": "User",
-                               "lastModifiedAt": v["lastModifiedAt"]}}
+        return {
+            "id": f"{BASE}/{name}/versions/{version}",
+            "name": version,
+            "type": "Microsoft.MachineLearningServices/workspaces/environments/versions",
+            "properties": v["properties"],
+            "systemData": {
+                "createdAt": v["createdAt"],
+                "createdBy": "contract",
+                "createdByType": "User",
+                "lastModifiedAt": v["lastModifiedAt"],
+            },
+        }
 
     def _container(self, name):
         c = self.ws.containers[name]
-        return {"id": f"{BASE}/{name}", "name": name,
-                "type": "Microsoft.MachineLearningServices/workspaces/environments",
-                "properties": {"isArchived": c["isArchived"], "latestVersion": c.get("latestVersion"),
-                               "description": None, "tags": {}},
-                "systemData": {"createdAt": c["createdAt"], "createdBy": "contract", "createdByType": "User"}}
+        return {
+            "id": f"{BASE}/{name}",
+            "name": name,
+            "type": "Microsoft.MachineLearningServices/workspaces/environments",
+            "properties": {
+                "isArchived": c["isArchived"],
+                "latestVersion": c.get("latestVersion"),
+                "description": None,
+                "tags": {},
+            },
+            "systemData": {"createdAt": c["createdAt"], "createdBy": "contract", "createdByType": "User"},
+        }
 
 
 def _in_view(archived: bool, view: str) -> bool:
@@ -225,17 +281,24 @@ def tls_cert(tmp_path_factory):
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-            .sign(key, hashes.SHA256()))
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
     d = tmp_path_factory.mktemp("tls")
     (d / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (d / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                  serialization.NoEncryption()))
+    (d / "key.pem").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return d / "cert.pem", d / "key.pem"
 
 
@@ -266,8 +329,13 @@ def registry(workspace):
 
 
 def puts(ws, name=None):
-    return [r for r in ws.requests if r["method"] == "PUT" and "/versions/" in r["path"]
-            and (name is None or f"/environments/{name}/" in r["path"])]
+    return [
+        r
+        for r in ws.requests
+        if r["method"] == "PUT"
+        and "/versions/" in r["path"]
+        and (name is None or f"/environments/{name}/" in r["path"])
+    ]
 
 
 # --- entity tests: azure-ai-ml's Environment entity and schema ------------------------------------
@@ -288,8 +356,10 @@ def test_environment_entity_dumps_and_loads_with_azure_ai_ml(tmp_path):
     loaded = load_environment(tmp_path / "env.yml")
     assert loaded.name == "fraud-train" and loaded.version == "1" and loaded.description == "first"
     assert loaded.image == "docker.io/library/python:3.11-slim-bookworm@sha256:" + "b" * 64
-    assert loaded.conda_file == {"channels": ["conda-forge"],
-                                 "dependencies": ["python=3.11", "pip", {"pip": ["fixalpha==1.1.0"]}]}
+    assert loaded.conda_file == {
+        "channels": ["conda-forge"],
+        "dependencies": ["python=3.11", "pip", {"pip": ["fixalpha==1.1.0"]}],
+    }
     assert loaded.tags["mlenv.content-hash"] == content_hash
     assert not loaded.properties  # not part of the YAML schema
 
@@ -312,8 +382,9 @@ def test_environment_entity_with_an_image_mlenv_pushed():
     lock, content_hash = make_lock()
     reg = AzureMLRegistry(URL, credential=StaticToken(), endpoint="http://127.0.0.1:9")
     digest = "sha256:" + "c" * 64
-    env = reg._environment("fraud-train", SPEC, lock, content_hash, "", "127.0.0.1:5000/mlenv/fraud-train:ad736e9feece",
-                           digest)
+    env = reg._environment(
+        "fraud-train", SPEC, lock, content_hash, "", "127.0.0.1:5000/mlenv/fraud-train:ad736e9feece", digest
+    )
     assert env.image == f"127.0.0.1:5000/mlenv/fraud-train@{digest}" and env.conda_file is None
     assert env.tags["mlenv.image-digest"] == digest
 
@@ -360,7 +431,9 @@ def test_contract_register_dedup_and_versions(registry, workspace):
     assert [v.version for v in registry.versions("fraud-train")] == [1, 2]
     assert registry.resolve("fraud-train").version == 2
     assert registry.resolve("fraud-train", hash1.split(":")[1][:8]).version == 1
-    assert registry.find("fraud-train", hash2).version == 2 and registry.find("fraud-train", "sha256:" + "9" * 64) is None
+    assert (
+        registry.find("fraud-train", hash2).version == 2 and registry.find("fraud-train", "sha256:" + "9" * 64) is None
+    )
     assert registry.names() == ["fraud-train"]
     assert registry.content_hashes() == {hash1, hash2}
     v1 = registry.resolve("fraud-train", "1")
@@ -431,8 +504,9 @@ def test_contract_labels_archive_and_update(registry, workspace):
     assert registry.resolve("fraud-train").version == 1
     assert [v.archived for v in registry.versions("fraud-train")] == [False, True]
     # editing an archived version keeps it archived (the SDK's PUT always sends isArchived=false)
-    updated = registry.update("fraud-train", 2, description="rolled back", image="127.0.0.1:5000/x:1",
-                              image_digest="sha256:" + "f" * 64)
+    updated = registry.update(
+        "fraud-train", 2, description="rolled back", image="127.0.0.1:5000/x:1", image_digest="sha256:" + "f" * 64
+    )
     assert updated.archived and updated.description == "rolled back" and updated.image == "127.0.0.1:5000/x:1"
     assert workspace.versions[("fraud-train", "2")]["properties"]["isArchived"] is True
     registry.set_archived("fraud-train", 2, False)
@@ -482,8 +556,10 @@ def test_cli_register_and_restore(workspace, tmp_path, monkeypatch, capsys, pypi
 
     src = tmp_path / "src"
     src.mkdir()
-    (src / "mlenv.toml").write_text(f'[environment]\nname = "fraud-train"\npython = "3.11"\n\n[pypi]\n'
-                                    f'index-url = "{pypi_server}"\ndependencies = ["fixbeta"]\n')
+    (src / "mlenv.toml").write_text(
+        f'[environment]\nname = "fraud-train"\npython = "3.11"\n\n[pypi]\n'
+        f'index-url = "{pypi_server}"\ndependencies = ["fixbeta"]\n'
+    )
     subprocess.run([sys.executable, "-m", "mlenv.cli", "lock", "-q"], cwd=src, check=True)
     monkeypatch.setattr(azureml, "default_credential", lambda: StaticToken())
     monkeypatch.setenv(azureml.ENDPOINT_ENV, workspace.endpoint)

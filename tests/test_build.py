@@ -53,7 +53,9 @@ def mlenv(*args, cwd, env=None):
     full_env = {k: v for k, v in os.environ.items() if k != "MLENV_CA_BUNDLE"}
     full_env.setdefault("MLENV_BUILDER", "buildkit")
     full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", "mlenv.cli", *args], cwd=cwd, capture_output=True, text=True, env=full_env)
+    return subprocess.run(
+        [sys.executable, "-m", "mlenv.cli", *args], cwd=cwd, capture_output=True, text=True, env=full_env
+    )
 
 
 def ok(proc):
@@ -93,14 +95,19 @@ def remove_image(client, ref: str) -> None:
 
 @pytest.fixture(scope="module")
 def conda_image(tmp_path_factory, docker_client, base_image_remote, conda_channel):
-    d = project(tmp_path_factory.mktemp("conda-img"), base_image_remote, f"""
+    d = project(
+        tmp_path_factory.mktemp("conda-img"),
+        base_image_remote,
+        f"""
         [conda]
         channels = ["{conda_channel}"]
         dependencies = ["mlenv-hello"]
         [variables]
         MLENV_TEST_RUN = "{uuid.uuid4().hex}"
         GREETING = "hello world"
-        """, "build-conda")
+        """,
+        "build-conda",
+    )
     ok(mlenv("lock", cwd=d))
     result = build(d)
     yield d, result
@@ -117,13 +124,17 @@ def test_conda_image_content_labels_and_self_description(conda_image, docker_cli
     assert labels["org.mlenv.name"] == "build-conda"
     assert labels["org.opencontainers.image.title"] == "build-conda"
     assert labels["org.opencontainers.image.version"] == lock.short_hash
-    script = ("ls /opt/mlenv/env/conda-meta/mlenv-hello-*.json && cat /opt/mlenv/env/share/mlenv-hello/hello.txt"
-              " && cat /opt/mlenv/mlenv.lock && echo \"$GREETING\" && ls /opt /tmp")
+    script = (
+        "ls /opt/mlenv/env/conda-meta/mlenv-hello-*.json && cat /opt/mlenv/env/share/mlenv-hello/hello.txt"
+        ' && cat /opt/mlenv/mlenv.lock && echo "$GREETING" && ls /opt /tmp'
+    )
     out = docker_client.containers.run(result["image"], ["sh", "-c", script], network_mode="none", remove=True).decode()
     assert "/opt/mlenv/env/conda-meta/mlenv-hello-1.0.0-0.json" in out
     assert "hello" in out and lock.content_hash in out and "hello world" in out
     assert "mlenv-builder" not in out and "mlenv-build" not in out  # build tooling never reaches the image
-    spec = docker_client.containers.run(result["image"], ["cat", "/opt/mlenv/mlenv.toml"], network_mode="none", remove=True)
+    spec = docker_client.containers.run(
+        result["image"], ["cat", "/opt/mlenv/mlenv.toml"], network_mode="none", remove=True
+    )
     assert spec.decode() == (d / "mlenv.toml").read_text()
     ok(mlenv("verify", "--image", result["image"], cwd=d))
 
@@ -169,8 +180,9 @@ def test_cache_hit_fast_path_answers_like_the_full_path(conda_image, docker_clie
     env = {**{k: v for k, v in os.environ.items() if k != "MLENV_CA_BUNDLE"}, "XDG_CACHE_HOME": str(tmp_path / "c")}
 
     def run(*args, cwd=d):
-        proc = subprocess.run([sys.executable, "-X", "importtime", str(script), *args], cwd=cwd,
-                              capture_output=True, text=True, env=env)
+        proc = subprocess.run(
+            [sys.executable, "-X", "importtime", str(script), *args], cwd=cwd, capture_output=True, text=True, env=env
+        )
         imported = {ln.split("|")[-1].strip() for ln in proc.stderr.splitlines() if ln.startswith("import time:")}
         errors = "\n".join(ln for ln in proc.stderr.splitlines() if not ln.startswith("import time:"))
         return proc.returncode, proc.stdout, errors, "click" in imported
@@ -188,7 +200,9 @@ def test_cache_hit_fast_path_answers_like_the_full_path(conda_image, docker_clie
     assert text == ok(mlenv("build", cwd=d)).stdout  # word for word the full path's line
     assert run("build", "-q")[1:] == ("", "", False)
     # options that do not change a hit's answer are understood; others go the full path
-    code, out, _, full = run("build", "--json", "--platform", "linux-64", "--builder", "classic", "--ca-bundle", HOST_CA)
+    code, out, _, full = run(
+        "build", "--json", "--platform", "linux-64", "--builder", "classic", "--ca-bundle", HOST_CA
+    )
     assert code == 0 and not full and json.loads(out)["action"] == "reused"
     assert run("build", "--dockerfile-only", str(tmp_path / "df"))[3] and run("build", "--no-cache", "-q")[3]
     # a hit downloads nothing: neither path reads the CA bundle then (a build does: test_missing_ca_file)
@@ -253,7 +267,10 @@ def test_dockerfile_only_renders_the_context(conda_image, tmp_path, builder):
     else:
         # the env is installed in a builder stage and copied onto the system stage
         assert re.findall(r"^FROM (\S+)(?: AS (\S+))?$", text, re.M) == [
-            (read_lock(d / "mlenv.lock").image["reference"], "system"), ("system", "env"), ("system", "image")]
+            (read_lock(d / "mlenv.lock").image["reference"], "system"),
+            ("system", "env"),
+            ("system", "image"),
+        ]
         final = text.split("\nFROM system AS image\n", 1)[1]
         assert "<bootstrap.py>" not in final and "--mount=type=bind,from=env,source=/opt/mlenv/env,target=/tmp" in final
         assert context == ["Dockerfile", "etc/hosts", "etc/resolv.conf", "meta/mlenv.lock", "meta/mlenv.toml"]
@@ -293,13 +310,20 @@ def test_builder_choice(pypi_project, tmp_path):
 @pytest.fixture(scope="module")
 def pypi_project(tmp_path_factory, base_image_remote, pypi_server):
     def make(deps, name="build-pypi", steps=()):
-        d = project(tmp_path_factory.mktemp(name), base_image_remote, f"""
+        d = project(
+            tmp_path_factory.mktemp(name),
+            base_image_remote,
+            f"""
             [pypi]
             index-url = "{pypi_server}"
             dependencies = {json.dumps(deps)}
             [variables]
             MLENV_TEST_RUN = "{uuid.uuid4().hex}"
-            """, name, python="3.11", steps=steps)
+            """,
+            name,
+            python="3.11",
+            steps=steps,
+        )
         ok(mlenv("lock", cwd=d))
         return d
 
@@ -353,12 +377,17 @@ def test_one_pypi_change_rebuilds_only_that_group_layer(pypi_project, docker_cli
         if builder == "buildkit":
             # the other groups' builder stages and the env stage did not run again
             log = Path(second["log"]).read_text()
-            ran = {m.group(2) for m in re.finditer(r"^#(\d+) \[(g-\S+|env) \d+/\d+\] RUN", log, re.M)
-                   if not re.search(rf"^#{m.group(1)} CACHED$", log, re.M)}
+            ran = {
+                m.group(2)
+                for m in re.finditer(r"^#(\d+) \[(g-\S+|env) \d+/\d+\] RUN", log, re.M)
+                if not re.search(rf"^#{m.group(1)} CACHED$", log, re.M)
+            }
             assert ran == {"g-fixalpha"}, ran
         # one logical site-packages over the groups: fixnum imports numpy from another group
-        code = ("import fixnum, numpy, fixalpha, importlib.metadata as m, os; "
-                "print(m.version('fixalpha'), os.path.dirname(numpy.__file__), os.path.dirname(fixnum.__file__))")
+        code = (
+            "import fixnum, numpy, fixalpha, importlib.metadata as m, os; "
+            "print(m.version('fixalpha'), os.path.dirname(numpy.__file__), os.path.dirname(fixnum.__file__))"
+        )
         out = docker_client.containers.run(second["image"], ["python", "-c", code], network_mode="none", remove=True)
         version, numpy_dir, fixnum_dir = out.decode().split()
         assert version == "1.1.0"
@@ -396,15 +425,25 @@ def test_shared_artifacts_are_downloaded_once(pypi_project, docker_client, pypi_
 
 def test_no_credential_or_ca_reaches_any_stage(tmp_path, docker_client, base_image_remote, pypi_auth_server):
     index = pypi_auth_server.url.replace("://", "://${IDX_USER}:${IDX_TOKEN}@")
-    d = project(tmp_path / "auth", base_image_remote, f"""
+    d = project(
+        tmp_path / "auth",
+        base_image_remote,
+        f"""
         [pypi]
         index-url = "{index}"
         dependencies = ["fixbeta"]
         [variables]
         MLENV_TEST_RUN = "{uuid.uuid4().hex}"
-        """, "build-auth", python="3.11")
-    env = {"IDX_USER": pypi_auth_server.username, "IDX_TOKEN": pypi_auth_server.password,
-           "XDG_CACHE_HOME": str(tmp_path / "cache"), **GROUPS_OF_ONE}
+        """,
+        "build-auth",
+        python="3.11",
+    )
+    env = {
+        "IDX_USER": pypi_auth_server.username,
+        "IDX_TOKEN": pypi_auth_server.password,
+        "XDG_CACHE_HOME": str(tmp_path / "cache"),
+        **GROUPS_OF_ONE,
+    }
     ok(mlenv("lock", cwd=d, env=env))
     secret = pypi_auth_server.password.encode()
     ca_pem = Path(HOST_CA).read_bytes()
@@ -431,8 +470,9 @@ def test_no_credential_or_ca_reaches_any_stage(tmp_path, docker_client, base_ima
         assert secret not in log and ca_cert not in log
         config = json.dumps(docker_client.api.inspect_image(result["image"])["Config"])
         assert pypi_auth_server.password not in config
-        out = docker_client.containers.run(result["image"], ["python", "-c", "import fixbeta, fixalpha; print('ok')"],
-                                           network_mode="none", remove=True)
+        out = docker_client.containers.run(
+            result["image"], ["python", "-c", "import fixbeta, fixalpha; print('ok')"], network_mode="none", remove=True
+        )
         assert out.decode().strip() == "ok"
     finally:
         remove_image(docker_client, result["image"])
@@ -498,12 +538,18 @@ def test_missing_base_image(tmp_path, test_registry, docker_client):
 
 @pytest.mark.network
 def test_real_pypi_image_end_to_end(tmp_path, docker_client, base_image_remote):
-    d = project(tmp_path / "ml", base_image_remote, f"""
+    d = project(
+        tmp_path / "ml",
+        base_image_remote,
+        f"""
         [pypi]
         dependencies = ["scikit-learn==1.5.2", "pandas==2.2.3"]
         [variables]
         MLENV_TEST_RUN = "{uuid.uuid4().hex}"
-        """, "build-ml", python="3.11")
+        """,
+        "build-ml",
+        python="3.11",
+    )
     ok(mlenv("lock", cwd=d))
     lock = read_lock(d / "mlenv.lock")
     ref = f"mlenv/build-ml:{lock.short_hash}"
@@ -511,7 +557,11 @@ def test_real_pypi_image_end_to_end(tmp_path, docker_client, base_image_remote):
         # Without the proxy's CA, mlenv's host-side download from PyPI fails: a clear failure.
         empty = tmp_path / "empty"
         empty.mkdir()
-        no_ca = {"SSL_CERT_FILE": str(empty / "none.pem"), "SSL_CERT_DIR": str(empty), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+        no_ca = {
+            "SSL_CERT_FILE": str(empty / "none.pem"),
+            "SSL_CERT_DIR": str(empty),
+            "XDG_CACHE_HOME": str(tmp_path / "cache"),
+        }
         proc = mlenv("build", cwd=d, env=no_ca)
         assert proc.returncode != 0 and "Traceback" not in proc.stderr
         assert "CERTIFICATE_VERIFY_FAILED" in proc.stderr and "--ca-bundle" in proc.stderr
@@ -519,8 +569,10 @@ def test_real_pypi_image_end_to_end(tmp_path, docker_client, base_image_remote):
         result = build(d, "--ca-bundle", HOST_CA)
         assert result["action"] == "built" and result["image"] == ref
         want = {p.name: p.version for p in lock.for_platform("linux-64", "pypi")}
-        code = ("import json, importlib.metadata as m, sklearn, pandas, numpy, scipy; "
-                f"print(json.dumps({{n: m.version(n) for n in {sorted(want)!r}}}))")
+        code = (
+            "import json, importlib.metadata as m, sklearn, pandas, numpy, scipy; "
+            f"print(json.dumps({{n: m.version(n) for n in {sorted(want)!r}}}))"
+        )
         out = docker_client.containers.run(ref, ["python", "-c", code], network_mode="none", remove=True)
         got = {k.lower().replace("_", "-"): v for k, v in json.loads(out.decode()).items()}
         assert got == want
@@ -529,8 +581,12 @@ def test_real_pypi_image_end_to_end(tmp_path, docker_client, base_image_remote):
         # The CA bundle is not in the final image, nor in its history.
         history = json.dumps(docker_client.api.history(ref))
         assert "ca-bundle" not in history and "SSL_CERT_FILE" not in history and "mlenv-builder" not in history
-        found = docker_client.containers.run(ref, ["sh", "-c", "find / -xdev -name 'ca-bundle.pem' 2>/dev/null; ls /opt"],
-                                             network_mode="none", remove=True).decode()
+        found = docker_client.containers.run(
+            ref,
+            ["sh", "-c", "find / -xdev -name 'ca-bundle.pem' 2>/dev/null; ls /opt"],
+            network_mode="none",
+            remove=True,
+        ).decode()
         assert "ca-bundle.pem" not in found and "mlenv-builder" not in found
 
         again = build(d, "--ca-bundle", HOST_CA)
@@ -545,12 +601,18 @@ def test_sdist_is_built_in_its_group_step_and_the_ca_stays_out(tmp_path, docker_
     """docopt 0.6.2 is published as an sdist only: its group step builds it, fetching the
     build backend from PyPI through the proxy with the CA bundle, which reaches that
     step's process only."""
-    d = project(tmp_path / "sdist", base_image_remote, f"""
+    d = project(
+        tmp_path / "sdist",
+        base_image_remote,
+        f"""
         [pypi]
         dependencies = ["docopt==0.6.2"]
         [variables]
         MLENV_TEST_RUN = "{uuid.uuid4().hex}"
-        """, f"build-sdist-{builder}", python="3.11")
+        """,
+        f"build-sdist-{builder}",
+        python="3.11",
+    )
     ok(mlenv("lock", cwd=d))
     (pkg,) = read_lock(d / "mlenv.lock").for_platform("linux-64", "pypi")
     assert pkg.name == "docopt" and pkg.url.endswith(".tar.gz")
@@ -567,8 +629,11 @@ def test_sdist_is_built_in_its_group_step_and_the_ca_stays_out(tmp_path, docker_
         ok(mlenv("verify", "--image", result["image"], cwd=d))
         ca_cert = Path(HOST_CA).read_text().split("-----BEGIN CERTIFICATE-----")[-1][:120]
         found = docker_client.containers.run(
-            result["image"], ["sh", "-c", f"ls /tmp; grep -rlF '{ca_cert[:60].strip()}' /opt /tmp /root 2>/dev/null; true"],
-            network_mode="none", remove=True).decode()
+            result["image"],
+            ["sh", "-c", f"ls /tmp; grep -rlF '{ca_cert[:60].strip()}' /opt /tmp /root 2>/dev/null; true"],
+            network_mode="none",
+            remove=True,
+        ).decode()
         assert found.strip() == "", found  # no scratch directory, no copy of the CA
         history = json.dumps(docker_client.api.history(result["image"]))
         assert ca_cert[:60] not in history  # the bootstrap names /net.pem; the CA's bytes are nowhere
@@ -578,8 +643,9 @@ def test_sdist_is_built_in_its_group_step_and_the_ca_stays_out(tmp_path, docker_
 
 @pytest.mark.network
 @pytest.mark.parametrize("kind", ["conda", "pypi"])
-def test_target_tool_wheels_when_this_hosts_tools_cannot_run(kind, tmp_path, docker_client, base_image_remote,
-                                                             conda_channel, pypi_server):
+def test_target_tool_wheels_when_this_hosts_tools_cannot_run(
+    kind, tmp_path, docker_client, base_image_remote, conda_channel, pypi_server
+):
     """A non-x86 or non-Linux host cannot put its own uv / py-rattler into the image:
     the host fetches the target's wheels from PyPI and serves them; install steps unzip
     them and need neither pip nor the network. MLENV_BUILD_TOOLS=pypi takes that path
@@ -598,15 +664,18 @@ def test_target_tool_wheels_when_this_hosts_tools_cannot_run(kind, tmp_path, doc
     wheels = re.findall(r"whl=([0-9a-f]{64})", text)
     assert len(set(wheels)) == (2 if kind == "conda" else 1)  # uv (+ py-rattler)
     assert all((ctx / "served/a" / sha).is_file() for sha in wheels)
-    assert not re.search(r'"[0-9a-f]{64}", "net', text) and not (ctx / "served/net.pem").exists()  # no step reaches the network
+    assert (
+        not re.search(r'"[0-9a-f]{64}", "net', text) and not (ctx / "served/net.pem").exists()
+    )  # no step reaches the network
     assert "/bin/uv" not in {str(p) for p in (ctx / "served/tools").iterdir()}
     result = build(d, "--ca-bundle", HOST_CA, env=env)
     try:
         assert result["action"] == "built"
         ok(mlenv("verify", "--image", result["image"], cwd=d))
         script = "ls /opt/mlenv/env/conda-meta/ /opt/mlenv/pypi/*/lib/python3.11/site-packages/ 2>/dev/null; ls /tmp"
-        out = docker_client.containers.run(result["image"], ["sh", "-c", script], network_mode="none",
-                                           remove=True).decode()
+        out = docker_client.containers.run(
+            result["image"], ["sh", "-c", script], network_mode="none", remove=True
+        ).decode()
         assert ("mlenv-hello-1.0.0-0.json" if kind == "conda" else "fixbeta") in out
         assert "mlenv-build" not in out and "uv-" not in out and "rattler" not in out
     finally:
@@ -625,7 +694,14 @@ def test_pypi_groups_put_the_specs_own_requirements_last():
         sha = hashlib.sha256(name.encode()).hexdigest()
         return Package("pypi", "linux-64", name, "1.0", f"https://x/{name}-1.0-py3-none-any.whl", sha, {"size": size})
 
-    pkgs = [pkg("scipy", 35), pkg("numpy", 16), pkg("scikit-learn", 13), pkg("pandas", 12), pkg("joblib", 1), pkg("six", 1)]
+    pkgs = [
+        pkg("scipy", 35),
+        pkg("numpy", 16),
+        pkg("scikit-learn", 13),
+        pkg("pandas", 12),
+        pkg("joblib", 1),
+        pkg("six", 1),
+    ]
     groups = pypi_groups(pkgs, {}, min_bytes=10, direct=frozenset({"scikit-learn", "pandas"}))
     order = [g.gid for g in groups]
     assert order[:2] == ["scipy", "numpy"]  # transitive, largest first

@@ -10,15 +10,17 @@ import textwrap
 import uuid
 
 import pytest
-
 from test_build import mlenv, ok
 
 
 def _project(tmp_path, base, index, *, steps=()) -> object:
     d = tmp_path / f"choice-{uuid.uuid4().hex[:6]}"
     d.mkdir()
-    image = f'base = "{base}"\npython = "/usr/bin/python3"\n' + (f"steps = {json.dumps(list(steps))}\n" if steps else "")
-    (d / "mlenv.toml").write_text(textwrap.dedent(f"""\
+    image = f'base = "{base}"\npython = "/usr/bin/python3"\n' + (
+        f"steps = {json.dumps(list(steps))}\n" if steps else ""
+    )
+    (d / "mlenv.toml").write_text(
+        textwrap.dedent(f"""\
         [environment]
         name = "choice"
         python = "3.11"
@@ -31,7 +33,9 @@ def _project(tmp_path, base, index, *, steps=()) -> object:
         RUN = "{uuid.uuid4().hex}"
 
         [image]
-        """) + image)
+        """)
+        + image
+    )
     ok(mlenv("lock", cwd=d))
     return d
 

@@ -13,8 +13,8 @@ import pytest
 
 from mlenv.errors import MlenvError
 from mlenv.image import buildkit
-from mlenv.image.engine import choose
 from mlenv.image.docker import explain_failure
+from mlenv.image.engine import choose
 
 BUILDX_FAILURE = textwrap.dedent("""\
     #0 building with "default" instance using docker driver
@@ -57,12 +57,14 @@ def fake_cli(tmp_path: Path, output: str, code: int) -> str:
     (tmp_path / "out.txt").write_text(output)
     exe = tmp_path / "bin" / "docker"
     exe.parent.mkdir()
-    exe.write_text(textwrap.dedent(f"""\
+    exe.write_text(
+        textwrap.dedent(f"""\
         #!/bin/sh
         case "$*" in *--help*) echo "      --secret stringArray   Secret to expose to the build"; exit 0;; esac
-        cat {tmp_path / 'out.txt'}
+        cat {tmp_path / "out.txt"}
         exit {code}
-        """))
+        """)
+    )
     exe.chmod(0o755)
     return str(exe)
 
@@ -77,7 +79,10 @@ def test_a_failing_step_of_buildx_output(tmp_path, monkeypatch):
     assert log.step == "[image 7/8] RUN echo about-to-fail && false"
     assert log.error == 'process "/bin/sh -c echo about-to-fail && false" did not complete successfully: exit code: 1'
     assert log.step_lines == ["about-to-fail"]
-    assert steps[-1] == log.step and "pypi: installing group fixalpha (1 packages) with uv (--require-hashes --no-deps)" in lines
+    assert (
+        steps[-1] == log.step
+        and "pypi: installing group fixalpha (1 packages) with uv (--require-hashes --no-deps)" in lines
+    )
     msg = str(explain_failure(log, "base:1", tmp_path / "build.log"))
     assert msg.startswith("build failed at step [image 7/8] RUN echo about-to-fail && false")
     assert "    about-to-fail" in msg and str(tmp_path / "build.log") in msg
@@ -92,7 +97,9 @@ def test_a_missing_base_in_buildx_output(tmp_path):
 
 def test_a_cli_without_buildkit_is_not_chosen(tmp_path, monkeypatch):
     exe = tmp_path / "docker"
-    exe.write_text("#!/bin/sh\necho 'ERROR: BuildKit is enabled but the buildx component is missing or broken.' >&2\nexit 1\n")
+    exe.write_text(
+        "#!/bin/sh\necho 'ERROR: BuildKit is enabled but the buildx component is missing or broken.' >&2\nexit 1\n"
+    )
     exe.chmod(0o755)
     monkeypatch.setenv("PATH", str(tmp_path))
     assert buildkit.find_cli() is None and buildkit.BuildKitBuilder.unavailable() is not None

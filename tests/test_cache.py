@@ -17,8 +17,9 @@ from mlenv.lockfile import read_lock
 
 
 def mlenv(*args, cwd, env):
-    proc = subprocess.run([sys.executable, "-m", "mlenv.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          env={**os.environ, **env})
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlenv.cli", *args], cwd=cwd, capture_output=True, text=True, env={**os.environ, **env}
+    )
     assert proc.returncode == 0, f"{args}: {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
     return proc
 
@@ -30,7 +31,8 @@ def filled(tmp_path, pypi_server):
     (d / "mlenv.toml").write_text(
         '[environment]\nname = "cachetest"\npython = "3.11"\nplatforms = ["linux-64"]\n'
         f'[pypi]\nindex-url = "{pypi_server}"\ndependencies = ["fixbeta"]\n'
-        '[image]\nbase = "python:3.11-slim"\npython = "/usr/bin/python3"\n')
+        '[image]\nbase = "python:3.11-slim"\npython = "/usr/bin/python3"\n'
+    )
     env = {"XDG_CACHE_HOME": str(tmp_path / "cache"), "MLENV_BUILDER": "classic"}
     mlenv("lock", cwd=d, env=env)
     mlenv("build", "--dockerfile-only", str(tmp_path / "ctx"), cwd=d, env=env)

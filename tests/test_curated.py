@@ -17,8 +17,8 @@ import pytest
 
 from mlenv.curated.catalog import NAME_RE, dumps_catalog, load_catalog, lock_text, spec_text
 from mlenv.curated.release import release
-from mlenv.locking import status
 from mlenv.lockfile import read_lock
+from mlenv.locking import status
 from mlenv.spec import load_spec, parse_spec
 
 ENTRIES = load_catalog()
@@ -110,7 +110,8 @@ def _catalog(directory: Path, index: str, deps: str, description="first") -> Non
     from mlenv.curated.catalog import Entry
 
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "fix-1.0-py311-cpu.toml").write_text(textwrap.dedent(f'''\
+    (directory / "fix-1.0-py311-cpu.toml").write_text(
+        textwrap.dedent(f'''\
         [environment]
         name = "fix-1.0-py311-cpu"
         description = "{description}"
@@ -120,10 +121,12 @@ def _catalog(directory: Path, index: str, deps: str, description="first") -> Non
         dependencies = {deps}
         [image]
         base = "python:3.11-slim-bookworm"
-    '''))
+    ''')
+    )
     if not (directory / "catalog.toml").exists():
-        entry = Entry("fix-1.0-py311-cpu", 0, "", "fix", "1.0", "3.11", "cpu", "python:3.11-slim-bookworm", "first",
-                      directory)
+        entry = Entry(
+            "fix-1.0-py311-cpu", 0, "", "fix", "1.0", "3.11", "cpu", "python:3.11-slim-bookworm", "first", directory
+        )
         (directory / "catalog.toml").write_text(dumps_catalog([entry]))
 
 
@@ -203,9 +206,15 @@ def test_init_curated_writes_a_current_lock(tmp_path):
     import subprocess
     import sys
 
-    proc = subprocess.run([sys.executable, "-m", "mlenv.cli", "init", "--curated", "sklearn-1.5-py311-cpu", "--name", "my-sk"],
-                          cwd=tmp_path, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlenv.cli", "init", "--curated", "sklearn-1.5-py311-cpu", "--name", "my-sk"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     assert 'name = "my-sk"' in (tmp_path / "mlenv.toml").read_text()
-    check = subprocess.run([sys.executable, "-m", "mlenv.cli", "lock", "--check"], cwd=tmp_path, capture_output=True, text=True)
+    check = subprocess.run(
+        [sys.executable, "-m", "mlenv.cli", "lock", "--check"], cwd=tmp_path, capture_output=True, text=True
+    )
     assert check.returncode == 0, check.stderr

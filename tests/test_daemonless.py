@@ -571,7 +571,7 @@ def arm64_base(tmp_path_factory, test_registry):
     from mlenv.oci.layer import Entry, entries_from_dir
 
     keep: list[Entry] = []
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, _dirnames, filenames in os.walk(root):
         for name in filenames:
             p = Path(dirpath) / name
             if not (p.is_symlink() or p.is_file()):

@@ -220,7 +220,6 @@ def test_rootfs_whiteouts_and_symlinks():
     assert loop.resolve("/a") is None  # a symlink loop resolves to nothing, never hangs
 
 
-
 # --- the layer rule ---------------------------------------------------------------------------
 
 

@@ -27,10 +27,9 @@ from pathlib import Path
 
 import pytest
 import rattler
+from plugin_fixtures import IndexServer, build_all, build_fixtures
 from rattler import BuildString, GenericVirtualPackage, PackageName, PackageRecord, RepoDataRecord, Version
 from rattler.exceptions import SolverError
-
-from plugin_fixtures import IndexServer, build_all, build_fixtures
 
 LINUX = ["linux-64", "noarch"]
 OSX_ARM = ["osx-arm64", "noarch"]
@@ -44,8 +43,9 @@ def vp(name: str, version: str, build: str = "0") -> GenericVirtualPackage:
 
 
 def solve(channel: str, specs: list[str], platforms=LINUX, virtual_packages=()):
-    return asyncio.run(rattler.solve(sources=[channel], specs=specs, platforms=platforms,
-                                     virtual_packages=list(virtual_packages)))
+    return asyncio.run(
+        rattler.solve(sources=[channel], specs=specs, platforms=platforms, virtual_packages=list(virtual_packages))
+    )
 
 
 def solved(records) -> dict[str, str]:
@@ -77,13 +77,36 @@ def uv_bin() -> str:
     return find_uv_bin()
 
 
-def uv_compile(tmp_path: Path, index_url: str, requirements: list[str], *, platform="x86_64-manylinux_2_28",
-               python="3.11", constraints: list[str] = (), offline=False) -> subprocess.CompletedProcess:
+def uv_compile(
+    tmp_path: Path,
+    index_url: str,
+    requirements: list[str],
+    *,
+    platform="x86_64-manylinux_2_28",
+    python="3.11",
+    constraints: list[str] = (),
+    offline=False,
+) -> subprocess.CompletedProcess:
     req = tmp_path / "requirements.in"
     req.write_text("\n".join(requirements) + "\n")
-    cmd = [uv_bin(), "pip", "compile", str(req), "--generate-hashes", "--index-url", index_url,
-           "--python-version", python, "--python-platform", platform,
-           "--format", "pylock.toml", "-o", str(tmp_path / "pylock.toml"), "--quiet"]
+    cmd = [
+        uv_bin(),
+        "pip",
+        "compile",
+        str(req),
+        "--generate-hashes",
+        "--index-url",
+        index_url,
+        "--python-version",
+        python,
+        "--python-platform",
+        platform,
+        "--format",
+        "pylock.toml",
+        "-o",
+        str(tmp_path / "pylock.toml"),
+        "--quiet",
+    ]
     if constraints:
         cons = tmp_path / "constraints.txt"
         cons.write_text("\n".join(constraints) + "\n")
@@ -224,8 +247,21 @@ def test_fallback_indexer_agrees_with_rattler(tmp_path, conda_channel_path):
     """The hand-written repodata writer (used without py-rattler) matches rattler's index."""
     channel = tmp_path / "channel"
     build_fixtures.build_conda_channel(channel, use_rattler=False)
-    keys = ("name", "version", "build", "build_number", "depends", "constrains", "noarch", "sha256", "md5", "size",
-            "timestamp", "subdir", "license")
+    keys = (
+        "name",
+        "version",
+        "build",
+        "build_number",
+        "depends",
+        "constrains",
+        "noarch",
+        "sha256",
+        "md5",
+        "size",
+        "timestamp",
+        "subdir",
+        "license",
+    )
     for subdir in ("noarch", "linux-64", "osx-arm64"):
         ours = json.loads((channel / subdir / "repodata.json").read_text())["packages"]
         theirs = json.loads((conda_channel_path / subdir / "repodata.json").read_text())["packages"]
@@ -249,12 +285,19 @@ def test_solve_numpy_python_pins(conda_channel, platforms):
     records = solve(rattler.Channel(conda_channel), ["numpy 1.26.*", "python 3.11.*"], platforms=platforms)
     assert solved(records) == {"numpy": "1.26.4", "python": "3.11.9"}
     assert {r.subdir for r in records} == {platforms[0]}
-    assert solved(solve(conda_channel, ["numpy", "python"], platforms=platforms)) == {"numpy": "2.0.0", "python": "3.12.4"}
+    assert solved(solve(conda_channel, ["numpy", "python"], platforms=platforms)) == {
+        "numpy": "2.0.0",
+        "python": "3.12.4",
+    }
 
 
 def test_solve_respects_constrains(conda_channel):
     # numpy 2.0.0 constrains libfix >=2, so asking for libfix 1.* forces numpy 1.26.4
-    assert solved(solve(conda_channel, ["numpy", "libfix 1.*"])) == {"numpy": "1.26.4", "libfix": "1.1.0", "python": "3.12.4"}
+    assert solved(solve(conda_channel, ["numpy", "libfix 1.*"])) == {
+        "numpy": "1.26.4",
+        "libfix": "1.1.0",
+        "python": "3.12.4",
+    }
 
 
 def test_solve_cuda_needs_virtual_package(conda_channel):
@@ -275,13 +318,16 @@ def test_solve_glibc_virtual_package(conda_channel):
 
 def test_virtual_package_overrides(conda_channel):
     """The README's VirtualPackageOverrides recipe (detect() + forced cuda/libc versions)."""
-    overrides = rattler.VirtualPackageOverrides(cuda=rattler.Override.string("12.4"),
-                                                libc=rattler.Override.string("2.28"))
+    overrides = rattler.VirtualPackageOverrides(
+        cuda=rattler.Override.string("12.4"), libc=rattler.Override.string("2.28")
+    )
     detected = rattler.VirtualPackage.detect(overrides)
     generic = {str(v.into_generic().name.normalized): str(v.into_generic().version) for v in detected}
     assert generic["__cuda"] == "12.4" and generic["__glibc"] == "2.28"
     assert solved(solve(conda_channel, ["fixcuda", "fixglibc"], virtual_packages=detected)) == {
-        "fixcuda": "1.0.0", "fixglibc": "1.0.0"}
+        "fixcuda": "1.0.0",
+        "fixglibc": "1.0.0",
+    }
 
 
 def test_solve_conflict_is_explained(conda_channel):
@@ -323,11 +369,19 @@ def _stored_fields(record) -> dict:
 def record_from_fields(f: dict) -> RepoDataRecord:
     """The README's recipe: a RepoDataRecord from stored fields, no repodata read."""
     package = PackageRecord(
-        name=f["name"], version=f["version"], build=BuildString(f["build"]), build_number=f["build_number"],
-        subdir=f["subdir"], noarch=f["noarch"], depends=f["depends"], constrains=f["constrains"],
-        md5=bytes.fromhex(f["md5"]), sha256=bytes.fromhex(f["sha256"]), size=f["size"],
+        name=f["name"],
+        version=f["version"],
+        build=BuildString(f["build"]),
+        build_number=f["build_number"],
+        subdir=f["subdir"],
+        noarch=f["noarch"],
+        depends=f["depends"],
+        constrains=f["constrains"],
+        md5=bytes.fromhex(f["md5"]),
+        sha256=bytes.fromhex(f["sha256"]),
+        size=f["size"],
     )
-    package.timestamp = datetime.datetime.fromtimestamp(f["timestamp"] / 1000, tz=datetime.timezone.utc)
+    package.timestamp = datetime.datetime.fromtimestamp(f["timestamp"] / 1000, tz=datetime.UTC)
     return RepoDataRecord(package, file_name=f["url"].rsplit("/", 1)[-1], url=f["url"], channel=f["channel"])
 
 
@@ -335,7 +389,7 @@ def test_repodata_record_from_stored_fields_installs(conda_channel, tmp_path):
     records = solve(conda_channel, ["mlenv-hello", "fixpy-utils", "numpy 1.26.*", "python 3.11.*"])
     stored = json.loads(json.dumps([_stored_fields(r) for r in records]))  # through JSON, like a lockfile
     rebuilt = [record_from_fields(f) for f in stored]
-    for new, old in zip(rebuilt, records):
+    for new, old in zip(rebuilt, records, strict=False):
         assert (new.name, new.version, new.build, new.subdir, new.noarch, new.sha256, new.md5, new.size,
                 new.timestamp, new.url, new.file_name, new.depends, new.constrains) == (
                 old.name, old.version, old.build, old.subdir, old.noarch, old.sha256, old.md5, old.size,
@@ -415,7 +469,11 @@ def test_simple_index_pages(pypi_index_path, fixture_paths):
 
 def test_uv_accepts_file_index(pypi_index_path, tmp_path):
     packages = pylock(tmp_path, pypi_index_path.as_uri(), ["fixbeta", "fixplat"], offline=True)
-    assert {n: p["version"] for n, p in packages.items()} == {"fixalpha": "1.1.0", "fixbeta": "1.0.0", "fixplat": "1.0.0"}
+    assert {n: p["version"] for n, p in packages.items()} == {
+        "fixalpha": "1.1.0",
+        "fixbeta": "1.0.0",
+        "fixplat": "1.0.0",
+    }
     assert wheel_names(packages["fixplat"]) == ["fixplat-1.0.0-py3-none-manylinux_2_17_x86_64.whl"]
     wheel = packages["fixalpha"]["wheels"][0]
     path = Path(wheel["url"].removeprefix("file://"))
@@ -439,8 +497,22 @@ def test_uv_selects_platform_wheel(pypi_server, tmp_path, platform, wheel):
 
 def test_uv_installs_platform_contents(pypi_index_path, tmp_path):
     target = tmp_path / "target"
-    cmd = [uv_bin(), "pip", "install", "--offline", "--target", str(target), "--index-url", pypi_index_path.as_uri(),
-           "--python-version", "3.11", "--python-platform", "aarch64-apple-darwin", "fixplat", "fixbeta"]
+    cmd = [
+        uv_bin(),
+        "pip",
+        "install",
+        "--offline",
+        "--target",
+        str(target),
+        "--index-url",
+        pypi_index_path.as_uri(),
+        "--python-version",
+        "3.11",
+        "--python-platform",
+        "aarch64-apple-darwin",
+        "fixplat",
+        "fixbeta",
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, env=uv_env(tmp_path), timeout=120)
     assert result.returncode == 0, result.stderr
     assert (target / "fixplat/_platform.py").read_text() == 'PLATFORM = "macos-arm64"\n'
@@ -505,8 +577,9 @@ def test_index_server_basics(fixture_paths, capfd):
         with urllib.request.urlopen(server.url + "/simple/fixalpha/", timeout=10) as r:
             assert r.headers["Content-Type"].startswith("text/html")
             assert b"fixalpha-2.0.0-py3-none-any.whl" in r.read()
-        pep691 = urllib.request.Request(server.url + "/simple/fixalpha/",
-                                        headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+        pep691 = urllib.request.Request(
+            server.url + "/simple/fixalpha/", headers={"Accept": "application/vnd.pypi.simple.v1+json"}
+        )
         with urllib.request.urlopen(pep691, timeout=10) as r:
             assert r.headers["Content-Type"] == "application/vnd.pypi.simple.v1+json"
             assert json.load(r)["versions"] == ["1.0.0", "1.1.0", "2.0.0"]
@@ -517,8 +590,13 @@ def test_index_server_basics(fixture_paths, capfd):
         head = urllib.request.Request(server.url + "/files/fixbeta-1.0.0-py3-none-any.whl", method="HEAD")
         with urllib.request.urlopen(head, timeout=10) as r:
             assert int(r.headers["Content-Length"]) > 0
-        assert server.requests == ["/simple/fixalpha/", "/simple/fixalpha/", "/simple/nope/", "/files/",
-                                   "/files/fixbeta-1.0.0-py3-none-any.whl"]
+        assert server.requests == [
+            "/simple/fixalpha/",
+            "/simple/fixalpha/",
+            "/simple/nope/",
+            "/files/",
+            "/files/fixbeta-1.0.0-py3-none-any.whl",
+        ]
         server.clear()
         assert server.requests == []
         port = server.port

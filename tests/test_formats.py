@@ -21,8 +21,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def mlenv(*args, cwd, check=True, env=None):
     full_env = dict(os.environ, **(env or {}))
-    proc = subprocess.run([sys.executable, "-m", "mlenv.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          env=full_env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlenv.cli", *args], cwd=cwd, capture_output=True, text=True, env=full_env
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"mlenv {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
@@ -59,7 +60,9 @@ def pypi_project(directory: Path, index: str, *, variables=True, deps=("fixbeta"
 
 
 def conda_project(directory: Path, channel: str, index: str) -> Path:
-    write(directory / "mlenv.toml", f'''
+    write(
+        directory / "mlenv.toml",
+        f'''
         [environment]
         name = "condademo"
         python = "3.11"
@@ -74,7 +77,8 @@ def conda_project(directory: Path, channel: str, index: str) -> Path:
 
         [variables]
         MLENV_DEMO = "yes"
-    ''')
+    ''',
+    )
     mlenv("lock", "-q", cwd=directory)
     return directory
 
@@ -109,8 +113,9 @@ def _venv(path: Path) -> Path:
 
 
 def _installed(python: Path) -> dict[str, str]:
-    out = subprocess.run([uv(), "pip", "freeze", "--python", str(python)], check=True, capture_output=True,
-                         text=True).stdout
+    out = subprocess.run(
+        [uv(), "pip", "freeze", "--python", str(python)], check=True, capture_output=True, text=True
+    ).stdout
     return dict(line.split("==", 1) for line in out.splitlines() if "==" in line)
 
 
@@ -122,18 +127,36 @@ def test_requirements_export_installs_with_hashes(pypi_env, tmp_path):
     assert "--index-url http://127.0.0.1:" in text
     req = write(tmp_path / "requirements.txt", text)
     python = _venv(tmp_path / "venv")
-    subprocess.run([uv(), "pip", "install", "-q", "--python", str(python), "--require-hashes", "--no-deps",
-                    "-r", str(req)], check=True)
+    subprocess.run(
+        [uv(), "pip", "install", "-q", "--python", str(python), "--require-hashes", "--no-deps", "-r", str(req)],
+        check=True,
+    )
     assert _installed(python) == {p.name: p.version for p in lock.for_platform("linux-64")}
     # A wrong hash is refused by the installer: the hashes are real.
     bad = write(tmp_path / "bad.txt", text.replace(lock.for_platform("linux-64")[0].sha256, "0" * 64))
-    proc = subprocess.run([uv(), "pip", "install", "-q", "--python", str(_venv(tmp_path / "venv2")),
-                           "--require-hashes", "--no-deps", "-r", str(bad)], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            uv(),
+            "pip",
+            "install",
+            "-q",
+            "--python",
+            str(_venv(tmp_path / "venv2")),
+            "--require-hashes",
+            "--no-deps",
+            "-r",
+            str(bad),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode != 0 and "hash" in proc.stderr.lower()
 
 
 def test_requirements_export_per_platform(tmp_path, pypi_server):
-    write(tmp_path / "mlenv.toml", f'''
+    write(
+        tmp_path / "mlenv.toml",
+        f'''
         [environment]
         name = "plat"
         python = "3.11"
@@ -141,7 +164,8 @@ def test_requirements_export_per_platform(tmp_path, pypi_server):
         [pypi]
         index-url = "{pypi_server}"
         dependencies = ["fixplat"]
-    ''')
+    ''',
+    )
     mlenv("lock", "-q", cwd=tmp_path)
     linux = export(tmp_path, "requirements", "--platform", "linux-64")
     mac = export(tmp_path, "requirements", "--platform", "osx-arm64")
@@ -170,8 +194,11 @@ def test_pylock_export_installs_with_uv(pypi_env, tmp_path):
     assert _installed(python) == got
     # uv verifies the hashes it reads from pylock.toml
     wrong = write(tmp_path / "wrong" / "pylock.toml", text.replace(lock.for_platform("linux-64")[0].sha256, "1" * 64))
-    proc = subprocess.run([uv(), "pip", "install", "-q", "--python", str(_venv(tmp_path / "venv2")), "-r", str(wrong)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [uv(), "pip", "install", "-q", "--python", str(_venv(tmp_path / "venv2")), "-r", str(wrong)],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode != 0 and "hash" in proc.stderr.lower()
 
 
@@ -229,8 +256,13 @@ def test_conda_explicit_matches_conda_lock_rendering(conda_env, tmp_path):
     ours = export(conda_env, "conda-explicit")
     assert "@EXPLICIT" in ours.splitlines()
     path = write(tmp_path / "conda-lock.yml", export(conda_env, "conda-lock"))
-    theirs = render_lockfile_for_platform(lockfile=parse_conda_lock_file(path), include_dev_dependencies=True,
-                                          extras=set(), kind="explicit", platform="linux-64")
+    theirs = render_lockfile_for_platform(
+        lockfile=parse_conda_lock_file(path),
+        include_dev_dependencies=True,
+        extras=set(),
+        kind="explicit",
+        platform="linux-64",
+    )
     url_lines = lambda lines: sorted(ln for ln in lines if "://" in ln and not ln.startswith("#"))  # noqa: E731
     theirs_conda = [ln for ln in url_lines(theirs) if not ln.startswith("# pip")]
     assert url_lines(ours.splitlines()) == theirs_conda
@@ -291,12 +323,18 @@ def test_dockerfile_export_builds_with_plain_docker(tmp_path, pypi_server, docke
     ctx.mkdir()
     mlenv("export", "--format", "dockerfile", "-o", str(ctx / "Dockerfile"), cwd=d)
     tag = f"mlenv-test/export:{lock.short_hash}"
-    proc = subprocess.run(["docker", "build", "--network", "host", "-q", "-t", tag, str(ctx)], capture_output=True,
-                          text=True, env={**os.environ, "DOCKER_BUILDKIT": "0"})
+    proc = subprocess.run(
+        ["docker", "build", "--network", "host", "-q", "-t", tag, str(ctx)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DOCKER_BUILDKIT": "0"},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     try:
-        code = ("import json, importlib.metadata as m, os; "
-                "print(json.dumps({d.metadata['Name']: d.version for d in m.distributions()}), os.environ['OMP_NUM_THREADS'])")
+        code = (
+            "import json, importlib.metadata as m, os; "
+            "print(json.dumps({d.metadata['Name']: d.version for d in m.distributions()}), os.environ['OMP_NUM_THREADS'])"
+        )
         out = docker_client.containers.run(tag, ["python", "-c", code], network_mode="none", remove=True).decode()
         dists, omp = out.rsplit(" ", 1)
         got = {k: v for k, v in json.loads(dists).items() if k not in ("pip", "setuptools")}
@@ -383,15 +421,23 @@ def _spec(text: str) -> dict:
 
 
 def test_import_requirements_includes_constraints_indexes_hashes_markers(tmp_path):
-    write(tmp_path / "src" / "base.txt", """
+    write(
+        tmp_path / "src" / "base.txt",
+        """
         numpy>=1.26  # the base
         requests[socks]>=2 ; python_version >= "3.8"
-    """)
-    write(tmp_path / "src" / "constraints.txt", """
+    """,
+    )
+    write(
+        tmp_path / "src" / "constraints.txt",
+        """
         numpy==1.26.4
         urllib3<2
-    """)
-    req = write(tmp_path / "src" / "requirements.txt", """
+    """,
+    )
+    req = write(
+        tmp_path / "src" / "requirements.txt",
+        """
         --index-url https://${PYPI_USER}:${PYPI_TOKEN}@pypi.example.com/simple
         --extra-index-url https://extra.example.com/simple
         -r base.txt
@@ -404,15 +450,22 @@ def test_import_requirements_includes_constraints_indexes_hashes_markers(tmp_pat
         mylib @ git+https://github.com/org/mylib.git
         ./vendor/thing-1.0.tar.gz
         --find-links ./wheels
-    """)
+    """,
+    )
     proc, text = _init(tmp_path, req)
     assert proc.returncode == 0, proc.stderr
     spec = _spec(text)
     deps = spec["pypi"]["dependencies"]
-    assert "numpy>=1.26" in deps and spec["pypi"]["constraints"] == ["numpy==1.26.4", "urllib3<2"]  # -c: [pypi] constraints
+    assert "numpy>=1.26" in deps and spec["pypi"]["constraints"] == [
+        "numpy==1.26.4",
+        "urllib3<2",
+    ]  # -c: [pypi] constraints
     assert 'requests[socks]>=2 ; python_version >= "3.8"' in deps and "pandas==2.2.2" in deps
     # git requirements are carried (issue 13); the local paths here lie outside the new project
-    assert "repo @ git+https://github.com/org/repo.git@main" in deps and "mylib @ git+https://github.com/org/mylib.git" in deps
+    assert (
+        "repo @ git+https://github.com/org/repo.git@main" in deps
+        and "mylib @ git+https://github.com/org/mylib.git" in deps
+    )
     assert spec["pypi"]["index-url"] == "https://${PYPI_USER}:${PYPI_TOKEN}@pypi.example.com/simple"
     assert spec["pypi"]["extra-index-urls"] == ["https://extra.example.com/simple"]
     err = proc.stderr
@@ -437,7 +490,9 @@ def test_import_requirements_missing_include_is_one_clear_error(tmp_path):
 
 def test_import_environment_yml_conda_and_pip(tmp_path):
     write(tmp_path / "src" / "more.txt", "scipy>=1.11\n")
-    env = write(tmp_path / "src" / "environment.yml", """
+    env = write(
+        tmp_path / "src" / "environment.yml",
+        """
         name: research
         channels:
           - conda-forge
@@ -454,7 +509,8 @@ def test_import_environment_yml_conda_and_pip(tmp_path):
             - -e .
         variables:
           OMP_NUM_THREADS: 4
-    """)
+    """,
+    )
     proc, text = _init(tmp_path, env)
     assert proc.returncode == 0, proc.stderr
     spec = _spec(text)
@@ -478,7 +534,9 @@ def test_import_environment_yml_bad_yaml_points_at_line(tmp_path):
 
 
 def test_import_azureml_image_and_conda_file(tmp_path):
-    write(tmp_path / "src" / "conda.yml", """
+    write(
+        tmp_path / "src" / "conda.yml",
+        """
         channels: [conda-forge]
         dependencies:
           - python=3.10
@@ -486,8 +544,11 @@ def test_import_azureml_image_and_conda_file(tmp_path):
           - pip:
             - scikit-learn==1.5.2
             - azureml-mlflow
-    """)
-    env = write(tmp_path / "src" / "env.yml", """
+    """,
+    )
+    env = write(
+        tmp_path / "src" / "env.yml",
+        """
         $schema: https://azuremlschemas.azureedge.net/latest/environment.schema.json
         name: sklearn-train
         version: 7
@@ -496,7 +557,8 @@ def test_import_azureml_image_and_conda_file(tmp_path):
         conda_file: conda.yml
         inference_config:
           liveness_route: {port: 5001, path: /}
-    """)
+    """,
+    )
     proc, text = _init(tmp_path, env)
     assert proc.returncode == 0, proc.stderr
     spec = _spec(text)
@@ -508,19 +570,27 @@ def test_import_azureml_image_and_conda_file(tmp_path):
 
 
 def test_import_azureml_build_context_dockerfile(tmp_path):
-    write(tmp_path / "src" / "ctx" / "Dockerfile", """
-        FROM mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04@sha256:""" + "a" * 64 + """
+    write(
+        tmp_path / "src" / "ctx" / "Dockerfile",
+        """
+        FROM mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04@sha256:"""
+        + "a" * 64
+        + """
         ENV OMP_NUM_THREADS=2 MODE="train"
         RUN apt-get update && apt-get install -y libgomp1 graphviz
         RUN pip install xgboost==2.1.1 pandas
         COPY requirements.txt /tmp/
         RUN useradd -m ml
-    """)
-    env = write(tmp_path / "src" / "env.yml", """
+    """,
+    )
+    env = write(
+        tmp_path / "src" / "env.yml",
+        """
         name: xgb
         build:
           path: ctx
-    """)
+    """,
+    )
     proc, text = _init(tmp_path, env)
     assert proc.returncode == 0, proc.stderr
     spec = _spec(text)
@@ -537,7 +607,9 @@ def test_import_azureml_build_context_dockerfile(tmp_path):
 
 
 def test_import_pyproject(tmp_path):
-    src = write(tmp_path / "src" / "pyproject.toml", """
+    src = write(
+        tmp_path / "src" / "pyproject.toml",
+        """
         [project]
         name = "fraud-model"
         description = "Fraud model"
@@ -550,7 +622,8 @@ def test_import_pyproject(tmp_path):
 
         [project.optional-dependencies]
         dev = ["pytest"]
-    """)
+    """,
+    )
     proc, text = _init(tmp_path, src)
     assert proc.returncode == 0, proc.stderr
     spec = _spec(text)
@@ -561,7 +634,9 @@ def test_import_pyproject(tmp_path):
 
 
 def test_imported_pyproject_locks(tmp_path, pypi_server):
-    src = write(tmp_path / "src" / "pyproject.toml", f"""
+    src = write(
+        tmp_path / "src" / "pyproject.toml",
+        f"""
         [project]
         name = "x"
         requires-python = ">=3.11"
@@ -570,7 +645,8 @@ def test_imported_pyproject_locks(tmp_path, pypi_server):
         [[tool.uv.index]]
         url = "{pypi_server}"
         default = true
-    """)
+    """,
+    )
     work = tmp_path / "work"
     work.mkdir()
     mlenv("init", "--from", str(src), cwd=work)
@@ -585,7 +661,8 @@ def test_import_of_an_unknown_file_kind_is_refused(tmp_path):
 
     odd = tmp_path / "hostname"
     odd.write_text("myhost\n")
-    proc = subprocess.run([sys.executable, "-m", "mlenv.cli", "init", "--from", str(odd)], cwd=tmp_path,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlenv.cli", "init", "--from", str(odd)], cwd=tmp_path, capture_output=True, text=True
+    )
     assert proc.returncode == 2 and "cannot tell which format" in proc.stderr
     assert not (tmp_path / "mlenv.toml").exists()

@@ -3,13 +3,11 @@ OCI registry (started by ``bash .ci/services.sh up``)."""
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
-import os
-
 import pytest
-
 from plugin_docker import MANIFEST_ACCEPT, registry_session, run_in_container
 
 pytestmark = pytest.mark.docker

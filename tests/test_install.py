@@ -23,7 +23,9 @@ BASE_PYTHON = getattr(sys, "_base_executable", sys.executable)
 def mlenv(*args, cwd, env=None):
     full_env = dict(os.environ)
     full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", "mlenv.cli", *args], cwd=cwd, capture_output=True, text=True, env=full_env)
+    return subprocess.run(
+        [sys.executable, "-m", "mlenv.cli", *args], cwd=cwd, capture_output=True, text=True, env=full_env
+    )
 
 
 def ok(proc):
@@ -41,7 +43,9 @@ def write(directory: Path, text: str) -> Path:
 @pytest.fixture(scope="module")
 def pypi_project(tmp_path_factory, pypi_server):
     d = tmp_path_factory.mktemp("pypi-proj")
-    write(d, f"""
+    write(
+        d,
+        f"""
         [environment]
         name = "inst-pypi"
         python = "{sys.version_info.major}.{sys.version_info.minor}"
@@ -51,7 +55,8 @@ def pypi_project(tmp_path_factory, pypi_server):
         dependencies = ["fixbeta"]
         [image]
         base = "{UNRESOLVABLE}"
-    """)
+    """,
+    )
     ok(mlenv("lock", cwd=d))
     return d
 
@@ -59,7 +64,9 @@ def pypi_project(tmp_path_factory, pypi_server):
 @pytest.fixture(scope="module")
 def conda_project(tmp_path_factory, conda_channel):
     d = tmp_path_factory.mktemp("conda-proj")
-    write(d, f"""
+    write(
+        d,
+        f"""
         [environment]
         name = "inst-conda"
         platforms = ["linux-64"]
@@ -68,7 +75,8 @@ def conda_project(tmp_path_factory, conda_channel):
         dependencies = ["mlenv-hello"]
         [image]
         base = "mlenv-test/debian-python:bookworm"
-    """)
+    """,
+    )
     ok(mlenv("lock", "--offline", cwd=d))
     return d
 
@@ -78,9 +86,15 @@ def test_install_pypi_into_venv_then_verify_clean(pypi_project, tmp_path):
     proc = ok(mlenv("install", "--prefix", str(prefix), "--python", BASE_PYTHON, "--json", cwd=pypi_project))
     summary = json.loads(proc.stdout)
     assert summary["pypi"] == 2 and summary["platform"] == "linux-64"
-    out = subprocess.run([str(prefix / "bin" / "python"), "-c",
-                          "import importlib.metadata as m; print(m.version('fixalpha'), m.version('fixbeta'))"],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [
+            str(prefix / "bin" / "python"),
+            "-c",
+            "import importlib.metadata as m; print(m.version('fixalpha'), m.version('fixbeta'))",
+        ],
+        capture_output=True,
+        text=True,
+    )
     lock = read_lock(pypi_project / "mlenv.lock")
     want = {p.name: p.version for p in lock.for_platform("linux-64", "pypi")}
     assert out.stdout.split() == [want["fixalpha"], want["fixbeta"]]
@@ -107,8 +121,23 @@ def test_verify_reports_extra_and_wrong_version(pypi_project, tmp_path, pypi_ser
     from mlenv.solve.pypi import uv_binary
 
     env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
-    subprocess.run([uv_binary(), "pip", "install", "--python", str(prefix / "bin/python"), "--no-deps",
-                    "--index-url", pypi_server, "fixalpha==1.0.0", "fixconflict"], check=True, capture_output=True, env=env)
+    subprocess.run(
+        [
+            uv_binary(),
+            "pip",
+            "install",
+            "--python",
+            str(prefix / "bin/python"),
+            "--no-deps",
+            "--index-url",
+            pypi_server,
+            "fixalpha==1.0.0",
+            "fixconflict",
+        ],
+        check=True,
+        capture_output=True,
+        env=env,
+    )
     proc = mlenv("verify", "--prefix", str(prefix), cwd=pypi_project)
     assert proc.returncode == 1
     assert "pypi: fixalpha is 1.0.0, mlenv.lock says 1.1.0" in proc.stdout
@@ -119,7 +148,11 @@ def test_install_conda_packages_verified_and_linked(conda_project, tmp_path):
     prefix = tmp_path / "env"
     ok(mlenv("install", "--prefix", str(prefix), cwd=conda_project))
     assert (prefix / "share/mlenv-hello/hello.txt").read_text().strip()
-    assert sorted(p.name.rsplit("-", 2)[0] for p in (prefix / "conda-meta").glob("*.json")) == ["libfix", "libfix-data", "mlenv-hello"]
+    assert sorted(p.name.rsplit("-", 2)[0] for p in (prefix / "conda-meta").glob("*.json")) == [
+        "libfix",
+        "libfix-data",
+        "mlenv-hello",
+    ]
     assert not (prefix / "CACHEDIR.TAG").exists()
     ok(mlenv("verify", "--prefix", str(prefix), cwd=conda_project))
     (prefix / "share/mlenv-hello/hello.txt").unlink()
@@ -171,7 +204,9 @@ def test_wrong_interpreter_version_is_refused(pypi_project, tmp_path):
 def test_credentials_come_from_the_environment_and_are_not_written(tmp_path, pypi_auth_server):
     d = tmp_path / "proj"
     index = pypi_auth_server.url.replace("://", "://${IDX_USER}:${IDX_TOKEN}@")
-    write(d, f"""
+    write(
+        d,
+        f"""
         [environment]
         name = "inst-auth"
         python = "{sys.version_info.major}.{sys.version_info.minor}"
@@ -180,13 +215,22 @@ def test_credentials_come_from_the_environment_and_are_not_written(tmp_path, pyp
         dependencies = ["fixalpha==1.1.0"]
         [image]
         base = "{UNRESOLVABLE}"
-    """)
+    """,
+    )
     cache = {"XDG_CACHE_HOME": str(tmp_path / "cache")}  # an empty artifact cache
     creds = {"IDX_USER": pypi_auth_server.username, "IDX_TOKEN": pypi_auth_server.password, **cache}
     ok(mlenv("lock", cwd=d, env=creds))
     assert pypi_auth_server.password not in (d / "mlenv.lock").read_text()
     prefix = tmp_path / "env"
-    proc = mlenv("install", "--prefix", str(prefix), "--python", BASE_PYTHON, cwd=d, env={"IDX_USER": "", "IDX_TOKEN": "", **cache})
+    proc = mlenv(
+        "install",
+        "--prefix",
+        str(prefix),
+        "--python",
+        BASE_PYTHON,
+        cwd=d,
+        env={"IDX_USER": "", "IDX_TOKEN": "", **cache},
+    )
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert "authentication" in proc.stderr and "MLENV_INDEX_URL" in proc.stderr
     ok(mlenv("install", "--prefix", str(prefix), "--python", BASE_PYTHON, cwd=d, env=creds))
@@ -201,7 +245,9 @@ def test_credentials_come_from_the_environment_and_are_not_written(tmp_path, pyp
 
 def test_second_install_uses_the_artifact_cache_offline(tmp_path, pypi_server):
     d = tmp_path / "proj"
-    write(d, f"""
+    write(
+        d,
+        f"""
         [environment]
         name = "inst-cache"
         python = "{sys.version_info.major}.{sys.version_info.minor}"
@@ -210,7 +256,8 @@ def test_second_install_uses_the_artifact_cache_offline(tmp_path, pypi_server):
         dependencies = ["fixbeta"]
         [image]
         base = "{UNRESOLVABLE}"
-    """)
+    """,
+    )
     cache = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
     ok(mlenv("lock", cwd=d, env=cache))
     files = [p.url.rsplit("/", 1)[-1] for p in read_lock(d / "mlenv.lock").for_platform("linux-64", "pypi")]
@@ -227,11 +274,13 @@ def test_second_install_uses_the_artifact_cache_offline(tmp_path, pypi_server):
 def test_runtime_imports_only_the_stdlib_and_itself():
     """mlenv.runtime is shipped whole into build steps: importing every module of it
     pulls in nothing of mlenv outside it and nothing outside the standard library."""
-    code = ("import sys, pkgutil, importlib, mlenv.runtime as r\n"
-            "for m in pkgutil.iter_modules(r.__path__): importlib.import_module('mlenv.runtime.' + m.name)\n"
-            "mine = sorted(m for m in sys.modules if m.startswith('mlenv') and m != 'mlenv' and not m.startswith('mlenv.runtime'))\n"
-            "std = set(sys.stdlib_module_names)\n"
-            "other = sorted(m for m in sys.modules if m.split('.')[0] not in std and not m.startswith('mlenv') and m.split('.')[0] not in ('_distutils_hack', '__main__') and not m.startswith('__editable__'))\n"
-            "print(mine, other)")
+    code = (
+        "import sys, pkgutil, importlib, mlenv.runtime as r\n"
+        "for m in pkgutil.iter_modules(r.__path__): importlib.import_module('mlenv.runtime.' + m.name)\n"
+        "mine = sorted(m for m in sys.modules if m.startswith('mlenv') and m != 'mlenv' and not m.startswith('mlenv.runtime'))\n"
+        "std = set(sys.stdlib_module_names)\n"
+        "other = sorted(m for m in sys.modules if m.split('.')[0] not in std and not m.startswith('mlenv') and m.split('.')[0] not in ('_distutils_hack', '__main__') and not m.startswith('__editable__'))\n"
+        "print(mine, other)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[] []", out.stdout

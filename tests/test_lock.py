@@ -22,14 +22,23 @@ ROOT = Path(__file__).resolve().parent.parent
 def mlenv(*args, cwd, env=None, check=False):
     full_env = dict(os.environ)
     full_env.update(env or {})
-    proc = subprocess.run([sys.executable, "-m", "mlenv.cli", *args], cwd=cwd, capture_output=True, text=True, env=full_env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlenv.cli", *args], cwd=cwd, capture_output=True, text=True, env=full_env
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"mlenv {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
 
 
-def write_spec(directory: Path, body: str, *, name="demo", python='"3.11"', platforms='["linux-64"]',
-               base='"python:3.11-slim-bookworm"') -> Path:
+def write_spec(
+    directory: Path,
+    body: str,
+    *,
+    name="demo",
+    python='"3.11"',
+    platforms='["linux-64"]',
+    base='"python:3.11-slim-bookworm"',
+) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     text = f'[environment]\nname = "{name}"\npython = {python}\nplatforms = {platforms}\n\n' + textwrap.dedent(body)
     if "[image]" not in text:
@@ -77,7 +86,9 @@ def test_same_packages_same_hash_whatever_the_name_and_order(tmp_path, pypi_serv
     a = tmp_path / "a"
     b = tmp_path / "b"
     write_spec(a, pypi_spec(pypi_server, ["fixbeta", "fixalpha>=1"]), name="first")
-    write_spec(b, "# another team's spec\n" + pypi_spec(pypi_server, ["fixalpha>=1.0", "fixbeta==1.0.0"]), name="second")
+    write_spec(
+        b, "# another team's spec\n" + pypi_spec(pypi_server, ["fixalpha>=1.0", "fixbeta==1.0.0"]), name="second"
+    )
     mlenv("lock", cwd=a, check=True)
     mlenv("lock", cwd=b, check=True)
     la, lb = read_lock(a / "mlenv.lock"), read_lock(b / "mlenv.lock")
@@ -94,10 +105,12 @@ def test_noop_lock_is_fast_and_writes_nothing(tmp_path, pypi_server):
     assert "is up to date" in proc.stderr
     assert lock_path.stat().st_mtime_ns == stat.st_mtime_ns
     # the fast path imports neither rattler, uv, packaging nor rich
-    code = ("import sys, mlenv.cli.main as c\n"
-            "try: c.main(['lock', '-q'])\n"
-            "except SystemExit: pass\n"
-            "print(sorted(m for m in ('rattler','packaging','rich','requests','tomlkit','docker') if m in sys.modules))")
+    code = (
+        "import sys, mlenv.cli.main as c\n"
+        "try: c.main(['lock', '-q'])\n"
+        "except SystemExit: pass\n"
+        "print(sorted(m for m in ('rattler','packaging','rich','requests','tomlkit','docker') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
     assert out.stdout.strip() == "[]", out.stderr
 
@@ -200,7 +213,9 @@ def test_index_credentials_work_and_never_reach_the_lock(tmp_path, pypi_auth_ser
     for secret in (pypi_auth_server.password, pypi_auth_server.username):
         assert secret not in text and secret not in proc.stdout and secret not in proc.stderr
     # literal credentials in the spec are refused (issue 9), without echoing them
-    literal = pypi_auth_server.url.replace("http://", f"http://{pypi_auth_server.username}:{pypi_auth_server.password}@")
+    literal = pypi_auth_server.url.replace(
+        "http://", f"http://{pypi_auth_server.username}:{pypi_auth_server.password}@"
+    )
     write_spec(tmp_path / "lit", pypi_spec(literal, ["fixalpha"]))
     proc = mlenv("lock", cwd=tmp_path / "lit")
     assert proc.returncode == 2 and "literal credential" in proc.stderr and "${" in proc.stderr
@@ -276,10 +291,18 @@ def test_interrupted_lock_leaves_previous_lock(tmp_path, pypi_server):
     write_spec(tmp_path, pypi_spec(pypi_server, ["fixalpha"]))
     mlenv("lock", cwd=tmp_path, check=True)
     original = (tmp_path / "mlenv.lock").read_bytes()
-    write_spec(tmp_path, pypi_spec(pypi_server, ["fixalpha", "fixbeta", "fixnum"]), platforms='["linux-64", "osx-arm64", "win-64"]')
+    write_spec(
+        tmp_path,
+        pypi_spec(pypi_server, ["fixalpha", "fixbeta", "fixnum"]),
+        platforms='["linux-64", "osx-arm64", "win-64"]',
+    )
     for delay in (0.15, 0.3, 0.45):
-        proc = subprocess.Popen([sys.executable, "-m", "mlenv.cli", "lock", "-q"], cwd=tmp_path,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mlenv.cli", "lock", "-q"],
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         time.sleep(delay)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
@@ -297,8 +320,13 @@ def conda_spec(channel: str, deps: list[str], extra: str = "") -> str:
 
 
 def test_conda_lock_records_md5_sha256_and_urls(tmp_path, conda_channel):
-    write_spec(tmp_path, conda_spec(conda_channel, ["mlenv-hello"]), python='"3.11"',
-               platforms='["linux-64", "osx-arm64"]', base='"debian:bookworm-slim"')
+    write_spec(
+        tmp_path,
+        conda_spec(conda_channel, ["mlenv-hello"]),
+        python='"3.11"',
+        platforms='["linux-64", "osx-arm64"]',
+        base='"debian:bookworm-slim"',
+    )
     mlenv("lock", "--offline", cwd=tmp_path, check=True)
     lock = read_lock(tmp_path / "mlenv.lock")
     for plat in ("linux-64", "osx-arm64"):
@@ -317,10 +345,14 @@ def test_conda_virtual_packages_come_only_from_system(tmp_path, conda_channel):
     write_spec(tmp_path, conda_spec(conda_channel, ["fixcuda"]), base='"debian:bookworm-slim"')
     proc = mlenv("lock", cwd=tmp_path)
     assert proc.returncode == 2 and "cannot be solved" in proc.stderr and "__cuda" in proc.stderr
-    write_spec(tmp_path, conda_spec(conda_channel, ["fixcuda"], '\n[system]\ncuda = "12.4"\n'), base='"debian:bookworm-slim"')
+    write_spec(
+        tmp_path, conda_spec(conda_channel, ["fixcuda"], '\n[system]\ncuda = "12.4"\n'), base='"debian:bookworm-slim"'
+    )
     mlenv("lock", cwd=tmp_path, check=True)
     assert "fixcuda" in pins(read_lock(tmp_path / "mlenv.lock"))
-    write_spec(tmp_path, conda_spec(conda_channel, ["fixcuda"], '\n[system]\ncuda = "11.8"\n'), base='"debian:bookworm-slim"')
+    write_spec(
+        tmp_path, conda_spec(conda_channel, ["fixcuda"], '\n[system]\ncuda = "11.8"\n'), base='"debian:bookworm-slim"'
+    )
     assert mlenv("lock", cwd=tmp_path).returncode == 2
 
 
@@ -383,8 +415,12 @@ def test_base_image_pinned_to_registry_digest(tmp_path, pypi_server, base_image_
     proc = mlenv("lock", cwd=tmp_path, check=True)
     lock = read_lock(tmp_path / "mlenv.lock")
     repo, tag = base_image_remote.split("/", 1)[1].rsplit(":", 1)
-    head = requests.head(f"http://{test_registry}/v2/{repo}/manifests/{tag}", headers={
-        "Accept": "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json"})
+    head = requests.head(
+        f"http://{test_registry}/v2/{repo}/manifests/{tag}",
+        headers={
+            "Accept": "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json"
+        },
+    )
     assert lock.image["digest"] == head.headers["Docker-Content-Digest"]
     assert lock.image["reference"] == f"{test_registry}/{repo}@{lock.image['digest']}"
     assert "warning" not in proc.stderr
@@ -417,15 +453,20 @@ def test_offline_never_touches_the_network(tmp_path, pypi_server):
 
 @pytest.mark.network
 def test_real_pypi_ml_spec(tmp_path):
-    write_spec(tmp_path, '[pypi]\ndependencies = ["scikit-learn==1.5.2", "pandas>=2,<3"]\n',
-               platforms='["linux-64", "osx-arm64", "win-64"]')
+    write_spec(
+        tmp_path,
+        '[pypi]\ndependencies = ["scikit-learn==1.5.2", "pandas>=2,<3"]\n',
+        platforms='["linux-64", "osx-arm64", "win-64"]',
+    )
     mlenv("lock", cwd=tmp_path, check=True)
     lock = read_lock(tmp_path / "mlenv.lock")
     for plat, marker in (("linux-64", "manylinux"), ("osx-arm64", "macosx"), ("win-64", "win_amd64")):
         got = {p.name: p for p in lock.for_platform(plat)}
         assert got["scikit-learn"].version == "1.5.2"
         assert {"numpy", "scipy", "pandas", "joblib"} <= set(got)
-        assert marker in got["scikit-learn"].url and got["scikit-learn"].url.startswith("https://files.pythonhosted.org/")
+        assert marker in got["scikit-learn"].url and got["scikit-learn"].url.startswith(
+            "https://files.pythonhosted.org/"
+        )
 
 
 @pytest.mark.network
@@ -443,7 +484,9 @@ def test_pip_tools_resolver_agrees_with_uv(tmp_path):
 
 
 def test_conda_noarch_kinds_are_recorded(tmp_path, conda_channel):
-    write_spec(tmp_path, conda_spec(conda_channel, ["mlenv-hello", "fixpy-utils", "libfix"]), base='"debian:bookworm-slim"')
+    write_spec(
+        tmp_path, conda_spec(conda_channel, ["mlenv-hello", "fixpy-utils", "libfix"]), base='"debian:bookworm-slim"'
+    )
     mlenv("lock", cwd=tmp_path, check=True)
     lock = read_lock(tmp_path / "mlenv.lock")
     kinds = {p.name: p.get("noarch", "") for p in lock.for_platform("linux-64", "conda")}
@@ -503,14 +546,20 @@ def test_corrupt_lock_is_regenerated_by_lock_and_fails_check(tmp_path, pypi_serv
 def test_failed_conda_solve_always_exits_2(tmp_path, conda_channel):
     """py-rattler 0.28 crashes in ~1 of 30 interpreter exits after a failed solve;
     mlenv's entry point leaves without finalization once rattler is loaded."""
-    write_spec(tmp_path, conda_spec(conda_channel, ["fixcuda"], '\n[system]\ncuda = "11.8"\n'), base='"debian:bookworm-slim"')
+    write_spec(
+        tmp_path, conda_spec(conda_channel, ["fixcuda"], '\n[system]\ncuda = "11.8"\n'), base='"debian:bookworm-slim"'
+    )
     codes = [mlenv("lock", "-q", cwd=tmp_path).returncode for _ in range(40)]
     assert set(codes) == {2}, codes
 
 
 def test_output_is_complete_when_rattler_was_loaded(tmp_path, conda_channel):
-    write_spec(tmp_path, conda_spec(conda_channel, ["mlenv-hello"]), base='"debian:bookworm-slim"',
-               platforms='["linux-64", "osx-arm64"]')
+    write_spec(
+        tmp_path,
+        conda_spec(conda_channel, ["mlenv-hello"]),
+        base='"debian:bookworm-slim"',
+        platforms='["linux-64", "osx-arm64"]',
+    )
     proc = mlenv("lock", "--json", cwd=tmp_path, check=True)
     data = json.loads(proc.stdout)  # flushed in full before the process leaves
     assert data["platforms"]["osx-arm64"]["conda"] >= 4
@@ -520,8 +569,9 @@ def test_an_index_that_provides_no_package_is_named(tmp_path, pypi_server):
     """uv moves on to the next index when one answers with an error (a blocked CPU-only
     index: PyPI's CUDA build instead); mlenv names a declared index nothing came from."""
     blocked = pypi_server.rsplit("/simple", 1)[0] + "/blocked/simple"  # answers 404 to every page
-    write_spec(tmp_path, f'[pypi]\nindex-url = "{pypi_server}"\nextra-index-urls = ["{blocked}"]\n'
-                         'dependencies = ["fixbeta"]\n')
+    write_spec(
+        tmp_path, f'[pypi]\nindex-url = "{pypi_server}"\nextra-index-urls = ["{blocked}"]\ndependencies = ["fixbeta"]\n'
+    )
     proc = mlenv("lock", cwd=tmp_path, check=True)
     assert pins(read_lock(tmp_path / "mlenv.lock")) == {"fixalpha": "1.1.0", "fixbeta": "1.0.0"}
     warnings = [ln for ln in proc.stderr.splitlines() if "no locked package comes from index" in ln]

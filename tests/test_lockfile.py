@@ -21,24 +21,59 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def make_lock(**over) -> Lock:
     pkgs = [
-        Package("pypi", "linux-64", "pandas", "2.2.3", "https://files.example/pandas-2.2.3-cp311-manylinux.whl", "a" * 64,
-                {"size": 10, "index": "https://pypi.org/simple"}),
-        Package("pypi", "linux-64", "numpy", "1.26.4", "https://files.example/numpy-1.26.4-cp311-manylinux.whl", "b" * 64,
-                {"size": 20, "index": "https://pypi.org/simple"}),
-        Package("conda", "linux-64", "libfix", "1.1.0", "file:///c/linux-64/libfix-1.1.0-0.tar.bz2", "c" * 64,
-                {"build": "0", "build-number": 0, "subdir": "linux-64", "channel": "file:///c", "md5": "d" * 32,
-                 "size": 5, "timestamp": 1700000000000, "depends": [], "constrains": []}),
+        Package(
+            "pypi",
+            "linux-64",
+            "pandas",
+            "2.2.3",
+            "https://files.example/pandas-2.2.3-cp311-manylinux.whl",
+            "a" * 64,
+            {"size": 10, "index": "https://pypi.org/simple"},
+        ),
+        Package(
+            "pypi",
+            "linux-64",
+            "numpy",
+            "1.26.4",
+            "https://files.example/numpy-1.26.4-cp311-manylinux.whl",
+            "b" * 64,
+            {"size": 20, "index": "https://pypi.org/simple"},
+        ),
+        Package(
+            "conda",
+            "linux-64",
+            "libfix",
+            "1.1.0",
+            "file:///c/linux-64/libfix-1.1.0-0.tar.bz2",
+            "c" * 64,
+            {
+                "build": "0",
+                "build-number": 0,
+                "subdir": "linux-64",
+                "channel": "file:///c",
+                "md5": "d" * 32,
+                "size": 5,
+                "timestamp": 1700000000000,
+                "depends": [],
+                "constrains": [],
+            },
+        ),
     ]
-    fields = dict(
-        spec_hash="sha256:" + "0" * 64,
-        python="3.11",
-        platforms={"linux-64": {"python": "3.11.9"}},
-        packages=pkgs,
-        variables={"OMP_NUM_THREADS": "4"},
-        image={"base": "python:3.11-slim", "reference": "docker.io/library/python@sha256:" + "e" * 64,
-               "digest": "sha256:" + "e" * 64, "apt-packages": ["libgomp1"], "steps": []},
-        inputs={"platforms": ["linux-64"], "pypi-dependencies": ["pandas"]},
-    )
+    fields = {
+        "spec_hash": "sha256:" + "0" * 64,
+        "python": "3.11",
+        "platforms": {"linux-64": {"python": "3.11.9"}},
+        "packages": pkgs,
+        "variables": {"OMP_NUM_THREADS": "4"},
+        "image": {
+            "base": "python:3.11-slim",
+            "reference": "docker.io/library/python@sha256:" + "e" * 64,
+            "digest": "sha256:" + "e" * 64,
+            "apt-packages": ["libgomp1"],
+            "steps": [],
+        },
+        "inputs": {"platforms": ["linux-64"], "pypi-dependencies": ["pandas"]},
+    }
     fields.update(over)
     return Lock(**fields).seal()
 
@@ -64,8 +99,11 @@ def test_hash_is_sha256_of_documented_canonical_json():
 
 def test_hash_ignores_package_order_spec_hash_and_inputs():
     lock = make_lock()
-    other = make_lock(packages=list(reversed(lock.packages)), spec_hash="sha256:" + "1" * 64,
-                      inputs={"platforms": ["linux-64"], "pypi-dependencies": ["pandas>=2", "numpy"]})
+    other = make_lock(
+        packages=list(reversed(lock.packages)),
+        spec_hash="sha256:" + "1" * 64,
+        inputs={"platforms": ["linux-64"], "pypi-dependencies": ["pandas>=2", "numpy"]},
+    )
     assert other.content_hash == lock.content_hash
 
 
@@ -100,13 +138,16 @@ def test_property_changing_variables_changes_the_hash(extra):
     assert make_lock(variables=variables).content_hash != lock.content_hash
 
 
-@pytest.mark.parametrize("image_change", [
-    {"reference": "docker.io/library/python@sha256:" + "f" * 64},
-    {"reference": "docker.io/library/python:3.12-slim"},
-    {"apt-packages": ["libgomp1", "curl"]},
-    {"python": "/usr/bin/python3"},
-    {"steps": ["RUN echo hi"]},
-])
+@pytest.mark.parametrize(
+    "image_change",
+    [
+        {"reference": "docker.io/library/python@sha256:" + "f" * 64},
+        {"reference": "docker.io/library/python:3.12-slim"},
+        {"apt-packages": ["libgomp1", "curl"]},
+        {"python": "/usr/bin/python3"},
+        {"steps": ["RUN echo hi"]},
+    ],
+)
 def test_changing_the_image_changes_the_hash(image_change):
     lock = make_lock()
     assert make_lock(image={**lock.image, **image_change}).content_hash != lock.content_hash
@@ -126,11 +167,14 @@ def test_hand_edit_is_rejected(tmp_path):
     assert "content hash mismatch" in str(info.value) and "edited by hand or corrupted" in str(info.value)
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("not toml [[[", "not a valid lock file"),
-    ("version = 99\n", "lock format version 99 is not supported"),
-    ('version = 1\ncontent-hash = "x"\n', "malformed lock file"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("not toml [[[", "not a valid lock file"),
+        ("version = 99\n", "lock format version 99 is not supported"),
+        ('version = 1\ncontent-hash = "x"\n', "malformed lock file"),
+    ],
+)
 def test_corrupt_locks_are_rejected_clearly(text, expected):
     with pytest.raises(LockError) as info:
         loads_lock(text, "mlenv.lock")

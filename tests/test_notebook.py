@@ -18,8 +18,9 @@ NOTEBOOK = Path(__file__).resolve().parent.parent / "examples" / "quickstart.ipy
 
 @pytest.mark.docker
 @pytest.mark.registry
-def test_quickstart_notebook_runs_green(tmp_path, monkeypatch, docker_client, test_registry, base_image_remote,
-                                        conda_channel, pypi_server):
+def test_quickstart_notebook_runs_green(
+    tmp_path, monkeypatch, docker_client, test_registry, base_image_remote, conda_channel, pypi_server
+):
     import nbformat
     from nbclient import NotebookClient
 
@@ -52,7 +53,9 @@ def test_quickstart_notebook_runs_green(tmp_path, monkeypatch, docker_client, te
     html = "".join(o.get("data", {}).get("text/html", "") for outs in outputs.values() for o in outs)
     assert "sklearn-1.5-py311-cpu" in html  # the curated catalog rendered as a table
     assert f"{name}@1" in html and f"{name}@2" in html  # both versions registered and listed
-    text = "".join(o.get("data", {}).get("text/plain", "") + o.get("text", "") for outs in outputs.values() for o in outs)
+    text = "".join(
+        o.get("data", {}).get("text/plain", "") + o.get("text", "") for outs in outputs.values() for o in outs
+    )
     assert "fixalpha==1.0.0" in text and "'reused'" in text
     assert (tmp_path / "quickstart-v1" / "mlenv.lock").is_file()
     assert os.environ["MLENV_NB_NAME"] == name

@@ -180,7 +180,7 @@ PLATS = [("linux", "amd64", None), ("linux", "arm64", "v8"), ("linux", "arm64", 
 def test_platform_selection(entries, wanted):
     index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
         {"mediaType": OCI_MANIFEST, "digest": d, "size": 1,
-         "platform": {k: v for k, v in zip(("os", "architecture", "variant"), p) if v}} for p, d in entries]}  # fmt: skip
+         "platform": {k: v for k, v in zip(("os", "architecture", "variant"), p, strict=False) if v}} for p, d in entries]}  # fmt: skip
     parsed = parse_index(canonical_json(index), "idx")
     want = platform_of(wanted)
     try:

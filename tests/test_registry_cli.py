@@ -12,9 +12,9 @@ import uuid
 from pathlib import Path
 
 import pytest
+from test_registry_local import make_env, mlenv
 
 from mlenv.lockfile import read_lock
-from test_registry_local import make_env, mlenv
 
 # A base image on a closed local port: the digest lookup fails at once (a warning,
 # the tag is recorded) and never reaches Docker Hub.
@@ -31,7 +31,8 @@ def registry_url(request, tmp_path):
 
 def write_spec(d: Path, name: str, index: str, deps: list[str]) -> None:
     d.mkdir(parents=True, exist_ok=True)
-    (d / "mlenv.toml").write_text(textwrap.dedent(f"""\
+    (d / "mlenv.toml").write_text(
+        textwrap.dedent(f"""\
         [environment]
         name = "{name}"
         python = "3.11"
@@ -42,11 +43,12 @@ def write_spec(d: Path, name: str, index: str, deps: list[str]) -> None:
         dependencies = {json.dumps(deps)}
 
         [variables]
-        STAGE = "{'one' if deps == ['fixalpha==1.0.0'] else 'two'}"
+        STAGE = "{"one" if deps == ["fixalpha==1.0.0"] else "two"}"
 
         [image]
         base = "{UNREACHABLE_BASE}"
-        """))
+        """)
+    )
 
 
 def test_round_trip(tmp_path, registry_url, pypi_server):
@@ -99,14 +101,24 @@ def test_restore_with_prefix_installs_and_imports(tmp_path, registry_url, pypi_s
     mlenv("lock", cwd=work, env=env, check=True)
     mlenv("register", "--no-image", cwd=work, env=env, check=True)
     prefix = tmp_path / "prefix"
-    mlenv("restore", "prefixed@1", "--into", str(tmp_path / "r"), "--prefix", str(prefix), cwd=tmp_path, env=env,
-          check=True)
+    mlenv(
+        "restore",
+        "prefixed@1",
+        "--into",
+        str(tmp_path / "r"),
+        "--prefix",
+        str(prefix),
+        cwd=tmp_path,
+        env=env,
+        check=True,
+    )
     python = prefix / "bin" / "python"
     assert python.exists(), sorted(p.name for p in prefix.iterdir())
     import subprocess
 
-    proc = subprocess.run([str(python), "-c", "import fixalpha, fixbeta; print(fixalpha.__version__)"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [str(python), "-c", "import fixalpha, fixbeta; print(fixalpha.__version__)"], capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "1.1.0"
 
@@ -136,8 +148,9 @@ def test_register_records_built_image_and_restore_pulls_it(tmp_path, docker_clie
     _, _, content_hash = make_env(tmp_path / "w", name=name)
     repo = f"{test_registry}/mlenv-regtest/{name}"
     tag = content_hash.split(":")[1][:12]
-    image = _build(docker_client, base_image, f"{repo}:{tag}",
-                   {"org.mlenv.content-hash": content_hash, "org.mlenv.name": name})
+    image = _build(
+        docker_client, base_image, f"{repo}:{tag}", {"org.mlenv.content-hash": content_hash, "org.mlenv.name": name}
+    )
     digest = None
     try:
         docker_client.images.push(repo, tag=tag)
@@ -149,8 +162,9 @@ def test_register_records_built_image_and_restore_pulls_it(tmp_path, docker_clie
         v = json.loads(mlenv("versions", name, "--json", cwd=tmp_path, env=env, check=True).stdout)["versions"][0]
         assert (v["image"], v["image_digest"]) == (f"{repo}:{tag}", digest)
         docker_client.images.remove(image.id, force=True)
-        out = mlenv("restore", f"{name}@1", "--into", str(tmp_path / "r"), "--pull", "--json", cwd=tmp_path, env=env,
-                    check=True)
+        out = mlenv(
+            "restore", f"{name}@1", "--into", str(tmp_path / "r"), "--pull", "--json", cwd=tmp_path, env=env, check=True
+        )
         assert json.loads(out.stdout)["pulled"] == f"{repo}@{digest}"
         pulled = docker_client.images.get(f"{repo}@{digest}")
         assert pulled.labels["org.mlenv.content-hash"] == content_hash
@@ -169,10 +183,20 @@ def test_restore_from_image(tmp_path, docker_client, base_image):
     spec, lock, content_hash = make_env(tmp_path / "w", name=name)
     good = f"mlenv-regtest/{name}:good"
     bad = f"mlenv-regtest/{name}:bad"
-    _build(docker_client, base_image, good, {"org.mlenv.content-hash": content_hash, "org.mlenv.name": name},
-           {"mlenv.toml": spec, "mlenv.lock": lock})
-    _build(docker_client, base_image, bad, {"org.mlenv.content-hash": "sha256:" + "0" * 64, "org.mlenv.name": name},
-           {"mlenv.toml": spec, "mlenv.lock": lock})
+    _build(
+        docker_client,
+        base_image,
+        good,
+        {"org.mlenv.content-hash": content_hash, "org.mlenv.name": name},
+        {"mlenv.toml": spec, "mlenv.lock": lock},
+    )
+    _build(
+        docker_client,
+        base_image,
+        bad,
+        {"org.mlenv.content-hash": "sha256:" + "0" * 64, "org.mlenv.name": name},
+        {"mlenv.toml": spec, "mlenv.lock": lock},
+    )
     try:
         before = {c.id for c in docker_client.containers.list(all=True)}
         out = tmp_path / "out"
@@ -212,7 +236,9 @@ def test_gc_removes_only_unreferenced_images(tmp_path, docker_client, base_image
         assert f"would remove {tags['orphan']}" in text.stdout and "--yes" in text.stderr
         docker_client.images.get(tags["orphan"])  # still there after the dry run
         mlenv("gc", "--name", name, "--yes", cwd=tmp_path / "b", env=env, check=True)
-        remaining = {t for img in docker_client.images.list(filters={"label": f"org.mlenv.name={name}"}) for t in img.tags}
+        remaining = {
+            t for img in docker_client.images.list(filters={"label": f"org.mlenv.name={name}"}) for t in img.tags
+        }
         assert remaining == {tags["registered"], tags["current"]}
     finally:
         for ref in tags.values():

@@ -31,21 +31,24 @@ ROOT = Path(__file__).resolve().parent.parent
 def mlenv(*args, cwd, env=None, check=False):
     full_env = dict(os.environ)
     full_env.update(env or {})
-    proc = subprocess.run([sys.executable, "-m", "mlenv.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          env=full_env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlenv.cli", *args], cwd=cwd, capture_output=True, text=True, env=full_env
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"mlenv {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
 
 
-def make_env(directory: Path, *, name="demo", variables: dict | None = None, packages: dict | None = None,
-             description: str = "") -> tuple[bytes, bytes, str]:
+def make_env(
+    directory: Path, *, name="demo", variables: dict | None = None, packages: dict | None = None, description: str = ""
+) -> tuple[bytes, bytes, str]:
     """Write mlenv.toml and a *current* mlenv.lock (no solve: the packages are
     made up, the spec hash matches) into directory. Returns (spec, lock, content hash)."""
     directory.mkdir(parents=True, exist_ok=True)
     variables = variables or {}
     var_lines = "".join(f'{k} = "{v}"\n' for k, v in sorted(variables.items()))
-    text = textwrap.dedent(f"""\
+    text = (
+        textwrap.dedent(f"""\
         [environment]
         name = "{name}"
         description = "{description}"
@@ -53,19 +56,38 @@ def make_env(directory: Path, *, name="demo", variables: dict | None = None, pac
         platforms = ["linux-64"]
 
         [variables]
-        """) + var_lines + '\n[image]\nbase = "python:3.11-slim-bookworm"\n'
+        """)
+        + var_lines
+        + '\n[image]\nbase = "python:3.11-slim-bookworm"\n'
+    )
     (directory / "mlenv.toml").write_text(text)
     spec = load_spec(directory / "mlenv.toml")
     pkgs = [
-        Package("pypi", "linux-64", pkg, ver, f"https://files.pythonhosted.org/packages/{pkg}-{ver}-py3-none-any.whl",
-                hashlib.sha256(f"{pkg}-{ver}".encode()).hexdigest(), {"size": 100})
+        Package(
+            "pypi",
+            "linux-64",
+            pkg,
+            ver,
+            f"https://files.pythonhosted.org/packages/{pkg}-{ver}-py3-none-any.whl",
+            hashlib.sha256(f"{pkg}-{ver}".encode()).hexdigest(),
+            {"size": 100},
+        )
         for pkg, ver in sorted((packages or {}).items())
     ]
-    lock = Lock(spec_hash=spec.spec_hash(), python="3.11", platforms={"linux-64": {"python": "3.11"}},
-                packages=pkgs, variables=dict(variables),
-                image={"base": spec.base_image, "reference": "docker.io/library/python:3.11-slim-bookworm",
-                       "apt-packages": [], "steps": []},
-                inputs=inputs_of(spec)).seal()
+    lock = Lock(
+        spec_hash=spec.spec_hash(),
+        python="3.11",
+        platforms={"linux-64": {"python": "3.11"}},
+        packages=pkgs,
+        variables=dict(variables),
+        image={
+            "base": spec.base_image,
+            "reference": "docker.io/library/python:3.11-slim-bookworm",
+            "apt-packages": [],
+            "steps": [],
+        },
+        inputs=inputs_of(spec),
+    ).seal()
     lock.write(directory / "mlenv.lock")
     return (directory / "mlenv.toml").read_bytes(), (directory / "mlenv.lock").read_bytes(), lock.content_hash
 
@@ -73,8 +95,17 @@ def make_env(directory: Path, *, name="demo", variables: dict | None = None, pac
 def register_all(dirs, registry: str) -> list[dict]:
     """`mlenv register --json --no-image` in every directory at once (one process each)."""
     env = dict(os.environ, MLENV_REGISTRY=registry)
-    procs = [subprocess.Popen([sys.executable, "-m", "mlenv.cli", "register", "--json", "--no-image"], cwd=d, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for d in dirs]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "mlenv.cli", "register", "--json", "--no-image"],
+            cwd=d,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for d in dirs
+    ]
     results = []
     for p in procs:
         out, err = p.communicate(timeout=120)
@@ -302,7 +333,9 @@ def test_read_commands_and_json(tmp_path, reg_dir):
     assert "↑ fixalpha 1.0.0 -> 2.0.0" in human and "+ fixbeta" in human and "- gone" in human
 
     mlenv("archive", "demo@2", cwd=tmp_path, check=True)
-    assert [v["version"] for v in json.loads(mlenv("versions", "demo", "--json", cwd=tmp_path).stdout)["versions"]] == [1]
+    assert [v["version"] for v in json.loads(mlenv("versions", "demo", "--json", cwd=tmp_path).stdout)["versions"]] == [
+        1
+    ]
     assert json.loads(mlenv("show", "demo", "--json", cwd=tmp_path, check=True).stdout)["version"] == 1
     mlenv("archive", "demo", cwd=tmp_path, check=True)
     assert json.loads(mlenv("list", "--json", cwd=tmp_path).stdout)["environments"] == []
@@ -314,13 +347,16 @@ def test_read_commands_and_json(tmp_path, reg_dir):
     assert [h["version"] for h in hist["history"]] == [1]
 
 
-@pytest.mark.parametrize("args, message", [
-    (["show", "nope@1"], "no environment named 'nope'"),
-    (["show", "demo@7"], "demo@7: no such version"),
-    (["restore", "demo@zz-top"], "no version, label or content hash matches"),
-    (["label", "demo@1", "Bad Label"], "invalid label"),
-    (["diff", "demo@1", "demo@9"], "no such version"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["show", "nope@1"], "no environment named 'nope'"),
+        (["show", "demo@7"], "demo@7: no such version"),
+        (["restore", "demo@zz-top"], "no version, label or content hash matches"),
+        (["label", "demo@1", "Bad Label"], "invalid label"),
+        (["diff", "demo@1", "demo@9"], "no such version"),
+    ],
+)
 def test_errors_are_one_clear_line(tmp_path, reg_dir, args, message):
     make_env(tmp_path / "a")
     mlenv("register", "--no-image", cwd=tmp_path / "a", check=True)
@@ -386,10 +422,17 @@ def test_tampered_blob_is_reported_and_nothing_is_restored(tmp_path, reg_dir):
 def test_versions_on_local_registry_imports_nothing_heavy(tmp_path, reg_dir):
     reg = LocalRegistry(reg_dir)
     reg.register("env", *fake(1))
-    code = ("import sys; from mlenv.cli.main import main\n"
-            "try:\n    main(['versions', 'env'])\nexcept SystemExit:\n    pass\n"
-            "heavy = [m for m in ('rich', 'requests', 'docker', 'packaging', 'rattler', 'tomlkit') if m in sys.modules]\n"
-            "print('HEAVY', heavy)")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
-                          env=dict(os.environ, MLENV_REGISTRY=str(reg_dir)))
+    code = (
+        "import sys; from mlenv.cli.main import main\n"
+        "try:\n    main(['versions', 'env'])\nexcept SystemExit:\n    pass\n"
+        "heavy = [m for m in ('rich', 'requests', 'docker', 'packaging', 'rattler', 'tomlkit') if m in sys.modules]\n"
+        "print('HEAVY', heavy)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=dict(os.environ, MLENV_REGISTRY=str(reg_dir)),
+    )
     assert "HEAVY []" in proc.stdout, proc.stdout + proc.stderr

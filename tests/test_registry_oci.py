@@ -15,10 +15,10 @@ import warnings
 from pathlib import Path
 
 import pytest
+from test_registry_local import fake, make_env, mlenv, register_all
 
 from mlenv.registry.base import NotFound, RegistryError
 from mlenv.registry.oci import OciRegistry
-from test_registry_local import fake, make_env, mlenv, register_all
 
 pytestmark = pytest.mark.registry
 
@@ -151,7 +151,7 @@ def test_concurrent_clients_get_distinct_versions(oci_url, tmp_path):
     assert len({v.content_hash for v in vs}) == len(vs) == 4
     assert {v.content_hash for v in vs} == set(hashes)
     by_hash = {v.content_hash: v.version for v in vs}
-    for h, r in zip(hashes, results):
+    for h, r in zip(hashes, results, strict=False):
         assert r["version"] == by_hash[h]
 
 
@@ -193,8 +193,9 @@ def auth_registry(tmp_path_factory):
         f"auth:\n  htpasswd:\n    realm: mlenv-test\n    path: {work}/htpasswd\n"
     )
     log = open(work / "registry.log", "wb")
-    proc = subprocess.Popen([exe, "serve", str(work / "config.yml")], stdout=log, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [exe, "serve", str(work / "config.yml")], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+    )
     try:
         s = session()
         for _ in range(100):
@@ -221,11 +222,16 @@ def auth_registry(tmp_path_factory):
 def test_auth_refused_without_or_with_wrong_credentials(auth_registry, tmp_path):
     make_env(tmp_path)
     url = f"oci://{auth_registry}/team"
-    clean = {"DOCKER_CONFIG": str(tmp_path / "no-docker-config"), "MLENV_REGISTRY_USERNAME": "",
-             "MLENV_REGISTRY_PASSWORD": ""}
+    clean = {
+        "DOCKER_CONFIG": str(tmp_path / "no-docker-config"),
+        "MLENV_REGISTRY_USERNAME": "",
+        "MLENV_REGISTRY_PASSWORD": "",
+    }
     proc = mlenv("register", "--no-image", "--registry", url, cwd=tmp_path, env=clean)
     assert proc.returncode != 0
-    assert proc.stderr.startswith(f"error: registry {auth_registry} refused access (HTTP 401, no credentials configured)")
+    assert proc.stderr.startswith(
+        f"error: registry {auth_registry} refused access (HTTP 401, no credentials configured)"
+    )
     assert "docker login" in proc.stderr and "Traceback" not in proc.stderr
     wrong = dict(clean, MLENV_REGISTRY_USERNAME="alice", MLENV_REGISTRY_PASSWORD="not-the-Password-7")
     proc = mlenv("register", "--no-image", "--registry", url, cwd=tmp_path, env=wrong)
@@ -240,8 +246,11 @@ def test_auth_refused_without_or_with_wrong_credentials(auth_registry, tmp_path)
 def test_auth_with_env_credentials_and_docker_config(auth_registry, tmp_path):
     make_env(tmp_path, name="authed")
     url = f"oci://{auth_registry}/team"
-    env = {"DOCKER_CONFIG": str(tmp_path / "none"), "MLENV_REGISTRY_USERNAME": "alice",
-           "MLENV_REGISTRY_PASSWORD": "wonder-Land-9"}
+    env = {
+        "DOCKER_CONFIG": str(tmp_path / "none"),
+        "MLENV_REGISTRY_USERNAME": "alice",
+        "MLENV_REGISTRY_PASSWORD": "wonder-Land-9",
+    }
     proc = mlenv("register", "--no-image", "--registry", url, cwd=tmp_path, env=env, check=True)
     assert "registered authed@1" in proc.stdout and "wonder-Land-9" not in proc.stdout + proc.stderr
     # `docker login` style config.json

@@ -583,7 +583,9 @@ def test_disk_full_names_the_file(full_disk, locked_project, tmp_path):
     # mlenv register: the registry blob
     line = refused(mlenv("register", "--no-image", cwd=locked_project, env={"MLENV_REGISTRY": str(blobs)}))
     # the index is created first (an index without blobs is fine, blobs without an index are damage)
-    assert line.startswith((f"error: could not write {blobs / 'blobs' / 'sha256'}/", f"error: {blobs / 'index.sqlite3'}: "))
+    assert line.startswith(
+        (f"error: could not write {blobs / 'blobs' / 'sha256'}/", f"error: {blobs / 'index.sqlite3'}: ")
+    )
     assert "disk is full" in line or "No space left" in line
     assert _temp_files(full_disk) == []
 

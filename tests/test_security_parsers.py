@@ -52,7 +52,7 @@ def one_clean_error(proc, *, code=2) -> str:
     lines = proc.stderr.splitlines()
     errors = [i for i, line in enumerate(lines) if line.startswith("error: ")]
     assert len(errors) == 1, proc.stderr
-    return "\n".join(lines[errors[0]:]) + "\n"
+    return "\n".join(lines[errors[0] :]) + "\n"
 
 
 def spec_error(text: str) -> str:
@@ -78,13 +78,27 @@ def relocked(text: str) -> str:
     pkgs = []
     for raw in data.get("package", []):
         raw = dict(raw)
-        pkgs.append(Package(raw.pop("manager"), raw.pop("platform"), raw.pop("name"), raw.pop("version"),
-                            raw.pop("url"), raw.pop("sha256"), raw))
+        pkgs.append(
+            Package(
+                raw.pop("manager"),
+                raw.pop("platform"),
+                raw.pop("name"),
+                raw.pop("version"),
+                raw.pop("url"),
+                raw.pop("sha256"),
+                raw,
+            )
+        )
     env = data.get("environment", {})
     try:
-        lock = Lock(data["spec-hash"], env.get("python"), {k: {"python": v.get("python")} for k, v in data["platforms"].items()},
-                    pkgs, variables=env.get("variables") if isinstance(env.get("variables"), dict) else {},
-                    image=data.get("image") if isinstance(data.get("image"), dict) else {})
+        lock = Lock(
+            data["spec-hash"],
+            env.get("python"),
+            {k: {"python": v.get("python")} for k, v in data["platforms"].items()},
+            pkgs,
+            variables=env.get("variables") if isinstance(env.get("variables"), dict) else {},
+            image=data.get("image") if isinstance(data.get("image"), dict) else {},
+        )
         digest = lock.compute_hash()
     except (TypeError, AttributeError, ValueError):
         return text
@@ -130,10 +144,13 @@ def test_item2_mlenv_lock_replaces_a_corrupt_lock_as_documented(project):
     assert read_lock(lock).packages == []  # regenerated from the spec (which has no dependencies)
 
 
-@pytest.mark.parametrize("field, value, expected", [
-    ("apt-packages", "[[1], 2]", "[image] apt-packages must be a list of a Debian package"),
-    ("variables", '"ab"', "[environment] variables must be a table"),
-])
+@pytest.mark.parametrize(
+    "field, value, expected",
+    [
+        ("apt-packages", "[[1], 2]", "[image] apt-packages must be a list of a Debian package"),
+        ("variables", '"ab"', "[environment] variables must be a table"),
+    ],
+)
 def test_item2_lock_fields_of_the_wrong_shape_are_lock_errors_even_with_a_recomputed_hash(field, value, expected):
     import re
 
@@ -144,7 +161,9 @@ def test_item2_lock_fields_of_the_wrong_shape_are_lock_errors_even_with_a_recomp
 
 def test_item2_array_nested_500_deep_is_refused_everywhere(tmp_path, monkeypatch):
     deep = "[" * 500 + "]" * 500
-    assert "nested deeper than 16 levels" in spec_error(f'[environment]\nname = "x"\npython = "3.11"\n[variables]\nA = {deep}\n')
+    assert "nested deeper than 16 levels" in spec_error(
+        f'[environment]\nname = "x"\npython = "3.11"\n[variables]\nA = {deep}\n'
+    )
     assert "nested deeper than 16 levels" in lock_error(EXAMPLE_LOCK.replace("steps = []", f"steps = {deep}"))
     config = tmp_path / "config.toml"
     config.write_text(f"registry = {deep}\n")
@@ -166,7 +185,8 @@ def test_item2_nesting_hidden_behind_brackets_in_strings_is_still_refused():
 @pytest.mark.parametrize("channel", ["javascript:alert(1)", "http://x y"])
 def test_item2_bad_channels_are_spec_errors_not_invalid_channel_tracebacks(tmp_path, channel):
     (tmp_path / "mlenv.toml").write_text(
-        f'[environment]\nname = "x"\npython = "3.11"\n[conda]\nchannels = [{json.dumps(channel)}]\ndependencies = ["numpy"]\n')
+        f'[environment]\nname = "x"\npython = "3.11"\n[conda]\nchannels = [{json.dumps(channel)}]\ndependencies = ["numpy"]\n'
+    )
     err = one_clean_error(mlenv("lock", "--offline", cwd=tmp_path))
     assert "mlenv.toml:5: channel" in err and "InvalidChannelError" not in err
 
@@ -192,7 +212,8 @@ def test_item2_tampered_schema_value_in_local_registry_is_one_error(project, tmp
 def test_item3_conda_channel_password_is_refused_and_never_printed_by_lock_offline(tmp_path):
     (tmp_path / "mlenv.toml").write_text(
         f'[environment]\nname = "x"\npython = "3.11"\n[conda]\nchannels = ["https://user:{SECRET}@conda.example.org/ch"]\n'
-        'dependencies = ["numpy"]\n')
+        'dependencies = ["numpy"]\n'
+    )
     err = one_clean_error(mlenv("lock", "--offline", cwd=tmp_path))
     assert SECRET not in err and "literal credential" in err and "${" in err
     assert not (tmp_path / "mlenv.lock").exists()
@@ -201,7 +222,8 @@ def test_item3_conda_channel_password_is_refused_and_never_printed_by_lock_offli
 def test_item3_channel_reference_is_expanded_in_memory_and_never_printed_by_lock_offline(tmp_path):
     (tmp_path / "mlenv.toml").write_text(
         '[environment]\nname = "x"\npython = "3.11"\n[conda]\nchannels = ["https://user:${CHAN_TOKEN}@conda.example.org/ch"]\n'
-        'dependencies = ["numpy"]\n')
+        'dependencies = ["numpy"]\n'
+    )
     err = one_clean_error(mlenv("lock", "--offline", cwd=tmp_path, env={"CHAN_TOKEN": SECRET}))
     assert "--offline cannot solve against the remote conda channel" in err and SECRET not in err
 
@@ -210,9 +232,13 @@ def test_item3_network_failure_hint_never_prints_the_channel_password(tmp_path):
     # port 9 (discard) on loopback: nothing answers, rattler reports a fetch error with the URL
     (tmp_path / "mlenv.toml").write_text(
         '[environment]\nname = "x"\npython = "3.11"\n[conda]\nchannels = ["http://${CHAN_USER}:${CHAN_TOKEN}@127.0.0.1:9/ch"]\n'
-        'dependencies = ["numpy"]\n[image]\nbase = "debian:bookworm-slim"\n')
-    proc = mlenv("lock", cwd=tmp_path, env={"CHAN_USER": "chan-user", "CHAN_TOKEN": SECRET,
-                                            "XDG_CACHE_HOME": str(tmp_path / "cache")})
+        'dependencies = ["numpy"]\n[image]\nbase = "debian:bookworm-slim"\n'
+    )
+    proc = mlenv(
+        "lock",
+        cwd=tmp_path,
+        env={"CHAN_USER": "chan-user", "CHAN_TOKEN": SECRET, "XDG_CACHE_HOME": str(tmp_path / "cache")},
+    )
     err = one_clean_error(proc)
     assert SECRET not in err and "chan-user" not in err
     assert "127.0.0.1:9" in err  # the hint still names the channel, without its userinfo
@@ -220,7 +246,11 @@ def test_item3_network_failure_hint_never_prints_the_channel_password(tmp_path):
 
 def test_item3_literal_index_password_is_refused_so_it_is_never_registered_shown_or_restored(project, tmp_path):
     spec = project / "mlenv.toml"
-    spec.write_text(spec.read_text().replace("[variables]", f'[pypi]\nindex-url = "https://u:{SECRET}@pypi.example.org/simple"\n\n[variables]'))
+    spec.write_text(
+        spec.read_text().replace(
+            "[variables]", f'[pypi]\nindex-url = "https://u:{SECRET}@pypi.example.org/simple"\n\n[variables]'
+        )
+    )
     env = {"MLENV_REGISTRY": str(tmp_path / "reg")}
     for args in (["register", "--no-image"], ["lock", "--offline"], ["export", "--format", "requirements"]):
         err = one_clean_error(mlenv(*args, cwd=project, env=env))
@@ -231,8 +261,13 @@ def test_item3_literal_index_password_is_refused_so_it_is_never_registered_shown
 def test_item3_show_scrubs_a_password_registered_before_the_rule(project, tmp_path):
     """A version registered by an older mlenv (or another client) may hold a literal password:
     `show` and `show --json` never print it."""
-    spec = (project / "mlenv.toml").read_bytes().replace(
-        b"[variables]", f'[pypi]\nindex-url = "https://u:{SECRET}@pypi.example.org/simple"\n\n[variables]'.encode())
+    spec = (
+        (project / "mlenv.toml")
+        .read_bytes()
+        .replace(
+            b"[variables]", f'[pypi]\nindex-url = "https://u:{SECRET}@pypi.example.org/simple"\n\n[variables]'.encode()
+        )
+    )
     lock = (project / "mlenv.lock").read_bytes()
     with LocalRegistry(tmp_path / "reg") as reg:
         reg.register("demo", spec, lock, read_lock(project / "mlenv.lock").content_hash)
@@ -243,21 +278,24 @@ def test_item3_show_scrubs_a_password_registered_before_the_rule(project, tmp_pa
         assert SECRET not in proc.stdout + proc.stderr and "pypi.example.org/simple" in proc.stdout
 
 
-@pytest.mark.parametrize("url, literal", [
-    ("https://pypi.org/simple", False),
-    ("https://user:pass@h/x", True),
-    ("https://tok3n@h/x", True),
-    ("https://user:@h/x", True),
-    ("https://user%3Apass@h/x", True),
-    ("https://a@b:c@h/x", True),
-    ("https://${U}:${T}@h/x", False),
-    ("https://${TOKEN}@h/x", False),
-    ("https://__token__:${TOKEN}@h/x", False),
-    ("https://${U}:literal@h/x", True),
-    ("https://${U}x@h/x", True),
-    ("https://h/x?u=a@b", False),
-    ("conda-forge", False),
-])
+@pytest.mark.parametrize(
+    "url, literal",
+    [
+        ("https://pypi.org/simple", False),
+        ("https://user:pass@h/x", True),
+        ("https://tok3n@h/x", True),
+        ("https://user:@h/x", True),
+        ("https://user%3Apass@h/x", True),
+        ("https://a@b:c@h/x", True),
+        ("https://${U}:${T}@h/x", False),
+        ("https://${TOKEN}@h/x", False),
+        ("https://__token__:${TOKEN}@h/x", False),
+        ("https://${U}:literal@h/x", True),
+        ("https://${U}x@h/x", True),
+        ("https://h/x?u=a@b", False),
+        ("conda-forge", False),
+    ],
+)
 def test_item3_what_counts_as_a_literal_credential(url, literal):
     assert has_literal_credential(url) is literal
 
@@ -265,8 +303,10 @@ def test_item3_what_counts_as_a_literal_credential(url, literal):
 def test_item3_one_scrubber_for_urls_in_text_and_known_secrets():
     assert strip_credentials("https://a:b@c@host:8/x?y=z@w#f@g") == "https://host:8/x?y=z@w#f@g"
     assert strip_credentials("file:///srv/x") == "file:///srv/x"
-    text = ("Failed to fetch `https://u:p@h.example/simple/x/` and 'http://tok@127.0.0.1:9/ch/noarch/repodata.json' "
-            "(git+https://a:b@git.example/r.git); token=" + SECRET)
+    text = (
+        "Failed to fetch `https://u:p@h.example/simple/x/` and 'http://tok@127.0.0.1:9/ch/noarch/repodata.json' "
+        "(git+https://a:b@git.example/r.git); token=" + SECRET
+    )
     out = scrub(text, [SECRET, ""])
     assert "u:p@" not in out and "tok@" not in out and "a:b@" not in out and SECRET not in out
     assert "https://h.example/simple/x/" in out and "http://127.0.0.1:9/ch" in out and "****" in out
@@ -275,7 +315,9 @@ def test_item3_one_scrubber_for_urls_in_text_and_known_secrets():
 
 def test_item3_references_outside_the_userinfo_are_refused():
     # a path or query is copied into the lock's artifact URLs: a ${TOKEN} there would be stored
-    err = spec_error('[environment]\nname = "x"\npython = "3.11"\n[pypi]\nindex-url = "https://h.example/${TOKEN}/simple"\n')
+    err = spec_error(
+        '[environment]\nname = "x"\npython = "3.11"\n[pypi]\nindex-url = "https://h.example/${TOKEN}/simple"\n'
+    )
     assert "${VAR} reference outside the user:password@ part" in err
 
 
@@ -328,8 +370,9 @@ def test_item4_a_fresh_registry_still_starts_empty(project, tmp_path):
     assert "registered demo@1" in mlenv("register", "--no-image", cwd=project, env=env).stdout
 
 
-needs_setpriv = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None,
-                                   reason="needs root and setpriv to run mlenv as another user")
+needs_setpriv = pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root and setpriv to run mlenv as another user"
+)
 
 
 @pytest.fixture
@@ -362,26 +405,35 @@ def test_item4_read_only_registry_serves_reads_and_refuses_writes_in_one_line(sh
     for p in [reg, *reg.rglob("*")]:
         p.chmod(0o555 if p.is_dir() else 0o444)
     nobody = "65534"
-    for args in (["list"], ["versions", "demo"], ["show", "demo@prod", "--json"],
-                 ["restore", "demo@1", "--into", str(out)]):
+    for args in (
+        ["list"],
+        ["versions", "demo"],
+        ["show", "demo@prod", "--json"],
+        ["restore", "demo@1", "--into", str(out)],
+    ):
         proc = mlenv(*args, cwd=tmp_path, env=env, user=nobody)
         assert proc.returncode == 0, (args, proc.stderr)
-    assert json.loads(mlenv("show", "demo@1", "--json", cwd=tmp_path, env=env, user=nobody).stdout)["labels"] == ["prod"]
+    assert json.loads(mlenv("show", "demo@1", "--json", cwd=tmp_path, env=env, user=nobody).stdout)["labels"] == [
+        "prod"
+    ]
     assert (out / "mlenv.lock").read_bytes() == (project / "mlenv.lock").read_bytes()
     for args in (["label", "demo@1", "stable"], ["archive", "demo@1"], ["register", "--no-image"]):
         err = one_clean_error(mlenv(*args, cwd=project, env=env, user=nobody))
         assert err.count("\n") <= 2 and "read-only for this user; nothing was written" in err
 
 
-@pytest.mark.parametrize("column, value", [
-    ("spec_sha256", "../../../../../../etc/hostname"),
-    ("lock_sha256", "0" * 63 + "\n"),
-    ("content_hash", "sha256:" + "٠" * 64),
-    ("name", "demo\n"),
-    ("version", "x1"),
-    ("archived", 7),
-    ("image", "a\nb"),
-])
+@pytest.mark.parametrize(
+    "column, value",
+    [
+        ("spec_sha256", "../../../../../../etc/hostname"),
+        ("lock_sha256", "0" * 63 + "\n"),
+        ("content_hash", "sha256:" + "٠" * 64),
+        ("name", "demo\n"),
+        ("version", "x1"),
+        ("archived", 7),
+        ("image", "a\nb"),
+    ],
+)
 def test_item4_every_row_read_is_checked(project, tmp_path, column, value):
     reg = tmp_path / "reg"
     env = {"MLENV_REGISTRY": str(reg)}
@@ -424,21 +476,37 @@ def test_item4_environment_without_versions_is_not_found_not_an_index_error(proj
 BASE = '[environment]\nname = "demo"\npython = "3.11"\n'
 
 
-@pytest.mark.parametrize("text, expected", [
-    ('[environment]\nname = "demo\\n"\npython = "3.11"\n', "name"),
-    ('[environment]\nname = "demo"\npython = "3.\u0661\u0661"\n', "invalid python version '3.١١'"),
-    ('[environment]\nname = "demo"\npython = "3.11\\n"\n', "python"),
-    (BASE + '[system]\ncuda = "12.4\\n"\n', "cuda"),
-    (BASE + '[system]\ncuda = "\u0661\u0662.4"\n', "invalid version"),
-    (BASE + '[image]\napt-packages = ["curl\\n"]\n', "apt-packages"),
-    (BASE + '[image]\napt-packages = ["curl\\nRUN x"]\n', "apt-packages"),
-    (BASE + '[variables]\n"A\\n" = "1"\n', "invalid variable name"),
-    (BASE + '[variables]\n"A B" = "1"\n', "invalid variable name"),
-    (BASE + '[pypi]\ndependencies = ["numpy\\n--index-url http://evil.example/simple"]\n', "control character"),
-    (BASE + '[image]\nbase = "debian:bookworm-slim\\u0000"\n', "control character"),
-    (BASE + '[image]\npython = "/usr/bin/python3 -c x"\n', "absolute interpreter path"),
-], ids=["name-newline", "python-arabic-digits", "python-newline", "cuda-newline", "cuda-arabic-digits", "apt-newline",
-        "apt-injection", "variable-newline", "variable-space", "dependency-newline", "base-nul", "interpreter-args"])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ('[environment]\nname = "demo\\n"\npython = "3.11"\n', "name"),
+        ('[environment]\nname = "demo"\npython = "3.\u0661\u0661"\n', "invalid python version '3.١١'"),
+        ('[environment]\nname = "demo"\npython = "3.11\\n"\n', "python"),
+        (BASE + '[system]\ncuda = "12.4\\n"\n', "cuda"),
+        (BASE + '[system]\ncuda = "\u0661\u0662.4"\n', "invalid version"),
+        (BASE + '[image]\napt-packages = ["curl\\n"]\n', "apt-packages"),
+        (BASE + '[image]\napt-packages = ["curl\\nRUN x"]\n', "apt-packages"),
+        (BASE + '[variables]\n"A\\n" = "1"\n', "invalid variable name"),
+        (BASE + '[variables]\n"A B" = "1"\n', "invalid variable name"),
+        (BASE + '[pypi]\ndependencies = ["numpy\\n--index-url http://evil.example/simple"]\n', "control character"),
+        (BASE + '[image]\nbase = "debian:bookworm-slim\\u0000"\n', "control character"),
+        (BASE + '[image]\npython = "/usr/bin/python3 -c x"\n', "absolute interpreter path"),
+    ],
+    ids=[
+        "name-newline",
+        "python-arabic-digits",
+        "python-newline",
+        "cuda-newline",
+        "cuda-arabic-digits",
+        "apt-newline",
+        "apt-injection",
+        "variable-newline",
+        "variable-space",
+        "dependency-newline",
+        "base-nul",
+        "interpreter-args",
+    ],
+)
 def test_item6_newlines_control_characters_and_other_digits_are_refused(text, expected):
     assert expected in spec_error(text)
 
@@ -474,24 +542,36 @@ def test_item6_lock_version_true_is_refused(value):
     assert "version" in err and ("must be an integer" in err or "is not supported" in err)
 
 
-@pytest.mark.parametrize("channel, problem", [
-    ("ftp://h.example/ch", "scheme 'ftp'"),
-    ("", "is empty"),
-    ("../../x", "neither a channel name"),
-    ("conda-forge\x00", "control character"),
-    ("https://h.example/a/../b", "'..' path segment"),
-    ("https://h.example/a/%2e%2e/b", "'..' path segment"),
-    ("file://host/x", "file:///absolute/path"),
-    ("https:///x", "has no host"),
-    ("javascript:alert(1)", "neither a channel name"),
-])
+@pytest.mark.parametrize(
+    "channel, problem",
+    [
+        ("ftp://h.example/ch", "scheme 'ftp'"),
+        ("", "is empty"),
+        ("../../x", "neither a channel name"),
+        ("conda-forge\x00", "control character"),
+        ("https://h.example/a/../b", "'..' path segment"),
+        ("https://h.example/a/%2e%2e/b", "'..' path segment"),
+        ("file://host/x", "file:///absolute/path"),
+        ("https:///x", "has no host"),
+        ("javascript:alert(1)", "neither a channel name"),
+    ],
+)
 def test_item6_channel_strings_are_validated(channel, problem):
     err = spec_error(BASE + f'[conda]\nchannels = [{json.dumps(channel)}]\ndependencies = ["numpy"]\n')
     assert problem in err
 
 
-@pytest.mark.parametrize("channel", ["conda-forge", "conda-forge/label/rc", "https://conda.example.org/ch",
-                                     "http://127.0.0.1:8000/ch", "file:///srv/channel", "https://${U}:${T}@h.example/ch"])
+@pytest.mark.parametrize(
+    "channel",
+    [
+        "conda-forge",
+        "conda-forge/label/rc",
+        "https://conda.example.org/ch",
+        "http://127.0.0.1:8000/ch",
+        "file:///srv/channel",
+        "https://${U}:${T}@h.example/ch",
+    ],
+)
 def test_item6_channels_that_stay_allowed(channel):
     parse_spec(BASE + f'[conda]\nchannels = [{json.dumps(channel)}]\ndependencies = ["numpy"]\n', Path("mlenv.toml"))
 
@@ -532,17 +612,20 @@ def test_files_above_their_size_limit_are_refused_before_parsing(tmp_path, monke
         read_lock(tmp_path / "mlenv.lock")
 
 
-@pytest.mark.parametrize("edit, expected", [
-    (('sha256 = "', 'sha256 = "A'), "sha256 must be 64 lowercase hex digits"),
-    (('manager = "pypi"', 'manager = "npm"'), "manager must be one of conda, pypi, apt"),
-    (('platform = "linux-64"', 'platform = "linux-aarch64"'), "has no [platforms.linux-aarch64] table"),
-    (("size = ", "size = -"), "size must be a non-negative integer"),
-    (("size = ", "size = true # "), "size must be a non-negative integer"),
-    (('name = "certifi"', 'name = "certifi\\n"'), "name must be a package name"),
-    (('url = "https://', 'url = "https://x y/'), "url must be a URL"),
-    (('index = "', 'evil = "'), "unknown field 'evil' for a pypi package"),
-    (("[inputs]", '[inputs]\nbogus = "x"'), "unknown key 'bogus' in [inputs]"),
-])
+@pytest.mark.parametrize(
+    "edit, expected",
+    [
+        (('sha256 = "', 'sha256 = "A'), "sha256 must be 64 lowercase hex digits"),
+        (('manager = "pypi"', 'manager = "npm"'), "manager must be one of conda, pypi, apt"),
+        (('platform = "linux-64"', 'platform = "linux-aarch64"'), "has no [platforms.linux-aarch64] table"),
+        (("size = ", "size = -"), "size must be a non-negative integer"),
+        (("size = ", "size = true # "), "size must be a non-negative integer"),
+        (('name = "certifi"', 'name = "certifi\\n"'), "name must be a package name"),
+        (('url = "https://', 'url = "https://x y/'), "url must be a URL"),
+        (('index = "', 'evil = "'), "unknown field 'evil' for a pypi package"),
+        (("[inputs]", '[inputs]\nbogus = "x"'), "unknown key 'bogus' in [inputs]"),
+    ],
+)
 def test_lock_schema_types_every_field_even_with_a_recomputed_hash(edit, expected):
     old, new = edit
     assert old in EXAMPLE_LOCK
@@ -550,7 +633,9 @@ def test_lock_schema_types_every_field_even_with_a_recomputed_hash(edit, expecte
 
 
 def test_lock_header_hashes_must_be_sha256_digests():
-    assert "content-hash must be sha256:" in lock_error(EXAMPLE_LOCK.replace('content-hash = "sha256:', 'content-hash = "sha1:'))
+    assert "content-hash must be sha256:" in lock_error(
+        EXAMPLE_LOCK.replace('content-hash = "sha256:', 'content-hash = "sha1:')
+    )
     assert "spec-hash must be sha256:" in lock_error(EXAMPLE_LOCK.replace('spec-hash = "sha256:', 'spec-hash = "'))
 
 
@@ -609,7 +694,9 @@ def test_importer_notes_stay_comments(tmp_path, monkeypatch):
 
     monkeypatch.chdir(tmp_path)
     env = tmp_path / "environment.yml"
-    env.write_text('dependencies:\n  - python=3.11\n  - pip:\n    - "-e .\\n[pypi]\\nindex-url = \\"http://evil.example/simple\\""\n')
+    env.write_text(
+        'dependencies:\n  - python=3.11\n  - pip:\n    - "-e .\\n[pypi]\\nindex-url = \\"http://evil.example/simple\\""\n'
+    )
     text, notes = import_file(env, name="demo")
     spec = parse_spec(text, tmp_path / "mlenv.toml")
     assert spec.index_url is None and "evil.example" not in (spec.index_url or "")
@@ -634,10 +721,16 @@ def test_importer_refuses_a_yaml_alias_bomb_quickly(tmp_path, monkeypatch):
 def test_cli_in_process_prints_no_traceback_for_the_issue_inputs(tmp_path):
     import fuzz_targets as ft
 
-    for spec in (b'[environment]\nname = "x"\npython = "3.11"\n[variables]\nA = ' + b"[" * 500 + b"]" * 500 + b"\n",
-                 b'[environment]\nname = "x"\n\xff', ft.VALID_SPEC):
-        for lock in (None, EXAMPLE_LOCK.encode().replace(b"certifi", b"cert\xffifi"),
-                     EXAMPLE_LOCK.encode().replace(b"version = 1", b"version = true")):
+    for spec in (
+        b'[environment]\nname = "x"\npython = "3.11"\n[variables]\nA = ' + b"[" * 500 + b"]" * 500 + b"\n",
+        b'[environment]\nname = "x"\n\xff',
+        ft.VALID_SPEC,
+    ):
+        for lock in (
+            None,
+            EXAMPLE_LOCK.encode().replace(b"certifi", b"cert\xffifi"),
+            EXAMPLE_LOCK.encode().replace(b"version = 1", b"version = true"),
+        ):
             for args in (["lock", "--offline", "-q"], ["lock", "--check"], ["hash"], ["export", "--format", "pylock"]):
                 ft.check_cli(spec, lock, args)
 
@@ -655,8 +748,10 @@ def test_importer_pylock_package_name_that_is_not_text(tmp_path, monkeypatch):
 
     monkeypatch.chdir(tmp_path)
     path = tmp_path / "pylock.toml"
-    path.write_text('lock-version = "1.0"\n[[packages]]\nname = 2024-01-01\nversion = "1.0"\n'
-                    '[[packages]]\nname = "numpy"\nversion = "1.26.4"\n')
+    path.write_text(
+        'lock-version = "1.0"\n[[packages]]\nname = 2024-01-01\nversion = "1.0"\n'
+        '[[packages]]\nname = "numpy"\nversion = "1.26.4"\n'
+    )
     text, notes = import_file(path, name="demo")
     assert '"numpy==1.26.4"' in text and any("'2024-01-01==1.0'" in n for n in notes)
     parse_spec(text, tmp_path / "mlenv.toml")
@@ -670,11 +765,18 @@ def test_lock_inputs_that_are_not_requirements_make_the_lock_stale(tmp_path):
     import fuzz_targets as ft
 
     spec = (ROOT / "examples/fraud-train/mlenv.toml").read_bytes()
-    lock = re.sub(r"^pypi-dependencies = \[", 'pypi-dependencies = ["tensorflow-cpu=pandas==2.2.*", ',
-                  EXAMPLE_LOCK, count=1, flags=re.M)
+    lock = re.sub(
+        r"^pypi-dependencies = \[",
+        'pypi-dependencies = ["tensorflow-cpu=pandas==2.2.*", ',
+        EXAMPLE_LOCK,
+        count=1,
+        flags=re.M,
+    )
     assert lock != EXAMPLE_LOCK
     ft.check_cli(spec.replace(b'"requests"', b'"requests>=2"'), lock.encode(), ["lock", "--check"])
-    code, _out, err = ft.run_cli(["lock", "--check"], _project(tmp_path, spec.replace(b'"requests"', b'"requests>=2"'), lock))
+    code, _out, err = ft.run_cli(
+        ["lock", "--check"], _project(tmp_path, spec.replace(b'"requests"', b'"requests>=2"'), lock)
+    )
     assert code == 1 and "not PEP 508 requirements" in err
 
 
@@ -704,11 +806,17 @@ def test_item2_crafted_oci_state_document_and_manifest_on_a_real_registry(test_r
     reg._put_manifest(repo, "v2", json.dumps(fake).encode())
     versions = json.loads(mlenv("versions", "demo", "--json", cwd=project, env=env).stdout)["versions"]
     assert [v["version"] for v in versions] == [1]
-    for state in ({"archived": "yes"}, {"labels": {"prod\n": 1}}, {"versions": {"1": {"image": "a b"}}},
-                  {"history": {"prod": [["t", "1"]]}}, [1, 2]):
+    for state in (
+        {"archived": "yes"},
+        {"labels": {"prod\n": 1}},
+        {"versions": {"1": {"image": "a b"}}},
+        {"history": {"prod": [["t", "1"]]}},
+        [1, 2],
+    ):
         raw = json.dumps(state).encode()
-        reg._put_manifest(repo, oci.STATE_TAG, reg._artifact(repo, oci.STATE_ARTIFACT,
-                                                              [(raw, oci.STATE_MEDIA, "state.json")], {}))
+        reg._put_manifest(
+            repo, oci.STATE_TAG, reg._artifact(repo, oci.STATE_ARTIFACT, [(raw, oci.STATE_MEDIA, "state.json")], {})
+        )
         err = one_clean_error(mlenv("versions", "demo", cwd=project, env=env))
         assert "damaged registry record" in err and "state document" in err
     reg.close()

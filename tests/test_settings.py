@@ -17,16 +17,19 @@ HOST_CA = os.environ.get("SSL_CERT_FILE") or "/etc/ssl/certs/ca-certificates.crt
 def mlenv(*args, cwd, env):
     drop = ("MLENV_CA_BUNDLE", "MLENV_REGISTRY", "MLENV_BUILDER")
     full = {k: v for k, v in os.environ.items() if k not in drop}
-    return subprocess.run([sys.executable, "-m", "mlenv.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          env={**full, **env})
+    return subprocess.run(
+        [sys.executable, "-m", "mlenv.cli", *args], cwd=cwd, capture_output=True, text=True, env={**full, **env}
+    )
 
 
 def project(d: Path, index: str, deps: str = '["fixbeta"]') -> Path:
     d.mkdir(parents=True, exist_ok=True)
     (d / "mlenv.toml").write_text(
         '[environment]\nname = "settingsdemo"\npython = "3.11"\nplatforms = ["linux-64"]\n'
-        + (f'[pypi]\nindex-url = "{index}"\n' if index else "[pypi]\n") + f"dependencies = {deps}\n"
-        '[image]\nbase = "python:3.11-slim"\npython = "/usr/bin/python3"\n')
+        + (f'[pypi]\nindex-url = "{index}"\n' if index else "[pypi]\n")
+        + f"dependencies = {deps}\n"
+        '[image]\nbase = "python:3.11-slim"\npython = "/usr/bin/python3"\n'
+    )
     return d
 
 
@@ -55,8 +58,13 @@ def test_builder_and_registry_settings_and_their_precedence(tmp_path, config, py
     other = mlenv("versions", "settingsdemo", "--json", "--registry", str(tmp_path / "other"), cwd=d, env=env)
     assert other.returncode != 0 and "settingsdemo" in other.stderr
     # so does the environment variable
-    proc = mlenv("build", "--dockerfile-only", str(tmp_path / "ctx2"), cwd=d, env={**env, "MLENV_BUILDER": "buildkit",
-                 "PATH": str(tmp_path)})  # no docker CLI: buildkit was asked for and cannot be had
+    proc = mlenv(
+        "build",
+        "--dockerfile-only",
+        str(tmp_path / "ctx2"),
+        cwd=d,
+        env={**env, "MLENV_BUILDER": "buildkit", "PATH": str(tmp_path)},
+    )  # no docker CLI: buildkit was asked for and cannot be had
     assert proc.returncode != 0 and "the buildkit builder cannot run here" in proc.stderr
 
 

@@ -6,9 +6,7 @@ agrees with packaging."""
 
 from __future__ import annotations
 
-import hashlib
 import os
-import shlex
 import shutil
 import sqlite3
 import subprocess
@@ -27,9 +25,9 @@ from test_registry_local import mlenv
 from test_ui_search import loose_versions, pep440
 from ui_envs import fraud_train, make_rich_env, pkg, register
 
-from mlenv.runtime.text import human_size
 from mlenv.curated.catalog import dumps_catalog, load_catalog
 from mlenv.registry import open_registry
+from mlenv.runtime.text import human_size
 from mlenv.ui.search import Clause, clause_matches
 
 pytestmark = pytest.mark.browser
@@ -515,9 +513,9 @@ def test_static_search_matches_like_packaging(browser, search_page, batch):
         "return arguments[0].map(function (c) { return MlenvSearch.clauseMatches(c[0], c[1], c[2]); });",
         [list(c) for c in batch],
     )
-    assert got == expected, [(c, g, e) for c, g, e in zip(batch, got, expected) if g != e][:5]
+    assert got == expected, [(c, g, e) for c, g, e in zip(batch, got, expected, strict=False) if g != e][:5]
     # and the Python side is packaging's wherever packaging applies
-    for (op, want, have), result in zip(batch, expected):
+    for (op, want, have), result in zip(batch, expected, strict=False):
         try:
             spec, version = Specifier(f"{op}{want}"), Version(have)
         except (InvalidSpecifier, ValueError):
@@ -550,4 +548,4 @@ def test_static_search_reads_queries_like_the_cli(browser, search_page, batch):
         " catch (e) { return null; } });",
         batch,
     )
-    assert got == expected, [(t, g, e) for t, g, e in zip(batch, got, expected) if g != e][:5]
+    assert got == expected, [(t, g, e) for t, g, e in zip(batch, got, expected, strict=False) if g != e][:5]

@@ -64,7 +64,7 @@ class Environment:
         description: str = "",
         user_managed_python: str | None = None,
         directory: str | os.PathLike[str] | None = None,
-    ) -> "Environment":
+    ) -> Environment:
         """A new environment (not saved yet) in `directory` (default ./NAME).
 
         conda packages make it conda-managed (system-managed, in Azure ML's words: a
@@ -101,10 +101,9 @@ class Environment:
         return env
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str] = ".") -> "Environment":
+    def open(cls, path: str | os.PathLike[str] = ".") -> Environment:
         """The environment of an mlenv.toml (a file, or a directory holding one)."""
         from .options import spec_file
-
         from .spec import _read
 
         p = spec_file(path)
@@ -113,7 +112,7 @@ class Environment:
     @classmethod
     def from_file(cls, file: str | os.PathLike[str], *, name: str | None = None,
                   directory: str | os.PathLike[str] | None = None, extras: tuple[str, ...] | list[str] = (),
-                  groups: tuple[str, ...] | list[str] = ()) -> "Environment":  # fmt: skip
+                  groups: tuple[str, ...] | list[str] = ()) -> Environment:  # fmt: skip
         """Import another tool's file (environment.yml, requirements.txt, pyproject.toml,
         an Azure ML environment YAML, pylock.toml); `.notes` says what was not carried over.
         Named `name`, else by the file (Azure ML / environment.yml `name`), else by the
@@ -124,13 +123,19 @@ class Environment:
         directory = Path(directory) if directory is not None else Path.cwd()
         from .spec import default_name
 
-        text, notes = import_file(src, name=name, default_name=default_name(directory / "mlenv.toml"),
-                                  project=directory.absolute(), extras=tuple(extras), groups=tuple(groups))
+        text, notes = import_file(
+            src,
+            name=name,
+            default_name=default_name(directory / "mlenv.toml"),
+            project=directory.absolute(),
+            extras=tuple(extras),
+            groups=tuple(groups),
+        )
         return cls(directory / "mlenv.toml", text, notes=notes)
 
     @classmethod
     def from_curated(cls, curated: str, *, name: str | None = None,
-                     directory: str | os.PathLike[str] | None = None) -> "Environment":  # fmt: skip
+                     directory: str | os.PathLike[str] | None = None) -> Environment:  # fmt: skip
         """Start from a curated environment: its spec under `name` (default: the curated
         name) and its shipped lock, which stays current (names are not in the hash)."""
         from ..curated.catalog import lock_text, spec_text
@@ -141,7 +146,7 @@ class Environment:
 
     @classmethod
     def get(cls, name: str, version: int | str = "latest", *, registry: str | None = None,
-            directory: str | os.PathLike[str] | None = None) -> "Environment":  # fmt: skip
+            directory: str | os.PathLike[str] | None = None) -> Environment:  # fmt: skip
         """A registered version, exactly as registered (spec and lock bytes verified), in
         memory; `save()` writes both into `directory` (default ./NAME-vN)."""
         from .registry import fetch_version
@@ -200,7 +205,7 @@ class Environment:
         self._text = text
         self._saved = False
 
-    def add(self, pypi: list[str] | tuple[str, ...] = (), conda: list[str] | tuple[str, ...] = ()) -> "Environment":
+    def add(self, pypi: list[str] | tuple[str, ...] = (), conda: list[str] | tuple[str, ...] = ()) -> Environment:
         """Add (or replace, by name) PyPI requirements and conda MatchSpecs; formatting kept."""
         from .spec import add_to_text
 
@@ -212,7 +217,7 @@ class Environment:
         self._set_text(text)
         return self
 
-    def remove(self, *names: str) -> "Environment":
+    def remove(self, *names: str) -> Environment:
         """Remove packages by name from [pypi] and [conda]."""
         from .spec import remove_from_text
 
@@ -300,7 +305,7 @@ class Environment:
 
         return export(fmt, spec=self._on_disk("export"), platform=platform).text
 
-    def diff(self, other: "Environment"):
+    def diff(self, other: Environment):
         """What changed from `other`'s lock to this one's."""
         from ..registry.diff import diff_locks
         from .results import Diff

@@ -9,8 +9,8 @@ from ..formats.exporters import Exported
 
 def current(spec: str | os.PathLike[str] | None = None):
     """(spec, lock): the lock verified and current for the spec."""
-    from ..locking import require_current
     from ..lockfile import read_lock
+    from ..locking import require_current
     from ..spec import load_spec
     from .options import spec_file
 

@@ -4,7 +4,7 @@ and labels can come from other people's registry entries."""
 from __future__ import annotations
 
 import html
-from typing import Iterable
+from collections.abc import Iterable
 
 STYLE = "font-family:system-ui,sans-serif;font-size:90%;line-height:1.4"
 TABLE = "border-collapse:collapse;margin:4px 0"

@@ -15,8 +15,10 @@ from .options import spec_file
 from .progress import Progress
 from .results import CheckResult, LockOutcome
 
-HINT_UNDECLARED = ("an index or channel served a file from a host the spec does not declare; declare that host as an "
-                   "index (docs/security.md, \"File names and artifact sources\")")
+HINT_UNDECLARED = (
+    "an index or channel served a file from a host the spec does not declare; declare that host as an "
+    'index (docs/security.md, "File names and artifact sources")'
+)
 
 
 def check_existing(existing: Lock, spec: Spec) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import html
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 Progress = Callable[[str], None]
 

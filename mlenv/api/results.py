@@ -45,7 +45,9 @@ def lock_html(lock: Lock, title: str) -> str:
     if lock.variables:
         facts.append(("variables", ", ".join(f"{k}={v}" for k, v in sorted(lock.variables.items()))))
     rows = [(r["platform"], r["manager"], r["name"], r["version"]) for r in package_rows(lock)]
-    return block(title, facts, details(f"{len(rows)} packages", table(["platform", "manager", "name", "version"], rows)))
+    return block(
+        title, facts, details(f"{len(rows)} packages", table(["platform", "manager", "name", "version"], rows))
+    )
 
 
 @dataclass
@@ -99,7 +101,9 @@ class LockOutcome:
             return []
         counts = ", ".join(f"{p}: {c['conda']} conda + {c['pypi']} pypi" + (f" + {c['apt']} apt" if c.get("apt") else "")
                            for p, c in _counts(self.lock).items())  # fmt: skip
-        verb = {"solved": "Locked", "rewritten": "Updated"}.get(self.action, "Unchanged") if self.changed else "Unchanged"
+        verb = (
+            {"solved": "Locked", "rewritten": "Updated"}.get(self.action, "Unchanged") if self.changed else "Unchanged"
+        )
         out = [f"{verb} {self.spec.name} -> {self.path.name} ({counts})"]
         if self.previous_hash and self.previous_hash != self.lock.content_hash:
             from ..lockfile import short_hash
@@ -173,7 +177,7 @@ class Image(ImageResult):
     """`build()`: the image that was built or reused."""
 
     @classmethod
-    def of(cls, r: ImageResult) -> "Image":
+    def of(cls, r: ImageResult) -> Image:
         return cls(**{k: getattr(r, k) for k in r.__dataclass_fields__})
 
     def _repr_html_(self) -> str:
@@ -278,8 +282,10 @@ class VersionDetail:
                 "python": lock.platform_python(plat),
                 "conda": sum(p.manager == "conda" for p in pkgs),
                 "pypi": sum(p.manager == "pypi" for p in pkgs),
-                "packages": [{"manager": p.manager, "name": p.name, "version": p.version}
-                             for p in sorted(pkgs, key=lambda p: (p.manager, p.name))],  # fmt: skip
+                "packages": [
+                    {"manager": p.manager, "name": p.name, "version": p.version}
+                    for p in sorted(pkgs, key=lambda p: (p.manager, p.name))
+                ],  # fmt: skip
             }
         from ..runtime.secrets import scrub
 
@@ -292,9 +298,9 @@ class VersionDetail:
         from ..runtime.secrets import scrub
         from .html import details, esc
 
-        from ..runtime.secrets import scrub
-
-        return lock_html(self.lock, f"{self.version.ref}") + details("mlenv.toml", f"<pre>{esc(scrub(self.spec_text))}</pre>")
+        return lock_html(self.lock, f"{self.version.ref}") + details(
+            "mlenv.toml", f"<pre>{esc(scrub(self.spec_text))}</pre>"
+        )
 
 
 @dataclass

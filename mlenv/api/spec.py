@@ -17,7 +17,7 @@ from pathlib import Path
 from ..errors import SpecError
 from ..runtime.fsutil import atomic_write
 
-STARTER = '''\
+STARTER = """\
 # mlenv.toml: the environment, declared. `mlenv lock` pins it into mlenv.lock.
 # Format: docs/spec.md
 
@@ -50,7 +50,7 @@ dependencies = [
 [image]
 base = "python:{python}-slim-bookworm"
 apt-packages = []
-'''
+"""
 
 
 @dataclass
@@ -60,7 +60,11 @@ class Initialized:
     lock_written: Path | None = None
 
     def to_json(self) -> dict:
-        return {"path": str(self.path), "notes": self.notes, "lock": str(self.lock_written) if self.lock_written else None}
+        return {
+            "path": str(self.path),
+            "notes": self.notes,
+            "lock": str(self.lock_written) if self.lock_written else None,
+        }
 
     def message(self) -> str:
         extra = f" ({len(self.notes)} item(s) not carried over, see notes above)" if self.notes else ""
@@ -117,8 +121,14 @@ def init(
     if from_file:
         from ..formats.importers import import_file
 
-        text, notes = import_file(Path(from_file), name=name, default_name=default_name(target),
-                                  project=target.absolute().parent, extras=tuple(extras), groups=tuple(groups))
+        text, notes = import_file(
+            Path(from_file),
+            name=name,
+            default_name=default_name(target),
+            project=target.absolute().parent,
+            extras=tuple(extras),
+            groups=tuple(groups),
+        )
         _check_imported(text, target, Path(from_file))
     elif curated:
         from ..curated.catalog import lock_text, spec_text
@@ -153,10 +163,12 @@ def _check_imported(text: str, target: Path, source: Path) -> None:
         msg = exc.message
         prefix = f"{target}:"
         if msg.startswith(prefix):
-            line, _, rest = msg[len(prefix):].partition(": ")
+            line, _, rest = msg[len(prefix) :].partition(": ")
             msg = f"line {line} of the mlenv.toml it would write: {rest}"
-        raise SpecError(f"{source}: the import gives a spec mlenv refuses ({msg}); nothing was written",
-                        hint=exc.hint or "edit the file, or import it and fix the result by hand") from None
+        raise SpecError(
+            f"{source}: the import gives a spec mlenv refuses ({msg}); nothing was written",
+            hint=exc.hint or "edit the file, or import it and fix the result by hand",
+        ) from None
 
 
 # --- editing ---------------------------------------------------------------------------

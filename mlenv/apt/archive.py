@@ -70,8 +70,8 @@ def fetch(url: str, *, timeout: float = 60.0) -> bytes:
     import urllib.request
 
     from ..runtime.fetch import ssl_context as _ssl_context
-    from ..settings import ca_bundle
     from ..runtime.secrets import scrub as _strip
+    from ..settings import ca_bundle
 
     if not url.startswith(("http://", "https://")):
         raise ArchiveError(f"refusing to fetch {url[:120]!r}: only http(s) archives are read")

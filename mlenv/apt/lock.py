@@ -188,7 +188,7 @@ def resolve_platform(
     rels = [release_of(src) for src in usable]  # sequential: each is one small signed file
     with ThreadPoolExecutor(max_workers=min(4, len(jobs))) as pool:
         results = list(pool.map(lambda job: packages_records(rels[job[0]], job[2], arch), jobs))
-    records = [(n, r) for (n, _, _), recs in zip(jobs, results) for r in recs]
+    records = [(n, r) for (n, _, _), recs in zip(jobs, results, strict=False) for r in recs]
     where = ", ".join(f"{s.suite} {' '.join(s.components)} ({s.uri})".replace("  ", " ") for s in usable[:4])
     universe = Universe.build(
         arch, records, installed_from_status(facts.status, f"{reference}:/var/lib/dpkg/status"), where

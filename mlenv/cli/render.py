@@ -8,8 +8,6 @@ import sys
 
 import click
 
-from ..runtime.text import human_size
-
 spec_option = click.option(
     "--file", "-f", "spec_file", type=click.Path(dir_okay=False), default=None, metavar="PATH",
     help="The spec file (default: ./mlenv.toml).",
@@ -50,7 +48,7 @@ class ProgressLine:
         self.title = title
         self.status = None
 
-    def __enter__(self) -> "ProgressLine":
+    def __enter__(self) -> ProgressLine:
         if not self.quiet and sys.stderr.isatty():
             from rich.console import Console
 
@@ -107,9 +105,9 @@ def table(rows: list[list[str]], header: list[str], title: str | None = None) ->
     out = []
     if title:
         out.append(title)
-    out.append("  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip())
+    out.append("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=False)).rstrip())
     for r in rows:
-        out.append("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+        out.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)).rstrip())
     sys.stdout.write("\n".join(out) + "\n")
 
 

@@ -1,8 +1,8 @@
 """The curated environment catalog shipped with mlenv (catalog.py; docs/curated.md).
 
-    mlenv.curated.list()                       # the entries
-    mlenv.curated.show("sklearn-1.5-py311-cpu")  # one entry with its spec and lock
-    mlenv.Environment.from_curated("sklearn-1.5-py311-cpu")
+mlenv.curated.list()                       # the entries
+mlenv.curated.show("sklearn-1.5-py311-cpu")  # one entry with its spec and lock
+mlenv.Environment.from_curated("sklearn-1.5-py311-cpu")
 """
 
 from __future__ import annotations
@@ -21,10 +21,12 @@ class Catalog(builtins.list):
 
         rows = [(e.name, e.version if e.released else "-", e.short_hash if e.released else "unreleased",
                  e.accelerator, e.purpose) for e in self]  # fmt: skip
-        return block("mlenv curated environments", [], table(["name", "version", "hash", "accelerator", "purpose"], rows))
+        return block(
+            "mlenv curated environments", [], table(["name", "version", "hash", "accelerator", "purpose"], rows)
+        )
 
 
-def list() -> Catalog:  # noqa: A001 (mlenv.curated.list() reads as the catalog listing)
+def list() -> Catalog:
     """Every curated environment: name, version, content hash, accelerator, purpose."""
     from .catalog import load_catalog
 

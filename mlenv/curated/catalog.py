@@ -22,7 +22,9 @@ from pathlib import Path
 from ..errors import MlenvError
 
 CATALOG_DIR = Path(__file__).resolve().parent
-NAME_RE = re.compile(r"^(?P<framework>[a-z][a-z0-9]*)(?:-(?P<version>\d+\.\d+))?-py(?P<python>3\d{1,2})-(?P<accel>cpu|cu\d{3})$")
+NAME_RE = re.compile(
+    r"^(?P<framework>[a-z][a-z0-9]*)(?:-(?P<version>\d+\.\d+))?-py(?P<python>3\d{1,2})-(?P<accel>cpu|cu\d{3})$"
+)
 
 
 class CatalogError(MlenvError):
@@ -129,8 +131,17 @@ def dumps_catalog(entries: list[Entry]) -> str:
         "# version = 0: not released yet (no lock shipped).",
     ]
     for e in entries:
-        out += ["", "[[environment]]", f"name = {_s(e.name)}", f"version = {e.version}",
-                f"content-hash = {_s(e.content_hash)}", f"framework = {_s(e.framework)}",
-                f"framework-version = {_s(e.framework_version)}", f"python = {_s(e.python)}",
-                f"accelerator = {_s(e.accelerator)}", f"base = {_s(e.base)}", f"purpose = {_s(e.purpose)}"]
+        out += [
+            "",
+            "[[environment]]",
+            f"name = {_s(e.name)}",
+            f"version = {e.version}",
+            f"content-hash = {_s(e.content_hash)}",
+            f"framework = {_s(e.framework)}",
+            f"framework-version = {_s(e.framework_version)}",
+            f"python = {_s(e.python)}",
+            f"accelerator = {_s(e.accelerator)}",
+            f"base = {_s(e.base)}",
+            f"purpose = {_s(e.purpose)}",
+        ]
     return "\n".join(out) + "\n"

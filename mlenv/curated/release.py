@@ -39,8 +39,8 @@ class Change:
 
 def relock(entry: Entry, *, upgrade: bool) -> tuple[str, str, list[str]]:
     """(lock text, content hash, warnings) of entry's spec, solved now."""
-    from ..locking import lock_spec
     from ..lockfile import read_lock
+    from ..locking import lock_spec
     from ..spec import load_spec
 
     with tempfile.TemporaryDirectory(prefix="mlenv-curated-") as tmp:
@@ -62,13 +62,16 @@ def check_result(entry: Entry, lock_text: str) -> str | None:
     if entry.accelerator == "cpu":
         cuda = sorted({p.name for p in lock.packages if p.name.startswith("nvidia-")})
         if cuda:
-            return (f"{entry.name} is a cpu environment but its lock has CUDA packages ({', '.join(cuda[:3])}, ...); "
-                    "is its CPU index reachable? Not released.")
+            return (
+                f"{entry.name} is a cpu environment but its lock has CUDA packages ({', '.join(cuda[:3])}, ...); "
+                "is its CPU index reachable? Not released."
+            )
     return None
 
 
-def release(directory: Path | None = None, *, upgrade: bool = False, names: tuple[str, ...] = (),
-            check: bool = False) -> list[Change]:
+def release(
+    directory: Path | None = None, *, upgrade: bool = False, names: tuple[str, ...] = (), check: bool = False
+) -> list[Change]:
     directory = Path(directory) if directory else CATALOG_DIR
     entries = load_catalog(directory)
     changes: list[Change] = []
@@ -80,13 +83,31 @@ def release(directory: Path | None = None, *, upgrade: bool = False, names: tupl
         try:
             text, content_hash, warnings = relock(entry, upgrade=upgrade)
         except MlenvError as exc:  # one broken entry does not stop the others; it is never shipped
-            changes.append(Change(entry.name, "failed", entry.version, entry.version, entry.content_hash,
-                                  entry.content_hash, [str(exc)]))
+            changes.append(
+                Change(
+                    entry.name,
+                    "failed",
+                    entry.version,
+                    entry.version,
+                    entry.content_hash,
+                    entry.content_hash,
+                    [str(exc)],
+                )
+            )
             continue
         problem = check_result(entry, text)
         if problem:
-            changes.append(Change(entry.name, "failed", entry.version, entry.version, entry.content_hash,
-                                  entry.content_hash, [problem]))
+            changes.append(
+                Change(
+                    entry.name,
+                    "failed",
+                    entry.version,
+                    entry.version,
+                    entry.content_hash,
+                    entry.content_hash,
+                    [problem],
+                )
+            )
             continue
         old_version, old_hash = entry.version, entry.content_hash
         current = entry.lock_path.read_text(encoding="utf-8") if entry.lock_path.exists() else None
@@ -118,8 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     from ..errors import MlenvError
 
     try:
-        changes = release(Path(args.dir) if args.dir else None, upgrade=args.upgrade, names=tuple(args.names),
-                          check=args.check)
+        changes = release(
+            Path(args.dir) if args.dir else None, upgrade=args.upgrade, names=tuple(args.names), check=args.check
+        )
     except MlenvError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -59,15 +59,19 @@ def pick_platform(lock, platform: str | None, fmt: str) -> str:
     plats = sorted(lock.platforms)
     if platform:
         if platform not in lock.platforms:
-            raise ExportError(f"--platform {platform}: the lock has no such platform (it has {', '.join(plats)})",
-                              hint="add it to [environment] platforms and run `mlenv lock`")
+            raise ExportError(
+                f"--platform {platform}: the lock has no such platform (it has {', '.join(plats)})",
+                hint="add it to [environment] platforms and run `mlenv lock`",
+            )
         return platform
     if len(plats) == 1:
         return plats[0]
     if "linux-64" in plats:
         return "linux-64"
-    raise ExportError(f"{fmt} holds one platform and the lock has {len(plats)} ({', '.join(plats)})",
-                      hint="choose one with --platform")
+    raise ExportError(
+        f"{fmt} holds one platform and the lock has {len(plats)} ({', '.join(plats)})",
+        hint="choose one with --platform",
+    )
 
 
 def safe_url(url: str) -> str:
@@ -169,8 +173,10 @@ def requirements(spec, lock, platform=None) -> Exported:
     conda = _conda(lock, platform)
     if conda:
         head.append(f"# Not included: {len(conda)} conda package(s) (requirements.txt holds PyPI packages only).")
-        notes.append(f"{len(conda)} conda package(s) are not in requirements.txt; use --format environment-yml, "
-                     "conda-explicit or conda-lock for them")
+        notes.append(
+            f"{len(conda)} conda package(s) are not in requirements.txt; use --format environment-yml, "
+            "conda-explicit or conda-lock for them"
+        )
     if lock.variables:
         notes.append("requirements.txt cannot hold [variables]; they are not exported")
     out = head + _source_lines(spec)
@@ -243,8 +249,10 @@ def conda_explicit(spec, lock, platform=None) -> Exported:
     platform = pick_platform(lock, platform, "an @EXPLICIT file")
     conda = _conda(lock, platform)
     if not conda:
-        raise ExportError(f"the lock has no conda packages for {platform}; an @EXPLICIT file lists conda packages only",
-                          hint="use --format requirements or pylock for a PyPI-only environment")
+        raise ExportError(
+            f"the lock has no conda packages for {platform}; an @EXPLICIT file lists conda packages only",
+            hint="use --format requirements or pylock for a PyPI-only environment",
+        )
     notes = []
     pypi = _pypi(lock, platform)
     out = _header(spec, lock, None, "conda explicit spec")
@@ -311,18 +319,23 @@ def conda_lock(spec, lock, platform=None) -> Exported:
                 "category": "main", "optional": False,
             })  # fmt: skip
     if any(_pypi(lock, p) for p in platforms):
-        notes.append("mlenv.lock does not record PyPI dependency edges; conda-lock `dependencies` of pip packages are "
-                     "empty (its installer installs pip packages with --no-deps, so installs are unaffected)")
+        notes.append(
+            "mlenv.lock does not record PyPI dependency edges; conda-lock `dependencies` of pip packages are "
+            "empty (its installer installs pip packages with --no-deps, so installs are unaffected)"
+        )
     digest = lock.content_hash.split(":", 1)[-1]
     data = {
         "version": 1,
         "metadata": {
-            "content_hash": {plat: digest for plat in platforms},
+            "content_hash": dict.fromkeys(platforms, digest),
             "channels": channels,
             "platforms": platforms,
             "sources": [spec.path.name],
-            "custom_metadata": {"mlenv.content-hash": lock.content_hash, "mlenv.name": spec.name,
-                                "mlenv.image": image_reference(lock)},
+            "custom_metadata": {
+                "mlenv.content-hash": lock.content_hash,
+                "mlenv.name": spec.name,
+                "mlenv.image": image_reference(lock),
+            },
         },
         "package": packages,
     }
@@ -378,7 +391,7 @@ def _pylock_direct(pkg, _s) -> str:
     """PEP 751's vcs (the commit), directory (relative to the lock) or archive (URL + sha256)."""
     source = pkg.get("source")
     if source == "git":
-        repo = str(pkg.url)[len("git+"):].split("#", 1)[0].rsplit("@", 1)[0]
+        repo = str(pkg.url)[len("git+") :].split("#", 1)[0].rsplit("@", 1)[0]
         items = [f"type = {_s('git')}", f"url = {_s(repo)}"]
         if pkg.get("requested"):
             items.append(f"requested-revision = {_s(pkg.get('requested'))}")
@@ -398,15 +411,18 @@ def _pylock_direct(pkg, _s) -> str:
 # --- Azure ML v2 environment YAML -----------------------------------------------------------------
 
 
-def azureml_dict(spec, lock, platform: str, notes: list[str], *, version: str | None = None,
-                 description: str | None = None) -> dict:
+def azureml_dict(
+    spec, lock, platform: str, notes: list[str], *, version: str | None = None, description: str | None = None
+) -> dict:
     env_notes: list[str] = []
     conda = environment_dict(spec, lock, platform, env_notes)
     conda.pop("name", None)
     variables = conda.pop("variables", None)
     if variables:
-        notes.append("Azure ML environments have no environment variables; [variables] are kept in the tag "
-                     "mlenv.variables only (set them on the job)")
+        notes.append(
+            "Azure ML environments have no environment variables; [variables] are kept in the tag "
+            "mlenv.variables only (set them on the job)"
+        )
     notes += env_notes
     data: dict = {"$schema": AZUREML_SCHEMA, "name": spec.name}
     if version:
@@ -425,8 +441,10 @@ def azureml_dict(spec, lock, platform: str, notes: list[str], *, version: str | 
     apt = apt_pins(lock, platform) or sorted(set(lock.image.get("apt-packages", [])))
     if apt:  # an Azure ML environment has no apt field: the pins travel in a tag
         tags["mlenv.apt-packages"] = " ".join(apt)
-        notes.append("Azure ML environments cannot install apt packages; the pinned [image] apt-packages are kept in "
-                     "the tag mlenv.apt-packages (build the image with `mlenv build` and register it to get them)")
+        notes.append(
+            "Azure ML environments cannot install apt packages; the pinned [image] apt-packages are kept in "
+            "the tag mlenv.apt-packages (build the image with `mlenv build` and register it to get them)"
+        )
     data["tags"] = tags
     return data
 
@@ -437,7 +455,9 @@ def azureml(spec, lock, platform=None) -> Exported:
     data = azureml_dict(spec, lock, platform, notes)
     head = _header(spec, lock, platform, "Azure ML v2 environment")
     head.append(_meta_line(spec, lock, platform))
-    head.append("# Register: az ml environment create --file <this file>   (or `mlenv register --registry azureml://...`)")
+    head.append(
+        "# Register: az ml environment create --file <this file>   (or `mlenv register --registry azureml://...`)"
+    )
     return Exported("\n".join(head) + "\n" + _yaml_dump(data), notes)
 
 
@@ -452,8 +472,10 @@ def dockerfile(spec, lock, platform=None) -> Exported:
     for people who build without mlenv (tested with a plain `docker build`)."""
     platform = pick_platform(lock, platform, "a Dockerfile")
     if _conda(lock, platform):
-        raise ExportError("a standalone Dockerfile cannot install conda packages without mlenv",
-                          hint="use `mlenv build`, or export --format conda-explicit / conda-lock for a conda installer")
+        raise ExportError(
+            "a standalone Dockerfile cannot install conda packages without mlenv",
+            hint="use `mlenv build`, or export --format conda-explicit / conda-lock for a conda installer",
+        )
     built = _built(_pypi(lock, platform))
     if built:
         names = ", ".join(sorted(p.name for p in built))
@@ -465,23 +487,36 @@ def dockerfile(spec, lock, platform=None) -> Exported:
     interpreter = lock.image.get("python") or "python3"
     index, extras = _index_urls(spec)
     reqs = _source_lines(spec)
-    reqs += [f"{direct_reference(p) or p.name + '==' + p.version} --hash=sha256:{p.sha256}" for p in _pypi(lock, platform)]
+    reqs += [
+        f"{direct_reference(p) or p.name + '==' + p.version} --hash=sha256:{p.sha256}" for p in _pypi(lock, platform)
+    ]
     if any("${" in u for u in [index, *extras]):
-        notes.append("an index URL reads credentials from ${VAR}; pass them as build args at build time (they end up "
-                     "in the build cache of this single-stage Dockerfile; `mlenv build` keeps them out of the image)")
+        notes.append(
+            "an index URL reads credentials from ${VAR}; pass them as build args at build time (they end up "
+            "in the build cache of this single-stage Dockerfile; `mlenv build` keeps them out of the image)"
+        )
     out = _header(spec, lock, platform, "Dockerfile (standalone, single stage)")
     out += [f"FROM {base}"]
     # the lock's whole apt closure, each pinned name=version (a lock from before apt pinning: the names)
     apt = apt_pins(lock, platform) or sorted(set(lock.image.get("apt-packages", [])))
     if apt:
-        out.append("RUN apt-get update \\\n && apt-get install -y --no-install-recommends " + " ".join(apt)
-                   + " \\\n && rm -rf /var/lib/apt/lists/*")
+        out.append(
+            "RUN apt-get update \\\n && apt-get install -y --no-install-recommends "
+            + " ".join(apt)
+            + " \\\n && rm -rf /var/lib/apt/lists/*"
+        )
     printf = " \\\n        ".join(_sh_quote(r) for r in reqs)
-    out.append(f"RUN {interpreter} -m venv /opt/mlenv/venv \\\n && printf '%s\\n' \\\n        {printf} \\\n"
-               "        > /tmp/mlenv-requirements.txt \\\n"
-               " && /opt/mlenv/venv/bin/pip install --no-cache-dir --no-deps --require-hashes "
-               "-r /tmp/mlenv-requirements.txt \\\n && rm /tmp/mlenv-requirements.txt")
-    env = {"PATH": "/opt/mlenv/venv/bin:$PATH", "VIRTUAL_ENV": "/opt/mlenv/venv", **dict(sorted(lock.variables.items()))}
+    out.append(
+        f"RUN {interpreter} -m venv /opt/mlenv/venv \\\n && printf '%s\\n' \\\n        {printf} \\\n"
+        "        > /tmp/mlenv-requirements.txt \\\n"
+        " && /opt/mlenv/venv/bin/pip install --no-cache-dir --no-deps --require-hashes "
+        "-r /tmp/mlenv-requirements.txt \\\n && rm /tmp/mlenv-requirements.txt"
+    )
+    env = {
+        "PATH": "/opt/mlenv/venv/bin:$PATH",
+        "VIRTUAL_ENV": "/opt/mlenv/venv",
+        **dict(sorted(lock.variables.items())),
+    }
     out.append("ENV " + " \\\n    ".join(f"{k}={json.dumps(v) if k != 'PATH' else v}" for k, v in env.items()))
     out += list(lock.image.get("steps", []))
     out.append(f'LABEL org.mlenv.content-hash="{lock.content_hash}" org.mlenv.name="{spec.name}"')

@@ -82,8 +82,11 @@ class Draft:
             return None
         if has_literal_credential(url):
             url = strip_credentials(url)
-            self.note(where, f"{what} {url}: its literal credential was not copied; write it as "
-                             "https://${USER}:${TOKEN}@host/... (read from the environment) or use ~/.netrc")
+            self.note(
+                where,
+                f"{what} {url}: its literal credential was not copied; write it as "
+                "https://${USER}:${TOKEN}@host/... (read from the environment) or use ~/.netrc",
+            )
         problem = source_problem(url, channel=channel)
         if problem:
             self.note(where, f"{what} {quote(url)} {problem}; not carried over")
@@ -114,7 +117,12 @@ class Draft:
             out.append(f"python = {q(self.python)}")
         out.append(f"platforms = {_arr(self.platforms)}")
         if self.has_conda:
-            out += ["", "[conda]", f"channels = {_arr(self.channels)}", f"dependencies = {_arr(self.conda, multiline=True)}"]
+            out += [
+                "",
+                "[conda]",
+                f"channels = {_arr(self.channels)}",
+                f"dependencies = {_arr(self.conda, multiline=True)}",
+            ]
         if self.pypi or self.index_url or self.extra_index_urls or self.find_links or self.constraints:
             out += ["", "[pypi]"]
             if self.index_url:
@@ -171,8 +179,10 @@ def detect(path: Path, text: str) -> str:
             return "pylock"
         if re.search(r"^\s*\[project\]", text, re.M) or name == "pyproject.toml":
             return "pyproject"
-        raise SpecError(f"{path}: a TOML file that is neither pyproject.toml ([project]) nor pylock.toml",
-                        hint="mlenv.toml itself needs no import")
+        raise SpecError(
+            f"{path}: a TOML file that is neither pyproject.toml ([project]) nor pylock.toml",
+            hint="mlenv.toml itself needs no import",
+        )
     if name.endswith((".yml", ".yaml")):
         data = _yaml_plain(_yaml_compose(text, path)) or {}
         if not isinstance(data, dict):
@@ -185,15 +195,21 @@ def detect(path: Path, text: str) -> str:
         if {"image", "build", "conda_file"} & set(data):
             return "azureml"
         if data.get("version") == 1 and "package" in data:
-            raise SpecError(f"{path}: a conda-lock.yml lock file cannot be imported",
-                            hint="import the environment.yml it was made from")
-        raise SpecError(f"{path}: not a conda environment.yml (no `dependencies`) nor an Azure ML environment "
-                        "(no `image`, `build` or `conda_file`)")
+            raise SpecError(
+                f"{path}: a conda-lock.yml lock file cannot be imported",
+                hint="import the environment.yml it was made from",
+            )
+        raise SpecError(
+            f"{path}: not a conda environment.yml (no `dependencies`) nor an Azure ML environment "
+            "(no `image`, `build` or `conda_file`)"
+        )
     if name.endswith((".txt", ".in")) or "requirements" in name or "constraints" in name:
         return "requirements"
-    raise SpecError(f"{path}: cannot tell which format this is from its name",
-                    hint="mlenv imports environment.yml/.yaml, requirements*.txt / *.in, pyproject.toml, "
-                         "pylock.toml and Azure ML environment YAML")
+    raise SpecError(
+        f"{path}: cannot tell which format this is from its name",
+        hint="mlenv imports environment.yml/.yaml, requirements*.txt / *.in, pyproject.toml, "
+        "pylock.toml and Azure ML environment YAML",
+    )
 
 
 def import_file(path: Path, *, name: str | None = None, default_name: str = "env", python: str | None = None,
@@ -210,13 +226,23 @@ def import_file(path: Path, *, name: str | None = None, default_name: str = "env
     except FileNotFoundError:
         raise SpecError(f"{path}: no such file") from None
     kind = detect(path, text)
-    label = {"conda": "conda environment.yml", "requirements": "requirements.txt", "azureml": "Azure ML environment",
-             "pyproject": "pyproject.toml", "pylock": "pylock.toml (PEP 751)"}[kind]
+    label = {
+        "conda": "conda environment.yml",
+        "requirements": "requirements.txt",
+        "azureml": "Azure ML environment",
+        "pyproject": "pyproject.toml",
+        "pylock": "pylock.toml (PEP 751)",
+    }[kind]
     draft = Draft(name=name or default_name, source=label, origin=path,
                   project=Path(project).resolve() if project is not None else Path.cwd().resolve(),
                   extras=tuple(extras), groups=tuple(groups))  # fmt: skip
-    {"conda": _import_conda, "requirements": _import_requirements, "azureml": _import_azureml,
-     "pyproject": _import_pyproject, "pylock": _import_pylock}[kind](draft, path, text)
+    {
+        "conda": _import_conda,
+        "requirements": _import_requirements,
+        "azureml": _import_azureml,
+        "pyproject": _import_pyproject,
+        "pylock": _import_pylock,
+    }[kind](draft, path, text)
     header = read_header(text)
     if header.get("python"):
         draft.python = header["python"]
@@ -230,12 +256,15 @@ def import_file(path: Path, *, name: str | None = None, default_name: str = "env
         draft.name = draft.file_name
     _settle_pip_without_python(draft, path)
     if draft.hashes_dropped:
-        draft.notes.append(f"{path}: {draft.hashes_dropped} --hash option(s) not copied: `mlenv lock` records the "
-                           "sha256 of every artifact it resolves and install verifies them")
+        draft.notes.append(
+            f"{path}: {draft.hashes_dropped} --hash option(s) not copied: `mlenv lock` records the "
+            "sha256 of every artifact it resolves and install verifies them"
+        )
     if (draft.pypi or not (draft.has_conda or draft.base)) and not draft.python and not draft.has_conda:
         draft.python = DEFAULT_PYTHON
-        draft.notes.append(f"{path}: the file does not say which Python; assumed {DEFAULT_PYTHON} "
-                           "(edit [environment] python)")
+        draft.notes.append(
+            f"{path}: the file does not say which Python; assumed {DEFAULT_PYTHON} (edit [environment] python)"
+        )
     rendered = draft.render()
     try:
         rendered.encode("utf-8")
@@ -263,8 +292,10 @@ def _settle_pip_without_python(d: Draft, path: Path) -> None:
     python is set (DEFAULT_PYTHON) with a note, rather than a spec the validation refuses."""
     if d.has_conda and d.pypi and not d.python and not any(_conda_python(c)[1] for c in d.conda):
         d.python = DEFAULT_PYTHON
-        d.notes.append(f"{_rel(path)}: pip packages need a Python in the conda environment, and the file lists none; "
-                       f"python {DEFAULT_PYTHON} assumed (edit [environment] python)")
+        d.notes.append(
+            f"{_rel(path)}: pip packages need a Python in the conda environment, and the file lists none; "
+            f"python {DEFAULT_PYTHON} assumed (edit [environment] python)"
+        )
 
 
 def read_header(text: str) -> dict[str, str]:
@@ -305,9 +336,26 @@ def _logical_lines(text: str) -> list[tuple[int, str]]:
     return out
 
 
-_OPT_WITH_VALUE = {"-r", "--requirement", "-c", "--constraint", "-i", "--index-url", "--extra-index-url",
-                   "-f", "--find-links", "--trusted-host", "-e", "--editable", "--only-binary", "--no-binary",
-                   "--hash", "--global-option", "--config-settings", "--use-feature"}
+_OPT_WITH_VALUE = {
+    "-r",
+    "--requirement",
+    "-c",
+    "--constraint",
+    "-i",
+    "--index-url",
+    "--extra-index-url",
+    "-f",
+    "--find-links",
+    "--trusted-host",
+    "-e",
+    "--editable",
+    "--only-binary",
+    "--no-binary",
+    "--hash",
+    "--global-option",
+    "--config-settings",
+    "--use-feature",
+}
 
 
 def _split_option(line: str) -> tuple[str, str] | None:
@@ -323,7 +371,9 @@ class _ReqCtx:
     seen_files: set = field(default_factory=set)
 
 
-def parse_requirement_lines(ctx: _ReqCtx, lines: list[tuple[str, str]], base_dir: Path, *, constraint: bool = False) -> None:
+def parse_requirement_lines(
+    ctx: _ReqCtx, lines: list[tuple[str, str]], base_dir: Path, *, constraint: bool = False
+) -> None:
     """lines: (where, logical line). Requirements go to the draft's dependencies (or, from a
     -c file, to its constraints); git, URL and path forms too (mlenv.formats.directreqs)."""
     from packaging.requirements import InvalidRequirement, Requirement
@@ -343,8 +393,9 @@ def parse_requirement_lines(ctx: _ReqCtx, lines: list[tuple[str, str]], base_dir
                 if len(ctx.seen_files) > MAX_FILES:
                     raise SpecError(f"{where}: {flag} {quote(value)}: more than {MAX_FILES} requirement files")
                 text = read_text(sub, MAX_IMPORT_BYTES, SpecError, "requirements file")
-                parse_requirement_lines(ctx, [(f"{_rel(sub)}:{n}", ln) for n, ln in _logical_lines(text)],
-                                        sub.parent, constraint=is_c)
+                parse_requirement_lines(
+                    ctx, [(f"{_rel(sub)}:{n}", ln) for n, ln in _logical_lines(text)], sub.parent, constraint=is_c
+                )
             elif flag in ("-i", "--index-url"):
                 if constraint:
                     d.note(where, f"{flag} in a constraints file ignored")
@@ -414,7 +465,7 @@ def _strip_req_options(line: str) -> tuple[str, list[str]]:
     m = re.search(r"\s--?[a-zA-Z]", line)
     if not m:
         return line, []
-    req, rest = line[: m.start()].strip(), line[m.start():].strip()
+    req, rest = line[: m.start()].strip(), line[m.start() :].strip()
     try:
         opts = shlex.split(rest)
     except ValueError:
@@ -476,9 +527,11 @@ def _named_file(d: Draft, where: str, what: str, base_dir: Path, value: str) -> 
     except (OSError, ValueError):  # a NUL byte, a name too long
         raise SpecError(f"{where}: {what}: not a usable file name") from None
     if not inside:
-        raise SpecError(f"{where}: {_comment(what)}: {sub} is outside {roots[0]} and the current directory; "
-                        "mlenv only reads files next to the one it imports",
-                        hint="copy the file next to it, or run mlenv init from a directory that holds both")
+        raise SpecError(
+            f"{where}: {_comment(what)}: {sub} is outside {roots[0]} and the current directory; "
+            "mlenv only reads files next to the one it imports",
+            hint="copy the file next to it, or run mlenv init from a directory that holds both",
+        )
     if not exists:
         raise SpecError(f"{where}: {_comment(what)}: no such file ({sub})")
     return sub
@@ -620,8 +673,11 @@ def _import_conda(d: Draft, path: Path, text: str, *, root=None, where_file: str
                     continue
                 if ch == "defaults":
                     d.channels.append(DEFAULTS_CHANNEL)
-                    d.note(f"{where_file}:{_line(item)}", f"channel `defaults` mapped to {DEFAULTS_CHANNEL} "
-                                                          "(Anaconda's main channel; check its terms of service)")
+                    d.note(
+                        f"{where_file}:{_line(item)}",
+                        f"channel `defaults` mapped to {DEFAULTS_CHANNEL} "
+                        "(Anaconda's main channel; check its terms of service)",
+                    )
                 elif (url := d.checked_url(f"{where_file}:{_line(item)}", ch, "channel", channel=True)) is not None:
                     d.channels.append(url)
         elif key == "dependencies":
@@ -631,8 +687,11 @@ def _import_conda(d: Draft, path: Path, text: str, *, root=None, where_file: str
         elif key == "variables":
             if isinstance(v, yaml.MappingNode):
                 for vk, vv in v.value:
-                    d.variable(f"{where_file}:{_line(vk)}", vk.value if isinstance(vk, yaml.ScalarNode) else None,
-                               _construct(vv))
+                    d.variable(
+                        f"{where_file}:{_line(vk)}",
+                        vk.value if isinstance(vk, yaml.ScalarNode) else None,
+                        _construct(vv),
+                    )
         else:
             d.note(f"{where_file}:{_line(k)}", f"key `{key}` is not part of a conda environment file; ignored")
     _settle_conda(d, where_file)
@@ -687,8 +746,10 @@ def _settle_conda(d: Draft, where_file: str) -> None:
         version = d.python
         d.has_conda, d.conda, d.channels = False, [], []
         d.python = ".".join(version.split(".")[:3])
-        d.notes.append(f"{where_file}: only python{' ' + version} and pip come from conda; imported as a PyPI "
-                       f"environment on the base image's Python {d.python} (add a [conda] table for conda's Python)")
+        d.notes.append(
+            f"{where_file}: only python{' ' + version} and pip come from conda; imported as a PyPI "
+            f"environment on the base image's Python {d.python} (add a [conda] table for conda's Python)"
+        )
         return
     if d.has_conda:
         if not d.channels:
@@ -701,10 +762,12 @@ def _settle_conda(d: Draft, where_file: str) -> None:
             for c in list(d.conda):
                 try:
                     MatchSpec(c)
-                except Exception as exc:  # noqa: BLE001 - rattler's own error type
+                except Exception as exc:
                     bad.append(c)
-                    d.notes.append(f"{where_file}: conda dependency `{c}` is not a valid MatchSpec "
-                                   f"({str(exc).splitlines()[0]}); not carried over")
+                    d.notes.append(
+                        f"{where_file}: conda dependency `{c}` is not a valid MatchSpec "
+                        f"({str(exc).splitlines()[0]}); not carried over"
+                    )
         except ImportError:  # pragma: no cover - rattler is a dependency
             pass
         d.conda = [c for c in d.conda if c not in bad]
@@ -734,8 +797,9 @@ def _import_azureml(d: Draft, path: Path, text: str) -> None:
         if isinstance(vnode, yaml.MappingNode):
             _import_conda(d, path, text, root=vnode, where_file=where_file)
         elif isinstance(vnode, yaml.ScalarNode):
-            conda_path = _named_file(d, f"{where_file}:{_line(vnode)}", f"conda_file {vnode.value}", path.parent,
-                                     str(vnode.value))
+            conda_path = _named_file(
+                d, f"{where_file}:{_line(vnode)}", f"conda_file {vnode.value}", path.parent, str(vnode.value)
+            )
             _import_conda(d, conda_path, read_text(conda_path, MAX_IMPORT_BYTES, SpecError, "conda file"))
         else:
             raise SpecError(f"{where_file}:{_line(vnode)}: conda_file must be a file name or a mapping")
@@ -744,8 +808,11 @@ def _import_azureml(d: Draft, path: Path, text: str) -> None:
     for key, (knode, vnode) in data.items():
         where = f"{where_file}:{_line(knode)}"
         if key == "version":
-            d.note(where, f"Azure ML version {_construct(vnode)} not carried over: mlenv numbers versions itself when "
-                          "you `mlenv register`")
+            d.note(
+                where,
+                f"Azure ML version {_construct(vnode)} not carried over: mlenv numbers versions itself when "
+                "you `mlenv register`",
+            )
         elif key == "inference_config":
             d.note(where, "inference_config (liveness/readiness/scoring routes) has no mlenv field; not carried over")
         elif key == "os_type" and str(_construct(vnode)).lower() == "windows":
@@ -814,8 +881,11 @@ def _import_dockerfile(d: Draft, dockerfile: Path) -> None:
                 except ValueError:
                     value = v[1:-1]
                 d.variable(where, k, value)
-        elif instr == "RUN" and re.search(r"apt-get\s+(-\S+\s+)*install", rest) and "&&" not in rest.replace(
-                "apt-get update &&", ""):
+        elif (
+            instr == "RUN"
+            and re.search(r"apt-get\s+(-\S+\s+)*install", rest)
+            and "&&" not in rest.replace("apt-get update &&", "")
+        ):
             pkgs = [t for t in rest.split("install", 1)[1].split() if not t.startswith("-")]
             d.apt += [p for p in pkgs if p not in d.apt]
         elif instr == "RUN" and re.match(r"^(python3? -m )?pip3? install\s", rest):
@@ -895,7 +965,9 @@ def _import_pyproject(d: Draft, path: Path, text: str) -> None:
     data = _toml(text, where_file)
     project = data.get("project")
     if not isinstance(project, dict):
-        raise SpecError(f"{where_file}: no [project] table", hint="mlenv imports PEP 621 metadata ([project] dependencies)")
+        raise SpecError(
+            f"{where_file}: no [project] table", hint="mlenv imports PEP 621 metadata ([project] dependencies)"
+        )
     d.description = str(project.get("description", "") or "")
     requires = project.get("requires-python")
     if requires:
@@ -908,11 +980,15 @@ def _import_pyproject(d: Draft, path: Path, text: str) -> None:
             d.note(f"{where_file}:{line}", f"requires-python {quote(requires)} matches no known Python; not used")
     deps = project.get("dependencies", [])
     if not isinstance(deps, list) or not all(isinstance(dep, str) for dep in deps):
-        raise SpecError(f"{where_file}:{_toml_line(text, 'dependencies', key=True)}: [project] dependencies must be a "
-                        "list of strings")
+        raise SpecError(
+            f"{where_file}:{_toml_line(text, 'dependencies', key=True)}: [project] dependencies must be a "
+            "list of strings"
+        )
     if "dependencies" in _list(project.get("dynamic")) and not _is_package(data):
-        d.note(f"{where_file}:{_toml_line(text, 'dynamic')}", "dependencies are dynamic (computed by the build "
-                                                               "backend); mlenv cannot read them")
+        d.note(
+            f"{where_file}:{_toml_line(text, 'dynamic')}",
+            "dependencies are dynamic (computed by the build backend); mlenv cannot read them",
+        )
     ctx = _ReqCtx(d)
 
     def lines_of(reqs: list, section: str) -> list[tuple[str, str]]:
@@ -938,8 +1014,11 @@ def _import_pyproject(d: Draft, path: Path, text: str) -> None:
                            "a wheel at lock time, its dependencies with it")  # fmt: skip
     else:
         if package and rel is None:
-            d.note(where_name, f"the project itself ({quote(name)}) is outside the directory of the new mlenv.toml; "
-                               "its dependencies are carried over, not the project (run init from its directory)")
+            d.note(
+                where_name,
+                f"the project itself ({quote(name)}) is outside the directory of the new mlenv.toml; "
+                "its dependencies are carried over, not the project (run init from its directory)",
+            )
         elif not package:
             d.note(where_name, f"the project ({quote(name)}) has no [build-system] (not a package, as uv sees it): "
                                "its dependencies are carried over")  # fmt: skip
@@ -948,8 +1027,11 @@ def _import_pyproject(d: Draft, path: Path, text: str) -> None:
             parse_requirement_lines(ctx, lines_of(_list(extras[x]), x), path.parent)
     for x, reqs in extras.items():
         if x not in d.extras:
-            d.note(f"{where_file}:{_toml_line(text, x, key=True)}", f"optional dependencies [{x}] "
-                   f"({len(_list(reqs))}) are opt-in: `mlenv init --from {path.name} --extra {x}` includes them")
+            d.note(
+                f"{where_file}:{_toml_line(text, x, key=True)}",
+                f"optional dependencies [{x}] "
+                f"({len(_list(reqs))}) are opt-in: `mlenv init --from {path.name} --extra {x}` includes them",
+            )
     for g in groups:
         if g in d.groups:
             parse_requirement_lines(ctx, [(f"{where_file}:{_toml_line(text, g, key=True)}", r)
@@ -960,7 +1042,9 @@ def _import_pyproject(d: Draft, path: Path, text: str) -> None:
     uv = _table(_table(data.get("tool")).get("uv"))
     for index in _list(uv.get("index")):
         if isinstance(index, dict) and index.get("url"):
-            url = d.checked_url(f"{where_file}:{_toml_line(text, 'url', key=True)}", index["url"], "[[tool.uv.index]] url")
+            url = d.checked_url(
+                f"{where_file}:{_toml_line(text, 'url', key=True)}", index["url"], "[[tool.uv.index]] url"
+            )
             if url is None:
                 continue
             if index.get("default") is True:

@@ -135,7 +135,9 @@ def build_image(
 
     secrets = [u.split("://", 1)[-1].split("@", 1)[0] for u in index_urls if "@" in u]
     if push and not names_registry(ref):
-        raise MlenvError(f"--push needs a registry in --repository (e.g. 127.0.0.1:5000/team), not {ref.rsplit('/', 1)[0]!r}")
+        raise MlenvError(
+            f"--push needs a registry in --repository (e.g. 127.0.0.1:5000/team), not {ref.rsplit('/', 1)[0]!r}"
+        )
     job = BuildJob(spec=spec, lock=lock, platform=platform, ref=ref, artifacts=artifacts,
                    log_path=log_path(spec.name, lock.short_hash), ca_bundle=ca_bundle, no_cache=no_cache,
                    scrub=lambda text: scrub_text(text, secrets), on_step=on_step, on_line=on_line,

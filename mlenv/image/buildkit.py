@@ -77,8 +77,9 @@ _LINE = re.compile(r"^#(\d+) (\d+\.\d+) (.*)$")
 _ERROR = re.compile(r"^#(\d+) ERROR: (.*)$")
 
 
-def build(cli: str, files: dict, tag: str, *, nocache: bool = False, on_step=None, on_line=None,
-          scrub=lambda s: s) -> BuildLog:
+def build(
+    cli: str, files: dict, tag: str, *, nocache: bool = False, on_step=None, on_line=None, scrub=lambda s: s
+) -> BuildLog:
     """Run a BuildKit build of the context `files` (mlenv.image.context.context_files),
     written to a temporary directory for the CLI, with host networking (the install
     steps reach mlenv's artifact server on 127.0.0.1). Returns the log; .error set on
@@ -95,15 +96,28 @@ def build(cli: str, files: dict, tag: str, *, nocache: bool = False, on_step=Non
 
 
 def _run(cli: str, context_dir: Path, iid: Path, tag: str, nocache: bool, on_step, on_line, scrub) -> BuildLog:
-    cmd = [cli, "build", "--progress", "plain", "--network", "host", "--iidfile", str(iid), "-t", tag,
-           *(["--no-cache"] if nocache else []), str(context_dir)]
+    cmd = [
+        cli,
+        "build",
+        "--progress",
+        "plain",
+        "--network",
+        "host",
+        "--iidfile",
+        str(iid),
+        "-t",
+        tag,
+        *(["--no-cache"] if nocache else []),
+        str(context_dir),
+    ]
     env = dict(os.environ, DOCKER_BUILDKIT="1")
     log = BuildLog()
     steps: dict[str, str] = {}
     output: dict[str, list[str]] = {}
     errors: list[str] = []
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                            errors="replace", bufsize=1)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, errors="replace", bufsize=1
+    )
     assert proc.stdout is not None
     for raw in proc.stdout:
         line = scrub(raw.rstrip("\n"))

@@ -35,8 +35,14 @@ GROUP_MIN_BYTES = int(os.environ.get("MLENV_BUILD_GROUP_MIN_BYTES") or 4_000_000
 MAX_GROUPS = 30
 
 
-def pypi_groups(pkgs, sizes: dict[str, int], *, min_bytes: int = GROUP_MIN_BYTES, max_groups: int = MAX_GROUPS,
-                direct: frozenset[str] = frozenset()) -> list[Group]:
+def pypi_groups(
+    pkgs,
+    sizes: dict[str, int],
+    *,
+    min_bytes: int = GROUP_MIN_BYTES,
+    max_groups: int = MAX_GROUPS,
+    direct: frozenset[str] = frozenset(),
+) -> list[Group]:
     """Every artifact >= min_bytes alone (group id = its normalized name), the rest
     together (group id from their sorted names, so a version change keeps it). A
     group's id and content depend only on its own artifacts.
@@ -65,8 +71,9 @@ def pypi_groups(pkgs, sizes: dict[str, int], *, min_bytes: int = GROUP_MIN_BYTES
     return sorted(groups, key=lambda g: (any(_norm(p.name) in direct for p in g.packages), -g.size, g.gid))
 
 
-def make_plan(spec, lock, platform: str, *, ca_bundle: bool, artifacts: dict[str, Path] | None = None,
-              builder: str = "classic") -> Plan:
+def make_plan(
+    spec, lock, platform: str, *, ca_bundle: bool, artifacts: dict[str, Path] | None = None, builder: str = "classic"
+) -> Plan:
     from .. import __version__
     from ..installing import needs_interpreter
 
@@ -196,8 +203,11 @@ def served_files(lock, plan: Plan, *, ca_bundle: str | None, artifacts: dict[str
         import importlib.util
 
         origin = Path(importlib.util.find_spec("rattler").origin).parent
-        entries = [(f"lib/rattler/{f.relative_to(origin).as_posix()}", f) for f in origin.rglob("*")
-                   if f.is_file() and "__pycache__" not in f.parts]
+        entries = [
+            (f"lib/rattler/{f.relative_to(origin).as_posix()}", f)
+            for f in origin.rglob("*")
+            if f.is_file() and "__pycache__" not in f.parts
+        ]
         plan.rattler_sha, path = _cached_tar("rattler", entries)
         served[f"/tools/{plan.rattler_sha}"] = path
 

@@ -17,9 +17,10 @@ import json
 import os
 import re
 import tarfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from ..errors import MlenvError
 from ..runtime.text import clip, first_line
@@ -72,7 +73,7 @@ class DockerEngine:
 
     # --- availability -----------------------------------------------------------
     @classmethod
-    def available(cls) -> "DockerEngine | None":
+    def available(cls) -> DockerEngine | None:
         """An engine that answers, or None (for commands where Docker is optional)."""
         engine = cls()
         if engine.socket_path is not None and not os.path.exists(engine.socket_path):
@@ -103,7 +104,7 @@ class DockerEngine:
             self._client.close()
             self._client = None
 
-    def __enter__(self) -> "DockerEngine":
+    def __enter__(self) -> DockerEngine:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -145,7 +146,11 @@ class DockerEngine:
                 else:
                     labels = (info or {}).get("Config", {}).get("Labels") or {}
                     if labels.get(LABEL_HASH) == content_hash:
-                        return {"Id": info["Id"], "RepoTags": info.get("RepoTags") or [], "Created": info.get("Created")}
+                        return {
+                            "Id": info["Id"],
+                            "RepoTags": info.get("RepoTags") or [],
+                            "Created": info.get("Created"),
+                        }
             flt = json.dumps({"label": [f"{LABEL_HASH}={content_hash}"]})
             images = self._socket_request("GET", "/images/json", {"filters": flt})
         except EngineUnreachable as exc:
@@ -345,7 +350,9 @@ def explain_failure(log: BuildLog, base: str, log_path: Path) -> BuildFailed:
     tail = [ln for ln in log.step_lines if ln.strip() and not ln.startswith(" ---> ")][-15:]
     hint = None
     from_step = step.split(": ", 1)[-1].startswith("FROM") or re.search(r"\] FROM |load metadata for ", step)
-    not_found = r"not found|pull access denied|manifest unknown|repository does not exist|no such host|connection refused"
+    not_found = (
+        r"not found|pull access denied|manifest unknown|repository does not exist|no such host|connection refused"
+    )
     if from_step and re.search(not_found, text, re.I):
         head = f"base image {base} not found (not in the local daemon, and its registry does not have it)"
         hint = "check [image] base in mlenv.toml, `docker pull` / push it, then `mlenv lock --upgrade`"

@@ -64,6 +64,7 @@ TEMPLATE_STAGES = """\
 {stages}
 """
 
+
 def runtime_script(name: str) -> str:
     """The text of a stdlib-only script of mlenv.runtime (bootstrap.py, merge.py): the
     RUN lines that need code before any tool is in the image carry the real file,
@@ -242,7 +243,7 @@ def render_stages(p: Plan, hooks: list[Hook]) -> str:
     if by_name["env"].final:
         out += ["", "FROM system AS env", *by_name["env"].final]
         builder_base = "env"
-    for g, step in zip(p.groups, by_name["pypi"].final):
+    for g, step in zip(p.groups, by_name["pypi"].final, strict=False):
         out += ["", f"FROM {builder_base} AS g-{g.gid}", step]
     out += ["", "FROM system AS image"]
     if by_name["env"].final:
@@ -256,13 +257,15 @@ def render_stages(p: Plan, hooks: list[Hook]) -> str:
 def render(p: Plan) -> tuple[str, list[Hook]]:
     hooks = [h(p) for h in HOOKS]
     if p.builder == "buildkit":
-        text = TEMPLATE_STAGES.format(version=p.version, content_hash=p.content_hash, server=p.server,
-                                      stages=render_stages(p, hooks))
+        text = TEMPLATE_STAGES.format(
+            version=p.version, content_hash=p.content_hash, server=p.server, stages=render_stages(p, hooks)
+        )
         return text, hooks
     by_name = {h.name: h for h in hooks}
     final = [ln for name in FINAL_ORDER for ln in by_name[name].final]
-    text = TEMPLATE.format(version=p.version, content_hash=p.content_hash, base=p.base, server=p.server,
-                           final="\n".join(final))
+    text = TEMPLATE.format(
+        version=p.version, content_hash=p.content_hash, base=p.base, server=p.server, final="\n".join(final)
+    )
     return text, hooks
 
 

@@ -90,8 +90,15 @@ def remember(spec, lock, platform: str) -> None:
 def _parse(argv: list[str]) -> dict | None:
     """Only `[-C DIR] build` with -q/--quiet, --json, --repository REPO, --platform P,
     --builder B, --ca-bundle FILE (options that do not change a hit's answer); else None."""
-    opts = {"dir": ".", "quiet": False, "json": False, "repository": "mlenv", "platform": DEFAULT_PLATFORM,
-            "builder": os.environ.get("MLENV_BUILDER") or "auto", "ca-bundle": None}
+    opts = {
+        "dir": ".",
+        "quiet": False,
+        "json": False,
+        "repository": "mlenv",
+        "platform": DEFAULT_PLATFORM,
+        "builder": os.environ.get("MLENV_BUILDER") or "auto",
+        "ca-bundle": None,
+    }
     args = list(argv)
     if args[:1] == ["-C"] and len(args) > 1:
         opts["dir"] = args[1]
@@ -193,14 +200,22 @@ def try_hit(argv: list[str]) -> int | None:
     except (ValueError, KeyError, TypeError):
         return None
     ref = f"{opts['repository']}/{name}:{short}"
-    info = _inspect(host[len("unix://"):], ref)
+    info = _inspect(host[len("unix://") :], ref)
     labels = ((info or {}).get("Config") or {}).get("Labels") or {}
     if labels.get("org.mlenv.content-hash") != content_hash or not info.get("Id"):
         return None
     if opts["json"]:
-        result = {"image": ref, "name": name, "content_hash": content_hash, "short_hash": short,
-                  "action": "reused", "where": "local", "id": info["Id"], "retagged": False,
-                  "seconds": round(time.perf_counter() - t0, 3)}
+        result = {
+            "image": ref,
+            "name": name,
+            "content_hash": content_hash,
+            "short_hash": short,
+            "action": "reused",
+            "where": "local",
+            "id": info["Id"],
+            "retagged": False,
+            "seconds": round(time.perf_counter() - t0, 3),
+        }
         sys.stdout.write(json.dumps(result, indent=2, sort_keys=True) + "\n")
     elif not opts["quiet"]:
         sys.stdout.write(f"reused {ref} (local image {info['Id'][7:19]})\n")

@@ -51,7 +51,7 @@ def conda_glibc_floor(depends: list[str]) -> tuple[int, int] | None:
         m = re.match(r"\s*__glibc\s*(.*)$", str(dep))
         if not m:
             continue
-        for op, major, minor in re.findall(r"(>=|>|==|=|~=)\s*(\d+)\.(\d+)", m.group(1)):
+        for _op, major, minor in re.findall(r"(>=|>|==|=|~=)\s*(\d+)\.(\d+)", m.group(1)):
             v = (int(major), int(minor))
             if best is None or v > best:
                 best = v

@@ -62,14 +62,20 @@ def _choose(name: str, version: str, platform: str, python: str, glibc: str | No
     url = PYPI_SIMPLE_JSON.format(name=name)
     headers = {"User-Agent": "mlenv", "Accept": "application/vnd.pypi.simple.v1+json"}
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=60,
-                                    context=ssl_context(ca_bundle)) as resp:
+        with urllib.request.urlopen(
+            urllib.request.Request(url, headers=headers), timeout=60, context=ssl_context(ca_bundle)
+        ) as resp:
             files = json.load(resp)["files"]
     except Exception as exc:  # URLError, HTTPError, SSL errors, bad JSON
-        hint = ("a TLS-intercepting proxy? pass --ca-bundle FILE (or the ca-bundle setting)"
-                if "CERTIFICATE" in str(exc).upper() else None)
-        raise MlenvError(f"could not look up the {platform} wheel of {name} {version} (the image's install tool) "
-                         f"at {url}: {exc}", hint=hint) from None
+        hint = (
+            "a TLS-intercepting proxy? pass --ca-bundle FILE (or the ca-bundle setting)"
+            if "CERTIFICATE" in str(exc).upper()
+            else None
+        )
+        raise MlenvError(
+            f"could not look up the {platform} wheel of {name} {version} (the image's install tool) at {url}: {exc}",
+            hint=hint,
+        ) from None
     rank = {t: i for i, t in enumerate(wheel_tags(platform, python, glibc=glibc))}
     best = None
     for f in files:
@@ -82,13 +88,19 @@ def _choose(name: str, version: str, platform: str, python: str, glibc: str | No
         if score is not None and (best is None or score < best[0]):
             best = (score, f)
     if best is None:
-        raise MlenvError(f"{name} {version} has no wheel for {platform} (Python {python}) on PyPI",
-                         hint="build this image from a linux-64 (x86_64 Linux) host, or pin another mlenv/uv version")
+        raise MlenvError(
+            f"{name} {version} has no wheel for {platform} (Python {python}) on PyPI",
+            hint="build this image from a linux-64 (x86_64 Linux) host, or pin another mlenv/uv version",
+        )
     f = best[1]
     from urllib.parse import urljoin
 
-    choice = {"filename": f["filename"], "url": urljoin(url, f["url"]), "sha256": f["hashes"]["sha256"],
-              "size": f.get("size", 0)}
+    choice = {
+        "filename": f["filename"],
+        "url": urljoin(url, f["url"]),
+        "sha256": f["hashes"]["sha256"],
+        "size": f.get("size", 0),
+    }
     if not _from_pypi(choice["url"]):  # the JSON is a remote document: its URL obeys the sources rule
         raise MlenvError(f"PyPI's page for {name} links {scrub(str(choice['url']))[:200]}, which is not PyPI's file host",
                          hint="check the network path to pypi.org (a proxy rewriting pages?)")  # fmt: skip
@@ -102,7 +114,9 @@ def _from_pypi(url) -> bool:
     """A URL on PyPI's own hosts (mlenv.sources: the default index and its file host)."""
     from ..sources import DEFAULT_INDEX, index_sources, matches, url_problem
 
-    return isinstance(url, str) and url_problem(url) is None and any(matches(url, s) for s in index_sources(DEFAULT_INDEX))
+    return (
+        isinstance(url, str) and url_problem(url) is None and any(matches(url, s) for s in index_sources(DEFAULT_INDEX))
+    )
 
 
 def tool_wheels(plan, lock, *, ca_bundle: str | None = None) -> list[Package]:

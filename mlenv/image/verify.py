@@ -13,8 +13,8 @@ from ..errors import MlenvError
 from ..installing import expected
 from ..lockfile import Lock, loads_lock, read_lock
 from ..runtime.inventory import Difference, compare
-from .dockerfile import META_DIR, PREFIX
 from .docker import DockerEngine
+from .dockerfile import META_DIR, PREFIX
 
 
 def verify_image(ref: str, lock_path: Path | None) -> tuple[Lock, list[Difference]]:

@@ -53,7 +53,7 @@ def engine_client(timeout: int = 600):
 
         client = docker.from_env(timeout=timeout)
         client.ping()
-    except Exception as exc:  # noqa: BLE001 - DockerException, requests and socket errors: all mean "no Engine"
+    except Exception as exc:
         reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
         raise MlenvError(
             f"cannot reach the Docker Engine at DOCKER_HOST={docker_host()} ({reason})",
@@ -228,7 +228,7 @@ def read_from_engine(
     if len(entry.layers) != len(cfg.diff_ids):
         raise ManifestError(f"{where}: the archive has {len(entry.layers)} layers, the config {len(cfg.diff_ids)}")
     layers = []
-    for path, diff_id in zip(entry.layers, cfg.diff_ids):
+    for path, diff_id in zip(entry.layers, cfg.diff_ids, strict=False):
         kind_, value = resolve(path)
         desc = (
             store.put_bytes(value, OCI_LAYER)

@@ -224,7 +224,7 @@ class LayeredRootFS:
         return self.resolve(path) is not None
 
     def kind(self, path: str) -> str | None:
-        """"file", "dir", "symlink" (a dangling one), "hardlink", "other", or None when absent."""
+        """ "file", "dir", "symlink" (a dangling one), "hardlink", "other", or None when absent."""
         entry = self.entry(path)
         if entry is not None and entry.kind == "hardlink":
             target = self.entries.get(entry.target or "")

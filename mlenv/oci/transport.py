@@ -44,7 +44,7 @@ def ca_bundle() -> str | bool:
             from .. import settings
 
             ca = settings.get("ca-bundle")
-        except Exception:  # noqa: BLE001 - unreadable settings must not stop a pull; the other sources apply
+        except Exception:
             ca = None
     return ca or os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("SSL_CERT_FILE") or True
 

@@ -36,16 +36,22 @@ import hashlib
 import os
 import re
 import zlib
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from ..validation import quote
 from .base import NotFound, Registered, Registry, RegistryError, Version, check_label
 from .records import check_name, damaged, is_text, make_version, parse_number
 
-URL_RE = re.compile(r"^azureml://subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/workspaces/(?P<ws>[^/@]+)/?$")
-REF_RE = re.compile(r"^(?P<url>azureml://subscriptions/[^/]+/resourceGroups/[^/]+/workspaces/[^/]+)"
-                    r"(?:/environments)?/(?P<ref>[^/]+)$")
-CHUNK = 256  # characters per property value (Azure resource tag values are capped at 256; the asset limit is undocumented)
+URL_RE = re.compile(
+    r"^azureml://subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/workspaces/(?P<ws>[^/@]+)/?$"
+)
+REF_RE = re.compile(
+    r"^(?P<url>azureml://subscriptions/[^/]+/resourceGroups/[^/]+/workspaces/[^/]+)"
+    r"(?:/environments)?/(?P<ref>[^/]+)$"
+)
+CHUNK = (
+    256  # characters per property value (Azure resource tag values are capped at 256; the asset limit is undocumented)
+)
 FORMAT = "1"
 ENDPOINT_ENV = "MLENV_AZUREML_ENDPOINT"  # resource-manager endpoint override (sovereign/private clouds, contract tests)
 P = "mlenv."
@@ -60,7 +66,7 @@ def split_ref(text: str) -> tuple[str, str] | None:
 
 def encode_blob(data: bytes) -> list[str]:
     text = base64.b64encode(zlib.compress(data, 9)).decode("ascii")
-    return [text[i:i + CHUNK] for i in range(0, len(text), CHUNK)] or [""]
+    return [text[i : i + CHUNK] for i in range(0, len(text), CHUNK)] or [""]
 
 
 MAX_BLOB = 64 << 20  # a stored spec or lock, decompressed (mlenv.validation.MAX_LOCK_BYTES)
@@ -87,7 +93,7 @@ def default_credential():
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _sha(data: bytes) -> str:
@@ -98,8 +104,10 @@ class AzureMLRegistry(Registry):
     def __init__(self, url: str, *, credential=None, endpoint: str | None = None, client=None):
         m = URL_RE.match(url)
         if not m:
-            raise RegistryError(f"invalid Azure ML registry URL {url!r}",
-                                hint="use azureml://subscriptions/SUB/resourceGroups/RG/workspaces/WS")
+            raise RegistryError(
+                f"invalid Azure ML registry URL {url!r}",
+                hint="use azureml://subscriptions/SUB/resourceGroups/RG/workspaces/WS",
+            )
         self.url = url.rstrip("/")
         self.subscription, self.resource_group, self.workspace = m.group("sub"), m.group("rg"), m.group("ws")
         self._credential = credential
@@ -113,15 +121,18 @@ class AzureMLRegistry(Registry):
             try:
                 from azure.ai.ml import MLClient
             except ImportError:
-                raise RegistryError("the Azure ML backend needs the azure-ai-ml and azure-identity packages",
-                                    hint="pip install 'mlenv[azure]'") from None
+                raise RegistryError(
+                    "the Azure ML backend needs the azure-ai-ml and azure-identity packages",
+                    hint="pip install 'mlenv[azure]'",
+                ) from None
             credential = self._credential
             if credential is None:
                 try:
                     credential = default_credential()
                 except ImportError:
-                    raise RegistryError("the Azure ML backend needs azure-identity for credentials",
-                                        hint="pip install 'mlenv[azure]'") from None
+                    raise RegistryError(
+                        "the Azure ML backend needs azure-identity for credentials", hint="pip install 'mlenv[azure]'"
+                    ) from None
             kwargs = {"enable_telemetry": False, "show_progress": False}
             if self._endpoint:
                 endpoint = self._endpoint.rstrip("/") + "/"
@@ -138,18 +149,22 @@ class AzureMLRegistry(Registry):
         """Run an SDK call, turning Azure errors into one-line mlenv errors."""
         try:
             return fn(*args, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - azure-core raises many types; classified below
+        except Exception as exc:
             raise self._error(what, exc) from None
 
     def _error(self, what: str, exc: Exception) -> Exception:
         from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ResourceNotFoundError
 
         if isinstance(exc, ResourceNotFoundError):
-            return NotFound(f"{what}: not found in Azure ML workspace {self.workspace}",
-                            hint="`mlenv list --registry URL` shows what is there")
+            return NotFound(
+                f"{what}: not found in Azure ML workspace {self.workspace}",
+                hint="`mlenv list --registry URL` shows what is there",
+            )
         if isinstance(exc, ClientAuthenticationError):
-            return RegistryError(f"{what}: Azure authentication failed ({_first_line(exc)})",
-                                 hint="sign in with `az login`, or set AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET")
+            return RegistryError(
+                f"{what}: Azure authentication failed ({_first_line(exc)})",
+                hint="sign in with `az login`, or set AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET",
+            )
         if isinstance(exc, HttpResponseError):
             code = getattr(exc, "status_code", None)
             return RegistryError(f"{what}: Azure ML answered {code}: {_first_line(exc)}")
@@ -160,7 +175,9 @@ class AzureMLRegistry(Registry):
     def _list(self, name: str | None, view: str):
         from azure.ai.ml.constants import ListViewType
 
-        kind = {"all": ListViewType.ALL, "active": ListViewType.ACTIVE_ONLY, "archived": ListViewType.ARCHIVED_ONLY}[view]
+        kind = {"all": ListViewType.ALL, "active": ListViewType.ACTIVE_ONLY, "archived": ListViewType.ARCHIVED_ONLY}[
+            view
+        ]
         envs = self.client.environments
         return list(envs.list(name, list_view_type=kind) if name else envs.list(list_view_type=kind))
 
@@ -174,20 +191,28 @@ class AzureMLRegistry(Registry):
         if not isinstance(props, dict) or props.get(P + "format") is None or number is None:
             return None  # an Azure ML environment version mlenv did not create
         if not isinstance(tags, dict):
-            raise damaged(f"{quote(env.name, 40)}@{number} in Azure ML workspace {self.workspace}", "tags (not a mapping)")
+            raise damaged(
+                f"{quote(env.name, 40)}@{number} in Azure ML workspace {self.workspace}", "tags (not a mapping)"
+            )
         created = ""
         ctx = getattr(env, "creation_context", None)
         if ctx is not None and getattr(ctx, "created_at", None):
             at = ctx.created_at
-            created = at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ") if isinstance(at, datetime) else str(at)
-        labels = sorted(k[len(P + "label."):] for k in tags if isinstance(k, str) and k.startswith(P + "label."))
+            created = at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ") if isinstance(at, datetime) else str(at)
+        labels = sorted(k[len(P + "label.") :] for k in tags if isinstance(k, str) and k.startswith(P + "label."))
         return make_version(
             f"{quote(env.name, 40)}@{number} in Azure ML workspace {self.workspace}",
-            name=env.name, version=number, content_hash=props.get(P + "content-hash"),
-            spec_sha256=props.get(P + "spec-sha256"), lock_sha256=props.get(P + "lock-sha256"), created=created,
-            description=env.description or "", labels=labels,
+            name=env.name,
+            version=number,
+            content_hash=props.get(P + "content-hash"),
+            spec_sha256=props.get(P + "spec-sha256"),
+            lock_sha256=props.get(P + "lock-sha256"),
+            created=created,
+            description=env.description or "",
+            labels=labels,
             archived=env_archived or str(number) in archived_versions,
-            image=tags.get(P + "image") or None, image_digest=tags.get(P + "image-digest") or None,
+            image=tags.get(P + "image") or None,
+            image_digest=tags.get(P + "image-digest") or None,
         )
 
     def _versions_raw(self, name: str) -> list:
@@ -197,21 +222,25 @@ class AzureMLRegistry(Registry):
             return self._list(name, "all")
         except ResourceNotFoundError:
             return []
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise self._error(name, exc) from None
 
     # --- Registry --------------------------------------------------------------------------------
     def versions(self, name: str) -> list[Version]:
         raw = self._versions_raw(name)
         if not raw:
-            raise NotFound(f"no environment named {name!r} in Azure ML workspace {self.workspace}",
-                           hint="`mlenv list --registry URL` shows the registered names")
+            raise NotFound(
+                f"no environment named {name!r} in Azure ML workspace {self.workspace}",
+                hint="`mlenv list --registry URL` shows the registered names",
+            )
         archived = {str(e.version) for e in self._call(name, self._list, name, "archived")}
         env_archived = name in {e.name for e in self._call("environments", self._list, None, "archived")}
         out = [v for v in (self._to_version(e, archived, env_archived) for e in raw) if v is not None]
         if not out:
-            raise NotFound(f"{name!r} in Azure ML workspace {self.workspace} has no version registered by mlenv",
-                           hint="import one: `az ml environment show` it, `mlenv init --from` the YAML, lock, register")
+            raise NotFound(
+                f"{name!r} in Azure ML workspace {self.workspace} has no version registered by mlenv",
+                hint="import one: `az ml environment show` it, `mlenv init --from` the YAML, lock, register",
+            )
         return sorted(out, key=lambda v: v.version)
 
     def names(self, *, include_archived: bool = False) -> list[str]:
@@ -246,11 +275,12 @@ class AzureMLRegistry(Registry):
                 if getattr(exc, "status_code", None) == 409 or isinstance(exc, ResourceExistsError):
                     continue  # someone else took that number: look again
                 raise self._error(f"{name}@{env_obj.version}", exc) from None
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 raise self._error(f"{name}@{env_obj.version}", exc) from None
             return Registered(self.resolve(name, env_obj.version), created=True)
-        raise RegistryError(f"{name}: could not claim a version number after 5 attempts (concurrent registrations)",
-                            hint="retry")
+        raise RegistryError(
+            f"{name}: could not claim a version number after 5 attempts (concurrent registrations)", hint="retry"
+        )
 
     def _environment(self, name, spec: bytes, lock: bytes, content_hash, description, image, image_digest):
         from azure.ai.ml.entities import Environment
@@ -259,9 +289,15 @@ class AzureMLRegistry(Registry):
 
         parsed = loads_lock(lock, f"{name}:mlenv.lock")
         if parsed.content_hash != content_hash:
-            raise RegistryError(f"{name}: the lock's content hash {parsed.content_hash[:19]}… is not {content_hash[:19]}…")
-        props = {P + "format": FORMAT, P + "content-hash": content_hash,
-                 P + "spec-sha256": _sha(spec), P + "lock-sha256": _sha(lock)}
+            raise RegistryError(
+                f"{name}: the lock's content hash {parsed.content_hash[:19]}… is not {content_hash[:19]}…"
+            )
+        props = {
+            P + "format": FORMAT,
+            P + "content-hash": content_hash,
+            P + "spec-sha256": _sha(spec),
+            P + "lock-sha256": _sha(lock),
+        }
         for key, data in (("spec", spec), ("lock", lock)):
             chunks = encode_blob(data)
             props[f"{P}{key}.chunks"] = str(len(chunks))
@@ -293,8 +329,11 @@ class AzureMLRegistry(Registry):
         conda = environment_dict(spec, lock, platform, [])
         conda.pop("variables", None)  # Azure environments have no variables (kept in the stored spec/lock)
         conda.pop("name", None)
-        return {"image": image_reference(lock), "conda_file": conda,
-                "os_type": "windows" if platform == "win-64" else "linux"}
+        return {
+            "image": image_reference(lock),
+            "conda_file": conda,
+            "os_type": "windows" if platform == "win-64" else "linux",
+        }
 
     def read(self, version: Version) -> tuple[bytes, bytes]:
         env = self._get(version.name, version.version)
@@ -312,8 +351,10 @@ class AzureMLRegistry(Registry):
                     raise ValueError("a chunk is not text")
                 data = decode_blob(chunks)
             except (KeyError, ValueError, zlib.error, binascii.Error) as exc:
-                raise RegistryError(f"{version.ref}: the stored {key} in Azure ML is incomplete or corrupt "
-                                    f"({_first_line(exc)[:200]})", hint="register the files again") from None
+                raise RegistryError(
+                    f"{version.ref}: the stored {key} in Azure ML is incomplete or corrupt ({_first_line(exc)[:200]})",
+                    hint="register the files again",
+                ) from None
             if _sha(data) != want or props.get(f"{P}{key}-sha256") != want:
                 raise RegistryError(f"{version.ref}: the stored {key} does not match its sha256; refusing to use it")
             out.append(data)
@@ -360,8 +401,10 @@ class AzureMLRegistry(Registry):
                 continue
             for t in filter(None, value.split(",")):
                 if not is_text(t, newlines=False):
-                    raise damaged(f"{quote(name, 40)}@{number} in Azure ML workspace {self.workspace}",
-                                  f"label history {quote(t)}")
+                    raise damaged(
+                        f"{quote(name, 40)}@{number} in Azure ML workspace {self.workspace}",
+                        f"label history {quote(t)}",
+                    )
                 moves.append((t, number))
         if not moves:
             self.versions(name)  # NotFound for an unknown name
@@ -396,7 +439,7 @@ class AzureMLRegistry(Registry):
         if client is not None and hasattr(client, "close"):
             try:
                 client.close()
-            except Exception:  # noqa: BLE001 - closing must not mask the real outcome
+            except Exception:
                 pass
 
 

@@ -66,8 +66,17 @@ class Registry(ABC):
     holds_artifacts: bool = False
 
     @abstractmethod
-    def register(self, name: str, spec: bytes, lock: bytes, content_hash: str, *, description: str = "",
-                 image: str | None = None, image_digest: str | None = None) -> Registered:
+    def register(
+        self,
+        name: str,
+        spec: bytes,
+        lock: bytes,
+        content_hash: str,
+        *,
+        description: str = "",
+        image: str | None = None,
+        image_digest: str | None = None,
+    ) -> Registered:
         """Record a version. Backends with holds_artifacts also take `artifacts`: sha256 hex ->
         (file name, bytes) of the wheels mlenv built for the lock, stored with the version."""
 
@@ -99,8 +108,15 @@ class Registry(ABC):
         """version None: the whole environment."""
 
     @abstractmethod
-    def update(self, name: str, version: int, *, description: str | None = None,
-               image: str | None = None, image_digest: str | None = None) -> Version: ...
+    def update(
+        self,
+        name: str,
+        version: int,
+        *,
+        description: str | None = None,
+        image: str | None = None,
+        image_digest: str | None = None,
+    ) -> Version: ...
 
     # --- optional, with portable defaults (backends may do better) -----------
     def find(self, name: str, content_hash: str) -> Version | None:
@@ -134,8 +150,8 @@ class Registry(ABC):
                          "updated": max((v.created for v in vs), default="")})  # fmt: skip
         return rows
 
-    def close(self) -> None:
-        pass
+    def close(self) -> None:  # an optional hook: most registries hold nothing to close
+        return None
 
     def __enter__(self):
         return self
@@ -151,8 +167,10 @@ class Registry(ABC):
         if ref == "latest":
             live = [v for v in versions if not v.archived]
             if not live:
-                raise NotFound(f"{name} has no version that is not archived",
-                               hint=f"`mlenv versions {name}` lists them; `mlenv unarchive {name}@N` brings one back")
+                raise NotFound(
+                    f"{name} has no version that is not archived",
+                    hint=f"`mlenv versions {name}` lists them; `mlenv unarchive {name}@N` brings one back",
+                )
             return live[-1]
         if re.fullmatch(r"[0-9]{1,9}", ref, re.ASCII):
             for v in versions:
@@ -168,9 +186,10 @@ class Registry(ABC):
             if len(hits) == 1:
                 return hits[0]
             if len(hits) > 1:
-                raise RegistryError(f"{name}@{ref} is ambiguous: it matches versions "
-                                    + ", ".join(str(v.version) for v in hits),
-                                    hint="give more digits of the hash")
+                raise RegistryError(
+                    f"{name}@{ref} is ambiguous: it matches versions " + ", ".join(str(v.version) for v in hits),
+                    hint="give more digits of the hash",
+                )
         raise NotFound(f"{name}@{ref[:80]}: no version, label or content hash matches")
 
 
@@ -183,9 +202,11 @@ def check_label(label: str) -> str:
     if label == "latest" or not LABEL_RE.match(label):
         from ..validation import quote
 
-        raise RegistryError(f"invalid label {quote(label)}",
-                            hint="a label is a lowercase word: a letter, then letters, digits, '.', '_' or '-' "
-                                 "(at most 64); `latest` is reserved")
+        raise RegistryError(
+            f"invalid label {quote(label)}",
+            hint="a label is a lowercase word: a letter, then letters, digits, '.', '_' or '-' "
+            "(at most 64); `latest` is reserved",
+        )
     return label
 
 

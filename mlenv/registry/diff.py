@@ -74,8 +74,15 @@ def diff_locks(a: Lock, b: Lock) -> dict:
                 kind = "upgraded" if compare_versions(x.version, y.version) < 0 else "downgraded"
                 entry[kind].append({"manager": x.manager, "name": x.name, "from": x.version, "to": y.version})
             elif x.sha256 != y.sha256 or x.url != y.url:
-                entry["rebuilt"].append({"manager": x.manager, "name": x.name, "version": x.version,
-                                         "from": x.get("build") or x.sha256[:12], "to": y.get("build") or y.sha256[:12]})
+                entry["rebuilt"].append(
+                    {
+                        "manager": x.manager,
+                        "name": x.name,
+                        "version": x.version,
+                        "from": x.get("build") or x.sha256[:12],
+                        "to": y.get("build") or y.sha256[:12],
+                    }
+                )
         if any(entry[k] for k in entry):
             out["platforms"][plat] = entry
     return out

@@ -28,7 +28,7 @@ import re
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -99,8 +99,10 @@ def _sqlite_errors(method: F) -> F:
         try:
             return method(self, *args, **kwargs)
         except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
-            raise RegistryError(f"{self.index_path}: cannot read the local registry index ({str(exc)[:200]})",
-                                hint="restore index.sqlite3 from a backup") from None
+            raise RegistryError(
+                f"{self.index_path}: cannot read the local registry index ({str(exc)[:200]})",
+                hint="restore index.sqlite3 from a backup",
+            ) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -112,7 +114,7 @@ def default_root() -> Path:
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class LocalRegistry(Registry):
@@ -152,9 +154,11 @@ class LocalRegistry(Registry):
             return False
 
     def _damaged(self, what: str) -> RegistryError:
-        return RegistryError(f"{self.index_path}: {what}, but the registry holds stored files "
-                             f"({self.root / 'blobs'}); refusing to treat it as an empty registry",
-                             hint="restore index.sqlite3 from a backup; mlenv never re-creates an index beside blobs")
+        return RegistryError(
+            f"{self.index_path}: {what}, but the registry holds stored files "
+            f"({self.root / 'blobs'}); refusing to treat it as an empty registry",
+            hint="restore index.sqlite3 from a backup; mlenv never re-creates an index beside blobs",
+        )
 
     def writable(self) -> bool:
         """Whether this user may write the registry (its directory and, when there, its index)."""
@@ -165,9 +169,11 @@ class LocalRegistry(Registry):
 
     def _require_writable(self) -> None:
         if not self.writable():
-            raise RegistryError(f"the registry {self.url} is read-only for this user; nothing was written",
-                                hint="reads (list, versions, show, restore) work; to write, use a registry you can "
-                                     "write (--registry DIR) or ask its owner")
+            raise RegistryError(
+                f"the registry {self.url} is read-only for this user; nothing was written",
+                hint="reads (list, versions, show, restore) work; to write, use a registry you can "
+                "write (--registry DIR) or ask its owner",
+            )
 
     def _connect(self) -> sqlite3.Connection:
         path = self.index_path
@@ -193,8 +199,10 @@ class LocalRegistry(Registry):
                 db.execute("PRAGMA synchronous = NORMAL")
             db.execute("PRAGMA foreign_keys = ON")
         except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:  # a damaged file; its schema text may not decode
-            raise RegistryError(f"{path}: cannot open the local registry ({str(exc)[:200]})",
-                                hint="check the path and permissions (MLENV_REGISTRY / --registry)") from None
+            raise RegistryError(
+                f"{path}: cannot open the local registry ({str(exc)[:200]})",
+                hint="check the path and permissions (MLENV_REGISTRY / --registry)",
+            ) from None
         return db
 
     def _connect_read_only(self, path: Path) -> sqlite3.Connection:
@@ -203,8 +211,10 @@ class LocalRegistry(Registry):
         is opened immutable, which is exact when no write-ahead log is pending (a clean
         close leaves none)."""
         if not path.exists():
-            raise RegistryError(f"the registry {self.url} does not exist and this user cannot create it",
-                                hint="pass --registry DIR with a directory you can write")
+            raise RegistryError(
+                f"the registry {self.url} does not exist and this user cannot create it",
+                hint="pass --registry DIR with a directory you can write",
+            )
         uri = path.resolve().as_uri()
         try:
             db = sqlite3.connect(f"{uri}?mode=ro", uri=True, isolation_level=None, check_same_thread=False)
@@ -214,9 +224,11 @@ class LocalRegistry(Registry):
             pass
         wal = path.with_name(path.name + "-wal")
         if wal.exists() and wal.stat().st_size > 0:
-            raise RegistryError(f"{path}: the registry is read-only for this user and has a pending write-ahead log "
-                                f"({wal.name}) that only a writer can apply",
-                                hint="ask its owner to run any mlenv command on it once, or copy the directory")
+            raise RegistryError(
+                f"{path}: the registry is read-only for this user and has a pending write-ahead log "
+                f"({wal.name}) that only a writer can apply",
+                hint="ask its owner to run any mlenv command on it once, or copy the directory",
+            )
         return sqlite3.connect(f"{uri}?immutable=1", uri=True, isolation_level=None, check_same_thread=False)
 
     @staticmethod
@@ -227,9 +239,11 @@ class LocalRegistry(Registry):
         """A new index, only where there is nothing to lose: an empty file and no blobs."""
         foreign = sorted(t for t in tables if not t.startswith("sqlite_"))
         if foreign:
-            raise RegistryError(f"{self.index_path}: not an mlenv registry index (it has the tables "
-                                f"{quote(', '.join(foreign))} but no `versions`)",
-                                hint="point --registry / MLENV_REGISTRY at an mlenv registry directory")
+            raise RegistryError(
+                f"{self.index_path}: not an mlenv registry index (it has the tables "
+                f"{quote(', '.join(foreign))} but no `versions`)",
+                hint="point --registry / MLENV_REGISTRY at an mlenv registry directory",
+            )
         if self._has_blobs():
             raise self._damaged("index.sqlite3 is empty")
         if not self.writable():
@@ -252,15 +266,20 @@ class LocalRegistry(Registry):
         except sqlite3.OperationalError:
             row = None
         if row is None:
-            raise RegistryError(f"{self.index_path}: the index has no schema version (meta table); it is damaged",
-                                hint="restore index.sqlite3 from a backup")
+            raise RegistryError(
+                f"{self.index_path}: the index has no schema version (meta table); it is damaged",
+                hint="restore index.sqlite3 from a backup",
+            )
         value = row[0]
         if not (isinstance(value, str) and SCHEMA_RE.match(value)):
-            raise RegistryError(f"{self.index_path}: the index's schema version {quote(value)} is not a number; "
-                                "it is damaged", hint="restore index.sqlite3 from a backup")
+            raise RegistryError(
+                f"{self.index_path}: the index's schema version {quote(value)} is not a number; it is damaged",
+                hint="restore index.sqlite3 from a backup",
+            )
         if int(value) > SCHEMA_VERSION:
-            raise RegistryError(f"{self.index_path}: registry schema {value} is newer than this mlenv understands",
-                                hint="upgrade mlenv")
+            raise RegistryError(
+                f"{self.index_path}: registry schema {value} is newer than this mlenv understands", hint="upgrade mlenv"
+            )
 
     def close(self) -> None:
         if self._db is not None:
@@ -288,8 +307,10 @@ class LocalRegistry(Registry):
         try:
             data = path.read_bytes()
         except FileNotFoundError:
-            raise RegistryError(f"{path}: the {what} blob is missing from the local registry",
-                                hint="the registry directory was damaged; restore it from a backup") from None
+            raise RegistryError(
+                f"{path}: the {what} blob is missing from the local registry",
+                hint="the registry directory was damaged; restore it from a backup",
+            ) from None
         actual = hashlib.sha256(data).hexdigest()
         if actual != hexdigest:
             raise RegistryError(
@@ -304,10 +325,20 @@ class LocalRegistry(Registry):
         archived = row[7]
         if archived not in (0, 1):
             raise damaged(self._where(row), f"archived flag {quote(archived)}")
-        return make_version(self._where(row), name=row[0], version=row[1], content_hash=row[2], spec_sha256=row[3],
-                            lock_sha256=row[4], created=row[5], description=row[6],
-                            archived=bool(archived) or env_archived, image=row[8], image_digest=row[9],
-                            labels=labels or [])
+        return make_version(
+            self._where(row),
+            name=row[0],
+            version=row[1],
+            content_hash=row[2],
+            spec_sha256=row[3],
+            lock_sha256=row[4],
+            created=row[5],
+            description=row[6],
+            archived=bool(archived) or env_archived,
+            image=row[8],
+            image_digest=row[9],
+            labels=labels or [],
+        )
 
     def _where(self, row) -> str:
         return f"{self.index_path} (versions row {quote(row[0], 40)}@{quote(row[1], 12)})"
@@ -317,8 +348,10 @@ class LocalRegistry(Registry):
     def _env(self, name: str) -> tuple[int]:
         row = self.db.execute("SELECT archived FROM environments WHERE name = ?", (name,)).fetchone()
         if row is None:
-            raise NotFound(f"no environment named {quote(name)} in the registry {self.url}",
-                           hint="`mlenv list` shows the registered names")
+            raise NotFound(
+                f"no environment named {quote(name)} in the registry {self.url}",
+                hint="`mlenv list` shows the registered names",
+            )
         if row[0] not in (0, 1):
             raise damaged(f"{self.index_path} (environments row {quote(name, 40)})", f"archived flag {quote(row[0])}")
         return row
@@ -358,14 +391,17 @@ class LocalRegistry(Registry):
             if self._put_blob(data) != sha:
                 raise RegistryError(f"a built wheel given for {name} does not match its sha256 {sha[:12]}…")
         with self._transaction() as db:
-            existing = db.execute(f"SELECT {self._COLS} FROM versions WHERE name = ? AND content_hash = ?",
-                                  (name, content_hash)).fetchone()
+            existing = db.execute(
+                f"SELECT {self._COLS} FROM versions WHERE name = ? AND content_hash = ?", (name, content_hash)
+            ).fetchone()
             if existing is not None:
                 found = self._with_labels(existing)
             else:
                 found = None
                 created = now_iso()
-                db.execute("INSERT OR IGNORE INTO environments(name, archived, created) VALUES (?, 0, ?)", (name, created))
+                db.execute(
+                    "INSERT OR IGNORE INTO environments(name, archived, created) VALUES (?, 0, ?)", (name, created)
+                )
                 (top,) = db.execute("SELECT COALESCE(MAX(version), 0) FROM versions WHERE name = ?", (name,)).fetchone()
                 if not (top == 0 or is_number(top)):
                     raise damaged(f"{self.index_path} (versions of {quote(name, 40)})", f"highest version {quote(top)}")
@@ -388,13 +424,19 @@ class LocalRegistry(Registry):
         new = 0
         with self._transaction() as db:
             for name, spec_hex, lock_hex, content_hash, description in rows:
-                if db.execute("SELECT 1 FROM versions WHERE name = ? AND content_hash = ?", (name, content_hash)).fetchone():
+                if db.execute(
+                    "SELECT 1 FROM versions WHERE name = ? AND content_hash = ?", (name, content_hash)
+                ).fetchone():
                     continue
                 created = now_iso()
-                db.execute("INSERT OR IGNORE INTO environments(name, archived, created) VALUES (?, 0, ?)", (name, created))
+                db.execute(
+                    "INSERT OR IGNORE INTO environments(name, archived, created) VALUES (?, 0, ?)", (name, created)
+                )
                 (top,) = db.execute("SELECT COALESCE(MAX(version), 0) FROM versions WHERE name = ?", (name,)).fetchone()
-                db.execute(f"INSERT INTO versions({self._COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, 0, NULL, NULL)",
-                           (name, top + 1, content_hash, spec_hex, lock_hex, created, description))
+                db.execute(
+                    f"INSERT INTO versions({self._COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, 0, NULL, NULL)",
+                    (name, top + 1, content_hash, spec_hex, lock_hex, created, description),
+                )
                 new += 1
         return new
 
@@ -406,7 +448,9 @@ class LocalRegistry(Registry):
         out: dict[int, list[str]] = {}
         for label, number in self.db.execute(sql + " ORDER BY label", args):
             if not is_label(label) or not is_number(number):
-                raise damaged(f"{self.index_path} (labels of {quote(name, 40)})", f"label {quote(label)} -> {quote(number)}")
+                raise damaged(
+                    f"{self.index_path} (labels of {quote(name, 40)})", f"label {quote(label)} -> {quote(number)}"
+                )
             out.setdefault(number, []).append(label)
         return out
 
@@ -451,8 +495,10 @@ class LocalRegistry(Registry):
     @_sqlite_errors
     def versions(self, name: str) -> list[Version]:
         if not self._has_index():
-            raise NotFound(f"no environment named {quote(name)} in the registry {self.url} (it is empty)",
-                           hint="`mlenv register` records the current spec and lock")
+            raise NotFound(
+                f"no environment named {quote(name)} in the registry {self.url} (it is empty)",
+                hint="`mlenv register` records the current spec and lock",
+            )
         (env_archived,) = self._env(name)
         labels = self._labels_of(name)
         rows = self.db.execute(f"SELECT {self._COLS} FROM versions WHERE name = ? ORDER BY version", (name,))
@@ -462,8 +508,9 @@ class LocalRegistry(Registry):
     def find(self, name: str, content_hash: str) -> Version | None:
         if not self._has_index():
             return None
-        row = self.db.execute(f"SELECT {self._COLS} FROM versions WHERE name = ? AND content_hash = ?",
-                              (name, content_hash)).fetchone()
+        row = self.db.execute(
+            f"SELECT {self._COLS} FROM versions WHERE name = ? AND content_hash = ?", (name, content_hash)
+        ).fetchone()
         return self._with_labels(row) if row else None
 
     @_sqlite_errors
@@ -478,8 +525,9 @@ class LocalRegistry(Registry):
         return out
 
     def read(self, version: Version) -> tuple[bytes, bytes]:
-        return self._get_blob(version.spec_sha256, f"mlenv.toml of {version.ref}"), \
-            self._get_blob(version.lock_sha256, f"mlenv.lock of {version.ref}")
+        return self._get_blob(version.spec_sha256, f"mlenv.toml of {version.ref}"), self._get_blob(
+            version.lock_sha256, f"mlenv.lock of {version.ref}"
+        )
 
     def read_artifact(self, version: Version, sha256: str) -> bytes | None:
         if not HEX64.match(sha256) or not self.blob_path(sha256).is_file():
@@ -498,19 +546,27 @@ class LocalRegistry(Registry):
             self._require(name, version)
             current = db.execute("SELECT version FROM labels WHERE name = ? AND label = ?", (name, label)).fetchone()
             if current is None or current[0] != version:
-                db.execute("INSERT INTO labels(name, label, version) VALUES (?, ?, ?) "
-                           "ON CONFLICT(name, label) DO UPDATE SET version = excluded.version", (name, label, version))
-                db.execute("INSERT INTO label_history(name, label, version, time) VALUES (?, ?, ?, ?)",
-                           (name, label, version, now_iso()))
+                db.execute(
+                    "INSERT INTO labels(name, label, version) VALUES (?, ?, ?) "
+                    "ON CONFLICT(name, label) DO UPDATE SET version = excluded.version",
+                    (name, label, version),
+                )
+                db.execute(
+                    "INSERT INTO label_history(name, label, version, time) VALUES (?, ?, ?, ?)",
+                    (name, label, version, now_iso()),
+                )
 
     @_sqlite_errors
     def label_history(self, name: str, label: str) -> list[tuple[str, int]]:
         self._env(name)
         out = []
-        for t, v in self.db.execute("SELECT time, version FROM label_history WHERE name = ? AND label = ? ORDER BY id",
-                                    (name, label)):
+        for t, v in self.db.execute(
+            "SELECT time, version FROM label_history WHERE name = ? AND label = ? ORDER BY id", (name, label)
+        ):
             if not is_text(t, newlines=False) or not is_number(v):
-                raise damaged(f"{self.index_path} (label_history of {quote(name, 40)})", f"entry {quote(t)} -> {quote(v)}")
+                raise damaged(
+                    f"{self.index_path} (label_history of {quote(name, 40)})", f"entry {quote(t)} -> {quote(v)}"
+                )
             out.append((t, v))
         return out
 
@@ -522,7 +578,9 @@ class LocalRegistry(Registry):
                 db.execute("UPDATE environments SET archived = ? WHERE name = ?", (int(archived), name))
             else:
                 self._require(name, version)
-                db.execute("UPDATE versions SET archived = ? WHERE name = ? AND version = ?", (int(archived), name, version))
+                db.execute(
+                    "UPDATE versions SET archived = ? WHERE name = ? AND version = ?", (int(archived), name, version)
+                )
 
     @_sqlite_errors
     def update(self, name: str, version: int, *, description=None, image=None, image_digest=None) -> Version:
@@ -530,5 +588,7 @@ class LocalRegistry(Registry):
             self._require(name, version)
             for column, value in (("description", description), ("image", image), ("image_digest", image_digest)):
                 if value is not None:
-                    db.execute(f"UPDATE versions SET {column} = ? WHERE name = ? AND version = ?", (value, name, version))
+                    db.execute(
+                        f"UPDATE versions SET {column} = ? WHERE name = ? AND version = ?", (value, name, version)
+                    )
         return self.resolve(name, str(version))

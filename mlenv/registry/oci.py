@@ -27,14 +27,13 @@ docs/registry.md, "Concurrency").
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import os
 import random
 import re
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import urljoin
 
 from ..validation import has_control, quote
@@ -67,7 +66,7 @@ SETTLE = float(os.environ.get("MLENV_OCI_SETTLE", "0.05"))  # seconds between wr
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _sha(data: bytes) -> str:
@@ -86,8 +85,10 @@ class OciRegistry(Registry):
             raise RegistryError(f"invalid OCI registry URL {url!r}", hint="use oci://host[:port]/namespace")
         for part in namespace.split("/") if namespace else []:
             if not COMPONENT_RE.match(part):
-                raise RegistryError(f"invalid namespace {namespace!r} in {url!r}",
-                                    hint="lowercase letters and digits, separated by '.', '_', '__' or '-'")
+                raise RegistryError(
+                    f"invalid namespace {namespace!r} in {url!r}",
+                    hint="lowercase letters and digits, separated by '.', '_', '__' or '-'",
+                )
         from ..image_ref import is_local_registry
 
         self.url = f"oci://{host}/{namespace}" if namespace else f"oci://{host}"
@@ -123,8 +124,10 @@ class OciRegistry(Registry):
 
     def repo(self, name: str) -> str:
         if not COMPONENT_RE.match(name):
-            raise RegistryError(f"environment name {name!r} is not a valid OCI repository name",
-                                hint="use lowercase letters and digits separated by single '.', '_' or '-'")
+            raise RegistryError(
+                f"environment name {name!r} is not a valid OCI repository name",
+                hint="use lowercase letters and digits separated by single '.', '_' or '-'",
+            )
         return f"{self.namespace}/{name}" if self.namespace else name
 
     def _credentials(self) -> tuple[str, str] | None:
@@ -154,13 +157,17 @@ class OciRegistry(Registry):
                         resp = self.session.request(method, url, headers=headers, timeout=self.timeout, **kw)
                 if resp.status_code < 500 or attempt == retries:
                     break
-                time.sleep(0.05 * (2 ** attempt) * (1 + random.random()))
+                time.sleep(0.05 * (2**attempt) * (1 + random.random()))
         except requests.exceptions.SSLError as exc:
-            raise RegistryError(f"registry {self.host}: TLS error ({_short(exc)})",
-                                hint="check the registry's certificate (REQUESTS_CA_BUNDLE / SSL_CERT_FILE)") from None
+            raise RegistryError(
+                f"registry {self.host}: TLS error ({_short(exc)})",
+                hint="check the registry's certificate (REQUESTS_CA_BUNDLE / SSL_CERT_FILE)",
+            ) from None
         except requests.RequestException as exc:
-            raise RegistryError(f"registry {self.host} unreachable ({type(exc).__name__}: {_short(exc)})",
-                                hint=f"check the URL {self.url} and that the registry is running") from None
+            raise RegistryError(
+                f"registry {self.host} unreachable ({type(exc).__name__}: {_short(exc)})",
+                hint=f"check the URL {self.url} and that the registry is running",
+            ) from None
         if resp.status_code in (401, 403):
             had = self._credentials() is not None
             raise AuthRefused(
@@ -169,8 +176,10 @@ class OciRegistry(Registry):
                 hint=f"run `docker login {self.host}` or set MLENV_REGISTRY_USERNAME and MLENV_REGISTRY_PASSWORD",
             )
         if resp.status_code not in ok:
-            raise RegistryError(f"registry {self.host}: {method} {path.split('?')[0]} answered HTTP {resp.status_code}"
-                                f"{_error_text(resp)}")
+            raise RegistryError(
+                f"registry {self.host}: {method} {path.split('?')[0]} answered HTTP {resp.status_code}"
+                f"{_error_text(resp)}"
+            )
         return resp
 
     def _authenticate(self, challenge: str, scope: str | None) -> str | None:
@@ -206,8 +215,9 @@ class OciRegistry(Registry):
         return out
 
     def _get_manifest(self, repo: str, ref: str) -> tuple[dict, bytes, str] | None:
-        resp = self._request("GET", f"/v2/{repo}/manifests/{ref}", scope=self._scope(repo), ok=(200, 404),
-                             headers={"Accept": MANIFEST})
+        resp = self._request(
+            "GET", f"/v2/{repo}/manifests/{ref}", scope=self._scope(repo), ok=(200, 404), headers={"Accept": MANIFEST}
+        )
         if resp.status_code == 404:
             return None
         raw = resp.content
@@ -218,17 +228,25 @@ class OciRegistry(Registry):
         return manifest, raw, digest
 
     def _head_manifest(self, repo: str, ref: str) -> str | None:
-        resp = self._request("HEAD", f"/v2/{repo}/manifests/{ref}", scope=self._scope(repo), ok=(200, 404),
-                             headers={"Accept": MANIFEST})
+        resp = self._request(
+            "HEAD", f"/v2/{repo}/manifests/{ref}", scope=self._scope(repo), ok=(200, 404), headers={"Accept": MANIFEST}
+        )
         return resp.headers.get("Docker-Content-Digest") if resp.status_code == 200 else None
 
     def _put_manifest(self, repo: str, ref: str, raw: bytes) -> None:
-        self._request("PUT", f"/v2/{repo}/manifests/{ref}", scope=self._scope(repo, True), ok=(200, 201),
-                      data=raw, headers={"Content-Type": MANIFEST})
+        self._request(
+            "PUT",
+            f"/v2/{repo}/manifests/{ref}",
+            scope=self._scope(repo, True),
+            ok=(200, 201),
+            data=raw,
+            headers={"Content-Type": MANIFEST},
+        )
 
     def _delete_manifest(self, repo: str, digest: str) -> bool:
-        resp = self._request("DELETE", f"/v2/{repo}/manifests/{digest}", scope=self._scope(repo, True),
-                             ok=(200, 202, 404, 405))
+        resp = self._request(
+            "DELETE", f"/v2/{repo}/manifests/{digest}", scope=self._scope(repo, True), ok=(200, 202, 404, 405)
+        )
         return resp.status_code in (200, 202)
 
     def _put_blob(self, repo: str, data: bytes) -> str:
@@ -240,8 +258,14 @@ class OciRegistry(Registry):
         start = self._request("POST", f"/v2/{repo}/blobs/uploads/", scope=scope, ok=(202,))
         location = urljoin(self.base + "/", start.headers["Location"])
         sep = "&" if "?" in location else "?"
-        self._request("PUT", f"{location}{sep}digest={digest}", scope=scope, ok=(201,), data=data,
-                      headers={"Content-Type": "application/octet-stream"})
+        self._request(
+            "PUT",
+            f"{location}{sep}digest={digest}",
+            scope=scope,
+            ok=(201,),
+            data=data,
+            headers={"Content-Type": "application/octet-stream"},
+        )
         return digest
 
     def _get_blob(self, repo: str, digest: str, what: str) -> bytes:
@@ -250,13 +274,16 @@ class OciRegistry(Registry):
             raise RegistryError(f"registry {self.host}: the {what} blob {digest[:19]}… is missing from {repo}")
         data = resp.content
         if _sha(data) != digest:
-            raise RegistryError(f"registry {self.host}: the {what} blob does not match its digest {digest[:19]}… "
-                                "(corrupt or tampered); refusing to use it")
+            raise RegistryError(
+                f"registry {self.host}: the {what} blob does not match its digest {digest[:19]}… "
+                "(corrupt or tampered); refusing to use it"
+            )
         return data
 
     # --- manifests ------------------------------------------------------------
-    def _artifact(self, repo: str, artifact_type: str, layers: list[tuple[bytes, str, str | None]],
-                  annotations: dict[str, str]) -> bytes:
+    def _artifact(
+        self, repo: str, artifact_type: str, layers: list[tuple[bytes, str, str | None]], annotations: dict[str, str]
+    ) -> bytes:
         self._put_blob(repo, EMPTY_DATA)
         descs = []
         for data, media, title in layers:
@@ -291,10 +318,15 @@ class OciRegistry(Registry):
             return None
         try:
             return make_version(
-                f"registry {self.host}: {quote(name, 40)}", name=ann.get(A_NAME, name),
-                version=parse_number(ann.get(A_VERSION)), content_hash=ann.get(A_HASH),
-                spec_sha256=spec_digest.removeprefix("sha256:"), lock_sha256=lock_digest.removeprefix("sha256:"),
-                created=ann.get(A_CREATED, ""), description=ann.get(A_DESC, ""), archived=False,
+                f"registry {self.host}: {quote(name, 40)}",
+                name=ann.get(A_NAME, name),
+                version=parse_number(ann.get(A_VERSION)),
+                content_hash=ann.get(A_HASH),
+                spec_sha256=spec_digest.removeprefix("sha256:"),
+                lock_sha256=lock_digest.removeprefix("sha256:"),
+                created=ann.get(A_CREATED, ""),
+                description=ann.get(A_DESC, ""),
+                archived=False,
             )
         except RegistryError:
             return None
@@ -306,8 +338,11 @@ class OciRegistry(Registry):
             return _empty_state()
         manifest = got[0]
         layers = manifest.get("layers")
-        layer = next((d for d in layers if isinstance(d, dict) and d.get("mediaType") == STATE_MEDIA), None) \
-            if isinstance(layers, list) else None
+        layer = (
+            next((d for d in layers if isinstance(d, dict) and d.get("mediaType") == STATE_MEDIA), None)
+            if isinstance(layers, list)
+            else None
+        )
         if layer is None:
             return _empty_state()
         digest = layer.get("digest")
@@ -325,20 +360,22 @@ class OciRegistry(Registry):
     def _change_state(self, repo: str, change, check) -> dict:
         """Read-modify-write the state document; re-read after a settle delay and
         reapply when a concurrent writer overwrote the change (no CAS in distribution)."""
-        for attempt in range(8):
+        for _attempt in range(8):
             state = self._read_state(repo)
             change(state)
             state["updated"] = _now()
             raw = json.dumps(state, sort_keys=True, indent=1).encode()
-            manifest = self._artifact(repo, STATE_ARTIFACT, [(raw, STATE_MEDIA, "state.json")],
-                                      {A_CREATED: state["updated"]})
+            manifest = self._artifact(
+                repo, STATE_ARTIFACT, [(raw, STATE_MEDIA, "state.json")], {A_CREATED: state["updated"]}
+            )
             self._put_manifest(repo, STATE_TAG, manifest)
             time.sleep(SETTLE * (1 + random.random()))
             after = self._read_state(repo)
             if check(after):
                 return after
-        raise RegistryError(f"registry {self.host}: could not update {repo} state: concurrent writers kept overwriting it",
-                            hint="retry")
+        raise RegistryError(
+            f"registry {self.host}: could not update {repo} state: concurrent writers kept overwriting it", hint="retry"
+        )
 
     # --- Registry -------------------------------------------------------------
     def names(self, *, include_archived: bool = False) -> list[str]:
@@ -348,11 +385,13 @@ class OciRegistry(Registry):
         while path:
             resp = self._request("GET", path, scope="registry:catalog:*", ok=(200, 404))
             if resp.status_code == 404:
-                raise RegistryError(f"registry {self.host} does not offer a catalog (/v2/_catalog)",
-                                    hint="address versions by name: `mlenv versions NAME`")
+                raise RegistryError(
+                    f"registry {self.host} does not offer a catalog (/v2/_catalog)",
+                    hint="address versions by name: `mlenv versions NAME`",
+                )
             repos += _strings(resp.content, "repositories", f"registry {self.host}: the catalog")
             path = _next_link(resp)
-        candidates = [r[len(prefix):] for r in repos if r.startswith(prefix) and "/" not in r[len(prefix):]]
+        candidates = [r[len(prefix) :] for r in repos if r.startswith(prefix) and "/" not in r[len(prefix) :]]
 
         def keep(name: str) -> bool:
             tags = self._tags(self.repo(name)) or []
@@ -360,19 +399,21 @@ class OciRegistry(Registry):
                 return False
             return include_archived or STATE_TAG not in tags or not self._read_state(self.repo(name)).get("archived")
 
-        return sorted(n for n, k in zip(candidates, _pmap(keep, candidates)) if k)
+        return sorted(n for n, k in zip(candidates, _pmap(keep, candidates), strict=False) if k)
 
     def versions(self, name: str) -> list[Version]:
         repo = self.repo(name)
         tags = self._tags(repo)
         numbered = sorted(_numbers(tags or []))
         if not numbered:
-            raise NotFound(f"no environment named {name!r} in the registry {self.url}",
-                           hint="`mlenv list` shows the registered names")
+            raise NotFound(
+                f"no environment named {name!r} in the registry {self.url}",
+                hint="`mlenv list` shows the registered names",
+            )
         state = self._read_state(repo) if STATE_TAG in tags else _empty_state()
         got = _pmap(lambda n: self._get_manifest(repo, f"v{n}"), numbered)
         out = []
-        for number, item in zip(numbered, got):
+        for number, item in zip(numbered, got, strict=False):
             if item is None:
                 continue
             v = self._to_version(name, item[0])
@@ -421,10 +462,18 @@ class OciRegistry(Registry):
             # built wheels are layers of the version's manifest: referenced, so a registry's
             # garbage collection keeps them; their digest is the lock's sha256
             wheels = [(data, WHEEL_MEDIA, filename) for _, (filename, data) in sorted((artifacts or {}).items())]
-            raw = self._artifact(repo, ARTIFACT, [(spec, SPEC_MEDIA, "mlenv.toml"), (lock, LOCK_MEDIA, "mlenv.lock"),
-                                                  *wheels], {
-                A_NAME: name, A_VERSION: str(number), A_HASH: content_hash, A_DESC: description, A_CREATED: created,
-            })
+            raw = self._artifact(
+                repo,
+                ARTIFACT,
+                [(spec, SPEC_MEDIA, "mlenv.toml"), (lock, LOCK_MEDIA, "mlenv.lock"), *wheels],
+                {
+                    A_NAME: name,
+                    A_VERSION: str(number),
+                    A_HASH: content_hash,
+                    A_DESC: description,
+                    A_CREATED: created,
+                },
+            )
             digest = _sha(raw)
             if self._head_manifest(repo, f"v{number}") is not None:
                 continue  # taken since we listed
@@ -437,15 +486,16 @@ class OciRegistry(Registry):
             # lowest number wins, the others withdraw their tag. Versions below
             # ours that existed when we started were covered by find() above;
             # only the few in flight just below our number need a look.
-            below = [n for n in range(max(1, number - 8), number)]
-            for n, got in zip(below, _pmap(lambda n: self._get_manifest(repo, f"v{n}"), below)):
+            below = list(range(max(1, number - 8), number))
+            for n, got in zip(below, _pmap(lambda n: self._get_manifest(repo, f"v{n}"), below), strict=False):
                 if got is None:
                     continue
                 v = self._to_version(name, got[0])
                 if v is not None and v.version == n and v.content_hash == content_hash:
                     self._delete_manifest(repo, digest)
-                    return Registered(self.find(name, content_hash) or self._apply_state(v, _empty_state()),
-                                      created=False)
+                    return Registered(
+                        self.find(name, content_hash) or self._apply_state(v, _empty_state()), created=False
+                    )
             self._put_manifest(repo, _hash_tag(content_hash), raw)
             if self._head_manifest(repo, f"v{number}") != digest:
                 continue
@@ -457,8 +507,10 @@ class OciRegistry(Registry):
             if image or image_digest:
                 v.image, v.image_digest = image, image_digest
             return Registered(v, created=True)
-        raise RegistryError(f"registry {self.host}: could not allocate a version number for {name}: "
-                            "too many concurrent registrations", hint="retry")
+        raise RegistryError(
+            f"registry {self.host}: could not allocate a version number for {name}: too many concurrent registrations",
+            hint="retry",
+        )
 
     def read(self, version: Version) -> tuple[bytes, bytes]:
         repo = self.repo(version.name)
@@ -519,8 +571,11 @@ class OciRegistry(Registry):
 
     def update(self, name: str, version: int, *, description=None, image=None, image_digest=None) -> Version:
         self._require(name, version)
-        fields = {k: v for k, v in (("description", description), ("image", image), ("image_digest", image_digest))
-                  if v is not None}
+        fields = {
+            k: v
+            for k, v in (("description", description), ("image", image), ("image_digest", image_digest))
+            if v is not None
+        }
 
         def change(state):
             state["versions"].setdefault(str(version), {}).update(fields)
@@ -607,8 +662,12 @@ def _check_state(state: dict, where: str) -> None:
         if parse_number(key) is None or not isinstance(own, dict):
             raise damaged(where, f"versions entry {quote(key)}")
         for field, value in own.items():
-            ok = {"archived": lambda v: isinstance(v, bool), "description": is_text,
-                  "image": is_optional_ref, "image_digest": is_optional_ref}.get(field, lambda v: True)(value)
+            ok = {
+                "archived": lambda v: isinstance(v, bool),
+                "description": is_text,
+                "image": is_optional_ref,
+                "image_digest": is_optional_ref,
+            }.get(field, lambda v: True)(value)
             if not ok:
                 raise damaged(where, f"versions.{key}.{field} {quote(value)}")
     if not isinstance(labels, dict) or not all(is_label(k) and is_number(v) for k, v in labels.items()):
@@ -616,9 +675,13 @@ def _check_state(state: dict, where: str) -> None:
     if not isinstance(history, dict):
         raise damaged(where, f"history {quote(history)}")
     for label, moves in history.items():
-        if not is_label(label) or not isinstance(moves, list) or not all(
-                isinstance(m, list) and len(m) == 2 and is_text(m[0], newlines=False) and is_number(m[1])
-                for m in moves):
+        if (
+            not is_label(label)
+            or not isinstance(moves, list)
+            or not all(
+                isinstance(m, list) and len(m) == 2 and is_text(m[0], newlines=False) and is_number(m[1]) for m in moves
+            )
+        ):
             raise damaged(where, f"history of {quote(label)}")
 
 

@@ -10,9 +10,6 @@ from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    if sys.version_info < (3, 11):
-        print(f"error: the mlenv installer needs Python >= 3.11 (this is {sys.version.split()[0]})", file=sys.stderr)
-        return 2
     from .errors import MlenvError
 
     parser = argparse.ArgumentParser(prog="python -m mlenv.runtime")

@@ -36,7 +36,7 @@ def record(name: str, version: str, url: str, sha256: str, fields: dict, platfor
         license=fields.get("license") or None,
     )
     if fields.get("timestamp"):
-        rec.timestamp = datetime.datetime.fromtimestamp(fields["timestamp"] / 1000, tz=datetime.timezone.utc)
+        rec.timestamp = datetime.datetime.fromtimestamp(fields["timestamp"] / 1000, tz=datetime.UTC)
     file_name = url.rsplit("/", 1)[-1]
     return rattler.RepoDataRecord(rec, file_name, url, fields.get("channel", ""))
 
@@ -58,6 +58,8 @@ def link(artifacts: list[Artifact], prefix: Path, platform: str, local: Path, ra
         run(lambda: rattler.install(records, str(prefix), cache_dir=str(rattler_cache), show_progress=False,
                                     platform=rattler.Platform(platform)))  # fmt: skip
     except Exception as exc:  # rattler raises its own exception types
-        raise InstallError(f"py-rattler could not install the conda packages into {prefix}: {first_line(exc)}") from None
+        raise InstallError(
+            f"py-rattler could not install the conda packages into {prefix}: {first_line(exc)}"
+        ) from None
     if not tag_existed:  # py-rattler marks the prefix as a cache dir; an environment is not one
         (prefix / "CACHEDIR.TAG").unlink(missing_ok=True)

@@ -103,13 +103,15 @@ def fetch_artifacts(
                 f"{kind(art)} {art.name} {art.version} is a wheel mlenv built from {art.get('source')} "
                 f"({scrub(art.url)}) and it is not in {cache}",
                 hint="`mlenv install` and `mlenv build` rebuild it from its source (or `mlenv restore NAME@V "
-                     "--prefix` fetches it from the registry)",
+                "--prefix` fetches it from the registry)",
             )
         parts = urlsplit(art.url)
         if parts.scheme == "file":
             local = Path(unquote(parts.path))
             if not local.is_file():
-                raise InstallError(f"{kind(art)} file {local} not found", hint="is the local channel or index still there? re-lock")
+                raise InstallError(
+                    f"{kind(art)} file {local} not found", hint="is the local channel or index still there? re-lock"
+                )
             got = sha256_file(local)
             if got != art.sha256:
                 raise mismatch(art, None, f"the file {local}")
@@ -124,8 +126,10 @@ def fetch_artifacts(
             out[art.sha256] = cached
             continue
         if offline:
-            raise InstallError(f"{kind(art)} {art.name} {art.version}: {filename} is not in {files or cache}",
-                               hint="run without --offline, or fetch it first")
+            raise InstallError(
+                f"{kind(art)} {art.name} {art.version}: {filename} is not in {files or cache}",
+                hint="run without --offline, or fetch it first",
+            )
         todo.append(art)
     if todo:
         creds = credentials_by_host(index_urls)

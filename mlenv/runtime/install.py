@@ -235,7 +235,9 @@ def _ensure_interpreter(plan: Plan, prefix: Path, python: str | None, say) -> Pa
     interp = env_python(prefix)
     if plan.conda_python() is not None:
         if not interp.exists():
-            raise InstallError(f"the lock's conda python is not installed in {prefix}", hint="install the env part first")
+            raise InstallError(
+                f"the lock's conda python is not installed in {prefix}", hint="install the env part first"
+            )
         return interp
     if not (prefix / "pyvenv.cfg").exists():
         base = base_interpreter(plan, python)

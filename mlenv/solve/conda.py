@@ -25,7 +25,10 @@ def _cache_dir() -> Path:
 def _virtuals(platform: str, system: dict[str, str]):
     from rattler import BuildString, GenericVirtualPackage, PackageName, Version
 
-    return [GenericVirtualPackage(PackageName(n), Version(v), BuildString(b)) for n, v, b in virtual_packages(platform, system)]
+    return [
+        GenericVirtualPackage(PackageName(n), Version(v), BuildString(b))
+        for n, v, b in virtual_packages(platform, system)
+    ]
 
 
 def solve(
@@ -50,8 +53,9 @@ def solve(
     try:
         channels = [rattler.Channel(expand_env(c)) for c in spec.channels]
     except Exception as exc:  # rattler's InvalidChannelError; the spec check should prevent it
-        raise SolveError(f"invalid conda channel: {scrub(_first(exc), secrets)}",
-                         hint=f"check [conda] channels ({shown})") from None
+        raise SolveError(
+            f"invalid conda channel: {scrub(_first(exc), secrets)}", hint=f"check [conda] channels ({shown})"
+        ) from None
     subdirs = [platform, "noarch"]
     preferences = []
     if not upgrade:
@@ -77,10 +81,14 @@ def solve(
 
         records = run_async(run)
     except SolverError as exc:
-        raise SolveError(f"the conda dependencies cannot be solved for {platform}:\n{_indent(scrub(str(exc), secrets))}") from None
+        raise SolveError(
+            f"the conda dependencies cannot be solved for {platform}:\n{_indent(scrub(str(exc), secrets))}"
+        ) from None
     except (FetchRepoDataError, GatewayError) as exc:
-        raise SolveError(f"could not read a conda channel for {platform}: {scrub(_first(exc), secrets)}",
-                         hint="check the channel name/URL and your network; conda channels: " + shown) from None
+        raise SolveError(
+            f"could not read a conda channel for {platform}: {scrub(_first(exc), secrets)}",
+            hint="check the channel name/URL and your network; conda channels: " + shown,
+        ) from None
     except Exception as exc:  # rattler wraps I/O errors in its own types
         raise SolveError(f"conda solve failed for {platform}: {scrub(_first(exc), secrets)}") from None
     return sorted((from_record(r, platform) for r in records), key=lambda p: p.name)
@@ -89,8 +97,10 @@ def solve(
 def _check_offline(channels: list[str]) -> None:
     for c in channels:
         if not c.startswith("file://"):
-            raise SolveError(f"--offline cannot solve against the remote conda channel {strip_credentials(c)!r}",
-                             hint="drop --offline, or use a file:// channel")
+            raise SolveError(
+                f"--offline cannot solve against the remote conda channel {strip_credentials(c)!r}",
+                hint="drop --offline, or use a file:// channel",
+            )
 
 
 def from_record(record, platform: str) -> Package:
@@ -133,8 +143,10 @@ def to_record(pkg: Package):
     try:
         return record(pkg.name, pkg.version, pkg.url, pkg.sha256, pkg.extra, pkg.platform)
     except Exception as exc:  # rattler's InvalidVersionError, InvalidUrlError, ...
-        raise LockError(f"mlenv.lock: the {pkg.platform} conda record {pkg.name} {pkg.version} cannot be read: "
-                        f"{_first(exc)[:200]}", hint="`mlenv lock --upgrade` solves again without the locked records") from None
+        raise LockError(
+            f"mlenv.lock: the {pkg.platform} conda record {pkg.name} {pkg.version} cannot be read: {_first(exc)[:200]}",
+            hint="`mlenv lock --upgrade` solves again without the locked records",
+        ) from None
 
 
 def _first(exc: BaseException) -> str:

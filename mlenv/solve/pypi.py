@@ -81,13 +81,32 @@ class UvJob:
             tags = wheel_tags(self.platform, self.python_version, glibc=glibc, osx=osx)  # computed while uv runs
             _, stderr = self.proc.communicate()
             if self.proc.returncode != 0:
-                secrets = referenced_values([self.spec.index_url, *self.spec.extra_index_urls,
-                                             *self.spec.find_links, *self.spec.pypi_dependencies])
-                raise SolveError(_explain_uv_failure(stderr, self.platform, self.python_version, self.index,
-                                                     self.extras, self.offline, secrets))
+                secrets = referenced_values(
+                    [
+                        self.spec.index_url,
+                        *self.spec.extra_index_urls,
+                        *self.spec.find_links,
+                        *self.spec.pypi_dependencies,
+                    ]
+                )
+                raise SolveError(
+                    _explain_uv_failure(
+                        stderr, self.platform, self.python_version, self.index, self.extras, self.offline, secrets
+                    )
+                )
             data = tomllib.loads((self.tmpdir / "pylock.toml").read_text(encoding="utf-8"))
-            return _select_artifacts(data, self.platform, self.python_version, tags, self.provided, self.index,
-                                     self.extras, spec=self.spec, forms=self.forms, find_links=self.find_links)
+            return _select_artifacts(
+                data,
+                self.platform,
+                self.python_version,
+                tags,
+                self.provided,
+                self.index,
+                self.extras,
+                spec=self.spec,
+                forms=self.forms,
+                find_links=self.find_links,
+            )
         finally:
             drop_scratch(self.tmpdir, self.scratch_fd)
             self.scratch_fd = -1
@@ -179,10 +198,18 @@ def start(
         cmd += ["--upgrade-package", name]
     if offline:
         cmd.append("--offline")
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                            text=True, env=_uv_env(cache_dir), cwd=str(direct.project_dir(spec)))
-    return UvJob(spec, platform, python_version, provided, index, tmpdir, proc, offline, extras, scratch_fd, forms,
-                 find_links)
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=_uv_env(cache_dir),
+        cwd=str(direct.project_dir(spec)),
+    )
+    return UvJob(
+        spec, platform, python_version, provided, index, tmpdir, proc, offline, extras, scratch_fd, forms, find_links
+    )
 
 
 def _uv_env(cache_dir: str | None) -> dict[str, str]:
@@ -214,6 +241,7 @@ def _index_of(pkg: dict, url: str, index: str, extras: list[str]) -> str:
         for candidate in indexes:
             if urlsplit(candidate).hostname == "pypi.org":
                 return strip_credentials(candidate)
+
     def origin(u: str) -> tuple:  # host and port: two local indexes differ by port only
         parts = urlsplit(u)
         return parts.hostname, parts.port or {"http": 80, "https": 443}.get(parts.scheme)
@@ -304,8 +332,15 @@ def _find_links_of(url: str, pages: list[str], *, by_host: bool) -> str | None:
     return same[0] if len(same) == 1 else None
 
 
-def _explain_uv_failure(stderr: str, platform: str, python_version: str, index: str, extras: list[str],
-                        offline: bool = False, secrets: tuple[str, ...] | list[str] = ()) -> str:
+def _explain_uv_failure(
+    stderr: str,
+    platform: str,
+    python_version: str,
+    index: str,
+    extras: list[str],
+    offline: bool = False,
+    secrets: tuple[str, ...] | list[str] = (),
+) -> str:
     text = scrub(stderr.strip(), secrets)
     lines = [ln for ln in text.splitlines() if ln.strip()]
     head = f"PyPI resolution failed for {platform} (Python {python_version})"
@@ -317,7 +352,9 @@ def _explain_uv_failure(stderr: str, platform: str, python_version: str, index: 
         urls = re.findall(r"`(https?://[^`]+|file://[^`]+)`", text)
         where = urls[0] if urls else scrub(strip_credentials(index), secrets)
         head = f"network failure while resolving PyPI packages: could not fetch {where}"
-    elif any("not found in the package registry" in ln or "was not found in the package registry" in ln for ln in lines):
+    elif any(
+        "not found in the package registry" in ln or "was not found in the package registry" in ln for ln in lines
+    ):
         m = re.search(r"Because (\S+) was not found in the package registry", text)
         if m:
             head = f"unknown PyPI package {m.group(1)!r} (not found on {scrub(strip_credentials(index), secrets)})"
@@ -325,7 +362,9 @@ def _explain_uv_failure(stderr: str, platform: str, python_version: str, index: 
     return f"{head}\n{detail}" if detail else head
 
 
-def _pip_compile(reqs: Path, constraints: Path, index: str, extras: list[str], offline: bool, python_version: str, platform: str) -> dict[str, str]:
+def _pip_compile(
+    reqs: Path, constraints: Path, index: str, extras: list[str], offline: bool, python_version: str, platform: str
+) -> dict[str, str]:
     """pip-tools resolves with the pip resolver on the *host* interpreter; mlenv
     then takes its pins and lets uv pick the artifacts for each target."""
     import importlib.util
@@ -350,7 +389,10 @@ def _pip_compile(reqs: Path, constraints: Path, index: str, extras: list[str], o
         cmd += ["--no-index"]
     proc = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
     if proc.returncode != 0:
-        raise SolveError(f"pip-compile failed for {platform}:\n" + "\n".join("  " + ln for ln in scrub(proc.stderr).strip().splitlines()[-30:]))
+        raise SolveError(
+            f"pip-compile failed for {platform}:\n"
+            + "\n".join("  " + ln for ln in scrub(proc.stderr).strip().splitlines()[-30:])
+        )
     pins = {}
     for line in out.read_text().splitlines():
         line = line.split("#", 1)[0].strip()

@@ -310,7 +310,7 @@ class Catalog:
                 todo[v.lock_sha256] = v
         entries: list[tuple[str, str, list[Row]]] = []
         new = 0
-        for v, got in zip(todo.values(), self._read_many(list(todo.values()))):
+        for v, got in zip(todo.values(), self._read_many(list(todo.values())), strict=False):
             if isinstance(got, str):
                 self._failed[v.lock_sha256] = got
             else:

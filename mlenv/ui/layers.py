@@ -9,7 +9,6 @@ downloads. Transport, credentials and checks are mlenv.oci.client's.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from dataclasses import dataclass, field

@@ -13,24 +13,51 @@ from ..render import ProgressLine, emit_json, human_size, json_option, registry_
 
 @click.command()
 @spec_option
-@click.option("--repository", default="mlenv", show_default=True, metavar="REPO",
-              help="Image repository: the image is REPO/NAME:SHORT_HASH; `host:port/ns` names a registry.")
+@click.option(
+    "--repository",
+    default="mlenv",
+    show_default=True,
+    metavar="REPO",
+    help="Image repository: the image is REPO/NAME:SHORT_HASH; `host:port/ns` names a registry.",
+)
 @click.option("--push", is_flag=True, help="Push the image to the registry named by --repository.")
 @click.option("--force", is_flag=True, help="Build even if an image with this content hash exists.")
 @click.option("--no-cache", "no_cache", is_flag=True, help="Do not use Docker's layer cache.")
-@click.option("--ca-bundle", type=click.Path(dir_okay=False), metavar="FILE",
-              help="CA bundle for mlenv's host-side downloads (else MLENV_CA_BUNDLE, else the ca-bundle setting); never in an image.")
-@click.option("--platform", "platform", default="linux-64", show_default=True, metavar="PLATFORM",
-              help="Platform of the lock to build.")
-@click.option("--dockerfile-only", "dockerfile_only", type=click.Path(file_okay=False), metavar="DIR",
-              help="Write the Dockerfile and build context to DIR and stop.")
-@click.option("--builder", metavar="NAME",
-              help="auto (default: daemonless where it can build the lock, else buildkit, else classic), "
-                   "daemonless (mlenv writes the image: bit-reproducible, no daemon needed), buildkit "
-                   "(multi-stage, through the docker CLI) or classic (docker SDK); else MLENV_BUILDER, else the "
-                   "builder setting.")
-@click.option("--layout", type=click.Path(file_okay=False), metavar="DIR",
-              help="Also write the image as an OCI image layout into DIR (daemonless builder).")
+@click.option(
+    "--ca-bundle",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="CA bundle for mlenv's host-side downloads (else MLENV_CA_BUNDLE, else the ca-bundle setting); never in an image.",
+)
+@click.option(
+    "--platform",
+    "platform",
+    default="linux-64",
+    show_default=True,
+    metavar="PLATFORM",
+    help="Platform of the lock to build.",
+)
+@click.option(
+    "--dockerfile-only",
+    "dockerfile_only",
+    type=click.Path(file_okay=False),
+    metavar="DIR",
+    help="Write the Dockerfile and build context to DIR and stop.",
+)
+@click.option(
+    "--builder",
+    metavar="NAME",
+    help="auto (default: daemonless where it can build the lock, else buildkit, else classic), "
+    "daemonless (mlenv writes the image: bit-reproducible, no daemon needed), buildkit "
+    "(multi-stage, through the docker CLI) or classic (docker SDK); else MLENV_BUILDER, else the "
+    "builder setting.",
+)
+@click.option(
+    "--layout",
+    type=click.Path(file_okay=False),
+    metavar="DIR",
+    help="Also write the image as an OCI image layout into DIR (daemonless builder).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable result on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 def build(spec_file, repository, push, force, no_cache, ca_bundle, platform, dockerfile_only, builder, layout, as_json,
@@ -57,14 +84,27 @@ def build(spec_file, repository, push, force, no_cache, ca_bundle, platform, doc
 
 @click.command()
 @spec_option
-@click.option("--from", "from_image", required=True, metavar="IMAGE",
-              help="An image of an earlier lock that differs from mlenv.lock only in its base image.")
-@click.option("--repository", default="mlenv", show_default=True, metavar="REPO",
-              help="Image repository: the image is REPO/NAME:SHORT_HASH; `host:port/ns` names a registry.")
+@click.option(
+    "--from",
+    "from_image",
+    required=True,
+    metavar="IMAGE",
+    help="An image of an earlier lock that differs from mlenv.lock only in its base image.",
+)
+@click.option(
+    "--repository",
+    default="mlenv",
+    show_default=True,
+    metavar="REPO",
+    help="Image repository: the image is REPO/NAME:SHORT_HASH; `host:port/ns` names a registry.",
+)
 @click.option("--push", is_flag=True, help="Push the image to the registry named by --repository.")
-@click.option("--layout", type=click.Path(file_okay=False), metavar="DIR", help="Write the image as an OCI image layout into DIR.")
-@click.option("--platform", "platform", default="linux-64", show_default=True, metavar="PLATFORM",
-              help="Platform of the lock.")
+@click.option(
+    "--layout", type=click.Path(file_okay=False), metavar="DIR", help="Write the image as an OCI image layout into DIR."
+)
+@click.option(
+    "--platform", "platform", default="linux-64", show_default=True, metavar="PLATFORM", help="Platform of the lock."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable result on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 def rebase(spec_file, from_image, repository, push, layout, platform, as_json, quiet):
@@ -100,16 +140,21 @@ def images(as_json, name):
     table = [(r["name"], r["short_hash"], human_size(r["size"]),
               time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created"])), ", ".join(r["tags"]) or "<untagged>")
              for r in rows]  # fmt: skip
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *table)]
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *table, strict=False)]
     for row in (header, *table):
-        click.echo("  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip())
+        click.echo("  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=False)).rstrip())
 
 
 @click.command()
 @registry_option
 @click.option("--yes", is_flag=True, help="Delete (default: dry run, list what would go).")
-@click.option("--name", "names", multiple=True, metavar="NAME",
-              help="Only images of this environment (label org.mlenv.name; repeatable).")
+@click.option(
+    "--name",
+    "names",
+    multiple=True,
+    metavar="NAME",
+    help="Only images of this environment (label org.mlenv.name; repeatable).",
+)
 @json_option
 def gc(registry_url, yes, names, as_json):
     """Remove local mlenv images that no registered version and no ./mlenv.lock reference.

@@ -30,8 +30,15 @@ def info(as_json):
 
 
 @cache.command()
-@click.option("--older-than", "days", type=click.FloatRange(min=0), default=30, show_default=True, metavar="DAYS",
-              help="Remove entries not used for DAYS days.")
+@click.option(
+    "--older-than",
+    "days",
+    type=click.FloatRange(min=0),
+    default=30,
+    show_default=True,
+    metavar="DAYS",
+    help="Remove entries not used for DAYS days.",
+)
 @click.option("--yes", is_flag=True, help="Delete (default: dry run, say what would go).")
 @json_option
 def prune(days, yes, as_json):  # fmt: skip

@@ -21,12 +21,20 @@ def list_(as_json):
     if as_json:
         emit_json([e.to_json() for e in entries])
         return
-    rows = [[e.name, str(e.version) if e.released else "-", e.short_hash if e.released else "unreleased",
-             e.accelerator, e.purpose] for e in entries]
+    rows = [
+        [
+            e.name,
+            str(e.version) if e.released else "-",
+            e.short_hash if e.released else "unreleased",
+            e.accelerator,
+            e.purpose,
+        ]
+        for e in entries
+    ]
     header = ["NAME", "VERSION", "HASH", "ACCEL", "PURPOSE"]
     widths = [max(len(r[i]) for r in rows + [header]) for i in range(4)]
     for row in [header] + rows:
-        click.echo("  ".join(c.ljust(w) for c, w in zip(row[:4], widths)) + "  " + _clip(row[4], 70))
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row[:4], widths, strict=False)) + "  " + _clip(row[4], 70))
 
 
 def _clip(text: str, n: int) -> str:

@@ -13,10 +13,21 @@ FORMAT_NAMES = ("requirements", "environment-yml", "conda-explicit", "conda-lock
 @click.command()
 @spec_option
 @click.option("--format", "fmt", type=click.Choice(FORMAT_NAMES), required=True, help="Target format.")
-@click.option("--platform", "-p", default=None, metavar="PLATFORM",
-              help="Platform to export (per-platform formats; default: the only one, else linux-64).")
-@click.option("--output", "-o", default="-", show_default=True, metavar="FILE",
-              help="Write to FILE (atomically); '-' prints to stdout.")
+@click.option(
+    "--platform",
+    "-p",
+    default=None,
+    metavar="PLATFORM",
+    help="Platform to export (per-platform formats; default: the only one, else linux-64).",
+)
+@click.option(
+    "--output",
+    "-o",
+    default="-",
+    show_default=True,
+    metavar="FILE",
+    help="Write to FILE (atomically); '-' prints to stdout.",
+)
 def export(spec_file, fmt, platform, output):  # fmt: skip
     """Export mlenv.lock to another tool's format.
 

@@ -12,17 +12,41 @@ from ..render import ProgressLine, emit_json, spec_option, warn
 
 @click.command()
 @spec_option
-@click.option("--lock", "lock_file", type=click.Path(dir_okay=False), metavar="PATH",
-              help="The lock file (default: next to the spec, or ./mlenv.lock).")
-@click.option("--prefix", required=True, type=click.Path(file_okay=False), metavar="DIR",
-              help="Directory to install the environment into (created if missing).")
-@click.option("--platform", "platform", metavar="PLATFORM", help="Platform of the lock to install (default: this host's).")
-@click.option("--python", "python", metavar="PATH",
-              help="Base interpreter for the venv when the lock has no conda Python (default: [image] python, else python3).")
-@click.option("--pypi-prefix", type=click.Path(file_okay=False), metavar="DIR",
-              help="Install PyPI packages under DIR (added to the env by a .pth file) instead of into the env itself.")
-@click.option("--ca-bundle", type=click.Path(dir_okay=False), metavar="FILE",
-              help="CA bundle for every download (else MLENV_CA_BUNDLE, else the ca-bundle setting).")
+@click.option(
+    "--lock",
+    "lock_file",
+    type=click.Path(dir_okay=False),
+    metavar="PATH",
+    help="The lock file (default: next to the spec, or ./mlenv.lock).",
+)
+@click.option(
+    "--prefix",
+    required=True,
+    type=click.Path(file_okay=False),
+    metavar="DIR",
+    help="Directory to install the environment into (created if missing).",
+)
+@click.option(
+    "--platform", "platform", metavar="PLATFORM", help="Platform of the lock to install (default: this host's)."
+)
+@click.option(
+    "--python",
+    "python",
+    metavar="PATH",
+    help="Base interpreter for the venv when the lock has no conda Python (default: [image] python, else python3).",
+)
+@click.option(
+    "--pypi-prefix",
+    type=click.Path(file_okay=False),
+    metavar="DIR",
+    help="Install PyPI packages under DIR (added to the env by a .pth file) instead of into the env itself.",
+)
+@click.option(
+    "--ca-bundle",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="CA bundle for every download (else MLENV_CA_BUNDLE, else the ca-bundle setting).",
+)
 @click.option("--no-cache", is_flag=True, help="Do not keep downloaded artifacts in mlenv's cache.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
 @click.option("--quiet", "-q", is_flag=True)
@@ -45,12 +69,21 @@ def install(spec_file, lock_file, prefix, platform, python, pypi_prefix, ca_bund
 
 @click.command()
 @spec_option
-@click.option("--lock", "lock_file", type=click.Path(dir_okay=False), metavar="PATH",
-              help="The lock file (default: next to the spec, or ./mlenv.lock; with --image and no local lock, the image's own).")
+@click.option(
+    "--lock",
+    "lock_file",
+    type=click.Path(dir_okay=False),
+    metavar="PATH",
+    help="The lock file (default: next to the spec, or ./mlenv.lock; with --image and no local lock, the image's own).",
+)
 @click.option("--prefix", type=click.Path(file_okay=False), metavar="DIR", help="The installed prefix to check.")
 @click.option("--image", "image", metavar="REF", help="Check a Docker image built by mlenv instead of a prefix.")
-@click.option("--platform", "platform", metavar="PLATFORM", help="Platform of the lock to compare with (default: this host's).")
-@click.option("--pypi-prefix", type=click.Path(file_okay=False), metavar="DIR", help="Where PyPI packages were put, if apart.")
+@click.option(
+    "--platform", "platform", metavar="PLATFORM", help="Platform of the lock to compare with (default: this host's)."
+)
+@click.option(
+    "--pypi-prefix", type=click.Path(file_okay=False), metavar="DIR", help="Where PyPI packages were put, if apart."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the differences as JSON.")
 def verify(spec_file, lock_file, prefix, image, platform, pypi_prefix, as_json):  # fmt: skip
     """Report every difference between a prefix (or an image) and mlenv.lock:
@@ -63,7 +96,9 @@ def verify(spec_file, lock_file, prefix, image, platform, pypi_prefix, as_json):
         for d in res.differences:
             click.echo(str(d))
         if res.differences:
-            click.echo(f"{res.target}: {len(res.differences)} difference(s) from the lock ({res.lock.short_hash})", err=True)
+            click.echo(
+                f"{res.target}: {len(res.differences)} difference(s) from the lock ({res.lock.short_hash})", err=True
+            )
         else:
             click.echo(f"{res.target} matches mlenv.lock {res.lock.short_hash}")
     if res.differences:

@@ -14,14 +14,30 @@ from ..render import ProgressLine, emit_json, spec_option, warn
 @spec_option
 @click.option("--check", is_flag=True, help="Exit 1 when mlenv.lock is stale; write nothing (for CI).")
 @click.option("--upgrade", "-U", is_flag=True, help="Re-solve everything to the newest allowed versions.")
-@click.option("--upgrade-package", "-P", "upgrade_packages", multiple=True, metavar="NAME",
-              help="Allow NAME to move to its newest allowed version (repeatable).")
-@click.option("--platform", "-p", "platforms", multiple=True, metavar="PLATFORM",
-              help="Re-solve only this platform (repeatable); the others are kept.")
-@click.option("--offline", is_flag=True, help="Never touch the network (uv cache, file:// channels only; with "
-              "--check: git tags are not read).")
-@click.option("--resolver", type=click.Choice(["uv", "pip-tools"]), default="uv", show_default=True,
-              help="PyPI resolver.")
+@click.option(
+    "--upgrade-package",
+    "-P",
+    "upgrade_packages",
+    multiple=True,
+    metavar="NAME",
+    help="Allow NAME to move to its newest allowed version (repeatable).",
+)
+@click.option(
+    "--platform",
+    "-p",
+    "platforms",
+    multiple=True,
+    metavar="PLATFORM",
+    help="Re-solve only this platform (repeatable); the others are kept.",
+)
+@click.option(
+    "--offline",
+    is_flag=True,
+    help="Never touch the network (uv cache, file:// channels only; with --check: git tags are not read).",
+)
+@click.option(
+    "--resolver", type=click.Choice(["uv", "pip-tools"]), default="uv", show_default=True, help="PyPI resolver."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 def lock(spec_file, check, upgrade, upgrade_packages, platforms, offline, resolver, as_json, quiet):  # fmt: skip
@@ -56,8 +72,14 @@ def lock(spec_file, check, upgrade, upgrade_packages, platforms, offline, resolv
 
 @click.command("hash")
 @spec_option
-@click.option("--lock", "lock_file", type=click.Path(dir_okay=False), default=None, metavar="PATH",
-              help="A lock file (default: the one next to the spec, or ./mlenv.lock).")
+@click.option(
+    "--lock",
+    "lock_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    metavar="PATH",
+    help="A lock file (default: the one next to the spec, or ./mlenv.lock).",
+)
 @click.option("--short", is_flag=True, help="Print only the 12-digit short hash.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
 def hash_(spec_file, lock_file, short, as_json):

@@ -24,8 +24,7 @@ def register(spec_file, registry_url, description, no_image, as_json):
     idempotent. When a local image built by `mlenv build` carries the lock's
     content hash, its reference and digest are recorded too.
     """
-    res = api.register(spec_file, registry=registry_url, description=description, image=not no_image,
-                       on_warning=warn)
+    res = api.register(spec_file, registry=registry_url, description=description, image=not no_image, on_warning=warn)
     if as_json:
         emit_json(res.to_json())
     else:
@@ -180,14 +179,31 @@ def unarchive(ref, registry_url, as_json):
 @click.command()
 @click.argument("ref", metavar="NAME[@VERSION]", required=False)
 @registry_option
-@click.option("--into", "into", type=click.Path(file_okay=False), default=".", show_default=True, metavar="DIR",
-              help="Directory to write mlenv.toml and mlenv.lock into.")
+@click.option(
+    "--into",
+    "into",
+    type=click.Path(file_okay=False),
+    default=".",
+    show_default=True,
+    metavar="DIR",
+    help="Directory to write mlenv.toml and mlenv.lock into.",
+)
 @click.option("--force", is_flag=True, help="Overwrite local files that have changes not in the registry.")
-@click.option("--prefix", type=click.Path(file_okay=False), default=None, metavar="DIR",
-              help="Also install the environment into DIR.")
+@click.option(
+    "--prefix",
+    type=click.Path(file_okay=False),
+    default=None,
+    metavar="DIR",
+    help="Also install the environment into DIR.",
+)
 @click.option("--pull", is_flag=True, help="Also pull the recorded image by digest.")
-@click.option("--from-image", "from_image", metavar="IMAGE", default=None,
-              help="Recover spec and lock from an image mlenv built instead of a registry.")
+@click.option(
+    "--from-image",
+    "from_image",
+    metavar="IMAGE",
+    default=None,
+    help="Recover spec and lock from an image mlenv built instead of a registry.",
+)
 @json_option
 def restore(ref, registry_url, into, force, prefix, pull, from_image, as_json):  # fmt: skip
     """Write the spec and lock of a registered version, exactly as registered.

@@ -31,7 +31,7 @@ def search(query, registry_url, platform, include_archived, reindex, as_json):
     if as_json:
         emit_json(found.to_json())
     else:
-        for ref, problem in result.problems:
+        for _ref, problem in result.problems:
             click.echo(f"warning: {problem}", err=True)
         if result.hits:
             rows = [
@@ -50,8 +50,8 @@ def search(query, registry_url, platform, include_archived, reindex, as_json):
             header = ["VERSION", "PLATFORM", "PACKAGE", "PKG VERSION", "MANAGER", "LABELS", "CREATED", "ARCHIVED"]
             if not include_archived:
                 rows, header = [r[:-1] for r in rows], header[:-1]
-            widths = [max(len(x) for x in col) for col in zip(header, *rows)]
-            lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header] + rows]
+            widths = [max(len(x) for x in col) for col in zip(header, *rows, strict=False)]
+            lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)).rstrip() for r in [header] + rows]
             click.echo("\n".join(lines))
         envs = len({h.version.ref for h in result.hits})
         click.echo(

@@ -9,16 +9,35 @@ from ..render import note, spec_option
 
 
 @click.command()
-@click.option("--name", default=None,
-              help="Environment name (default: the imported file's own name, else the directory name).")
+@click.option(
+    "--name", default=None, help="Environment name (default: the imported file's own name, else the directory name)."
+)
 @click.option("--python", "python", default="3.11", show_default=True, help="Python version.")
-@click.option("--from", "from_file", type=click.Path(exists=True, dir_okay=False), default=None, metavar="FILE",
-              help="Import environment.yml, requirements.txt, pyproject.toml or an Azure ML environment YAML.")
-@click.option("--curated", default=None, metavar="NAME", help="Start from a curated environment (see `mlenv curated list`).")
-@click.option("--extra", "extras", multiple=True, metavar="NAME",
-              help="With --from pyproject.toml: include these optional dependencies (repeatable).")
-@click.option("--group", "groups", multiple=True, metavar="NAME",
-              help="With --from pyproject.toml: include these dependency groups (repeatable).")
+@click.option(
+    "--from",
+    "from_file",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    metavar="FILE",
+    help="Import environment.yml, requirements.txt, pyproject.toml or an Azure ML environment YAML.",
+)
+@click.option(
+    "--curated", default=None, metavar="NAME", help="Start from a curated environment (see `mlenv curated list`)."
+)
+@click.option(
+    "--extra",
+    "extras",
+    multiple=True,
+    metavar="NAME",
+    help="With --from pyproject.toml: include these optional dependencies (repeatable).",
+)
+@click.option(
+    "--group",
+    "groups",
+    multiple=True,
+    metavar="NAME",
+    help="With --from pyproject.toml: include these dependency groups (repeatable).",
+)
 @click.option("--force", is_flag=True, help="Overwrite an existing mlenv.toml.")
 @click.option("--file", "-f", "spec_file", type=click.Path(dir_okay=False), default="mlenv.toml", show_default=True)
 def init(name, python, from_file, curated, extras, groups, force, spec_file):  # fmt: skip

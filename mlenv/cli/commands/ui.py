@@ -64,9 +64,12 @@ def ui(registry_url, host, port, export_dir, curated_dir, image_layers, refresh)
     Binds to 127.0.0.1 unless --host says otherwise; answers GET and HEAD only.
     With --export DIR, writes the same catalog as static files instead (docs/ui.md).
     """
+
     def ready(url: str, label: str) -> None:
         if host not in ("127.0.0.1", "localhost", "::1"):
-            click.echo(f"warning: listening on {host}: anyone who can reach this address can read the catalog", err=True)
+            click.echo(
+                f"warning: listening on {host}: anyone who can reach this address can read the catalog", err=True
+            )
         click.echo(f"serving {label} at {url} (read-only; Ctrl-C stops)")
 
     report = api.ui(registry_url, host=host, port=port, export_dir=export_dir, curated_dir=curated_dir,
