@@ -428,6 +428,7 @@ write_env() {
         echo "export MLENV_TEST_REGISTRY=$REGISTRY"
         echo "export MLENV_TEST_BASE_IMAGE=$BASE_IMAGE"
         echo "export MLENV_TEST_BASE_IMAGE_REMOTE=$REGISTRY/$BASE_IMAGE"
+        echo "export MLENV_TEST_REGISTRY_DATA=$REG_DATA"
         echo "export MLENV_REQUIRE_DOCKER=1"
         # chromium + chromium-driver come from ensure_packages: the web catalog's browser tests must run
         echo "export MLENV_REQUIRE_BROWSER=1"

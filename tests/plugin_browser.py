@@ -36,7 +36,7 @@ def _unavailable(what: str):
 
 
 @pytest.fixture(scope="session")
-def browser(tmp_path_factory):
+def browser_session(tmp_path_factory):
     for path in (CHROMIUM, CHROMEDRIVER):
         if not (os.path.isfile(path) and os.access(path, os.X_OK)):
             _unavailable(f"{path} is missing")
@@ -54,6 +54,15 @@ def browser(tmp_path_factory):
         yield driver
     finally:
         driver.quit()
+
+
+@pytest.fixture
+def browser(browser_session):
+    """The session's browser with its console log drained: what a test reads from
+    get_log("browser") happened during that test (a page an earlier test loaded on
+    purpose, e.g. a refused record answered with 502, is not reported again)."""
+    browser_session.get_log("browser")
+    return browser_session
 
 
 @pytest.fixture(scope="session")

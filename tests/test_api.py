@@ -196,3 +196,22 @@ def test_all_names_every_lazy_export():
 
     assert mlenv.__all__ == ["__version__", *mlenv._EXPORTS]
     assert sorted(dir(mlenv)) == sorted(mlenv.__all__)
+
+
+def test_every_module_imports_and_every_command_has_help():
+    """Each command's module loads (a name moved or removed fails here, not in a user's
+    build) and prints its help; every module of the package imports on its own."""
+    import pkgutil
+
+    from click.testing import CliRunner
+
+    from mlenv.cli.main import cli
+
+    for name in sorted(COMMANDS):
+        result = CliRunner().invoke(cli, [name, "--help"], prog_name="mlenv")
+        assert result.exit_code == 0, (name, result.output, result.exception)
+        assert "Usage:" in result.output, name
+    for info in pkgutil.walk_packages(mlenv.__path__, "mlenv."):
+        if info.name.endswith("__main__"):
+            continue
+        importlib.import_module(info.name)

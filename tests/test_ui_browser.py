@@ -489,7 +489,7 @@ def test_version_page_on_an_oci_registry_shows_the_pushed_images_layers(
 
 
 @pytest.fixture(scope="module")
-def search_page(registry, tmp_path_factory, browser) -> str:
+def search_page(registry, tmp_path_factory, browser_session) -> str:
     tmp = tmp_path_factory.mktemp("search-js")
     return export(registry, tmp, tmp / "site") + "search.html"
 
