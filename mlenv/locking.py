@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from .errors import LockError, SpecError
 from .lockfile import Lock, Package
-from .spec import Spec
+from .spec import Spec, inputs_of
 
 Progress = Callable[[str], None]
 
@@ -40,24 +40,6 @@ class LockResult:
     action: str  # "fresh" | "rewritten" | "solved"
     status: Status
     warnings: list[str] = field(default_factory=list)
-
-
-def inputs_of(spec: Spec) -> dict:
-    inputs: dict = {
-        "platforms": sorted(spec.platforms),
-        "channels": spec.normalized()["conda"]["channels"] if spec.has_conda else [],
-        "conda-dependencies": sorted(spec.conda_specs()),
-        "pypi-dependencies": sorted(spec.pypi_dependencies),
-        "system": dict(sorted(spec.system.items())),
-    }
-    norm = spec.normalized()["pypi"]
-    if norm["index-url"]:
-        inputs["index-url"] = norm["index-url"]
-    inputs["extra-index-urls"] = norm["extra-index-urls"]
-    for key in ("find-links", "constraints", "overrides"):  # only when set: older locks stay comparable
-        if norm.get(key):
-            inputs[key] = norm[key]
-    return inputs
 
 
 def _env_fields(spec: Spec) -> dict:

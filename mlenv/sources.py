@@ -326,7 +326,7 @@ def check_sources(lock, spec=None, *, where: str = "mlenv.lock") -> None:
     not. Nothing is downloaded or written."""
     inputs = lock.inputs if isinstance(lock.inputs, dict) else {}
     if spec is not None:
-        from .locking import inputs_of
+        from .spec import inputs_of
 
         extra = sorted(declared(inputs) - declared(inputs_of(spec)))
         if extra:

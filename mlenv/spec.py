@@ -631,3 +631,24 @@ def locate(text: str, table: str, key: str | None = None, value: str | None = No
         if j > key_line - 1 and (depth <= 0 or _HEADER_RE.match(line)):
             break
     return key_line
+
+
+def inputs_of(spec: Spec) -> dict:
+    """The lock's [inputs] for this spec: what it was solved from (platforms, channels,
+    dependencies, indexes, find-links, constraints). Here, beside Spec, so the sources
+    rule (mlenv.sources) compares a lock with its spec without importing the solvers' side."""
+    inputs: dict = {
+        "platforms": sorted(spec.platforms),
+        "channels": spec.normalized()["conda"]["channels"] if spec.has_conda else [],
+        "conda-dependencies": sorted(spec.conda_specs()),
+        "pypi-dependencies": sorted(spec.pypi_dependencies),
+        "system": dict(sorted(spec.system.items())),
+    }
+    norm = spec.normalized()["pypi"]
+    if norm["index-url"]:
+        inputs["index-url"] = norm["index-url"]
+    inputs["extra-index-urls"] = norm["extra-index-urls"]
+    for key in ("find-links", "constraints", "overrides"):  # only when set: older locks stay comparable
+        if norm.get(key):
+            inputs[key] = norm[key]
+    return inputs

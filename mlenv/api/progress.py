@@ -7,7 +7,6 @@ Python, `progress=None` means: a live progress line under the cell in Jupyter
 
 from __future__ import annotations
 
-import html
 import sys
 from collections.abc import Callable
 
@@ -36,8 +35,8 @@ class NotebookProgress:
         self._handle = display(HTML(self._render("starting…")), display_id=True)
 
     def _render(self, message: str) -> str:
-        return (f'<div style="font-family:monospace;font-size:90%">⏳ <b>{html.escape(self.title)}</b> '
-                f"[{self.count}] {html.escape(message)}</div>")  # fmt: skip
+        return (f'<div style="font-family:monospace;font-size:90%">⏳ <b>{_escape(self.title)}</b> '
+                f"[{self.count}] {_escape(message)}</div>")  # fmt: skip
 
     def __call__(self, message: str) -> None:
         self.count += 1
@@ -47,7 +46,7 @@ class NotebookProgress:
     def done(self, message: str = "done") -> None:
         if self._handle is not None:
             self._handle.update(self._html(f'<div style="font-family:monospace;font-size:90%">✔ '
-                                           f"<b>{html.escape(self.title)}</b> {html.escape(message)}</div>"))  # fmt: skip
+                                           f"<b>{_escape(self.title)}</b> {_escape(message)}</div>"))  # fmt: skip
 
 
 def default(progress: Progress | None, title: str) -> Progress | None:
@@ -65,3 +64,9 @@ def default(progress: Progress | None, title: str) -> Progress | None:
 def finish(progress: Progress | None, message: str = "done") -> None:
     if isinstance(progress, NotebookProgress):
         progress.done(message)
+
+
+def _escape(text: str) -> str:
+    import html  # lazily: html.entities is a large table, and only notebooks draw HTML
+
+    return html.escape(text)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..image.build import ImageResult
+from ..image.result import ImageResult
 
 if TYPE_CHECKING:
     from ..lockfile import Lock

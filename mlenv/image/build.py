@@ -12,51 +12,14 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import LockError, MlenvError
 from ..lockfile import Lock
 from ..spec import Spec
+from .result import ImageResult
 
 Progress = Callable[[str], None]
-
-
-@dataclass
-class ImageResult:
-    """What `build` did: reused an image, built one, or rendered its Dockerfile."""
-
-    image: str  # REPO/NAME:SHORT_HASH
-    name: str
-    content_hash: str
-    short_hash: str
-    action: str = ""  # "reused" | "built" | "rendered" | "rebased"
-    where: str | None = None  # reused: "local" | "registry"
-    id: str | None = None  # the local image id
-    digest: str | None = None  # the registry's manifest digest, when known
-    retagged: bool | None = None
-    builder: str | None = None
-    log: str | None = None
-    pushed: str | None = None  # the pushed digest
-    directory: str | None = None  # rendered: where the context was written
-    layers: list[dict] | None = None  # daemonless: the image's layers (id, digest, size, cached)
-    upload: dict | None = None  # daemonless: what the push uploaded, mounted, skipped
-    pycs: dict | None = None  # daemonless: .pyc files compiled and reused from the pyc cache
-    seconds: float = 0.0
-    message: str = ""
-
-    @property
-    def reused(self) -> bool:
-        return self.action == "reused"
-
-    @property
-    def ref(self) -> str:
-        return self.image
-
-    def to_json(self) -> dict:
-        keys = ("image", "name", "content_hash", "short_hash", "action", "where", "id", "digest", "retagged",
-                "builder", "log", "pushed", "directory", "layers", "upload", "pycs", "seconds")  # fmt: skip
-        return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
 
 
 def image_ref(repository: str, name: str, short_hash: str) -> str:

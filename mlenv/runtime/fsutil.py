@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -44,6 +43,8 @@ def make_temp(directory: Path, name: str, suffix: str = ".tmp") -> tuple[int, Pa
     """A new, locked temporary file `.NAME.XXXXXXXX<suffix>` in directory: (fd, path).
     The lock is taken, then the name checked to still be ours (a sweeper may have
     removed the file in between; then another is made)."""
+    import tempfile  # lazily: tempfile pulls in shutil and random, which a no-op lock never needs
+
     for _ in range(100):
         fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=suffix, dir=directory)
         lock_fd(fd)
@@ -144,6 +145,8 @@ def make_scratch(kind: str) -> tuple[Path, int]:
     """A new scratch directory <tmp>/mlenv-scratch-KIND-XXXXXXXX and an fd holding an flock
     on it while in use (drop_scratch removes it). Scratch directories of dead processes
     (SIGKILL) are removed first: nobody holds their lock."""
+    import tempfile
+
     sweep_scratch()
     for _ in range(100):
         path = tempfile.mkdtemp(prefix=f"{SCRATCH}{kind}-")
@@ -169,6 +172,7 @@ def drop_scratch(path: str | os.PathLike[str], fd: int) -> None:
 def sweep_scratch() -> list[str]:
     """Remove the scratch directories no live process holds; returns their names."""
     import shutil
+    import tempfile
 
     base = tempfile.gettempdir()
     try:
