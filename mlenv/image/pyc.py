@@ -54,25 +54,15 @@ _SHA_RE = re.compile(r"[0-9a-f]{64}")
 PACKS_PER_NAME = 4
 CHUNK = 200  # .py files per batch sent to a worker
 
-# Runs in `python -I -S` of the compiling CPython: batches (pickled, length-prefixed)
-# on stdin, answers on stdout, until stdin closes. Warnings are off: nothing reads
-# stderr until the process fails, and they do not change a pyc.
-_WORKER = """\
-import importlib.util,marshal,pickle,struct,sys,warnings
-warnings.simplefilter('ignore')
-r,w=sys.stdin.buffer,sys.stdout.buffer
-M=importlib.util.MAGIC_NUMBER+b'\\x03\\x00\\x00\\x00'
-while True:
-    h=r.read(8)
-    if len(h)<8:break
-    out=[]
-    for key,data,dfile in pickle.loads(r.read(struct.unpack('>Q',h)[0])):
-        try:code=compile(data,dfile,'exec',dont_inherit=True,optimize=0)
-        except (SyntaxError,ValueError):out.append((key,None));continue
-        out.append((key,M+importlib.util.source_hash(data)+marshal.dumps(code,2)))
-    b=pickle.dumps(out,protocol=4)
-    w.write(struct.pack('>Q',len(b))+b);w.flush()
-"""
+
+def _worker_source() -> str:
+    """The worker's text (mlenv/runtime/pycworker.py), run with `-c` by the compiling
+    CPython, which may be another Python than mlenv's and has nothing of mlenv."""
+    from pathlib import Path
+
+    from ..runtime import pycworker
+
+    return Path(pycworker.__file__).read_text(encoding="utf-8")
 
 
 class PycError(MlenvError):
@@ -139,7 +129,7 @@ class CompilePool:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
         for i in range(self.workers):
             try:
-                proc = subprocess.Popen([self.compiler.executable, "-I", "-S", "-c", _WORKER], stdin=subprocess.PIPE,
+                proc = subprocess.Popen([self.compiler.executable, "-I", "-S", "-c", _worker_source()], stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)  # fmt: skip
             except OSError as exc:
                 raise PycError(f"cannot start the .pyc compiler {self.compiler.executable}: {exc}") from None
