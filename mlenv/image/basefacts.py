@@ -235,7 +235,8 @@ def read_facts(store, manifest: dict, config: dict, interpreter: str | None, *, 
     """Facts of a pulled base (its layers in store), cached by manifest digest."""
     import hashlib
 
-    from ..oci.image import base_layers, canonical_json
+    from ..oci.image import base_layers
+    from ..oci.manifest import canonical_json
     from ..oci.rootfs import read_layers
     from ..oci.store import OCI_LAYER_GZIP
     from ..runtime.fetch import default_cache_root as _default_cache

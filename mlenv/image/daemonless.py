@@ -139,7 +139,7 @@ def env_updates(lock, base_config: dict, needs_env: bool) -> list[tuple[str, str
 
 
 def _key(payload: dict) -> str:
-    from ..oci.image import canonical_json
+    from ..oci.manifest import canonical_json
 
     return hashlib.sha256(canonical_json(payload)).hexdigest()
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from .manifest import canonical_json
 from .store import (
     DOCKER_CONFIG,
     DOCKER_LAYER_GZIP,
@@ -45,10 +46,6 @@ _DROP = ("container", "container_config", "docker_version", "id", "parent", "cre
 
 class ImageError(Exception):
     """A base config or manifest mlenv cannot build on."""
-
-
-def canonical_json(value) -> bytes:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
 def oci_platform(platform: str) -> dict[str, str]:
