@@ -26,7 +26,7 @@ from .errors import MlenvError
 KEYS = {
     "ca-bundle": "a PEM file: the CA bundle for every download (--ca-bundle, MLENV_CA_BUNDLE)",
     "registry": "the default registry (--registry, MLENV_REGISTRY)",
-    "builder": "auto, buildkit or classic (--builder, MLENV_BUILDER)",
+    "builder": "auto, daemonless, buildkit, classic or a plugin builder's name (--builder, MLENV_BUILDER)",
 }
 _loaded: dict[str, dict] = {}
 
@@ -78,8 +78,10 @@ def load() -> dict[str, str]:
             raise SettingsError(f"{where}: {name} must be a non-empty string")
         if has_control(value):
             raise SettingsError(f"{where}: {name} holds a control character ({quote(value)})")
-        if name == "builder" and value not in ("auto", "buildkit", "classic"):
-            raise SettingsError(f"{where}: builder must be auto, buildkit or classic, not {quote(value)}")
+        if name == "builder" and not re.fullmatch(r"[a-z][a-z0-9_-]{0,39}", value):
+            # a name; which builders exist (built in, or by entry point) is mlenv.image.engine's to say
+            raise SettingsError(f"{where}: builder must be a builder's name (auto, daemonless, buildkit, classic), "
+                                f"not {quote(value)}")  # fmt: skip
         if name == "ca-bundle":
             value = str(path.parent / os.path.expanduser(value))  # an absolute value stays as it is
         settings[name] = value

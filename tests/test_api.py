@@ -215,3 +215,46 @@ def test_every_module_imports_and_every_command_has_help():
         if info.name.endswith("__main__"):
             continue
         importlib.import_module(info.name)
+
+
+def test_from_file_imports_then_saves_a_spec_mlenv_reads(tmp_path, pypi_server):
+    """Environment.from_file: another tool's file becomes an unsaved spec (with notes for
+    what was not carried), named by the directory; save writes it and it loads back."""
+    req = tmp_path / "requirements.txt"
+    req.write_text(f"--index-url {pypi_server}\nfixalpha==1.0.0\n--trusted-host example.org\n")
+    env = mlenv.Environment.from_file(req, directory=tmp_path / "imported")
+    assert not env.saved and env.spec.name == "imported"
+    assert env.spec.pypi_dependencies == ["fixalpha==1.0.0"] and env.spec.index_url == pypi_server
+    assert any("trusted-host" in n for n in env.notes)
+    path = env.save()
+    assert path == tmp_path / "imported" / "mlenv.toml"
+    from mlenv.spec import load_spec
+
+    assert load_spec(path).pypi_dependencies == ["fixalpha==1.0.0"]
+    with pytest.raises(mlenv.MlenvError):
+        mlenv.Environment.from_file(tmp_path / "missing.txt")
+
+
+def test_options_precedence_is_the_same_below_the_cli(tmp_path, monkeypatch):
+    """An argument beats the environment variable, which beats the settings file: for the
+    API's options and for the CA bundle every download (OCI registries too) verifies with."""
+    from mlenv.api.options import resolve
+    from mlenv.oci.transport import ca_bundle
+
+    config = tmp_path / "config.toml"
+    config.write_text('builder = "classic"\nca-bundle = "/settings/ca.pem"\n')
+    monkeypatch.setenv("MLENV_CONFIG", str(config))
+    for var in ("MLENV_BUILDER", "MLENV_CA_BUNDLE", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"):
+        monkeypatch.delenv(var, raising=False)
+    assert resolve("builder", None) == "classic"
+    assert ca_bundle() == "/settings/ca.pem"
+    monkeypatch.setenv("MLENV_BUILDER", "buildkit")
+    monkeypatch.setenv("MLENV_CA_BUNDLE", "/env/ca.pem")
+    assert resolve("builder", None) == "buildkit" and ca_bundle() == "/env/ca.pem"
+    assert resolve("builder", "daemonless") == "daemonless"
+    monkeypatch.setenv("MLENV_CONFIG", str(tmp_path / "none.toml"))  # no settings file
+    monkeypatch.delenv("MLENV_CA_BUNDLE")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/requests/ca.pem")
+    assert ca_bundle() == "/requests/ca.pem"
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE")
+    assert ca_bundle() is True

@@ -87,9 +87,13 @@ def test_bad_settings_file_names_file_and_line(tmp_path, config, pypi_server):
         proc = mlenv(*args, cwd=d, env=env)
         assert proc.returncode != 0 and "Traceback" not in proc.stderr
         assert f"{path}:3: unknown setting 'cabundle'" in proc.stderr and "ca-bundle" in proc.stderr
-    path.write_text('builder = "kaniko"\n')
+    path.write_text('builder = "no such; builder"\n')
     proc = mlenv("build", "--dockerfile-only", str(tmp_path / "ctx"), cwd=d, env=env)
-    assert proc.returncode != 0 and f"{path}:1: builder must be auto, buildkit or classic" in proc.stderr
+    assert proc.returncode != 0 and f"{path}:1: builder must be a builder's name" in proc.stderr
+    path.write_text('builder = "kaniko"\n')  # a name: which builders exist is the builder registry's to say
+    proc = mlenv("build", "--dockerfile-only", str(tmp_path / "ctx"), cwd=d, env=env)
+    assert proc.returncode != 0 and "unknown builder 'kaniko'" in proc.stderr and "daemonless" in proc.stderr
+    assert "Traceback" not in proc.stderr
     path.write_text("registry = [\n")
     proc = mlenv("versions", "x", cwd=d, env=env)
     assert proc.returncode != 0 and "not valid TOML" in proc.stderr and "Traceback" not in proc.stderr

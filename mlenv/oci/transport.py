@@ -38,15 +38,12 @@ def api_base(registry: str) -> str:
 
 
 def ca_bundle() -> str | bool:
-    ca = os.environ.get("MLENV_CA_BUNDLE")
-    if not ca:
-        try:
-            from .. import settings
+    """What requests verifies TLS with: mlenv's CA bundle (MLENV_CA_BUNDLE, else the
+    ca-bundle setting: mlenv.settings.ca_bundle), else the bundle requests itself
+    would use (REQUESTS_CA_BUNDLE, SSL_CERT_FILE), else the default trust store."""
+    from .. import settings
 
-            ca = settings.get("ca-bundle")
-        except Exception:
-            ca = None
-    return ca or os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("SSL_CERT_FILE") or True
+    return settings.ca_bundle() or os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("SSL_CERT_FILE") or True
 
 
 def new_session(loopback: bool):

@@ -112,7 +112,9 @@ class OciRegistry(Registry):
             if self.local:
                 s.trust_env = False  # never route loopback through a proxy
             else:
-                s.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("SSL_CERT_FILE") or True
+                from ..oci.transport import ca_bundle
+
+                s.verify = ca_bundle()  # the same CA as every other download (a corporate proxy's)
             s.headers["User-Agent"] = "mlenv-registry"
             self._session = s
         return self._session
@@ -161,7 +163,7 @@ class OciRegistry(Registry):
         except requests.exceptions.SSLError as exc:
             raise RegistryError(
                 f"registry {self.host}: TLS error ({_short(exc)})",
-                hint="check the registry's certificate (REQUESTS_CA_BUNDLE / SSL_CERT_FILE)",
+                hint="check the registry's certificate, or name the CA that signed it with MLENV_CA_BUNDLE (or ca-bundle in the settings)",
             ) from None
         except requests.RequestException as exc:
             raise RegistryError(
