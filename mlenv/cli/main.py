@@ -2,8 +2,8 @@
 imported only when invoked, so `mlenv --help` and a no-op `mlenv lock` start fast.
 
 COMMANDS also records the API function each command calls (its one call into
-mlenv.api, mlenv.curated or mlenv.cache): tests/cli/test_api_coverage.py checks
-every entry.
+mlenv.api, mlenv.curated or mlenv.cache): tests/test_api.py checks
+every entry by intercepting that call.
 """
 
 from __future__ import annotations
