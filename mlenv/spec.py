@@ -563,9 +563,9 @@ def _conda_name(spec: str) -> str:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    line = text.splitlines()[0] if text else type(exc).__name__
-    return line if len(line) <= 200 else line[:200] + "…"
+    from .runtime.text import clip, first_line
+
+    return clip(first_line(exc), 200)
 
 
 def _name(word: str) -> str:

@@ -38,6 +38,7 @@ import re
 import zlib
 from datetime import UTC, datetime
 
+from ..runtime.text import first_line
 from ..validation import quote
 from .base import NotFound, Registered, Registry, RegistryError, Version, check_label
 from .records import check_name, damaged, is_text, make_version, parse_number
@@ -162,15 +163,15 @@ class AzureMLRegistry(Registry):
             )
         if isinstance(exc, ClientAuthenticationError):
             return RegistryError(
-                f"{what}: Azure authentication failed ({_first_line(exc)})",
+                f"{what}: Azure authentication failed ({first_line(exc)})",
                 hint="sign in with `az login`, or set AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET",
             )
         if isinstance(exc, HttpResponseError):
             code = getattr(exc, "status_code", None)
-            return RegistryError(f"{what}: Azure ML answered {code}: {_first_line(exc)}")
+            return RegistryError(f"{what}: Azure ML answered {code}: {first_line(exc)}")
         if isinstance(exc, RegistryError):
             return exc
-        return RegistryError(f"{what}: {type(exc).__name__}: {_first_line(exc)}")
+        return RegistryError(f"{what}: {type(exc).__name__}: {first_line(exc)}")
 
     def _list(self, name: str | None, view: str):
         from azure.ai.ml.constants import ListViewType
@@ -352,7 +353,7 @@ class AzureMLRegistry(Registry):
                 data = decode_blob(chunks)
             except (KeyError, ValueError, zlib.error, binascii.Error) as exc:
                 raise RegistryError(
-                    f"{version.ref}: the stored {key} in Azure ML is incomplete or corrupt ({_first_line(exc)[:200]})",
+                    f"{version.ref}: the stored {key} in Azure ML is incomplete or corrupt ({first_line(exc)[:200]})",
                     hint="register the files again",
                 ) from None
             if _sha(data) != want or props.get(f"{P}{key}-sha256") != want:
@@ -453,11 +454,6 @@ def _pinned(image: str, digest: str | None) -> str:
         return parse(image).with_digest(digest).pinned
     except ValueError:
         return f"{image.split('@')[0]}@{digest}"
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 __all__ = ["AzureMLRegistry", "split_ref", "encode_blob", "decode_blob", "CHUNK", "ENDPOINT_ENV"]

@@ -36,6 +36,7 @@ import time
 from datetime import UTC, datetime
 from urllib.parse import urljoin
 
+from ..runtime.text import clip, first_line
 from ..validation import has_control, quote
 from .base import NotFound, Registered, Registry, RegistryError, Version, check_label
 from .records import check_name, damaged, is_label, is_number, is_optional_ref, is_text, make_version, parse_number
@@ -608,8 +609,7 @@ def _next_link(resp) -> str | None:
 
 
 def _short(exc: BaseException) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return text[:160]
+    return clip(first_line(exc), 160)
 
 
 def _error_text(resp) -> str:

@@ -12,6 +12,7 @@ from pathlib import Path
 from ..errors import LockError, SolveError
 from ..lockfile import Package
 from ..runtime.secrets import referenced_values, scrub, strip_credentials
+from ..runtime.text import first_line
 from ..spec import Spec, expand_env
 from .platforms import virtual_packages
 
@@ -54,7 +55,7 @@ def solve(
         channels = [rattler.Channel(expand_env(c)) for c in spec.channels]
     except Exception as exc:  # rattler's InvalidChannelError; the spec check should prevent it
         raise SolveError(
-            f"invalid conda channel: {scrub(_first(exc), secrets)}", hint=f"check [conda] channels ({shown})"
+            f"invalid conda channel: {scrub(first_line(exc), secrets)}", hint=f"check [conda] channels ({shown})"
         ) from None
     subdirs = [platform, "noarch"]
     preferences = []
@@ -86,11 +87,11 @@ def solve(
         ) from None
     except (FetchRepoDataError, GatewayError) as exc:
         raise SolveError(
-            f"could not read a conda channel for {platform}: {scrub(_first(exc), secrets)}",
+            f"could not read a conda channel for {platform}: {scrub(first_line(exc), secrets)}",
             hint="check the channel name/URL and your network; conda channels: " + shown,
         ) from None
     except Exception as exc:  # rattler wraps I/O errors in its own types
-        raise SolveError(f"conda solve failed for {platform}: {scrub(_first(exc), secrets)}") from None
+        raise SolveError(f"conda solve failed for {platform}: {scrub(first_line(exc), secrets)}") from None
     return sorted((from_record(r, platform) for r in records), key=lambda p: p.name)
 
 
@@ -144,14 +145,9 @@ def to_record(pkg: Package):
         return record(pkg.name, pkg.version, pkg.url, pkg.sha256, pkg.extra, pkg.platform)
     except Exception as exc:  # rattler's InvalidVersionError, InvalidUrlError, ...
         raise LockError(
-            f"mlenv.lock: the {pkg.platform} conda record {pkg.name} {pkg.version} cannot be read: {_first(exc)[:200]}",
+            f"mlenv.lock: the {pkg.platform} conda record {pkg.name} {pkg.version} cannot be read: {first_line(exc)[:200]}",
             hint="`mlenv lock --upgrade` solves again without the locked records",
         ) from None
-
-
-def _first(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _indent(text: str) -> str:
