@@ -117,6 +117,70 @@ def test_upgrade_package_moves_one_package_and_what_it_needs(locked, tmp_path):
     assert {n: p.version for n, p in new.items()} == {n: p.version for n, p in fresh.items()}
 
 
+def test_locked_sha256_is_the_signed_index_entry(locked):
+    """Each pin's url, size and sha256 against the Packages index entry of its version, where the
+    index is the one the gpgv-verified InRelease names (size and sha256 checked by fetch_index) and is
+    parsed here with python-debian directly, not through mlenv's resolver."""
+    from debian.deb822 import Packages
+
+    from mlenv.apt.archive import fetch_index, keyring_bytes, packages_entry, read_release
+    from mlenv.apt.base import read_base
+    from mlenv.apt.sources import read_sources
+
+    lock = read_lock(locked / "mlenv.lock")
+    facts = read_base(lock.image["reference"], lock.image["digest"], "amd64")  # cached by the lock
+    rings = [keyring_bytes(v) for k, v in sorted(facts.keyrings.items()) if k.startswith("/etc/apt/trusted.gpg")]
+    index: dict[tuple[str, str, str], dict] = {}
+    for src in read_sources(facts.sources, "amd64").sources:
+        release = read_release(src, rings)  # raises unless gpgv vouches for it
+        for comp in src.components:
+            entry = packages_entry(release, comp, "amd64")
+            assert entry is not None, f"{src.dist_url}: no {comp} index"
+            for st in Packages.iter_paragraphs(
+                fetch_index(release, *entry).splitlines(keepends=True), use_apt_pkg=False
+            ):
+                index[(st["Package"], st["Version"], src.uri)] = st
+    pins = debs(lock)
+    assert pins
+    for p in pins.values():
+        uri = next(u for (_, _, u) in index if p.url.startswith(u + "/"))
+        st = index[(p.name, p.version, uri)]
+        assert st["SHA256"] == p.sha256, p.name
+        assert int(st["Size"]) == p.get("size") and p.url == f"{uri}/{st['Filename']}"
+        assert st["Architecture"] == p.get("architecture")
+
+
+def test_azureml_round_trip_keeps_apt_packages(locked, tmp_path):
+    """Export to Azure ML, import, lock: the same apt requests and pins, the same content hash
+    (while deb.debian.org still has the versions just locked: this test locks them first)."""
+    import yaml
+
+    src = tmp_path / "src"
+    src.mkdir()
+    spec = (
+        (locked / "mlenv.toml")
+        .read_text()
+        .replace('platforms = ["linux-64"]', 'python = "3.11"\nplatforms = ["linux-64"]')
+    )
+    (src / "mlenv.toml").write_text(spec)
+    ok(mlenv("lock", cwd=src))
+    before = read_lock(src / "mlenv.lock")
+    exported = ok(mlenv("export", "--format", "azureml", "-o", str(tmp_path / "env.yml"), cwd=src))
+    assert "mlenv.apt-pins" in exported.stderr
+    tags = yaml.safe_load((tmp_path / "env.yml").read_text())["tags"]
+    assert tags["mlenv.apt-packages"] == " ".join(sorted(WANT))
+    assert tags["mlenv.apt-pins"].split() == sorted(f"{n}={p.version}" for n, p in debs(before).items())
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    ok(mlenv("init", "--from", str(tmp_path / "env.yml"), cwd=dst))
+    ok(mlenv("lock", cwd=dst))
+    after = read_lock(dst / "mlenv.lock")
+    assert {n: p.sha256 for n, p in debs(after).items()} == {n: p.sha256 for n, p in debs(before).items()}
+    assert after.content_hash == before.content_hash
+    dockerfile = ok(mlenv("export", "--format", "dockerfile", cwd=dst)).stdout
+    assert "apt-get install -y --no-install-recommends " + tags["mlenv.apt-pins"] + " \\" in dockerfile
+
+
 # --- bad input: one line, nothing written ------------------------------------------------------------------
 
 

@@ -522,3 +522,113 @@ def test_snapshot_url_form():
         "https://snapshot.debian.org/archive/debian-security/19700101T120000Z/"
     )
     assert snapshot_url("https://repo.example/debian", "pool/x.deb", 0) is None
+
+
+# --- build-time fetch: the snapshot fallback, against a local "mirror" and "snapshot service" ---------------
+
+
+@pytest.fixture
+def debian_servers(tmp_path, monkeypatch):
+    """One http server on 127.0.0.1 playing both the mirror (/debian/...) and snapshot.debian.org
+    (/archive/debian/<stamp>/...): `files` maps a path to (status, body); requests are recorded."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    files: dict[str, tuple[int, bytes]] = {}
+    seen: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):  # quiet
+            pass
+
+        def do_GET(self):
+            seen.append(self.path)
+            status, body = files.get(self.path, (404, b"not found"))
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", files, seen
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+DEB = b"!<arch>\ndebian-binary   0           0     0     100644  4         `\n2.0\n" + bytes(range(256)) * 40
+POOL = "pool/main/x/xdemo/xdemo_1.0-1_amd64.deb"
+STAMP = "20260711T221637Z"
+
+
+def deb_pkg(root: str, *, sha256: str | None = None, snapshot: bool = True) -> Package:
+    import hashlib
+
+    extra: dict = {"architecture": "amd64", "size": len(DEB)}
+    if snapshot:
+        extra["snapshot-url"] = f"{root}/archive/debian/{STAMP}/{POOL}"
+    return Package(
+        "apt", "linux-64", "xdemo", "1.0-1", f"{root}/debian/{POOL}", sha256 or hashlib.sha256(DEB).hexdigest(), extra
+    )
+
+
+def test_a_deb_gone_from_the_mirror_comes_from_its_snapshot_url(debian_servers):
+    import hashlib
+
+    from mlenv.apt.fetch import fetch_debs
+    from mlenv.runtime.fetch import artifact_cache_dir
+
+    root, files, seen = debian_servers
+    files[f"/archive/debian/{STAMP}/{POOL}"] = (200, DEB)  # the mirror answers 404 (superseded)
+    pkg = deb_pkg(root)
+    got = fetch_debs([pkg])
+    assert seen == [f"/debian/{POOL}", f"/debian/{POOL}", f"/archive/debian/{STAMP}/{POOL}"]  # batch, one, snapshot
+    path = got[pkg.sha256]
+    assert path == artifact_cache_dir() / pkg.sha256 and hashlib.sha256(path.read_bytes()).hexdigest() == pkg.sha256
+    assert path.read_bytes() == DEB
+    seen.clear()
+    assert fetch_debs([pkg]) == got and seen == []  # now from the cache, checked again
+
+
+def test_a_snapshot_copy_with_other_bytes_is_refused(debian_servers):
+    from mlenv.apt.fetch import SupersededError, fetch_debs
+    from mlenv.runtime.fetch import artifact_cache_dir
+
+    root, files, seen = debian_servers
+    files[f"/archive/debian/{STAMP}/{POOL}"] = (200, DEB + b"tampered")
+    pkg = deb_pkg(root)
+    with pytest.raises(SupersededError) as err:
+        fetch_debs([pkg])
+    line = err.value.message
+    assert line.startswith(
+        f"Debian package xdemo 1.0-1 is no longer at {root}/debian/{POOL} (superseded on the mirror)"
+    )
+    assert "its snapshot copy failed too" in line and "sha256" in line and "\n" not in line
+    assert "mlenv lock --upgrade-package xdemo" in err.value.hint
+    assert not (artifact_cache_dir() / pkg.sha256).exists()
+    assert not [p for p in artifact_cache_dir().iterdir() if p.name.endswith(".part")]
+
+
+def test_no_snapshot_or_a_mirror_error_other_than_gone(debian_servers):
+    from mlenv.apt.fetch import SupersededError, fetch_debs
+    from mlenv.runtime.errors import InstallError
+
+    root, files, seen = debian_servers
+    with pytest.raises(SupersededError) as err:  # 404 and no snapshot-url (not a Debian archive)
+        fetch_debs([deb_pkg(root, snapshot=False)])
+    assert "superseded on the mirror" in err.value.message and "snapshot" not in err.value.message
+    assert "snapshot" not in (err.value.hint or "") and "--upgrade-package xdemo" in err.value.hint
+    files[f"/debian/{POOL}"] = (500, b"busy")  # the mirror is broken, not superseded: no fallback
+    files[f"/archive/debian/{STAMP}/{POOL}"] = (200, DEB)
+    seen.clear()
+    with pytest.raises(InstallError) as err:
+        fetch_debs([deb_pkg(root)])
+    assert not isinstance(err.value, SupersededError) and "HTTP Error 500" in err.value.message
+    assert not any(p.startswith("/archive/") for p in seen)

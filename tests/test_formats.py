@@ -5,6 +5,7 @@ Azure ML YAML), and round trips (export, import, lock again: same content hash).
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -13,6 +14,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mlenv.lockfile import read_lock
 
@@ -295,6 +298,134 @@ def test_azureml_export_loads_with_azure_ai_ml(pypi_env, tmp_path):
     rest = env._to_rest_object()  # what the SDK would send
     assert "fixbeta==1.0.0" in rest.properties.conda_file and rest.properties.image == env.image
     assert json.loads(env.tags["mlenv.variables"]) == {"OMP_NUM_THREADS": "4"}
+
+
+# --- export: apt packages (Dockerfile pins, Azure ML tags) -----------------------------------------------
+
+
+APT_PINS = {"curl": "7.88.1-10+deb12u15", "libcurl4": "7.88.1-10+deb12u15", "libgomp1": "12.2.0-14+deb12u1"}
+
+
+def apt_spec_and_lock(tmp_path: Path):
+    """A spec asking for libgomp1 and curl, and a lock pinning their closure (written by hand:
+    tests/test_apt.py does the same with a real lock from deb.debian.org)."""
+    from mlenv.lockfile import Lock, Package
+    from mlenv.spec import load_spec
+
+    ref = "127.0.0.1:5000/b@sha256:" + "e" * 64
+    spec_path = write(
+        tmp_path / "mlenv.toml",
+        f"""
+        [environment]
+        name = "aptdemo"
+        python = "3.11"
+        platforms = ["linux-64"]
+
+        [image]
+        base = "{ref}"
+        apt-packages = ["libgomp1", "curl"]
+    """,
+    )
+    pkgs = [
+        Package("apt", "linux-64", name, version,
+                f"http://deb.debian.org/debian/pool/main/x/{name}/{name}_{version}_amd64.deb", f"{n}" * 64,
+                {"architecture": "amd64", "size": 1000 + n})
+        for n, (name, version) in enumerate(sorted(APT_PINS.items()), start=1)
+    ]  # fmt: skip
+    lock = Lock(
+        spec_hash="sha256:" + "0" * 64,
+        python="3.11",
+        platforms={"linux-64": {"python": "3.11"}},
+        packages=pkgs,
+        image={"base": ref, "reference": ref, "digest": "sha256:" + "e" * 64,
+               "apt-packages": ["libgomp1", "curl"], "steps": []},
+        inputs={"apt-packages": ["curl", "libgomp1"], "apt-base": ref, "apt-platforms": ["linux-64"]},
+    ).seal()  # fmt: skip
+    return load_spec(spec_path), lock
+
+
+def test_dockerfile_export_pins_every_locked_deb(tmp_path):
+    from mlenv.formats.exporters import dockerfile
+
+    spec, lock = apt_spec_and_lock(tmp_path)
+    lines = dockerfile(spec, lock).text.splitlines()
+    at = lines.index("RUN apt-get update \\")
+    pins = " ".join(f"{n}={v}" for n, v in sorted(APT_PINS.items()))  # the whole closure, not only the requests
+    assert lines[at - 1] == f"FROM {lock.image['reference']}"
+    assert lines[at + 1] == f" && apt-get install -y --no-install-recommends {pins} \\"
+    assert lines[at + 2] == " && rm -rf /var/lib/apt/lists/*"
+    # a lock from before apt pinning (no apt entries): the requested names, unpinned
+    lock.packages = []
+    assert " && apt-get install -y --no-install-recommends curl libgomp1 \\" in dockerfile(spec, lock).text
+
+
+def test_azureml_export_keeps_apt_requests_and_pins_in_tags(tmp_path):
+    import yaml
+
+    from mlenv.formats.exporters import azureml
+
+    spec, lock = apt_spec_and_lock(tmp_path)
+    out = azureml(spec, lock)
+    tags = yaml.safe_load(out.text)["tags"]
+    assert tags["mlenv.apt-packages"] == "curl libgomp1"  # the spec's request set: what the import reads back
+    assert tags["mlenv.apt-pins"] == " ".join(f"{n}={v}" for n, v in sorted(APT_PINS.items()))
+    assert any("mlenv.apt-pins" in n for n in out.notes)
+    assert not any("environment.yml cannot hold" in n for n in out.notes)
+    if importlib.util.find_spec("azure.ai.ml"):  # the SDK keeps the tags as they are
+        from azure.ai.ml import load_environment
+
+        env = load_environment(source=write(tmp_path / "env.yml", out.text))
+        assert env.tags["mlenv.apt-packages"] == tags["mlenv.apt-packages"]
+        assert env.tags["mlenv.apt-pins"] == tags["mlenv.apt-pins"]
+
+
+def test_azureml_export_then_import_gives_back_the_apt_requests(tmp_path):
+    from mlenv.formats.exporters import azureml
+
+    spec, lock = apt_spec_and_lock(tmp_path)
+    src = write(tmp_path / "x" / "env.yml", azureml(spec, lock).text)
+    proc, text = _init(tmp_path, src)
+    assert proc.returncode == 0, proc.stderr
+    got = _spec(text)
+    assert sorted(got["image"]["apt-packages"]) == ["curl", "libgomp1"]
+    assert got["image"]["base"] == lock.image["reference"] and got["environment"]["python"] == "3.11"
+    assert "tag mlenv.apt-pins" in proc.stderr  # the pins are re-resolved by `mlenv lock`: said, not silent
+
+
+def test_import_azureml_apt_tag_is_validated(tmp_path):
+    src = write(
+        tmp_path / "env.yml",
+        """
+        $schema: https://azuremlschemas.azureedge.net/latest/environment.schema.json
+        name: apttags
+        image: debian:bookworm
+        tags:
+          mlenv.python: "3.11"
+          mlenv.apt-packages: "curl libgomp1=12.2.0-14 Bad_Name $(rm) curl"
+    """,
+    )
+    proc, text = _init(tmp_path, src)
+    assert proc.returncode == 0, proc.stderr
+    assert _spec(text)["image"]["apt-packages"] == ["curl", "libgomp1=12.2.0-14"]
+    notes = [ln for ln in proc.stderr.splitlines() if "mlenv.apt-packages" in ln]
+    assert len(notes) == 2 and "Bad_Name" in notes[0] and "$(rm)" in notes[1] and "env.yml:6" in notes[0]
+    # not text: one note, nothing carried
+    src.write_text(src.read_text().replace('"curl libgomp1=12.2.0-14 Bad_Name $(rm) curl"', "[curl]"))
+    proc, text = _init(tmp_path, src)
+    assert proc.returncode == 0 and "apt-packages" not in _spec(text).get("image", {})
+    assert "tag mlenv.apt-packages ['curl'] is not text; not carried over" in proc.stderr
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(st.text(max_size=200), st.integers(), st.none(), st.lists(st.text(max_size=5), max_size=3)))
+def test_apt_tag_parser_keeps_only_what_the_spec_accepts(value):
+    from mlenv.formats.importers import Draft, _apt_tag
+    from mlenv.spec import APT_RE
+
+    d = Draft(name="x", source="Azure ML environment", origin=Path("env.yml"))
+    _apt_tag(d, "env.yml:3", value)
+    assert all(APT_RE.match(t) for t in d.apt) and len(d.apt) == len(set(d.apt))
+    assert len(d.notes) <= 6 and all(n.startswith("env.yml:3: tag mlenv.apt-packages") for n in d.notes)
 
 
 # --- export: Dockerfile --------------------------------------------------------------------------------

@@ -55,15 +55,15 @@ def fetch_debs(pkgs, *, ca_bundle: str | None = None, progress=None) -> dict[str
         if not gone:
             raise error
         snap = pkg.get("snapshot-url")
+        where = ""
         if snap:
             from dataclasses import replace
 
-            try:
+            try:  # the same sha256 check: a snapshot copy with other bytes is refused like any download
                 out.update(fetch_artifacts([artifact(replace(pkg, url=snap))], ca_bundle=ca_bundle))
                 continue
-            except InstallError:
-                pass
-        where = f"; its snapshot copy {snap} did not answer either" if snap else ""
+            except InstallError as exc:
+                where = f"; its snapshot copy failed too ({exc.message})"
         raise SupersededError(
             f"Debian package {pkg.name} {pkg.version} is no longer at {pkg.url} (superseded on the mirror){where}",
             hint=f"run `mlenv lock --upgrade-package {pkg.name}` to pin the current version"

@@ -423,7 +423,10 @@ def azureml_dict(
             "Azure ML environments have no environment variables; [variables] are kept in the tag "
             "mlenv.variables only (set them on the job)"
         )
-    notes += env_notes
+    # the environment.yml note on [image] does not hold here: apt-packages travel in tags (below)
+    notes += [n for n in env_notes if not n.startswith("environment.yml cannot hold [image]")]
+    if lock.image.get("steps") or lock.image.get("python"):
+        notes.append("Azure ML environment YAML cannot hold [image] steps or python; they are not exported")
     data: dict = {"$schema": AZUREML_SCHEMA, "name": spec.name}
     if version:
         data["version"] = str(version)
@@ -438,12 +441,20 @@ def azureml_dict(
         tags["mlenv.python"] = spec.python
     if variables:
         tags["mlenv.variables"] = json.dumps(variables, sort_keys=True, separators=(",", ":"))
-    apt = apt_pins(lock, platform) or sorted(set(lock.image.get("apt-packages", [])))
-    if apt:  # an Azure ML environment has no apt field: the pins travel in a tag
-        tags["mlenv.apt-packages"] = " ".join(apt)
+    # an Azure ML environment has no apt field: the request set travels in one tag (what `mlenv init --from`
+    # reads back into [image] apt-packages, so a relock gives the same content hash) and the locked
+    # closure, each `name=version`, in another (for whoever installs them by hand)
+    requested = sorted(set(lock.image.get("apt-packages", [])))
+    pins = apt_pins(lock, platform)
+    if requested:
+        tags["mlenv.apt-packages"] = " ".join(requested)
+    if pins:
+        tags["mlenv.apt-pins"] = " ".join(pins)
+    if requested or pins:
         notes.append(
-            "Azure ML environments cannot install apt packages; the pinned [image] apt-packages are kept in "
-            "the tag mlenv.apt-packages (build the image with `mlenv build` and register it to get them)"
+            "Azure ML environments cannot install apt packages; [image] apt-packages are kept in the tag "
+            "mlenv.apt-packages and the locked versions in mlenv.apt-pins (build the image with `mlenv build` "
+            "and register it to get them)"
         )
     data["tags"] = tags
     return data

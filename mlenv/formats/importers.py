@@ -834,8 +834,37 @@ def _import_azureml(d: Draft, path: Path, text: str) -> None:
                 d.platforms = [str(tags["mlenv.platform"])]
             if isinstance(tags, dict) and tags.get("mlenv.python"):
                 d.python = str(tags["mlenv.python"])
+            if isinstance(tags, dict) and "mlenv.apt-packages" in tags:
+                keys = [k for k, _ in getattr(vnode, "value", []) if getattr(k, "value", None) == "mlenv.apt-packages"]
+                _apt_tag(d, f"{where_file}:{_line(keys[0])}" if keys else where, tags["mlenv.apt-packages"])
+            if isinstance(tags, dict) and tags.get("mlenv.apt-pins"):
+                d.note(
+                    where,
+                    "tag mlenv.apt-pins (the exported lock's Debian versions) is not a spec field: `mlenv lock` "
+                    "pins the archive's current versions (the same ones, and the same content hash, while the "
+                    "archive has not moved)",
+                )
     if not ({"image", "build"} & set(data)):
         d.note(where_file, "neither image nor build is set; mlenv's default base image is used")
+
+
+def _apt_tag(d: Draft, where: str, value: object) -> None:
+    """The tag mlenv.apt-packages (space-separated `name` or `name=version`, as mlenv's azureml
+    export writes it) into [image] apt-packages; what the spec would refuse gets a note."""
+    from ..spec import APT_RE
+
+    if not isinstance(value, str):
+        d.note(where, f"tag mlenv.apt-packages {quote(value)} is not text; not carried over")
+        return
+    bad = [t for t in value.split() if not APT_RE.match(t)]
+    for token in bad[:5]:
+        d.note(where, f"tag mlenv.apt-packages: {quote(token)} is not a Debian package (name or name=version); "
+               "not carried over")  # fmt: skip
+    if len(bad) > 5:
+        d.note(where, f"tag mlenv.apt-packages: {len(bad) - 5} more entries like these not carried over")
+    for token in value.split():
+        if APT_RE.match(token) and token not in d.apt:
+            d.apt.append(token)
 
 
 def _import_build(d: Draft, path: Path, node) -> None:
