@@ -359,6 +359,17 @@ def test_dockerfile_export_pins_every_locked_deb(tmp_path):
     assert " && apt-get install -y --no-install-recommends curl libgomp1 \\" in dockerfile(spec, lock).text
 
 
+def test_apt_only_spec_without_python_exports_no_python_none(tmp_path):
+    import yaml
+
+    from mlenv.formats.exporters import environment_dict
+
+    spec, lock = apt_spec_and_lock(tmp_path)
+    spec.python, lock.python, lock.platforms = None, None, {"linux-64": {}}
+    data = environment_dict(spec, lock, "linux-64", [])
+    assert "None" not in yaml.safe_dump(data) and data["dependencies"] == []
+
+
 def test_azureml_export_keeps_apt_requests_and_pins_in_tags(tmp_path):
     import yaml
 

@@ -212,7 +212,9 @@ def environment_dict(spec, lock, platform: str, notes: list[str]) -> dict:
         # A PyPI-only environment: mlenv installs into a venv on the base image's
         # Python; conda expresses that as python + pip with a pip section.
         channels = ["conda-forge"]
-        deps += [f"python={spec.python or _python_of(lock, platform)}", "pip"]
+        python = spec.python or _python_of(lock, platform)
+        if pypi or python:  # an apt-only spec without python names no interpreter (never `python=None`)
+            deps += [f"python={python}" if python else "python", "pip"]
     if pypi:
         pip_lines = []
         if spec.index_url:
