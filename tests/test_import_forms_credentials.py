@@ -244,3 +244,37 @@ def test_the_fallback_check_refuses_a_literal_credential_without_quoting_it(tmp_
     assert message.startswith("requirements.txt: the import gives a spec mlenv refuses")
     assert "literal credential" in message
     no_secret(message)
+
+
+def test_carry_never_returns_a_literal_secret_property(tmp_path):
+    """Any git or archive line with literal userinfo: neither the carried requirement nor a
+    note holds the secret; `${VAR}` userinfo survives unchanged."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from mlenv.formats.directreqs import carry
+
+    secret = st.text("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.~%!$&'()*+,;=", min_size=6,
+                     max_size=30).filter(lambda s: "${" not in s and not s.startswith("$"))  # fmt: skip
+    shapes = st.sampled_from([
+        "a @ https://{ui}@h.example/p/a-1.0-py3-none-any.whl{frag}",
+        "https://{ui}@h.example/a-1.0.tar.gz{frag}",
+        "git+https://{ui}@h.example/r.git@v1#egg=r",
+        "r @ git+https://{ui}@h.example/r.git@main#subdirectory=s",
+        "r @ git+https://{ui}@h.example/r.git ; python_version >= '3.8'",
+    ])  # fmt: skip
+
+    @settings(max_examples=200, deadline=None)
+    @given(shape=shapes, user=st.sampled_from(["", "u", "${U}"]), value=secret,
+           frag=st.sampled_from(["", "#sha256=" + "ab" * 32]))  # fmt: skip
+    def check(shape, user, value, frag):
+        ui = f"{user}:{value}" if user else value
+        line = shape.format(ui=ui, frag=frag)
+        requirement, notes = carry(line, base_dir=tmp_path, project=tmp_path)
+        for text in [requirement or "", *notes]:
+            assert value not in text
+        assert any("literal credential" in n for n in notes)
+        kept, kept_notes = carry(shape.format(ui="${U}:${T}", frag=frag), base_dir=tmp_path, project=tmp_path)
+        assert kept is not None and "${U}:${T}@" in kept and not kept_notes
+
+    check()

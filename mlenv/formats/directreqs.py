@@ -102,9 +102,14 @@ def carry(text: str, *, base_dir: Path, project: Path, editable: bool = False) -
 def without_credentials(text: str) -> tuple[str, list[str]]:
     """(text with the literal userinfo of its URLs dropped, notes): `${VAR}` userinfo stays.
     The note quotes the line as carried, never the secret."""
-    from ..runtime.secrets import scrub
+    from ..runtime.secrets import has_literal_credential, strip_credentials
 
-    cleaned = scrub(text)
+    # each scheme://... token judged as a URL (its authority ends at / ? #), not by the scrubber's
+    # free-text pattern, which stops at characters a userinfo may hold: `)`, `'`, `[`
+    def strip(m: re.Match[str]) -> str:
+        return strip_credentials(m.group(0)) if has_literal_credential(m.group(0)) else m.group(0)
+
+    cleaned = re.sub(r"[A-Za-z][A-Za-z0-9+.-]*://\S*", strip, text)
     if cleaned == text:
         return text, []
     return cleaned, [f"`{cleaned}`: a literal credential (user:password@ or a token) in its URL was not copied; "
