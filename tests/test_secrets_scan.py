@@ -1,8 +1,11 @@
 """The credential scan (issue 9, "Must show"): one secret in every kind of source
 mlenv has, then every command, then a grep of everything mlenv wrote or printed.
 
-Table-driven: each row of SOURCES places one secret. Adding a source kind (find-links,
-git URLs) is one row; a row with `pending` says why the kind cannot be tested yet.
+Table-driven: each row of SOURCES places one secret. Adding a source kind is one row; a
+row with `pending` says why the kind cannot be tested yet. The dependency forms of issue 13
+have rows: a find-links page, a git repository (smart HTTP) and a URL wheel, each behind
+Basic auth with its token in a ${VAR} of the spec (the git package is built to a wheel at
+lock time, then carried as a registry blob and installed into the image).
 
 Commands run with all secrets in place: lock, install, build (Docker, and the
 --dockerfile-only context), register (local and OCI registry), versions/show/show
@@ -48,6 +51,8 @@ class Ctx:
     conda_channel: Path
     index_url: str | None = None
     extra_index_urls: list[str] = field(default_factory=list)
+    find_links: list[str] = field(default_factory=list)
+    dependencies: list[str] = field(default_factory=list)  # besides fixbeta and fixplat
     env: dict[str, str] = field(default_factory=dict)
     netrc: list[str] = field(default_factory=list)
     servers: list = field(default_factory=list)
@@ -97,6 +102,86 @@ def _index_netrc(ctx: Ctx, row: str) -> None:
     ctx.secret(row, password, user)
 
 
+def _var_userinfo(ctx: Ctx, url: str, user: str, password: str) -> str:
+    """url with ${VAR_USER}:${VAR_TOKEN}@ (fresh variable names, set in the commands' environment)."""
+    var = "SRC_" + uuid.uuid4().hex[:6].upper()
+    ctx.env.update({f"{var}_USER": user, f"{var}_TOKEN": password})
+    return url.replace("://", f"://${{{var}_USER}}:${{{var}_TOKEN}}@", 1)
+
+
+def _site(ctx: Ctx, files: dict[str, bytes], user: str, password: str):
+    """A static server behind Basic auth holding `files` (relative path -> bytes)."""
+    from plugin_fixtures import IndexServer
+
+    root = ctx.tmp / f"site-{len(ctx.servers)}"
+    for rel, data in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+    srv = IndexServer(root, user, password).start()
+    ctx.servers.append(srv)
+    return srv
+
+
+def _find_links_env(ctx: Ctx, row: str) -> None:
+    """A find-links page (flpkg, on no index) behind Basic auth, its token in ${VAR}."""
+    import hashlib
+
+    from plugin_sources import _wheel
+
+    user, password = "fl-user", f"Fl-{uuid.uuid4().hex}"
+    fname, data = _wheel("flpkg", "2.0.0")
+    page = f'<html><body><a href="{fname}#sha256={hashlib.sha256(data).hexdigest()}">{fname}</a></body></html>\n'
+    srv = _site(ctx, {f"flinks/{fname}": data, "flinks/index.html": page.encode()}, user, password)
+    ctx.find_links.append(_var_userinfo(ctx, srv.url + "/flinks/", user, password))
+    ctx.dependencies.append("flpkg")
+    ctx.secret(row, password, user)
+
+
+def _url_wheel_env(ctx: Ctx, row: str) -> None:
+    """A wheel at a direct URL behind Basic auth, its token in ${VAR} (no #sha256: mlenv records it)."""
+    from plugin_sources import _wheel
+
+    user, password = "url-user", f"Url-{uuid.uuid4().hex}"
+    fname, data = _wheel("urlpkg", "1.0.0")
+    srv = _site(ctx, {f"direct/{fname}": data}, user, password)
+    ctx.dependencies.append(f"urlpkg @ {_var_userinfo(ctx, f'{srv.url}/direct/{fname}', user, password)}")
+    ctx.secret(row, password, user)
+
+
+class _Git:
+    """GitServer with the start/stop/port/requests the scan uses for its servers."""
+
+    def __init__(self, root: Path, user: str, password: str):
+        from plugin_sources import GitServer
+
+        self.server = GitServer(root, user, password).__enter__()
+        self.port, self.url = self.server.port, self.server.url
+
+    @property
+    def requests(self) -> list[str]:
+        return self.server.requests
+
+    def stop(self) -> None:
+        self.server.__exit__(None, None, None)
+
+
+def _git_env(ctx: Ctx, row: str) -> None:
+    """A git repository over smart HTTP behind Basic auth (package teamtools in tools/, tag
+    v1.0), its token in ${VAR}: cloned and built to a wheel at lock time."""
+    from plugin_sources import git_server, package_files
+
+    root = ctx.tmp / "git" / "srv"
+    root.mkdir(parents=True)
+    files = {f"tools/{k}": v for k, v in package_files("teamtools", "1.0.0").items()}
+    git_server.make_repo(root, "tools", files, tag="v1.0")
+    user, password = "oauth2", f"Git-{uuid.uuid4().hex}"
+    srv = _Git(root, user, password)
+    ctx.servers.append(srv)
+    url = _var_userinfo(ctx, f"{srv.url}/tools.git", user, password)
+    ctx.dependencies.append(f"teamtools @ git+{url}@v1.0#subdirectory=tools")
+    ctx.secret(row, password, user)
+
+
 def _ca_path(ctx: Ctx, row: str) -> None:
     """A CA bundle at a path that holds a secret (a user name, a project code)."""
     secret = f"CaDir-{uuid.uuid4().hex}"
@@ -121,16 +206,16 @@ SOURCES = [
     Source("the CA bundle path", _ca_path),
     Source("a conda channel URL with a ${VAR} token",
            pending="${VAR} in [conda] channels arrives with issue 9 part 1 (sec-parse); add the row then"),
-    Source("find-links with a ${VAR} token", pending="find-links is not supported yet"),
-    Source("a git URL with a ${VAR} token", pending="git dependencies are not supported yet"),
+    Source("find-links with a ${VAR} token", _find_links_env),
+    Source("a git URL with a ${VAR} token", _git_env),
+    Source("a URL wheel with a ${VAR} token", _url_wheel_env),
 ]  # fmt: skip
 
 
 def test_pending_sources_are_listed():
     """The kinds of source that exist elsewhere but not yet in mlenv; each becomes one row."""
     pending = {s.name: s.pending for s in SOURCES if s.pending}
-    assert set(pending) == {"a conda channel URL with a ${VAR} token", "find-links with a ${VAR} token",
-                            "a git URL with a ${VAR} token"}  # fmt: skip
+    assert set(pending) == {"a conda channel URL with a ${VAR} token"}
 
 
 def _run(args, cwd, env, outputs: list[str]) -> subprocess.CompletedProcess:
@@ -214,6 +299,9 @@ def _scan(ctx: Ctx, client, base_image: str, registry: str) -> None:
         pypi += f'index-url = "{ctx.index_url}"\n'
     if ctx.extra_index_urls:
         pypi += f"extra-index-urls = {json.dumps(ctx.extra_index_urls)}\n"
+    if ctx.find_links:
+        pypi += f"find-links = {json.dumps(ctx.find_links)}\n"
+    deps = ["fixbeta", "fixplat", *ctx.dependencies]
     name = f"scan-{uuid.uuid4().hex[:8]}"
 
     def write(directory: Path, conda: bool) -> Path:
@@ -222,7 +310,8 @@ def _scan(ctx: Ctx, client, base_image: str, registry: str) -> None:
         (directory / "mlenv.toml").write_text(
             f'[environment]\nname = "{name}"\npython = "3.11"\nplatforms = ["linux-64"]\n'
             + (conda_table if conda else "")
-            + '[pypi]\ndependencies = ["fixbeta", "fixplat"]\n'
+            # a standalone Dockerfile cannot install a package built from git: that export's project has none
+            + f"[pypi]\ndependencies = {json.dumps([d for d in deps if conda or ' @ git+' not in d])}\n"
             + pypi
             + f'[image]\nbase = "{base_image}"\npython = "/usr/bin/python3"\n'
         )

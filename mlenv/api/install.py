@@ -45,7 +45,7 @@ def spec_index_urls(path: Path, on_warning=None) -> tuple[str, ...]:
     """Credentialed index URLs from the spec next to the lock (its ${VAR} URLs expanded
     from the environment) and MLENV_INDEX_URL; the lock's URLs never carry credentials."""
     from ..spec import expand_env, load_spec
-    from .options import index_urls
+    from .options import index_urls, source_urls
 
     spec_path = path.with_name("mlenv.toml")
     if not spec_path.is_file():
@@ -54,7 +54,7 @@ def spec_index_urls(path: Path, on_warning=None) -> tuple[str, ...]:
         spec = load_spec(spec_path)
     except MlenvError:
         return index_urls(None)
-    for url in ([spec.index_url] if spec.index_url else []) + list(spec.extra_index_urls):
+    for url in source_urls(spec):
         try:
             expand_env(url)
         except MlenvError as exc:

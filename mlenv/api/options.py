@@ -40,16 +40,31 @@ def ca_bundle(value: str | None, *, required: bool = True) -> str | None:
     return os.path.abspath(path)
 
 
+def source_urls(spec) -> list[str]:
+    """The spec's URLs that downloads may need credentials for, as written: the indexes,
+    the find-links pages, and the archive URLs of `name @ https://...` dependencies (a
+    lock's artifact URLs never carry credentials; downloads match them by host:port)."""
+    from ..reqforms import URL, quick
+
+    urls = ([spec.index_url] if spec.index_url else []) + list(spec.extra_index_urls)
+    urls += list(getattr(spec, "find_links", []))
+    for dep in spec.pypi_dependencies:
+        form = quick(dep) if "@" in dep else None
+        if form and form[0] == URL:
+            urls.append(form[1])
+    return urls
+
+
 def index_urls(spec) -> tuple[str, ...]:
-    """Credentialed index URLs for downloads: the spec's `${VAR}` URLs expanded from
-    the environment, and MLENV_INDEX_URL. In memory only: never written, logged or
-    passed into a build."""
+    """Credentialed source URLs for downloads (mlenv.runtime.fetch.credentials_by_host):
+    the spec's `${VAR}` URLs (source_urls) expanded from the environment, and
+    MLENV_INDEX_URL. In memory only: never written, logged or passed into a build."""
     from ..runtime.secrets import remember_url
     from ..spec import expand_env
 
     urls = []
     if spec is not None:
-        for url in ([spec.index_url] if spec.index_url else []) + list(spec.extra_index_urls):
+        for url in source_urls(spec):
             if "${" in url:
                 try:
                     urls.append(expand_env(url))

@@ -154,11 +154,14 @@ def init(
 
 def _check_imported(text: str, target: Path, source: Path) -> None:
     """An import the spec's validation refuses is one error about the imported file, never a
-    `mlenv.toml:17` about a file that was not written."""
+    `mlenv.toml:17` about a file that was not written. The full validation runs (every
+    requirement, and the mlenv.reqforms / index-URL rules for git and URL forms), so an
+    import can never write what `mlenv lock` would refuse, a literal credential least of all;
+    the message quotes URLs without their credentials (mlenv.spec._check_source)."""
     from ..spec import parse_spec
 
     try:
-        parse_spec(text, target)
+        parse_spec(text, target).validate_requirements()
     except SpecError as exc:
         msg = exc.message
         prefix = f"{target}:"

@@ -13,6 +13,12 @@ written relative to the new mlenv.toml's directory; one outside that directory i
 not carried (mlenv keeps local packages inside the project so a lock means the same
 everywhere). A line that cannot be carried gets a note saying why; nothing here
 raises for a bad line.
+
+Credentials: a URL's literal userinfo (`https://user:pw@host/...`, `git+https://tok@host/...`)
+is dropped before anything else, with a note that quotes the line without it (mlenv never
+stores a secret: docs/security.md); `${VAR}` references stay (expanded at lock/install time).
+A git or archive URL is then held to the spec's URL rules (mlenv.spec.source_problem), so
+what is carried is what `mlenv lock` accepts.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import re
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from ..reqforms import ARCHIVE_SUFFIXES, parse
+from ..reqforms import ARCHIVE_SUFFIXES, GIT, URL, parse
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\Z")
 
@@ -82,13 +88,32 @@ def _relative(target: Path, project: Path) -> str | None:
 def carry(text: str, *, base_dir: Path, project: Path, editable: bool = False) -> tuple[str | None, list[str]]:
     """(the requirement in mlenv's form, or None; notes) for one requirement line that names
     a URL, a VCS repository or a path. `text` has no pip options left."""
-    requirement, notes = _carry(text, base_dir=base_dir, project=project)
+    text, notes = without_credentials(text)
+    requirement, more = _carry(text, base_dir=base_dir, project=project)
+    notes += more
     if editable:
         notes = [n.replace(f"`{text}` not carried over", f"`-e {text}` (editable) not carried over") for n in notes]
         if requirement:
             notes.append(f"`-e {text}` (editable): installed as a regular package, mlenv environments are immutable; "
                          "`mlenv lock` rebuilds it when its files change")  # fmt: skip
     return requirement, notes
+
+
+def without_credentials(text: str) -> tuple[str, list[str]]:
+    """(text with the literal userinfo of its URLs dropped, notes): `${VAR}` userinfo stays.
+    The note quotes the line as carried, never the secret."""
+    from ..runtime.secrets import has_literal_credential, strip_credentials
+
+    # each scheme://... token judged as a URL (its authority ends at / ? #), not by the scrubber's
+    # free-text pattern, which stops at characters a userinfo may hold: `)`, `'`, `[`
+    def strip(m: re.Match[str]) -> str:
+        return strip_credentials(m.group(0)) if has_literal_credential(m.group(0)) else m.group(0)
+
+    cleaned = re.sub(r"[A-Za-z][A-Za-z0-9+.-]*://\S*", strip, text)
+    if cleaned == text:
+        return text, []
+    return cleaned, [f"`{cleaned}`: a literal credential (user:password@ or a token) in its URL was not copied; "
+                     "write it as https://${USER}:${TOKEN}@host/... (read from the environment) or use ~/.netrc"]  # fmt: skip
 
 
 def _carry(text: str, *, base_dir: Path, project: Path) -> tuple[str | None, list[str]]:
@@ -152,10 +177,19 @@ def _carry(text: str, *, base_dir: Path, project: Path) -> tuple[str | None, lis
 
 
 def _checked(requirement: str, text: str, notes: list[str]) -> tuple[str | None, list[str]]:
+    from ..runtime.secrets import has_literal_credential
+    from ..spec import source_problem
+
     try:
-        parse(requirement)
+        form = parse(requirement)
     except ValueError as exc:
         return None, notes + [f"`{text}` not carried over: {exc}"]
+    if form.kind in (GIT, URL) and form.url:
+        problem = source_problem(form.url) or (
+            "carries a literal credential" if has_literal_credential(form.url) else None
+        )
+        if problem:
+            return None, notes + [f"`{text}` not carried over: its URL {problem}"]
     return requirement, notes
 
 

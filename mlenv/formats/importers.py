@@ -69,7 +69,9 @@ class Draft:
     file_name: str | None = None  # the environment's own name in the imported file (Azure ML, environment.yml)
 
     def note(self, where: str, message: str) -> None:
-        self.notes.append(f"{where}: {message}")
+        from ..runtime.secrets import scrub
+
+        self.notes.append(scrub(f"{where}: {message}"))  # a note may quote a line: never its credential
 
     def checked_url(self, where: str, url: object, what: str, *, channel: bool = False) -> str | None:
         """`url` fit for the spec (an index URL or a conda channel), else None with a note.
@@ -926,7 +928,7 @@ def _import_dockerfile(d: Draft, dockerfile: Path) -> None:
                 tokens = ["-"]
             reqs = [t for t in tokens if not t.startswith("-")]
             if any(t.startswith("-") for t in tokens) or any(is_direct(r) for r in reqs) or not _requirements(reqs):
-                d.steps.append(line)
+                _step(d, where, line)
                 d.note(where, f"`{line}` kept as an [image] step (pip options or local paths mlenv cannot lock)")
             else:
                 d.pypi += reqs
@@ -935,8 +937,18 @@ def _import_dockerfile(d: Draft, dockerfile: Path) -> None:
         elif instr in ("LABEL", "MAINTAINER", "ARG") or not instr:
             continue
         else:
-            d.steps.append(line)
+            _step(d, where, line)
             d.note(where, f"`{line[:60]}` kept as an [image] step; review it (mlenv cannot lock what it installs)")
+
+
+def _step(d: Draft, where: str, line: str) -> None:
+    """A Dockerfile line kept as an [image] step, without the literal credential of any URL in it."""
+    from .directreqs import without_credentials
+
+    cleaned, notes = without_credentials(line)
+    d.steps.append(cleaned)
+    for n in notes:
+        d.note(where, n)
 
 
 # --- pyproject.toml --------------------------------------------------------------------------
