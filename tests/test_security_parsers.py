@@ -20,7 +20,9 @@ import sys
 import textwrap
 from pathlib import Path
 
+import hypothesis
 import pytest
+from hypothesis import strategies as hst
 from test_registry_local import make_env
 
 from mlenv.errors import LockError, MlenvError, SpecError
@@ -820,3 +822,21 @@ def test_item2_crafted_oci_state_document_and_manifest_on_a_real_registry(test_r
         err = one_clean_error(mlenv("versions", "demo", cwd=project, env=env))
         assert "damaged registry record" in err and "state document" in err
     reg.close()
+
+
+@hypothesis.settings(max_examples=300, deadline=None)
+@hypothesis.given(
+    password=hst.text(
+        alphabet=hst.characters(min_codepoint=33, max_codepoint=126, blacklist_characters="/?#"), min_size=1
+    ),
+    before=hst.sampled_from(["", "(", "'", '"', "[", "see ", "url="]),
+    after=hst.sampled_from(["", ")", "'", '"', "]", " next"]),
+)
+def test_scrub_drops_any_userinfo_in_free_text(password, before, after):
+    """Whatever a password holds (quotes, brackets, '@'), a URL's userinfo in a message
+    is dropped: the authority ends only where a URL parser would end it."""
+    from mlenv.runtime.secrets import scrub
+
+    text = f"{before}https://user:{password}@host.example/simple{after}"
+    out = scrub(text)
+    assert "user:" not in out and out.endswith(f"host.example/simple{after}")

@@ -25,9 +25,10 @@ from urllib.parse import unquote
 MASK = "****"
 
 _SCHEME = r"[A-Za-z][A-Za-z0-9+.\-]*://"
-# scheme://userinfo@ inside a free text: the userinfo stops at whitespace, a slash, '?',
-# '#' or a quote, backtick or bracket that tools put around URLs.
-_USERINFO_IN_TEXT = re.compile(rf"({_SCHEME})([^\s/?#'\"`<>()\[\]]*)@", re.ASCII)
+# scheme://userinfo@ inside a free text: the authority ends at whitespace, a slash, '?' or
+# '#', and its userinfo at the last '@' in it (as URL parsers split it). Quotes and
+# brackets may be part of a password, so they do not end it: masking too much is safe.
+_USERINFO_IN_TEXT = re.compile(rf"({_SCHEME})([^\s/?#]*)@", re.ASCII)
 _REFERENCE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}", re.ASCII)
 _MIN_SECRET = 4  # shorter values (a user name "ci", an empty password) would mask ordinary words
 
