@@ -59,7 +59,7 @@ _EXPORTS = {
     "cache": "mlenv.cache",
 }
 
-# a literal list (type checkers and linters read it); tests/test_api.py checks it against _EXPORTS
+# a literal list (type checkers and linters read it); tests/api/test_api.py checks it against _EXPORTS
 __all__ = [
     "__version__",
     "Environment",

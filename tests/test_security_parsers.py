@@ -23,7 +23,7 @@ from pathlib import Path
 import hypothesis
 import pytest
 from hypothesis import strategies as hst
-from test_registry_local import make_env
+from registry_envs import make_env
 
 from mlenv.errors import LockError, MlenvError, SpecError
 from mlenv.lockfile import loads_lock, read_lock

@@ -142,7 +142,7 @@ def test_python_is_added_to_conda_specs():
 
 
 def test_unsupported_direct_requirements_rejected():
-    # direct URLs, git and local paths are supported (tests/test_depforms.py); these forms are not
+    # direct URLs, git and local paths are supported (tests/solve/test_depforms.py); these forms are not
     for dep, words in [("pkg @ ftp://example.org/pkg.whl", "unsupported URL scheme"),
                        ("pkg @ https://example.org/pkg", "does not name a wheel or source archive"),
                        ("pkg @ git+ssh://git@example.org/r.git", "ssh is not supported"),

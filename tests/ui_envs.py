@@ -9,7 +9,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from test_registry_local import mlenv
+from cli_run import mlenv
 
 from mlenv.lockfile import Lock, Package
 from mlenv.locking import inputs_of

@@ -2,7 +2,7 @@
 imported only when invoked, so `mlenv --help` and a no-op `mlenv lock` start fast.
 
 COMMANDS also records the API function each command calls (its one call into
-mlenv.api, mlenv.curated or mlenv.cache): tests/test_api.py checks
+mlenv.api, mlenv.curated or mlenv.cache): tests/api/test_api.py checks
 every entry by intercepting that call.
 """
 

@@ -13,7 +13,7 @@ files (never by running it, so it works for any target platform):
 - /etc/os-release (or /usr/lib/os-release) fields.
 
 Every parser here takes untrusted bytes and returns None / {} for anything it
-does not understand (tests/test_daemonless_parsers.py, hypothesis).
+does not understand (tests/image/test_daemonless_parsers.py, hypothesis).
 """
 
 from __future__ import annotations

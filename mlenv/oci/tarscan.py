@@ -9,7 +9,7 @@ each: 1 s of CPU for the 11,000 members of a Debian base, more than decompressin
 it. This scanner decodes only what the reader needs (about 10 µs a member) and
 reads the stream in large blocks. It is checked against tarfile on generated
 archives of every format tarfile writes (ustar, GNU, PAX; long and non-ASCII names,
-every member type) and on arbitrary bytes (tests/test_daemonless_units.py).
+every member type) and on arbitrary bytes (tests/image/test_daemonless_units.py).
 
 Formats: POSIX ustar (the `prefix` field), PAX extended headers (`x`: path,
 linkpath, size; global `g` headers carry nothing mlenv reads and are skipped), GNU

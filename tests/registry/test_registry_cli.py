@@ -12,7 +12,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from test_registry_local import make_env, mlenv
+from cli_run import mlenv
+from registry_envs import make_env
 
 from mlenv.lockfile import read_lock
 

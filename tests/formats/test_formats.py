@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from mlenv.lockfile import read_lock
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def mlenv(*args, cwd, check=True, env=None):
@@ -308,7 +308,7 @@ APT_PINS = {"curl": "7.88.1-10+deb12u15", "libcurl4": "7.88.1-10+deb12u15", "lib
 
 def apt_spec_and_lock(tmp_path: Path):
     """A spec asking for libgomp1 and curl, and a lock pinning their closure (written by hand:
-    tests/test_apt.py does the same with a real lock from deb.debian.org)."""
+    tests/apt/test_apt.py does the same with a real lock from deb.debian.org)."""
     from mlenv.lockfile import Lock, Package
     from mlenv.spec import load_spec
 

@@ -16,7 +16,7 @@ import pytest
 
 from mlenv.lockfile import read_lock
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def mlenv(*args, cwd, env=None, check=False):

@@ -49,7 +49,7 @@ def without_scripts(dockerfile: str) -> str:
 
 def mlenv(*args, cwd, env=None):
     # These tests are about the Dockerfile builders (BuildKit, classic): `auto` would pick
-    # the daemonless builder for most of these locks (tests/test_daemonless.py covers it).
+    # the daemonless builder for most of these locks (tests/image/test_daemonless.py covers it).
     full_env = {k: v for k, v in os.environ.items() if k != "MLENV_CA_BUNDLE"}
     full_env.setdefault("MLENV_BUILDER", "buildkit")
     full_env.update(env or {})

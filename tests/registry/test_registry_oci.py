@@ -15,14 +15,15 @@ import warnings
 from pathlib import Path
 
 import pytest
-from test_registry_local import fake, make_env, mlenv, register_all
+from cli_run import mlenv
+from registry_envs import fake, make_env, register_all
 
 from mlenv.registry.base import NotFound, RegistryError
 from mlenv.registry.oci import OciRegistry
 
 pytestmark = pytest.mark.registry
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 
 

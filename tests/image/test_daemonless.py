@@ -25,7 +25,7 @@ from mlenv.spec import load_spec
 pytestmark = [pytest.mark.docker, pytest.mark.registry]
 # the storage directory of the test registry (.ci/services.sh writes it into services.env)
 REGISTRY_DATA = Path(
-    os.environ.get("MLENV_TEST_REGISTRY_DATA") or Path(__file__).parents[1] / ".ci/_work/registry/data"
+    os.environ.get("MLENV_TEST_REGISTRY_DATA") or Path(__file__).parents[2] / ".ci/_work/registry/data"
 )
 RUN = uuid.uuid4().hex[:8]
 

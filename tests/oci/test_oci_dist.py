@@ -28,7 +28,7 @@ from mlenv.oci.pull import pull_base, pull_image
 from mlenv.oci.push import push_image
 from mlenv.oci.store import BlobStore
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def uniq(prefix: str) -> str:
@@ -278,7 +278,7 @@ def test_concurrent_pushes_of_overlapping_images(private_registry, tmp_path):
                         str(tmp_path / f"store-{i}"),
                         target,
                         ",".join(seeds),
-                        str(Path(__file__).parent),
+                        str(Path(__file__).parents[1]),
                     ],
                     env=env,
                     stdout=subprocess.PIPE,
@@ -322,7 +322,7 @@ PUSH_SCRIPT = textwrap.dedent(
 def run_push(tmp_path, target: str, env: dict) -> subprocess.CompletedProcess:
     full = dict(os.environ, **env)
     return subprocess.run([sys.executable, "-c", PUSH_SCRIPT, str(tmp_path / "push-store"), target,
-                           str(Path(__file__).parent)], env=full, capture_output=True, text=True, timeout=120,
+                           str(Path(__file__).parents[1])], env=full, capture_output=True, text=True, timeout=120,
                           check=False)  # fmt: skip
 
 

@@ -10,11 +10,11 @@ import uuid
 from pathlib import Path
 
 import pytest
+from cli_run import mlenv
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from packaging.specifiers import InvalidSpecifier, Specifier
 from packaging.version import Version
-from test_registry_local import mlenv
 from ui_envs import fraud_train, make_rich_env, pkg, register
 
 from mlenv.registry.local import LocalRegistry
