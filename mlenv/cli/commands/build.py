@@ -8,7 +8,8 @@ import time
 import click
 
 from ...api import image as api
-from ..render import ProgressLine, emit_json, human_size, json_option, registry_option, spec_option, warn
+from ...runtime.text import human_size
+from ..render import ProgressLine, emit_json, json_option, registry_option, spec_option, warn
 
 
 @click.command()

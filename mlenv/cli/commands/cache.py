@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from ... import cache as api
-from ..render import emit_json, human_size, json_option
+from ...runtime.text import human_size
+from ..render import emit_json, json_option
 
 
 @click.group()
