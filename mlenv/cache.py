@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -97,12 +98,17 @@ def prune(areas: list[Area]) -> tuple[int, int]:
     return files, size
 
 
+def _writable_retry(fn: Callable[[str], object], path: str, exc: object) -> None:
+    """rmtree's onerror: uv marks its cache entries read-only, so make the path writable and retry."""
+    os.chmod(path, 0o700)
+    fn(path)
+
+
 def clean(root: Path | None = None) -> None:
     """Remove the whole cache."""
     root = root or cache_root()
     if root.is_dir():
-        # uv marks its cache entries read-only
-        shutil.rmtree(root, onerror=lambda fn, p, exc: (os.chmod(p, 0o700), fn(p)))
+        shutil.rmtree(root, onerror=_writable_retry)
 
 
 @dataclass

@@ -153,8 +153,7 @@ def satisfiability(spec: Spec, lock: Lock) -> list[str]:
 
             for dep in new["conda-dependencies"]:
                 ms = MatchSpec(dep)
-                name = ms.name.normalized if ms.name else None
-                pkg = conda.get(name)
+                pkg = conda.get(ms.name.normalized) if ms.name else None
                 if pkg is None or not ms.matches(to_record(pkg)):
                     have = f"{pkg.version} is locked" if pkg else "nothing is locked"
                     reasons.append(f"{platform}: conda {dep!r} is not satisfied ({have})")
@@ -254,16 +253,16 @@ def lock_spec(
         # a tag now names another commit: that package is re-resolved (the move is reported below)
         upgrade_packages = tuple(sorted(set(upgrade_packages) | st.move))
     if not (upgrade or upgrade_packages or force_solve):
-        if st.state == "fresh" and _apt_current(existing):
+        if existing is not None and st.state == "fresh" and _apt_current(existing):
             return LockResult(existing, "fresh", st, warnings)
-        if st.state in ("fresh", "satisfied"):
+        if existing is not None and st.state in ("fresh", "satisfied"):  # both need a lock (status)
             say("lock still satisfies the spec: updating without solving")
             lock, relock_warnings = _relock_env(spec, existing, offline, say)
             return LockResult(lock, "rewritten", st, warnings + relock_warnings)
     from .solve import pypi as pypi_solver
 
     keep_old = set(spec.platforms) - set(platforms) if platforms and existing else set()
-    to_solve = [p for p in spec.platforms if not (p in keep_old and p in existing.platforms)]
+    to_solve = [p for p in spec.platforms if not (existing and p in keep_old and p in existing.platforms)]
     locked = {p: existing.for_platform(p) if existing else [] for p in spec.platforms}
 
     def start_pypi(platform: str, python: str | None, provided: dict[str, str]):
@@ -312,10 +311,10 @@ def lock_spec(
                 conda_pkgs[platform] = pkgs
                 pythons[platform] = next((p.version for p in pkgs if p.name == "python"), None) or spec.python
                 provided = {}
-                for p in pkgs:
-                    mapped = pypi_name(p.name, noarch=p.get("noarch"), depends=p.get("depends", []))
+                for pkg in pkgs:
+                    mapped = pypi_name(pkg.name, noarch=pkg.get("noarch"), depends=pkg.get("depends", []))
                     if mapped:
-                        provided[mapped] = p.version
+                        provided[mapped] = pkg.version
                 jobs[platform] = start_pypi(platform, pythons[platform], provided)
         all_404 = health.result() if health is not None else []  # a failing source is the error, not uv's
         packages: list[Package] = []
@@ -324,6 +323,7 @@ def lock_spec(
         requires: dict[tuple[str, str], str] = {}
         for platform in spec.platforms:
             if platform not in to_solve:
+                assert existing is not None  # a platform is kept only from an existing lock
                 packages += [p for p in existing.for_platform(platform) if p.manager != "apt"]
                 plat_info[platform] = dict(existing.platforms[platform])
                 continue
@@ -519,7 +519,10 @@ def resolve_image(spec: Spec, existing: Lock | None, *, offline: bool, upgrade: 
             digest = image_ref.resolve_digest(ref)
         except image_ref.ResolveError as exc:
             warnings.append(f"base image {base} is not pinned to a digest: {exc}; the lock records the tag")
-    image = {"base": base, "reference": ref.with_digest(digest).pinned if digest else str(ref)}
+    image: dict[str, str | list[str]] = {
+        "base": base,
+        "reference": ref.with_digest(digest).pinned if digest else str(ref),
+    }
     if digest:
         image["digest"] = digest
     image["apt-packages"] = sorted(set(spec.apt_packages))

@@ -612,7 +612,7 @@ def locate(text: str, table: str, key: str | None = None, value: str | None = No
             if key and current == f"{table}.{key}":  # [environment.extra]
                 return i
             continue
-        if key_re is None:
+        if key_re is None or dotted_re is None:
             continue
         if (current == table and key_re.match(line)) or (current is None and dotted_re.match(line)):
             key_line = i

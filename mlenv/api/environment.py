@@ -20,11 +20,15 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import MlenvError, SpecError
 from ..lockfile import Lock
 from ..spec import Spec, parse_spec
 from .progress import Progress
+
+if TYPE_CHECKING:
+    from ..registry.base import Version
 
 
 def _toml_str(value: str) -> str:
@@ -157,7 +161,7 @@ class Environment:
         env.version = v
         return env
 
-    version = None  # the registry record, for an environment from `get`
+    version: Version | None = None  # the registry record, for an environment from `get`
 
     # --- what it is -------------------------------------------------------------------------
     @property
@@ -238,7 +242,7 @@ class Environment:
         if self._lock_text is not None:
             from .registry import write_pair
 
-            known = set()
+            known: set[str] = set()
             if self.version is not None:
                 known = {self.version.spec_sha256, self.version.lock_sha256}
             self.path.parent.mkdir(parents=True, exist_ok=True)

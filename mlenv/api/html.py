@@ -4,7 +4,7 @@ and labels can come from other people's registry entries."""
 from __future__ import annotations
 
 import html
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 STYLE = "font-family:system-ui,sans-serif;font-size:90%;line-height:1.4"
 TABLE = "border-collapse:collapse;margin:4px 0"
@@ -28,7 +28,7 @@ def table(header: list[str], rows: Iterable[Iterable[object]], limit: int = 200)
     return "".join(out)
 
 
-def block(title: str, facts: list[tuple[str, object]], body: str = "") -> str:
+def block(title: str, facts: Sequence[tuple[str, object]], body: str = "") -> str:
     items = "".join(f"<tr><td style=\"{CELL}\"><b>{esc(k)}</b></td><td style=\"{CELL}\">{esc(v)}</td></tr>"
                     for k, v in facts if v not in (None, "", []))  # fmt: skip
     return (f'<div style="{STYLE}"><div><b>{esc(title)}</b></div>'

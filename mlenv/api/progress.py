@@ -18,7 +18,7 @@ def in_notebook() -> bool:
     if shell is None or "ipykernel" not in sys.modules:
         return False
     try:
-        return shell.get_ipython() is not None  # type: ignore[attr-defined]
+        return shell.get_ipython() is not None
     except Exception:
         return False
 

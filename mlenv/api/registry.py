@@ -366,15 +366,15 @@ def restore(
         written = write_pair(into_dir, spec_bytes, lock_bytes, force=force, known=known)
         result = Restored(written, into_dir, v.content_hash, v.ref, version=v, name=v.name)
     if pull:
-        v = result.version
-        if v is None or not (v.image and v.image_digest):
+        recorded = result.version
+        if recorded is None or not (recorded.image and recorded.image_digest):
             if on_warning:
                 on_warning("no image digest was recorded for this version; nothing to pull")
         else:
             from ..image.docker import DockerEngine
             from ..image_ref import parse
 
-            pinned = f"{parse(v.image).name}@{v.image_digest}"
+            pinned = f"{parse(recorded.image).name}@{recorded.image_digest}"
             with DockerEngine() as engine:
                 engine.pull(pinned)
             result.pulled = pinned

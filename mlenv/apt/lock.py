@@ -20,10 +20,15 @@ is still known to be current.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ..errors import MlenvError
 from . import DEB_ARCH, INPUT_BASE, INPUT_PACKAGES, INPUT_PLATFORMS, INPUT_SOURCES, MANAGER, apt_platforms
 from .base import BaseUnavailable
+
+if TYPE_CHECKING:
+    from .archive import Release
+    from .sources import Source
 
 SNAPSHOT_ARCHIVES = {"debian", "debian-security", "debian-ports", "debian-debug", "debian-backports"}
 DEBIAN_HOSTS = ("deb.debian.org", "ftp.debian.org", "security.debian.org", "httpredir.debian.org")
@@ -174,9 +179,9 @@ def resolve_platform(
 
     from concurrent.futures import ThreadPoolExecutor
 
-    releases: dict[str, object] = {}
+    releases: dict[str, Release] = {}
 
-    def release_of(src):
+    def release_of(src: Source) -> Release:
         key = src.dist_url + "\0" + "\0".join(src.signed_by) + src.signed_by_key
         if key not in releases:
             rings, fprs = keyrings_for(src)
@@ -212,7 +217,7 @@ def resolve_platform(
             "sha256": p.sha256,
             "size": p.size,
         }
-        snap = snapshot_url(src.uri, p.filename, rel.timestamp)  # type: ignore[attr-defined]
+        snap = snapshot_url(src.uri, p.filename, rel.timestamp)
         if snap:
             entry["snapshot-url"] = snap
         out.append(entry)

@@ -107,7 +107,7 @@ def meets(have: str, op: str | None, want: str | None) -> bool:
     if op is None or want is None:
         return True
     a, b = version(have), version(want)
-    return {"<<": a < b, "<=": a <= b, "=": a == b, ">=": a >= b, ">>": a > b}[op]  # type: ignore[operator]
+    return {"<<": a < b, "<=": a <= b, "=": a == b, ">=": a >= b, ">>": a > b}[op]
 
 
 _RELS: dict[str, list[list[Rel]]] = {}

@@ -5,8 +5,14 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import TYPE_CHECKING, Literal
 
 import click
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from rich.status import Status
 
 spec_option = click.option(
     "--file", "-f", "spec_file", type=click.Path(dir_okay=False), default=None, metavar="PATH",
@@ -46,7 +52,7 @@ class ProgressLine:
     def __init__(self, quiet: bool = False, title: str = "working…"):
         self.quiet = quiet
         self.title = title
-        self.status = None
+        self.status: Status | None = None
 
     def __enter__(self) -> ProgressLine:
         if not self.quiet and sys.stderr.isatty():
@@ -82,9 +88,11 @@ class ProgressLine:
         if self.status is not None:
             self.status.update(str(self.status.status).split("\n")[0] + "\n  " + text[:110])
 
-    def __exit__(self, *exc) -> bool:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> Literal[False]:
         if self.status is not None:
-            self.status.__exit__(*exc)
+            self.status.__exit__(exc_type, exc, tb)
         return False
 
 

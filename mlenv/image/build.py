@@ -44,8 +44,8 @@ def build_image(
     no_cache: bool = False,
     ca_bundle: str | None = None,
     builder: str | None = None,
-    dockerfile_only: str | Path | None = None,
-    layout: str | Path | None = None,
+    dockerfile_only: str | os.PathLike[str] | None = None,
+    layout: str | os.PathLike[str] | None = None,
     index_urls: tuple[str, ...] = (),
     progress: Progress | None = None,
     on_step: Progress | None = None,
@@ -104,7 +104,7 @@ def build_image(
     job = BuildJob(spec=spec, lock=lock, platform=platform, ref=ref, artifacts=artifacts,
                    log_path=log_path(spec.name, lock.short_hash), ca_bundle=ca_bundle, no_cache=no_cache,
                    scrub=lambda text: scrub_text(text, secrets), on_step=on_step, on_line=on_line,
-                   push_to=ref if push else None, layout=str(layout) if layout else None,
+                   push_to=ref if push else None, layout=os.fspath(layout) if layout else None,
                    engine=not (push or layout) and DockerEngine.available() is not None,
                    index_urls=index_urls)  # fmt: skip
     chosen = choose(builder, None if dockerfile_only else job, dockerfile=bool(dockerfile_only))
@@ -112,7 +112,7 @@ def build_image(
     if dockerfile_only:
         chosen.render(job, Path(dockerfile_only))
         result.action, result.directory = "rendered", str(Path(dockerfile_only))
-        result.message = f"Wrote the Dockerfile and build context of {ref} to {dockerfile_only}"
+        result.message = f"Wrote the Dockerfile and build context of {ref} to {result.directory}"
         return result
 
     from ..runtime.fsutil import atomic_write

@@ -202,7 +202,12 @@ def served_files(lock, plan: Plan, *, ca_bundle: str | None, artifacts: dict[str
     if plan.has_conda and plan.tools_inline:
         import importlib.util
 
-        origin = Path(importlib.util.find_spec("rattler").origin).parent
+        found = importlib.util.find_spec("rattler")
+        if found is None or found.origin is None:  # a dependency of mlenv: only a broken install lacks it
+            from ..errors import MlenvError
+
+            raise MlenvError("py-rattler is not importable, so it cannot go into the image", hint="reinstall mlenv")
+        origin = Path(found.origin).parent
         entries = [
             (f"lib/rattler/{f.relative_to(origin).as_posix()}", f)
             for f in origin.rglob("*")

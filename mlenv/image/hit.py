@@ -37,10 +37,10 @@ def _cache_dir() -> str | None:
 def _sha256():
     # the interpreter's own sha256: hashlib would load OpenSSL first (~3 ms of a ~20 ms hit)
     try:
-        from _sha256 import sha256  # CPython <= 3.11
+        from _sha256 import sha256  # type: ignore[import-not-found]  # CPython <= 3.11; typeshed has no stub
     except ImportError:
         try:
-            from _sha2 import sha256  # CPython >= 3.12
+            from _sha2 import sha256  # type: ignore[import-not-found]  # CPython >= 3.12; typeshed has no stub
         except ImportError:
             from hashlib import sha256
     return sha256()
@@ -164,9 +164,10 @@ def _inspect(socket_path: str, ref: str) -> dict | None:
     if status != 200:
         return None
     try:
-        return json.loads(body)
+        info = json.loads(body)
     except ValueError:
         return None
+    return info if isinstance(info, dict) else None
 
 
 def try_hit(argv: list[str]) -> int | None:
@@ -199,10 +200,14 @@ def try_hit(argv: list[str]) -> int | None:
         name, content_hash, short = record["name"], record["content_hash"], record["short_hash"]
     except (ValueError, KeyError, TypeError):
         return None
+    if not all(isinstance(v, str) and v for v in (name, content_hash, short)):
+        return None  # a damaged record: a null content hash would match an image without the label
     ref = f"{opts['repository']}/{name}:{short}"
     info = _inspect(host[len("unix://") :], ref)
-    labels = ((info or {}).get("Config") or {}).get("Labels") or {}
-    if labels.get("org.mlenv.content-hash") != content_hash or not info.get("Id"):
+    if info is None or not isinstance(info.get("Id"), str):
+        return None
+    labels = (info.get("Config") or {}).get("Labels") or {}
+    if labels.get("org.mlenv.content-hash") != content_hash:
         return None
     if opts["json"]:
         result = {

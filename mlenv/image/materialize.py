@@ -480,12 +480,12 @@ def _memory_destination(target: PyTarget, dist_name: str, files: _Files):
     from installer.utils import Scheme
 
     class Destination(SchemeDictionaryDestination):
-        def write_to_fs(self, scheme, path, stream, is_executable):  # type: ignore[override]
+        def write_to_fs(self, scheme, path, stream, is_executable):
             final = self._path_with_destdir(scheme, path)  # destdir None: the in-image path, checked
             digest, size = files.add(final.as_posix(), stream, is_executable)
             return RecordEntry(path, Hash(self.hash_algorithm, digest), size)
 
-        def write_script(self, name, module, attr, section):  # type: ignore[override]
+        def write_script(self, name, module, attr, section):
             script_name, data = Script(name, module, attr, section).generate(self.interpreter, self.script_kind)
             with io.BytesIO(data) as stream:
                 return self.write_to_fs(Scheme("scripts"), script_name, stream, is_executable=True)

@@ -44,7 +44,7 @@ class ArtifactServer:
         self._httpd = self._bind(default_port() if port is None else port)
         self.port = self._httpd.server_address[1]
         self.url = url_for(self.port)
-        self._thread = None
+        self._thread: threading.Thread | None = None
 
     def _bind(self, port: int):
         from http.server import ThreadingHTTPServer

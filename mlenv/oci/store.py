@@ -40,7 +40,7 @@ class BlobError(Exception):
     """A blob is missing, or its bytes do not match its digest."""
 
 
-def check_digest(digest: str) -> str:
+def check_digest(digest: object) -> str:
     """A digest mlenv accepts: sha256 and 64 lowercase hex digits, nothing else
     (it becomes a file name: no other shape may reach the file system)."""
     if not isinstance(digest, str) or not DIGEST_RE.match(digest):

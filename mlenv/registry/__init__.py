@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Callable
 
 from .base import Registry, RegistryError
 
@@ -21,7 +22,8 @@ BACKENDS = {
 ENTRY_POINT_GROUP = "mlenv.registries"
 
 
-def _load(target: str) -> type[Registry]:
+def _load(target: str) -> Callable[[str | None], Registry]:
+    """A backend's constructor: it takes the registry URL (the local backend: a path or None)."""
     module, _, attr = target.partition(":")
     return getattr(importlib.import_module(module), attr)
 

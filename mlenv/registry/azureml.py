@@ -37,6 +37,7 @@ import os
 import re
 import zlib
 from datetime import UTC, datetime
+from typing import Any
 
 from ..runtime.text import first_line
 from ..validation import quote
@@ -134,7 +135,7 @@ class AzureMLRegistry(Registry):
                     raise RegistryError(
                         "the Azure ML backend needs azure-identity for credentials", hint="pip install 'mlenv[azure]'"
                     ) from None
-            kwargs = {"enable_telemetry": False, "show_progress": False}
+            kwargs: dict[str, Any] = {"enable_telemetry": False, "show_progress": False}  # MLClient's **kwargs
             if self._endpoint:
                 endpoint = self._endpoint.rstrip("/") + "/"
                 kwargs["cloud"] = "mlenv-" + hashlib.sha1(endpoint.encode()).hexdigest()[:10]

@@ -61,20 +61,22 @@ def diff_locks(a: Lock, b: Lock) -> dict:
     for plat in sorted(set(a.platforms) | set(b.platforms)):
         pa = {(p.manager, p.name): p for p in a.for_platform(plat)}
         pb = {(p.manager, p.name): p for p in b.for_platform(plat)}
-        entry = {"python": None, "added": [], "removed": [], "upgraded": [], "downgraded": [], "rebuilt": []}
+        python = None
         if a.platform_python(plat) != b.platform_python(plat) and plat in a.platforms and plat in b.platforms:
-            entry["python"] = [a.platform_python(plat), b.platform_python(plat)]
-        for key in sorted(set(pa) | set(pb)):
-            x, y = pa.get(key), pb.get(key)
+            python = [a.platform_python(plat), b.platform_python(plat)]
+        changes: dict[str, list[dict]] = {"added": [], "removed": [], "upgraded": [], "downgraded": [], "rebuilt": []}
+        for pkey in sorted(set(pa) | set(pb)):
+            x, y = pa.get(pkey), pb.get(pkey)
             if x is None:
-                entry["added"].append(_pkg(y))
+                assert y is not None  # pkey comes from pa or pb
+                changes["added"].append(_pkg(y))
             elif y is None:
-                entry["removed"].append(_pkg(x))
+                changes["removed"].append(_pkg(x))
             elif x.version != y.version:
                 kind = "upgraded" if compare_versions(x.version, y.version) < 0 else "downgraded"
-                entry[kind].append({"manager": x.manager, "name": x.name, "from": x.version, "to": y.version})
+                changes[kind].append({"manager": x.manager, "name": x.name, "from": x.version, "to": y.version})
             elif x.sha256 != y.sha256 or x.url != y.url:
-                entry["rebuilt"].append(
+                changes["rebuilt"].append(
                     {
                         "manager": x.manager,
                         "name": x.name,
@@ -83,8 +85,8 @@ def diff_locks(a: Lock, b: Lock) -> dict:
                         "to": y.get("build") or y.sha256[:12],
                     }
                 )
-        if any(entry[k] for k in entry):
-            out["platforms"][plat] = entry
+        if python or any(changes.values()):
+            out["platforms"][plat] = {"python": python, **changes}
     return out
 
 

@@ -34,12 +34,18 @@ import random
 import re
 import time
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 from urllib.parse import urljoin
 
 from ..runtime.text import clip, first_line
 from ..validation import has_control, quote
 from .base import NotFound, Registered, Registry, RegistryError, Version, check_label
 from .records import check_name, damaged, is_label, is_number, is_optional_ref, is_text, make_version, parse_number
+
+if TYPE_CHECKING:
+    import requests
+
+    from ..oci.auth import Authorizer
 
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 ARTIFACT = "application/vnd.mlenv.environment.v1"
@@ -98,14 +104,14 @@ class OciRegistry(Registry):
         self.local = is_local_registry(host)
         self.base = f"{'http' if self.local else 'https'}://{host}"
         self.timeout = timeout
-        self._session = None
+        self._session: requests.Session | None = None
         self._tokens: dict[str, str] = {}  # scope -> Authorization header value
         self._basic: str | None = None
-        self._authorizer = None  # mlenv.oci.auth.Authorizer, made at the first 401
+        self._authorizer: Authorizer | None = None  # made at the first 401
 
     # --- HTTP plumbing --------------------------------------------------------
     @property
-    def session(self):
+    def session(self) -> requests.Session:
         if self._session is None:
             import requests
 
@@ -208,7 +214,7 @@ class OciRegistry(Registry):
     def _tags(self, repo: str) -> list[str] | None:
         """All tags of repo, or None when the repository does not exist."""
         out: list[str] = []
-        path = f"/v2/{repo}/tags/list?n=1000"
+        path: str | None = f"/v2/{repo}/tags/list?n=1000"
         while path:
             resp = self._request("GET", path, scope=self._scope(repo), ok=(200, 404))
             if resp.status_code == 404:
@@ -384,7 +390,7 @@ class OciRegistry(Registry):
     def names(self, *, include_archived: bool = False) -> list[str]:
         prefix = f"{self.namespace}/" if self.namespace else ""
         repos: list[str] = []
-        path = "/v2/_catalog?n=1000"
+        path: str | None = "/v2/_catalog?n=1000"
         while path:
             resp = self._request("GET", path, scope="registry:catalog:*", ok=(200, 404))
             if resp.status_code == 404:
@@ -406,8 +412,8 @@ class OciRegistry(Registry):
 
     def versions(self, name: str) -> list[Version]:
         repo = self.repo(name)
-        tags = self._tags(repo)
-        numbered = sorted(_numbers(tags or []))
+        tags = self._tags(repo) or []
+        numbered = sorted(_numbers(tags))
         if not numbered:
             raise NotFound(
                 f"no environment named {name!r} in the registry {self.url}",

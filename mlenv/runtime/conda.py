@@ -55,7 +55,7 @@ def link(artifacts: list[Artifact], prefix: Path, platform: str, local: Path, ra
     ]
     tag_existed = (prefix / "CACHEDIR.TAG").exists()
     try:
-        run(lambda: rattler.install(records, str(prefix), cache_dir=str(rattler_cache), show_progress=False,
+        run(lambda: rattler.install(records, str(prefix), cache_dir=rattler_cache, show_progress=False,
                                     platform=rattler.Platform(platform)))  # fmt: skip
     except Exception as exc:  # rattler raises its own exception types
         raise InstallError(

@@ -7,6 +7,7 @@ locked records are passed as preferences, so a re-lock only moves what it must.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import LockError, SolveError
@@ -36,7 +37,7 @@ def solve(
     spec: Spec,
     platform: str,
     *,
-    locked: list[Package] = (),
+    locked: Sequence[Package] = (),
     upgrade: bool = False,
     upgrade_packages: tuple[str, ...] = (),
     offline: bool = False,
@@ -57,7 +58,7 @@ def solve(
         raise SolveError(
             f"invalid conda channel: {scrub(first_line(exc), secrets)}", hint=f"check [conda] channels ({shown})"
         ) from None
-    subdirs = [platform, "noarch"]
+    subdirs = [rattler.Platform(platform), rattler.Platform("noarch")]
     preferences = []
     if not upgrade:
         skip = {n.lower() for n in upgrade_packages}

@@ -8,13 +8,20 @@ DEFAULT_GLIBC = "2.28"
 DEFAULT_OSX = {"osx-64": "13.0", "osx-arm64": "13.0"}
 DEFAULT_LINUX = "5.10"
 
+
+def _major_minor(version: str) -> tuple[int, int]:
+    """(major, minor) of a [system] version ("2.28", "11" is 11.0): the spec allows 1 to 4 parts."""
+    parts = version.split(".")
+    return int(parts[0]), int(parts[1]) if len(parts) > 1 else 0
+
+
 _ARCH = {"linux-64": "x86_64", "linux-aarch64": "aarch64", "osx-64": "x86_64", "osx-arm64": "arm64", "win-64": "AMD64"}
 
 
 def python_platform(platform: str, *, glibc: str | None = None, osx: str | None = None) -> str:
     """uv's --python-platform for a conda subdir."""
     if platform in ("linux-64", "linux-aarch64"):
-        major, minor = (glibc or DEFAULT_GLIBC).split(".")[:2]
+        major, minor = _major_minor(glibc or DEFAULT_GLIBC)
         arch = "x86_64" if platform == "linux-64" else "aarch64"
         return f"{arch}-manylinux_{major}_{minor}"
     if platform == "osx-64":
@@ -34,7 +41,7 @@ def wheel_tags(platform: str, python_version: str, *, glibc: str | None = None, 
     arch = _ARCH[platform]
     plats: list[str] = []
     if platform.startswith("linux"):
-        major, minor = (int(x) for x in (glibc or DEFAULT_GLIBC).split(".")[:2])
+        major, minor = _major_minor(glibc or DEFAULT_GLIBC)
         for m in range(minor, 16, -1):
             plats.append(f"manylinux_{major}_{m}_{arch}")
             if (major, m) == (2, 17):
@@ -44,8 +51,11 @@ def wheel_tags(platform: str, python_version: str, *, glibc: str | None = None, 
                 plats.append(f"{legacy}_{arch}")
         plats.append(f"linux_{arch}")
     elif platform.startswith("osx"):
-        version = tuple(int(x) for x in (osx or DEFAULT_OSX[platform]).split(".")[:2])
-        plats = list(tags.mac_platforms(version, "arm64" if platform == "osx-arm64" else "x86_64"))
+        plats = list(
+            tags.mac_platforms(
+                _major_minor(osx or DEFAULT_OSX[platform]), "arm64" if platform == "osx-arm64" else "x86_64"
+            )
+        )
     else:
         plats = ["win_amd64"]
     return list(tags.cpython_tags(py, platforms=plats)) + list(tags.compatible_tags(py, platforms=plats))

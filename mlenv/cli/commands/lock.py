@@ -52,8 +52,9 @@ def lock(spec_file, check, upgrade, upgrade_packages, platforms, offline, resolv
         res = api.check(spec_file, offline=offline)
         for note in res.notes:
             warn(note)
-        if res.ok:
-            click.echo(f"{res.lock_path.name} satisfies {res.spec_path.name} (content hash {res.content_hash.split(':')[-1][:12]})", err=True)  # fmt: skip
+        if res.ok:  # ok: a lock exists, so it has a content hash
+            short = (res.content_hash or "").split(":")[-1][:12]
+            click.echo(f"{res.lock_path.name} satisfies {res.spec_path.name} (content hash {short})", err=True)
             return
         click.echo(f"{res.lock_path}: stale: " + "; ".join(res.reasons), err=True)
         click.echo("  hint: run `mlenv lock`", err=True)
