@@ -30,7 +30,7 @@ def main() -> None:
         size = read.read(8)
         if len(size) < 8:
             break
-        out = []
+        out: list[tuple[object, bytes | None]] = []
         for key, data, dfile in pickle.loads(read.read(struct.unpack(">Q", size)[0])):
             try:
                 code = compile(data, dfile, "exec", dont_inherit=True, optimize=0)
