@@ -381,3 +381,40 @@ def test_export_reports_a_version_it_cannot_show_and_goes_on(local, tmp_path):
     assert "numpy" in (site / "env" / "fraud-train" / "v2.html").read_text()
     data = (site / "search-data.js").read_text()
     assert '"name":"fraud-train","page":"env/fraud-train/v2.html"' in data and "v1.html" not in data
+
+
+# --- what pages show of a record: credentials out ---------------------------------------------------
+
+
+def test_page_scrub_removes_userinfo_with_and_without_scheme():
+    from mlenv.ui.views import scrub
+
+    assert scrub("ci:tok3n@registry.example.internal/team/img:1") == "registry.example.internal/team/img:1"
+    assert scrub("see https://ci:tok3n@x.example/simple and bob:hunter22@mirror.example.org") == (
+        "see https://x.example/simple and mirror.example.org"
+    )
+    kept = [
+        "python:3.11@sha256:" + "ab" * 32,  # a tag and a digest, not userinfo
+        "127.0.0.1:5000/team/img:1@sha256:" + "cd" * 32,
+        "https://ci:${TOKEN}@pypi.example.internal/simple",  # references are not secrets
+        "ci:${TOKEN}@pypi.example.internal",
+        "mail bob@example.org at 10:30",
+    ]
+    assert [scrub(t) for t in kept] == kept
+
+
+@given(
+    user=st.from_regex(r"[a-z][a-z0-9._-]{0,10}", fullmatch=True),
+    secret=st.text(  # what a URL password can hold unencoded (not a delimiter, a quote or a bracket)
+        alphabet=st.characters(min_codepoint=33, max_codepoint=126, blacklist_characters="/?#@$<>'\"`()[]"),
+        min_size=6,
+        max_size=30,
+    ),
+    host=st.from_regex(r"[a-z0-9]{1,10}(\.[a-z0-9]{1,8}){1,3}", fullmatch=True),
+    scheme=st.sampled_from(["", "https://", "oci://"]),
+    before=st.sampled_from(["", "pull ", "(", "x\n"]),
+)
+def test_page_scrub_never_shows_a_written_out_password(user, secret, host, scheme, before):
+    from mlenv.ui.views import scrub
+
+    assert f"{user}:{secret}@" not in scrub(f"{before}{scheme}{user}:{secret}@{host}/repo:1")

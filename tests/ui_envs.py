@@ -43,6 +43,8 @@ def make_rich_env(
     description: str = "",
     system: dict | None = None,
     pypi_dependencies: list[str] | None = None,
+    pypi_index_url: str | None = None,
+    base: str = "python:3.11-slim-bookworm",
 ) -> tuple[bytes, bytes, str]:
     """mlenv.toml + a current mlenv.lock holding exactly `packages`. Returns (spec, lock, content hash)."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -57,12 +59,14 @@ def make_rich_env(
     conda_names = sorted({p.name for p in packages if p.manager == "conda"})
     if conda_names:  # the channel the conda packages come from is declared (mlenv.sources checks it)
         lines += ["[conda]", 'channels = ["conda-forge"]', f"dependencies = {json.dumps(conda_names)}", ""]
-    if pypi_dependencies:
-        lines += ["[pypi]", f"dependencies = {json.dumps(pypi_dependencies)}", ""]
+    if pypi_dependencies or pypi_index_url:
+        lines += ["[pypi]", f"dependencies = {json.dumps(pypi_dependencies or [])}"]
+        lines += [f"index-url = {json.dumps(pypi_index_url)}"] if pypi_index_url else []
+        lines += [""]
     lines += ["[variables]"] + [f"{k} = {json.dumps(v)}" for k, v in sorted((variables or {}).items())] + [""]
     if system:
         lines += ["[system]"] + [f"{k} = {json.dumps(v)}" for k, v in sorted(system.items())] + [""]
-    lines += ["[image]", 'base = "python:3.11-slim-bookworm"', ""]
+    lines += ["[image]", f"base = {json.dumps(base)}", ""]
     (directory / "mlenv.toml").write_text("\n".join(lines))
     spec = load_spec(directory / "mlenv.toml")
     lock = Lock(
@@ -73,7 +77,7 @@ def make_rich_env(
         variables=dict(variables or {}),
         image={
             "base": spec.base_image,
-            "reference": "docker.io/library/python:3.11-slim-bookworm",
+            "reference": "docker.io/library/" + base,
             "apt-packages": [],
             "steps": [],
         },

@@ -167,10 +167,12 @@ class Catalog:
         with self._lock:
             now = time.monotonic()
             if self._listing is None or now - self._listed_at > self.ttl:
+                from .views import scrub_version
+
                 out: dict[str, list[Version]] = {}
                 for name in self.registry.names(include_archived=True):
-                    try:
-                        out[name] = self.registry.versions(name)
+                    try:  # scrubbed once here: no page, result or data file sees a credential of a record
+                        out[name] = [scrub_version(v) for v in self.registry.versions(name)]
                     except NotFound:  # removed between the two calls
                         continue
                 self._listing, self._listed_at = out, now
@@ -202,9 +204,11 @@ class Catalog:
 
     def resolve(self, text: str) -> Version:
         """NAME[@VERSION|@label|@hash prefix], resolved by the registry's own rules."""
+        from .views import scrub_version
+
         name, ref = parse_ref(text.strip())
         with self._lock:
-            return self.registry.resolve(name, ref)
+            return scrub_version(self.registry.resolve(name, ref))
 
     # --- one version (its spec and lock are read and verified) ---------------------
     def _read(self, v: Version) -> tuple[str, Lock]:
