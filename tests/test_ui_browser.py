@@ -217,15 +217,22 @@ def test_browse_the_catalog(browser, screenshot, site):
     d.find_element(By.CSS_SELECTOR, "form.inline button[type=submit]").click()
     wait(d, lambda d: h1(d) == "fraud-train@1 → fraud-train@2", "the diff page")
     assert d.current_url.endswith("env/fraud-train/diff-1-2.html")
-    assert table(d, "#environment-changes") == [["variable OMP_NUM_THREADS", "changed", "4", "8"]]
+    assert table(d, "#environment-changes") == [
+        ["base image", "changed", "docker.io/library/python:3.11-slim-bookworm",
+         "docker.io/library/python:3.11.9-slim-bookworm"],
+        ["variable OMP_NUM_THREADS", "changed", "4", "8"],
+    ]  # fmt: skip
     assert table(d, 'table.package-changes[data-platform="linux-64"]') == [
         ["pandas", "added", "", "2.2.3", "pypi"],
+        ["six", "removed", "1.16.0", "", "pypi"],
         ["openssl", "upgraded", "3.0.13", "3.0.14", "conda"],
         ["numpy", "upgraded", "1.26.4", "2.0.1", "pypi"],
         ["scikit-learn", "upgraded", "1.5.1", "1.5.2", "pypi"],
         ["urllib3", "upgraded", "2.2.1", "2.2.3", "pypi"],
     ]
-    assert "pandas" not in d.find_element(By.CSS_SELECTOR, 'table.package-changes[data-platform="osx-arm64"]').text
+    osx = table(d, 'table.package-changes[data-platform="osx-arm64"]')
+    assert "pandas" not in [r[0] for r in osx] and ["six", "removed", "1.16.0", "", "pypi"] in osx
+    assert [e.text for e in d.find_elements(By.CSS_SELECTOR, "tr.removed td.removed")] == ["removed", "removed"]
     no_console_errors(d)
     screenshot(d, f"{mode}-diff")
 
@@ -264,6 +271,7 @@ def test_browse_the_catalog(browser, screenshot, site):
         "pandas (1)",
         "pytorch (2)",
         "scikit-learn (2)",
+        "six (1)",
         "urllib3 (2)",
     ]
     go_to(d, "numpy (2)", "numpy")

@@ -316,6 +316,10 @@ def test_mlenv_search(registry, tmp_path):
         ("fraud-train", 2, "osx-arm64", "numpy", "2.0.1", "pypi")
     ]
     assert [h[:3] for h in hits(registry, cwd, "pandas")] == [("fraud-train", 2, "linux-64")]
+    assert [h[:3] for h in hits(registry, cwd, "six")] == [
+        ("fraud-train", 1, "linux-64"),
+        ("fraud-train", 1, "osx-arm64"),
+    ]
     # conda and PyPI names: torch finds conda's pytorch; prefixes pick a manager
     assert {h[3] for h in hits(registry, cwd, "torch")} == {"pytorch"}
     assert hits(registry, cwd, "pypi:torch") == []

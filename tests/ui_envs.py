@@ -93,9 +93,10 @@ def register(directory: Path, registry: str, *extra: str) -> dict:
 
 
 def fraud_train(base: Path, registry: str, name: str = "fraud-train") -> None:
-    """Two versions of one environment: 1 (numpy 1.26.4, urllib3 2.2.1, conda openssl 3.0.13)
-    and 2 (numpy 2.0.1, urllib3 2.2.3, pandas added, openssl 3.0.14, a variable changed);
-    labelled prod -> 2, described. linux-64 and osx-arm64."""
+    """Two versions of one environment: 1 (numpy 1.26.4, urllib3 2.2.1, six 1.16.0, conda
+    openssl 3.0.13) and 2 (numpy 2.0.1, urllib3 2.2.3, pandas added, six removed, openssl
+    3.0.14, a variable changed, another base image); labelled prod -> 2, described.
+    linux-64 and osx-arm64."""
     common = {"platforms": ("linux-64", "osx-arm64"), "pypi_dependencies": ["numpy", "urllib3", "scikit-learn"]}
     v1 = []
     v2 = []
@@ -103,6 +104,7 @@ def fraud_train(base: Path, registry: str, name: str = "fraud-train") -> None:
         v1 += [
             pkg("numpy", "1.26.4", platform=plat, size=18_200_000),
             pkg("urllib3", "2.2.1", platform=plat, size=121_000),
+            pkg("six", "1.16.0", platform=plat, size=11_000),
             pkg("scikit-learn", "1.5.1", platform=plat, size=13_300_000),
             pkg("openssl", "3.0.13", manager="conda", platform=plat, size=2_900_000),
             pkg(
@@ -134,6 +136,7 @@ def fraud_train(base: Path, registry: str, name: str = "fraud-train") -> None:
     v2 = [p for p in v2 if not (p.platform == "osx-arm64" and p.name == "pandas")]  # a platform difference
     make_rich_env(base / "v1", name, v1, variables={"OMP_NUM_THREADS": "4"}, description="nightly retrain", **common)
     register(base / "v1", registry, "--description", "first cut")
-    make_rich_env(base / "v2", name, v2, variables={"OMP_NUM_THREADS": "8"}, description="nightly retrain", **common)
+    make_rich_env(base / "v2", name, v2, variables={"OMP_NUM_THREADS": "8"}, description="nightly retrain",
+                  base="python:3.11.9-slim-bookworm", **common)  # fmt: skip
     register(base / "v2", registry, "--description", "numpy 2 and pandas")
     mlenv("label", f"{name}@2", "prod", cwd=base, env={"MLENV_REGISTRY": registry}, check=True)
