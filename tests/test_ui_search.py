@@ -422,3 +422,53 @@ def test_page_scrub_never_shows_a_written_out_password(user, secret, host, schem
     from mlenv.ui.views import scrub
 
     assert f"{user}:{secret}@" not in scrub(f"{before}{scheme}{user}:{secret}@{host}/repo:1")
+
+
+# --- an OCI registry's listing, cached by its state token ------------------------------------------
+
+
+@pytest.mark.registry
+def test_oci_listing_is_cached_by_the_registry_state(test_registry, tmp_path, monkeypatch):
+    """A fresh catalog on an OCI registry lists a name from the search index's cache while the
+    name's tags and state manifest are unchanged (shown by a record edited only in the cache),
+    and lists it again as soon as a version, a label or a description changes it."""
+    from mlenv.registry import open_registry
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    url = f"oci://{test_registry}/mlenv-listing-{uuid.uuid4().hex[:10]}"
+    fraud_train(tmp_path / "envs", url)
+    index = tmp_path / "index.sqlite3"
+    with Catalog.open(url, index_path=index) as c:
+        assert [v.version for v in c.versions("fraud-train")] == [1, 2]
+        assert len(c.search("numpy").hits) == 4
+    db = sqlite3.connect(index)
+    (cached,) = db.execute("SELECT versions FROM listing WHERE name = 'fraud-train'").fetchone()
+    db.execute("UPDATE listing SET versions = ?", (cached.replace("first cut", "from the cache"),))
+    db.commit()
+    with Catalog.open(url, index_path=index) as c:
+        assert c.get("fraud-train", 1).description == "from the cache"  # no version manifest was read
+    # a record that does not check out is not used: the registry is listed again
+    db.execute("UPDATE listing SET versions = ?", (cached.replace('"version":1', '"version":-1'),))
+    db.commit()
+    with Catalog.open(url, index_path=index) as c:
+        assert c.get("fraud-train", 1).description == "first cut"
+    # every kind of change is seen by the next fresh catalog
+    with open_registry(url) as reg:
+        reg.update("fraud-train", 1, description="edited")
+    with Catalog.open(url, index_path=index) as c:
+        assert c.get("fraud-train", 1).description == "edited"
+    with open_registry(url) as reg:
+        reg.set_label("fraud-train", 1, "prod")
+    with Catalog.open(url, index_path=index) as c:
+        assert c.get("fraud-train", 1).labels == ["prod"] and c.get("fraud-train", 2).labels == []
+    make_rich_env(tmp_path / "v3", "fraud-train", [pkg("numpy", "2.1.0")])
+    register(tmp_path / "v3", url)
+    make_rich_env(tmp_path / "other", "batch-score", [pkg("numpy", "1.26.4")])
+    register(tmp_path / "other", url)
+    with Catalog.open(url, index_path=index) as c:
+        assert [v.version for v in c.versions("fraud-train")] == [1, 2, 3]
+        assert {h.version.ref for h in c.search("numpy").hits} == {
+            "fraud-train@1", "fraud-train@2", "fraud-train@3", "batch-score@1"
+        }  # fmt: skip
+    assert {r[0] for r in db.execute("SELECT name FROM listing")} == {"fraud-train", "batch-score"}
+    db.close()
