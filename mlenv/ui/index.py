@@ -13,7 +13,7 @@ a database error while reading it does the same (mlenv.ui.catalog retries once).
 
     <user cache>/mlenv/search/<sha256(registry key)[:32]>.sqlite3
 
-    meta(key PRIMARY KEY, value)            format = 1, registry = <key>
+    meta(key PRIMARY KEY, value)            format = 2, registry = <key>
     locks(id INTEGER PRIMARY KEY, sha256 UNIQUE, content_hash)
     packages(lock REFERENCES locks(id), platform, manager, name, key, alias, version, size, source)
         key   = the normalized name (PEP 503), indexed
