@@ -412,7 +412,7 @@ class OciRegistry(Registry):
         "Concurrency") is not seen until the name's tags or state change next."""
         prefix = f"{self.namespace}/" if self.namespace else ""
         repos: list[str] = []
-        path = "/v2/_catalog?n=1000"
+        path: str | None = "/v2/_catalog?n=1000"
         while path:
             resp = self._request("GET", path, scope="registry:catalog:*", ok=(200, 404))
             if resp.status_code == 404:
