@@ -43,6 +43,8 @@ def make_rich_env(
     description: str = "",
     system: dict | None = None,
     pypi_dependencies: list[str] | None = None,
+    pypi_index_url: str | None = None,
+    base: str = "python:3.11-slim-bookworm",
 ) -> tuple[bytes, bytes, str]:
     """mlenv.toml + a current mlenv.lock holding exactly `packages`. Returns (spec, lock, content hash)."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -57,12 +59,14 @@ def make_rich_env(
     conda_names = sorted({p.name for p in packages if p.manager == "conda"})
     if conda_names:  # the channel the conda packages come from is declared (mlenv.sources checks it)
         lines += ["[conda]", 'channels = ["conda-forge"]', f"dependencies = {json.dumps(conda_names)}", ""]
-    if pypi_dependencies:
-        lines += ["[pypi]", f"dependencies = {json.dumps(pypi_dependencies)}", ""]
+    if pypi_dependencies or pypi_index_url:
+        lines += ["[pypi]", f"dependencies = {json.dumps(pypi_dependencies or [])}"]
+        lines += [f"index-url = {json.dumps(pypi_index_url)}"] if pypi_index_url else []
+        lines += [""]
     lines += ["[variables]"] + [f"{k} = {json.dumps(v)}" for k, v in sorted((variables or {}).items())] + [""]
     if system:
         lines += ["[system]"] + [f"{k} = {json.dumps(v)}" for k, v in sorted(system.items())] + [""]
-    lines += ["[image]", 'base = "python:3.11-slim-bookworm"', ""]
+    lines += ["[image]", f"base = {json.dumps(base)}", ""]
     (directory / "mlenv.toml").write_text("\n".join(lines))
     spec = load_spec(directory / "mlenv.toml")
     lock = Lock(
@@ -73,7 +77,7 @@ def make_rich_env(
         variables=dict(variables or {}),
         image={
             "base": spec.base_image,
-            "reference": "docker.io/library/python:3.11-slim-bookworm",
+            "reference": "docker.io/library/" + base,
             "apt-packages": [],
             "steps": [],
         },
@@ -89,9 +93,10 @@ def register(directory: Path, registry: str, *extra: str) -> dict:
 
 
 def fraud_train(base: Path, registry: str, name: str = "fraud-train") -> None:
-    """Two versions of one environment: 1 (numpy 1.26.4, urllib3 2.2.1, conda openssl 3.0.13)
-    and 2 (numpy 2.0.1, urllib3 2.2.3, pandas added, openssl 3.0.14, a variable changed);
-    labelled prod -> 2, described. linux-64 and osx-arm64."""
+    """Two versions of one environment: 1 (numpy 1.26.4, urllib3 2.2.1, six 1.16.0, conda
+    openssl 3.0.13) and 2 (numpy 2.0.1, urllib3 2.2.3, pandas added, six removed, openssl
+    3.0.14, a variable changed, another base image); labelled prod -> 2, described.
+    linux-64 and osx-arm64."""
     common = {"platforms": ("linux-64", "osx-arm64"), "pypi_dependencies": ["numpy", "urllib3", "scikit-learn"]}
     v1 = []
     v2 = []
@@ -99,6 +104,7 @@ def fraud_train(base: Path, registry: str, name: str = "fraud-train") -> None:
         v1 += [
             pkg("numpy", "1.26.4", platform=plat, size=18_200_000),
             pkg("urllib3", "2.2.1", platform=plat, size=121_000),
+            pkg("six", "1.16.0", platform=plat, size=11_000),
             pkg("scikit-learn", "1.5.1", platform=plat, size=13_300_000),
             pkg("openssl", "3.0.13", manager="conda", platform=plat, size=2_900_000),
             pkg(
@@ -130,6 +136,7 @@ def fraud_train(base: Path, registry: str, name: str = "fraud-train") -> None:
     v2 = [p for p in v2 if not (p.platform == "osx-arm64" and p.name == "pandas")]  # a platform difference
     make_rich_env(base / "v1", name, v1, variables={"OMP_NUM_THREADS": "4"}, description="nightly retrain", **common)
     register(base / "v1", registry, "--description", "first cut")
-    make_rich_env(base / "v2", name, v2, variables={"OMP_NUM_THREADS": "8"}, description="nightly retrain", **common)
+    make_rich_env(base / "v2", name, v2, variables={"OMP_NUM_THREADS": "8"}, description="nightly retrain",
+                  base="python:3.11.9-slim-bookworm", **common)  # fmt: skip
     register(base / "v2", registry, "--description", "numpy 2 and pandas")
     mlenv("label", f"{name}@2", "prod", cwd=base, env={"MLENV_REGISTRY": registry}, check=True)

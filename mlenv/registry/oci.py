@@ -410,6 +410,42 @@ class OciRegistry(Registry):
 
         return sorted(n for n, k in zip(candidates, _pmap(keep, candidates), strict=False) if k)
 
+    def listing_state(self) -> dict[str, str]:
+        """name -> a token of what `versions(name)` would return, for every name (archived
+        included), without reading a version manifest: sha256 of the name's tag list
+        (a new version adds `v<N>` and `sha256-<hash>` tags, a label moves a `label-*` tag)
+        and of the digest of its state manifest (archive flags, edited descriptions, image
+        records, labels). One catalog request and at most two requests per name, where
+        versions() needs one per version: a reader caches versions by this token
+        (mlenv.ui.index). A tag re-pointed by a lost register race (docs/registry.md,
+        "Concurrency") is not seen until the name's tags or state change next."""
+        prefix = f"{self.namespace}/" if self.namespace else ""
+        repos: list[str] = []
+        path: str | None = "/v2/_catalog?n=1000"
+        while path:
+            resp = self._request("GET", path, scope="registry:catalog:*", ok=(200, 404))
+            if resp.status_code == 404:
+                raise RegistryError(
+                    f"registry {self.host} does not offer a catalog (/v2/_catalog)",
+                    hint="address versions by name: `mlenv versions NAME`",
+                )
+            repos += _strings(resp.content, "repositories", f"registry {self.host}: the catalog")
+            path = _next_link(resp)
+        candidates = [r[len(prefix) :] for r in repos if r.startswith(prefix) and "/" not in r[len(prefix) :]]
+
+        def token(name: str) -> str | None:
+            tags = sorted(self._tags(self.repo(name)) or [])
+            if not _numbers(tags):
+                return None
+            state = None
+            if STATE_TAG in tags:  # a registry that answers HEAD without the digest: the manifest's own
+                state = self._head_manifest(self.repo(name), STATE_TAG)
+                if state is None and (got := self._get_manifest(self.repo(name), STATE_TAG)) is not None:
+                    state = got[2]
+            return _sha(json.dumps([tags, state]).encode())
+
+        return {n: t for n, t in zip(candidates, _pmap(token, candidates), strict=True) if t is not None}
+
     def versions(self, name: str) -> list[Version]:
         repo = self.repo(name)
         tags = self._tags(repo) or []

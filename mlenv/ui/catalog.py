@@ -167,14 +167,47 @@ class Catalog:
         with self._lock:
             now = time.monotonic()
             if self._listing is None or now - self._listed_at > self.ttl:
-                out: dict[str, list[Version]] = {}
-                for name in self.registry.names(include_archived=True):
-                    try:
-                        out[name] = self.registry.versions(name)
-                    except NotFound:  # removed between the two calls
-                        continue
+                from .views import scrub_version
+
+                # scrubbed once here: no page, result or data file sees a credential of a record
+                out = {name: [scrub_version(v) for v in vs] for name, vs in self._list_registry().items()}
                 self._listing, self._listed_at = out, now
             return self._listing
+
+    def _list_registry(self) -> dict[str, list[Version]]:
+        """name -> versions, from the registry. A registry with a cheap state check
+        (OCIRegistry.listing_state: about two requests per name, where listing a name's
+        versions takes one per version) is listed through the search index's cache: only
+        the names whose token changed are listed again."""
+        import sqlite3
+
+        tokens = getattr(self.registry, "listing_state", None)
+        if tokens is None:
+            return self._list_names(self.registry.names(include_archived=True))
+        state: dict[str, str] = tokens()
+        out: dict[str, list[Version]] = {}
+        try:
+            for name, token in state.items():
+                cached = self.index.cached_versions(name, token)
+                if cached is not None:
+                    out[name] = cached
+            fresh = self._list_names([n for n in state if n not in out])
+            for name, versions in fresh.items():
+                self.index.store_versions(name, state[name], versions)
+            self.index.forget_listing(state)
+        except sqlite3.DatabaseError:  # a damaged cache: list the registry; the next search rebuilds the file
+            return self._list_names(list(state))
+        out.update(fresh)
+        return dict(sorted(out.items()))
+
+    def _list_names(self, names: list[str]) -> dict[str, list[Version]]:
+        out: dict[str, list[Version]] = {}
+        for name in names:
+            try:
+                out[name] = self.registry.versions(name)
+            except NotFound:  # removed between the two calls
+                continue
+        return out
 
     def environments(self) -> list[EnvSummary]:
         out = []
@@ -202,9 +235,11 @@ class Catalog:
 
     def resolve(self, text: str) -> Version:
         """NAME[@VERSION|@label|@hash prefix], resolved by the registry's own rules."""
+        from .views import scrub_version
+
         name, ref = parse_ref(text.strip())
         with self._lock:
-            return self.registry.resolve(name, ref)
+            return scrub_version(self.registry.resolve(name, ref))
 
     # --- one version (its spec and lock are read and verified) ---------------------
     def _read(self, v: Version) -> tuple[str, Lock]:

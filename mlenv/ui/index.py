@@ -13,11 +13,17 @@ a database error while reading it does the same (mlenv.ui.catalog retries once).
 
     <user cache>/mlenv/search/<sha256(registry key)[:32]>.sqlite3
 
-    meta(key PRIMARY KEY, value)            format = 1, registry = <key>
+    meta(key PRIMARY KEY, value)            format = 2, registry = <key>
     locks(id INTEGER PRIMARY KEY, sha256 UNIQUE, content_hash)
     packages(lock REFERENCES locks(id), platform, manager, name, key, alias, version, size, source)
         key   = the normalized name (PEP 503), indexed
         alias = for conda packages, the normalized PyPI name they provide when it differs, indexed
+    listing(name PRIMARY KEY, token, versions)
+        the version records of one name (a JSON list of Version fields) as the registry listed
+        them when its cheap state check answered `token` (OCIRegistry.listing_state): a
+        remote registry needs one request per version to list them, the check about two per
+        name, so a warm search or page lists from here while the token is unchanged. Every
+        record read back is checked again (mlenv.registry.records.make_version).
 
 Damage is found where it matters: a file that does not open as this index is rebuilt
 at once; a page that turns out corrupt while a search reads it raises sqlite3.DatabaseError
@@ -40,9 +46,10 @@ from ..solve.names import normalize, pypi_name
 
 if TYPE_CHECKING:
     from ..lockfile import Lock
+    from ..registry.base import Version
     from .search import Query
 
-FORMAT = "1"
+FORMAT = "2"  # 2: the listing table
 SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE locks (id INTEGER PRIMARY KEY, sha256 TEXT NOT NULL UNIQUE, content_hash TEXT NOT NULL);
@@ -52,6 +59,7 @@ CREATE TABLE packages (
 );
 CREATE INDEX packages_by_key ON packages(key);
 CREATE INDEX packages_by_alias ON packages(alias) WHERE alias IS NOT NULL;
+CREATE TABLE listing (name TEXT PRIMARY KEY, token TEXT NOT NULL, versions TEXT NOT NULL);
 """
 _COLS = "locks.sha256, platform, manager, name, key, alias, version, size, source"
 _FROM = "packages JOIN locks ON locks.id = packages.lock"
@@ -148,7 +156,7 @@ class SearchIndex:
             if (
                 meta.get("format") != FORMAT
                 or meta.get("registry") != self.registry_key
-                or not {"meta", "locks", "packages"} <= tables
+                or not {"meta", "locks", "packages", "listing"} <= tables
             ):
                 db.close()
                 return None
@@ -191,6 +199,41 @@ class SearchIndex:
         if self._db is not None:
             self._db.close()
             self._db = None
+
+    # --- the registry's listing, by state token -----------------------------------
+    def cached_versions(self, name: str, token: str) -> list[Version] | None:
+        """The versions stored for name under token, or None (another token, none stored,
+        or a record that does not check out: the caller lists the registry again)."""
+        import json
+
+        from ..registry.base import RegistryError
+        from ..registry.records import make_version
+
+        row = self.db.execute("SELECT token, versions FROM listing WHERE name = ?", (name,)).fetchone()
+        if row is None or row[0] != token or not isinstance(row[1], str):
+            return None
+        try:
+            records = json.loads(row[1])
+            out = []
+            for r in records if isinstance(records, list) else [None]:
+                if not isinstance(r, dict) or not isinstance(r.get("archived"), bool) or r.get("name") != name:
+                    return None
+                out.append(make_version(f"{self.path}: cached listing of {name}", **r))
+            return out
+        except (ValueError, TypeError, RegistryError):  # not JSON, other fields, a record that does not check
+            return None
+
+    def store_versions(self, name: str, token: str, versions: list[Version]) -> None:
+        import json
+        from dataclasses import asdict
+
+        data = json.dumps([asdict(v) for v in versions], sort_keys=True, separators=(",", ":"))
+        self.db.execute("INSERT OR REPLACE INTO listing(name, token, versions) VALUES (?, ?, ?)", (name, token, data))
+
+    def forget_listing(self, keep: Iterable[str]) -> None:
+        """Drop the stored listings of names the registry no longer has."""
+        self._wanted(keep)
+        self.db.execute("DELETE FROM listing WHERE name NOT IN (SELECT sha256 FROM wanted)")
 
     # --- content ---------------------------------------------------------------
     def known(self) -> dict[str, str]:

@@ -7,16 +7,38 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..runtime.secrets import literal_userinfo
 from ..runtime.secrets import scrub as _scrub
 
 if TYPE_CHECKING:
     from ..lockfile import Lock, Package
+    from ..registry.base import Version
+
+# `user:password@host.domain` without a scheme (an image reference or a free text that
+# names a host that way): the userinfo before a dotted host name. A tag-and-digest image
+# reference (`python:3.11@sha256:...`) has no dotted name after its '@' and stays.
+_BARE_USERINFO = re.compile(
+    r"(?<![\w/:.@%+~-])([\w.%+~-]+:[^\s/@'\"`<>()\[\]]+)@(?=[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)", re.ASCII
+)
 
 
 def scrub(text: object) -> str:
-    """Credentials out of every URL in a text (mlenv.runtime.secrets.scrub; spec URLs are
-    stored without credentials, this is a second line of defence)."""
-    return _scrub("" if text is None else str(text))
+    """Credentials out of a text from the registry: the userinfo of every URL and every
+    remembered secret (mlenv.runtime.secrets.scrub), and a `user:password@` before a host
+    name without a scheme, the way an image reference or a note would carry it. `${VAR}`
+    references are kept (they are not secrets). Registry records are written by others,
+    so this applies to every text a page shows, not only to URLs."""
+    out = _scrub("" if text is None else str(text))
+    return _BARE_USERINFO.sub(lambda m: "" if literal_userinfo(m.group(1)) else m.group(0), out)
+
+
+def scrub_version(v: Version) -> Version:
+    """A version record with its free texts (description, image reference) scrubbed: what
+    every page, search result and data file of the catalog is made from."""
+    from dataclasses import replace
+
+    clean = (scrub(v.description), scrub(v.image) if v.image else v.image)
+    return v if clean == (v.description, v.image) else replace(v, description=clean[0], image=clean[1])
 
 
 def safe_href(url: object) -> str | None:

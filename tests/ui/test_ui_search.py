@@ -316,6 +316,10 @@ def test_mlenv_search(registry, tmp_path):
         ("fraud-train", 2, "osx-arm64", "numpy", "2.0.1", "pypi")
     ]
     assert [h[:3] for h in hits(registry, cwd, "pandas")] == [("fraud-train", 2, "linux-64")]
+    assert [h[:3] for h in hits(registry, cwd, "six")] == [
+        ("fraud-train", 1, "linux-64"),
+        ("fraud-train", 1, "osx-arm64"),
+    ]
     # conda and PyPI names: torch finds conda's pytorch; prefixes pick a manager
     assert {h[3] for h in hits(registry, cwd, "torch")} == {"pytorch"}
     assert hits(registry, cwd, "pypi:torch") == []
@@ -381,3 +385,90 @@ def test_export_reports_a_version_it_cannot_show_and_goes_on(local, tmp_path):
     assert "numpy" in (site / "env" / "fraud-train" / "v2.html").read_text()
     data = (site / "search-data.js").read_text()
     assert '"name":"fraud-train","page":"env/fraud-train/v2.html"' in data and "v1.html" not in data
+
+
+# --- what pages show of a record: credentials out ---------------------------------------------------
+
+
+def test_page_scrub_removes_userinfo_with_and_without_scheme():
+    from mlenv.ui.views import scrub
+
+    assert scrub("ci:tok3n@registry.example.internal/team/img:1") == "registry.example.internal/team/img:1"
+    assert scrub("see https://ci:tok3n@x.example/simple and bob:hunter22@mirror.example.org") == (
+        "see https://x.example/simple and mirror.example.org"
+    )
+    kept = [
+        "python:3.11@sha256:" + "ab" * 32,  # a tag and a digest, not userinfo
+        "127.0.0.1:5000/team/img:1@sha256:" + "cd" * 32,
+        "https://ci:${TOKEN}@pypi.example.internal/simple",  # references are not secrets
+        "ci:${TOKEN}@pypi.example.internal",
+        "mail bob@example.org at 10:30",
+    ]
+    assert [scrub(t) for t in kept] == kept
+
+
+@given(
+    user=st.from_regex(r"[a-z][a-z0-9._-]{0,10}", fullmatch=True),
+    secret=st.text(  # what a URL password can hold unencoded (not a delimiter, a quote or a bracket)
+        alphabet=st.characters(min_codepoint=33, max_codepoint=126, blacklist_characters="/?#@$<>'\"`()[]"),
+        min_size=6,
+        max_size=30,
+    ),
+    host=st.from_regex(r"[a-z0-9]{1,10}(\.[a-z0-9]{1,8}){1,3}", fullmatch=True),
+    scheme=st.sampled_from(["", "https://", "oci://"]),
+    before=st.sampled_from(["", "pull ", "(", "x\n"]),
+)
+def test_page_scrub_never_shows_a_written_out_password(user, secret, host, scheme, before):
+    from mlenv.ui.views import scrub
+
+    assert f"{user}:{secret}@" not in scrub(f"{before}{scheme}{user}:{secret}@{host}/repo:1")
+
+
+# --- an OCI registry's listing, cached by its state token ------------------------------------------
+
+
+@pytest.mark.registry
+def test_oci_listing_is_cached_by_the_registry_state(test_registry, tmp_path, monkeypatch):
+    """A fresh catalog on an OCI registry lists a name from the search index's cache while the
+    name's tags and state manifest are unchanged (shown by a record edited only in the cache),
+    and lists it again as soon as a version, a label or a description changes it."""
+    from mlenv.registry import open_registry
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    url = f"oci://{test_registry}/mlenv-listing-{uuid.uuid4().hex[:10]}"
+    fraud_train(tmp_path / "envs", url)
+    index = tmp_path / "index.sqlite3"
+    with Catalog.open(url, index_path=index) as c:
+        assert [v.version for v in c.versions("fraud-train")] == [1, 2]
+        assert len(c.search("numpy").hits) == 4
+    db = sqlite3.connect(index)
+    (cached,) = db.execute("SELECT versions FROM listing WHERE name = 'fraud-train'").fetchone()
+    db.execute("UPDATE listing SET versions = ?", (cached.replace("first cut", "from the cache"),))
+    db.commit()
+    with Catalog.open(url, index_path=index) as c:
+        assert c.get("fraud-train", 1).description == "from the cache"  # no version manifest was read
+    # a record that does not check out is not used: the registry is listed again
+    db.execute("UPDATE listing SET versions = ?", (cached.replace('"version":1', '"version":-1'),))
+    db.commit()
+    with Catalog.open(url, index_path=index) as c:
+        assert c.get("fraud-train", 1).description == "first cut"
+    # every kind of change is seen by the next fresh catalog
+    with open_registry(url) as reg:
+        reg.update("fraud-train", 1, description="edited")
+    with Catalog.open(url, index_path=index) as c:
+        assert c.get("fraud-train", 1).description == "edited"
+    with open_registry(url) as reg:
+        reg.set_label("fraud-train", 1, "prod")
+    with Catalog.open(url, index_path=index) as c:
+        assert c.get("fraud-train", 1).labels == ["prod"] and c.get("fraud-train", 2).labels == []
+    make_rich_env(tmp_path / "v3", "fraud-train", [pkg("numpy", "2.1.0")])
+    register(tmp_path / "v3", url)
+    make_rich_env(tmp_path / "other", "batch-score", [pkg("numpy", "1.26.4")])
+    register(tmp_path / "other", url)
+    with Catalog.open(url, index_path=index) as c:
+        assert [v.version for v in c.versions("fraud-train")] == [1, 2, 3]
+        assert {h.version.ref for h in c.search("numpy").hits} == {
+            "fraud-train@1", "fraud-train@2", "fraud-train@3", "batch-score@1"
+        }  # fmt: skip
+    assert {r[0] for r in db.execute("SELECT name FROM listing")} == {"fraud-train", "batch-score"}
+    db.close()
