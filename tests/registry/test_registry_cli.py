@@ -199,7 +199,12 @@ def test_restore_from_image(tmp_path, docker_client, base_image):
         {"mlenv.toml": spec, "mlenv.lock": lock},
     )
     try:
-        before = {c.id for c in docker_client.containers.list(all=True)}
+
+        def ours() -> set[str]:  # containers of the images this test reads (others may share the daemon)
+            return {c.id for ref in (good, bad, base_image)
+                    for c in docker_client.containers.list(all=True, filters={"ancestor": ref})}  # fmt: skip
+
+        before = ours()
         out = tmp_path / "out"
         mlenv("restore", "--from-image", good, "--into", str(out), cwd=tmp_path, check=True)
         assert (out / "mlenv.toml").read_bytes() == spec and (out / "mlenv.lock").read_bytes() == lock
@@ -208,7 +213,7 @@ def test_restore_from_image(tmp_path, docker_client, base_image):
         assert not (tmp_path / "out2").exists()
         proc = mlenv("restore", "--from-image", base_image, "--into", str(tmp_path / "out3"), cwd=tmp_path)
         assert proc.returncode != 0 and "was not built by mlenv" in proc.stderr
-        assert {c.id for c in docker_client.containers.list(all=True)} == before  # no container left behind
+        assert ours() == before  # no container left behind
     finally:
         for ref in (good, bad):
             try:
