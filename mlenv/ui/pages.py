@@ -122,6 +122,8 @@ class Site:
             init_cmd=shell("mlenv", "init", "--curated", c.entry.name, "--name", "my-env"),
             views=platforms(lock) if lock else [],
             size_charts=self._size_charts(lock) if lock else [],
+            # a package page exists only for packages some registered version holds
+            linked={key for key, _ in self.catalog.package_names()},
         )
 
     def environment(self, name: str) -> str:
