@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import MlenvError, SpecError
 from ..lockfile import Lock
@@ -29,6 +29,7 @@ from .progress import Progress
 
 if TYPE_CHECKING:
     from ..registry.base import Version
+    from .results import CheckResult, Diff, Image, Installed, LockOutcome, Registration, Verified, VersionList
 
 
 def _toml_str(value: str) -> str:
@@ -266,40 +267,44 @@ class Environment:
 
     # --- actions (the CLI's functions) --------------------------------------------------------
     def lock(self, *, upgrade: bool = False, upgrade_packages=(), platforms=(), offline: bool = False,
-             progress: Progress | None = None):  # fmt: skip
+             progress: Progress | None = None) -> LockOutcome:  # fmt: skip
         """Solve (only what must be solved) and write mlenv.lock: see mlenv.api.lock.lock."""
         from .lock import lock
 
         return lock(self._on_disk("lock"), upgrade=upgrade, upgrade_packages=upgrade_packages,
                     platforms=platforms, offline=offline, progress=progress)  # fmt: skip
 
-    def check(self, *, offline: bool = False):
+    def check(self, *, offline: bool = False) -> CheckResult:
         from .lock import check
 
         return check(self._on_disk("check the lock"), offline=offline)
 
-    def build(self, **options):
+    def build(self, **options: Any) -> Image:
         """Build or reuse the image: see mlenv.api.image.build for the options."""
         from .image import build
 
         return build(self._on_disk("build"), **options)
 
-    def register(self, registry: str | None = None, *, description: str | None = None, image: bool = True):
+    def register(
+        self, registry: str | None = None, *, description: str | None = None, image: bool = True
+    ) -> Registration:
         from .registry import register
 
         return register(self._on_disk("register"), registry=registry, description=description, image=image)
 
-    def versions(self, registry: str | None = None, *, include_archived: bool = False):
+    def versions(self, registry: str | None = None, *, include_archived: bool = False) -> VersionList:
         from .registry import versions
 
         return versions(self.name, registry=registry, include_archived=include_archived)
 
-    def install(self, prefix: str | os.PathLike[str], **options):
+    def install(self, prefix: str | os.PathLike[str], **options: Any) -> Installed:
         from .install import install
 
         return install(prefix, spec=self._on_disk("install"), **options)
 
-    def verify(self, *, prefix: str | os.PathLike[str] | None = None, image: str | None = None, **options):
+    def verify(
+        self, *, prefix: str | os.PathLike[str] | None = None, image: str | None = None, **options: Any
+    ) -> Verified:
         from .install import verify
 
         return verify(prefix=prefix, image=image, spec=self._on_disk("verify"), **options)
@@ -309,7 +314,7 @@ class Environment:
 
         return export(fmt, spec=self._on_disk("export"), platform=platform).text
 
-    def diff(self, other: Environment):
+    def diff(self, other: Environment) -> Diff:
         """What changed from `other`'s lock to this one's."""
         from ..registry.diff import diff_locks
         from .results import Diff
