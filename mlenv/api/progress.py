@@ -24,7 +24,9 @@ def in_notebook() -> bool:
 
 
 class NotebookProgress:
-    """One line under the running cell, replaced by each message (IPython display handle)."""
+    """A progress bar under the running cell with the step count and the latest message,
+    replaced by each message (an IPython display handle); a full bar and ✔ when done.
+    The bar is indeterminate: mlenv's steps (solve, fetch, build) have no known total."""
 
     def __init__(self, title: str):
         from IPython.display import HTML, display
@@ -35,8 +37,12 @@ class NotebookProgress:
         self._handle = display(HTML(self._render("starting…")), display_id=True)
 
     def _render(self, message: str) -> str:
-        return (f'<div style="font-family:monospace;font-size:90%">⏳ <b>{_escape(self.title)}</b> '
-                f"[{self.count}] {_escape(message)}</div>")  # fmt: skip
+        return (f'<div style="font-family:monospace;font-size:90%"><progress style="width:8em"></progress> '
+                f"<b>{_escape(self.title)}</b> [{self.count}] {_escape(message)}</div>")  # fmt: skip
+
+    def _render_done(self, message: str) -> str:
+        return (f'<div style="font-family:monospace;font-size:90%"><progress style="width:8em" value="1" max="1">'
+                f"</progress> ✔ <b>{_escape(self.title)}</b> {_escape(message)}</div>")  # fmt: skip
 
     def __call__(self, message: str) -> None:
         self.count += 1
@@ -45,8 +51,7 @@ class NotebookProgress:
 
     def done(self, message: str = "done") -> None:
         if self._handle is not None:
-            self._handle.update(self._html(f'<div style="font-family:monospace;font-size:90%">✔ '
-                                           f"<b>{_escape(self.title)}</b> {_escape(message)}</div>"))  # fmt: skip
+            self._handle.update(self._html(self._render_done(message)))
 
 
 def default(progress: Progress | None, title: str) -> Progress | None:

@@ -258,3 +258,17 @@ def test_options_precedence_is_the_same_below_the_cli(tmp_path, monkeypatch):
     assert ca_bundle() == "/requests/ca.pem"
     monkeypatch.delenv("REQUESTS_CA_BUNDLE")
     assert ca_bundle() is True
+
+
+def test_notebook_progress_draws_a_bar_and_escapes_messages():
+    """In Jupyter, progress=None becomes a bar under the cell: an indeterminate <progress>
+    with the step count while running, a full one with ✔ when done; messages are text."""
+    from mlenv.api.progress import NotebookProgress
+
+    bar = NotebookProgress("locking <demo>")
+    bar("solving <conda> & PyPI")
+    running = bar._render("solving <conda> & PyPI")
+    assert "<progress" in running and 'value="1"' not in running and "[1]" in running
+    assert "&lt;conda&gt; &amp; PyPI" in running and "&lt;demo&gt;" in running and "<conda>" not in running
+    done = bar._render_done("locked <x>")
+    assert '<progress style="width:8em" value="1" max="1">' in done and "✔" in done and "&lt;x&gt;" in done
