@@ -9,9 +9,17 @@ these functions, and `import mlenv` exports the names users need (mlenv/__init__
 - registry.py     register, list, versions, show, diff, label, archive, restore
 - export.py       export a lock to another tool's format
 - options.py      where settings come from: argument, then environment variable, then config.toml
-- results.py      what the functions return (JSON for the CLI, HTML for Jupyter)
+- results.py      what the functions return (JSON for the CLI, HTML for Jupyter; in a kernel a bare
+                  mlenv.Lock is drawn with the same table, registered with IPython on import)
 - progress.py     progress reporting (a progress display in Jupyter)
 
 Modules here import the lower layers lazily where those are heavy, so that the CLI's
 fast paths (`--help`, a no-op lock) stay fast.
 """
+
+from .progress import in_notebook as _in_notebook
+
+if _in_notebook():  # a kernel imported mlenv: a bare Lock gets the same HTML table as the results
+    from .results import register_notebook_formatters
+
+    register_notebook_formatters()

@@ -37,6 +37,23 @@ def package_rows(lock: Lock, platform: str | None = None) -> list[dict]:
     ]
 
 
+def register_notebook_formatters(shell: Any = None) -> bool:
+    """Let Jupyter draw a bare mlenv.Lock (`env.locked`, `mlenv.content_hash()`) as the
+    lock table the API's results show. Lock lives below the API and imports no renderer,
+    so the API registers this one with IPython instead. True when a shell took it."""
+    if shell is None:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+    if shell is None:
+        return False
+    from ..lockfile import Lock
+
+    html = shell.display_formatter.formatters["text/html"]
+    html.for_type(Lock, lambda lock: lock_html(lock, f"mlenv.lock {lock.short_hash}"))
+    return True
+
+
 def lock_html(lock: Lock, title: str) -> str:
     from .html import block, details, table
 

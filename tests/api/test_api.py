@@ -5,6 +5,7 @@ fixture index and registry."""
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 
 import pytest
 
@@ -272,3 +273,21 @@ def test_notebook_progress_draws_a_bar_and_escapes_messages():
     assert "&lt;conda&gt; &amp; PyPI" in running and "&lt;demo&gt;" in running and "<conda>" not in running
     done = bar._render_done("locked <x>")
     assert '<progress style="width:8em" value="1" max="1">' in done and "✔" in done and "&lt;x&gt;" in done
+
+
+def test_a_bare_lock_is_drawn_as_a_table_in_jupyter():
+    """mlenv.Lock has no _repr_html_ (it lives below the API); the API registers its
+    lock table with IPython, so `env.locked` shows like the results do."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from mlenv.api.results import register_notebook_formatters
+    from mlenv.lockfile import read_lock
+
+    shell = InteractiveShell.instance()
+    try:
+        assert register_notebook_formatters(shell)
+        lock = read_lock(Path(__file__).resolve().parents[2] / "mlenv.lock.example")
+        data, _ = shell.display_formatter.format(lock)
+        assert lock.short_hash in data["text/html"] and "content hash" in data["text/html"]
+    finally:
+        InteractiveShell.clear_instance()
