@@ -667,10 +667,11 @@ class DaemonlessBuilder(Builder):
         return None  # needs nothing of the machine but a base image it can read
 
     def refuses(self, job) -> str | None:
-        from .materialize import refuse_unbuildable
+        from .materialize import refuse_link_scripts, refuse_unbuildable
 
         try:
             refuse_unbuildable(job.lock, job.platform)
+            refuse_link_scripts(job.lock, job.platform, job.artifacts)
             debs = [job.artifacts[p.sha256] for p in job.lock.for_platform(job.platform, "apt")]
             if debs:
                 from .debs import script_refusal
