@@ -158,6 +158,7 @@ EXPECTED_CONDA = {
     ("libfix-data", "1.0.0", "noarch"), ("mlenv-hello", "1.0.0", "noarch"),
     ("fixcuda", "1.0.0", "linux-64"), ("fixglibc", "1.0.0", "linux-64"),
     ("conflict-a", "1.0.0", "noarch"), ("conflict-b", "1.0.0", "noarch"),
+    ("fixpostlink", "1.0.0", "noarch"),
 }  # fmt: skip
 
 EXPECTED_WHEELS = {

@@ -32,7 +32,10 @@ def build(
     reused instead of built: a local one (found by label under any name; tagged) or
     the tag in the registry of `repository`. Options: `builder` (auto, buildkit,
     classic), `ca_bundle` (for mlenv's host-side downloads; never in an image), each
-    from its argument, else MLENV_BUILDER / MLENV_CA_BUNDLE, else the settings file."""
+    from its argument, else MLENV_BUILDER / MLENV_CA_BUNDLE, else the settings file.
+    `layout`: also write the image as an OCI image layout (daemonless builder): a
+    directory, or one deterministic tar file (written atomically) when the path ends in
+    `.tar`; asking for a layout always builds (reuse would leave it unwritten)."""
     from ..image.build import build_image
     from ..image.hit import remember
     from ..lockfile import read_lock
@@ -77,7 +80,7 @@ def rebase(
     byte for byte the image `build(builder="daemonless")` makes of the lock.
 
     Where it goes: pushed to the registry of `repository` (push=True), written as an
-    OCI layout (layout=DIR), else loaded into the local Docker Engine; tagged
+    OCI layout (layout=DIR, or a tar file when it ends in .tar), else loaded into the local Docker Engine; tagged
     REPO/NAME:SHORT_HASH. Allowed only where sound (a self-contained conda env, a new
     base meeting the lock's glibc floor); otherwise a one-line `RebaseRefused` says why
     (e.g. a venv on the base image's Python). docs/build.md#rebase."""

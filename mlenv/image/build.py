@@ -64,7 +64,8 @@ def build_image(
         builder_class(builder.lower())  # a misspelt builder is an error, also when the image exists
     ref = image_ref(repository, spec.name, lock.short_hash)
     result = ImageResult(ref, spec.name, lock.content_hash, lock.short_hash)
-    if not dockerfile_only and not force and _reuse(lock, result, push, engine_required=not (push or layout)):
+    # a layout asked for is an output to write, not a question whether the image exists somewhere
+    if not (dockerfile_only or force or layout) and _reuse(lock, result, push, engine_required=not push):
         result.seconds = round(time.perf_counter() - t0, 3)
         return result
 

@@ -217,7 +217,7 @@ def build(
 
     push_to: an image reference (`host[:port]/repo[:tag]`, tag default: the short
     hash) to reuse from (one HEAD) or push to; layout: a directory for an OCI image
-    layout; load: load into the local Engine (and reuse a local image with the
+    layout, or a tar file of one when the path ends in `.tar`; load: load into the local Engine (and reuse a local image with the
     content-hash label); artifacts: sha256 -> verified file, for artifacts the caller
     already fetched (the others are fetched). workers: processes compiling .pyc and
     threads installing wheels and compressing (default: the CPU count); the bytes do
@@ -239,7 +239,7 @@ def build(
     say = _say(progress)
     reference = _reference(push_to, lock) if push_to else None
     result = BuildResult(reference, lock.content_hash, platform)
-    if not force:
+    if not force and not layout:  # a layout asked for is written, even when the image exists elsewhere
         if reference:
             digest = transport.head(reference)
             if digest:
@@ -583,7 +583,9 @@ def _finish(
         pushed = transport.push(store, assembled.manifest.digest, push_to, mount_from=mount, early=early)
         result.upload = transport.upload_summary(push_to, pushed)
     if layout:
-        result.layout = str(transport.write_layout(store, assembled.manifest.digest, Path(layout), push_to or ""))
+        result.layout = str(
+            transport.write_layout(store, assembled.manifest.digest, Path(layout), push_to or load_as or "")
+        )
     if load:
         say("loading into the local Engine")
         ref = load_as or push_to or f"mlenv/{labels[LABEL_NAME]}:{lock.short_hash}"
@@ -667,10 +669,11 @@ class DaemonlessBuilder(Builder):
         return None  # needs nothing of the machine but a base image it can read
 
     def refuses(self, job) -> str | None:
-        from .materialize import refuse_unbuildable
+        from .materialize import refuse_link_scripts, refuse_unbuildable
 
         try:
             refuse_unbuildable(job.lock, job.platform)
+            refuse_link_scripts(job.lock, job.platform, job.artifacts)
             debs = [job.artifacts[p.sha256] for p in job.lock.for_platform(job.platform, "apt")]
             if debs:
                 from .debs import script_refusal

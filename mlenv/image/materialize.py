@@ -347,6 +347,32 @@ def _check_link_scripts(rec: dict) -> None:
             )
 
 
+def refuse_link_scripts(lock, platform: str, artifacts: dict[str, Path]) -> None:
+    """The link-script check before anything is built, from the fetched archives' info/paths.json
+    (read by py-rattler, which reads only the info part), so that `auto` can pick a builder
+    that runs them. An archive without a readable paths.json is left to the check at link time."""
+    import tempfile
+
+    from rattler.package import PathsJson
+
+    from ..runtime.fetch import artifact_filename
+
+    with tempfile.TemporaryDirectory(prefix="mlenv-paths-") as tmp:
+        for pkg in sorted(lock.for_platform(platform, "conda"), key=lambda p: p.name):
+            path = artifacts.get(pkg.sha256)
+            if path is None or pkg.name in POST_LINK_ALLOWED:
+                continue
+            # py-rattler tells .conda from .tar.bz2 by the name; cache files are named by sha256
+            named = Path(tmp) / pkg.sha256 / artifact_filename(pkg)
+            named.parent.mkdir()
+            named.symlink_to(Path(path).resolve())
+            try:
+                files = [str(e.relative_path) for e in PathsJson.from_package_archive(named).paths]
+            except Exception:  # an old archive (no paths.json): materialize_conda checks conda-meta
+                continue
+            _check_link_scripts({"name": pkg.name, "version": pkg.version, "files": files})
+
+
 def _compile_noarch(recs: dict, prefix: Path, target: PyTarget, pool: CompilePool | None) -> None:
     """conda compiles noarch: python packages' .py at install; so do we (reproducibly),
     recording the pycs in the package's record as conda does (path_type pyc_file)."""

@@ -9,7 +9,8 @@ engine), in the shapes the builder uses.
   last, so no half-pushed tag), after the layer blobs went up one by one while the
   build went on (mlenv.oci.push.BlobPusher over push_blob); the statistics the builder
   reports;
-- layout: mlenv.oci.layout.write_layout (OCI image layout directory);
+- layout: mlenv.oci.layout.write_layout (OCI image layout directory) or write_layout_tar
+  (the same as one deterministic tar, for a destination ending in `.tar`);
 - load: mlenv.oci.layout.write_docker_archive + mlenv.oci.engine.load_archive (the
   classic store keeps the config, so the image ID is the config digest, and the
   diff_ids; not the compressed blobs or the manifest).
@@ -86,11 +87,26 @@ def head(reference: str) -> str | None:
     return remote_has(reference)
 
 
-def write_layout(store: BlobStore, manifest_digest: str, directory: Path, reference: str) -> Path:
+def is_layout_tar(dest: str | os.PathLike[str]) -> bool:
+    """`--layout FILE.tar` asks for the layout as one tar file; anything else names a directory."""
+    return str(dest).endswith(".tar")
+
+
+def write_layout(store: BlobStore, manifest_digest: str, dest: Path, reference: str) -> Path:
+    """The OCI image layout of the image, ref-named by its tag (else the digest's first 12
+    hex): a directory at dest, or a deterministic tar written atomically when dest ends in
+    `.tar` (mlenv.oci.layout.write_layout / write_layout_tar)."""
     from ..oci.layout import write_layout as oci_write_layout
+    from ..oci.layout import write_layout_tar
 
     tag = reference.rsplit(":", 1)[-1] if reference and ":" in reference.rsplit("/", 1)[-1] else ""
-    return oci_write_layout(store, {tag or manifest_digest.split(":", 1)[1][:12]: manifest_digest}, directory)
+    refs = {tag or manifest_digest.split(":", 1)[1][:12]: manifest_digest}
+    if is_layout_tar(dest):
+        if Path(dest).is_dir():
+            raise TransportError(f"--layout {dest}: is a directory, not a tar file",
+                                 hint="name a new file ending in .tar, or a directory without .tar")  # fmt: skip
+        return write_layout_tar(store, refs, dest)
+    return oci_write_layout(store, refs, dest)
 
 
 def load(store: BlobStore, manifest_digest: str, reference: str) -> str:

@@ -55,9 +55,10 @@ from ..render import ProgressLine, emit_json, json_option, registry_option, spec
 )
 @click.option(
     "--layout",
-    type=click.Path(file_okay=False),
-    metavar="DIR",
-    help="Also write the image as an OCI image layout into DIR (daemonless builder).",
+    type=click.Path(),
+    metavar="DIR|FILE.tar",
+    help="Also write the image as an OCI image layout into DIR, or as one tar file when the path ends in .tar "
+    "(daemonless builder).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable result on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
@@ -101,7 +102,10 @@ def build(spec_file, repository, push, force, no_cache, ca_bundle, platform, doc
 )
 @click.option("--push", is_flag=True, help="Push the image to the registry named by --repository.")
 @click.option(
-    "--layout", type=click.Path(file_okay=False), metavar="DIR", help="Write the image as an OCI image layout into DIR."
+    "--layout",
+    type=click.Path(),
+    metavar="DIR|FILE.tar",
+    help="Write the image as an OCI image layout into DIR, or as one tar file when the path ends in .tar.",
 )
 @click.option(
     "--platform", "platform", default="linux-64", show_default=True, metavar="PLATFORM", help="Platform of the lock."
