@@ -103,7 +103,8 @@ def test_semantics_match_the_local_backend(oci_url):
 
 def test_tampered_blob_in_registry_storage_is_refused(oci_url, test_registry, tmp_path):
     """Corrupt the blob file inside the registry's own storage: mlenv must refuse it."""
-    data_root = ROOT / ".ci" / "_work" / "registry" / "data" / "docker" / "registry" / "v2" / "blobs" / "sha256"
+    storage = os.environ.get("MLENV_TEST_REGISTRY_DATA") or ROOT / ".ci" / "_work" / "registry" / "data"
+    data_root = Path(storage) / "docker" / "registry" / "v2" / "blobs" / "sha256"
     if not data_root.is_dir():
         pytest.skip("the test registry's storage is not under .ci/_work (registry not started by .ci/services.sh)")
     reg = OciRegistry(oci_url)

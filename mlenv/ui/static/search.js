@@ -1,7 +1,7 @@
 // Package search of the exported (static) catalog: the same query language and matching
 // as `mlenv search` (mlenv/ui/search.py), run in the browser over search-data.js.
 // PEP 440 is a port of packaging 26 (Version._key and the specifier ranges of
-// packaging/_ranges.py); tests/test_ui_browser.py checks it against packaging itself.
+// packaging/_ranges.py); tests/ui/test_ui_browser.py checks it against packaging itself.
 // Numbers beyond 2^53 lose precision here (Python's are exact).
 "use strict";
 
