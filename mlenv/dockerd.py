@@ -170,6 +170,8 @@ def inspect(reference: str, client: Any = None) -> dict | None:
     when it has no such image (or the reference is not one it accepts); the unreachable
     error when no daemon answers. `client`: an SDK client to use (else the unix socket,
     or a client of connect() for other hosts)."""
+    if not reference or any(seg in ("", ".", "..") for seg in reference.split("/")):
+        return None  # no image reference has such a path segment; it could only walk the API's paths
     if client is None and socket_path() is not None:
         status, info = request("GET", api_path("/images/{}/json", reference), allow=(400, 404))
         return info if status == 200 and isinstance(info, dict) else None
