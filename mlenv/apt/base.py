@@ -285,8 +285,10 @@ def _from_engine(reference: str, arch: str) -> tuple[BaseFacts, str]:
         client = dockerd.connect()
     except MlenvError as exc:
         raise BaseUnavailable(f"base image {reference} cannot be read: {exc.message}", hint=exc.hint) from None
-    with client:
+    try:
         return _read_from_engine(client, reference, arch)
+    finally:
+        client.close()
 
 
 def _read_from_engine(client: Any, reference: str, arch: str) -> tuple[BaseFacts, str]:
