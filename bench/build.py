@@ -284,13 +284,12 @@ def main() -> None:
     if not args.editable:
         PY = release_python()
 
-    import docker
-
+    from mlenv import dockerd
     from mlenv.image.buildkit import find_cli
 
     global BUILDKIT_CLI
     BUILDKIT_CLI = find_cli()
-    client = docker.from_env(timeout=3600)
+    client = dockerd.connect()
     local_base = os.environ.get("MLENV_TEST_BASE_IMAGE", "mlenv-test/debian-python:bookworm")
     remote_base = os.environ.get("MLENV_TEST_BASE_IMAGE_REMOTE")
     if not remote_base:

@@ -88,21 +88,18 @@ def run_in_container(client: Any, image: str, command: Any, **kwargs: Any) -> by
 
 @pytest.fixture(scope="session")
 def docker_client():
-    """A ``docker.from_env()`` client whose ``ping()`` answers."""
+    """A docker SDK client of the Engine at DOCKER_HOST whose ``ping()`` answers
+    (made as mlenv makes its own: mlenv.dockerd.connect)."""
     # Errors are turned into skip/fail outside the except blocks so that the
     # report shows one clear message, not a chained traceback.
+    from mlenv import dockerd
+    from mlenv.errors import MlenvError
+
     problem = None
     try:
-        import docker
-    except ImportError as exc:  # pragma: no cover - docker is a dependency
-        problem = f"the docker Python package is not importable: {exc}"
-    else:
-        try:
-            client = docker.from_env(timeout=120)
-            client.ping()
-        except Exception as exc:  # DockerException, requests errors, ...
-            where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
-            problem = f"no Docker daemon answers at {where}: {exc}"
+        client = dockerd.connect(timeout=120)
+    except MlenvError as exc:
+        problem = exc.message
     if problem:
         _unavailable(problem)
     yield client

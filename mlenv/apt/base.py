@@ -28,8 +28,10 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..errors import MlenvError
+from ..runtime.text import clip, first_line
 
 FORMAT = "mlenv-apt-base-v1"
 STATUS = "/var/lib/dpkg/status"
@@ -212,12 +214,13 @@ def read_base(reference: str, digest: str | None, arch: str) -> BaseFacts:
 
 def _engine_image_id(reference: str) -> str | None:
     """The local Engine's image id of a tag-only reference, None when it has none."""
-    from ..image.docker import DockerEngine
+    from .. import dockerd
 
     try:
-        return DockerEngine().image_id(reference)
-    except Exception:  # no Engine: _from_engine says which
+        info = dockerd.inspect(reference)
+    except MlenvError:  # no Engine: _from_engine says which
         return None
+    return str(info["Id"]) if info and info.get("Id") else None
 
 
 def _from_registry(
@@ -276,19 +279,29 @@ def _from_registry(
 
 
 def _from_engine(reference: str, arch: str) -> tuple[BaseFacts, str]:
+    from .. import dockerd
+
+    try:
+        client = dockerd.connect()
+    except MlenvError as exc:
+        raise BaseUnavailable(f"base image {reference} cannot be read: {exc.message}", hint=exc.hint) from None
+    try:
+        return _read_from_engine(client, reference, arch)
+    finally:
+        client.close()
+
+
+def _read_from_engine(client: Any, reference: str, arch: str) -> tuple[BaseFacts, str]:
+    """(facts, image id) of reference in the Engine of client (a docker SDK client), pulled if absent."""
     import tempfile
 
-    from ..image.docker import DockerEngine
+    from .. import dockerd
     from ..oci.rootfs import RootFSError, from_docker_save
     from .archive import cache_dir
 
     try:
-        client = DockerEngine().client
-    except MlenvError as exc:
-        raise BaseUnavailable(f"base image {reference} cannot be read: {exc.message}", hint=exc.hint) from None
-    try:
-        info = client.api.inspect_image(reference)
-    except Exception:
+        info = dockerd.inspect(reference, client)
+    except MlenvError:
         info = None
     if info is None:
         try:
@@ -297,7 +310,7 @@ def _from_engine(reference: str, arch: str) -> tuple[BaseFacts, str]:
         except Exception as exc:
             raise BaseUnavailable(
                 f"base image {reference} is not in the local Docker Engine and could not be pulled "
-                f"({str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__}): mlenv reads "
+                f"({clip(first_line(exc), 160)}): mlenv reads "
                 "its apt sources, keyring and dpkg status to lock [image] apt-packages",
                 hint=f"`docker pull {reference}`, then `mlenv lock` again",
             ) from None

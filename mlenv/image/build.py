@@ -117,7 +117,8 @@ def build_image(
         return result
 
     from ..runtime.fsutil import atomic_write
-    from .docker import DockerEngine, explain_failure
+    from .docker import DockerEngine
+    from .dockerbuild import explain_failure
 
     if progress:
         progress(f"building {ref} ({platform}, base {lock.image.get('reference') or spec.base_image}, {chosen.name})")

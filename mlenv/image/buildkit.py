@@ -18,9 +18,8 @@ import re
 import subprocess
 from pathlib import Path
 
-from .docker import BuildLog
 from .dockerbuild import DockerfileBuilder
-from .engine import BuildJob
+from .engine import BuildJob, BuildLog
 
 
 def _probe(exe: str) -> bool:

@@ -693,7 +693,7 @@ class DaemonlessBuilder(Builder):
         raise MlenvError("the daemonless builder writes no Dockerfile", hint="use --builder buildkit or classic")
 
     def build(self, job):
-        from .docker import BuildLog
+        from .engine import BuildLog
 
         log = BuildLog()
 

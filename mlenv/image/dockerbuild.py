@@ -5,12 +5,12 @@ rendered context is run (`run`)."""
 
 from __future__ import annotations
 
+import re
 from abc import abstractmethod
 from pathlib import Path
 
 from ..errors import MlenvError
-from .docker import BuildLog
-from .engine import Builder, BuildJob, Built
+from .engine import Builder, BuildJob, BuildLog, Built
 
 
 class DockerfileBuilder(Builder):
@@ -58,3 +58,31 @@ class DockerfileBuilder(Builder):
     @abstractmethod
     def run(self, files: dict[str, bytes | Path], job: BuildJob) -> BuildLog:
         """Build the context (path -> bytes or file) as job.ref; the log (.error set on failure)."""
+
+
+class BuildFailed(MlenvError):
+    exit_code = 1
+
+
+def explain_failure(log: BuildLog, base: str, log_path: Path) -> BuildFailed:
+    step = log.step or "?"
+    error = log.error or "the build stopped without an error message"
+    text = "\n".join(log.step_lines + [error])
+    tail = [ln for ln in log.step_lines if ln.strip() and not ln.startswith(" ---> ")][-15:]
+    hint = None
+    from_step = step.split(": ", 1)[-1].startswith("FROM") or re.search(r"\] FROM |load metadata for ", step)
+    not_found = (
+        r"not found|pull access denied|manifest unknown|repository does not exist|no such host|connection refused"
+    )
+    if from_step and re.search(not_found, text, re.I):
+        head = f"base image {base} not found (not in the local daemon, and its registry does not have it)"
+        hint = "check [image] base in mlenv.toml, `docker pull` / push it, then `mlenv lock --upgrade`"
+    else:
+        head = f"build failed at step {step}\n  {error}"
+        if re.search(r"certificate|UnknownIssuer|CERTIFICATE_VERIFY_FAILED", text, re.I):
+            hint = "downloads failed TLS verification (a TLS-intercepting proxy?): pass --ca-bundle FILE or set MLENV_CA_BUNDLE"
+    msg = head
+    if tail:
+        msg += "\n  last log lines:\n" + "\n".join("    " + ln for ln in tail)
+    msg += f"\n  full log: {log_path}"
+    return BuildFailed(msg, hint=hint)

@@ -30,7 +30,6 @@ from ..errors import MlenvError
 if TYPE_CHECKING:
     from ..lockfile import Lock
     from ..spec import Spec
-    from .docker import BuildLog
 
 BUILTIN = {
     "daemonless": "mlenv.image.daemonless:DaemonlessBuilder",
@@ -39,6 +38,18 @@ BUILTIN = {
 }
 AUTO_ORDER = ("daemonless", "buildkit", "classic")  # `auto`: the first that can build the job here
 ENTRY_POINT_GROUP = "mlenv.builders"
+
+
+@dataclass
+class BuildLog:
+    """What a builder reports of a build: its log lines (secrets scrubbed), the step it
+    was in, that step's lines, the error that stopped it, the image it made."""
+
+    lines: list[str] = field(default_factory=list)
+    step: str | None = None
+    step_lines: list[str] = field(default_factory=list)
+    error: str | None = None
+    image_id: str | None = None
 
 
 @dataclass

@@ -14,7 +14,8 @@ no record, no image under that tag, a tcp:// DOCKER_HOST) returns None and the
 full path runs, with every check and message it has.
 
 Standard library only, and little of it: json, os, sys, time, the C modules _socket and
-_sha256 (hashlib where that is missing).
+_sha256 (hashlib where that is missing); the Engine is asked through mlenv.dockerd's
+unix_http, which imports nothing more.
 """
 
 from __future__ import annotations
@@ -126,36 +127,10 @@ def _parse(argv: list[str]) -> dict | None:
     return opts  # --ca-bundle: a hit downloads nothing, and neither path reads it then
 
 
-def unix_http(socket_path: str, method: str, url: str, timeout: float = 30) -> tuple[int, bytes, bytes]:
-    """One HTTP/1.0 request on a fresh AF_UNIX connection (the Docker Engine answers
-    with a plain body and closes): (status, header block, body); OSError when the
-    socket does not answer, status 0 when the answer is not HTTP. No http.client
-    (~12 ms of imports) and not even `socket`: its C module `_socket` suffices
-    (`socket` adds enum, selectors and array, ~3 ms, for nothing used here)."""
-    import _socket
-
-    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
-    sock.settimeout(timeout)
-    try:
-        sock.connect(socket_path)
-        sock.sendall(f"{method} {url} HTTP/1.0\r\nHost: docker\r\nContent-Length: 0\r\n\r\n".encode())
-        chunks = []
-        while True:
-            data = sock.recv(1 << 16)
-            if not data:
-                break
-            chunks.append(data)
-    finally:
-        sock.close()
-    head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
-    status = head.split(b" ", 2)[1:2]
-    if not head.startswith(b"HTTP/") or not status or not status[0].isdigit():
-        return 0, head, body
-    return int(status[0]), head, body
-
-
 def _inspect(socket_path: str, ref: str) -> dict | None:
     import json
+
+    from ..dockerd import unix_http
 
     try:
         status, _, body = unix_http(socket_path, "GET", f"/images/{ref}/json", timeout=10)
@@ -176,9 +151,11 @@ def try_hit(argv: list[str]) -> int | None:
     opts = _parse(argv)
     if opts is None:
         return None
-    host = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    from ..dockerd import socket_path
+
+    sock = socket_path()
     directory = _cache_dir()
-    if not host.startswith("unix://") or directory is None:
+    if sock is None or directory is None:
         return None
     if os.path.lexists(os.path.join(opts["dir"], ".mlenv.journal")):
         return None  # an interrupted restore: the full path completes it first (mlenv.runtime.journal)
@@ -203,7 +180,7 @@ def try_hit(argv: list[str]) -> int | None:
     if not all(isinstance(v, str) and v for v in (name, content_hash, short)):
         return None  # a damaged record: a null content hash would match an image without the label
     ref = f"{opts['repository']}/{name}:{short}"
-    info = _inspect(host[len("unix://") :], ref)
+    info = _inspect(sock, ref)
     if info is None or not isinstance(info.get("Id"), str):
         return None
     labels = (info.get("Config") or {}).get("Labels") or {}

@@ -1,5 +1,5 @@
 """A local Docker Engine as a source and a sink of images, through the Engine API only
-(the docker SDK on DOCKER_HOST; no docker CLI).
+(the docker SDK client of mlenv.dockerd, on DOCKER_HOST; no docker CLI).
 
 Reading (`read_from_engine`): `GET /images/<name>/get` streams the `docker save`
 tar. Its `manifest.json` names the config and the layer files; every file is
@@ -34,52 +34,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import dockerd
 from ..errors import MlenvError
 from .manifest import ManifestError, canonical_json, parse_config, platform_of
 from .pull import PulledImage, _check_platform
 from .store import OCI_CONFIG, OCI_LAYER, OCI_LAYER_GZIP, OCI_MANIFEST, BlobStore, Descriptor
 
 IN_MEMORY = 1 << 20  # files up to this size are held in memory while the tar streams
-
-
-def docker_host() -> str:
-    return os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
-
-
-def engine_client(timeout: int = 600):
-    """A docker SDK client whose Engine answers, or one MlenvError naming DOCKER_HOST."""
-    try:
-        import docker
-
-        client = docker.from_env(timeout=timeout)
-        client.ping()
-    except Exception as exc:
-        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
-        raise MlenvError(
-            f"cannot reach the Docker Engine at DOCKER_HOST={docker_host()} ({reason})",
-            hint="start Docker, or point DOCKER_HOST at a running Engine",
-        ) from None
-    return client
-
-
-def engine_inspect(reference: str, client: Any = None) -> dict | None:
-    """The Engine's inspect record of reference, None when absent or no Engine answers."""
-    try:
-        client = client or engine_client(timeout=30)
-    except MlenvError:
-        return None
-    import docker
-
-    try:
-        return client.api.inspect_image(reference)
-    except docker.errors.NotFound:
-        return None
-    except docker.errors.APIError:
-        return None
-
-
-def engine_has(reference: str) -> bool:
-    return engine_inspect(reference) is not None
 
 
 @dataclass(frozen=True)
@@ -205,20 +166,24 @@ def read_from_engine(
     """Read an image from the local Engine into store (module docstring)."""
     import docker
 
-    client = client or engine_client()
+    own = client is None
+    client = client or dockerd.connect()
     where = f"{reference} (local Engine)"
-    info = engine_inspect(reference, client)
-    if info is None:
-        raise MlenvError(
-            f"image {reference} is not in the local Engine at DOCKER_HOST={docker_host()}",
-            hint=f"`docker pull {reference}`, or use a base image from a registry",
-        )
     try:
+        info = dockerd.inspect(reference, client)
+        if info is None:
+            raise MlenvError(
+                f"image {reference} is not in the local Engine at DOCKER_HOST={dockerd.docker_host()}",
+                hint=f"`docker pull {reference}`, or use a base image from a registry",
+            )
         entries, resolve = read_save_tar(
             _StreamReader(iter(client.api.get_image(info["Id"], chunk_size=1 << 20))), store, where
         )
     except docker.errors.APIError as exc:
         raise MlenvError(f"{where}: the Engine could not export the image ({str(exc)[:160]})") from None
+    finally:
+        if own:
+            client.close()
     entry = entries[0]
     kind_, value = resolve(entry.config)
     config = value if kind_ == "mem" else store.read(value)
@@ -270,7 +235,8 @@ def load_archive(path: str | os.PathLike[str], client: Any = None) -> Loaded:
     """`POST /images/load` of a docker-load tar (mlenv.oci.layout.write_docker_archive)."""
     import docker
 
-    client = client or engine_client()
+    own = client is None
+    client = client or dockerd.connect()
     names, ids = [], []
     try:
         with open(path, "rb") as fh:
@@ -287,4 +253,7 @@ def load_archive(path: str | os.PathLike[str], client: Any = None) -> Loaded:
                     names.append(text.removeprefix("Loaded image: "))
     except docker.errors.APIError as exc:
         raise MlenvError(f"the Docker Engine refused {Path(path).name}: {str(exc)[:200]}") from None
+    finally:
+        if own:
+            client.close()
     return Loaded(tuple(names), tuple(ids))

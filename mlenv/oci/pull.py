@@ -201,19 +201,20 @@ def pull_base(
     """The base image of a build, from wherever it is (module docstring). `expect`
     is the digest the lock pins: a registry digest (index or manifest) or, for an
     Engine-only base, the image ID; the image used must have it."""
+    from .. import dockerd
     from . import engine
 
     store = store or default_store()
     ref = _parse_ref(reference)
     registry_ref = str(ref) if ref.digest or not expect or not expect.startswith("sha256:") else f"{ref}@{expect}"
     if not names_registry(reference):
-        if engine.engine_has(reference):
+        if dockerd.has(reference):
             return engine.read_from_engine(reference, store, platform=platform, expect=expect)
         return pull_image(registry_ref, platform, store)
     try:
         return _matching(pull_image(registry_ref, platform, store), expect)
     except (ManifestNotFound, RegistryTransferError) as exc:
-        if engine.engine_has(reference):
+        if dockerd.has(reference):
             return engine.read_from_engine(reference, store, platform=platform, expect=expect or ref.digest)
         raise exc from None
 

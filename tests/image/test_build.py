@@ -179,16 +179,21 @@ def test_cache_hit_fast_path_answers_like_the_full_path(conda_image, docker_clie
     assert "mlenv.cli.entry" in script.read_text()  # the installed console script
     env = {**{k: v for k, v in os.environ.items() if k != "MLENV_CA_BUNDLE"}, "XDG_CACHE_HOME": str(tmp_path / "c")}
 
+    seen: dict[str, set[str]] = {}
+
     def run(*args, cwd=d):
         proc = subprocess.run(
             [sys.executable, "-X", "importtime", str(script), *args], cwd=cwd, capture_output=True, text=True, env=env
         )
         imported = {ln.split("|")[-1].strip() for ln in proc.stderr.splitlines() if ln.startswith("import time:")}
+        seen["imported"] = imported
         errors = "\n".join(ln for ln in proc.stderr.splitlines() if not ln.startswith("import time:"))
         return proc.returncode, proc.stdout, errors, "click" in imported
 
     code, out, _, full = run("build", "--json")  # no record yet: the full path, which records
     assert code == 0 and full and json.loads(out)["action"] == "reused"
+    # the full path's reuse check asks the Engine's unix socket (mlenv.dockerd): no docker SDK, no requests
+    assert not {"docker", "requests"} & seen["imported"]
     records = list((tmp_path / "c/mlenv/hits").iterdir())
     assert len(records) == 1 and json.loads(records[0].read_text())["content_hash"] == result["content_hash"]
     code, fast_out, _, full = run("-C", str(d), "build", "--json")

@@ -13,7 +13,7 @@ import pytest
 
 from mlenv.errors import MlenvError
 from mlenv.image import buildkit
-from mlenv.image.docker import explain_failure
+from mlenv.image.dockerbuild import explain_failure
 from mlenv.image.engine import choose
 
 BUILDX_FAILURE = textwrap.dedent("""\
