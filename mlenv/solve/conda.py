@@ -147,7 +147,7 @@ def channel_auth(channels: list[str]) -> list[ChannelAuth]:
                     raise SolveError(
                         f"conda channels {strip_credentials(channel)} and {strip_credentials(other)} share a host and "
                         "a path but not a scheme and port; mlenv gives rattler a channel's credentials by host and path",
-                        hint="serve them under distinct paths, or give both the same credentials and port",
+                        hint="serve them under distinct paths, or from one scheme and port",
                     )
         out.append(ChannelAuth(host, prefix, basic_authorization(userinfo)))
     return out
