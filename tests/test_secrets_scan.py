@@ -5,7 +5,9 @@ Table-driven: each row of SOURCES places one secret. Adding a source kind is one
 row with `pending` says why the kind cannot be tested yet. The dependency forms of issue 13
 have rows: a find-links page, a git repository (smart HTTP) and a URL wheel, each behind
 Basic auth with its token in a ${VAR} of the spec (the git package is built to a wheel at
-lock time, then carried as a registry blob and installed into the image).
+lock time, then carried as a registry blob and installed into the image). So has a conda
+channel (a copy of the fixture channel over HTTP, Basic auth, `${VAR}` userinfo): rattler
+reads its repodata at lock time, mlenv downloads its packages for install and the builds.
 
 Commands run with all secrets in place: lock, install, build (Docker, and the
 --dockerfile-only context), register (local and OCI registry), versions/show/show
@@ -52,6 +54,7 @@ class Ctx:
     index_url: str | None = None
     extra_index_urls: list[str] = field(default_factory=list)
     find_links: list[str] = field(default_factory=list)
+    channels: list[str] = field(default_factory=list)  # [conda] channels; none: the fixture channel (file://)
     dependencies: list[str] = field(default_factory=list)  # besides fixbeta and fixplat
     env: dict[str, str] = field(default_factory=dict)
     netrc: list[str] = field(default_factory=list)
@@ -137,6 +140,20 @@ def _find_links_env(ctx: Ctx, row: str) -> None:
     ctx.secret(row, password, user)
 
 
+def _channel_env(ctx: Ctx, row: str) -> None:
+    """A copy of the fixture conda channel at /channel behind Basic auth, its token in ${VAR}:
+    rattler reads its repodata, mlenv downloads its packages (install, the builds)."""
+    from plugin_fixtures import IndexServer
+
+    user, password = "conda-user", f"Cnd-{uuid.uuid4().hex}"
+    root = ctx.tmp / f"site-{len(ctx.servers)}"
+    shutil.copytree(ctx.conda_channel, root / "channel")
+    srv = IndexServer(root, user, password).start()
+    ctx.servers.append(srv)
+    ctx.channels.append(_var_userinfo(ctx, f"{srv.url}/channel", user, password))
+    ctx.secret(row, password, user)
+
+
 def _url_wheel_env(ctx: Ctx, row: str) -> None:
     """A wheel at a direct URL behind Basic auth, its token in ${VAR} (no #sha256: mlenv records it)."""
     from plugin_sources import _wheel
@@ -204,18 +221,16 @@ SOURCES = [
     Source("extra-index-urls with ${VAR} credentials", lambda c, r: _index_env(c, r, extra=True)),
     Source("an extra index with credentials in netrc", _index_netrc),
     Source("the CA bundle path", _ca_path),
-    Source("a conda channel URL with a ${VAR} token",
-           pending="${VAR} in [conda] channels arrives with issue 9 part 1 (sec-parse); add the row then"),
+    Source("a conda channel URL with a ${VAR} token", _channel_env),
     Source("find-links with a ${VAR} token", _find_links_env),
     Source("a git URL with a ${VAR} token", _git_env),
     Source("a URL wheel with a ${VAR} token", _url_wheel_env),
 ]  # fmt: skip
 
 
-def test_pending_sources_are_listed():
-    """The kinds of source that exist elsewhere but not yet in mlenv; each becomes one row."""
-    pending = {s.name: s.pending for s in SOURCES if s.pending}
-    assert set(pending) == {"a conda channel URL with a ${VAR} token"}
+def test_no_source_is_pending():
+    """Every kind of credentialed source mlenv has is scanned: no row is left pending."""
+    assert {s.name: s.pending for s in SOURCES if s.pending} == {}
 
 
 def _run(args, cwd, env, outputs: list[str]) -> subprocess.CompletedProcess:
@@ -306,7 +321,8 @@ def _scan(ctx: Ctx, client, base_image: str, registry: str) -> None:
 
     def write(directory: Path, conda: bool) -> Path:
         directory.mkdir()
-        conda_table = f'[conda]\nchannels = ["{ctx.conda_channel.as_uri()}"]\ndependencies = ["mlenv-hello"]\n'
+        channels = ctx.channels or [ctx.conda_channel.as_uri()]
+        conda_table = f'[conda]\nchannels = {json.dumps(channels)}\ndependencies = ["mlenv-hello"]\n'
         (directory / "mlenv.toml").write_text(
             f'[environment]\nname = "{name}"\npython = "3.11"\nplatforms = ["linux-64"]\n'
             + (conda_table if conda else "")

@@ -42,11 +42,13 @@ def ca_bundle(value: str | None, *, required: bool = True) -> str | None:
 
 def source_urls(spec) -> list[str]:
     """The spec's URLs that downloads may need credentials for, as written: the indexes,
-    the find-links pages, and the archive URLs of `name @ https://...` dependencies (a
-    lock's artifact URLs never carry credentials; downloads match them by host:port)."""
+    the find-links pages, the archive URLs of `name @ https://...` dependencies and the
+    conda channels (a lock's artifact URLs never carry credentials; downloads match them
+    by host:port)."""
     from ..reqforms import URL, quick
 
     urls = ([spec.index_url] if spec.index_url else []) + list(spec.extra_index_urls)
+    urls += [c for c in getattr(spec, "channels", []) if "://" in c]
     urls += list(getattr(spec, "find_links", []))
     for dep in spec.pypi_dependencies:
         form = quick(dep) if "@" in dep else None

@@ -183,6 +183,13 @@ def credentials_by_host(index_urls: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
+def basic_authorization(userinfo: str) -> str:
+    """The HTTP Basic Authorization header value for a URL's (percent-encoded) userinfo."""
+    import base64
+
+    return "Basic " + base64.b64encode(unquote(userinfo).encode()).decode()
+
+
 def netrc_auth(host: str) -> str | None:
     import netrc
 
@@ -222,7 +229,6 @@ def _redirect_handler():
 
 
 def download_verified(art: Artifact, cache: Path, creds: dict[str, str], ctx, artifact_url: str | None = None) -> Path:
-    import base64
     import urllib.request
 
     url = artifact_url + art.sha256 if artifact_url else art.url
@@ -237,7 +243,7 @@ def download_verified(art: Artifact, cache: Path, creds: dict[str, str], ctx, ar
     auth = auth or creds.get(parts.netloc) or creds.get(parts.hostname or "") or netrc_auth(parts.hostname or "")
     req = urllib.request.Request(url, headers={"User-Agent": "mlenv"})
     if auth:
-        req.add_unredirected_header("Authorization", "Basic " + base64.b64encode(unquote(auth).encode()).decode())
+        req.add_unredirected_header("Authorization", basic_authorization(auth))
     h = hashlib.sha256()
     if blocked_address(parts.hostname or ""):
         raise InstallError(f"refused to download {kind(art)} {art.name} from {scrub(url)}: "

@@ -3,16 +3,23 @@
 Solves one platform at a time against the spec's channels (names, URLs,
 file:// channels), with exactly the [system] virtual packages. Previously
 locked records are passed as preferences, so a re-lock only moves what it must.
+
+A channel with `${VAR}` credentials (`https://${USER}:${TOKEN}@host/channel`) is given
+to rattler without them; its expanded userinfo goes into an Authorization header that a
+rattler client middleware adds to the requests under the channel's host and path. So
+neither rattler's repodata cache (which records each URL it fetched) nor the records'
+URLs and channels (which go into the lock) ever hold the token.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import LockError, SolveError
 from ..lockfile import Package
-from ..runtime.secrets import referenced_values, scrub, strip_credentials
+from ..runtime.secrets import referenced_values, remember_url, scrub, split_userinfo, strip_credentials
 from ..runtime.text import first_line
 from ..spec import Spec, expand_env
 from .platforms import virtual_packages
@@ -52,8 +59,10 @@ def solve(
     # memory; whatever rattler says afterwards is scrubbed of them and of any userinfo.
     secrets = referenced_values(spec.channels)
     shown = ", ".join(strip_credentials(c) for c in spec.channels)
-    try:
-        channels = [rattler.Channel(expand_env(c)) for c in spec.channels]
+    expanded = [expand_env(c) for c in spec.channels]
+    auth = channel_auth(expanded)
+    try:  # rattler sees no userinfo: its repodata cache records each URL it fetched
+        channels = [rattler.Channel(strip_credentials(c)) for c in expanded]
     except Exception as exc:  # rattler's InvalidChannelError; the spec check should prevent it
         raise SolveError(
             f"invalid conda channel: {scrub(first_line(exc), secrets)}", hint=f"check [conda] channels ({shown})"
@@ -63,7 +72,7 @@ def solve(
     if not upgrade:
         skip = {n.lower() for n in upgrade_packages}
         preferences = [to_record(p) for p in locked if p.manager == "conda" and p.name not in skip]
-    gateway = rattler.Gateway(cache_dir=_cache_dir())
+    gateway = rattler.Gateway(cache_dir=_cache_dir(), client=_client(auth) if auth else None)
 
     async def run():
         return await rattler.solve(
@@ -94,6 +103,77 @@ def solve(
     except Exception as exc:  # rattler wraps I/O errors in its own types
         raise SolveError(f"conda solve failed for {platform}: {scrub(first_line(exc), secrets)}") from None
     return sorted((from_record(r, platform) for r in records), key=lambda p: p.name)
+
+
+@dataclass(frozen=True)
+class ChannelAuth:
+    """The credentials of one channel: sent to requests for `host` under `prefix`."""
+
+    host: str
+    prefix: str  # the channel's path, ending in "/"
+    authorization: str  # an HTTP Basic header value (memory only)
+
+
+def _where(url: str) -> tuple[str, str, int, str] | None:
+    """(scheme, host, port, path ending in /) of an http(s) channel URL without userinfo."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return parts.scheme, parts.hostname, port, parts.path.rstrip("/") + "/"
+
+
+def channel_auth(channels: list[str]) -> list[ChannelAuth]:
+    """The credentials of the (expanded) channels that carry userinfo; their passwords are
+    remembered by the scrubber. rattler's header hook (AddHeadersMiddleware) is told the
+    host and path of a request but not its scheme or port, so two channels on one host whose
+    paths overlap but whose ports differ, one of them with credentials, are refused: the
+    credentials could go to the other one."""
+    from ..runtime.fetch import basic_authorization
+
+    out: list[ChannelAuth] = []
+    plain = [(c, _where(strip_credentials(c))) for c in channels]
+    for channel, where in plain:
+        _, userinfo, _ = split_userinfo(channel)
+        if userinfo is None or where is None:
+            continue
+        remember_url(channel)
+        scheme, host, port, prefix = where
+        for other, there in plain:
+            if there and there[1] == host and (there[0], there[2]) != (scheme, port):
+                if there[3].startswith(prefix) or prefix.startswith(there[3]):
+                    raise SolveError(
+                        f"conda channels {strip_credentials(channel)} and {strip_credentials(other)} share a host and "
+                        "a path but not a scheme and port; mlenv gives rattler a channel's credentials by host and path",
+                        hint="serve them under distinct paths, or from one scheme and port",
+                    )
+        out.append(ChannelAuth(host, prefix, basic_authorization(userinfo)))
+    return out
+
+
+def _client(auth: list[ChannelAuth]):
+    """rattler's default client (retries, its own keyring/netrc auth, oci/gcs/s3) that also adds
+    each credentialed channel's Authorization header to the requests under its path."""
+    from rattler.networking import (
+        AddHeadersMiddleware,
+        AuthenticationMiddleware,
+        Client,
+        GCSMiddleware,
+        OciMiddleware,
+        RetryMiddleware,
+        S3Middleware,
+    )
+
+    def headers(host: str, path: str) -> dict[str, str] | None:
+        matches = [a for a in auth if a.host == host.lower() and path.startswith(a.prefix)]
+        if not matches:
+            return None
+        return {"Authorization": max(matches, key=lambda a: len(a.prefix)).authorization}
+
+    return Client([RetryMiddleware(), AuthenticationMiddleware(), AddHeadersMiddleware(headers), OciMiddleware(),
+                   GCSMiddleware(), S3Middleware()])  # fmt: skip
 
 
 def _check_offline(channels: list[str]) -> None:

@@ -522,12 +522,35 @@ def test_conda_channel_credentials_never_reach_the_lock(tmp_path, conda_channel_
         # ${VAR} references are expanded in memory at solve time (literal ones are refused)
         authed = server.url.replace("http://", "http://${CHAN_USER}:${CHAN_PASS}@")
         write_spec(tmp_path, conda_spec(authed, ["mlenv-hello"]), base='"debian:bookworm-slim"')
-        proc = mlenv("lock", cwd=tmp_path, check=True, env={"CHAN_USER": "chan-user", "CHAN_PASS": "chan-Secr3t"})
+        cache = tmp_path / "cache"
+        env = {"CHAN_USER": "chan-user", "CHAN_PASS": "chan-Secr3t", "XDG_CACHE_HOME": str(cache)}
+        proc = mlenv("lock", cwd=tmp_path, check=True, env=env)
         text = (tmp_path / "mlenv.lock").read_text()
         assert "chan-Secr3t" not in text and "chan-user" not in text
         assert "chan-Secr3t" not in proc.stdout + proc.stderr
         assert server.url + "/noarch/mlenv-hello-1.0.0" in text
-        assert server.requests  # the credentials were used
+        assert server.requests and not server.rejected  # the credentials were used, on every request
+        # rattler's repodata cache records the URLs it fetched: it was never given the userinfo
+        cached = [p for p in cache.rglob("*") if p.is_file()]
+        assert any(p.name.endswith(".info.json") for p in cached)
+        assert not [p for p in cached if b"chan-Secr3t" in p.read_bytes() or b"chan-user" in p.read_bytes()]
+
+
+def test_conda_channel_credentials_go_only_where_they_belong():
+    """rattler's header hook sees a request's host and path, not its port: a credentialed
+    channel that shares host and path with a channel on another port is refused."""
+    import base64
+
+    from mlenv.errors import SolveError
+    from mlenv.solve.conda import channel_auth
+
+    (auth,) = channel_auth(["http://u:p%40ss@127.0.0.1:8001/team/", "http://127.0.0.1:8002/other", "conda-forge"])
+    assert (auth.host, auth.prefix) == ("127.0.0.1", "/team/")
+    assert auth.authorization == "Basic " + base64.b64encode(b"u:p@ss").decode()
+    for other in ("http://127.0.0.1:8002/team/sub", "http://127.0.0.1:8002/", "https://127.0.0.1:8001/team"):
+        with pytest.raises(SolveError, match="share a host and a path") as exc:
+            channel_auth(["http://u:p%40ss@127.0.0.1:8001/team", other])
+        assert "p%40ss" not in str(exc.value) and "p@ss" not in str(exc.value)
 
 
 def test_corrupt_lock_is_regenerated_by_lock_and_fails_check(tmp_path, pypi_server):
