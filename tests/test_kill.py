@@ -71,7 +71,8 @@ def interrupted(args, cwd, env, delay: float, sig=signal.SIGKILL) -> int:
     if "Traceback" in err:  # only Python's own, for a Ctrl-C before mlenv's code runs (interpreter start)
         assert sig == signal.SIGINT and err.rstrip().endswith("KeyboardInterrupt") and "mlenv/api" not in err, err
     if sig != signal.SIGKILL:
-        before_mlenv = sig == signal.SIGINT and "Fatal Python error: init_import_site" in err  # exit 1, by CPython
+        # a Ctrl-C while CPython itself starts (init_import_site, init_sys_streams, ...): exit 1, by CPython
+        before_mlenv = sig == signal.SIGINT and "Fatal Python error: init_" in err
         assert proc.returncode in (0, 130, 143, -signal.SIGTERM, -signal.SIGINT) or before_mlenv, (proc.returncode, err)
     return proc.returncode
 

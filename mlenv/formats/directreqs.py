@@ -89,7 +89,10 @@ def carry(text: str, *, base_dir: Path, project: Path, editable: bool = False) -
     """(the requirement in mlenv's form, or None; notes) for one requirement line that names
     a URL, a VCS repository or a path. `text` has no pip options left."""
     text, notes = without_credentials(text)
-    requirement, more = _carry(text, base_dir=base_dir, project=project)
+    try:
+        requirement, more = _carry(text, base_dir=base_dir, project=project)
+    except ValueError:  # urllib's own refusals (an unclosed IPv6 bracket, a bad port): not a URL to carry
+        requirement, more = None, [f"`{text}` not carried over: not a valid URL"]
     notes += more
     if editable:
         notes = [n.replace(f"`{text}` not carried over", f"`-e {text}` (editable) not carried over") for n in notes]

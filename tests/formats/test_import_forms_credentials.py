@@ -278,3 +278,13 @@ def test_carry_never_returns_a_literal_secret_property(tmp_path):
         assert kept is not None and "${U}:${T}@" in kept and not kept_notes
 
     check()
+
+
+def test_a_url_urllib_refuses_is_a_note_not_a_traceback(tmp_path):
+    """Found by the fuzzer: an unclosed IPv6 bracket makes urllib raise ValueError."""
+    from mlenv.formats.importers import import_file
+
+    req = tmp_path / "requirements.txt"
+    req.write_text("https://[::1/x\nfoo @ https://[::1/y.whl\n")
+    text, notes = import_file(req, name="x", default_name="x", project=tmp_path)
+    assert sum("not a valid URL" in n for n in notes) == 2 and "[::1" not in text
