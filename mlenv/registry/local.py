@@ -326,7 +326,7 @@ class LocalRegistry(Registry):
         if archived not in (0, 1):
             raise damaged(self._where(row), f"archived flag {quote(archived)}")
         return make_version(
-            self._where(row),
+            lambda: self._where(row),
             name=row[0],
             version=row[1],
             content_hash=row[2],

@@ -10,6 +10,7 @@ mlenv builds a Version from it or uses it in a path. One rule set for every back
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from ..spec import NAME_RE
@@ -60,7 +61,7 @@ def check_name(name: str) -> str:
 
 
 def make_version(
-    where: str,
+    where: str | Callable[[], str],
     *,
     name: Any,
     version: Any,
@@ -75,7 +76,8 @@ def make_version(
     labels: list[str] | None = None,
 ) -> Version:
     """A Version from a stored record, every field checked; RegistryError names `where` and
-    the field otherwise."""
+    the field otherwise. `where` may be a function: made only for an error (a listing of
+    10,000 rows would otherwise format 10,000 locations it never shows)."""
     checks = (
         ("name", name, is_name(name)),
         ("version", version, is_number(version)),
@@ -89,10 +91,10 @@ def make_version(
     )
     for field, value, ok in checks:
         if not ok:
-            raise damaged(where, f"{field} {quote(value)}")
+            raise damaged(where() if callable(where) else where, f"{field} {quote(value)}")
     for label in labels or []:
         if not is_label(label):
-            raise damaged(where, f"label {quote(label)}")
+            raise damaged(where() if callable(where) else where, f"label {quote(label)}")
     return Version(
         name=name,
         version=version,
