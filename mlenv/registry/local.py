@@ -236,29 +236,47 @@ class LocalRegistry(Registry):
         return {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
 
     def _create(self, db: sqlite3.Connection, tables: set[str]) -> None:
-        """A new index, only where there is nothing to lose: an empty file and no blobs."""
-        foreign = sorted(t for t in tables if not t.startswith("sqlite_"))
-        if foreign:
-            raise RegistryError(
-                f"{self.index_path}: not an mlenv registry index (it has the tables "
-                f"{quote(', '.join(foreign))} but no `versions`)",
-                hint="point --registry / MLENV_REGISTRY at an mlenv registry directory",
-            )
-        if self._has_blobs():
-            raise self._damaged("index.sqlite3 is empty")
+        """A new index, only where there is nothing to lose: an empty file and no blobs.
+        Decided under the write lock: another process or thread may be creating the same
+        index right now (and then storing blobs), so what was read before the lock is read
+        again inside it."""
+        self._refuse_foreign(tables)
+        if self._has_blobs():  # before anything writes: a damaged index stays as it was found
+            # read after the blobs: whoever stored them committed the index first
+            if "versions" not in self._tables(db):
+                raise self._damaged("index.sqlite3 is empty")
+            self._check_schema(db)
+            return
         if not self.writable():
             raise RegistryError(f"{self.index_path}: empty index in a read-only registry")
         db.execute("PRAGMA journal_mode = WAL")
         db.execute("BEGIN IMMEDIATE")
         try:
-            for stmt in SCHEMA.split(";"):
-                if stmt.strip():
-                    db.execute(stmt)
-            db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+            tables = self._tables(db)
+            created_meanwhile = "versions" in tables
+            if not created_meanwhile:
+                self._refuse_foreign(tables)
+                if self._has_blobs():
+                    raise self._damaged("index.sqlite3 is empty")
+                for stmt in SCHEMA.split(";"):
+                    if stmt.strip():
+                        db.execute(stmt)
+                db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
+        if created_meanwhile:
+            self._check_schema(db)
+
+    def _refuse_foreign(self, tables: set[str]) -> None:
+        foreign = sorted(t for t in tables if not t.startswith("sqlite_"))
+        if foreign and "versions" not in tables:
+            raise RegistryError(
+                f"{self.index_path}: not an mlenv registry index (it has the tables "
+                f"{quote(', '.join(foreign))} but no `versions`)",
+                hint="point --registry / MLENV_REGISTRY at an mlenv registry directory",
+            )
 
     def _check_schema(self, db: sqlite3.Connection) -> None:
         try:
