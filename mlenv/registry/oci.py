@@ -387,7 +387,8 @@ class OciRegistry(Registry):
         )
 
     # --- Registry -------------------------------------------------------------
-    def names(self, *, include_archived: bool = False) -> list[str]:
+    def _catalog_names(self) -> list[str]:
+        """The environment names of this namespace in the registry's catalog (every page)."""
         prefix = f"{self.namespace}/" if self.namespace else ""
         repos: list[str] = []
         path: str | None = "/v2/_catalog?n=1000"
@@ -400,7 +401,10 @@ class OciRegistry(Registry):
                 )
             repos += _strings(resp.content, "repositories", f"registry {self.host}: the catalog")
             path = _next_link(resp)
-        candidates = [r[len(prefix) :] for r in repos if r.startswith(prefix) and "/" not in r[len(prefix) :]]
+        return [r[len(prefix) :] for r in repos if r.startswith(prefix) and "/" not in r[len(prefix) :]]
+
+    def names(self, *, include_archived: bool = False) -> list[str]:
+        candidates = self._catalog_names()
 
         def keep(name: str) -> bool:
             tags = self._tags(self.repo(name)) or []
@@ -419,19 +423,7 @@ class OciRegistry(Registry):
         versions() needs one per version: a reader caches versions by this token
         (mlenv.ui.index). A tag re-pointed by a lost register race (docs/registry.md,
         "Concurrency") is not seen until the name's tags or state change next."""
-        prefix = f"{self.namespace}/" if self.namespace else ""
-        repos: list[str] = []
-        path: str | None = "/v2/_catalog?n=1000"
-        while path:
-            resp = self._request("GET", path, scope="registry:catalog:*", ok=(200, 404))
-            if resp.status_code == 404:
-                raise RegistryError(
-                    f"registry {self.host} does not offer a catalog (/v2/_catalog)",
-                    hint="address versions by name: `mlenv versions NAME`",
-                )
-            repos += _strings(resp.content, "repositories", f"registry {self.host}: the catalog")
-            path = _next_link(resp)
-        candidates = [r[len(prefix) :] for r in repos if r.startswith(prefix) and "/" not in r[len(prefix) :]]
+        candidates = self._catalog_names()
 
         def token(name: str) -> str | None:
             tags = sorted(self._tags(self.repo(name)) or [])
