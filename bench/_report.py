@@ -73,3 +73,21 @@ def write_section(name: str, body: str, doc: Path = DOC) -> None:
     tmp = doc.with_suffix(".tmp")
     tmp.write_text(text)
     os.replace(tmp, doc)
+
+
+def console_floor(script: Path) -> list[str]:
+    """A console script that does nothing, written exactly as the installer wrote `script`
+    (bin/mlenv): its wrapper with the entry point's import replaced by a no-op. The start-up
+    floor of any command installed that way (pip's wrapper imports `re`, ~10 ms here; uv's
+    does not), next to which `mlenv --help` and the cache hit are read."""
+    text = script.read_text()
+    lines = text.splitlines()
+    entry = [i for i, line in enumerate(lines) if line.startswith("from mlenv.") and " import " in line]
+    if len(entry) != 1:
+        raise SystemExit(f"bench: cannot find the entry import in {script}")
+    name = lines[entry[0]].rsplit(" import ", 1)[1].strip()
+    lines[entry[0]] = f"{name} = lambda: 0  # the floor: no mlenv import"
+    floor = script.with_name(script.name + "-floor")
+    floor.write_text("\n".join(lines) + "\n")
+    floor.chmod(0o755)
+    return [str(floor)]
