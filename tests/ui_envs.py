@@ -9,11 +9,9 @@ import hashlib
 import json
 from pathlib import Path
 
-from cli_run import mlenv
-
+import mlenv
 from mlenv.lockfile import Lock, Package
-from mlenv.locking import inputs_of
-from mlenv.spec import load_spec
+from mlenv.spec import inputs_of, load_spec
 
 PYPI_INDEX = "https://pypi.org/simple"
 CONDA_CHANNEL = "https://conda.anaconda.org/conda-forge"
@@ -87,9 +85,9 @@ def make_rich_env(
     return (directory / "mlenv.toml").read_bytes(), (directory / "mlenv.lock").read_bytes(), lock.content_hash
 
 
-def register(directory: Path, registry: str, *extra: str) -> dict:
-    out = mlenv("register", "--no-image", "--json", *extra, cwd=directory, env={"MLENV_REGISTRY": registry}, check=True)
-    return json.loads(out.stdout)
+def register(directory: Path, registry: str, description: str | None = None) -> dict:
+    """directory's spec and lock registered (no image), in-process; the record as `--json` prints it."""
+    return mlenv.register(directory / "mlenv.toml", registry=registry, description=description, image=False).to_json()
 
 
 def fraud_train(base: Path, registry: str, name: str = "fraud-train") -> None:
@@ -135,8 +133,8 @@ def fraud_train(base: Path, registry: str, name: str = "fraud-train") -> None:
         ]
     v2 = [p for p in v2 if not (p.platform == "osx-arm64" and p.name == "pandas")]  # a platform difference
     make_rich_env(base / "v1", name, v1, variables={"OMP_NUM_THREADS": "4"}, description="nightly retrain", **common)
-    register(base / "v1", registry, "--description", "first cut")
+    register(base / "v1", registry, description="first cut")
     make_rich_env(base / "v2", name, v2, variables={"OMP_NUM_THREADS": "8"}, description="nightly retrain",
                   base="python:3.11.9-slim-bookworm", **common)  # fmt: skip
-    register(base / "v2", registry, "--description", "numpy 2 and pandas")
-    mlenv("label", f"{name}@2", "prod", cwd=base, env={"MLENV_REGISTRY": registry}, check=True)
+    register(base / "v2", registry, description="numpy 2 and pandas")
+    mlenv.label(f"{name}@2", "prod", registry=registry)

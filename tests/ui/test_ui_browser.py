@@ -318,7 +318,7 @@ def hostile_registry(tmp_path_factory) -> str:
     for n, extra in ((1, "one"), (2, "two")):
         make_rich_env(base / f"env{n}", "evil", [pkg("urllib3", "2.2.1"), pkg("idna", f"3.{n}")],
                       variables={"GREETING": HOSTILE, "STAGE": extra}, description=HOSTILE)  # fmt: skip
-        register(base / f"env{n}", url, "--description", HOSTILE)
+        register(base / f"env{n}", url, description=HOSTILE)
     return url
 
 

@@ -17,6 +17,7 @@ from packaging.specifiers import InvalidSpecifier, Specifier
 from packaging.version import Version
 from ui_envs import fraud_train, make_rich_env, pkg, register
 
+import mlenv as mlenv_api  # the API; `mlenv` here is the command line (cli_run)
 from mlenv.registry.local import LocalRegistry
 from mlenv.ui.catalog import Catalog
 from mlenv.ui.search import (
@@ -267,7 +268,8 @@ def test_a_record_that_disagrees_with_its_indexed_lock_is_not_trusted(local):
 
 
 @pytest.fixture(params=["local", "oci"])
-def registry(request, tmp_path):
+def registry(request, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # the in-process searches' index
     if request.param == "local":
         url = str(tmp_path / "registry")
     else:
@@ -283,10 +285,11 @@ def search(registry: str, cwd: Path, *args: str):
     return mlenv("search", *args, cwd=cwd, env={"MLENV_REGISTRY": registry, "XDG_CACHE_HOME": str(cwd / "cache")})
 
 
-def hits(registry: str, cwd: Path, *args: str) -> list[tuple]:
-    proc = search(registry, cwd, "--json", *args)
-    assert proc.returncode in (0, 1), proc.stderr
-    data = json.loads(proc.stdout)
+def hits(
+    registry: str, cwd: Path, query: str, platform: str | None = None, include_archived: bool = False
+) -> list[tuple]:
+    """The matches of `query`, in-process (the CLI's own rendering is test_mlenv_search's subject)."""
+    data = mlenv_api.search(query, registry=registry, platform=platform, include_archived=include_archived).to_json()
     return sorted(
         (h["name"], h["version"], h["platform"], h["package"], h["package_version"], h["manager"]) for h in data["hits"]
     )
@@ -303,7 +306,7 @@ def test_mlenv_search(registry, tmp_path):
         ("fraud-train", 2, "osx-arm64", "urllib3", "2.2.3", "pypi"),
     ]
     # specifiers and a platform
-    assert hits(registry, cwd, "urllib3<2.2.2", "--platform", "linux-64") == [
+    assert hits(registry, cwd, "urllib3<2.2.2", platform="linux-64") == [
         ("batch-score", 1, "linux-64", "urllib3", "1.26.18", "pypi"),
         ("fraud-train", 1, "linux-64", "urllib3", "2.2.1", "pypi"),
     ]
@@ -312,7 +315,7 @@ def test_mlenv_search(registry, tmp_path):
         ("fraud-train", 1, "linux-64", "numpy", "1.26.4", "pypi"),
         ("fraud-train", 1, "osx-arm64", "numpy", "1.26.4", "pypi"),
     ]
-    assert hits(registry, cwd, "NumPy >= 2, < 3", "--platform", "osx-arm64") == [
+    assert hits(registry, cwd, "NumPy >= 2, < 3", platform="osx-arm64") == [
         ("fraud-train", 2, "osx-arm64", "numpy", "2.0.1", "pypi")
     ]
     assert [h[:3] for h in hits(registry, cwd, "pandas")] == [("fraud-train", 2, "linux-64")]
@@ -323,7 +326,7 @@ def test_mlenv_search(registry, tmp_path):
     # conda and PyPI names: torch finds conda's pytorch; prefixes pick a manager
     assert {h[3] for h in hits(registry, cwd, "torch")} == {"pytorch"}
     assert hits(registry, cwd, "pypi:torch") == []
-    assert [h[4] for h in hits(registry, cwd, "conda:openssl>=3.0.14", "--platform", "linux-64")] == ["3.0.14"]
+    assert [h[4] for h in hits(registry, cwd, "conda:openssl>=3.0.14", platform="linux-64")] == ["3.0.14"]
     assert hits(registry, cwd, "pypi:openssl") == []
     # the table, and the exit status: 0 found, 1 nothing, 2 a bad query
     proc = search(registry, cwd, "scikit_learn~=1.5.2")
@@ -349,10 +352,9 @@ def test_mlenv_search(registry, tmp_path):
 
 
 def test_mlenv_search_json_and_archived(registry, tmp_path):
-    env = {"MLENV_REGISTRY": registry}
-    mlenv("archive", "fraud-train@1", cwd=tmp_path, env=env, check=True)
+    mlenv_api.archive("fraud-train@1", registry=registry)
     assert [h[:2] for h in hits(registry, tmp_path, "urllib3<2.2.2")] == [("batch-score", 1)]
-    assert [h[:2] for h in hits(registry, tmp_path, "urllib3<2.2.2", "--all")] == [
+    assert [h[:2] for h in hits(registry, tmp_path, "urllib3<2.2.2", include_archived=True)] == [
         ("batch-score", 1),
         ("fraud-train", 1),
         ("fraud-train", 1),
