@@ -264,17 +264,17 @@ def read_from_image(reference: str) -> tuple[bytes, bytes, str, str | None]:
     """(spec bytes, lock bytes, content hash, name) from an image mlenv built (a
     created, never started container; the files copied out), checked against the
     image's content-hash label."""
+    from ..errors import MlenvError
     from ..image.docker import DockerEngine, norm_hash
-    from ..runtime.text import clip, first_line
 
     with DockerEngine() as engine:
         info = engine.image(reference)
         if info is None:
             try:
-                engine.client.images.pull(reference)
-            except Exception as exc:  # docker.errors.APIError / ImageNotFound
-                raise RegistryError(f"image {reference} is not local and could not be pulled "
-                                    f"({clip(first_line(exc))})") from None  # fmt: skip
+                engine.pull(reference)
+            except MlenvError as exc:
+                why = str(exc).removeprefix(f"could not pull {reference}: ")
+                raise RegistryError(f"image {reference} is not local and could not be pulled ({why})") from None
             info = engine.image(reference) or {}
         labels = (info.get("Config") or {}).get("Labels") or {}
         expected = norm_hash(labels.get(LABEL_HASH))

@@ -291,3 +291,14 @@ def test_a_bare_lock_is_drawn_as_a_table_in_jupyter():
         assert lock.short_hash in data["text/html"] and "content hash" in data["text/html"]
     finally:
         InteractiveShell.clear_instance()
+
+
+@pytest.mark.docker
+def test_restore_from_an_image_that_cannot_be_pulled_says_so_in_one_line(tmp_path, docker_client, test_registry):
+    missing = f"{test_registry}/mlenv-api-missing/nothing:1"  # the registry answers: no such repository
+    with pytest.raises(mlenv.RegistryError) as err:
+        mlenv.restore(from_image=missing, into=tmp_path / "out")
+    message = str(err.value)
+    assert message.startswith(f"image {missing} is not local and could not be pulled (")
+    assert "could not pull" not in message and "\n" not in message
+    assert not (tmp_path / "out").exists()
