@@ -165,17 +165,19 @@ def test_concurrent_clients_get_distinct_versions(oci_url, tmp_path):
 
 
 def _bcrypt(password: str) -> str:
+    """bcrypt at its lowest cost (4): the registry checks the hash on every request, and
+    the cost factor is not what these tests are about (the default 12 took ~0.25 s a request)."""
     try:
         import bcrypt
 
-        return bcrypt.hashpw(password.encode(), bcrypt.gensalt()).decode()
+        return bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode()
     except ImportError:
         pass
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         import crypt  # glibc/libxcrypt bcrypt ($2b$); removed in Python 3.13
 
-    return crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH))
+    return crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16))  # 2**4 rounds
 
 
 @pytest.fixture(scope="module")
