@@ -1,31 +1,24 @@
-"""`mlenv cache info|prune|clean` on a private cache (XDG_CACHE_HOME), filled by real
-commands against the fixture index: lock, then `build --dockerfile-only`, which fetches
-the artifacts and makes the build-tool tars (no daemon needed)."""
+"""mlenv's host caches (mlenv.cache: info, prune, clean) on a private cache
+(XDG_CACHE_HOME), filled by real API calls against the fixture index: lock, then
+build with dockerfile_only, which fetches the artifacts and makes the build-tool tars
+(no daemon needed); one test runs `mlenv cache info|prune|clean` for what they print."""
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from cli_run import mlenv as cli
 
+import mlenv
 from mlenv.lockfile import read_lock
 
 
-def mlenv(*args, cwd, env):
-    proc = subprocess.run(
-        [sys.executable, "-m", "mlenv.cli", *args], cwd=cwd, capture_output=True, text=True, env={**os.environ, **env}
-    )
-    assert proc.returncode == 0, f"{args}: {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-    return proc
-
-
 @pytest.fixture
-def filled(tmp_path, pypi_server):
+def filled(tmp_path, pypi_server, monkeypatch):
     d = tmp_path / "proj"
     d.mkdir()
     (d / "mlenv.toml").write_text(
@@ -33,15 +26,15 @@ def filled(tmp_path, pypi_server):
         f'[pypi]\nindex-url = "{pypi_server}"\ndependencies = ["fixbeta"]\n'
         '[image]\nbase = "python:3.11-slim"\npython = "/usr/bin/python3"\n'
     )
-    env = {"XDG_CACHE_HOME": str(tmp_path / "cache"), "MLENV_BUILDER": "classic"}
-    mlenv("lock", cwd=d, env=env)
-    mlenv("build", "--dockerfile-only", str(tmp_path / "ctx"), cwd=d, env=env)
-    return d, env, tmp_path / "cache" / "mlenv"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    mlenv.lock(d)
+    rendered = mlenv.build(d, builder="classic", dockerfile_only=tmp_path / "ctx")
+    assert rendered.action == "rendered"
+    return d, tmp_path / "cache" / "mlenv"
 
 
-def info(d, env) -> dict:
-    data = json.loads(mlenv("cache", "info", "--json", cwd=d, env=env).stdout)
-    return {a["name"]: a for a in data["areas"]}
+def info() -> dict:
+    return {a.name: a for a in mlenv.cache.scan()}
 
 
 def age(path: Path, days: float) -> None:
@@ -50,40 +43,67 @@ def age(path: Path, days: float) -> None:
 
 
 def test_info_prune_and_clean(filled):
-    d, env, root = filled
+    d, root = filled
+    assert mlenv.cache.cache_root() == root
     lock = read_lock(d / "mlenv.lock")
-    areas = info(d, env)
+    areas = info()
     artifacts = root / "artifacts" / "sha256"
-    assert areas["artifacts"]["files"] == len(lock.packages) == 2
-    assert areas["artifacts"]["size"] == sum(p.stat().st_size for p in artifacts.iterdir())
-    assert areas["build-tools"]["files"] == 2 and areas["build-tools"]["size"] > 1_000_000  # tar + sha256 (uv inside)
-    text = mlenv("cache", "info", cwd=d, env=env).stdout
-    assert str(root) in text and "artifacts" in text and "total" in text
+    assert areas["artifacts"].files == len(lock.packages) == 2
+    assert areas["artifacts"].size == sum(p.stat().st_size for p in artifacts.iterdir())
+    assert areas["build-tools"].files == 2 and areas["build-tools"].size > 1_000_000  # tar + sha256 (uv inside)
 
-    # one artifact and the tools unused for 40 days: a dry run names them, --yes removes them
+    # one artifact and the tools unused for 40 days: a dry run names them, yes=True removes them
     old = artifacts / lock.packages[0].sha256
     age(old, 40)
     for p in (root / "build-tools").iterdir():
         age(p, 40)
-    dry = json.loads(mlenv("cache", "prune", "--json", cwd=d, env=env).stdout)
-    assert dry["dry_run"] and dry["stale"]["artifacts"]["files"] == 1 and dry["stale"]["build-tools"]["files"] == 2
-    assert old.exists() and dry["removed"]["files"] == 0
-    assert "pass --yes" in mlenv("cache", "prune", cwd=d, env=env).stdout
-    assert json.loads(mlenv("cache", "prune", "--older-than", "50", "--json", cwd=d, env=env).stdout)["stale"] == {}
-    done = json.loads(mlenv("cache", "prune", "--yes", "--json", cwd=d, env=env).stdout)
-    assert done["removed"]["files"] == 3 and not old.exists() and not list((root / "build-tools").iterdir())
-    assert info(d, env)["artifacts"]["files"] == 1
+    dry = mlenv.cache.prune_unused()
+    assert dry.older_than_days == 30
+    assert dry.dry_run and dry.stale["artifacts"]["files"] == 1 and dry.stale["build-tools"]["files"] == 2
+    assert old.exists() and dry.removed_files == 0
+    assert mlenv.cache.prune_unused(50).stale == {}
+    done = mlenv.cache.prune_unused(yes=True)
+    assert not done.dry_run
+    assert done.removed_files == 3 and not old.exists() and not list((root / "build-tools").iterdir())
+    assert info()["artifacts"].files == 1
 
     # using an entry marks it: aged, then reused by a build, then not stale
     (keep,) = artifacts.iterdir()
     age(keep, 40)
-    mlenv("build", "--dockerfile-only", str(d / "ctx2"), cwd=d, env=env)
+    mlenv.build(d, builder="classic", dockerfile_only=d / "ctx2")
     assert old.exists()  # fetched again when needed
-    stale = json.loads(mlenv("cache", "prune", "--json", cwd=d, env=env).stdout)["stale"]
+    stale = mlenv.cache.prune_unused().stale
     assert "artifacts" not in stale, stale
 
-    assert "would remove" in mlenv("cache", "clean", cwd=d, env=env).stdout and root.exists()
-    mlenv("cache", "clean", "--yes", cwd=d, env=env)
+    where, total, removed = mlenv.cache.clean_all()  # a dry run
+    assert (where, removed) == (root, 0) and total == sum(a.size for a in info().values()) > 0 and root.exists()
+    where, total, removed = mlenv.cache.clean_all(yes=True)
+    assert where == root and removed == total > 0
+    assert not root.exists()
+
+
+def test_cli_cache_commands_print_and_json(filled):
+    """`mlenv cache info|prune|clean`: --json carries the API's numbers, the text says what
+    would go and how to make it go."""
+    d, root = filled
+    info_json = json.loads(cli("cache", "info", "--json", cwd=d, check=True).stdout)
+    assert info_json["root"] == str(root)
+    assert {a["name"]: (a["files"], a["size"]) for a in info_json["areas"]} == {
+        a.name: (a.files, a.size) for a in mlenv.cache.scan()
+    }
+    text = cli("cache", "info", cwd=d, check=True).stdout
+    assert str(root) in text and "artifacts" in text and "total" in text
+
+    assert "nothing unused for 30 days" in cli("cache", "prune", cwd=d, check=True).stdout
+    old = next((root / "artifacts" / "sha256").iterdir())
+    age(old, 40)
+    assert "pass --yes" in cli("cache", "prune", cwd=d, check=True).stdout and old.exists()
+    assert json.loads(cli("cache", "prune", "--json", cwd=d, check=True).stdout) == mlenv.cache.prune_unused().to_json()
+    done = json.loads(cli("cache", "prune", "--yes", "--json", cwd=d, check=True).stdout)
+    assert done["removed"]["files"] == 1 and not old.exists()
+
+    assert "would remove" in cli("cache", "clean", cwd=d, check=True).stdout and root.exists()
+    assert "removed" in cli("cache", "clean", "--yes", cwd=d, check=True).stdout
     assert not root.exists()
 
 

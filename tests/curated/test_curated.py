@@ -1,6 +1,7 @@
 """The curated catalog: naming scheme, shipped locks current and verified, the
-release rule (a version changes only when the locked result changes), the CLI,
-and (network) every entry still locks against the real indexes."""
+release rule (a version changes only when the locked result changes), list / show /
+init through the API in-process and the `mlenv curated` commands' output, and
+(network) every entry still locks against the real indexes."""
 
 from __future__ import annotations
 
@@ -8,13 +9,14 @@ import json
 import os
 import shutil
 import socket
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+from cli_run import mlenv as cli
+from inproc_errors import one_line
 
+import mlenv
 from mlenv.curated.catalog import NAME_RE, dumps_catalog, load_catalog, lock_text, spec_text
 from mlenv.curated.release import release
 from mlenv.lockfile import read_lock
@@ -23,13 +25,6 @@ from mlenv.spec import load_spec, parse_spec
 
 ENTRIES = load_catalog()
 REQUIRED = {"minimal", "sklearn", "pytorch", "tensorflow", "xgboost", "lightgbm"}
-
-
-def mlenv(*args, cwd, check=True):
-    proc = subprocess.run([sys.executable, "-m", "mlenv.cli", *args], cwd=cwd, capture_output=True, text=True)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"mlenv {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
-    return proc
 
 
 def test_catalog_covers_the_required_frameworks():
@@ -86,21 +81,42 @@ def test_spec_text_renames_and_keeps_the_lock_current(tmp_path):
     assert spec_text(entry.name) == entry.spec_path.read_text()
 
 
-def test_cli_list_show_init(tmp_path):
-    data = json.loads(mlenv("curated", "list", "--json", cwd=tmp_path).stdout)
-    assert [d["name"] for d in data] == [e.name for e in ENTRIES]
-    plain = mlenv("curated", "list", cwd=tmp_path).stdout
-    assert all(e.name in plain for e in ENTRIES)
+def test_list_show_init(tmp_path):
+    assert [e.name for e in mlenv.curated.list()] == [e.name for e in ENTRIES]
     entry = next(e for e in ENTRIES if e.released)
-    shown = json.loads(mlenv("curated", "show", entry.name, "--json", cwd=tmp_path).stdout)
-    assert shown["content_hash"] == entry.content_hash and shown["packages"] and shown["purpose"] == entry.purpose
-    assert entry.content_hash in mlenv("curated", "show", entry.name, cwd=tmp_path).stdout
-    mlenv("init", "--curated", entry.name, "--name", "mine", cwd=tmp_path)
+    shown = mlenv.curated.show(entry.name)
+    assert shown.entry.content_hash == entry.content_hash and shown.entry.purpose == entry.purpose
+    assert shown.packages() and shown.lock.content_hash == entry.content_hash
+    mlenv.init(tmp_path / "mlenv.toml", curated=entry.name, name="mine")
     assert load_spec(tmp_path / "mlenv.toml").name == "mine"
     (tmp_path / "mlenv.lock").write_text(lock_text(entry.name))
-    assert "up to date" in mlenv("lock", "--check", cwd=tmp_path).stderr + mlenv("lock", cwd=tmp_path).stderr
-    bad = mlenv("curated", "show", "sklearn", cwd=tmp_path, check=False)
-    assert bad.returncode == 2 and "did you mean" in bad.stderr and "Traceback" not in bad.stderr
+    checked = mlenv.check(tmp_path)
+    assert checked.ok and checked.content_hash == entry.content_hash
+    outcome = mlenv.lock(tmp_path)  # up to date: no solve, no write
+    assert (outcome.action, outcome.changed, outcome.content_hash) == ("fresh", False, entry.content_hash)
+    with pytest.raises(mlenv.MlenvError) as e:
+        mlenv.curated.show("sklearn")
+    assert "did you mean" in one_line(e) and e.value.exit_code == 2
+
+
+def test_cli_curated_list_and_show(tmp_path):
+    """`mlenv curated list|show`: --json is the entries' to_json(), the text names them; an
+    unknown name is `error: ... (did you mean ...)` and its hint, exit 2, no traceback."""
+    data = json.loads(cli("curated", "list", "--json", cwd=tmp_path, check=True).stdout)
+    assert data == [e.to_json() for e in mlenv.curated.list()]
+    assert [d["name"] for d in data] == [e.name for e in ENTRIES]
+    plain = cli("curated", "list", cwd=tmp_path, check=True).stdout
+    assert all(e.name in plain for e in ENTRIES)
+    entry = next(e for e in ENTRIES if e.released)
+    shown = json.loads(cli("curated", "show", entry.name, "--json", cwd=tmp_path, check=True).stdout)
+    assert shown == mlenv.curated.show(entry.name).to_json()
+    assert shown["content_hash"] == entry.content_hash and shown["packages"] and shown["purpose"] == entry.purpose
+    assert entry.content_hash in cli("curated", "show", entry.name, cwd=tmp_path, check=True).stdout
+    with pytest.raises(mlenv.MlenvError) as e:
+        mlenv.curated.show("sklearn")
+    bad = cli("curated", "show", "sklearn", cwd=tmp_path)
+    assert bad.returncode == 2 == e.value.exit_code
+    assert bad.stderr == f"error: {e.value}\n" and "did you mean" in bad.stderr and "Traceback" not in bad.stderr
 
 
 # --- the release rule, on a catalog of our own against the local index ----------------------------
@@ -197,24 +213,13 @@ def test_entry_locks_against_real_indexes(entry, tmp_path):
 
         result = lock_spec(load_spec(work / "mlenv.toml"), existing=read_lock(work / "mlenv.lock"), force_solve=True)
         assert result.lock.content_hash == entry.content_hash
-    mlenv("lock", "-q", "--upgrade", cwd=work)  # and the newest allowed versions resolve too
+    mlenv.lock(work, upgrade=True)  # and the newest allowed versions resolve too
     lock = read_lock(work / "mlenv.lock")
     assert lock.for_platform("linux-64", "pypi")
 
 
 def test_init_curated_writes_a_current_lock(tmp_path):
-    import subprocess
-    import sys
-
-    proc = subprocess.run(
-        [sys.executable, "-m", "mlenv.cli", "init", "--curated", "sklearn-1.5-py311-cpu", "--name", "my-sk"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-    )
-    assert proc.returncode == 0, proc.stderr
+    mlenv.init(tmp_path / "mlenv.toml", curated="sklearn-1.5-py311-cpu", name="my-sk")
     assert 'name = "my-sk"' in (tmp_path / "mlenv.toml").read_text()
-    check = subprocess.run(
-        [sys.executable, "-m", "mlenv.cli", "lock", "--check"], cwd=tmp_path, capture_output=True, text=True
-    )
-    assert check.returncode == 0, check.stderr
+    checked = mlenv.check(tmp_path)
+    assert checked.ok, checked.reasons

@@ -252,3 +252,82 @@ def test_gc_removes_only_unreferenced_images(tmp_path, docker_client, base_image
                 docker_client.images.remove(ref, force=True)
             except Exception:
                 pass
+
+
+# --- the read commands' rendering and an error's, on the local backend (moved here from
+# test_registry_local.py, which checks the same behaviour through the API in-process) --------------
+
+
+def test_read_commands_render_tables_text_and_json(tmp_path):
+    """--json is exactly the API result's to_json(); the tables and text show its fields."""
+    from mlenv.api import registry as api
+
+    reg = str(tmp_path / "registry")
+    env = {"MLENV_REGISTRY": reg}
+    make_env(tmp_path / "a", variables={"A": "1"}, packages={"fixalpha": "1.0.0", "gone": "1.0"})
+    api.register(tmp_path / "a", registry=reg, image=False)
+    make_env(tmp_path / "a", variables={"A": "2", "B": "x"}, packages={"fixalpha": "2.0.0", "fixbeta": "1.0.0"})
+    api.register(tmp_path / "a", registry=reg, image=False)
+    assert mlenv("label", "demo@1", "prod", cwd=tmp_path, env=env, check=True).stdout == "demo@prod -> demo@1\n"
+
+    def as_json(*args):
+        return json.loads(mlenv(*args, "--json", cwd=tmp_path, env=env, check=True).stdout)
+
+    assert as_json("list") == api.environments(registry=reg).to_json()
+    vs = as_json("versions", "demo")
+    assert vs == api.versions("demo", registry=reg).to_json()
+    assert [(v["version"], v["labels"]) for v in vs["versions"]] == [(1, ["prod"]), (2, [])]
+    table = mlenv("versions", "demo", cwd=tmp_path, env=env, check=True).stdout.splitlines()
+    assert table[0].split() == ["VERSION", "HASH", "CREATED", "LABELS", "IMAGE", "DIGEST", "ARCHIVED"]
+    assert table[1].split()[0:2] == ["1", vs["versions"][0]["short_hash"]] and "prod" in table[1]
+
+    show = as_json("show", "demo@prod")
+    assert show == api.show("demo@prod", registry=reg).to_json()
+    assert show["platforms"]["linux-64"]["pypi"] == 2 and show["variables"] == {"A": "1"}
+    text = mlenv("show", "demo@1", cwd=tmp_path, env=env, check=True).stdout
+    assert "fixalpha==1.0.0" in text and "A=1" in text and text.startswith(f"demo@1  ({show['content_hash']})")
+
+    assert as_json("diff", "demo@1", "demo@2") == api.diff("demo@1", "demo@2", registry=reg).to_json()
+    human = mlenv("diff", "demo@1", "demo@2", cwd=tmp_path, env=env, check=True).stdout
+    assert "↑ fixalpha 1.0.0 -> 2.0.0" in human and "+ fixbeta" in human and "- gone" in human
+
+    mlenv("archive", "demo@2", cwd=tmp_path, env=env, check=True)
+    assert [v["version"] for v in as_json("versions", "demo")["versions"]] == [1]
+    mlenv("archive", "demo", cwd=tmp_path, env=env, check=True)
+    assert as_json("list")["environments"] == []
+    assert "demo" in mlenv("list", "--all", cwd=tmp_path, env=env, check=True).stdout
+    mlenv("unarchive", "demo", cwd=tmp_path, env=env, check=True)
+    mlenv("unarchive", "demo@2", cwd=tmp_path, env=env, check=True)
+    assert as_json("show", "demo")["version"] == 2
+    hist = as_json("label", "demo", "prod", "--history")
+    assert [h["version"] for h in hist["history"]] == [1]
+
+
+def test_registry_errors_render_as_one_line_with_hint_and_exit_code(tmp_path):
+    """An MlenvError from the registry commands is printed as `error: <message>` and
+    `  hint: <hint>` and nothing else (no traceback), with its exit code."""
+    from mlenv.api import registry as api
+    from mlenv.errors import MlenvError
+    from mlenv.registry.local import LocalRegistry
+
+    reg = tmp_path / "registry"
+    env = {"MLENV_REGISTRY": str(reg)}
+    local = LocalRegistry(reg)
+    local.register("env", b"a", b"a", "sha256:abcd" + "1" * 60)
+    local.register("env", b"b", b"b", "sha256:abcd" + "2" * 60)
+    local.close()
+    stale = tmp_path / "stale"
+    make_env(stale, variables={"A": "1"})
+    (stale / "mlenv.toml").write_text((stale / "mlenv.toml").read_text().replace('A = "1"', 'A = "2"'))
+    cases = [
+        (["show", "env@abcd"], lambda: api.show("env@abcd", registry=str(reg))),  # with a hint
+        (["show", "nope@1"], lambda: api.show("nope@1", registry=str(reg))),  # without
+        (["-C", str(stale), "register"], lambda: api.register(stale, registry=str(reg))),
+    ]
+    for args, call in cases:
+        with pytest.raises(MlenvError) as e:
+            call()
+        proc = mlenv(*args, cwd=tmp_path, env=env)
+        assert proc.returncode == e.value.exit_code != 0, args
+        assert proc.stderr == f"error: {e.value}\n" and proc.stdout == "", args
+        assert len(proc.stderr.splitlines()) == (2 if e.value.hint else 1), args

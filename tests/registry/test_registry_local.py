@@ -1,10 +1,10 @@
 """The embedded local registry (SQLite + content-addressed blobs): semantics,
-addressing, integrity, and 16 concurrent `mlenv register` processes."""
+addressing, integrity, and 16 concurrent `mlenv register` processes; the API's register /
+read / restore on it, called in-process."""
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import sqlite3
 import subprocess
@@ -13,9 +13,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from cli_run import mlenv
+from inproc_errors import one_line
 from registry_envs import fake, make_env, register_all
 
+import mlenv
+from mlenv.errors import LockError
 from mlenv.lockfile import read_lock
 from mlenv.registry import open_registry
 from mlenv.registry.base import NotFound, RegistryError
@@ -154,7 +156,7 @@ def test_threads_registering_concurrently_in_process(tmp_path):
     assert got == [by_hash[fake(i % 5)[2]] for i in range(20)]
 
 
-# --- CLI, reliability ------------------------------------------------------------------
+# --- reliability: separate processes ---------------------------------------------------
 
 
 def test_sixteen_processes_register_at_once(tmp_path):
@@ -181,101 +183,111 @@ def test_sixteen_processes_register_at_once(tmp_path):
     assert sorted(r["version"] for r in results) == sorted(list(range(1, 9)) * 2)
 
 
+# --- the API on the local backend (the CLI's rendering: tests/registry/test_registry_cli.py) ---------
+
+
 def test_register_refuses_stale_or_missing_lock(tmp_path, reg_dir):
-    make_env(tmp_path, variables={"A": "1"})
-    text = (tmp_path / "mlenv.toml").read_text().replace('A = "1"', 'A = "2"')
-    (tmp_path / "mlenv.toml").write_text(text)
-    proc = mlenv("register", cwd=tmp_path)
-    assert proc.returncode != 0
-    assert "is not current" in proc.stderr and "mlenv lock" in proc.stderr and "Traceback" not in proc.stderr
-    (tmp_path / "mlenv.lock").unlink()
-    proc = mlenv("register", cwd=tmp_path)
-    assert proc.returncode != 0 and "mlenv.lock: no such file" in proc.stderr
+    work = tmp_path / "w"
+    make_env(work, variables={"A": "1"})
+    text = (work / "mlenv.toml").read_text().replace('A = "1"', 'A = "2"')
+    (work / "mlenv.toml").write_text(text)
+    with pytest.raises(LockError) as e:
+        mlenv.register(work)
+    assert "is not current" in one_line(e) and "mlenv lock" in str(e.value)
+    (work / "mlenv.lock").unlink()
+    with pytest.raises(LockError) as e:
+        mlenv.register(work)
+    assert "mlenv.lock: no such file" in one_line(e)
     assert not reg_dir.exists() or LocalRegistry(reg_dir).names() == []
 
 
 def test_register_says_already_registered_and_updates_description(tmp_path, reg_dir):
     make_env(tmp_path, name="fraud-train")
-    first = mlenv("register", "--no-image", cwd=tmp_path, check=True)
-    assert first.stdout.startswith("registered fraud-train@1 (")
-    again = mlenv("register", "--no-image", "--description", "baseline", cwd=tmp_path, check=True)
-    assert "already registered as fraud-train@1" in again.stdout and "updated description" in again.stdout
-    data = json.loads(mlenv("show", "fraud-train@1", "--json", cwd=tmp_path, check=True).stdout)
-    assert data["description"] == "baseline" and data["version"] == 1
+    first = mlenv.register(tmp_path, image=False)
+    assert (first.created, first.ref, first.updated) == (True, "fraud-train@1", [])
+    assert first.message().startswith("registered fraud-train@1 (")
+    again = mlenv.register(tmp_path, image=False, description="baseline")
+    assert (again.created, again.ref, again.updated) == (False, "fraud-train@1", ["description"])
+    assert "already registered as fraud-train@1" in again.message() and "updated description" in again.message()
+    shown = mlenv.show("fraud-train@1").version
+    assert shown.description == "baseline" and shown.version == 1
 
 
-def test_read_commands_and_json(tmp_path, reg_dir):
-    make_env(tmp_path / "a", variables={"A": "1"}, packages={"fixalpha": "1.0.0", "gone": "1.0"})
-    mlenv("register", "--no-image", cwd=tmp_path / "a", check=True)
-    make_env(tmp_path / "a", variables={"A": "2", "B": "x"}, packages={"fixalpha": "2.0.0", "fixbeta": "1.0.0"})
-    mlenv("register", "--no-image", cwd=tmp_path / "a", check=True)
-    mlenv("label", "demo@1", "prod", cwd=tmp_path, check=True)
+def test_read_commands(tmp_path, reg_dir):
+    """list / versions / label / show / diff / archive / unarchive / label history."""
+    a = tmp_path / "a"
+    make_env(a, variables={"A": "1"}, packages={"fixalpha": "1.0.0", "gone": "1.0"})
+    mlenv.register(a, image=False)
+    make_env(a, variables={"A": "2", "B": "x"}, packages={"fixalpha": "2.0.0", "fixbeta": "1.0.0"})
+    mlenv.register(a, image=False)
+    labelled, before = mlenv.label("demo@1", "prod")
+    assert (labelled.ref, before) == ("demo@1", None)
 
-    listing = json.loads(mlenv("list", "--json", cwd=tmp_path, check=True).stdout)
-    assert [(e["name"], e["versions"], e["latest"]) for e in listing["environments"]] == [("demo", 2, 2)]
-    vs = json.loads(mlenv("versions", "demo", "--json", cwd=tmp_path, check=True).stdout)["versions"]
-    assert [(v["version"], v["labels"]) for v in vs] == [(1, ["prod"]), (2, [])]
-    table = mlenv("versions", "demo", cwd=tmp_path, check=True).stdout.splitlines()
-    assert table[0].split() == ["VERSION", "HASH", "CREATED", "LABELS", "IMAGE", "DIGEST", "ARCHIVED"]
-    assert table[1].split()[0:2] == ["1", vs[0]["short_hash"]] and "prod" in table[1]
+    assert [(e["name"], e["versions"], e["latest"]) for e in mlenv.environments()] == [("demo", 2, 2)]
+    vs = mlenv.versions("demo")
+    assert [(v.version, v.labels) for v in vs] == [(1, ["prod"]), (2, [])]
 
-    show = json.loads(mlenv("show", "demo@prod", "--json", cwd=tmp_path, check=True).stdout)
-    assert show["platforms"]["linux-64"]["pypi"] == 2 and show["variables"] == {"A": "1"}
-    assert show["spec"] == (tmp_path / "a" / "mlenv.toml").read_text().replace('A = "2"\nB = "x"', 'A = "1"')
-    text = mlenv("show", "demo@1", cwd=tmp_path, check=True).stdout
-    assert "fixalpha==1.0.0" in text and "A=1" in text
+    show = mlenv.show("demo@prod")
+    assert show.version.version == 1
+    assert len(show.lock.for_platform("linux-64", "pypi")) == 2 and show.lock.variables == {"A": "1"}
+    assert {p.name: p.version for p in show.lock.for_platform("linux-64", "pypi")} == {
+        "fixalpha": "1.0.0",
+        "gone": "1.0",
+    }
+    assert show.spec_text == (a / "mlenv.toml").read_text().replace('A = "2"\nB = "x"', 'A = "1"')
 
-    d = json.loads(mlenv("diff", "demo@1", "demo@2", "--json", cwd=tmp_path, check=True).stdout)
-    plat = d["platforms"]["linux-64"]
+    d = mlenv.diff("demo@1", "demo@2")
+    assert (d.left, d.right, d.identical) == ("demo@1", "demo@2", False)
+    plat = d.data["platforms"]["linux-64"]
     assert [p["name"] for p in plat["added"]] == ["fixbeta"]
     assert [p["name"] for p in plat["removed"]] == ["gone"]
     assert plat["upgraded"] == [{"manager": "pypi", "name": "fixalpha", "from": "1.0.0", "to": "2.0.0"}]
-    assert d["variables"] == {"added": {"B": "x"}, "removed": {}, "changed": {"A": ["1", "2"]}}
-    back = json.loads(mlenv("diff", "demo@2", "demo@1", "--json", cwd=tmp_path, check=True).stdout)
-    assert back["platforms"]["linux-64"]["downgraded"][0]["name"] == "fixalpha"
-    human = mlenv("diff", "demo@1", "demo@2", cwd=tmp_path, check=True).stdout
-    assert "↑ fixalpha 1.0.0 -> 2.0.0" in human and "+ fixbeta" in human and "- gone" in human
+    assert d.data["variables"] == {"added": {"B": "x"}, "removed": {}, "changed": {"A": ["1", "2"]}}
+    back = mlenv.diff("demo@2", "demo@1")
+    assert back.data["platforms"]["linux-64"]["downgraded"][0]["name"] == "fixalpha"
+    assert mlenv.diff("demo@1", "demo@prod").identical
 
-    mlenv("archive", "demo@2", cwd=tmp_path, check=True)
-    assert [v["version"] for v in json.loads(mlenv("versions", "demo", "--json", cwd=tmp_path).stdout)["versions"]] == [
-        1
-    ]
-    assert json.loads(mlenv("show", "demo", "--json", cwd=tmp_path, check=True).stdout)["version"] == 1
-    mlenv("archive", "demo", cwd=tmp_path, check=True)
-    assert json.loads(mlenv("list", "--json", cwd=tmp_path).stdout)["environments"] == []
-    assert "demo" in mlenv("list", "--all", cwd=tmp_path, check=True).stdout
-    mlenv("unarchive", "demo", cwd=tmp_path, check=True)
-    mlenv("unarchive", "demo@2", cwd=tmp_path, check=True)
-    assert json.loads(mlenv("show", "demo", "--json", cwd=tmp_path).stdout)["version"] == 2
-    hist = json.loads(mlenv("label", "demo", "prod", "--history", "--json", cwd=tmp_path, check=True).stdout)
-    assert [h["version"] for h in hist["history"]] == [1]
+    assert mlenv.archive("demo@2") == "demo@2"
+    assert [v.version for v in mlenv.versions("demo")] == [1]
+    assert [v.version for v in mlenv.versions("demo", include_archived=True)] == [1, 2]
+    assert mlenv.show("demo").version.version == 1
+    assert mlenv.archive("demo") == "demo"
+    assert list(mlenv.environments()) == []
+    assert [e["name"] for e in mlenv.environments(include_archived=True)] == ["demo"]
+    mlenv.unarchive("demo")
+    mlenv.unarchive("demo@2")
+    assert mlenv.show("demo").version.version == 2
+    assert [v for _, v in mlenv.label_history("demo", "prod")] == [1]
 
 
 @pytest.mark.parametrize(
-    "args, message",
+    "call, message",
     [
-        (["show", "nope@1"], "no environment named 'nope'"),
-        (["show", "demo@7"], "demo@7: no such version"),
-        (["restore", "demo@zz-top"], "no version, label or content hash matches"),
-        (["label", "demo@1", "Bad Label"], "invalid label"),
-        (["diff", "demo@1", "demo@9"], "no such version"),
+        (lambda into: mlenv.show("nope@1"), "no environment named 'nope'"),
+        (lambda into: mlenv.show("demo@7"), "demo@7: no such version"),
+        (lambda into: mlenv.restore("demo@zz-top", into=into), "no version, label or content hash matches"),
+        (lambda into: mlenv.label("demo@1", "Bad Label"), "invalid label"),
+        (lambda into: mlenv.diff("demo@1", "demo@9"), "no such version"),
     ],
+    ids=["show-unknown-name", "show-unknown-version", "restore-unknown-ref", "label-invalid", "diff-unknown-version"],
 )
-def test_errors_are_one_clear_line(tmp_path, reg_dir, args, message):
+def test_errors_are_one_clear_line(tmp_path, reg_dir, call, message):
     make_env(tmp_path / "a")
-    mlenv("register", "--no-image", cwd=tmp_path / "a", check=True)
-    proc = mlenv(*args, cwd=tmp_path)
-    assert proc.returncode != 0
-    assert proc.stderr.startswith("error: ") and message in proc.stderr and "Traceback" not in proc.stderr
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "registry"]
+    mlenv.register(tmp_path / "a", image=False)
+    with pytest.raises(RegistryError) as e:
+        call(tmp_path)
+    assert message in one_line(e)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "registry"]  # nothing was written
 
 
-def test_ambiguous_prefix_cli(tmp_path, reg_dir):
+def test_ambiguous_prefix_says_give_more_digits(tmp_path, reg_dir):
     reg = LocalRegistry(reg_dir)
     reg.register("env", b"a", b"a", "sha256:abcd" + "1" * 60)
     reg.register("env", b"b", b"b", "sha256:abcd" + "2" * 60)
-    proc = mlenv("show", "env@abcd", cwd=tmp_path)
-    assert proc.returncode != 0 and "ambiguous" in proc.stderr and "give more digits" in proc.stderr
+    with pytest.raises(RegistryError) as e:
+        mlenv.show("env@abcd")
+    text = one_line(e)
+    assert "ambiguous" in text and "give more digits" in text
 
 
 # --- restore ---------------------------------------------------------------------------
@@ -283,44 +295,47 @@ def test_ambiguous_prefix_cli(tmp_path, reg_dir):
 
 def test_restore_exact_bytes_and_overwrite_rules(tmp_path, reg_dir):
     s1, l1, _ = make_env(tmp_path / "w", variables={"A": "1"})
-    mlenv("register", "--no-image", cwd=tmp_path / "w", check=True)
+    mlenv.register(tmp_path / "w", image=False)
     s2, l2, _ = make_env(tmp_path / "w", variables={"A": "2"})
-    mlenv("register", "--no-image", cwd=tmp_path / "w", check=True)
+    mlenv.register(tmp_path / "w", image=False)
 
     out = tmp_path / "out"
-    mlenv("restore", "demo@1", "--into", str(out), cwd=tmp_path, check=True)
+    first = mlenv.restore("demo@1", into=out)
+    assert sorted(first.written) == ["mlenv.lock", "mlenv.toml"] and first.version.version == 1
     assert (out / "mlenv.toml").read_bytes() == s1 and (out / "mlenv.lock").read_bytes() == l1
     # files that are a registered version's bytes may be replaced (nothing is lost)
-    mlenv("restore", "demo@2", "--into", str(out), cwd=tmp_path, check=True)
+    mlenv.restore("demo@2", into=out)
     assert (out / "mlenv.toml").read_bytes() == s2 and (out / "mlenv.lock").read_bytes() == l2
-    # a local edit is not replaced without --force, and neither file is touched
+    # a local edit is not replaced without force, and neither file is touched
     edited = s2 + b"# my edit\n"
     (out / "mlenv.toml").write_bytes(edited)
-    proc = mlenv("restore", "demo@1", "--into", str(out), cwd=tmp_path)
-    assert proc.returncode != 0 and "local changes" in proc.stderr and "--force" in proc.stderr
+    with pytest.raises(RegistryError) as e:
+        mlenv.restore("demo@1", into=out)
+    assert "local changes" in one_line(e) and "--force" in str(e.value)
     assert (out / "mlenv.toml").read_bytes() == edited and (out / "mlenv.lock").read_bytes() == l2
-    mlenv("restore", "demo@1", "--into", str(out), "--force", cwd=tmp_path, check=True)
+    mlenv.restore("demo@1", into=out, force=True)
     assert (out / "mlenv.toml").read_bytes() == s1 and (out / "mlenv.lock").read_bytes() == l1
     assert sorted(p.name for p in out.iterdir()) == ["mlenv.lock", "mlenv.toml"]  # no temp files left
     # the restored pair is current: `mlenv lock --check` passes
     assert read_lock(out / "mlenv.lock").content_hash == LocalRegistry(reg_dir).resolve("demo", "1").content_hash
+    assert mlenv.check(out).ok
 
 
 def test_tampered_blob_is_reported_and_nothing_is_restored(tmp_path, reg_dir):
     _, lock, _ = make_env(tmp_path / "w")
-    mlenv("register", "--no-image", cwd=tmp_path / "w", check=True)
+    mlenv.register(tmp_path / "w", image=False)
     blob = reg_dir / "blobs" / "sha256" / hashlib.sha256(lock).hexdigest()
     os.chmod(blob, 0o644)
     blob.write_bytes(lock.replace(b"3.11", b"3.12"))
     out = tmp_path / "out"
-    proc = mlenv("restore", "demo@1", "--into", str(out), cwd=tmp_path)
-    assert proc.returncode != 0
-    assert "corrupt or was tampered with" in proc.stderr and "Traceback" not in proc.stderr
-    assert len(proc.stderr.strip().splitlines()) <= 2  # message + hint
+    with pytest.raises(RegistryError) as e:
+        mlenv.restore("demo@1", into=out)
+    assert "corrupt or was tampered with" in one_line(e)  # message + hint, one line each
     assert not out.exists() or list(out.iterdir()) == []
-    for cmd in (["show", "demo@1"], ["diff", "demo@1", "demo@1"]):
-        proc = mlenv(*cmd, cwd=tmp_path)
-        assert proc.returncode != 0 and "tampered" in proc.stderr
+    for call in (lambda: mlenv.show("demo@1"), lambda: mlenv.diff("demo@1", "demo@1")):
+        with pytest.raises(RegistryError) as e:
+            call()
+        assert "tampered" in one_line(e)
 
 
 def test_versions_on_local_registry_imports_nothing_heavy(tmp_path, reg_dir):

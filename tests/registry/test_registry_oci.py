@@ -15,9 +15,11 @@ import warnings
 from pathlib import Path
 
 import pytest
-from cli_run import mlenv
+from inproc_errors import one_line
 from registry_envs import fake, make_env, register_all
 
+import mlenv
+from mlenv.errors import MlenvError
 from mlenv.registry.base import NotFound, RegistryError
 from mlenv.registry.oci import OciRegistry
 
@@ -114,8 +116,9 @@ def test_tampered_blob_in_registry_storage_is_refused(oci_url, test_registry, tm
     blob = data_root / hexd[:2] / hexd / "data"
     blob.write_bytes(lock.replace(b"lock", b"LOCK"))
     out = tmp_path / "out"
-    proc = mlenv("restore", "env@1", "--into", str(out), "--registry", oci_url, cwd=tmp_path)
-    assert proc.returncode != 0 and "does not match its digest" in proc.stderr, proc.stderr
+    with pytest.raises(MlenvError) as e:
+        mlenv.restore("env@1", into=out, registry=oci_url)
+    assert "does not match its digest" in one_line(e)
     assert not out.exists()
 
 
@@ -124,11 +127,12 @@ def test_unreachable_registry_is_one_clear_line(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     make_env(tmp_path)
-    proc = mlenv("register", "--no-image", "--registry", f"oci://127.0.0.1:{port}/ns", cwd=tmp_path)
-    assert proc.returncode != 0
-    assert proc.stderr.startswith(f"error: registry 127.0.0.1:{port} unreachable") and "Traceback" not in proc.stderr
-    proc = mlenv("versions", "demo", "--registry", f"oci://127.0.0.1:{port}/ns", cwd=tmp_path)
-    assert proc.returncode != 0 and "unreachable" in proc.stderr
+    with pytest.raises(RegistryError) as e:
+        mlenv.register(tmp_path, registry=f"oci://127.0.0.1:{port}/ns", image=False)
+    assert one_line(e).startswith(f"registry 127.0.0.1:{port} unreachable")
+    with pytest.raises(RegistryError) as e:
+        mlenv.versions("demo", registry=f"oci://127.0.0.1:{port}/ns")
+    assert "unreachable" in one_line(e)
 
 
 def test_invalid_names_for_oci(oci_url):
@@ -161,17 +165,19 @@ def test_concurrent_clients_get_distinct_versions(oci_url, tmp_path):
 
 
 def _bcrypt(password: str) -> str:
+    """bcrypt at its lowest cost (4): the registry checks the hash on every request, and
+    the cost factor is not what these tests are about (the default 12 took ~0.25 s a request)."""
     try:
         import bcrypt
 
-        return bcrypt.hashpw(password.encode(), bcrypt.gensalt()).decode()
+        return bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode()
     except ImportError:
         pass
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         import crypt  # glibc/libxcrypt bcrypt ($2b$); removed in Python 3.13
 
-    return crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH))
+    return crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16))  # 2**4 rounds
 
 
 @pytest.fixture(scope="module")
@@ -221,48 +227,49 @@ def auth_registry(tmp_path_factory):
         log.close()
 
 
-def test_auth_refused_without_or_with_wrong_credentials(auth_registry, tmp_path):
+def _credentials(monkeypatch, *, docker_config: Path, username: str = "", password: str = "") -> None:
+    """Where the OCI client looks for credentials, for this test only."""
+    monkeypatch.setenv("DOCKER_CONFIG", str(docker_config))
+    monkeypatch.setenv("MLENV_REGISTRY_USERNAME", username)
+    monkeypatch.setenv("MLENV_REGISTRY_PASSWORD", password)
+
+
+def test_auth_refused_without_or_with_wrong_credentials(auth_registry, tmp_path, monkeypatch, capsys):
     make_env(tmp_path)
     url = f"oci://{auth_registry}/team"
-    clean = {
-        "DOCKER_CONFIG": str(tmp_path / "no-docker-config"),
-        "MLENV_REGISTRY_USERNAME": "",
-        "MLENV_REGISTRY_PASSWORD": "",
-    }
-    proc = mlenv("register", "--no-image", "--registry", url, cwd=tmp_path, env=clean)
-    assert proc.returncode != 0
-    assert proc.stderr.startswith(
-        f"error: registry {auth_registry} refused access (HTTP 401, no credentials configured)"
-    )
-    assert "docker login" in proc.stderr and "Traceback" not in proc.stderr
-    wrong = dict(clean, MLENV_REGISTRY_USERNAME="alice", MLENV_REGISTRY_PASSWORD="not-the-Password-7")
-    proc = mlenv("register", "--no-image", "--registry", url, cwd=tmp_path, env=wrong)
-    assert proc.returncode != 0 and "refused access (HTTP 401, with the configured credentials)" in proc.stderr
-    assert "not-the-Password-7" not in proc.stderr + proc.stdout
+    _credentials(monkeypatch, docker_config=tmp_path / "no-docker-config")
+    with pytest.raises(RegistryError) as e:
+        mlenv.register(tmp_path, registry=url, image=False)
+    text = one_line(e)
+    assert text.startswith(f"registry {auth_registry} refused access (HTTP 401, no credentials configured)")
+    assert "docker login" in text
+    _credentials(monkeypatch, docker_config=tmp_path / "no-docker-config", username="alice",
+                 password="not-the-Password-7")  # fmt: skip
+    with pytest.raises(RegistryError) as e:
+        mlenv.register(tmp_path, registry=url, image=False)
+    assert "refused access (HTTP 401, with the configured credentials)" in one_line(e)
+    captured = capsys.readouterr()
+    assert "not-the-Password-7" not in str(e.value) + repr(e.value.args) + captured.out + captured.err
     # nothing was written remotely
     s = session()
     s.auth = ("alice", "wonder-Land-9")
     assert s.get(f"http://{auth_registry}/v2/_catalog").json()["repositories"] == []
 
 
-def test_auth_with_env_credentials_and_docker_config(auth_registry, tmp_path):
+def test_auth_with_env_credentials_and_docker_config(auth_registry, tmp_path, monkeypatch, capsys):
     make_env(tmp_path, name="authed")
     url = f"oci://{auth_registry}/team"
-    env = {
-        "DOCKER_CONFIG": str(tmp_path / "none"),
-        "MLENV_REGISTRY_USERNAME": "alice",
-        "MLENV_REGISTRY_PASSWORD": "wonder-Land-9",
-    }
-    proc = mlenv("register", "--no-image", "--registry", url, cwd=tmp_path, env=env, check=True)
-    assert "registered authed@1" in proc.stdout and "wonder-Land-9" not in proc.stdout + proc.stderr
+    _credentials(monkeypatch, docker_config=tmp_path / "none", username="alice", password="wonder-Land-9")
+    registered = mlenv.register(tmp_path, registry=url, image=False)
+    assert (registered.created, registered.ref) == (True, "authed@1")
+    assert "wonder-Land-9" not in json.dumps(registered.to_json()) + "".join(capsys.readouterr())
     # `docker login` style config.json
     cfg = tmp_path / "docker"
     cfg.mkdir()
     auth = base64.b64encode(b"alice:wonder-Land-9").decode()
     (cfg / "config.json").write_text(json.dumps({"auths": {auth_registry: {"auth": auth}}}))
-    env = {"DOCKER_CONFIG": str(cfg), "MLENV_REGISTRY_USERNAME": "", "MLENV_REGISTRY_PASSWORD": ""}
+    _credentials(monkeypatch, docker_config=cfg)
     out = tmp_path / "out"
-    mlenv("restore", "authed@1", "--into", str(out), "--registry", url, cwd=tmp_path, env=env, check=True)
+    mlenv.restore("authed@1", into=out, registry=url)
     assert (out / "mlenv.lock").read_bytes() == (tmp_path / "mlenv.lock").read_bytes()
-    listing = json.loads(mlenv("list", "--json", "--registry", url, cwd=tmp_path, env=env, check=True).stdout)
-    assert [e["name"] for e in listing["environments"]] == ["authed"]
+    assert [e["name"] for e in mlenv.environments(registry=url)] == ["authed"]

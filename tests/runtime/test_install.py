@@ -1,5 +1,6 @@
-"""`mlenv install` / `mlenv verify` on the host (no Docker): a lock built from the
-fixture conda channel and the fixture PyPI index, installed into a tmp prefix."""
+"""install / verify on the host (no Docker): a lock built from the fixture conda channel
+and the fixture PyPI index, installed into a tmp prefix, through the API in-process;
+one test runs `mlenv install` / `mlenv verify` to check what the CLI prints and exits with."""
 
 from __future__ import annotations
 
@@ -12,25 +13,16 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from cli_run import mlenv as cli
+from inproc_errors import one_line
 
+import mlenv
+from mlenv.errors import InstallError, MlenvError
 from mlenv.lockfile import read_lock
 
 # A base image the lock cannot pin (connection refused at once): these tests build nothing.
 UNRESOLVABLE = "127.0.0.1:9/mlenv-test/none:1"
 BASE_PYTHON = getattr(sys, "_base_executable", sys.executable)
-
-
-def mlenv(*args, cwd, env=None):
-    full_env = dict(os.environ)
-    full_env.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "mlenv.cli", *args], cwd=cwd, capture_output=True, text=True, env=full_env
-    )
-
-
-def ok(proc):
-    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-    return proc
 
 
 def write(directory: Path, text: str) -> Path:
@@ -57,7 +49,7 @@ def pypi_project(tmp_path_factory, pypi_server):
         base = "{UNRESOLVABLE}"
     """,
     )
-    ok(mlenv("lock", cwd=d))
+    mlenv.lock(d)
     return d
 
 
@@ -77,15 +69,18 @@ def conda_project(tmp_path_factory, conda_channel):
         base = "mlenv-test/debian-python:bookworm"
     """,
     )
-    ok(mlenv("lock", "--offline", cwd=d))
+    mlenv.lock(d, offline=True)
     return d
+
+
+def _differences(verified) -> set[tuple[str, str]]:
+    return {(d.name, d.kind) for d in verified.differences}
 
 
 def test_install_pypi_into_venv_then_verify_clean(pypi_project, tmp_path):
     prefix = tmp_path / "env"
-    proc = ok(mlenv("install", "--prefix", str(prefix), "--python", BASE_PYTHON, "--json", cwd=pypi_project))
-    summary = json.loads(proc.stdout)
-    assert summary["pypi"] == 2 and summary["platform"] == "linux-64"
+    installed = mlenv.install(prefix, spec=pypi_project, python=BASE_PYTHON)
+    assert (installed.result.pypi, installed.result.platform) == (2, "linux-64")
     out = subprocess.run(
         [
             str(prefix / "bin" / "python"),
@@ -98,26 +93,25 @@ def test_install_pypi_into_venv_then_verify_clean(pypi_project, tmp_path):
     lock = read_lock(pypi_project / "mlenv.lock")
     want = {p.name: p.version for p in lock.for_platform("linux-64", "pypi")}
     assert out.stdout.split() == [want["fixalpha"], want["fixbeta"]]
-    proc = ok(mlenv("verify", "--prefix", str(prefix), cwd=pypi_project))
-    assert "matches" in proc.stdout
+    clean = mlenv.verify(prefix=prefix, spec=pypi_project)
+    assert clean.ok and clean.differences == [] and clean.lock.content_hash == lock.content_hash
 
-    # A removed file and a removed distribution are both reported; exit 1.
+    # A removed file and a removed distribution are both reported.
     site = next(prefix.glob("lib/python*/site-packages"))
     (site / "fixbeta" / "__init__.py").unlink()
     shutil.rmtree(next(site.glob("fixalpha-*.dist-info")))
-    proc = mlenv("verify", "--prefix", str(prefix), "--json", cwd=pypi_project)
-    assert proc.returncode == 1
-    diffs = {(d["name"], d["kind"]) for d in json.loads(proc.stdout)["differences"]}
-    assert diffs == {("fixalpha", "missing"), ("fixbeta", "files")}
+    damaged = mlenv.verify(prefix=prefix, spec=pypi_project)
+    assert not damaged.ok
+    assert _differences(damaged) == {("fixalpha", "missing"), ("fixbeta", "files")}
 
     # Re-installing repairs the prefix, and an extra distribution is removed.
-    ok(mlenv("install", "--prefix", str(prefix), "--python", BASE_PYTHON, cwd=pypi_project))
-    ok(mlenv("verify", "--prefix", str(prefix), cwd=pypi_project))
+    mlenv.install(prefix, spec=pypi_project, python=BASE_PYTHON)
+    assert mlenv.verify(prefix=prefix, spec=pypi_project).ok
 
 
 def test_verify_reports_extra_and_wrong_version(pypi_project, tmp_path, pypi_server):
     prefix = tmp_path / "env"
-    ok(mlenv("install", "--prefix", str(prefix), "--python", BASE_PYTHON, cwd=pypi_project))
+    mlenv.install(prefix, spec=pypi_project, python=BASE_PYTHON)
     from mlenv.solve.pypi import uv_binary
 
     env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
@@ -138,15 +132,16 @@ def test_verify_reports_extra_and_wrong_version(pypi_project, tmp_path, pypi_ser
         capture_output=True,
         env=env,
     )
-    proc = mlenv("verify", "--prefix", str(prefix), cwd=pypi_project)
-    assert proc.returncode == 1
-    assert "pypi: fixalpha is 1.0.0, mlenv.lock says 1.1.0" in proc.stdout
-    assert "pypi: extra fixconflict" in proc.stdout
+    verified = mlenv.verify(prefix=prefix, spec=pypi_project)
+    assert not verified.ok
+    lines = [str(d) for d in verified.differences]
+    assert "pypi: fixalpha is 1.0.0, mlenv.lock says 1.1.0" in lines
+    assert any(line.startswith("pypi: extra fixconflict") for line in lines)
 
 
 def test_install_conda_packages_verified_and_linked(conda_project, tmp_path):
     prefix = tmp_path / "env"
-    ok(mlenv("install", "--prefix", str(prefix), cwd=conda_project))
+    mlenv.install(prefix, spec=conda_project)
     assert (prefix / "share/mlenv-hello/hello.txt").read_text().strip()
     assert sorted(p.name.rsplit("-", 2)[0] for p in (prefix / "conda-meta").glob("*.json")) == [
         "libfix",
@@ -154,13 +149,13 @@ def test_install_conda_packages_verified_and_linked(conda_project, tmp_path):
         "mlenv-hello",
     ]
     assert not (prefix / "CACHEDIR.TAG").exists()
-    ok(mlenv("verify", "--prefix", str(prefix), cwd=conda_project))
+    assert mlenv.verify(prefix=prefix, spec=conda_project).ok
     (prefix / "share/mlenv-hello/hello.txt").unlink()
-    proc = mlenv("verify", "--prefix", str(prefix), cwd=conda_project)
-    assert proc.returncode == 1 and "conda: mlenv-hello" in proc.stdout and "hello.txt" in proc.stdout
+    lines = [str(d) for d in mlenv.verify(prefix=prefix, spec=conda_project).differences]
+    assert any(line.startswith("conda: mlenv-hello") and "hello.txt" in line for line in lines), lines
     (prefix / "conda-meta" / next(p.name for p in (prefix / "conda-meta").glob("libfix-data-*.json"))).unlink()
-    proc = mlenv("verify", "--prefix", str(prefix), cwd=conda_project)
-    assert "conda: missing libfix-data 1.0.0" in proc.stdout
+    lines = [str(d) for d in mlenv.verify(prefix=prefix, spec=conda_project).differences]
+    assert "conda: missing libfix-data 1.0.0" in lines
 
 
 def _reseal_with(project: Path, dest: Path, manager: str, name: str) -> Path:
@@ -179,29 +174,34 @@ def test_tampered_sha256_fails_clearly(pypi_project, conda_project, tmp_path, ma
     project = pypi_project if manager == "pypi" else conda_project
     lock_file = _reseal_with(project, tmp_path / "tampered", manager, name)
     prefix = tmp_path / "env"
-    proc = mlenv("install", "--lock", str(lock_file), "--prefix", str(prefix), "--python", BASE_PYTHON, cwd=tmp_path)
-    assert proc.returncode != 0
-    assert "Traceback" not in proc.stderr
-    first = next(ln for ln in proc.stderr.splitlines() if ln.startswith("error:"))
-    assert first.startswith("error: sha256 mismatch for") and name in first and "0" * 64 in first
+    with pytest.raises(InstallError) as e:
+        mlenv.install(prefix, lock=lock_file, python=BASE_PYTHON)
+    one_line(e)
+    message = e.value.message
+    assert message.startswith("sha256 mismatch for") and name in message and "0" * 64 in message
 
 
 def test_platform_the_lock_lacks_is_a_clear_error(conda_project, tmp_path):
-    proc = mlenv("install", "--prefix", str(tmp_path / "env"), "--platform", "osx-arm64", cwd=conda_project)
-    assert proc.returncode != 0
-    assert "no packages for platform osx-arm64 (it has: linux-64)" in proc.stderr
+    with pytest.raises(MlenvError) as e:
+        mlenv.install(tmp_path / "env", spec=conda_project, platform="osx-arm64")
+    assert "no packages for platform osx-arm64 (it has: linux-64)" in one_line(e)
 
 
-def test_wrong_interpreter_version_is_refused(pypi_project, tmp_path):
+def _fake_python_310(tmp_path: Path) -> Path:
     other = tmp_path / "python3.10"  # answers the version probe like a Python 3.10 would
     other.write_text("#!/bin/sh\necho 3.10\n")
     other.chmod(0o755)
-    proc = mlenv("install", "--prefix", str(tmp_path / "env"), "--python", other, cwd=pypi_project)
-    assert proc.returncode != 0 and "is Python 3.10 but mlenv.lock was solved for Python 3.11" in proc.stderr
+    return other
+
+
+def test_wrong_interpreter_version_is_refused(pypi_project, tmp_path):
+    with pytest.raises(MlenvError) as e:
+        mlenv.install(tmp_path / "env", spec=pypi_project, python=str(_fake_python_310(tmp_path)))
+    assert "is Python 3.10 but mlenv.lock was solved for Python 3.11" in one_line(e)
     assert not (tmp_path / "env" / "pyvenv.cfg").exists()
 
 
-def test_credentials_come_from_the_environment_and_are_not_written(tmp_path, pypi_auth_server):
+def test_credentials_come_from_the_environment_and_are_not_written(tmp_path, pypi_auth_server, monkeypatch):
     d = tmp_path / "proj"
     index = pypi_auth_server.url.replace("://", "://${IDX_USER}:${IDX_TOKEN}@")
     write(
@@ -217,24 +217,24 @@ def test_credentials_come_from_the_environment_and_are_not_written(tmp_path, pyp
         base = "{UNRESOLVABLE}"
     """,
     )
-    cache = {"XDG_CACHE_HOME": str(tmp_path / "cache")}  # an empty artifact cache
-    creds = {"IDX_USER": pypi_auth_server.username, "IDX_TOKEN": pypi_auth_server.password, **cache}
-    ok(mlenv("lock", cwd=d, env=creds))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # an empty artifact cache
+
+    def credentials(user: str, token: str) -> None:
+        monkeypatch.setenv("IDX_USER", user)
+        monkeypatch.setenv("IDX_TOKEN", token)
+
+    credentials(pypi_auth_server.username, pypi_auth_server.password)
+    mlenv.lock(d)
     assert pypi_auth_server.password not in (d / "mlenv.lock").read_text()
     prefix = tmp_path / "env"
-    proc = mlenv(
-        "install",
-        "--prefix",
-        str(prefix),
-        "--python",
-        BASE_PYTHON,
-        cwd=d,
-        env={"IDX_USER": "", "IDX_TOKEN": "", **cache},
-    )
-    assert proc.returncode != 0 and "Traceback" not in proc.stderr
-    assert "authentication" in proc.stderr and "MLENV_INDEX_URL" in proc.stderr
-    ok(mlenv("install", "--prefix", str(prefix), "--python", BASE_PYTHON, cwd=d, env=creds))
-    ok(mlenv("verify", "--prefix", str(prefix), cwd=d, env=creds))
+    credentials("", "")
+    with pytest.raises(MlenvError) as e:
+        mlenv.install(prefix, spec=d, python=BASE_PYTHON)
+    text = one_line(e)
+    assert "authentication" in text and "MLENV_INDEX_URL" in text
+    credentials(pypi_auth_server.username, pypi_auth_server.password)
+    mlenv.install(prefix, spec=d, python=BASE_PYTHON)
+    assert mlenv.verify(prefix=prefix, spec=d).ok
     leaked = [p for p in prefix.rglob("*") if p.is_file() and pypi_auth_server.password.encode() in p.read_bytes()]
     assert leaked == []
     artifacts = list((tmp_path / "cache" / "mlenv" / "artifacts" / "sha256").iterdir())
@@ -243,7 +243,7 @@ def test_credentials_come_from_the_environment_and_are_not_written(tmp_path, pyp
     assert all(pypi_auth_server.password.encode() not in a.read_bytes() for a in artifacts)
 
 
-def test_second_install_uses_the_artifact_cache_offline(tmp_path, pypi_server):
+def test_second_install_uses_the_artifact_cache_offline(tmp_path, pypi_server, monkeypatch):
     d = tmp_path / "proj"
     write(
         d,
@@ -258,17 +258,51 @@ def test_second_install_uses_the_artifact_cache_offline(tmp_path, pypi_server):
         base = "{UNRESOLVABLE}"
     """,
     )
-    cache = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
-    ok(mlenv("lock", cwd=d, env=cache))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    mlenv.lock(d)
     files = [p.url.rsplit("/", 1)[-1] for p in read_lock(d / "mlenv.lock").for_platform("linux-64", "pypi")]
     before = len(pypi_server.requests)
-    ok(mlenv("install", "--prefix", str(tmp_path / "a"), "--python", BASE_PYTHON, cwd=d, env=cache))
+    mlenv.install(tmp_path / "a", spec=d, python=BASE_PYTHON)
     fetched = pypi_server.requests[before:]
     assert all(any(f in r for r in fetched) for f in files), fetched
     before = len(pypi_server.requests)
-    ok(mlenv("install", "--prefix", str(tmp_path / "b"), "--python", BASE_PYTHON, cwd=d, env=cache))
+    mlenv.install(tmp_path / "b", spec=d, python=BASE_PYTHON)
     assert pypi_server.requests[before:] == []  # every artifact came from the cache
-    ok(mlenv("verify", "--prefix", str(tmp_path / "b"), cwd=d))
+    assert mlenv.verify(prefix=tmp_path / "b", spec=d).ok
+
+
+# --- the CLI: what `mlenv install` / `mlenv verify` print and exit with ------------------------------
+
+
+def test_cli_install_and_verify_print_json_differences_and_exit_codes(pypi_project, tmp_path):
+    """--json is the API result's to_json(); verify prints one line per difference and exits 1
+    on any; an install error is `error: <message>` (and its hint) and nothing else."""
+    prefix = tmp_path / "env"
+    proc = cli("install", "--prefix", str(prefix), "--python", BASE_PYTHON, "--json", cwd=pypi_project, check=True)
+    summary = json.loads(proc.stdout)
+    lock = read_lock(pypi_project / "mlenv.lock")
+    assert (summary["pypi"], summary["platform"], summary["content_hash"]) == (2, "linux-64", lock.content_hash)
+    assert summary["prefix"] == str(prefix)
+    proc = cli("verify", "--prefix", str(prefix), cwd=pypi_project, check=True)
+    assert proc.stdout == f"{prefix} matches mlenv.lock {lock.short_hash}\n"
+
+    site = next(prefix.glob("lib/python*/site-packages"))
+    shutil.rmtree(next(site.glob("fixalpha-*.dist-info")))
+    expected = mlenv.verify(prefix=prefix, spec=pypi_project)
+    proc = cli("verify", "--prefix", str(prefix), cwd=pypi_project)
+    assert proc.returncode == 1
+    assert proc.stdout.splitlines() == [str(d) for d in expected.differences] == ["pypi: missing fixalpha 1.1.0"]
+    assert "1 difference(s) from the lock" in proc.stderr
+    proc = cli("verify", "--prefix", str(prefix), "--json", cwd=pypi_project)
+    assert proc.returncode == 1 and json.loads(proc.stdout) == expected.to_json()
+
+    python310 = _fake_python_310(tmp_path)
+    with pytest.raises(MlenvError) as e:
+        mlenv.install(tmp_path / "env2", spec=pypi_project, python=str(python310))
+    proc = cli("install", "--prefix", str(tmp_path / "env2"), "--python", str(python310), cwd=pypi_project)
+    assert proc.returncode == e.value.exit_code != 0
+    # after the progress lines: the message and its hint, and nothing else
+    assert proc.stderr.endswith(f"\nerror: {e.value}\n") and "Traceback" not in proc.stderr
 
 
 def test_runtime_imports_only_the_stdlib_and_itself():
