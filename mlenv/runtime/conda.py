@@ -56,7 +56,7 @@ def link(artifacts: list[Artifact], prefix: Path, platform: str, local: Path, ra
     tag_existed = (prefix / "CACHEDIR.TAG").exists()
     try:
         run(lambda: rattler.install(records, str(prefix), cache_dir=rattler_cache, show_progress=False,
-                                    platform=rattler.Platform(platform)))  # fmt: skip
+                                    platform=rattler.Subdir(platform)))  # fmt: skip
     except Exception as exc:  # rattler raises its own exception types
         raise InstallError(
             f"py-rattler could not install the conda packages into {prefix}: {first_line(exc)}"

@@ -67,7 +67,7 @@ def solve(
         raise SolveError(
             f"invalid conda channel: {scrub(first_line(exc), secrets)}", hint=f"check [conda] channels ({shown})"
         ) from None
-    subdirs = [rattler.Platform(platform), rattler.Platform("noarch")]
+    subdirs = [rattler.Subdir(platform), rattler.Subdir("noarch")]
     preferences = []
     if not upgrade:
         skip = {n.lower() for n in upgrade_packages}
