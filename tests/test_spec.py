@@ -1,5 +1,6 @@
 """mlenv.toml: validation messages (file:line, did-you-mean), the spec hash,
-and tomlkit edits that keep formatting."""
+and tomlkit edits that keep formatting (the API in-process; `mlenv(...)` runs the
+command line for the tests whose subject it is)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from solve_api import mlenv_error
 
+import mlenv as mlenv_api
 from mlenv.errors import SpecError
 from mlenv.spec import parse_spec
 
@@ -302,10 +305,11 @@ def test_property_malformed_specs_give_located_errors(lines):
         assert "Traceback" not in str(exc)
 
 
-# --- CLI: init / add / remove / errors ------------------------------------------------
+# --- init / add / remove (the API), and what the CLI makes of an error -----------------
 
 
 def test_cli_errors_are_one_line_without_traceback(tmp_path):
+    """The subject is the command line: a SpecError is one `error:` line, exit 2, no traceback."""
     (tmp_path / "mlenv.toml").write_text('[environment]\nname = "x"\npyhton = "3.11"\n')
     proc = mlenv("lock", cwd=tmp_path)
     assert proc.returncode == 2
@@ -314,51 +318,69 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path):
     assert "mlenv.toml:3: unknown key `pyhton`" in proc.stderr
 
 
-def test_cli_missing_spec(tmp_path):
-    proc = mlenv("lock", cwd=tmp_path)
-    assert proc.returncode == 2
-    assert "mlenv.toml: no such file" in proc.stderr and "mlenv init" in proc.stderr
+def test_cli_init_add_errors_are_one_line_with_hint(tmp_path):
+    """init / add / remove on the command line: options parsed, an error is one `error:` line
+    plus its `hint:`, exit 2, no traceback."""
+    proc = mlenv("init", "--name", "demo", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert parse_spec((tmp_path / "mlenv.toml").read_text(), tmp_path / "mlenv.toml").name == "demo"
+    proc = mlenv("init", cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")] == ["error: mlenv.toml already exists"]
+    assert "hint: pass --force to overwrite it" in proc.stderr
+    proc = mlenv("add", "--conda", "numpy 1.26.*", cwd=tmp_path)
+    assert proc.returncode == 2 and "no [conda] table" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_missing_spec_says_how_to_start(tmp_path):
+    with mlenv_error(SpecError) as e:
+        mlenv_api.lock(tmp_path)
+    assert "mlenv.toml: no such file" in str(e.value) and "mlenv init" in str(e.value)
 
 
 def test_init_add_remove_keep_comments_and_order(tmp_path):
-    proc = mlenv("init", "--name", "demo", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
     path = tmp_path / "mlenv.toml"
+    assert mlenv_api.init(path, name="demo").path == path
     text = path.read_text()
     assert "# mlenv.toml: the environment, declared." in text
     parse_spec(text, path)  # the starter spec is valid
 
     path.write_text(text.replace("dependencies = [\n]", 'dependencies = [\n    "requests",  # keep me\n]'))
-    assert mlenv("add", "pandas>=2", "numpy<2", cwd=tmp_path).returncode == 0
-    assert mlenv("add", "pandas>=2.1", cwd=tmp_path).returncode == 0  # replaces in place
-    assert mlenv("remove", "numpy", cwd=tmp_path).returncode == 0
-    edited = path.read_text()
-    assert '"requests",  # keep me' in edited
-    assert "pandas>=2.1" in edited and 'pandas>=2"' not in edited and "numpy" not in edited
+    mlenv_api.add(["pandas>=2", "numpy<2"], spec=tmp_path)
+    edited = mlenv_api.add(["pandas>=2.1"], spec=tmp_path)  # replaces in place
+    assert edited.changes == ["Updated pandas in [pypi]: pandas>=2.1"]
+    mlenv_api.remove(["numpy"], spec=tmp_path)
+    edited_text = path.read_text()
+    assert '"requests",  # keep me' in edited_text
+    assert "pandas>=2.1" in edited_text and 'pandas>=2"' not in edited_text and "numpy" not in edited_text
     # everything outside the dependency list is byte-identical
     before_head = text.split("dependencies = [")[0]
-    assert edited.startswith(before_head)
-    spec = parse_spec(edited, path)
+    assert edited_text.startswith(before_head)
+    spec = parse_spec(edited_text, path)
     assert spec.pypi_dependencies == ["requests", "pandas>=2.1"]
 
 
 def test_add_invalid_leaves_file_untouched(tmp_path):
-    assert mlenv("init", "--name", "demo", cwd=tmp_path).returncode == 0
+    mlenv_api.init(tmp_path / "mlenv.toml", name="demo")
     before = (tmp_path / "mlenv.toml").read_bytes()
-    proc = mlenv("add", "pandas>>2", cwd=tmp_path)
-    assert proc.returncode == 2 and "invalid PyPI requirement 'pandas>>2'" in proc.stderr
-    proc = mlenv("remove", "nothere", cwd=tmp_path)
-    assert proc.returncode == 2 and "'nothere' is not a dependency" in proc.stderr
+    with mlenv_error(SpecError) as e:
+        mlenv_api.add(["pandas>>2"], spec=tmp_path)
+    assert "invalid PyPI requirement 'pandas>>2'" in str(e.value)
+    with mlenv_error(SpecError) as e:
+        mlenv_api.remove(["nothere"], spec=tmp_path)
+    assert "'nothere' is not a dependency" in str(e.value)
     assert (tmp_path / "mlenv.toml").read_bytes() == before
 
 
 def test_add_conda_needs_conda_table(tmp_path):
-    assert mlenv("init", "--name", "demo", cwd=tmp_path).returncode == 0
-    proc = mlenv("add", "--conda", "numpy 1.26.*", cwd=tmp_path)
-    assert proc.returncode == 2 and "no [conda] table" in proc.stderr
+    mlenv_api.init(tmp_path / "mlenv.toml", name="demo")
+    with mlenv_error(SpecError) as e:
+        mlenv_api.add(["numpy 1.26.*"], conda=True, spec=tmp_path)
+    assert "no [conda] table" in str(e.value)
 
 
 def test_init_refuses_to_overwrite(tmp_path):
-    assert mlenv("init", cwd=tmp_path).returncode == 0
-    proc = mlenv("init", cwd=tmp_path)
-    assert proc.returncode == 2 and "already exists" in proc.stderr and "--force" in proc.stderr
+    mlenv_api.init(tmp_path / "mlenv.toml")
+    with mlenv_error(SpecError) as e:
+        mlenv_api.init(tmp_path / "mlenv.toml")
+    assert "already exists" in str(e.value) and "--force" in str(e.value)

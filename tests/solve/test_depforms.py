@@ -1,6 +1,9 @@
 """Issue 13: git, direct URL, find-links, local path, constraint and override forms in
 [pypi], against real servers on 127.0.0.1 (git smart HTTP, a static wheel server, the
-fixture index): lock, install, verify, rebuilds, moved tags, bad input."""
+fixture index): lock, install, verify, rebuilds, moved tags, bad input. The library is
+called in-process (`mlenv.lock`, `mlenv.check`, `mlenv.install`, ...): none of these tests
+is about the command line (tests/solve/test_lock.py and tests/test_spec.py keep the ones
+that are)."""
 
 from __future__ import annotations
 
@@ -8,43 +11,34 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from plugin_sources import SOURCE_MARKER
+from solve_api import Said, error_line, mlenv_error
 
+import mlenv
 from mlenv.lockfile import read_lock
 
 
-def mlenv(*args, cwd, env=None):
-    full = {k: v for k, v in os.environ.items() if k != "MLENV_CA_BUNDLE"}
-    full.update(env or {})
-    return subprocess.run([sys.executable, "-m", "mlenv.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          env=full)  # fmt: skip
-
-
-def ok(proc):
-    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-    return proc
+@pytest.fixture(autouse=True)
+def _no_ca_bundle_variable(monkeypatch):
+    """The host's MLENV_CA_BUNDLE (if any) does not decide what these tests fetch."""
+    monkeypatch.delenv("MLENV_CA_BUNDLE", raising=False)
 
 
 def pkgs(d: Path) -> dict:
     return {p.name: p for p in read_lock(d / "mlenv.lock").for_platform("linux-64", "pypi")}
 
 
-def cache_env(tmp_path: Path, name: str) -> dict:
-    """An empty mlenv (and uv) cache: what another machine has."""
-    return {"XDG_CACHE_HOME": str(tmp_path / name)}
+def use_empty_cache(monkeypatch, tmp_path: Path, name: str) -> None:
+    """An empty mlenv (and uv) cache from here on: what another machine has."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / name))
 
 
-def one_error(proc) -> str:
-    """A failed command: exit 2, one `error:` line (plus hints/detail), no traceback."""
-    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
-    assert "Traceback" not in proc.stderr
-    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
-    assert len(errors) == 1, proc.stderr
-    return errors[0]
+def check_text(res) -> str:
+    """What `mlenv lock --check` prints of a CheckResult: its reasons and its notes."""
+    return "; ".join(res.reasons + res.notes)
 
 
 @pytest.fixture
@@ -57,7 +51,7 @@ def all_forms(make_project, git_tools, wheel_site):
 
 def test_lock_pins_commit_sha256_and_sources(all_forms, git_tools, wheel_site):
     d = all_forms
-    ok(mlenv("lock", cwd=d))
+    assert mlenv.lock(d).action == "solved"
     p = pkgs(d)
     tools = p["teamtools"]
     assert tools.get("source") == "git" and tools.get("commit") == git_tools.commit
@@ -81,58 +75,59 @@ def test_lock_pins_commit_sha256_and_sources(all_forms, git_tools, wheel_site):
     assert inputs["find-links"] == [wheel_site.find_links] and inputs["constraints"] == ["fixalpha<2"]
     # a no-op lock: nothing rebuilt, nothing written
     before = (d / "mlenv.lock").stat().st_mtime_ns
-    proc = ok(mlenv("lock", cwd=d))
-    assert "up to date" in proc.stderr and (d / "mlenv.lock").stat().st_mtime_ns == before
-    ok(mlenv("lock", "--check", cwd=d))
+    again = mlenv.lock(d)
+    assert again.action == "fresh" and not again.changed and (d / "mlenv.lock").stat().st_mtime_ns == before
+    assert mlenv.check(d).ok
 
 
 def test_install_and_verify_each_form(all_forms, tmp_path):
     d = all_forms
-    ok(mlenv("lock", cwd=d))
+    mlenv.lock(d)
     prefix = tmp_path / "env"
-    ok(mlenv("install", "--prefix", str(prefix), cwd=d))
+    mlenv.install(prefix, spec=d)
     code = ("import teamtools, features, urlpkg, flpkg, fixalpha; "
             "print(teamtools.__version__, features.__version__, urlpkg.__version__, flpkg.__version__)")  # fmt: skip
     out = subprocess.run([str(prefix / "bin" / "python"), "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["1.0.0", "0.1.0", "1.0.0", "2.0.0"]
-    ok(mlenv("verify", "--prefix", str(prefix), cwd=d))
+    verified = mlenv.verify(prefix=prefix, spec=d)
+    assert verified.ok, verified.differences
     site = next(prefix.glob("lib/python3*/site-packages"))
     assert not any(SOURCE_MARKER in f.read_text(errors="replace") for f in site.rglob("*") if f.is_file())
 
 
-def test_another_machine_rebuilds_the_same_wheels(all_forms, tmp_path):
+def test_another_machine_rebuilds_the_same_wheels(all_forms, tmp_path, monkeypatch):
     """An empty cache (another machine): install rebuilds the git and local wheels from
     source, byte for byte; a second project path gives the same content hash."""
     d = all_forms
-    ok(mlenv("lock", cwd=d))
+    mlenv.lock(d)
     lock = read_lock(d / "mlenv.lock")
     other = tmp_path / "elsewhere" / "checkout"
     shutil.copytree(d, other)
-    env = cache_env(tmp_path, "cache2")
-    ok(mlenv("install", "--prefix", str(tmp_path / "env2"), cwd=other, env=env))
-    proc = ok(mlenv("lock", "--upgrade", cwd=other, env=env))
-    assert read_lock(other / "mlenv.lock").content_hash == lock.content_hash, proc.stderr
+    use_empty_cache(monkeypatch, tmp_path, "cache2")
+    mlenv.install(tmp_path / "env2", spec=other)
+    outcome = mlenv.lock(other, upgrade=True)
+    assert read_lock(other / "mlenv.lock").content_hash == lock.content_hash, outcome.warnings
 
 
 def test_same_source_same_hash_one_changed_file_changes_it(make_project, tmp_path):
     d = make_project(["features @ ./libs/features"])
-    ok(mlenv("lock", cwd=d))
+    mlenv.lock(d)
     first = read_lock(d / "mlenv.lock").content_hash
     init = d / "libs" / "features" / "src" / "features" / "__init__.py"
     original = init.read_text()
     init.write_text(original + "CHANGED = True\n")
-    check = mlenv("lock", "--check", cwd=d)
-    assert check.returncode == 1 and "local package ./libs/features changed" in check.stderr
-    ok(mlenv("lock", cwd=d))
+    check = mlenv.check(d)
+    assert not check.ok and "local package ./libs/features changed" in check_text(check)
+    mlenv.lock(d)
     second = read_lock(d / "mlenv.lock").content_hash
     assert second != first
     init.write_text(original)  # back to the same source: the same wheel, the same hash
     os.utime(init, ns=(1, 1))  # mtimes do not count
-    ok(mlenv("lock", cwd=d))
+    mlenv.lock(d)
     assert read_lock(d / "mlenv.lock").content_hash == first
     # a file outside the wheel that changes does not change the environment
     (d / "libs" / "features" / "NOTES.txt").write_text("edited notes\n")
-    ok(mlenv("lock", cwd=d))
+    mlenv.lock(d)
     assert read_lock(d / "mlenv.lock").content_hash == first
 
 
@@ -146,34 +141,35 @@ def test_the_project_itself(tmp_path, pypi_server):
         (d / rel).write_text(text)
     (d / "mlenv.toml").write_text(f'[environment]\nname = "train"\npython = "3.11"\n[pypi]\nindex-url = "{pypi_server}"\n'
                                   'dependencies = ["train @ ."]\n')  # fmt: skip
-    ok(mlenv("lock", cwd=d))
+    mlenv.lock(d)
     p = pkgs(d)
     assert p["train"].url == "." and p["train"].version == "0.2.0"
-    proc = ok(mlenv("lock", cwd=d))  # writing mlenv.lock did not change the project's tree
-    assert "up to date" in proc.stderr
+    again = mlenv.lock(d)  # writing mlenv.lock did not change the project's tree
+    assert again.action == "fresh" and not again.changed
 
 
 def test_git_history_rewritten_under_the_same_tag(make_project, git_tools, tmp_path):
     d = make_project([git_tools.requirement("v1.0")])
-    ok(mlenv("lock", cwd=d))
+    mlenv.lock(d)
     old = pkgs(d)["teamtools"]
     saved = (d / "mlenv.lock").read_text()
     try:
         new_commit = git_tools.rewrite_tag(
             "v1.0", {"tools/src/teamtools/__init__.py": '__version__ = "1.0.0"\nREWRITTEN = 1\n'}
         )
-        check = mlenv("lock", "--check", cwd=d)
-        assert check.returncode == 1, check.stderr
-        assert "history was rewritten under the same tag" in check.stderr and old.get("commit")[:12] in check.stderr
+        check = mlenv.check(d)
+        assert not check.ok, check
+        said = check_text(check)
+        assert "history was rewritten under the same tag" in said and old.get("commit")[:12] in said
         # an install from the lock uses the locked wheel anyway
         prefix = tmp_path / "env"
-        ok(mlenv("install", "--prefix", str(prefix), cwd=d))
+        mlenv.install(prefix, spec=d)
         out = subprocess.run([str(prefix / "bin" / "python"), "-c", "import teamtools; print(hasattr(teamtools, 'REWRITTEN'))"],
                              capture_output=True, text=True, check=True)  # fmt: skip
         assert out.stdout.strip() == "False"
         # `mlenv lock` reports the move and pins the new commit
-        proc = ok(mlenv("lock", cwd=d))
-        assert "tag v1.0 was moved" in proc.stderr and new_commit[:12] in proc.stderr
+        warned = "\n".join(mlenv.lock(d).warnings)
+        assert "tag v1.0 was moved" in warned and new_commit[:12] in warned
         new = pkgs(d)["teamtools"]
         assert new.get("commit") == new_commit and new.sha256 != old.sha256
     finally:  # other tests use v1.0 as first published
@@ -190,33 +186,38 @@ def git_tools_restore(git_tools, saved_commit: str) -> None:
 
 def test_a_moved_branch_is_a_note_not_stale(make_project, git_tools):
     d = make_project([git_tools.requirement("main")])
-    ok(mlenv("lock", cwd=d))
+    mlenv.lock(d)
     locked = pkgs(d)["teamtools"].get("commit")
     git_tools.add_commit({"tools/CHANGELOG": "more\n"})
-    check = ok(mlenv("lock", "--check", cwd=d))
-    assert "branch main" in check.stderr and "has moved on" in check.stderr
-    ok(mlenv("lock", cwd=d))
+    check = mlenv.check(d)
+    assert check.ok and not check.reasons
+    assert any("branch main" in n and "has moved on" in n for n in check.notes), check.notes
+    mlenv.lock(d)
     assert pkgs(d)["teamtools"].get("commit") == locked  # kept until asked
-    ok(mlenv("lock", "--upgrade-package", "teamtools", cwd=d))
+    mlenv.lock(d, upgrade_packages=["teamtools"])
     assert pkgs(d)["teamtools"].get("commit") != locked
 
 
-def test_credentials_for_git_stay_in_memory(tmp_path, make_project, git_tools):
+def test_credentials_for_git_stay_in_memory(tmp_path, make_project, git_tools, monkeypatch):
     """A git server behind Basic auth, the token in ${VAR}: lock and install work; the
-    token is in no file mlenv wrote and in no output."""
+    token is in no file mlenv wrote and in no message (progress, warning, error, result)."""
     from plugin_sources import GitServer
 
     token = "s3cr3t-GIT-t0ken"
     with GitServer(git_tools.root, "oauth2", token) as srv:
         url = "http://oauth2:${MLENV_TEST_GIT_TOKEN}@" + srv.url.split("://", 1)[1] + "/tools.git"
         d = make_project([f"teamtools @ git+{url}@v1.0#subdirectory=tools"], name="git-auth")
-        env = {"MLENV_TEST_GIT_TOKEN": token}
-        no = mlenv("lock", cwd=d)
-        assert no.returncode == 2 and token not in no.stderr
-        lock = ok(mlenv("lock", cwd=d, env=env))
-        inst = ok(mlenv("install", "--prefix", str(tmp_path / "env"), cwd=d, env=env))
-        assert srv.requests  # the authenticated server was used
-        for text in (lock.stdout + lock.stderr, inst.stdout + inst.stderr, (d / "mlenv.lock").read_text()):
+        monkeypatch.delenv("MLENV_TEST_GIT_TOKEN", raising=False)
+        with mlenv_error() as no:
+            mlenv.lock(d)
+        assert token not in str(no.value)
+        monkeypatch.setenv("MLENV_TEST_GIT_TOKEN", token)
+        said = Said()
+        outcome = mlenv.lock(d, progress=said, on_warning=said)
+        installed = mlenv.install(tmp_path / "env", spec=d, progress=said, on_warning=said)
+        assert srv.requests and said.lines  # the authenticated server was used; progress was reported
+        results = json.dumps(outcome.to_json()) + json.dumps(installed.to_json())
+        for text in (said.text, results, (d / "mlenv.lock").read_text()):
             assert token not in text
         from mlenv.runtime.fetch import default_cache_root
 
@@ -226,18 +227,18 @@ def test_credentials_for_git_stay_in_memory(tmp_path, make_project, git_tools):
 
 def test_constraints_and_overrides(make_project):
     d = make_project(["fixbeta"], extra='overrides = ["fixalpha==2.0.0"]\n')
-    ok(mlenv("lock", cwd=d))
+    mlenv.lock(d)
     assert pkgs(d)["fixalpha"].version == "2.0.0"  # the override replaces fixbeta's fixalpha>=1.1,<2
     d2 = make_project(["fixalpha"], name="constrained", extra='constraints = ["fixalpha<1.1"]\n')
-    ok(mlenv("lock", cwd=d2))
+    mlenv.lock(d2)
     assert pkgs(d2)["fixalpha"].version == "1.0.0"
     t = d2 / "mlenv.toml"
     t.write_text(t.read_text().replace('constraints = ["fixalpha<1.1"]', 'constraints = ["fixalpha<2"]'))
-    check = mlenv("lock", "--check", cwd=d2)
-    assert check.returncode == 1 and "constraints changed" in check.stderr
+    check = mlenv.check(d2)
+    assert not check.ok and "constraints changed" in check_text(check)
 
 
-# --- bad input: one line, nothing written ------------------------------------------------
+# --- bad input: one line (exit code 2), nothing written ----------------------------------
 
 
 def _nothing_written(d: Path) -> None:
@@ -246,41 +247,47 @@ def _nothing_written(d: Path) -> None:
 
 def test_unreachable_git_repository(make_project):
     d = make_project(["teamtools @ git+http://127.0.0.1:9/tools.git@v1.0#subdirectory=tools"])
-    line = one_error(mlenv("lock", cwd=d))
-    assert "cannot reach git repository http://127.0.0.1:9/tools.git" in line
+    with mlenv_error() as e:
+        mlenv.lock(d)
+    assert "cannot reach git repository http://127.0.0.1:9/tools.git" in error_line(e.value)
     _nothing_written(d)
 
 
 def test_unknown_git_ref(make_project, git_tools):
     d = make_project([git_tools.requirement("v9.9")])
-    line = one_error(mlenv("lock", cwd=d))
-    assert f"git repository {git_tools.repo_url} has no branch or tag 'v9.9'" in line
+    with mlenv_error() as e:
+        mlenv.lock(d)
+    assert f"git repository {git_tools.repo_url} has no branch or tag 'v9.9'" in error_line(e.value)
     _nothing_written(d)
 
 
 def test_wheel_with_a_wrong_hash(make_project, wheel_site):
     d = make_project([f"urlpkg @ {wheel_site.wheel_url}#sha256={'0' * 64}"])
-    line = one_error(mlenv("lock", cwd=d))
-    assert f"has sha256 {wheel_site.wheel_sha256}, but the requirement says #sha256={'0' * 64}" in line
+    with mlenv_error() as e:
+        mlenv.lock(d)
+    assert f"has sha256 {wheel_site.wheel_sha256}, but the requirement says #sha256={'0' * 64}" in error_line(e.value)
     _nothing_written(d)
     # the right hash is verified and recorded
     t = d / "mlenv.toml"
     t.write_text(t.read_text().replace("0" * 64, wheel_site.wheel_sha256))
-    ok(mlenv("lock", cwd=d))
+    mlenv.lock(d)
     assert pkgs(d)["urlpkg"].sha256 == wheel_site.wheel_sha256
 
 
 def test_path_outside_the_project(make_project, tmp_path):
     d = make_project(["features @ ../outside"], name="inner")
     (tmp_path / "outside").mkdir()
-    line = one_error(mlenv("lock", cwd=d))
-    assert "points outside the project" in line and "mlenv.toml:" in line
+    with mlenv_error() as e:
+        mlenv.lock(d)
+    assert "points outside the project" in error_line(e.value) and "mlenv.toml:" in error_line(e.value)
     _nothing_written(d)
     # a symlink that leaves the project is outside too
     (d / "libs" / "escape").symlink_to(tmp_path / "outside")
     t = d / "mlenv.toml"
     t.write_text(t.read_text().replace("../outside", "./libs/escape"))
-    assert "points outside the project" in one_error(mlenv("lock", cwd=d))
+    with mlenv_error() as e:
+        mlenv.lock(d)
+    assert "points outside the project" in error_line(e.value)
     _nothing_written(d)
 
 
@@ -299,8 +306,9 @@ def test_a_declared_source_that_fails_fails_the_lock(case, make_project, wheel_s
         extra = f'find-links = ["{wheel_site.url}/empty/"]\n'
         want = "links no wheel or source archive"
     d = make_project(["fixalpha"], name=case, extra=extra)
-    line = one_error(mlenv("lock", cwd=d))
-    assert want in line, line
+    with mlenv_error() as e:
+        mlenv.lock(d)
+    assert want in error_line(e.value), str(e.value)
     _nothing_written(d)
 
 
@@ -308,7 +316,7 @@ def test_a_declared_source_that_fails_fails_the_lock(case, make_project, wheel_s
 
 
 @pytest.mark.parametrize("kind", ["local", pytest.param("oci", marks=pytest.mark.registry)])
-def test_restore_prefix_elsewhere_without_git_or_sources(kind, make_project, git_tools, tmp_path, request):
+def test_restore_prefix_elsewhere_without_git_or_sources(kind, make_project, git_tools, tmp_path, request, monkeypatch):
     import uuid
 
     if kind == "oci":
@@ -316,37 +324,41 @@ def test_restore_prefix_elsewhere_without_git_or_sources(kind, make_project, git
     else:
         registry = str(tmp_path / "registry")
     d = make_project([git_tools.requirement(), "features @ ./libs/features"], name=f"carry-{kind}")
-    ok(mlenv("lock", cwd=d))
-    reg = ok(mlenv("register", "--no-image", "--registry", registry, cwd=d))
-    assert "cannot hold" not in reg.stderr
+    mlenv.lock(d)
+    warned = Said()
+    reg = mlenv.register(d, registry=registry, image=False, on_warning=warned)
+    assert reg.created and not [w for w in warned.lines if "cannot hold" in w]
     lock = read_lock(d / "mlenv.lock")
     # another machine: an empty cache, no project sources, no git on PATH, the git server unreachable
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "python3").symlink_to("/usr/bin/python3")
-    env = {**cache_env(tmp_path, "machine2"), "PATH": str(bin_dir)}
+    use_empty_cache(monkeypatch, tmp_path, "machine2")
+    monkeypatch.setenv("PATH", str(bin_dir))
     target = tmp_path / "machine2-checkout"
     target.mkdir()
     prefix = tmp_path / "machine2-env"
-    with_no_git = mlenv("restore", f"carry-{kind}@1", "--registry", registry, "--into", str(target), "--prefix",
-                        str(prefix), cwd=target, env=env)  # fmt: skip
-    ok(with_no_git)
-    assert not (target / "libs").exists() and shutil.which("git", path=env["PATH"]) is None
+    restored = mlenv.restore(f"carry-{kind}@1", registry=registry, into=target, prefix=prefix)
+    assert restored.installed is not None and restored.content_hash == lock.content_hash
+    assert not (target / "libs").exists() and shutil.which("git", path=str(bin_dir)) is None
     out = subprocess.run([str(prefix / "bin" / "python"), "-c", "import teamtools, features; print('ok')"],
                          capture_output=True, text=True, check=True)  # fmt: skip
     assert out.stdout.strip() == "ok"
-    ok(mlenv("verify", "--prefix", str(prefix), cwd=target, env=env))
+    verified = mlenv.verify(prefix=prefix, spec=target)
+    assert verified.ok, verified.differences
     assert read_lock(target / "mlenv.lock").content_hash == lock.content_hash
 
 
-def test_a_wheel_that_is_nowhere_is_one_clear_error(make_project, tmp_path):
+def test_a_wheel_that_is_nowhere_is_one_clear_error(make_project, tmp_path, monkeypatch):
     """A lock whose local package is not on this machine and not in the cache: install says
     where the wheel can come from; nothing is installed."""
     d = make_project(["features @ ./libs/features"], name="nowhere")
-    ok(mlenv("lock", cwd=d))
+    mlenv.lock(d)
     shutil.rmtree(d / "libs")
-    line = one_error(mlenv("install", "--prefix", str(tmp_path / "env"), cwd=d, env=cache_env(tmp_path, "empty")))
-    assert "is not on this machine" in line and "features" in line
+    use_empty_cache(monkeypatch, tmp_path, "empty")
+    with mlenv_error() as e:
+        mlenv.install(tmp_path / "env", spec=d)
+    assert "is not on this machine" in error_line(e.value) and "features" in error_line(e.value)
     assert not (tmp_path / "env").exists()
 
 
@@ -382,13 +394,15 @@ def image_project(tmp_path_factory, git_tools, wheel_site, pypi_server):
         python = "/usr/bin/python3"
         """)
     )
-    ok(mlenv("lock", cwd=d))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("MLENV_CA_BUNDLE", raising=False)
+        mlenv.lock(d)
     return d
 
 
 @pytest.mark.docker
 @pytest.mark.parametrize("builder", ["buildkit", "classic", "daemonless"])
-def test_image_of_each_form_has_no_git_and_no_sources(builder, image_project, docker_client, tmp_path, request):
+def test_image_of_each_form_has_no_git_and_no_sources(builder, image_project, docker_client, monkeypatch):
     if builder == "buildkit":
         from plugin_docker import _unavailable
 
@@ -397,17 +411,17 @@ def test_image_of_each_form_has_no_git_and_no_sources(builder, image_project, do
         if find_cli() is None:
             _unavailable("no docker CLI on PATH builds with BuildKit")
     d = image_project
-    proc = ok(mlenv("build", "--builder", builder, "--force", "--repository", f"mlenv-depforms-{builder}", "--json",
-                    cwd=d, env={"MLENV_BUILD_GROUP_MIN_BYTES": "1"}))  # fmt: skip
-    result = json.loads(proc.stdout)
-    ref = result.get("id") or result["image"]  # the daemonless builder loads by id (and its own tag)
+    monkeypatch.setenv("MLENV_BUILD_GROUP_MIN_BYTES", "1")
+    image = mlenv.build(d, builder=builder, force=True, repository=f"mlenv-depforms-{builder}")
+    ref = image.id or image.image  # the daemonless builder loads by id (and its own tag)
     try:
-        assert result["builder"] == builder
+        assert image.builder == builder and image.action == "built"
         code = ("import teamtools, features, urlpkg, flpkg, fixalpha; "
                 "print(teamtools.__version__, features.__version__, urlpkg.__version__, flpkg.__version__)")  # fmt: skip
         out = docker_client.containers.run(ref, ["python", "-c", code], network_mode="none", remove=True)
         assert out.decode().split() == ["1.0.0", "0.1.0", "1.0.0", "2.0.0"]
-        ok(mlenv("verify", "--image", ref, cwd=d))
+        verified = mlenv.verify(image=ref, spec=d)
+        assert verified.ok, verified.differences
         probe = ("import os, shutil, sys; "
                  "hits = [os.path.join(r, f) for top in ('/opt', '/usr', '/root', '/tmp', '/srv', '/home') "
                  "for r, _, fs in os.walk(top) for f in fs "
@@ -430,12 +444,13 @@ def test_a_local_archive_is_used_as_is(make_project, wheel_site, tmp_path):
     d = make_project(["urlpkg @ ./wheels/urlpkg-1.0.0-py3-none-any.whl"], name="local-archive")
     (d / "wheels").mkdir()
     shutil.copy(wheel_site.root / "direct" / "urlpkg-1.0.0-py3-none-any.whl", d / "wheels")
-    ok(mlenv("lock", cwd=d))
+    mlenv.lock(d)
     p = pkgs(d)["urlpkg"]
     assert p.url == "./wheels/urlpkg-1.0.0-py3-none-any.whl" and p.sha256 == wheel_site.wheel_sha256
     assert p.get("source") == "path" and p.get("source-tree") is None
-    ok(mlenv("install", "--prefix", str(tmp_path / "env"), cwd=d))
-    ok(mlenv("verify", "--prefix", str(tmp_path / "env"), cwd=d))
+    mlenv.install(tmp_path / "env", spec=d)
+    verified = mlenv.verify(prefix=tmp_path / "env", spec=d)
+    assert verified.ok, verified.differences
     (d / "wheels" / "urlpkg-1.0.0-py3-none-any.whl").write_bytes(b"not the same file")
-    check = mlenv("lock", "--check", cwd=d)
-    assert check.returncode == 1 and "local archive ./wheels/urlpkg-1.0.0-py3-none-any.whl changed" in check.stderr
+    check = mlenv.check(d)
+    assert not check.ok and "local archive ./wheels/urlpkg-1.0.0-py3-none-any.whl changed" in check_text(check)
