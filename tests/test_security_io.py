@@ -66,9 +66,13 @@ def refusal(call, *args, **kwargs) -> MlenvError:
 
 @pytest.fixture(autouse=True)
 def _no_caller_settings(monkeypatch):
-    """The caller's CA bundle and registry stay out of these runs (as the CLI runs' env did)."""
+    """The caller's CA bundle and registry stay out of these runs (as the CLI runs' env did),
+    and the secrets an in-process call remembers for the scrubber are forgotten after the test."""
+    from mlenv.runtime import secrets
+
     monkeypatch.delenv("MLENV_CA_BUNDLE", raising=False)
     monkeypatch.delenv("MLENV_REGISTRY", raising=False)
+    monkeypatch.setattr(secrets, "_remembered", set(secrets._remembered))
 
 
 def setenv(monkeypatch, env: dict[str, str]) -> None:

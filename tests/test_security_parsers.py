@@ -504,6 +504,20 @@ def test_item4_text_that_is_not_utf8_in_the_index_is_a_damaged_record(project, t
     assert "damaged registry record" in one_error(mlenv.versions, "demo", registry=str(reg))
 
 
+def test_item4_a_damaged_record_renders_as_one_error_line(project, tmp_path):
+    """The CLI of the registry reads: a damaged record (above, in-process) is one `error:`
+    line, exit 2, no traceback."""
+    reg = tmp_path / "reg"
+    mlenv.register(project, registry=str(reg), image=False)
+    db = sqlite3.connect(reg / "index.sqlite3")
+    db.execute("UPDATE versions SET content_hash = CAST(X'ff41' AS TEXT)")
+    db.commit()
+    db.close()
+    for args in (["versions", "demo"], ["show", "demo@1"]):
+        err = one_clean_error(mlenv_cli(*args, cwd=project, env={"MLENV_REGISTRY": str(reg)}))
+        assert "damaged registry record" in err
+
+
 def test_item4_environment_without_versions_is_not_found_not_an_index_error(project, tmp_path):
     reg = tmp_path / "reg"
     mlenv.register(project, registry=str(reg), image=False)
