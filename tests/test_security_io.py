@@ -8,6 +8,12 @@
 - the spec+lock pair is written all or none (mlenv.runtime.journal), temporary files of
   dead writers are swept, live writers' are not;
 - the one scrubber (mlenv.runtime.secrets).
+
+What is refused, and that nothing is written, is the library's behaviour: the commands
+run in-process through the API (`mlenv.install`, `mlenv.check`, `mlenv.register`, ...) and
+a refusal is a `pytest.raises` of its one-line message. The CLI runs that stay prove how a
+refusal renders (one `error:` line, exit code, no traceback) per command, how the CLI masks
+secrets it holds, SIGTERM, and what other processes leave behind.
 """
 
 from __future__ import annotations
@@ -20,12 +26,15 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 from pathlib import Path
 
 import pytest
+from refusals import cli_refused, one_line
 
+import mlenv
 from mlenv.errors import LockError, MlenvError
 from mlenv.lockfile import Lock, Package, read_lock
 from mlenv.spec import load_spec
@@ -35,25 +44,43 @@ BASE_PYTHON = getattr(sys, "_base_executable", sys.executable)
 PY = f"{sys.version_info.major}.{sys.version_info.minor}"
 
 
-def mlenv(*args, cwd, env=None, timeout=300):
+def mlenv_cli(*args, cwd, env=None, timeout=300):
     full_env = {k: v for k, v in os.environ.items() if k not in ("MLENV_CA_BUNDLE", "MLENV_REGISTRY")}
     full_env.update(env or {})
     return subprocess.run([sys.executable, "-m", "mlenv.cli", *map(str, args)], cwd=cwd, capture_output=True,
                           text=True, env=full_env, timeout=timeout)  # fmt: skip
 
 
-def ok(proc):
-    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-    return proc
-
-
 def refused(proc) -> str:
     """The one error line of a refused command (no traceback); returns it."""
-    assert proc.returncode != 0, proc.stdout + proc.stderr
-    assert "Traceback" not in proc.stderr, proc.stderr
-    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
-    assert len(errors) == 1, proc.stderr
-    return errors[0]
+    return cli_refused(proc, code=proc.returncode if proc.returncode in (1, 2) else 2)
+
+
+def refusal(call, *args, **kwargs) -> MlenvError:
+    """The MlenvError an API call refuses with (its message one line: what `error:` prints)."""
+    with pytest.raises(MlenvError) as e:
+        call(*args, **kwargs)
+    one_line(e)
+    return e.value
+
+
+@pytest.fixture(autouse=True)
+def _no_caller_settings(monkeypatch):
+    """The caller's CA bundle and registry stay out of these runs (as the CLI runs' env did),
+    and the secrets an in-process call remembers for the scrubber are forgotten after the test."""
+    from mlenv.runtime import secrets
+
+    monkeypatch.delenv("MLENV_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("MLENV_REGISTRY", raising=False)
+    monkeypatch.setattr(secrets, "_remembered", set(secrets._remembered))
+
+
+def setenv(monkeypatch, env: dict[str, str]) -> None:
+    """env for in-process calls; TMPDIR also for this process's tempfile, which caches it."""
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    if "TMPDIR" in env:
+        monkeypatch.setattr(tempfile, "tempdir", env["TMPDIR"])
 
 
 def write_spec(directory: Path, text: str) -> Path:
@@ -90,7 +117,7 @@ def locked_project(tmp_path_factory, pypi_server):
         base = "{UNRESOLVABLE}"
     """,
     )
-    ok(mlenv("lock", cwd=d))
+    mlenv.lock(d)
     return d
 
 
@@ -132,8 +159,10 @@ def _restore_registry(project: Path, registry: Path) -> None:
         reg.register("sec-io", spec, lock, read_lock(project / "mlenv.lock").content_hash)
 
 
-@pytest.mark.parametrize("variant", list(TRAVERSALS))
-def test_crafted_file_name_is_refused_by_every_command(variant, locked_project, tmp_path):
+def _crafted_setup(variant: str, locked_project: Path, tmp_path: Path) -> tuple[Path, Path, Path, dict[str, str]]:
+    """(work, project, registry, env): a project whose lock names fixalpha's file with
+    TRAVERSALS[variant], that pair also registered as sec-io@1 in `registry`."""
+
     def mutate(lock):
         pkg = pypi_pkg(lock)
         pkg.url = pkg.url.rsplit("/", 1)[0] + "/" + TRAVERSALS[variant]
@@ -145,42 +174,65 @@ def test_crafted_file_name_is_refused_by_every_command(variant, locked_project, 
     env = {"XDG_CACHE_HOME": str(work / "cache"), "XDG_DATA_HOME": str(work / "data"), "TMPDIR": str(work / "tmp"),
            "MLENV_REGISTRY": str(tmp_path / "registry2")}  # fmt: skip
     (work / "tmp").mkdir()
-    before = snapshot(tmp_path)
-    runs = {
-        "install": mlenv("install", "--prefix", work / "prefix", "--python", BASE_PYTHON, cwd=project, env=env),
-        "install --lock": mlenv(
-            "install",
-            "--lock",
-            project / "mlenv.lock",
-            "--prefix",
-            work / "prefix",
-            "--python",
-            BASE_PYTHON,
-            cwd=work / "tmp",
-            env=env,
-        ),  # fmt: skip
-        "lock --check": mlenv("lock", "--check", cwd=project, env=env),
-        "register": mlenv("register", "--no-image", cwd=project, env=env),
-        "build": mlenv("build", cwd=project, env=env),
-        "export": mlenv("export", "--format", "requirements", cwd=project, env=env),
-        "restore --prefix": mlenv(
-            "restore",
-            "sec-io@1",
-            "--registry",
-            registry,
-            "--into",
-            work / "restored",
-            "--prefix",
-            work / "prefix",
-            cwd=work / "tmp",
-            env=env,
-        ),  # fmt: skip
+    return work, project, registry, env
+
+
+def _crafted_api_calls(work: Path, project: Path, registry: Path) -> dict:
+    """Every command that uses a lock, as the API call it makes."""
+    return {
+        "install": lambda: mlenv.install(work / "prefix", spec=project, python=BASE_PYTHON),
+        "install --lock": lambda: mlenv.install(work / "prefix", lock=project / "mlenv.lock", python=BASE_PYTHON),
+        "lock --check": lambda: mlenv.check(project),
+        "register": lambda: mlenv.register(project, image=False),
+        "build": lambda: mlenv.build(project),
+        "export": lambda: mlenv.export("requirements", spec=project),
+        "restore --prefix": lambda: mlenv.restore(
+            "sec-io@1", registry=str(registry), into=work / "restored", prefix=work / "prefix"
+        ),
     }
-    for command, proc in runs.items():
-        line = refused(proc)
-        assert "fixalpha" in line and "not a plain file name" in line, (command, line)
-        assert proc.returncode in (1, 2), command
+
+
+@pytest.mark.parametrize("variant", list(TRAVERSALS))
+def test_crafted_file_name_is_refused_by_every_command(variant, locked_project, tmp_path, monkeypatch):
+    work, project, registry, env = _crafted_setup(variant, locked_project, tmp_path)
+    setenv(monkeypatch, env)
+    before = snapshot(tmp_path)
+    for command, call in _crafted_api_calls(work, project, registry).items():
+        err = refusal(call)
+        assert "fixalpha" in err.message and "not a plain file name" in err.message, (command, err.message)
+        assert err.exit_code in (1, 2), command
     assert snapshot(tmp_path) == before  # nothing written anywhere, the target included
+
+
+CRAFTED_CLI = {
+    "install": lambda w, p, r: (["install", "--prefix", w / "prefix", "--python", BASE_PYTHON], p),
+    "install --lock": lambda w, p, r: (
+        ["install", "--lock", p / "mlenv.lock", "--prefix", w / "prefix", "--python", BASE_PYTHON],
+        w / "tmp",
+    ),
+    "lock --check": lambda w, p, r: (["lock", "--check"], p),
+    "register": lambda w, p, r: (["register", "--no-image"], p),
+    "build": lambda w, p, r: (["build"], p),
+    "export": lambda w, p, r: (["export", "--format", "requirements"], p),
+    "restore --prefix": lambda w, p, r: (
+        ["restore", "sec-io@1", "--registry", r, "--into", w / "restored", "--prefix", w / "prefix"],
+        w / "tmp",
+    ),
+}
+
+
+@pytest.mark.parametrize("command", list(CRAFTED_CLI))
+def test_crafted_file_name_refusal_renders_as_one_line_per_command(command, locked_project, tmp_path):
+    """The CLI of each command family: the refusal above is one `error:` line, exit 1 or 2,
+    no traceback, and the process (run from inside tmp_path) writes nothing anywhere."""
+    work, project, registry, env = _crafted_setup("encoded ../../../x", locked_project, tmp_path)
+    before = snapshot(tmp_path)
+    args, cwd = CRAFTED_CLI[command](work, project, registry)
+    proc = mlenv_cli(*args, cwd=cwd, env=env)
+    line = refused(proc)
+    assert "fixalpha" in line and "not a plain file name" in line, line
+    assert proc.returncode in (1, 2)
+    assert snapshot(tmp_path) == before
 
 
 def test_lock_replaces_a_crafted_lock(locked_project, tmp_path):
@@ -189,8 +241,8 @@ def test_lock_replaces_a_crafted_lock(locked_project, tmp_path):
         pkg.url = pkg.url.rsplit("/", 1)[0] + "/%2e%2e%2f%2e%2e%2fx"
 
     project = craft(locked_project, tmp_path / "proj", mutate)
-    proc = ok(mlenv("lock", cwd=project))
-    assert "not a plain file name" in proc.stderr and "solving from scratch and replacing it" in proc.stderr
+    warnings = "\n".join(mlenv.lock(project).warnings)
+    assert "not a plain file name" in warnings and "solving from scratch and replacing it" in warnings
     assert (project / "mlenv.lock").read_bytes() == (locked_project / "mlenv.lock").read_bytes()
 
 
@@ -201,15 +253,16 @@ def test_lock_replaces_a_crafted_lock(locked_project, tmp_path):
     ("name", "fixalpha\n--index-url http://evil.example/simple", r"not a valid package name|name must be a package name"),
     ("version", "1.0/../../x", r"is not a valid version|version must be a version"),
 ])  # fmt: skip
-def test_fields_that_reach_paths_or_commands_are_checked(field, value, message, locked_project, tmp_path):
+def test_fields_that_reach_paths_or_commands_are_checked(field, value, message, locked_project, tmp_path,
+                                                        monkeypatch):  # fmt: skip
     def mutate(lock):
         setattr(pypi_pkg(lock), field, value)
 
     project = craft(locked_project, tmp_path / "proj", mutate)
     victim = tmp_path / "x"
     victim.write_text("keep")
-    env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
-    line = refused(mlenv("install", "--prefix", tmp_path / "prefix", "--python", BASE_PYTHON, cwd=project, env=env))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    line = refusal(mlenv.install, tmp_path / "prefix", spec=project, python=BASE_PYTHON).message
     assert re.search(message, line), line
     assert victim.read_text() == "keep" and not (tmp_path / "prefix").exists()
 
@@ -380,12 +433,12 @@ def test_a_fresh_lock_declaring_more_than_its_spec_is_refused(locked_project, tm
         lock.inputs["extra-index-urls"] = ["https://evil.example/simple"]
 
     project = craft(locked_project, tmp_path / "proj", mutate)
-    line = refused(mlenv("lock", "--check", cwd=project))
-    assert "declares a source mlenv.toml does not: PyPI index https://evil.example/simple" in line
-    line = refused(mlenv("install", "--prefix", tmp_path / "p", "--python", BASE_PYTHON, cwd=project))
+    err = refusal(mlenv.check, project)
+    assert "declares a source mlenv.toml does not: PyPI index https://evil.example/simple" in err.message
+    assert err.exit_code == 1  # lock --check: exit 1
+    line = refusal(mlenv.install, tmp_path / "p", spec=project, python=BASE_PYTHON).message
     assert "declares a source mlenv.toml does not" in line
-    proc = ok(mlenv("lock", cwd=project))
-    assert "solving from scratch and replacing it" in proc.stderr
+    assert "solving from scratch and replacing it" in "\n".join(mlenv.lock(project).warnings)
     assert (project / "mlenv.lock").read_bytes() == (locked_project / "mlenv.lock").read_bytes()
 
 
@@ -394,10 +447,11 @@ def test_editing_the_specs_index_is_staleness_not_tampering(locked_project, tmp_
     shutil.copytree(locked_project, project)
     spec = project / "mlenv.toml"
     spec.write_text(re.sub(r'index-url = ".*"', f'index-url = "{pypi_index_path.as_uri()}"', spec.read_text()))
-    proc = mlenv("lock", "--check", cwd=project)
-    assert proc.returncode == 1 and "index-url changed" in proc.stderr and "declares a source" not in proc.stderr
-    proc = ok(mlenv("lock", cwd=project))
-    assert "refusing" not in proc.stderr and "replacing it" not in proc.stderr
+    result = mlenv.check(project)  # lock --check: stale (exit 1), not refused
+    said = "; ".join(result.reasons + result.notes)
+    assert not result.ok and "index-url changed" in said and "declares a source" not in said
+    warnings = "\n".join(mlenv.lock(project).warnings)
+    assert "refusing" not in warnings and "replacing it" not in warnings
     assert pypi_index_path.as_uri() in (project / "mlenv.lock").read_text()
 
 
@@ -433,7 +487,8 @@ def recorder():
 
 def test_install_never_reads_an_undeclared_file(locked_project, tmp_path):
     """The finding `file:///etc/shadow is read and its hash printed`: a FIFO stands for the
-    file, so a read would block the command (and time out the test)."""
+    file, so a read would block the command (and time out the test). A CLI run on purpose:
+    the subprocess's timeout is what turns such a read into a failure instead of a hung run."""
     fifo = tmp_path / "shadow"
     os.mkfifo(fifo)
 
@@ -441,11 +496,11 @@ def test_install_never_reads_an_undeclared_file(locked_project, tmp_path):
         pypi_pkg(lock).url = fifo.as_uri()
 
     project = craft(locked_project, tmp_path / "proj", mutate)
-    line = refused(mlenv("install", "--prefix", tmp_path / "p", "--python", BASE_PYTHON, cwd=project, timeout=60))
+    line = refused(mlenv_cli("install", "--prefix", tmp_path / "p", "--python", BASE_PYTHON, cwd=project, timeout=60))
     assert f"PyPI package fixalpha 1.1.0: {fifo.as_uri()} is not from a source the lock declares" in line
 
 
-def test_install_never_requests_an_undeclared_server(locked_project, tmp_path, recorder):
+def test_install_never_requests_an_undeclared_server(locked_project, tmp_path, recorder, monkeypatch):
     server, handler = recorder
     port = server.server_address[1]
 
@@ -453,8 +508,8 @@ def test_install_never_requests_an_undeclared_server(locked_project, tmp_path, r
         pypi_pkg(lock).url = f"http://127.0.0.1:{port}/fixalpha-1.1.0-py3-none-any.whl"
 
     project = craft(locked_project, tmp_path / "proj", mutate)
-    line = refused(mlenv("install", "--prefix", tmp_path / "p", "--python", BASE_PYTHON, cwd=project,
-                         env={"XDG_CACHE_HOME": str(tmp_path / "cache")}))  # fmt: skip
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    line = refusal(mlenv.install, tmp_path / "p", spec=project, python=BASE_PYTHON).message
     assert "is not from a source the lock declares" in line and handler.requests == []
 
 
@@ -472,7 +527,7 @@ def test_a_redirect_to_link_local_is_refused(recorder, tmp_path):
     assert [p.name for p in (tmp_path / "cache").iterdir()] == []  # no partial file left
 
 
-def test_lock_refuses_what_it_solved_from_an_undeclared_host(tmp_path, fixture_paths):
+def test_lock_refuses_what_it_solved_from_an_undeclared_host(tmp_path, fixture_paths, monkeypatch):
     """An index whose page links a file on another server: `mlenv lock` says so and
     writes nothing (install would refuse that lock)."""
     from plugin_fixtures import IndexServer
@@ -495,7 +550,8 @@ def test_lock_refuses_what_it_solved_from_an_undeclared_host(tmp_path, fixture_p
             base = "{UNRESOLVABLE}"
         """,
         )
-        line = refused(mlenv("lock", cwd=d, env={"XDG_CACHE_HOME": str(tmp_path / "cache")}))
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+        line = refusal(mlenv.lock, d).message
     assert "is not from a source the lock declares" in line and "nothing was written" in line
     assert not (d / "mlenv.lock").exists()
 
@@ -503,20 +559,20 @@ def test_lock_refuses_what_it_solved_from_an_undeclared_host(tmp_path, fixture_p
 # --- 3. cached artifacts are verified on use ---------------------------------------------------
 
 
-def test_a_damaged_cache_entry_is_fetched_again(locked_project, tmp_path, pypi_server):
-    env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
-    ok(mlenv("install", "--prefix", tmp_path / "a", "--python", BASE_PYTHON, cwd=locked_project, env=env))
+def test_a_damaged_cache_entry_is_fetched_again(locked_project, tmp_path, pypi_server, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    mlenv.install(tmp_path / "a", spec=locked_project, python=BASE_PYTHON)
     pkg = pypi_pkg(read_lock(locked_project / "mlenv.lock"))
     entry = tmp_path / "cache" / "mlenv" / "artifacts" / "sha256" / pkg.sha256
     assert hashlib.sha256(entry.read_bytes()).hexdigest() == pkg.sha256
     os.chmod(entry, 0o644)
     entry.write_bytes(b"not a wheel")  # bit rot, or someone with write access to the cache
     before = len(pypi_server.requests)
-    ok(mlenv("install", "--prefix", tmp_path / "b", "--python", BASE_PYTHON, cwd=locked_project, env=env))
+    mlenv.install(tmp_path / "b", spec=locked_project, python=BASE_PYTHON)
     fetched = pypi_server.requests[before:]
     assert [r for r in fetched if r.endswith(pkg.url.rsplit("/", 1)[1])], fetched  # fetched again, not used
     assert hashlib.sha256(entry.read_bytes()).hexdigest() == pkg.sha256
-    ok(mlenv("verify", "--prefix", tmp_path / "b", cwd=locked_project))
+    assert mlenv.verify(prefix=tmp_path / "b", spec=locked_project).ok
 
 
 # --- 4. a full disk names the file -------------------------------------------------------------
@@ -552,7 +608,7 @@ def _temp_files(root: Path) -> list[str]:
     return [str(p) for p in root.rglob("*") if p.name.endswith((".tmp", ".new", ".part"))]
 
 
-def test_disk_full_names_the_file(full_disk, locked_project, tmp_path):
+def test_disk_full_names_the_file(full_disk, locked_project, tmp_path, monkeypatch):
     from mlenv.runtime.errors import WriteError
     from mlenv.runtime.fsutil import atomic_write
 
@@ -571,21 +627,20 @@ def test_disk_full_names_the_file(full_disk, locked_project, tmp_path):
     assert isinstance(err.value, OSError) and err.value.filename == str(full_disk / "x.txt")
 
     # mlenv lock: the lock file
-    line = refused(mlenv("lock", cwd=proj, env={"XDG_CACHE_HOME": str(tmp_path / "c1")}))
-    assert line == f"error: could not write {proj / 'mlenv.lock'}: No space left on device"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "c1"))
+    line = refusal(mlenv.lock, proj).message
+    assert line == f"could not write {proj / 'mlenv.lock'}: No space left on device"
 
     # mlenv install: the artifact being downloaded into the cache
     shutil.rmtree(tmp_path / "inst", ignore_errors=True)
-    line = refused(mlenv("install", "--prefix", tmp_path / "inst", "--python", BASE_PYTHON, cwd=locked_project,
-                         env={"XDG_CACHE_HOME": str(full_disk / "cache")}))  # fmt: skip
-    assert line.startswith(f"error: could not write {cache}/") and line.endswith(": No space left on device")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(full_disk / "cache"))
+    line = refusal(mlenv.install, tmp_path / "inst", spec=locked_project, python=BASE_PYTHON).message
+    assert line.startswith(f"could not write {cache}/") and line.endswith(": No space left on device")
 
     # mlenv register: the registry blob
-    line = refused(mlenv("register", "--no-image", cwd=locked_project, env={"MLENV_REGISTRY": str(blobs)}))
+    line = refusal(mlenv.register, locked_project, registry=str(blobs), image=False).message
     # the index is created first (an index without blobs is fine, blobs without an index are damage)
-    assert line.startswith(
-        (f"error: could not write {blobs / 'blobs' / 'sha256'}/", f"error: {blobs / 'index.sqlite3'}: ")
-    )
+    assert line.startswith((f"could not write {blobs / 'blobs' / 'sha256'}/", f"{blobs / 'index.sqlite3'}: "))
     assert "disk is full" in line or "No space left" in line
     assert _temp_files(full_disk) == []
 
@@ -744,7 +799,7 @@ def test_environment_save_of_a_registered_pair(locked_project, tmp_path):
     from mlenv.api.environment import Environment
 
     reg = tmp_path / "reg"
-    ok(mlenv("register", "--no-image", cwd=locked_project, env={"MLENV_REGISTRY": str(reg)}))
+    mlenv.register(locked_project, registry=str(reg), image=False)
     Environment.get("sec-io", 1, registry=str(reg), directory=tmp_path / "saved").save()
     assert (tmp_path / "saved" / "mlenv.lock").read_bytes() == (locked_project / "mlenv.lock").read_bytes()
     assert sorted(p.name for p in (tmp_path / "saved").iterdir()) == ["mlenv.lock", "mlenv.toml"]
@@ -777,7 +832,7 @@ def test_cli_messages_mask_secrets_mlenv_holds(locked_project, tmp_path, pypi_se
 
     project = craft(locked_project, tmp_path / "proj", mutate)
     env = {"MLENV_INDEX_URL": pypi_server.replace("://", f"://ci:{secret}@"), "XDG_CACHE_HOME": str(tmp_path / "c")}
-    proc = mlenv("install", "--prefix", tmp_path / "p", "--python", BASE_PYTHON, cwd=project, env=env)
+    proc = mlenv_cli("install", "--prefix", tmp_path / "p", "--python", BASE_PYTHON, cwd=project, env=env)
     line = refused(proc)
     assert "could not download PyPI package fixalpha" in line and "/****/fixalpha" in line
     assert secret not in proc.stderr + proc.stdout

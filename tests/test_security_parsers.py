@@ -6,6 +6,12 @@ item 4 (an empty index reads as an empty registry; a read-only registry), item 6
 (validation holes), plus the rules behind them (mlenv.runtime.secrets, size and
 nesting limits, messages that truncate what they quote). docs/security.md is the
 trust model these tests hold mlenv to.
+
+A refusal is library behaviour: the commands run in-process through the API and each bad
+input is a `pytest.raises` of a one-line message (`one_error`), checked before the CLI's
+scrubber, so a secret in a message fails here even where the CLI would mask it. The CLI
+runs that stay: one per command family rendering a refusal (`one_clean_error`), what
+`show` prints, and the read-only registry (mlenv run as another user).
 """
 
 from __future__ import annotations
@@ -23,8 +29,10 @@ from pathlib import Path
 import hypothesis
 import pytest
 from hypothesis import strategies as hst
+from refusals import one_line
 from registry_envs import make_env
 
+import mlenv
 from mlenv.errors import LockError, MlenvError, SpecError
 from mlenv.lockfile import loads_lock, read_lock
 from mlenv.registry.base import RegistryError
@@ -37,7 +45,7 @@ EXAMPLE_LOCK = (ROOT / "mlenv.lock.example").read_text()
 SECRET = "s3cr3t-Pa55"
 
 
-def mlenv(*args, cwd, env=None, user=None):
+def mlenv_cli(*args, cwd, env=None, user=None):
     full = dict(os.environ)
     full.update(env or {})
     cmd = [sys.executable, "-m", "mlenv.cli", *args]
@@ -55,6 +63,24 @@ def one_clean_error(proc, *, code=2) -> str:
     errors = [i for i, line in enumerate(lines) if line.startswith("error: ")]
     assert len(errors) == 1, proc.stderr
     return "\n".join(lines[errors[0] :]) + "\n"
+
+
+def one_error(call, *args, code: int = 2, **kwargs) -> str:
+    """The refusal of an API call: an MlenvError with a one-line message and exit code `code`;
+    returns its text (message and hint, as the CLI prints them)."""
+    with pytest.raises(MlenvError) as info:
+        call(*args, **kwargs)
+    return one_line(info, code=code)
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch):
+    """Registries are always passed explicitly (the caller's stays out), and the secrets an
+    in-process call remembers for the scrubber are forgotten after the test."""
+    from mlenv.runtime import secrets
+
+    monkeypatch.delenv("MLENV_REGISTRY", raising=False)
+    monkeypatch.setattr(secrets, "_remembered", set(secrets._remembered))
 
 
 def spec_error(text: str) -> str:
@@ -117,32 +143,45 @@ def project(tmp_path):
     return tmp_path / "p"
 
 
-LOCK_COMMANDS = [
-    (["hash"], 2),
-    (["lock", "--check"], 1),
-    (["export", "--format", "requirements"], 2),
-    (["register", "--no-image"], 2),
-    (["verify", "--prefix", "prefix"], 2),
-    (["install", "--prefix", "prefix"], 2),
-]
+LOCK_COMMANDS = {  # every command that reads the lock: its API call (project, registry), its exit code
+    "hash": (lambda p, r: mlenv.content_hash(spec=p), 2),
+    "lock --check": (lambda p, r: mlenv.check(p), 1),
+    "export --format requirements": (lambda p, r: mlenv.export("requirements", spec=p), 2),
+    "register --no-image": (lambda p, r: mlenv.register(p, registry=r, image=False), 2),
+    "verify --prefix prefix": (lambda p, r: mlenv.verify(prefix=p / "prefix", spec=p), 2),
+    "install --prefix prefix": (lambda p, r: mlenv.install(p / "prefix", spec=p), 2),
+}
 
 
-@pytest.mark.parametrize("args, code", LOCK_COMMANDS, ids=lambda a: " ".join(a) if isinstance(a, list) else str(a))
-def test_item2_non_utf8_lock_is_one_error_naming_the_path(project, tmp_path, args, code):
+def _non_utf8_lock(project: Path) -> Path:
     lock = project / "mlenv.lock"
     lock.write_bytes(lock.read_bytes().replace(b"fixalpha", b"fix\xffalpha", 1))
-    proc = mlenv(*args, cwd=project, env={"MLENV_REGISTRY": str(tmp_path / "reg")})
-    err = one_clean_error(proc, code=code)
+    return lock
+
+
+@pytest.mark.parametrize("command", list(LOCK_COMMANDS))
+def test_item2_non_utf8_lock_is_one_error_naming_the_path(project, tmp_path, command):
+    lock = _non_utf8_lock(project)
+    call, code = LOCK_COMMANDS[command]
+    err = one_error(call, project, str(tmp_path / "reg"), code=code)
     assert str(lock) in err or "mlenv.lock" in err
     assert "not UTF-8" in err
+
+
+@pytest.mark.parametrize("args, code", [(["hash"], 2), (["lock", "--check"], 1)], ids=["hash", "lock --check"])
+def test_item2_non_utf8_lock_renders_as_one_error_line(project, tmp_path, args, code):
+    """The CLI: the refusal above is one `error:` line with its exit code (2, and 1 for
+    lock --check), no traceback."""
+    lock = _non_utf8_lock(project)
+    err = one_clean_error(mlenv_cli(*args, cwd=project, env={"MLENV_REGISTRY": str(tmp_path / "reg")}), code=code)
+    assert (str(lock) in err or "mlenv.lock" in err) and "not UTF-8" in err
 
 
 def test_item2_mlenv_lock_replaces_a_corrupt_lock_as_documented(project):
     lock = project / "mlenv.lock"
     lock.write_bytes(b"\xff\xfe" + lock.read_bytes())
-    proc = mlenv("lock", "--offline", cwd=project)
-    assert proc.returncode == 0, proc.stderr
-    assert "not UTF-8" in proc.stderr and "solving from scratch and replacing it" in proc.stderr
+    warnings = "\n".join(mlenv.lock(project, offline=True).warnings)
+    assert "not UTF-8" in warnings and "solving from scratch and replacing it" in warnings
     assert read_lock(lock).packages == []  # regenerated from the spec (which has no dependencies)
 
 
@@ -189,14 +228,14 @@ def test_item2_bad_channels_are_spec_errors_not_invalid_channel_tracebacks(tmp_p
     (tmp_path / "mlenv.toml").write_text(
         f'[environment]\nname = "x"\npython = "3.11"\n[conda]\nchannels = [{json.dumps(channel)}]\ndependencies = ["numpy"]\n'
     )
-    err = one_clean_error(mlenv("lock", "--offline", cwd=tmp_path))
+    err = one_error(mlenv.lock, tmp_path, offline=True)
     assert "mlenv.toml:5: channel" in err and "InvalidChannelError" not in err
 
 
 @pytest.mark.parametrize("value", ["x", "1.5", "", "١", "2\n", None])
 def test_item2_tampered_schema_value_in_local_registry_is_one_error(project, tmp_path, value):
     reg = tmp_path / "reg"
-    assert mlenv("register", "--no-image", cwd=project, env={"MLENV_REGISTRY": str(reg)}).returncode == 0
+    mlenv.register(project, registry=str(reg), image=False)
     db = sqlite3.connect(reg / "index.sqlite3")
     if value is None:
         db.execute("DELETE FROM meta")
@@ -204,7 +243,7 @@ def test_item2_tampered_schema_value_in_local_registry_is_one_error(project, tmp
         db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (value,))
     db.commit()
     db.close()
-    err = one_clean_error(mlenv("versions", "demo", cwd=project, env={"MLENV_REGISTRY": str(reg)}))
+    err = one_error(mlenv.versions, "demo", registry=str(reg))
     assert "index.sqlite3" in err and ("schema" in err)
 
 
@@ -216,32 +255,31 @@ def test_item3_conda_channel_password_is_refused_and_never_printed_by_lock_offli
         f'[environment]\nname = "x"\npython = "3.11"\n[conda]\nchannels = ["https://user:{SECRET}@conda.example.org/ch"]\n'
         'dependencies = ["numpy"]\n'
     )
-    err = one_clean_error(mlenv("lock", "--offline", cwd=tmp_path))
+    err = one_error(mlenv.lock, tmp_path, offline=True)
     assert SECRET not in err and "literal credential" in err and "${" in err
     assert not (tmp_path / "mlenv.lock").exists()
 
 
-def test_item3_channel_reference_is_expanded_in_memory_and_never_printed_by_lock_offline(tmp_path):
+def test_item3_channel_reference_is_expanded_in_memory_and_never_printed_by_lock_offline(tmp_path, monkeypatch):
     (tmp_path / "mlenv.toml").write_text(
         '[environment]\nname = "x"\npython = "3.11"\n[conda]\nchannels = ["https://user:${CHAN_TOKEN}@conda.example.org/ch"]\n'
         'dependencies = ["numpy"]\n'
     )
-    err = one_clean_error(mlenv("lock", "--offline", cwd=tmp_path, env={"CHAN_TOKEN": SECRET}))
+    monkeypatch.setenv("CHAN_TOKEN", SECRET)
+    err = one_error(mlenv.lock, tmp_path, offline=True)
     assert "--offline cannot solve against the remote conda channel" in err and SECRET not in err
 
 
-def test_item3_network_failure_hint_never_prints_the_channel_password(tmp_path):
+def test_item3_network_failure_hint_never_prints_the_channel_password(tmp_path, monkeypatch):
     # port 9 (discard) on loopback: nothing answers, rattler reports a fetch error with the URL
     (tmp_path / "mlenv.toml").write_text(
         '[environment]\nname = "x"\npython = "3.11"\n[conda]\nchannels = ["http://${CHAN_USER}:${CHAN_TOKEN}@127.0.0.1:9/ch"]\n'
         'dependencies = ["numpy"]\n[image]\nbase = "debian:bookworm-slim"\n'
     )
-    proc = mlenv(
-        "lock",
-        cwd=tmp_path,
-        env={"CHAN_USER": "chan-user", "CHAN_TOKEN": SECRET, "XDG_CACHE_HOME": str(tmp_path / "cache")},
-    )
-    err = one_clean_error(proc)
+    monkeypatch.setenv("CHAN_USER", "chan-user")
+    monkeypatch.setenv("CHAN_TOKEN", SECRET)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    err = one_error(mlenv.lock, tmp_path)
     assert SECRET not in err and "chan-user" not in err
     assert "127.0.0.1:9" in err  # the hint still names the channel, without its userinfo
 
@@ -253,9 +291,13 @@ def test_item3_literal_index_password_is_refused_so_it_is_never_registered_shown
             "[variables]", f'[pypi]\nindex-url = "https://u:{SECRET}@pypi.example.org/simple"\n\n[variables]'
         )
     )
-    env = {"MLENV_REGISTRY": str(tmp_path / "reg")}
-    for args in (["register", "--no-image"], ["lock", "--offline"], ["export", "--format", "requirements"]):
-        err = one_clean_error(mlenv(*args, cwd=project, env=env))
+    reg = str(tmp_path / "reg")
+    for call, kwargs in (
+        (mlenv.register, {"registry": reg, "image": False}),
+        (mlenv.lock, {"offline": True}),
+        (lambda p: mlenv.export("requirements", spec=p), {}),
+    ):
+        err = one_error(call, project, **kwargs)
         assert SECRET not in err and "literal credential" in err
     assert all(SECRET.encode() not in p.read_bytes() for p in (tmp_path / "reg").rglob("*") if p.is_file())
 
@@ -275,7 +317,7 @@ def test_item3_show_scrubs_a_password_registered_before_the_rule(project, tmp_pa
         reg.register("demo", spec, lock, read_lock(project / "mlenv.lock").content_hash)
     env = {"MLENV_REGISTRY": str(tmp_path / "reg")}
     for args in (["show", "demo@1"], ["show", "demo@1", "--json"]):
-        proc = mlenv(*args, cwd=tmp_path, env=env)
+        proc = mlenv_cli(*args, cwd=tmp_path, env=env)
         assert proc.returncode == 0, proc.stderr
         assert SECRET not in proc.stdout + proc.stderr and "pypi.example.org/simple" in proc.stdout
 
@@ -323,13 +365,12 @@ def test_item3_references_outside_the_userinfo_are_refused():
     assert "${VAR} reference outside the user:password@ part" in err
 
 
-def test_item3_importer_drops_a_literal_credential_with_a_note(tmp_path, monkeypatch):
+def test_item3_importer_drops_a_literal_credential_with_a_note(tmp_path):
     from mlenv.formats.importers import import_file
 
-    monkeypatch.chdir(tmp_path)
     req = tmp_path / "requirements.txt"
     req.write_text(f"--index-url https://u:{SECRET}@pypi.example.org/simple\nnumpy>=1\n")
-    text, notes = import_file(req, name="demo")
+    text, notes = import_file(req, name="demo", project=tmp_path)
     assert SECRET not in text and SECRET not in "".join(notes)
     assert 'index-url = "https://pypi.example.org/simple"' in text
     assert any("literal credential was not copied" in n for n in notes)
@@ -342,8 +383,7 @@ def test_item3_importer_drops_a_literal_credential_with_a_note(tmp_path, monkeyp
 @pytest.mark.parametrize("damage", ["zero-byte", "missing", "foreign"])
 def test_item4_empty_missing_or_foreign_index_beside_blobs_is_an_error(project, tmp_path, damage):
     reg = tmp_path / "reg"
-    env = {"MLENV_REGISTRY": str(reg)}
-    assert mlenv("register", "--no-image", cwd=project, env=env).returncode == 0
+    mlenv.register(project, registry=str(reg), image=False)
     index = reg / "index.sqlite3"
     for extra in reg.glob("index.sqlite3-*"):
         extra.unlink()
@@ -360,16 +400,21 @@ def test_item4_empty_missing_or_foreign_index_beside_blobs_is_an_error(project, 
     before = index.read_bytes() if index.exists() else None
     other_dir = tmp_path / "q"
     make_env(other_dir, variables={"OTHER": "1"})  # different content: would be version 1 of a fresh index
-    for args, cwd in ((["register", "--no-image"], other_dir), (["versions", "demo"], project), (["list"], project)):
-        err = one_clean_error(mlenv(*args, cwd=cwd, env=env))
+    for call, args in (
+        (mlenv.register, (other_dir,)),
+        (mlenv.versions, ("demo",)),
+        (mlenv.environments, ()),
+    ):
+        err = one_error(call, *args, registry=str(reg), **({"image": False} if call is mlenv.register else {}))
         assert "index.sqlite3" in err
         assert ("refusing to treat it as an empty registry" in err) or ("not an mlenv registry index" in err)
     assert (index.read_bytes() if index.exists() else None) == before  # left exactly as found
 
 
 def test_item4_a_fresh_registry_still_starts_empty(project, tmp_path):
-    env = {"MLENV_REGISTRY": str(tmp_path / "new")}
-    assert "registered demo@1" in mlenv("register", "--no-image", cwd=project, env=env).stdout
+    registered = mlenv.register(project, registry=str(tmp_path / "new"), image=False)
+    assert registered.created and registered.ref == "demo@1"
+    assert registered.message().startswith("registered demo@1")
 
 
 needs_setpriv = pytest.mark.skipif(
@@ -398,8 +443,8 @@ def test_item4_read_only_registry_serves_reads_and_refuses_writes_in_one_line(sh
     project = tmp_path / "p"
     reg = tmp_path / "reg"
     env = {"MLENV_REGISTRY": str(reg), "HOME": str(tmp_path / "home"), "XDG_CONFIG_HOME": str(tmp_path / "home")}
-    assert mlenv("register", "--no-image", cwd=project, env=env).returncode == 0
-    assert mlenv("label", "demo@1", "prod", cwd=project, env=env).returncode == 0
+    mlenv.register(project, registry=str(reg), image=False)  # set up as root, in-process
+    mlenv.label("demo@1", "prod", registry=str(reg))
     out = tmp_path / "out"
     for p in (tmp_path, project, tmp_path / "home", out):
         p.mkdir(exist_ok=True)
@@ -413,14 +458,14 @@ def test_item4_read_only_registry_serves_reads_and_refuses_writes_in_one_line(sh
         ["show", "demo@prod", "--json"],
         ["restore", "demo@1", "--into", str(out)],
     ):
-        proc = mlenv(*args, cwd=tmp_path, env=env, user=nobody)
+        proc = mlenv_cli(*args, cwd=tmp_path, env=env, user=nobody)
         assert proc.returncode == 0, (args, proc.stderr)
-    assert json.loads(mlenv("show", "demo@1", "--json", cwd=tmp_path, env=env, user=nobody).stdout)["labels"] == [
+    assert json.loads(mlenv_cli("show", "demo@1", "--json", cwd=tmp_path, env=env, user=nobody).stdout)["labels"] == [
         "prod"
     ]
     assert (out / "mlenv.lock").read_bytes() == (project / "mlenv.lock").read_bytes()
     for args in (["label", "demo@1", "stable"], ["archive", "demo@1"], ["register", "--no-image"]):
-        err = one_clean_error(mlenv(*args, cwd=project, env=env, user=nobody))
+        err = one_clean_error(mlenv_cli(*args, cwd=project, env=env, user=nobody))
         assert err.count("\n") <= 2 and "read-only for this user; nothing was written" in err
 
 
@@ -438,13 +483,12 @@ def test_item4_read_only_registry_serves_reads_and_refuses_writes_in_one_line(sh
 )
 def test_item4_every_row_read_is_checked(project, tmp_path, column, value):
     reg = tmp_path / "reg"
-    env = {"MLENV_REGISTRY": str(reg)}
-    assert mlenv("register", "--no-image", cwd=project, env=env).returncode == 0
+    mlenv.register(project, registry=str(reg), image=False)
     db = sqlite3.connect(reg / "index.sqlite3")
     db.execute(f"UPDATE versions SET {column} = ?", (value,))
     db.commit()
     db.close()
-    err = one_clean_error(mlenv("show", "demo@1", cwd=project, env=env))
+    err = one_error(mlenv.show, "demo@1", registry=str(reg))
     # a row whose name no longer matches is simply not that environment's any more
     assert "damaged registry record" in err or "demo has no versions" in err
     assert "root:" not in err and "etc/hostname" not in err.split("invalid")[0]
@@ -452,24 +496,36 @@ def test_item4_every_row_read_is_checked(project, tmp_path, column, value):
 
 def test_item4_text_that_is_not_utf8_in_the_index_is_a_damaged_record(project, tmp_path):
     reg = tmp_path / "reg"
-    env = {"MLENV_REGISTRY": str(reg)}
-    assert mlenv("register", "--no-image", cwd=project, env=env).returncode == 0
+    mlenv.register(project, registry=str(reg), image=False)
     db = sqlite3.connect(reg / "index.sqlite3")
     db.execute("UPDATE versions SET content_hash = CAST(X'ff41' AS TEXT)")
     db.commit()
     db.close()
-    assert "damaged registry record" in one_clean_error(mlenv("versions", "demo", cwd=project, env=env))
+    assert "damaged registry record" in one_error(mlenv.versions, "demo", registry=str(reg))
+
+
+def test_item4_a_damaged_record_renders_as_one_error_line(project, tmp_path):
+    """The CLI of the registry reads: a damaged record (above, in-process) is one `error:`
+    line, exit 2, no traceback."""
+    reg = tmp_path / "reg"
+    mlenv.register(project, registry=str(reg), image=False)
+    db = sqlite3.connect(reg / "index.sqlite3")
+    db.execute("UPDATE versions SET content_hash = CAST(X'ff41' AS TEXT)")
+    db.commit()
+    db.close()
+    for args in (["versions", "demo"], ["show", "demo@1"]):
+        err = one_clean_error(mlenv_cli(*args, cwd=project, env={"MLENV_REGISTRY": str(reg)}))
+        assert "damaged registry record" in err
 
 
 def test_item4_environment_without_versions_is_not_found_not_an_index_error(project, tmp_path):
     reg = tmp_path / "reg"
-    env = {"MLENV_REGISTRY": str(reg)}
-    assert mlenv("register", "--no-image", cwd=project, env=env).returncode == 0
+    mlenv.register(project, registry=str(reg), image=False)
     db = sqlite3.connect(reg / "index.sqlite3")
     db.execute("DELETE FROM versions")
     db.commit()
     db.close()
-    assert "demo has no versions" in one_clean_error(mlenv("show", "demo", cwd=project, env=env))
+    assert "demo has no versions" in one_error(mlenv.show, "demo", registry=str(reg))
 
 
 # --- item 6: validation holes ---------------------------------------------------------------
@@ -516,7 +572,7 @@ def test_item6_newlines_control_characters_and_other_digits_are_refused(text, ex
 def test_item6_name_with_trailing_newline_cannot_register(project, tmp_path):
     spec = project / "mlenv.toml"
     spec.write_text(spec.read_text().replace('name = "demo"', 'name = "demo\\n"'))
-    err = one_clean_error(mlenv("register", "--no-image", cwd=project, env={"MLENV_REGISTRY": str(tmp_path / "reg")}))
+    err = one_error(mlenv.register, project, registry=str(tmp_path / "reg"), image=False)
     assert "mlenv.toml:2" in err
     with LocalRegistry(tmp_path / "reg2") as reg, pytest.raises(RegistryError, match="invalid environment name"):
         reg.register("demo\n", b"s", b"l", "sha256:" + "0" * 64)
@@ -524,15 +580,15 @@ def test_item6_name_with_trailing_newline_cannot_register(project, tmp_path):
 
 @pytest.mark.parametrize("label", ["prod\n", "prod\t", "pröd", "latest", "p" * 65])
 def test_item6_labels_with_newlines_or_other_scripts_are_refused(project, tmp_path, label):
-    env = {"MLENV_REGISTRY": str(tmp_path / "reg")}
-    assert mlenv("register", "--no-image", cwd=project, env=env).returncode == 0
-    assert "invalid label" in one_clean_error(mlenv("label", "demo@1", label, cwd=project, env=env))
+    reg = str(tmp_path / "reg")
+    mlenv.register(project, registry=reg, image=False)
+    assert "invalid label" in one_error(mlenv.label, "demo@1", label, registry=reg)
 
 
 def test_item6_version_ref_in_other_digits_is_not_a_number(project, tmp_path):
-    env = {"MLENV_REGISTRY": str(tmp_path / "reg")}
-    assert mlenv("register", "--no-image", cwd=project, env=env).returncode == 0
-    assert "no version, label or content hash matches" in one_clean_error(mlenv("show", "demo@١", cwd=project, env=env))
+    reg = str(tmp_path / "reg")
+    mlenv.register(project, registry=reg, image=False)
+    assert "no version, label or content hash matches" in one_error(mlenv.show, "demo@١", registry=reg)
 
 
 @pytest.mark.parametrize("value", ["true", "false", "1.0", '"1"', "2"])
@@ -674,47 +730,48 @@ def test_settings_values_with_control_characters_are_refused(tmp_path, monkeypat
 # --- importers: files are untrusted too ----------------------------------------------------------
 
 
-def test_importer_reads_no_file_outside_the_imported_files_directory(tmp_path, monkeypatch):
+def test_importer_reads_no_file_outside_the_imported_files_directory(tmp_path):
+    """The importer reads only files beside the imported one (or in the current directory:
+    this test's, which is not above tmp_path)."""
     from mlenv.formats.importers import import_file
 
     inner = tmp_path / "in"
     inner.mkdir()
     secret = tmp_path / "id_rsa"
     secret.write_text("-----BEGIN PRIVATE KEY-----\n")
-    monkeypatch.chdir(inner)
+    assert Path.cwd().resolve() not in (tmp_path.resolve(), *tmp_path.resolve().parents)
     (inner / "requirements.txt").write_text("-r ../id_rsa\n")
     with pytest.raises(SpecError, match="outside") as info:
-        import_file(inner / "requirements.txt", name="demo")
-    assert "PRIVATE KEY" not in str(info.value)
+        import_file(inner / "requirements.txt", name="demo", project=inner)
+    assert "PRIVATE KEY" not in one_line(info)
     (inner / "env.yml").write_text("$schema: azureml\nimage: x\nconda_file: ../id_rsa\n")
-    with pytest.raises(SpecError, match="outside"):
-        import_file(inner / "env.yml", name="demo")
+    with pytest.raises(SpecError, match="outside") as info:
+        import_file(inner / "env.yml", name="demo", project=inner)
+    one_line(info)
 
 
-def test_importer_notes_stay_comments(tmp_path, monkeypatch):
+def test_importer_notes_stay_comments(tmp_path):
     from mlenv.formats.importers import import_file
 
-    monkeypatch.chdir(tmp_path)
     env = tmp_path / "environment.yml"
     env.write_text(
         'dependencies:\n  - python=3.11\n  - pip:\n    - "-e .\\n[pypi]\\nindex-url = \\"http://evil.example/simple\\""\n'
     )
-    text, notes = import_file(env, name="demo")
+    text, notes = import_file(env, name="demo", project=tmp_path)
     spec = parse_spec(text, tmp_path / "mlenv.toml")
     assert spec.index_url is None and "evil.example" not in (spec.index_url or "")
     assert all("\n" not in n for n in notes)
 
 
-def test_importer_refuses_a_yaml_alias_bomb_quickly(tmp_path, monkeypatch):
+def test_importer_refuses_a_yaml_alias_bomb_quickly(tmp_path):
     from mlenv.formats.importers import import_file
 
-    monkeypatch.chdir(tmp_path)
     lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
     lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 9)]
     lines += ["dependencies: [*a8]"]
     (tmp_path / "environment.yml").write_text("\n".join(lines) + "\n")
     with pytest.raises(SpecError, match="expands to more than"):
-        import_file(tmp_path / "environment.yml", name="demo")
+        import_file(tmp_path / "environment.yml", name="demo", project=tmp_path)
 
 
 # --- the CLI: one line, whatever the input -------------------------------------------------------
@@ -744,17 +801,16 @@ def test_content_hash_of_a_written_lock_is_unchanged_by_validation():
     assert hashlib.sha256(lock.dumps().encode()).hexdigest() == hashlib.sha256(EXAMPLE_LOCK.encode()).hexdigest()
 
 
-def test_importer_pylock_package_name_that_is_not_text(tmp_path, monkeypatch):
+def test_importer_pylock_package_name_that_is_not_text(tmp_path):
     """Found by bench/fuzz.py: a TOML date as a package name gave a TypeError."""
     from mlenv.formats.importers import import_file
 
-    monkeypatch.chdir(tmp_path)
     path = tmp_path / "pylock.toml"
     path.write_text(
         'lock-version = "1.0"\n[[packages]]\nname = 2024-01-01\nversion = "1.0"\n'
         '[[packages]]\nname = "numpy"\nversion = "1.26.4"\n'
     )
-    text, notes = import_file(path, name="demo")
+    text, notes = import_file(path, name="demo", project=tmp_path)
     assert '"numpy==1.26.4"' in text and any("'2024-01-01==1.0'" in n for n in notes)
     parse_spec(text, tmp_path / "mlenv.toml")
 
@@ -776,10 +832,9 @@ def test_lock_inputs_that_are_not_requirements_make_the_lock_stale(tmp_path):
     )
     assert lock != EXAMPLE_LOCK
     ft.check_cli(spec.replace(b'"requests"', b'"requests>=2"'), lock.encode(), ["lock", "--check"])
-    code, _out, err = ft.run_cli(
-        ["lock", "--check"], _project(tmp_path, spec.replace(b'"requests"', b'"requests>=2"'), lock)
-    )
-    assert code == 1 and "not PEP 508 requirements" in err
+    result = mlenv.check(_project(tmp_path, spec.replace(b'"requests"', b'"requests>=2"'), lock))
+    assert not result.ok and result.state == "stale"  # lock --check: exit 1
+    assert any("not PEP 508 requirements" in r for r in result.reasons)
 
 
 def _project(directory: Path, spec: bytes, lock: str) -> Path:
@@ -797,8 +852,7 @@ def test_item2_crafted_oci_state_document_and_manifest_on_a_real_registry(test_r
     from mlenv.registry import oci
 
     url = f"oci://{test_registry}/mlenv-sec-{uuid.uuid4().hex[:10]}"
-    env = {"MLENV_REGISTRY": url}
-    assert mlenv("register", "--no-image", cwd=project, env=env).returncode == 0
+    mlenv.register(project, registry=url, image=False)
     reg = oci.OciRegistry(url)
     repo = reg.repo("demo")
     good = reg._get_manifest(repo, "v1")
@@ -806,8 +860,7 @@ def test_item2_crafted_oci_state_document_and_manifest_on_a_real_registry(test_r
     fake = json.loads(good[1])
     fake["annotations"][oci.A_VERSION] = "٢"
     reg._put_manifest(repo, "v2", json.dumps(fake).encode())
-    versions = json.loads(mlenv("versions", "demo", "--json", cwd=project, env=env).stdout)["versions"]
-    assert [v["version"] for v in versions] == [1]
+    assert [v.version for v in mlenv.versions("demo", registry=url)] == [1]
     for state in (
         {"archived": "yes"},
         {"labels": {"prod\n": 1}},
@@ -819,7 +872,7 @@ def test_item2_crafted_oci_state_document_and_manifest_on_a_real_registry(test_r
         reg._put_manifest(
             repo, oci.STATE_TAG, reg._artifact(repo, oci.STATE_ARTIFACT, [(raw, oci.STATE_MEDIA, "state.json")], {})
         )
-        err = one_clean_error(mlenv("versions", "demo", cwd=project, env=env))
+        err = one_error(mlenv.versions, "demo", registry=url)
         assert "damaged registry record" in err and "state document" in err
     reg.close()
 

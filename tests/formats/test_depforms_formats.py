@@ -1,26 +1,37 @@
 """Issue 13, formats: git, URL, find-links, local and constraint forms are carried by the
 importers and written back by the exporters wherever the target format can hold them;
-checked with the real servers of plugin_sources.py and the real peers (uv, conda-lock)."""
+checked with the real servers of plugin_sources.py and the real peers (uv, conda-lock).
+
+What is carried and written is the library's behaviour: the API is called in-process
+(`mlenv.init`, `mlenv.lock`, `mlenv.export`); a refusal is a `pytest.raises` with its one-line
+message (tests/formats/test_formats.py has the CLI tests of init and export)."""
 
 from __future__ import annotations
 
 import json
 import os
 import subprocess
-import sys
 import textwrap
 import tomllib
 from pathlib import Path
 
 import pytest
+from refusals import one_line
 
+import mlenv
+from mlenv.errors import MlenvError
 from mlenv.lockfile import read_lock
 
 
-def mlenv(*args, cwd, env=None):
-    full = {k: v for k, v in os.environ.items() if k != "MLENV_CA_BUNDLE"}
-    full.update(env or {})
-    return subprocess.run([sys.executable, "-m", "mlenv.cli", *args], cwd=cwd, capture_output=True, text=True, env=full)
+@pytest.fixture(autouse=True)
+def _no_ca_bundle(monkeypatch):
+    """The local git and wheel servers speak plain http: no CA bundle from the caller's environment."""
+    monkeypatch.delenv("MLENV_CA_BUNDLE", raising=False)
+
+
+def notes_of(result) -> str:
+    """An import's or export's notes, one a line (what the CLI prints on stderr)."""
+    return "\n".join(result.notes)
 
 
 def ok(proc):
@@ -45,21 +56,21 @@ def locked_forms(make_project, git_tools, wheel_site):
         [git_tools.requirement(), "features @ ./libs/features", f"urlpkg @ {wheel_site.wheel_url}", "flpkg"],
         extra=f'find-links = ["{wheel_site.find_links}"]\n',
     )
-    ok(mlenv("lock", cwd=d))
+    mlenv.lock(d)
     return d
 
 
 def test_requirements_export_installs_with_uv_and_checks_hashes(locked_forms, git_tools, wheel_site, tmp_path):
     d = locked_forms
     lock = read_lock(d / "mlenv.lock")
-    proc = ok(mlenv("export", "--format", "requirements", "-o", "requirements.txt", cwd=d))
+    result = mlenv.export("requirements", spec=d, output=d / "requirements.txt")
     text = (d / "requirements.txt").read_text()
     commit = git_tools.commit
     assert f"teamtools @ git+{git_tools.repo_url}@{commit}#subdirectory=tools\n" in text
     assert "features @ ./libs/features\n" in text
     assert f"urlpkg @ {wheel_site.wheel_url} \\\n    --hash=sha256:{wheel_site.wheel_sha256}" in text
     assert f"--find-links {wheel_site.find_links}" in text and "uv pip install --no-deps" in text
-    assert "without --hash" in proc.stderr
+    assert "without --hash" in notes_of(result)
     python = venv(tmp_path / "v")
     ok(subprocess.run([uv(), "pip", "install", "--python", str(python), "--no-deps", "-r", "requirements.txt"],
                       cwd=d, capture_output=True, text=True))  # fmt: skip
@@ -79,17 +90,17 @@ def test_requirements_export_installs_with_uv_and_checks_hashes(locked_forms, gi
 
     shutil.copytree(d / "libs", other / "libs")
     shutil.copy(d / "requirements.txt", other / "requirements.txt")
-    ok(mlenv("init", "--from", "requirements.txt", "--name", "again", cwd=other))
+    mlenv.init(other / "mlenv.toml", from_file=other / "requirements.txt", name="again")
     t = other / "mlenv.toml"  # the export's header carries the base image; the test base needs its interpreter
     t.write_text(t.read_text() + '\n[image]\npython = "/usr/bin/python3"\n' if "[image]" not in t.read_text() else
                  t.read_text().replace("[image]\n", '[image]\npython = "/usr/bin/python3"\n'))  # fmt: skip
-    ok(mlenv("lock", cwd=other))
+    mlenv.lock(other)
     assert read_lock(other / "mlenv.lock").content_hash == lock.content_hash
 
 
 def test_pylock_export_carries_vcs_directory_and_archive(locked_forms, git_tools, wheel_site, tmp_path):
     d = locked_forms
-    ok(mlenv("export", "--format", "pylock", "-o", "pylock.toml", cwd=d))
+    mlenv.export("pylock", spec=d, output=d / "pylock.toml")
     data = tomllib.loads((d / "pylock.toml").read_text())
     by_name = {p["name"]: p for p in data["packages"]}
     vcs = by_name["teamtools"]["vcs"]
@@ -106,7 +117,7 @@ def test_pylock_export_carries_vcs_directory_and_archive(locked_forms, git_tools
     # imported back: the git entry pinned to its commit, the directory and the archive as they were
     other = d / "imported"
     other.mkdir()
-    ok(mlenv("init", "--from", "../pylock.toml", "--name", "imported", cwd=other))
+    mlenv.init(other / "mlenv.toml", from_file=d / "pylock.toml", name="imported")
     deps = tomllib.loads((other / "mlenv.toml").read_text())["pypi"]["dependencies"]
     assert f"teamtools @ git+{git_tools.repo_url}@{git_tools.commit}#subdirectory=tools" in deps
     assert f"urlpkg @ {wheel_site.wheel_url}#sha256={wheel_site.wheel_sha256}" in deps
@@ -116,7 +127,7 @@ def test_environment_yml_export_has_the_forms_in_its_pip_section(locked_forms, g
     from conda_lock.src_parser.environment_yaml import parse_environment_file
 
     d = locked_forms
-    ok(mlenv("export", "--format", "environment-yml", "-o", "environment.yml", cwd=d))
+    mlenv.export("environment-yml", spec=d, output=d / "environment.yml")
     import yaml
 
     data = yaml.safe_load((d / "environment.yml").read_text())
@@ -137,13 +148,14 @@ def test_environment_yml_export_has_the_forms_in_its_pip_section(locked_forms, g
 def test_dockerfile_export_holds_urls_but_not_built_packages(make_project, wheel_site, locked_forms):
     d = make_project([f"urlpkg @ {wheel_site.wheel_url}", "flpkg"], name="df",
                      extra=f'find-links = ["{wheel_site.find_links}"]\n')  # fmt: skip
-    ok(mlenv("lock", cwd=d))
-    text = ok(mlenv("export", "--format", "dockerfile", cwd=d)).stdout
+    mlenv.lock(d)
+    text = mlenv.export("dockerfile", spec=d).text
     assert f"urlpkg @ {wheel_site.wheel_url} --hash=sha256:{wheel_site.wheel_sha256}" in text
     assert f"--find-links {wheel_site.find_links}" in text
-    proc = mlenv("export", "--format", "dockerfile", cwd=locked_forms)
-    assert proc.returncode == 2 and "cannot install the packages mlenv built from git or a local path" in proc.stderr
-    assert "features, teamtools" in proc.stderr and "Traceback" not in proc.stderr
+    with pytest.raises(MlenvError) as e:
+        mlenv.export("dockerfile", spec=locked_forms)
+    err = one_line(e, code=2)
+    assert "cannot install the packages mlenv built from git or a local path" in err and "features, teamtools" in err
 
 
 # --- imports ------------------------------------------------------------------------------------
@@ -168,18 +180,18 @@ def test_import_requirements_with_every_form_locks(tmp_path, git_tools, wheel_si
         flpkg
         """)
     )
-    proc = ok(mlenv("init", "--from", "requirements.txt", "--name", "imp", cwd=d))
+    result = mlenv.init(d / "mlenv.toml", from_file=d / "requirements.txt", name="imp")
     spec = tomllib.loads((d / "mlenv.toml").read_text())
     assert spec["pypi"]["dependencies"] == [
         "features @ ./libs/features", f"teamtools @ git+{git_tools.repo_url}@v1.0#subdirectory=tools",
         f"urlpkg @ {wheel_site.wheel_url}", "flpkg"]  # fmt: skip
     assert spec["pypi"]["find-links"] == [wheel_site.find_links] and spec["pypi"]["constraints"] == ["fixalpha<2"]
-    assert "requirements.txt:4:" in proc.stderr and "editable" in proc.stderr
+    assert "requirements.txt:4:" in notes_of(result) and "editable" in notes_of(result)
     t = d / "mlenv.toml"
     registry = os.environ.get("MLENV_TEST_REGISTRY")
     base = f"{registry}/mlenv-test/debian-python:bookworm" if registry else "mlenv-test/debian-python:bookworm"
     t.write_text(t.read_text() + f'\n[image]\nbase = "{base}"\npython = "/usr/bin/python3"\n')
-    ok(mlenv("lock", cwd=d))
+    mlenv.lock(d)
     assert {p.name for p in read_lock(d / "mlenv.lock").packages} == {"features", "teamtools", "urlpkg", "flpkg",
                                                                         "fixalpha"}  # fmt: skip
 
@@ -210,26 +222,28 @@ def test_import_pyproject_project_extras_and_groups(tmp_path):
     )
     (d / "src" / "train").mkdir(parents=True)
     (d / "src" / "train" / "__init__.py").write_text("")
-    proc = ok(mlenv("init", "--from", "pyproject.toml", "--extra", "gpu", "--group", "dev", cwd=d))
+    result = mlenv.init(d / "mlenv.toml", from_file=d / "pyproject.toml", extras=["gpu"], groups=["dev"])
     spec = tomllib.loads((d / "mlenv.toml").read_text())
     assert spec["environment"]["name"] == "train"
     assert spec["pypi"]["dependencies"] == ["train[gpu] @ .", "fixconflict", "fixplat"]
-    assert "[docs]" in proc.stderr and "--extra docs" in proc.stderr
+    assert "[docs]" in notes_of(result) and "--extra docs" in notes_of(result)
     # without --extra/--group: the project alone, the rest named as opt-in
-    ok(mlenv("init", "--from", "pyproject.toml", "--force", cwd=d))
+    mlenv.init(d / "mlenv.toml", from_file=d / "pyproject.toml", force=True)
     spec = tomllib.loads((d / "mlenv.toml").read_text())
     assert spec["pypi"]["dependencies"] == ["train @ ."]
-    bad = mlenv("init", "--from", "pyproject.toml", "--force", "--extra", "nope", cwd=d)
-    assert bad.returncode == 2 and "no optional dependencies 'nope'" in bad.stderr and "gpu" in bad.stderr
+    with pytest.raises(MlenvError) as e:
+        mlenv.init(d / "mlenv.toml", from_file=d / "pyproject.toml", force=True, extras=["nope"])
+    err = one_line(e, code=2)
+    assert "no optional dependencies 'nope'" in err and "gpu" in err
 
 
 def test_import_pyproject_without_build_system_keeps_dependencies(tmp_path):
     d = tmp_path / "app"
     d.mkdir()
     (d / "pyproject.toml").write_text('[project]\nname = "app"\nversion = "1"\ndependencies = ["fixalpha"]\n')
-    proc = ok(mlenv("init", "--from", "pyproject.toml", cwd=d))
+    result = mlenv.init(d / "mlenv.toml", from_file=d / "pyproject.toml")
     assert tomllib.loads((d / "mlenv.toml").read_text())["pypi"]["dependencies"] == ["fixalpha"]
-    assert "no [build-system]" in proc.stderr
+    assert "no [build-system]" in notes_of(result)
 
 
 def test_import_azureml_uses_its_own_name(tmp_path):
@@ -245,10 +259,10 @@ def test_import_azureml_uses_its_own_name(tmp_path):
     )
     work = tmp_path / "some-dir"
     work.mkdir()
-    proc = ok(mlenv("init", "--from", "../env.yml", cwd=work))
+    result = mlenv.init(work / "mlenv.toml", from_file=tmp_path / "env.yml")
     assert tomllib.loads((work / "mlenv.toml").read_text())["environment"]["name"] == "fraud-train"
-    assert "became fraud-train" in proc.stderr
-    ok(mlenv("init", "--from", "../env.yml", "--name", "mine", "--force", cwd=work))
+    assert "became fraud-train" in notes_of(result)
+    mlenv.init(work / "mlenv.toml", from_file=tmp_path / "env.yml", name="mine", force=True)
     assert tomllib.loads((work / "mlenv.toml").read_text())["environment"]["name"] == "mine"
 
 
@@ -265,10 +279,10 @@ def test_import_conda_with_pip_but_no_python(tmp_path):
     )
     work = tmp_path / "w"
     work.mkdir()
-    proc = ok(mlenv("init", "--from", "../environment.yml", cwd=work))
+    result = mlenv.init(work / "mlenv.toml", from_file=tmp_path / "environment.yml")
     spec = tomllib.loads((work / "mlenv.toml").read_text())
     assert spec["environment"]["python"] == "3.11" and spec["environment"]["name"] == "research"
-    assert "lists none; python 3.11 assumed" in proc.stderr and "mlenv.toml:" not in proc.stderr
+    assert "lists none; python 3.11 assumed" in notes_of(result) and "mlenv.toml:" not in notes_of(result)
 
 
 def test_import_lines_that_cannot_be_carried_get_a_note(tmp_path):
@@ -283,8 +297,7 @@ def test_import_lines_that_cannot_be_carried_get_a_note(tmp_path):
         ./missing-dir
         """)
     )
-    proc = ok(mlenv("init", "--from", "requirements.txt", cwd=work))
-    notes = [ln for ln in proc.stderr.splitlines() if ln.startswith("note:")]
+    notes = mlenv.init(work / "mlenv.toml", from_file=work / "requirements.txt").notes
     assert any("requirements.txt:1:" in n and "outside the project" in n for n in notes)
     assert any("requirements.txt:2:" in n and "only git" in n for n in notes)
     assert any("requirements.txt:3:" in n and "without a package name" in n for n in notes)

@@ -1,7 +1,11 @@
 """`mlenv init --from` and `mlenv export`: every format checked by its real peer
 (uv installs requirements.txt and pylock.toml, conda-lock's own parsers read
 environment.yml and conda-lock.yml and render @EXPLICIT, azure-ai-ml loads the
-Azure ML YAML), and round trips (export, import, lock again: same content hash)."""
+Azure ML YAML), and round trips (export, import, lock again: same content hash).
+
+The subject is what the importers and exporters make, so the API is called in-process
+(`mlenv.init`, `mlenv.lock`, `mlenv.export`); the CLI tests at the end prove only how
+`init` and `export` render a refusal and where `export -o` writes its text."""
 
 from __future__ import annotations
 
@@ -14,22 +18,16 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from cli_run import mlenv as mlenv_cli
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from refusals import cli_refused, one_line
 
+import mlenv
+from mlenv.errors import MlenvError
 from mlenv.lockfile import read_lock
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def mlenv(*args, cwd, check=True, env=None):
-    full_env = dict(os.environ, **(env or {}))
-    proc = subprocess.run(
-        [sys.executable, "-m", "mlenv.cli", *args], cwd=cwd, capture_output=True, text=True, env=full_env
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"mlenv {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return proc
 
 
 def uv() -> str:
@@ -58,7 +56,7 @@ def pypi_project(directory: Path, index: str, *, variables=True, deps=("fixbeta"
     if variables:
         body += '\n        [variables]\n        OMP_NUM_THREADS = "4"\n'
     write(directory / "mlenv.toml", body)
-    mlenv("lock", "-q", cwd=directory)
+    mlenv.lock(directory)
     return directory
 
 
@@ -82,19 +80,20 @@ def conda_project(directory: Path, channel: str, index: str) -> Path:
         MLENV_DEMO = "yes"
     ''',
     )
-    mlenv("lock", "-q", cwd=directory)
+    mlenv.lock(directory)
     return directory
 
 
-def export(directory: Path, fmt: str, *extra: str) -> str:
-    return mlenv("export", "--format", fmt, *extra, cwd=directory).stdout
+def export(directory: Path, fmt: str, platform: str | None = None) -> str:
+    return mlenv.export(fmt, spec=directory, platform=platform).text
 
 
 def reimport_and_lock(src_file: Path, workdir: Path, name="demo"):
+    """(the lock of `src_file` imported into workdir and locked, the import's notes)."""
     workdir.mkdir(parents=True, exist_ok=True)
-    proc = mlenv("init", "--from", str(src_file), "--name", name, cwd=workdir)
-    mlenv("lock", "-q", cwd=workdir)
-    return read_lock(workdir / "mlenv.lock"), proc
+    imported = mlenv.init(workdir / "mlenv.toml", from_file=src_file, name=name)
+    mlenv.lock(workdir)
+    return read_lock(workdir / "mlenv.lock"), imported.notes
 
 
 @pytest.fixture(scope="module")
@@ -169,14 +168,15 @@ def test_requirements_export_per_platform(tmp_path, pypi_server):
         dependencies = ["fixplat"]
     ''',
     )
-    mlenv("lock", "-q", cwd=tmp_path)
-    linux = export(tmp_path, "requirements", "--platform", "linux-64")
-    mac = export(tmp_path, "requirements", "--platform", "osx-arm64")
+    mlenv.lock(tmp_path)
+    linux = export(tmp_path, "requirements", "linux-64")
+    mac = export(tmp_path, "requirements", "osx-arm64")
     lock = read_lock(tmp_path / "mlenv.lock")
     assert lock.for_platform("linux-64")[0].sha256 in linux and lock.for_platform("osx-arm64")[0].sha256 in mac
     assert lock.for_platform("osx-arm64")[0].sha256 not in linux
-    proc = mlenv("export", "--format", "requirements", "--platform", "win-64", cwd=tmp_path, check=False)
-    assert proc.returncode == 2 and "no such platform" in proc.stderr and "Traceback" not in proc.stderr
+    with pytest.raises(MlenvError) as e:
+        export(tmp_path, "requirements", "win-64")
+    assert "no such platform" in one_line(e, code=2)
 
 
 # --- export: pylock.toml, checked by uv installing from it -------------------------------------
@@ -275,8 +275,9 @@ def test_conda_explicit_matches_conda_lock_rendering(conda_env, tmp_path):
 
 
 def test_conda_explicit_needs_conda_packages(pypi_env):
-    proc = mlenv("export", "--format", "conda-explicit", cwd=pypi_env, check=False)
-    assert proc.returncode == 2 and "no conda packages" in proc.stderr and "Traceback" not in proc.stderr
+    with pytest.raises(MlenvError) as e:
+        export(pypi_env, "conda-explicit")
+    assert "no conda packages" in one_line(e, code=2)
 
 
 # --- export: Azure ML YAML, loaded by azure-ai-ml ----------------------------------------------------
@@ -395,12 +396,12 @@ def test_azureml_export_then_import_gives_back_the_apt_requests(tmp_path):
 
     spec, lock = apt_spec_and_lock(tmp_path)
     src = write(tmp_path / "x" / "env.yml", azureml(spec, lock).text)
-    proc, text = _init(tmp_path, src)
-    assert proc.returncode == 0, proc.stderr
+    notes, text = _init(tmp_path, src)
+    err = "\n".join(notes)
     got = _spec(text)
     assert sorted(got["image"]["apt-packages"]) == ["curl", "libgomp1"]
     assert got["image"]["base"] == lock.image["reference"] and got["environment"]["python"] == "3.11"
-    assert "tag mlenv.apt-pins" in proc.stderr  # the pins are re-resolved by `mlenv lock`: said, not silent
+    assert "tag mlenv.apt-pins" in err  # the pins are re-resolved by `mlenv lock`: said, not silent
 
 
 def test_import_azureml_apt_tag_is_validated(tmp_path):
@@ -415,16 +416,16 @@ def test_import_azureml_apt_tag_is_validated(tmp_path):
           mlenv.apt-packages: "curl libgomp1=12.2.0-14 Bad_Name $(rm) curl"
     """,
     )
-    proc, text = _init(tmp_path, src)
-    assert proc.returncode == 0, proc.stderr
+    notes, text = _init(tmp_path, src)
     assert _spec(text)["image"]["apt-packages"] == ["curl", "libgomp1=12.2.0-14"]
-    notes = [ln for ln in proc.stderr.splitlines() if "mlenv.apt-packages" in ln]
+    notes = [n for n in notes if "mlenv.apt-packages" in n]
     assert len(notes) == 2 and "Bad_Name" in notes[0] and "$(rm)" in notes[1] and "env.yml:6" in notes[0]
     # not text: one note, nothing carried
     src.write_text(src.read_text().replace('"curl libgomp1=12.2.0-14 Bad_Name $(rm) curl"', "[curl]"))
-    proc, text = _init(tmp_path, src)
-    assert proc.returncode == 0 and "apt-packages" not in _spec(text).get("image", {})
-    assert "tag mlenv.apt-packages ['curl'] is not text; not carried over" in proc.stderr
+    notes, text = _init(tmp_path, src)
+    err = "\n".join(notes)
+    assert "apt-packages" not in _spec(text).get("image", {})
+    assert "tag mlenv.apt-packages ['curl'] is not text; not carried over" in err
 
 
 @settings(max_examples=200, deadline=None)
@@ -459,11 +460,11 @@ def test_dockerfile_export_builds_with_plain_docker(tmp_path, pypi_server, docke
     d = pypi_project(tmp_path / "p", pypi_server)
     toml = d / "mlenv.toml"
     toml.write_text(toml.read_text() + f'\n[image]\nbase = "{base_image_remote}"\npython = "/usr/bin/python3"\n')
-    mlenv("lock", "-q", cwd=d)
+    mlenv.lock(d)
     lock = read_lock(d / "mlenv.lock")
     ctx = tmp_path / "ctx"
     ctx.mkdir()
-    mlenv("export", "--format", "dockerfile", "-o", str(ctx / "Dockerfile"), cwd=d)
+    mlenv.export("dockerfile", spec=d, output=ctx / "Dockerfile")
     tag = f"mlenv-test/export:{lock.short_hash}"
     proc = subprocess.run(
         ["docker", "build", "--network", "host", "-q", "-t", tag, str(ctx)],
@@ -487,19 +488,25 @@ def test_dockerfile_export_builds_with_plain_docker(tmp_path, pypi_server, docke
         docker_client.api.remove_image(tag, force=True)
 
 
+def _stale_copy(project: Path, into: Path) -> Path:
+    """project's spec and lock copied into `into`, then the spec changed: the lock is stale."""
+    into.mkdir()
+    for name in ("mlenv.toml", "mlenv.lock"):
+        (into / name).write_text((project / name).read_text())
+    spec = into / "mlenv.toml"
+    spec.write_text(spec.read_text().replace('["fixbeta", "fixnum"]', '["fixbeta", "fixnum", "fixconflict"]'))
+    return into
+
+
 def test_export_writes_atomically_to_file_and_refuses_stale_lock(pypi_env, tmp_path):
     out = tmp_path / "out" / "requirements.txt"
-    proc = mlenv("export", "--format", "requirements", "-o", str(out), cwd=pypi_env)
-    assert out.read_text() == export(pypi_env, "requirements") and proc.stdout == ""
+    result = mlenv.export("requirements", spec=pypi_env, output=out)
+    assert out.read_text() == result.text == export(pypi_env, "requirements")
     assert not [p for p in out.parent.iterdir() if p.name.endswith(".tmp")]
-    stale = tmp_path / "stale"
-    stale.mkdir()
-    for name in ("mlenv.toml", "mlenv.lock"):
-        (stale / name).write_text((pypi_env / name).read_text())
-    spec = stale / "mlenv.toml"
-    spec.write_text(spec.read_text().replace('["fixbeta", "fixnum"]', '["fixbeta", "fixnum", "fixconflict"]'))
-    proc = mlenv("export", "--format", "requirements", "-o", str(stale / "r.txt"), cwd=stale, check=False)
-    assert proc.returncode == 2 and "not current" in proc.stderr and not (stale / "r.txt").exists()
+    stale = _stale_copy(pypi_env, tmp_path / "stale")
+    with pytest.raises(MlenvError) as e:
+        mlenv.export("requirements", spec=stale, output=stale / "r.txt")
+    assert "not current" in one_line(e, code=2) and not (stale / "r.txt").exists()
 
 
 # --- round trips: export, import, lock: same content hash ------------------------------------------------
@@ -524,9 +531,9 @@ def test_round_trip_pylock(tmp_path, pypi_server):
 def test_round_trip_environment_yml_pypi_only_with_variables(pypi_env, tmp_path):
     before = read_lock(pypi_env / "mlenv.lock")
     path = write(tmp_path / "environment.yml", export(pypi_env, "environment-yml"))
-    after, proc = reimport_and_lock(path, tmp_path / "dst")
+    after, notes = reimport_and_lock(path, tmp_path / "dst")
     assert after.content_hash == before.content_hash
-    assert "imported as a PyPI environment" in proc.stderr
+    assert any("imported as a PyPI environment" in n for n in notes)
 
 
 def test_round_trip_environment_yml_conda(conda_env, tmp_path):
@@ -548,12 +555,13 @@ def test_round_trip_azureml(pypi_env, tmp_path):
 # --- import: requirements.txt -----------------------------------------------------------------------------
 
 
-def _init(tmp_path, src: Path, *extra):
+def _init(tmp_path, src: Path) -> tuple[list[str], str]:
+    """(the notes, the written mlenv.toml) of importing src into tmp_path/work as `imported`."""
     work = tmp_path / "work"
     work.mkdir(exist_ok=True)
-    proc = mlenv("init", "--from", str(src), "--name", "imported", "--force", *extra, cwd=work, check=False)
-    text = (work / "mlenv.toml").read_text() if (work / "mlenv.toml").exists() else ""
-    return proc, text
+    result = mlenv.init(work / "mlenv.toml", from_file=src, name="imported", force=True)
+    assert result.path == work / "mlenv.toml"
+    return result.notes, result.path.read_text()
 
 
 def _spec(text: str) -> dict:
@@ -594,8 +602,7 @@ def test_import_requirements_includes_constraints_indexes_hashes_markers(tmp_pat
         --find-links ./wheels
     """,
     )
-    proc, text = _init(tmp_path, req)
-    assert proc.returncode == 0, proc.stderr
+    notes, text = _init(tmp_path, req)
     spec = _spec(text)
     deps = spec["pypi"]["dependencies"]
     assert "numpy>=1.26" in deps and spec["pypi"]["constraints"] == [
@@ -610,8 +617,7 @@ def test_import_requirements_includes_constraints_indexes_hashes_markers(tmp_pat
     )
     assert spec["pypi"]["index-url"] == "https://${PYPI_USER}:${PYPI_TOKEN}@pypi.example.com/simple"
     assert spec["pypi"]["extra-index-urls"] == ["https://extra.example.com/simple"]
-    err = proc.stderr
-    lines = {ln for ln in err.splitlines() if ln.startswith("note:")}
+    lines = set(notes)
     assert any("requirements.txt:8:" in ln and "editable" in ln for ln in lines)
     assert any("requirements.txt:11:" in ln and "local" in ln for ln in lines)
     assert any("requirements.txt:12:" in ln and "find-links" in ln for ln in lines)
@@ -622,9 +628,10 @@ def test_import_requirements_includes_constraints_indexes_hashes_markers(tmp_pat
 
 def test_import_requirements_missing_include_is_one_clear_error(tmp_path):
     req = write(tmp_path / "requirements.txt", "-r nope.txt\n")
-    proc, _ = _init(tmp_path, req)
-    assert proc.returncode == 2 and "requirements.txt:1: -r nope.txt: no such file" in proc.stderr
-    assert "Traceback" not in proc.stderr
+    with pytest.raises(MlenvError) as e:
+        _init(tmp_path, req)
+    assert "requirements.txt:1: -r nope.txt: no such file" in one_line(e, code=2)
+    assert not (tmp_path / "work" / "mlenv.toml").exists()
 
 
 # --- import: environment.yml ------------------------------------------------------------------------------
@@ -653,8 +660,8 @@ def test_import_environment_yml_conda_and_pip(tmp_path):
           OMP_NUM_THREADS: 4
     """,
     )
-    proc, text = _init(tmp_path, env)
-    assert proc.returncode == 0, proc.stderr
+    notes, text = _init(tmp_path, env)
+    err = "\n".join(notes)
     spec = _spec(text)
     assert spec["environment"]["python"] == "3.11"
     assert spec["conda"]["channels"] == ["conda-forge", "https://repo.anaconda.com/pkgs/main"]
@@ -662,14 +669,16 @@ def test_import_environment_yml_conda_and_pip(tmp_path):
     assert spec["pypi"]["dependencies"] == ["scipy>=1.11", "torch==2.4.0"]
     assert spec["pypi"]["extra-index-urls"] == ["https://extra.example.com/simple"]
     assert spec["variables"] == {"OMP_NUM_THREADS": "4"}
-    assert "environment.yml:14:" in proc.stderr and "editable" in proc.stderr
-    assert "environment.yml:4:" in proc.stderr and "defaults" in proc.stderr
+    assert "environment.yml:14:" in err and "editable" in err
+    assert "environment.yml:4:" in err and "defaults" in err
 
 
 def test_import_environment_yml_bad_yaml_points_at_line(tmp_path):
     env = write(tmp_path / "environment.yml", "dependencies:\n  - numpy\n  bad: [\n")
-    proc, _ = _init(tmp_path, env)
-    assert proc.returncode == 2 and "environment.yml:" in proc.stderr and "invalid YAML" in proc.stderr
+    with pytest.raises(MlenvError) as e:
+        _init(tmp_path, env)
+    err = one_line(e, code=2)
+    assert "environment.yml:" in err and "invalid YAML" in err
 
 
 # --- import: Azure ML environment YAML ----------------------------------------------------------------------
@@ -701,14 +710,14 @@ def test_import_azureml_image_and_conda_file(tmp_path):
           liveness_route: {port: 5001, path: /}
     """,
     )
-    proc, text = _init(tmp_path, env)
-    assert proc.returncode == 0, proc.stderr
+    notes, text = _init(tmp_path, env)
+    err = "\n".join(notes)
     spec = _spec(text)
     assert spec["image"]["base"] == "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest"
     assert spec["environment"]["python"] == "3.10" and spec["environment"]["description"] == "Training"
     assert spec["pypi"]["dependencies"] == ["scikit-learn==1.5.2", "azureml-mlflow"]
-    assert "env.yml:3:" in proc.stderr and "version 7" in proc.stderr
-    assert "env.yml:7:" in proc.stderr and "inference_config" in proc.stderr
+    assert "env.yml:3:" in err and "version 7" in err
+    assert "env.yml:7:" in err and "inference_config" in err
 
 
 def test_import_azureml_build_context_dockerfile(tmp_path):
@@ -733,16 +742,16 @@ def test_import_azureml_build_context_dockerfile(tmp_path):
           path: ctx
     """,
     )
-    proc, text = _init(tmp_path, env)
-    assert proc.returncode == 0, proc.stderr
+    notes, text = _init(tmp_path, env)
+    err = "\n".join(notes)
     spec = _spec(text)
     assert spec["image"]["base"].endswith("@sha256:" + "a" * 64)
     assert spec["variables"] == {"OMP_NUM_THREADS": "2", "MODE": "train"}
     assert spec["image"]["apt-packages"] == ["libgomp1", "graphviz"]
     assert spec["pypi"]["dependencies"] == ["xgboost==2.1.1", "pandas"]
     assert spec["image"]["steps"] == ["RUN useradd -m ml"]
-    assert "Dockerfile:5:" in proc.stderr and "build context" in proc.stderr
-    assert "Dockerfile:6:" in proc.stderr
+    assert "Dockerfile:5:" in err and "build context" in err
+    assert "Dockerfile:6:" in err
 
 
 # --- import: pyproject.toml ------------------------------------------------------------------------------
@@ -766,13 +775,13 @@ def test_import_pyproject(tmp_path):
         dev = ["pytest"]
     """,
     )
-    proc, text = _init(tmp_path, src)
-    assert proc.returncode == 0, proc.stderr
+    notes, text = _init(tmp_path, src)
+    err = "\n".join(notes)
     spec = _spec(text)
     assert spec["environment"]["python"] == "3.11"
     assert spec["pypi"]["dependencies"] == ["scikit-learn>=1.5", "pandas>=2 ; python_version >= '3.10'"]
-    assert "pyproject.toml:8:" in proc.stderr and "localdep" in proc.stderr
-    assert "pyproject.toml:12:" in proc.stderr and "[dev]" in proc.stderr
+    assert "pyproject.toml:8:" in err and "localdep" in err
+    assert "pyproject.toml:12:" in err and "[dev]" in err
 
 
 def test_imported_pyproject_locks(tmp_path, pypi_server):
@@ -791,20 +800,33 @@ def test_imported_pyproject_locks(tmp_path, pypi_server):
     )
     work = tmp_path / "work"
     work.mkdir()
-    mlenv("init", "--from", str(src), cwd=work)
-    mlenv("lock", "-q", cwd=work)
+    mlenv.init(work / "mlenv.toml", from_file=src)
+    mlenv.lock(work)
     lock = read_lock(work / "mlenv.lock")
     assert {p.name: p.version for p in lock.packages} == {"fixalpha": "1.1.0", "fixbeta": "1.0.0"}
 
 
-def test_import_of_an_unknown_file_kind_is_refused(tmp_path):
-    import subprocess
-    import sys
+# --- the CLI: how init and export render (the rest of this file calls the API) ---------------------------
 
+
+def test_import_of_an_unknown_file_kind_is_refused(tmp_path):
+    """`mlenv init --from` of a file of no known kind: one error line, exit 2, no traceback,
+    nothing written (the CLI test of the init family: every other refusal above is in-process)."""
     odd = tmp_path / "hostname"
     odd.write_text("myhost\n")
-    proc = subprocess.run(
-        [sys.executable, "-m", "mlenv.cli", "init", "--from", str(odd)], cwd=tmp_path, capture_output=True, text=True
-    )
-    assert proc.returncode == 2 and "cannot tell which format" in proc.stderr
+    line = cli_refused(mlenv_cli("init", "--from", str(odd), cwd=tmp_path), code=2)
+    assert "cannot tell which format" in line
     assert not (tmp_path / "mlenv.toml").exists()
+
+
+def test_export_cli_writes_only_the_file_and_renders_a_refusal_in_one_line(pypi_env, tmp_path):
+    """`mlenv export -o FILE` prints nothing on stdout (the text goes to FILE, the note of
+    where to stderr); a refused export (a stale lock) is one error line, exit 2, no
+    traceback, and no file (the CLI test of the export family)."""
+    out = tmp_path / "out" / "requirements.txt"
+    proc = mlenv_cli("export", "--format", "requirements", "-o", str(out), cwd=pypi_env, check=True)
+    assert proc.stdout == "" and f"Wrote {out} (requirements)" in proc.stderr
+    assert out.read_text() == export(pypi_env, "requirements")
+    stale = _stale_copy(pypi_env, tmp_path / "stale")
+    proc = mlenv_cli("export", "--format", "requirements", "-o", str(stale / "r.txt"), cwd=stale)
+    assert "not current" in cli_refused(proc, code=2) and not (stale / "r.txt").exists()
