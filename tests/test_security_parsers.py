@@ -730,16 +730,16 @@ def test_settings_values_with_control_characters_are_refused(tmp_path, monkeypat
 # --- importers: files are untrusted too ----------------------------------------------------------
 
 
-def test_importer_reads_no_file_outside_the_imported_files_directory(tmp_path):
-    """The importer reads only files beside the imported one (or in the current directory:
-    this test's, which is not above tmp_path)."""
+def test_importer_reads_no_file_outside_the_imported_files_directory(tmp_path, monkeypatch):
+    """The importer reads only files beside the imported one or in the project directory
+    (where mlenv.toml goes), whatever the process's current directory is."""
     from mlenv.formats.importers import import_file
 
     inner = tmp_path / "in"
     inner.mkdir()
     secret = tmp_path / "id_rsa"
     secret.write_text("-----BEGIN PRIVATE KEY-----\n")
-    assert Path.cwd().resolve() not in (tmp_path.resolve(), *tmp_path.resolve().parents)
+    monkeypatch.chdir(tmp_path)  # the current directory holds the secret: it is not a root
     (inner / "requirements.txt").write_text("-r ../id_rsa\n")
     with pytest.raises(SpecError, match="outside") as info:
         import_file(inner / "requirements.txt", name="demo", project=inner)

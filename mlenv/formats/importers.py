@@ -13,7 +13,7 @@ dropped silently. The text is validated by the caller (parse_spec).
 The imported files are untrusted input (docs/security.md): each is at most
 MAX_IMPORT_BYTES of UTF-8; YAML is bounded in depth and in nodes after aliases
 (no "billion laughs"); files it names (-r/-c, conda_file, a build context) must lie
-inside the imported file's directory or the current directory; a literal credential
+inside the imported file's directory or the project directory (where mlenv.toml goes); a literal credential
 in an index or channel URL is dropped with a note; every string that reaches the
 generated mlenv.toml is quoted, and notes are escaped so they stay comments.
 """
@@ -519,20 +519,22 @@ def _find_links(d: Draft, where: str, value: str, base_dir: Path) -> None:
 
 def _named_file(d: Draft, where: str, what: str, base_dir: Path, value: str) -> Path:
     """A file an imported file names (-r, -c, conda_file, a build context): it must exist and
-    lie inside the imported file's directory or the current directory, so a crafted file
-    cannot copy another file of this machine (~/.ssh/..., /etc/...) into mlenv.toml's notes."""
+    lie inside the imported file's directory or the project's (where mlenv.toml goes: the
+    current directory or `-C DIR` on the command line, the target in the API, never the
+    process's cwd of a notebook), so a crafted file cannot copy another file of this machine
+    (~/.ssh/..., /etc/...) into mlenv.toml's notes."""
     try:
         sub = (base_dir / value).resolve()
-        roots = (d.origin.resolve().parent, Path.cwd().resolve())
+        roots = (d.origin.resolve().parent, (d.project or Path.cwd()).resolve())
         inside = any(sub == r or r in sub.parents for r in roots)
         exists = sub.is_file()
     except (OSError, ValueError):  # a NUL byte, a name too long
         raise SpecError(f"{where}: {what}: not a usable file name") from None
     if not inside:
         raise SpecError(
-            f"{where}: {_comment(what)}: {sub} is outside {roots[0]} and the current directory; "
+            f"{where}: {_comment(what)}: {sub} is outside {roots[0]} and the project directory {roots[1]}; "
             "mlenv only reads files next to the one it imports",
-            hint="copy the file next to it, or run mlenv init from a directory that holds both",
+            hint="copy the file next to it, or create mlenv.toml in a directory that holds both",
         )
     if not exists:
         raise SpecError(f"{where}: {_comment(what)}: no such file ({sub})")
