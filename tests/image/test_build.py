@@ -118,8 +118,8 @@ def conda_image(tmp_path_factory, docker_client, base_image_remote, conda_channe
         """,
         "build-conda",
     )
-    mlenv.lock(d)
-    with env_vars(MLENV_BUILDER=BUILDER):
+    with env_vars(MLENV_BUILDER=BUILDER):  # module scope: before the autouse fixtures
+        mlenv.lock(d)
         result = mlenv.build(d)
     yield d, result
     remove_image(docker_client, result.image)
@@ -354,7 +354,8 @@ def pypi_project(tmp_path_factory, base_image_remote, pypi_server):
             python="3.11",
             steps=steps,
         )
-        mlenv.lock(d)
+        with env_vars():  # module scope: the autouse fixtures may not have run yet
+            mlenv.lock(d)
         return d
 
     return make
