@@ -31,15 +31,21 @@ FIXED_MTIME = 1_700_000_000  # reproducible tar entries
 
 # An artifact at least this big is a PyPI group (a builder stage and an image layer) of
 # its own; smaller ones share one. More than MAX_GROUPS: the smallest are merged.
-GROUP_MIN_BYTES = int(os.environ.get("MLENV_BUILD_GROUP_MIN_BYTES") or 4_000_000)
+GROUP_MIN_BYTES = 4_000_000
 MAX_GROUPS = 30
+
+
+def group_min_bytes() -> int:
+    """The group threshold: MLENV_BUILD_GROUP_MIN_BYTES, read when a build asks (not at import:
+    a process that imported mlenv, a notebook or the tests, may set it later), else GROUP_MIN_BYTES."""
+    return int(os.environ.get("MLENV_BUILD_GROUP_MIN_BYTES") or GROUP_MIN_BYTES)
 
 
 def pypi_groups(
     pkgs,
     sizes: dict[str, int],
     *,
-    min_bytes: int = GROUP_MIN_BYTES,
+    min_bytes: int | None = None,
     max_groups: int = MAX_GROUPS,
     direct: frozenset[str] = frozenset(),
 ) -> list[Group]:
@@ -52,6 +58,8 @@ def pypi_groups(
     transitive dependencies, then groups holding a requirement the spec names
     itself (`direct`: the pins users edit); within each, largest first (ties by
     id), so a change re-runs only what is smaller than it."""
+    if min_bytes is None:
+        min_bytes = group_min_bytes()
     size = {p.sha256: int(sizes.get(p.sha256) or p.get("size") or 0) for p in pkgs}
     ordered = sorted(pkgs, key=lambda p: (-size[p.sha256], _norm(p.name)))
     big = [p for p in ordered if size[p.sha256] >= min_bytes]

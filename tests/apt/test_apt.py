@@ -1,6 +1,7 @@
 """Debian packages locked and installed for real: the test base image
 (mlenv-test/debian-python:bookworm, in the local Engine and the local registry),
-deb.debian.org, gpgv, both builders, the daemonless unpacker."""
+deb.debian.org, gpgv, both builders, the daemonless unpacker. mlenv is called
+in-process (`import mlenv`); one test keeps `mlenv lock` on the terminal."""
 
 from __future__ import annotations
 
@@ -14,31 +15,31 @@ import uuid
 from pathlib import Path
 
 import pytest
+from image_api import one_line, verified
 
+import mlenv
+from mlenv.errors import MlenvError
 from mlenv.lockfile import read_lock
 
 pytestmark = [pytest.mark.network, pytest.mark.docker]
 WANT = ["libgomp1", "curl"]
 
 
-def mlenv(*args, cwd, env=None):
-    full = {k: v for k, v in os.environ.items() if k != "MLENV_CA_BUNDLE"}
-    full.update(env or {})
-    return subprocess.run([sys.executable, "-m", "mlenv.cli", *args], cwd=cwd, capture_output=True, text=True, env=full)
+@pytest.fixture(autouse=True)
+def _no_ca_setting(monkeypatch):
+    """Each test names its CA bundle itself."""
+    monkeypatch.delenv("MLENV_CA_BUNDLE", raising=False)
 
 
-def ok(proc):
-    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-    return proc
-
-
-def one_line_error(proc, *needles):
-    assert proc.returncode == 2, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error: ")]  # after any progress lines
-    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+def one_line_error(call, *needles) -> str:
+    """call() raises an MlenvError of one line (exit code 2) holding every needle; returns the line."""
+    with pytest.raises(MlenvError) as e:
+        call()
+    line = one_line(e)
+    assert e.value.exit_code == 2, (e.value.exit_code, line)
     for needle in needles:
-        assert needle in lines[0], proc.stderr
-    return lines[0]
+        assert needle in line, line
+    return line
 
 
 def project(d: Path, base: str, apt, name: str) -> Path:
@@ -53,7 +54,9 @@ def project(d: Path, base: str, apt, name: str) -> Path:
 @pytest.fixture(scope="module")
 def locked(tmp_path_factory, base_image_remote):
     d = project(tmp_path_factory.mktemp("apt-lock"), base_image_remote, WANT, "apt-test")
-    ok(mlenv("lock", cwd=d))
+    with pytest.MonkeyPatch.context() as mp:  # module scope: before the autouse fixture
+        mp.delenv("MLENV_CA_BUNDLE", raising=False)
+        mlenv.lock(d)
     return d
 
 
@@ -77,13 +80,13 @@ def test_lock_pins_the_closure_with_urls_hashes_and_snapshot_urls(locked, base_i
     assert lock.inputs["apt-base"] == lock.image["reference"] and lock.inputs["apt-packages"] == sorted(WANT)
 
 
-def test_relock_is_deterministic_and_the_noop_reads_no_index(locked, tmp_path):
+def test_relock_is_deterministic_and_the_noop_reads_no_index(locked, tmp_path, monkeypatch):
     before = (locked / "mlenv.lock").read_bytes()
     # a second lock of the same spec in another directory: same bytes
     other = project(
         tmp_path / "again", read_lock(locked / "mlenv.lock").image["base"], list(reversed(WANT)), "apt-test"
     )
-    ok(mlenv("lock", cwd=other))
+    mlenv.lock(other)
     again = read_lock(other / "mlenv.lock")
     assert again.content_hash == read_lock(locked / "mlenv.lock").content_hash  # apt-packages order does not count
     # the no-op: no network (a dead proxy), no gpgv, no docker: still current, nothing written
@@ -93,8 +96,10 @@ def test_relock_is_deterministic_and_the_noop_reads_no_index(locked, tmp_path):
         "MLENV_GPGV": "/nonexistent",
         "DOCKER_HOST": "unix:///nonexistent.sock",
     }
-    proc = ok(mlenv("lock", cwd=locked, env=dead))
-    assert "up to date" in proc.stderr
+    for name, value in dead.items():
+        monkeypatch.setenv(name, value)
+    outcome = mlenv.lock(locked)
+    assert outcome.action == "fresh" and not outcome.changed  # `mlenv lock` says "up to date"
     assert (locked / "mlenv.lock").read_bytes() == before
 
 
@@ -108,9 +113,9 @@ def test_upgrade_package_moves_one_package_and_what_it_needs(locked, tmp_path):
     old = "7.88.1-10+deb12u0"  # a pin the mirror no longer has (as if superseded since)
     lock.packages = [replace(p, version=old) if p.name in ("curl", "libcurl4") else p for p in lock.packages]
     lock.seal().write(d / "mlenv.lock")
-    ok(mlenv("lock", cwd=d))  # pins kept while they satisfy the spec
+    mlenv.lock(d)  # pins kept while they satisfy the spec
     assert debs(read_lock(d / "mlenv.lock"))["curl"].version == old
-    ok(mlenv("lock", "--upgrade-package", "curl", cwd=d))
+    mlenv.lock(d, upgrade_packages=["curl"])
     new = debs(read_lock(d / "mlenv.lock"))
     fresh = debs(read_lock(locked / "mlenv.lock"))
     assert new["curl"].version == new["libcurl4"].version == fresh["curl"].version != old
@@ -163,21 +168,21 @@ def test_azureml_round_trip_keeps_apt_packages(locked, tmp_path):
         .replace('platforms = ["linux-64"]', 'python = "3.11"\nplatforms = ["linux-64"]')
     )
     (src / "mlenv.toml").write_text(spec)
-    ok(mlenv("lock", cwd=src))
+    mlenv.lock(src)
     before = read_lock(src / "mlenv.lock")
-    exported = ok(mlenv("export", "--format", "azureml", "-o", str(tmp_path / "env.yml"), cwd=src))
-    assert "mlenv.apt-pins" in exported.stderr
+    exported = mlenv.export("azureml", spec=src, output=tmp_path / "env.yml")
+    assert any("mlenv.apt-pins" in n for n in exported.notes), exported.notes
     tags = yaml.safe_load((tmp_path / "env.yml").read_text())["tags"]
     assert tags["mlenv.apt-packages"] == " ".join(sorted(WANT))
     assert tags["mlenv.apt-pins"].split() == sorted(f"{n}={p.version}" for n, p in debs(before).items())
     dst = tmp_path / "dst"
     dst.mkdir()
-    ok(mlenv("init", "--from", str(tmp_path / "env.yml"), cwd=dst))
-    ok(mlenv("lock", cwd=dst))
+    mlenv.init(dst / "mlenv.toml", from_file=tmp_path / "env.yml")
+    mlenv.lock(dst)
     after = read_lock(dst / "mlenv.lock")
     assert {n: p.sha256 for n, p in debs(after).items()} == {n: p.sha256 for n, p in debs(before).items()}
     assert after.content_hash == before.content_hash
-    dockerfile = ok(mlenv("export", "--format", "dockerfile", cwd=dst)).stdout
+    dockerfile = mlenv.export("dockerfile", spec=dst).text
     assert "apt-get install -y --no-install-recommends " + tags["mlenv.apt-pins"] + " \\" in dockerfile
 
 
@@ -186,10 +191,24 @@ def test_azureml_round_trip_keeps_apt_packages(locked, tmp_path):
 
 def test_unknown_and_other_architecture_packages(tmp_path, base_image_remote):
     d = project(tmp_path / "unknown", base_image_remote, ["libgomp1", "no-such-package-mlenv"], "apt-bad")
-    one_line_error(mlenv("lock", cwd=d), "no package named no-such-package-mlenv for amd64")
+    one_line_error(lambda: mlenv.lock(d), "no package named no-such-package-mlenv for amd64")
     assert not (d / "mlenv.lock").exists()
     d = project(tmp_path / "arch", base_image_remote, ["grub-efi-arm64-bin"], "apt-arch")  # built for arm64 only
-    one_line_error(mlenv("lock", cwd=d), "no package named grub-efi-arm64-bin for amd64")
+    one_line_error(lambda: mlenv.lock(d), "no package named grub-efi-arm64-bin for amd64")
+    assert not (d / "mlenv.lock").exists()
+
+
+def test_an_apt_lock_error_on_the_terminal(tmp_path, base_image_remote):
+    """`mlenv lock` prints the refusal as one `error:` line after any progress lines, exits 2,
+    no traceback, writes nothing."""
+    d = project(tmp_path / "unknown", base_image_remote, ["libgomp1", "no-such-package-mlenv"], "apt-bad")
+    full = {k: v for k, v in os.environ.items() if k != "MLENV_CA_BUNDLE"}
+    proc = subprocess.run([sys.executable, "-m", "mlenv.cli", "lock"], cwd=d, capture_output=True, text=True,
+                          env=full, check=False)  # fmt: skip
+    assert proc.returncode == 2, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error: ")]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "no package named no-such-package-mlenv for amd64" in lines[0], proc.stderr
     assert not (d / "mlenv.lock").exists()
 
 
@@ -215,7 +234,7 @@ def test_a_keyring_that_does_not_vouch_for_the_index_is_refused(tmp_path, docker
     )
     try:
         d = project(tmp_path / "key", tag, ["libgomp1"], "apt-key")
-        one_line_error(mlenv("lock", cwd=d), "InRelease: signature check failed")
+        one_line_error(lambda: mlenv.lock(d), "InRelease: signature check failed")
         assert not (d / "mlenv.lock").exists()
     finally:
         docker_client.images.remove(tag, force=True)
@@ -245,7 +264,7 @@ def test_a_base_without_apt_is_refused(tmp_path, docker_client):
     docker_client.api.import_image_from_data(tar.getvalue(), repository=tag.split(":")[0], tag="1")
     try:
         d = project(tmp_path / "noapt", tag, ["libgomp1"], "apt-noapt")
-        one_line_error(mlenv("lock", cwd=d), "has no dpkg database")
+        one_line_error(lambda: mlenv.lock(d), "has no dpkg database")
         assert not (d / "mlenv.lock").exists()
     finally:
         docker_client.images.remove(tag, force=True)
@@ -266,26 +285,30 @@ def _sealed_copy(locked: Path, d: Path, name: str, **change) -> Path:
     return d
 
 
-def test_a_deb_whose_sha256_does_not_match_is_refused(locked, tmp_path):
+def test_a_deb_whose_sha256_does_not_match_is_refused(locked, tmp_path, monkeypatch):
     # the real curl .deb from the mirror, under a sha256 it does not have (the lock resealed)
     cache = tmp_path / "cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
     d = _sealed_copy(locked, tmp_path / "sha", "curl", sha256="cd" * 32)
     line = one_line_error(
-        mlenv("build", "--repository", "mlenv-test-apt", cwd=d, env={"XDG_CACHE_HOME": str(cache)}),
-        "sha256 mismatch for Debian package curl",
+        lambda: mlenv.build(d, repository="mlenv-test-apt"), "sha256 mismatch for Debian package curl"
     )
     assert "cd" * 32 in line and not (cache / "mlenv" / "artifacts" / "sha256" / ("cd" * 32)).exists()
     # a Debian package's URL is an http(s) URL of a .deb: a file:// one is refused before anything is read
     d = _sealed_copy(locked, tmp_path / "file", "curl", url=(tmp_path / "curl.deb").as_uri())
-    one_line_error(mlenv("build", cwd=d, env={"XDG_CACHE_HOME": str(cache)}), "is not an http(s) URL")
+    one_line_error(lambda: mlenv.build(d), "is not an http(s) URL")
 
 
-def test_a_superseded_deb_names_itself_and_the_way_out(locked, tmp_path):
+def test_a_superseded_deb_names_itself_and_the_way_out(locked, tmp_path, monkeypatch):
     gone = "http://deb.debian.org/debian/pool/main/c/curl/curl_7.88.1-0mlenv_amd64.deb"
     d = _sealed_copy(locked, tmp_path / "gone", "curl", url=gone, sha256="ab" * 32)
-    proc = mlenv("build", "--repository", "mlenv-test-apt", cwd=d, env={"XDG_CACHE_HOME": str(tmp_path / "cache")})
-    one_line_error(proc, "Debian package curl", "no longer at " + gone, "superseded")
-    assert "mlenv lock --upgrade-package curl" in proc.stderr
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    with pytest.raises(MlenvError) as e:
+        mlenv.build(d, repository="mlenv-test-apt")
+    line = one_line(e)
+    assert e.value.exit_code == 2
+    assert "Debian package curl" in line and "no longer at " + gone in line and "superseded" in line
+    assert "mlenv lock --upgrade-package curl" in str(e.value)
 
 
 # --- builds ----------------------------------------------------------------------------------------------------
@@ -306,10 +329,9 @@ def _buildkit_cli(request):
 @pytest.mark.parametrize("builder", ["buildkit", "classic"])
 def test_build_installs_exactly_the_locked_debs(locked, docker_client, builder):
     repo = f"mlenv-test-apt-{builder}-{uuid.uuid4().hex[:6]}"
-    result = json.loads(
-        ok(mlenv("build", "--json", "--force", "--builder", builder, "--repository", repo, cwd=locked)).stdout
-    )
-    ref = result["image"]
+    result = mlenv.build(locked, force=True, builder=builder, repository=repo)
+    assert result.builder == builder and result.action == "built"
+    ref = result.image
     try:
         lock = read_lock(locked / "mlenv.lock")
         want = {n: p.version for n, p in debs(lock).items()}
@@ -327,11 +349,9 @@ def test_build_installs_exactly_the_locked_debs(locked, docker_client, builder):
 
         for p in debs(lock).values():  # the .debs that were served are the locked bytes
             assert sha256_file(artifact_cache_dir() / p.sha256) == p.sha256
-        ok(mlenv("verify", "--image", ref, cwd=locked))
-        bad = mlenv(
-            "verify", "--image", read_lock(locked / "mlenv.lock").image["reference"], "--lock", "mlenv.lock", cwd=locked
-        )
-        assert bad.returncode == 1 and "apt: missing curl" in bad.stdout
+        verified(ref, locked)
+        bad = mlenv.verify(image=read_lock(locked / "mlenv.lock").image["reference"], lock=locked / "mlenv.lock")
+        assert not bad.ok and any(str(x).startswith("apt: missing curl ") for x in bad.differences), bad.differences
     finally:
         docker_client.images.remove(ref, force=True)
 
@@ -344,8 +364,9 @@ def test_daemonless_unpack_matches_what_dpkg_does(locked, tmp_path, docker_clien
     from mlenv.runtime.fetch import artifact_cache_dir
 
     lock = read_lock(locked / "mlenv.lock")
-    ok(mlenv("build", "--builder", "classic", "--repository", "mlenv-test-apt-dl", cwd=locked))
+    built = mlenv.build(locked, builder="classic", repository="mlenv-test-apt-dl")
     ref = f"mlenv-test-apt-dl/apt-test:{lock.short_hash}"
+    assert built.image == ref
     try:
         dpkg_status = docker_client.containers.run(
             ref, ["cat", "/var/lib/dpkg/status"], network_mode="none", remove=True

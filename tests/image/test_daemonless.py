@@ -1,6 +1,8 @@
 """The daemonless builder end to end: real py-rattler on the fixture channel, real
 wheels (fixture index; PyPI where marked `network`), the local registry and the
-Docker Engine (for running and loading what was built without it)."""
+Docker Engine (for running and loading what was built without it). Locks, builds,
+rebases and verifies are called in-process; `mlenv rebase`'s refusal on the terminal
+stays a CLI test."""
 
 from __future__ import annotations
 
@@ -16,7 +18,9 @@ import uuid
 from pathlib import Path
 
 import pytest
+from image_api import env_vars, one_line, verified
 
+import mlenv
 from mlenv.image import daemonless, transport
 from mlenv.lockfile import read_lock
 from mlenv.oci.store import BlobStore
@@ -32,18 +36,10 @@ RUN = uuid.uuid4().hex[:8]
 
 @pytest.fixture(autouse=True)
 def _own_cache(tmp_path, monkeypatch):
-    """Each test starts with an empty mlenv cache (layer cache, blob-repos records)."""
+    """Each test starts with an empty mlenv cache (layer cache, blob-repos records) and
+    names its CA bundle itself."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
-
-
-def mlenv(*args, cwd, env=None):
-    full = {k: v for k, v in os.environ.items() if k != "MLENV_CA_BUNDLE"}
-    full.update(env or {})
-    proc = subprocess.run(
-        [sys.executable, "-m", "mlenv.cli", *args], cwd=cwd, capture_output=True, text=True, env=full, check=False
-    )
-    assert proc.returncode == 0, f"mlenv {' '.join(args)}: exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-    return proc
+    monkeypatch.delenv("MLENV_CA_BUNDLE", raising=False)
 
 
 def project(
@@ -62,7 +58,8 @@ def project(
         head += f'python = "{env_python}"\n'
     image = f'\n[image]\nbase = "{base}"\n' + (f'python = "{python}"\n' if python else "")
     (d / "mlenv.toml").write_text(head + textwrap.dedent(body) + image)
-    mlenv("lock", "-q", cwd=d)
+    with env_vars():  # also from module-scoped fixtures, before the autouse ones
+        mlenv.lock(d)
     return d
 
 
@@ -244,8 +241,7 @@ def test_runs_on_the_engine_and_verify_passes(venv_env, tmp_path, test_registry,
         assert "hello world|/opt/mlenv/env|/opt/mlenv/env/bin:/usr/local/sbin" in out
         assert "1.1.0 linux-x86_64 /opt/mlenv/env" in out and lock.content_hash in out
         assert "fixalpha/__pycache__/__init__.cpython-311.pyc" in out  # the shipped .pyc is valid for the base's 3.11
-        proc = mlenv("verify", "--image", built.reference, cwd=venv_env)
-        assert "matches mlenv.lock" in proc.stdout
+        assert verified(built.reference, venv_env).lock.content_hash == lock.content_hash
         labels = docker_client.api.inspect_image(built.reference)["Config"]["Labels"]
         assert labels["org.mlenv.content-hash"] == lock.content_hash and labels["org.mlenv.builder"] == "daemonless"
         assert labels["org.mlenv.rebase"] == "no: venv on the base image's Python"
@@ -448,7 +444,7 @@ def test_rebase_refusals(tmp_path, test_registry, base_image_remote, conda_chann
         rebase_image(*load(v3), "linux-64", old.reference, store=store)
 
 
-def mlenv_fails(*args, cwd, env=None) -> str:
+def cli_fails(*args, cwd, env=None) -> str:
     """A command that fails with one `error:` line (no traceback); returns it."""
     full = {k: v for k, v in os.environ.items() if k != "MLENV_CA_BUNDLE"}
     full.update(env or {})
@@ -460,10 +456,10 @@ def mlenv_fails(*args, cwd, env=None) -> str:
     return lines[0]
 
 
-def test_rebase_through_the_cli(tmp_path, test_registry, base_image_remote, conda_channel):
-    """build; the base moves (a new digest under the same tag); lock --upgrade changes only the
-    base digest; `mlenv rebase --from <old image>` gives the digest a fresh build of the new lock
-    gives, uploading only the new metadata layer and config."""
+def test_rebase_through_the_api(tmp_path, test_registry, base_image_remote, conda_channel, monkeypatch):
+    """build; the base moves (a new digest under the same tag); lock(upgrade=True) changes only the
+    base digest; `mlenv.rebase(from_image=<old image>)` (`mlenv rebase --from`) gives the digest a
+    fresh build of the new lock gives, uploading only the new metadata layer and config."""
     store = BlobStore(tmp_path / "store")
     base_tag = f"{test_registry}/dl-{RUN}/cli-base:bookworm"
     original = transport.pull(base_image_remote, "linux-64", store)
@@ -475,34 +471,39 @@ def test_rebase_through_the_cli(tmp_path, test_registry, base_image_remote, cond
         base_tag,
         python=None,
     )
-    env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     repo = f"{test_registry}/dl-{RUN}/cli-rebase"
     old_lock = read_lock(d / "mlenv.lock")
-    old = json.loads(mlenv("build", "--json", "--builder", "daemonless", "--push", "--repository", repo, cwd=d,
-                           env=env).stdout)  # fmt: skip
+    old = mlenv.build(d, builder="daemonless", push=True, repository=repo)
     moved = make_base(store, base_tag, original, {"etc/mlenv-patched": b"patched\n"})  # same tag, new digest
-    mlenv("lock", "-q", "--upgrade", cwd=d, env=env)
+    mlenv.lock(d, upgrade=True)
     new_lock = read_lock(d / "mlenv.lock")
     assert new_lock.image["digest"] == moved != old_lock.image["digest"]
     assert [p.key() for p in new_lock.packages] == [p.key() for p in old_lock.packages]
-    rebased = json.loads(mlenv("rebase", "--json", "--from", old["image"], "--push", "--repository", repo, cwd=d,
-                               env=env).stdout)  # fmt: skip
-    assert rebased["action"] == "rebased" and rebased["image"] == f"{repo}/dl-clirebase-{RUN}:{new_lock.short_hash}"
-    uploaded = set(rebased["upload"]["uploaded"])  # the new metadata layer and the config, nothing else
-    assert len(uploaded) == 2 and rebased["layers"][-1]["digest"] in uploaded
-    assert not uploaded & {x["digest"] for x in old["layers"]}
-    fresh = json.loads(mlenv("build", "--json", "--force", "--builder", "daemonless", "--push", "--repository",
-                             f"{repo}-fresh", cwd=d, env={"XDG_CACHE_HOME": str(tmp_path / "fresh")}).stdout)  # fmt: skip
-    assert fresh["action"] == "built" and fresh["digest"] == rebased["digest"] == transport.head(rebased["image"])
+    rebased = mlenv.rebase(d, from_image=old.image, push=True, repository=repo)
+    assert rebased.action == "rebased" and rebased.image == f"{repo}/dl-clirebase-{RUN}:{new_lock.short_hash}"
+    assert rebased.upload and rebased.layers and old.layers
+    uploaded = set(rebased.upload["uploaded"])  # the new metadata layer and the config, nothing else
+    assert len(uploaded) == 2 and rebased.layers[-1]["digest"] in uploaded
+    assert not uploaded & {x["digest"] for x in old.layers}
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "fresh"))
+    fresh = mlenv.build(d, force=True, builder="daemonless", push=True, repository=f"{repo}-fresh")
+    assert fresh.action == "built" and fresh.digest == rebased.digest == transport.head(rebased.image)
 
 
-def test_rebase_refused_through_the_cli(tmp_path, test_registry, venv_env):
+def test_rebase_refused_through_the_cli(tmp_path, test_registry, venv_env, monkeypatch):
+    """A refused rebase: a one-line RebaseRefused from the API, and the same line on the
+    terminal (`error:`, exit 2, no traceback)."""
+    from mlenv.image.rebase import RebaseRefused
+
     repo = f"{test_registry}/dl-{RUN}/cli-rf"
-    env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
-    built = json.loads(mlenv("build", "--json", "--builder", "daemonless", "--push", "--repository", repo,
-                             cwd=venv_env, env=env).stdout)  # fmt: skip
-    line = mlenv_fails("rebase", "--from", built["image"], "--push", "--repository", repo, cwd=venv_env, env=env)
-    assert "cannot be rebased: venv on the base image's Python" in line
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    built = mlenv.build(venv_env, builder="daemonless", push=True, repository=repo)
+    with pytest.raises(RebaseRefused) as e:
+        mlenv.rebase(venv_env, from_image=built.image, push=True, repository=repo)
+    assert "cannot be rebased: venv on the base image's Python" in one_line(e) and e.value.exit_code == 2
+    line = cli_fails("rebase", "--from", built.image, "--push", "--repository", repo, cwd=venv_env)
+    assert line == f"error: {e.value.message}"
 
 
 def test_bad_inputs_give_one_line(tmp_path, test_registry, base_image_remote, fixture_paths):
@@ -659,14 +660,12 @@ def test_linux_aarch64_image_from_an_x86_64_host(tmp_path, arm64_base):
     assert skeleton["opt/mlenv/env/bin/python"].linkname == "/usr/bin/python3.11"
 
 
-def test_cli_builder_daemonless_builds_then_reuses_with_one_head(venv_env, test_registry):
+def test_builder_daemonless_builds_then_reuses_with_one_head(venv_env, test_registry):
     repo = f"{test_registry}/dl-cli-{RUN}"
-    first = json.loads(mlenv("build", "--builder", "daemonless", "--push", "--repository", repo, "--json",
-                             cwd=venv_env).stdout)  # fmt: skip
-    assert first["action"] == "built" and first["builder"] == "daemonless" and first["pushed"] == first["digest"]
-    assert transport.head(first["image"]) == first["digest"]
-    again = json.loads(mlenv("build", "--builder", "daemonless", "--push", "--repository", repo, "--json",
-                             cwd=venv_env).stdout)  # fmt: skip
-    assert again["action"] == "reused" and again["where"] == "registry" and again["digest"] == first["digest"]
-    assert "layers" not in again and "upload" not in again  # nothing built, nothing sent
-    assert first["layers"] and first["upload"]["uploaded"]
+    first = mlenv.build(venv_env, builder="daemonless", push=True, repository=repo)
+    assert first.action == "built" and first.builder == "daemonless" and first.pushed == first.digest
+    assert transport.head(first.image) == first.digest
+    again = mlenv.build(venv_env, builder="daemonless", push=True, repository=repo)
+    assert again.action == "reused" and again.where == "registry" and again.digest == first.digest
+    assert again.layers is None and again.upload is None  # nothing built, nothing sent
+    assert first.layers and first.upload and first.upload["uploaded"]

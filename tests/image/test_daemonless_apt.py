@@ -1,22 +1,22 @@
 """Debian packages in the daemonless builder, and the apt lock read from the base's
 registry with no Docker Engine: real Debian packages (deb.debian.org through this
 machine's apt access), the test base image in the local registry, the Docker Engine
-only to run what was built."""
+only to run what was built. mlenv is called in-process (`import mlenv`)."""
 
 from __future__ import annotations
 
 import gzip
 import io
 import json
-import os
-import subprocess
-import sys
 import tarfile
 import uuid
 from pathlib import Path
 
 import pytest
+from image_api import env_vars, one_line, verified
 
+import mlenv
+from mlenv.errors import MlenvError
 from mlenv.image import daemonless, transport
 from mlenv.lockfile import read_lock
 from mlenv.oci.store import BlobStore
@@ -27,14 +27,16 @@ RUN = uuid.uuid4().hex[:8]
 NO_ENGINE = {"DOCKER_HOST": "unix:///nonexistent"}
 
 
-def mlenv(*args, cwd, env=None, ok=True):
-    full = {k: v for k, v in os.environ.items() if k != "MLENV_CA_BUNDLE"}
-    full.update(env or {})
-    proc = subprocess.run([sys.executable, "-m", "mlenv.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          env=full, check=False)  # fmt: skip
-    if ok:
-        assert proc.returncode == 0, f"mlenv {' '.join(args)}: exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-    return proc
+@pytest.fixture(autouse=True)
+def _no_ca_setting(monkeypatch):
+    """Each test names its CA bundle itself."""
+    monkeypatch.delenv("MLENV_CA_BUNDLE", raising=False)
+
+
+def mlenv_lock(d: Path, **env: str):
+    """mlenv.lock(d) with these environment variables (and no MLENV_CA_BUNDLE)."""
+    with env_vars(**env):
+        return mlenv.lock(d)
 
 
 def project(d: Path, base: str, apt: list[str], name: str, platforms=("linux-64",)) -> Path:
@@ -61,7 +63,7 @@ def locked(tmp_path_factory, base_image_remote):
     cache: the base's apt sources, keyring and dpkg status come from its registry."""
     root = tmp_path_factory.mktemp("dl-apt")
     d = project(root / "env", base_image_remote, ["libgomp1", "curl"], f"dl-apt-{RUN}")
-    mlenv("lock", cwd=d, env={**NO_ENGINE, "XDG_CACHE_HOME": str(root / "cache")})
+    mlenv_lock(d, **NO_ENGINE, XDG_CACHE_HOME=str(root / "cache"))
     return d
 
 
@@ -72,13 +74,13 @@ def test_lock_reads_the_base_from_its_registry_without_an_engine(locked, base_im
     assert lock.inputs["apt-base"] == lock.image["reference"]
     # the same lock as with an Engine there (and another cache): the same content hash
     other = project(tmp_path / "engine", base_image_remote, ["curl", "libgomp1"], f"dl-apt-{RUN}")
-    mlenv("lock", cwd=other, env={"XDG_CACHE_HOME": str(tmp_path / "cache")})
+    assert mlenv_lock(other, XDG_CACHE_HOME=str(tmp_path / "cache")).content_hash == lock.content_hash
     assert read_lock(other / "mlenv.lock").content_hash == lock.content_hash
     # a base pinned by tag only that neither a registry nor an Engine has: apt-packages left
-    # unpinned with a warning (docs/lockfile.md), not a traceback
+    # unpinned with a warning (docs/lockfile.md), not an error
     gone = project(tmp_path / "gone", "127.0.0.1:5000/mlenv-test/no-such-base:1", ["curl"], f"dl-apt-{RUN}")
-    proc = mlenv("lock", cwd=gone, env={**NO_ENGINE, "XDG_CACHE_HOME": str(tmp_path / "c2")})
-    assert "left unpinned" in proc.stderr and "Traceback" not in proc.stderr
+    outcome = mlenv_lock(gone, **NO_ENGINE, XDG_CACHE_HOME=str(tmp_path / "c2"))
+    assert any("left unpinned" in w for w in outcome.warnings), outcome.warnings
     assert not read_lock(gone / "mlenv.lock").for_platform("linux-64", "apt")
 
 
@@ -113,8 +115,7 @@ def test_daemonless_installs_exactly_the_locked_debs(locked, tmp_path, test_regi
                                            remove=True).decode()  # fmt: skip
         assert out.splitlines()[0] == "gomp ok" and out.splitlines()[1].startswith("curl 7.88.1")
         assert len(out.strip().splitlines()) == 2  # no lists, no .deb, dpkg --audit finds nothing to say
-        proc = mlenv("verify", "--image", first.reference, cwd=locked)
-        assert "matches mlenv.lock" in proc.stdout
+        assert verified(first.reference, locked).lock.content_hash == lock.content_hash
     finally:
         docker_client.api.remove_image(first.reference, force=True)
 
@@ -124,7 +125,7 @@ def test_a_package_with_maintainer_scripts_is_refused_and_auto_moves_on(tmp_path
     from mlenv.image.engine import BuildJob, choose
 
     d = project(tmp_path / "procps", base_image_remote, ["procps"], f"dl-apt-procps-{RUN}")  # postinst & co.
-    mlenv("lock", "-q", cwd=d)
+    mlenv.lock(d)
     spec, lock = load(d)
     debs = fetch_debs(lock.for_platform("linux-64", "apt"))
     job = BuildJob(spec=spec, lock=lock, platform="linux-64", ref="mlenv/x:1", artifacts=debs,
@@ -133,10 +134,9 @@ def test_a_package_with_maintainer_scripts_is_refused_and_auto_moves_on(tmp_path
     assert reason is not None and reason.startswith("Debian package procps ") and "postinst" in reason
     assert "\n" not in reason
     assert choose("auto", job).name in ("buildkit", "classic")
-    proc = mlenv("build", "--builder", "daemonless", "--push", "--repository", f"127.0.0.1:5000/dl-apt-{RUN}", cwd=d,
-                 ok=False)  # fmt: skip
-    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error: ")]
-    assert proc.returncode == 2 and len(errors) == 1 and "Debian package procps" in errors[0], proc.stderr
+    with pytest.raises(MlenvError) as e:
+        mlenv.build(d, builder="daemonless", push=True, repository=f"127.0.0.1:5000/dl-apt-{RUN}")
+    assert e.value.exit_code == 2 and "Debian package procps" in one_line(e)
 
 
 def _arm64_base(tmp_path: Path, base_image_remote: str, ref: str) -> str:
@@ -149,7 +149,7 @@ def _arm64_base(tmp_path: Path, base_image_remote: str, ref: str) -> str:
     from mlenv.oci.store import OCI_CONFIG, OCI_MANIFEST
 
     d = project(tmp_path / "amd64", base_image_remote, ["libgomp1"], f"dl-apt-arm-src-{RUN}")
-    mlenv("lock", "-q", cwd=d)
+    mlenv.lock(d)
     lock = read_lock(d / "mlenv.lock")
     facts = read_base(base_reference(lock), lock.image["digest"], "amd64")
     files = {p.lstrip("/"): t.encode() for p, t in facts.sources}
@@ -172,7 +172,7 @@ def test_linux_aarch64_apt_lock_and_layer_from_this_x86_64_host(tmp_path, base_i
     base = f"{test_registry}/dl-apt-{RUN}/arm64-base:1"
     _arm64_base(tmp_path, base_image_remote, base)
     d = project(tmp_path / "arm", base, ["libgomp1"], f"dl-apt-arm-{RUN}", platforms=("linux-aarch64",))
-    mlenv("lock", cwd=d, env={**NO_ENGINE, "XDG_CACHE_HOME": str(tmp_path / "cache")})
+    mlenv_lock(d, **NO_ENGINE, XDG_CACHE_HOME=str(tmp_path / "cache"))
     spec, lock = load(d)
     debs = lock.for_platform("linux-aarch64", "apt")
     assert [p.name for p in debs] == ["libgomp1"] and debs[0].url.endswith("_arm64.deb")

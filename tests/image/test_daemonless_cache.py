@@ -1,6 +1,7 @@
 """The daemonless builder's cache under stress: a full disk under XDG_CACHE_HOME (a
 small tmpfs) and concurrent builds of overlapping locks sharing one cache, each pushing
-to its own repository of the test registry."""
+to its own repository of the test registry. mlenv is called in-process, except the
+concurrent builds: separate `mlenv build` processes are what races on the cache there."""
 
 from __future__ import annotations
 
@@ -14,24 +15,29 @@ import uuid
 from pathlib import Path
 
 import pytest
+from image_api import env_vars
+
+import mlenv
+from mlenv.errors import MlenvError
 
 pytestmark = [pytest.mark.docker, pytest.mark.registry]
 RUN = uuid.uuid4().hex[:8]
 REGISTRY = "127.0.0.1:5000"
 
 
-def mlenv(*args, cwd, env=None, popen=False):
+@pytest.fixture(autouse=True)
+def _no_settings_from_the_environment(monkeypatch):
+    """Each test names its CA bundle and builder itself."""
+    monkeypatch.delenv("MLENV_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("MLENV_BUILDER", raising=False)
+
+
+def cli_build(*args, cwd, env):
+    """A separate `mlenv build --json` process (without MLENV_CA_BUNDLE / MLENV_BUILDER from here)."""
     full = {k: v for k, v in os.environ.items() if k not in ("MLENV_CA_BUNDLE", "MLENV_BUILDER")}
-    full.update(env or {})
-    cmd = [sys.executable, "-m", "mlenv.cli", *args]
-    if popen:
-        return subprocess.Popen(cmd, cwd=cwd, env=full, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=full, check=False)
-
-
-def ok(proc):
-    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-    return proc
+    full.update(env)
+    cmd = [sys.executable, "-m", "mlenv.cli", "build", "--json", *args]
+    return subprocess.Popen(cmd, cwd=cwd, env=full, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def project(d: Path, name: str, deps: list[str], base: str, index: str) -> Path:
@@ -50,7 +56,8 @@ def project(d: Path, name: str, deps: list[str], base: str, index: str) -> Path:
         python = "/usr/bin/python3"
         """)
     )
-    ok(mlenv("lock", "-q", cwd=d))
+    with env_vars(MLENV_BUILDER=None):
+        mlenv.lock(d)
     return d
 
 
@@ -110,28 +117,27 @@ def small_disk(tmp_path):
         subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
-def assert_one_line_no_space(proc, area: str) -> None:
-    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, proc.stderr
-    assert ("no space left" in errors[0].lower() or "No space left on device" in errors[0]) and area in errors[0], (
-        proc.stderr
-    )
+def assert_one_line_no_space(excinfo: pytest.ExceptionInfo[MlenvError], area: str) -> None:
+    """A full disk is an MlenvError (mlenv.runtime.errors.WriteError) of one line naming where."""
+    message = excinfo.value.message
+    assert excinfo.value.exit_code != 0 and "\n" not in message, message
+    assert "no space left" in message.lower() and area in message, message
 
 
 def test_full_disk_is_one_line_leaves_no_temp_file_and_pushes_no_tag(
-    small_disk, tmp_path, base_image_remote, fixture_paths
+    small_disk, tmp_path, base_image_remote, fixture_paths, monkeypatch
 ):
     d = project(tmp_path / "p", f"full-disk-{RUN}", ["fixbeta"], base_image_remote, fixture_paths["pypi_simple_url"])
     repo = f"{REGISTRY}/gaps11-full-{RUN}"
-    args = ("build", "--builder", "daemonless", "--push", "--repository", repo, "--json")
     from mlenv.lockfile import read_lock
 
     short = read_lock(d / "mlenv.lock").short_hash
+    monkeypatch.setenv("XDG_CACHE_HOME", str(small_disk))
 
     # 1. the base image (80 MB) does not fit: the blob store fills up while it downloads
-    proc = mlenv(*args, cwd=d, env={"XDG_CACHE_HOME": str(small_disk)})
-    assert_one_line_no_space(proc, str(small_disk / "mlenv" / "blobs"))
+    with pytest.raises(MlenvError) as e:
+        mlenv.build(d, builder="daemonless", push=True, repository=repo)
+    assert_one_line_no_space(e, str(small_disk / "mlenv" / "blobs"))
     assert leftovers(small_disk) == []
     assert not tag_exists(f"{repo}/full-disk-{RUN}:{short}")
 
@@ -144,17 +150,7 @@ def test_full_disk_is_one_line_leaves_no_temp_file_and_pushes_no_tag(
         big.mkdir(parents=True)
         (small_disk / name).parent.mkdir(parents=True, exist_ok=True)
         (small_disk / name).symlink_to(big)
-    ok(
-        mlenv(
-            "build",
-            "--builder",
-            "daemonless",
-            "--layout",
-            str(tmp_path / "warm.tar"),
-            cwd=d,
-            env={"XDG_CACHE_HOME": str(small_disk)},
-        )
-    )  # fmt: skip  (fills blobs and artifacts)
+    mlenv.build(d, builder="daemonless", layout=tmp_path / "warm.tar")  # fills blobs and artifacts
     for name in ("layers", "pyc", "base-facts"):
         subprocess.run(["rm", "-rf", str(small_disk / "mlenv" / name)], check=True)
     ballast = small_disk / "ballast"
@@ -165,8 +161,9 @@ def test_full_disk_is_one_line_leaves_no_temp_file_and_pushes_no_tag(
                 fh.flush()
         except OSError:
             pass
-    proc = mlenv(*args, cwd=d, env={"XDG_CACHE_HOME": str(small_disk)})
-    assert_one_line_no_space(proc, str(small_disk / "mlenv"))
+    with pytest.raises(MlenvError) as e:
+        mlenv.build(d, builder="daemonless", push=True, repository=repo)
+    assert_one_line_no_space(e, str(small_disk / "mlenv"))
     assert leftovers(small_disk) == [] and leftovers(tmp_path / "big") == []
     assert not tag_exists(f"{repo}/full-disk-{RUN}:{short}")
     ballast.unlink()
@@ -176,11 +173,14 @@ def test_full_disk_is_one_line_leaves_no_temp_file_and_pushes_no_tag(
 # --- concurrent builds sharing one cache ------------------------------------------------
 
 
-def test_concurrent_builds_sharing_a_cache_give_the_solo_digests(tmp_path, base_image_remote, fixture_paths):
+def test_concurrent_builds_sharing_a_cache_give_the_solo_digests(
+    tmp_path, base_image_remote, fixture_paths, monkeypatch
+):
     """Three overlapping locks (fixalpha in all, numpy in two), one package per layer so
     the builds race on the same layer blobs, layer-cache entries, pyc packs and artifacts;
     each pushes to its own repository. Each digest is the one a build alone gives, and the
-    shared cache is consistent afterwards (a fourth build takes every layer from it)."""
+    shared cache is consistent afterwards (a fourth build takes every layer from it). The
+    racing builds are separate `mlenv build` processes: the cache is shared across processes."""
     from mlenv.image import daemonless
     from mlenv.lockfile import read_lock
     from mlenv.oci.store import BlobStore
@@ -191,35 +191,22 @@ def test_concurrent_builds_sharing_a_cache_give_the_solo_digests(tmp_path, base_
     dirs = [
         project(tmp_path / f"p{i}", f"conc{i}-{RUN}", deps, base_image_remote, index) for i, deps in enumerate(sets)
     ]
-    env_layers = {"MLENV_LAYER_MIN_BYTES": "1"}
+    monkeypatch.setenv("MLENV_LAYER_MIN_BYTES", "1")  # here and in the build processes
 
     solo = []
     for i, d in enumerate(dirs):
-        os.environ["MLENV_LAYER_MIN_BYTES"] = "1"
-        try:
-            res = daemonless.build(load_spec(d / "mlenv.toml"), read_lock(d / "mlenv.lock"), "linux-64",
-                                   store=BlobStore(tmp_path / f"solo-store-{i}"), cache_dir=tmp_path / f"solo-{i}",
-                                   force=True, layout=tmp_path / f"solo-{i}.tar")  # fmt: skip
-        finally:
-            del os.environ["MLENV_LAYER_MIN_BYTES"]
+        res = daemonless.build(load_spec(d / "mlenv.toml"), read_lock(d / "mlenv.lock"), "linux-64",
+                               store=BlobStore(tmp_path / f"solo-store-{i}"), cache_dir=tmp_path / f"solo-{i}",
+                               force=True, layout=tmp_path / f"solo-{i}.tar")  # fmt: skip
         solo.append(res.manifest_digest)
     assert len(set(solo)) == 3
 
     shared = tmp_path / "shared-cache"
-    env = {"XDG_CACHE_HOME": str(shared), **env_layers}
+    env = {"XDG_CACHE_HOME": str(shared)}
     procs = [
-        mlenv(
-            "build",
-            "--builder",
-            "daemonless",
-            "--push",
-            "--repository",
-            f"{REGISTRY}/gaps11-conc{i}-{RUN}",
-            "--json",
-            cwd=d,
-            env=env,
-            popen=True,
-        )  # fmt: skip
+        cli_build(
+            "--builder", "daemonless", "--push", "--repository", f"{REGISTRY}/gaps11-conc{i}-{RUN}", cwd=d, env=env
+        )
         for i, d in enumerate(dirs)
     ]
     results = []
@@ -236,14 +223,13 @@ def test_concurrent_builds_sharing_a_cache_give_the_solo_digests(tmp_path, base_
 
     check_cache(shared)
     # the shared layer (fixalpha 1.1.0) is one blob, and a later build finds every layer in the cache
-    again = [
-        json.loads(ok(mlenv("build", "--json", "--layout", str(tmp_path / f"again-{i}.tar"), cwd=d, env=env)).stdout)
-        for i, d in enumerate(dirs)
-    ]
-    assert [a["digest"] for a in again] == solo
+    monkeypatch.setenv("XDG_CACHE_HOME", str(shared))
+    again = [mlenv.build(d, layout=tmp_path / f"again-{i}.tar") for i, d in enumerate(dirs)]
+    assert [a.digest for a in again] == solo
     # the package layers come from the layer cache (skeleton and metadata are always written: cheap)
-    assert all(x["cached"] for a in again for x in a["layers"] if x["id"].startswith("pypi/"))
-    fixalpha = {x["digest"] for a in again for x in a["layers"] if x["id"] == "pypi/fixalpha"}
+    assert all(x["cached"] for a in again for x in a.layers or [] if x["id"].startswith("pypi/"))
+    assert all(a.builder == "daemonless" and a.layers for a in again)
+    fixalpha = {x["digest"] for a in again for x in a.layers or [] if x["id"] == "pypi/fixalpha"}
     assert len(fixalpha) == 1  # one blob for the package all three share
     for i in range(3):  # the same blobs as the solo build's layout (index.json differs: ref name)
         assert blobs_of(tmp_path / f"again-{i}.tar") == blobs_of(tmp_path / f"solo-{i}.tar")

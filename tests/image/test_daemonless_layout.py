@@ -1,35 +1,31 @@
-"""`mlenv build --layout FILE.tar` / `mlenv.build(layout="….tar")`: the daemonless
-builder's OCI image layout as one deterministic tar, read back here with tarfile alone
-(no skopeo): index.json -> manifest -> config and layers, every blob's sha256 checked."""
+"""`mlenv.build(layout="….tar")` (`mlenv build --layout FILE.tar`), called in-process: the
+daemonless builder's OCI image layout as one deterministic tar, read back here with tarfile
+alone (no skopeo): index.json -> manifest -> config and layers, every blob's sha256 checked."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import subprocess
-import sys
 import tarfile
 import textwrap
 import uuid
 from pathlib import Path
 
 import pytest
+from image_api import one_line
+
+import mlenv as api
+from mlenv.errors import MlenvError
 
 pytestmark = [pytest.mark.docker, pytest.mark.registry]
 RUN = uuid.uuid4().hex[:8]
 
 
-def mlenv(*args, cwd, env=None):
-    full = {k: v for k, v in os.environ.items() if k not in ("MLENV_CA_BUNDLE", "MLENV_BUILDER")}
-    full.update(env or {})
-    return subprocess.run([sys.executable, "-m", "mlenv.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          env=full, check=False)  # fmt: skip
-
-
-def ok(proc):
-    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-    return proc
+@pytest.fixture(autouse=True)
+def _no_settings_from_the_environment(monkeypatch):
+    """The builder is auto's choice and no CA bundle is named."""
+    monkeypatch.delenv("MLENV_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("MLENV_BUILDER", raising=False)
 
 
 def read_layout_tar(path: Path) -> tuple[dict[str, bytes], dict]:
@@ -50,8 +46,6 @@ def read_layout_tar(path: Path) -> tuple[dict[str, bytes], dict]:
 
 
 def test_layout_tar_is_deterministic_atomic_and_readable(tmp_path, base_image_remote, fixture_paths, monkeypatch):
-    import mlenv as api
-
     d = tmp_path / "proj"
     d.mkdir()
     (d / "mlenv.toml").write_text(
@@ -68,13 +62,13 @@ def test_layout_tar_is_deterministic_atomic_and_readable(tmp_path, base_image_re
         python = "/usr/bin/python3"
         """)
     )
-    ok(mlenv("lock", "-q", cwd=d))
+    api.lock(d)
     first = tmp_path / "out" / "first.tar"
-    cli = json.loads(ok(mlenv("build", "--json", "--layout", str(first), cwd=d,
-                              env={"XDG_CACHE_HOME": str(tmp_path / "cache-a")})).stdout)  # fmt: skip
-    assert cli["builder"] == "daemonless" and cli["action"] == "built"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache-a"))
+    built = api.build(d, layout=first)
+    assert built.builder == "daemonless" and built.action == "built"
 
-    # again through the API, another cache, the same lock: the same bytes; and a layout is
+    # again, another cache, the same lock: the same bytes; and a layout is
     # written even though the image could now be "reused" (nothing would be written then)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache-b"))
     second = tmp_path / "second.tar"
@@ -85,11 +79,11 @@ def test_layout_tar_is_deterministic_atomic_and_readable(tmp_path, base_image_re
     assert sorted(p.name for p in tmp_path.glob("*.tar*")) == ["second.tar"]
 
     files, found = read_layout_tar(first)
-    short = cli["content_hash"].split(":", 1)[1][:12]
+    short = built.content_hash.split(":", 1)[1][:12]
     assert found["entry"]["annotations"]["org.opencontainers.image.ref.name"] == short
     config = json.loads(files["blobs/sha256/" + found["manifest"]["config"]["digest"].split(":", 1)[1]])
-    assert config["config"]["Labels"]["org.mlenv.content-hash"] == cli["content_hash"]
-    assert found["entry"]["digest"] == cli["digest"]
+    assert config["config"]["Labels"]["org.mlenv.content-hash"] == built.content_hash
+    assert found["entry"]["digest"] == built.digest
 
     # the directory form of the same build holds the same files
     layout_dir = tmp_path / "dir-layout"
@@ -100,6 +94,7 @@ def test_layout_tar_is_deterministic_atomic_and_readable(tmp_path, base_image_re
     # a directory named *.tar is not overwritten by a file
     clash = tmp_path / "clash.tar"
     clash.mkdir()
-    refused = mlenv("build", "--layout", str(clash), cwd=d)
-    assert refused.returncode != 0 and "Traceback" not in refused.stderr
-    assert "is a directory, not a tar file" in refused.stderr
+    with pytest.raises(MlenvError) as e:
+        api.build(d, layout=clash)
+    assert e.value.exit_code != 0 and "is a directory, not a tar file" in one_line(e)
+    assert clash.is_dir() and list(clash.iterdir()) == []

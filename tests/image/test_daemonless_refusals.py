@@ -1,22 +1,20 @@
 """What the daemonless builder refuses because building it would run code: a PyPI sdist
-and a conda package with a post-link script. `--builder daemonless` says so in one line
-(non-zero exit, no traceback); `auto` takes BuildKit instead (mlenv.image.engine.choose
-on the real lock and artifacts; a real build for the conda case)."""
+and a conda package with a post-link script. `builder="daemonless"` says so in a one-line
+MlenvError (in-process); `auto` takes BuildKit instead (mlenv.image.engine.choose on the
+real lock and artifacts; a real build for the conda case)."""
 
 from __future__ import annotations
 
 import io
-import json
-import os
-import subprocess
-import sys
 import tarfile
 import textwrap
 import uuid
 from pathlib import Path
 
 import pytest
+from image_api import one_line
 
+import mlenv
 from mlenv.errors import MlenvError
 from mlenv.image.engine import BuildJob, choose
 from mlenv.lockfile import read_lock
@@ -28,19 +26,10 @@ RUN = uuid.uuid4().hex[:8]
 
 @pytest.fixture(autouse=True)
 def _own_cache(tmp_path, monkeypatch):
+    """An empty mlenv cache; no builder or CA bundle from the environment."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
-
-
-def mlenv(*args, cwd, env=None):
-    full = {k: v for k, v in os.environ.items() if k not in ("MLENV_CA_BUNDLE", "MLENV_BUILDER")}
-    full.update(env or {})
-    return subprocess.run([sys.executable, "-m", "mlenv.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          env=full, check=False)  # fmt: skip
-
-
-def ok(proc):
-    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-    return proc
+    monkeypatch.delenv("MLENV_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("MLENV_BUILDER", raising=False)
 
 
 def project(d: Path, name: str, body: str, base: str, *, python: str | None = None) -> Path:
@@ -48,7 +37,7 @@ def project(d: Path, name: str, body: str, base: str, *, python: str | None = No
     head = f'[environment]\nname = "{name}"\nplatforms = ["linux-64"]\n' + (f'python = "{python}"\n' if python else "")
     image = f'\n[image]\nbase = "{base}"\npython = "/usr/bin/python3"\n'
     (d / "mlenv.toml").write_text(head + textwrap.dedent(body) + image)
-    ok(mlenv("lock", "-q", cwd=d))
+    mlenv.lock(d)
     return d
 
 
@@ -58,12 +47,12 @@ def job_of(d: Path, artifacts: dict[str, Path]) -> BuildJob:
                     log_path=d / "build.log", layout=str(d / "out"))  # fmt: skip
 
 
-def assert_refused(proc, what: str) -> None:
-    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1 and "the daemonless builder cannot build this lock" in lines[0] and what in lines[0], (
-        proc.stderr
-    )
+def assert_refused(d: Path, layout: Path, what: str) -> None:
+    """build(builder="daemonless") of d is refused in one line that says why."""
+    with pytest.raises(MlenvError) as e:
+        mlenv.build(d, builder="daemonless", layout=layout)
+    line = one_line(e)
+    assert e.value.exit_code != 0 and "the daemonless builder cannot build this lock" in line and what in line, line
 
 
 def _sdist(path: Path) -> None:
@@ -102,7 +91,7 @@ def test_sdist_is_refused_by_daemonless_and_auto_takes_buildkit(tmp_path, base_i
     (pkg,) = read_lock(d / "mlenv.lock").for_platform("linux-64", "pypi")
     assert pkg.url.endswith(".tar.gz")
 
-    assert_refused(mlenv("build", "--builder", "daemonless", "--layout", str(tmp_path / "out"), cwd=d), "is an sdist")
+    assert_refused(d, tmp_path / "out", "is an sdist")
     assert not (tmp_path / "out").exists()
 
     job = job_of(d, {pkg.sha256: d / "sdpkg-1.0.0.tar.gz"})
@@ -130,8 +119,9 @@ def test_post_link_script_is_refused_by_daemonless_and_auto_builds_with_buildkit
     lock = read_lock(d / "mlenv.lock")
     assert "fixpostlink" in {p.name for p in lock.for_platform("linux-64", "conda")}
 
-    refused = mlenv("build", "--builder", "daemonless", "--layout", str(tmp_path / "out"), cwd=d)
-    assert_refused(refused, "conda package fixpostlink 1.0.0 has a post-link script (bin/.fixpostlink-post-link.sh)")
+    assert_refused(
+        d, tmp_path / "out", "conda package fixpostlink 1.0.0 has a post-link script (bin/.fixpostlink-post-link.sh)"
+    )
     assert not (tmp_path / "out").exists()
 
     # the refusal comes from the fetched archives, before anything is built: `auto` moves on
@@ -142,11 +132,11 @@ def test_post_link_script_is_refused_by_daemonless_and_auto_builds_with_buildkit
         pytest.skip("no docker CLI with BuildKit: auto has nothing to fall back to")
     assert choose("auto", job_of(d, artifacts)).name == "buildkit"
 
-    built = json.loads(ok(mlenv("build", "--json", cwd=d, env={"MLENV_BUILDER": "auto"})).stdout)
+    built = mlenv.build(d, builder="auto")
     try:
-        assert built["builder"] == "buildkit" and built["action"] == "built"
-        out = docker_client.containers.run(built["image"], ["cat", "/opt/mlenv/env/share/fixpostlink/README.txt"],
+        assert built.builder == "buildkit" and built.action == "built"
+        out = docker_client.containers.run(built.image, ["cat", "/opt/mlenv/env/share/fixpostlink/README.txt"],
                                            network_mode="none", remove=True)  # fmt: skip
         assert out.decode() == "fixpostlink 1.0.0 ships a post-link script\n"
     finally:
-        docker_client.api.remove_image(built["image"], force=True)
+        docker_client.api.remove_image(built.image, force=True)
