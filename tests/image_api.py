@@ -12,7 +12,6 @@ import pytest
 
 import mlenv
 from mlenv.api.results import Verified
-from mlenv.errors import MlenvError
 
 
 @contextmanager
@@ -35,10 +34,3 @@ def verified(image: str, d: Path) -> Verified:
     result = mlenv.verify(image=image, spec=d)
     assert result.ok, [str(x) for x in result.differences]
     return result
-
-
-def one_line(excinfo: pytest.ExceptionInfo[MlenvError]) -> str:
-    """The message of an expected MlenvError, asserted to be one line (its hint may follow)."""
-    message = excinfo.value.message
-    assert "\n" not in message, message
-    return message

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from cli_run import mlenv as run_cli
-from solve_api import mlenv_error
+from refusals import mlenv_error
 
 import mlenv
 from mlenv import settings

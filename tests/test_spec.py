@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from solve_api import mlenv_error
+from refusals import mlenv_error
 
 import mlenv as mlenv_api
 from mlenv.errors import SpecError

@@ -15,7 +15,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from image_api import one_line, verified
+from image_api import verified
+from refusals import one_line
 
 import mlenv
 from mlenv.errors import MlenvError

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from cli_run import mlenv as cli
-from inproc_errors import one_line
+from refusals import one_line
 
 import mlenv
 from mlenv.curated.catalog import NAME_RE, dumps_catalog, load_catalog, lock_text, spec_text

@@ -16,7 +16,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from image_api import env_vars, one_line, verified
+from image_api import env_vars, verified
+from refusals import one_line
 
 import mlenv
 from mlenv.errors import MlenvError

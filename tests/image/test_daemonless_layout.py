@@ -12,7 +12,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from image_api import one_line
+from refusals import one_line
 
 import mlenv as api
 from mlenv.errors import MlenvError

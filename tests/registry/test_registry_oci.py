@@ -15,7 +15,7 @@ import warnings
 from pathlib import Path
 
 import pytest
-from inproc_errors import one_line
+from refusals import one_line
 from registry_envs import fake, make_env, register_all
 
 import mlenv

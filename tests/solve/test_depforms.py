@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 from plugin_sources import SOURCE_MARKER
-from solve_api import Said, error_line, mlenv_error
+from refusals import error_line, mlenv_error
+from solve_api import Said
 
 import mlenv
 from mlenv.lockfile import read_lock

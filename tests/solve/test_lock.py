@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 from cli_run import mlenv as run_cli
-from solve_api import Said, mlenv_error
+from refusals import mlenv_error
+from solve_api import Said
 
 import mlenv
 from mlenv.errors import LockError, SolveError, SpecError
