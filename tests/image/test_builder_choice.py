@@ -10,7 +10,11 @@ import textwrap
 import uuid
 
 import pytest
-from test_build import mlenv, ok
+from image_api import verified
+from refusals import one_line
+
+import mlenv
+from mlenv.errors import MlenvError
 
 
 def _project(tmp_path, base, index, *, steps=()) -> object:
@@ -36,7 +40,7 @@ def _project(tmp_path, base, index, *, steps=()) -> object:
         """)
         + image
     )
-    ok(mlenv("lock", cwd=d))
+    mlenv.lock(d)
     return d
 
 
@@ -45,9 +49,8 @@ def _project(tmp_path, base, index, *, steps=()) -> object:
 def test_auto_builds_daemonless_where_it_can_and_buildkit_where_commands_must_run(
     tmp_path, docker_client, base_image_remote, pypi_server
 ):
-    auto = {"MLENV_BUILDER": "auto"}
     plain = _project(tmp_path, base_image_remote, pypi_server)
-    first = json.loads(ok(mlenv("build", "--json", cwd=plain, env=auto)).stdout)
+    first = mlenv.build(plain, builder="auto").to_json()
     try:
         assert first["builder"] == "daemonless" and first["action"] == "built"
         labels = docker_client.api.inspect_image(first["image"])["Config"]["Labels"]
@@ -55,12 +58,12 @@ def test_auto_builds_daemonless_where_it_can_and_buildkit_where_commands_must_ru
         out = docker_client.containers.run(first["image"], ["python", "-c", "import fixalpha; print(fixalpha.__version__)"],
                                            network_mode="none", remove=True)  # fmt: skip
         assert out.decode().strip() == "1.1.0"
-        ok(mlenv("verify", "--image", first["image"], cwd=plain))
+        verified(first["image"], plain)
     finally:
         docker_client.api.remove_image(first["image"], force=True)
 
     steps = _project(tmp_path, base_image_remote, pypi_server, steps=["RUN echo hello > /hello.txt"])
-    second = json.loads(ok(mlenv("build", "--json", cwd=steps, env=auto)).stdout)
+    second = mlenv.build(steps, builder="auto").to_json()
     try:
         assert second["builder"] == "buildkit"  # [image] steps are commands: the daemonless builder runs none
         out = docker_client.containers.run(second["image"], ["cat", "/hello.txt"], network_mode="none", remove=True)
@@ -68,6 +71,6 @@ def test_auto_builds_daemonless_where_it_can_and_buildkit_where_commands_must_ru
     finally:
         docker_client.api.remove_image(second["image"], force=True)
 
-    refused = mlenv("build", "--builder", "daemonless", cwd=steps)
-    assert refused.returncode == 2 and "Traceback" not in refused.stderr
-    assert "the daemonless builder cannot build this lock: [image] steps" in refused.stderr
+    with pytest.raises(MlenvError) as refused:
+        mlenv.build(steps, builder="daemonless")
+    assert "the daemonless builder cannot build this lock: [image] steps" in one_line(refused, code=2)

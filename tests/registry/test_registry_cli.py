@@ -200,8 +200,8 @@ def test_restore_from_image(tmp_path, docker_client, base_image):
     )
     try:
 
-        def ours() -> set[str]:  # containers of the images this test reads (others may share the daemon)
-            return {c.id for ref in (good, bad, base_image)
+        def ours() -> set[str]:  # containers of the images this test built (others may share the daemon and base)
+            return {c.id for ref in (good, bad)
                     for c in docker_client.containers.list(all=True, filters={"ancestor": ref})}  # fmt: skip
 
         before = ours()
