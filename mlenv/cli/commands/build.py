@@ -9,7 +9,7 @@ import click
 
 from ...api import image as api
 from ...runtime.text import human_size
-from ..render import ProgressLine, emit_json, json_option, registry_option, spec_option, warn
+from ..render import ProgressLine, aligned, emit_json, json_option, registry_option, spec_option, warn
 
 
 @click.command()
@@ -145,9 +145,8 @@ def images(as_json, name):
     table = [(r["name"], r["short_hash"], human_size(r["size"]),
               time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created"])), ", ".join(r["tags"]) or "<untagged>")
              for r in rows]  # fmt: skip
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *table, strict=False)]
-    for row in (header, *table):
-        click.echo("  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=False)).rstrip())
+    for line in aligned([header, *table]):
+        click.echo(line)
 
 
 @click.command()

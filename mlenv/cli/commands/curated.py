@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ... import curated as api
-from ..render import emit_json
+from ..render import aligned, emit_json
 
 
 @click.group()
@@ -27,14 +27,12 @@ def list_(as_json):
             str(e.version) if e.released else "-",
             e.short_hash if e.released else "unreleased",
             e.accelerator,
-            e.purpose,
+            _clip(e.purpose, 70),
         ]
         for e in entries
     ]
-    header = ["NAME", "VERSION", "HASH", "ACCEL", "PURPOSE"]
-    widths = [max(len(r[i]) for r in rows + [header]) for i in range(4)]
-    for row in [header] + rows:
-        click.echo("  ".join(c.ljust(w) for c, w in zip(row[:4], widths, strict=False)) + "  " + _clip(row[4], 70))
+    for line in aligned([["NAME", "VERSION", "HASH", "ACCEL", "PURPOSE"], *rows], free_last=True):
+        click.echo(line)
 
 
 def _clip(text: str, n: int) -> str:

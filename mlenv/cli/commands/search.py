@@ -7,7 +7,7 @@ import sys
 import click
 
 from ...api import registry as api
-from ..render import emit_json, json_option, registry_option, when
+from ..render import aligned, emit_json, json_option, registry_option, when
 
 
 @click.command()
@@ -50,9 +50,7 @@ def search(query, registry_url, platform, include_archived, reindex, as_json):
             header = ["VERSION", "PLATFORM", "PACKAGE", "PKG VERSION", "MANAGER", "LABELS", "CREATED", "ARCHIVED"]
             if not include_archived:
                 rows, header = [r[:-1] for r in rows], header[:-1]
-            widths = [max(len(x) for x in col) for col in zip(header, *rows, strict=False)]
-            lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)).rstrip() for r in [header] + rows]
-            click.echo("\n".join(lines))
+            click.echo("\n".join(aligned([header, *rows])))
         envs = len({h.version.ref for h in result.hits})
         click.echo(
             f"{envs} version(s) of {len({h.version.name for h in result.hits})} environment(s) match "
