@@ -1,5 +1,6 @@
-"""How commands show things: options shared by commands, JSON, warnings, progress on
-stderr (a rich spinner on a terminal, plain lines otherwise), tables, sizes."""
+"""How commands show things: JSON, warnings, progress on stderr (a rich spinner on a
+terminal, plain lines otherwise), tables, times and digests. (The options commands
+share are declared in mlenv.cli.options.)"""
 
 from __future__ import annotations
 
@@ -14,17 +15,6 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from rich.status import Status
-
-spec_option = click.option(
-    "--file", "-f", "spec_file", type=click.Path(dir_okay=False), default=None, metavar="PATH",
-    help="The spec file (default: ./mlenv.toml).",
-)  # fmt: skip
-registry_option = click.option(
-    "--registry", "registry_url", metavar="URL", default=None,
-    help="Registry: a directory (embedded, the default is the user data dir), oci://host[:port]/namespace "
-         "or azureml://... (default: $MLENV_REGISTRY, else `registry` in the user settings).",
-)  # fmt: skip
-json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output on stdout.")
 
 
 def emit_json(data: object) -> None:

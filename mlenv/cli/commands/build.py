@@ -9,42 +9,31 @@ import click
 
 from ...api import image as api
 from ...runtime.text import human_size
-from ..render import ProgressLine, aligned, emit_json, json_option, registry_option, spec_option, warn
+from ..options import (
+    ca_bundle_option,
+    dir_option,
+    json_option,
+    layout_option,
+    platform_option,
+    push_option,
+    quiet_option,
+    registry_option,
+    repository_option,
+    spec_option,
+    yes_option,
+)
+from ..render import ProgressLine, aligned, emit_json, warn
 
 
 @click.command()
-@spec_option
-@click.option(
-    "--repository",
-    default="mlenv",
-    show_default=True,
-    metavar="REPO",
-    help="Image repository: the image is REPO/NAME:SHORT_HASH; `host:port/ns` names a registry.",
-)
-@click.option("--push", is_flag=True, help="Push the image to the registry named by --repository.")
+@spec_option()
+@repository_option()
+@push_option()
 @click.option("--force", is_flag=True, help="Build even if an image with this content hash exists.")
 @click.option("--no-cache", "no_cache", is_flag=True, help="Do not use Docker's layer cache.")
-@click.option(
-    "--ca-bundle",
-    type=click.Path(dir_okay=False),
-    metavar="FILE",
-    help="CA bundle for mlenv's host-side downloads (else MLENV_CA_BUNDLE, else the ca-bundle setting); never in an image.",
-)
-@click.option(
-    "--platform",
-    "platform",
-    default="linux-64",
-    show_default=True,
-    metavar="PLATFORM",
-    help="Platform of the lock to build.",
-)
-@click.option(
-    "--dockerfile-only",
-    "dockerfile_only",
-    type=click.Path(file_okay=False),
-    metavar="DIR",
-    help="Write the Dockerfile and build context to DIR and stop.",
-)
+@ca_bundle_option("mlenv's host-side downloads", "; never in an image")
+@platform_option("Platform of the lock to build.", default="linux-64", show_default=True)
+@dir_option("--dockerfile-only", "dockerfile_only", help="Write the Dockerfile and build context to DIR and stop.")
 @click.option(
     "--builder",
     metavar="NAME",
@@ -53,15 +42,9 @@ from ..render import ProgressLine, aligned, emit_json, json_option, registry_opt
     "(multi-stage, through the docker CLI) or classic (docker SDK); else MLENV_BUILDER, else the "
     "builder setting.",
 )
-@click.option(
-    "--layout",
-    type=click.Path(),
-    metavar="DIR|FILE.tar",
-    help="Also write the image as an OCI image layout into DIR, or as one tar file when the path ends in .tar "
-    "(daemonless builder).",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable result on stdout.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+@layout_option("Also write", " (daemonless builder)")
+@json_option("Print a machine-readable result on stdout.")
+@quiet_option()
 def build(spec_file, repository, push, force, no_cache, ca_bundle, platform, dockerfile_only, builder, layout, as_json,
           quiet):  # fmt: skip
     """Build (or reuse) the Docker image of mlenv.lock, tagged REPO/NAME:SHORT_HASH.
@@ -85,7 +68,7 @@ def build(spec_file, repository, push, force, no_cache, ca_bundle, platform, doc
 
 
 @click.command()
-@spec_option
+@spec_option()
 @click.option(
     "--from",
     "from_image",
@@ -93,25 +76,12 @@ def build(spec_file, repository, push, force, no_cache, ca_bundle, platform, doc
     metavar="IMAGE",
     help="An image of an earlier lock that differs from mlenv.lock only in its base image.",
 )
-@click.option(
-    "--repository",
-    default="mlenv",
-    show_default=True,
-    metavar="REPO",
-    help="Image repository: the image is REPO/NAME:SHORT_HASH; `host:port/ns` names a registry.",
-)
-@click.option("--push", is_flag=True, help="Push the image to the registry named by --repository.")
-@click.option(
-    "--layout",
-    type=click.Path(),
-    metavar="DIR|FILE.tar",
-    help="Write the image as an OCI image layout into DIR, or as one tar file when the path ends in .tar.",
-)
-@click.option(
-    "--platform", "platform", default="linux-64", show_default=True, metavar="PLATFORM", help="Platform of the lock."
-)
-@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable result on stdout.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+@repository_option()
+@push_option()
+@layout_option()
+@platform_option("Platform of the lock.", default="linux-64", show_default=True)
+@json_option("Print a machine-readable result on stdout.")
+@quiet_option()
 def rebase(spec_file, from_image, repository, push, layout, platform, as_json, quiet):
     """Make the image of mlenv.lock from IMAGE without building: swap its base layers.
 
@@ -130,7 +100,7 @@ def rebase(spec_file, from_image, repository, push, layout, platform, as_json, q
 
 
 @click.command()
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+@json_option("Print a JSON list.")
 @click.option("--name", "name", metavar="NAME", help="Only images of this environment.")
 def images(as_json, name):
     """List the local images mlenv built (found by their org.mlenv.content-hash label)."""
@@ -150,8 +120,8 @@ def images(as_json, name):
 
 
 @click.command()
-@registry_option
-@click.option("--yes", is_flag=True, help="Delete (default: dry run, list what would go).")
+@registry_option()
+@yes_option("Delete (default: dry run, list what would go).")
 @click.option(
     "--name",
     "names",
@@ -159,7 +129,7 @@ def images(as_json, name):
     metavar="NAME",
     help="Only images of this environment (label org.mlenv.name; repeatable).",
 )
-@json_option
+@json_option()
 def gc(registry_url, yes, names, as_json):
     """Remove local mlenv images that no registered version and no ./mlenv.lock reference.
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from ... import curated as api
+from ..options import json_option
 from ..render import aligned, emit_json
 
 
@@ -14,7 +15,7 @@ def curated():
 
 
 @curated.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output on stdout.")
+@json_option()
 def list_(as_json):
     """List the curated environments: name, version, content hash, accelerator, purpose."""
     entries = api.list()
@@ -42,7 +43,7 @@ def _clip(text: str, n: int) -> str:
 @curated.command()
 @click.argument("name")
 @click.option("--packages", "show_packages", is_flag=True, help="List every locked package.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output on stdout.")
+@json_option()
 def show(name, show_packages, as_json):
     """Show one curated environment: purpose, version, hash, base image, spec and packages."""
     detail = api.show(name)

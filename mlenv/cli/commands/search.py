@@ -7,17 +7,18 @@ import sys
 import click
 
 from ...api import registry as api
-from ..render import aligned, emit_json, json_option, registry_option, when
+from ..options import archived_option, json_option, platform_option, registry_option
+from ..render import aligned, emit_json, when
 
 
 @click.command()
 @click.argument("query", metavar="SPEC")
-@registry_option
-@click.option("--platform", default=None, metavar="PLATFORM", help="Only this platform (e.g. linux-64).")
-@click.option("--all", "include_archived", is_flag=True, help="Include archived versions.")
+@registry_option()
+@platform_option("Only this platform (e.g. linux-64).", default=None)
+@archived_option("versions")
 @click.option("--reindex", is_flag=True, help="Rebuild the derived search index from the (verified) locks first.")
-@json_option
-def search(query, registry_url, platform, include_archived, reindex, as_json):
+@json_option()
+def search(query, registry_url, platform, show_all, reindex, as_json):
     """Find every environment version whose lock holds a package: `numpy`,
     `numpy==1.26.4`, `urllib3<2.2.2`, `conda:openssl>=3`, `pypi:torch~=2.5`.
 
@@ -25,7 +26,7 @@ def search(query, registry_url, platform, include_archived, reindex, as_json):
     under the PyPI name it provides. Exit status 0 when something matched, 1 when
     nothing did (like grep). The derived index lives in the user cache (docs/ui.md).
     """
-    found = api.search(query, registry=registry_url, platform=platform, include_archived=include_archived,
+    found = api.search(query, registry=registry_url, platform=platform, include_archived=show_all,
                        reindex=reindex)  # fmt: skip
     result, registry = found.result, found.registry
     if as_json:
@@ -48,7 +49,7 @@ def search(query, registry_url, platform, include_archived, reindex, as_json):
                 for h in result.hits
             ]
             header = ["VERSION", "PLATFORM", "PACKAGE", "PKG VERSION", "MANAGER", "LABELS", "CREATED", "ARCHIVED"]
-            if not include_archived:
+            if not show_all:
                 rows, header = [r[:-1] for r in rows], header[:-1]
             click.echo("\n".join(aligned([header, *rows])))
         envs = len({h.version.ref for h in result.hits})

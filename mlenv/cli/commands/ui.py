@@ -5,11 +5,11 @@ from __future__ import annotations
 import click
 
 from ...api import ui as api
-from ..render import registry_option
+from ..options import dir_option, registry_option
 
 
 @click.command()
-@registry_option
+@registry_option()
 @click.option(
     "--host",
     default="127.0.0.1",
@@ -25,20 +25,14 @@ from ..render import registry_option
     metavar="N",
     help="Port to listen on (0: any free port; the URL is printed).",
 )
-@click.option(
-    "--export",
-    "export_dir",
-    type=click.Path(file_okay=False),
-    default=None,
-    metavar="DIR",
-    help="Write the catalog as a static site into DIR instead of serving it.",
+@dir_option(
+    "--export", "export_dir", default=None, help="Write the catalog as a static site into DIR instead of serving it."
 )
-@click.option(
+@dir_option(
     "--curated",
     "curated_dir",
-    type=click.Path(exists=True, file_okay=False),
+    exists=True,
     default=None,
-    metavar="DIR",
     help="A curated catalog directory (catalog.toml + specs + locks) instead of the one mlenv ships.",
 )
 @click.option(
