@@ -103,9 +103,9 @@ def archived_option(things: str) -> Callable[[FC], FC]:
     return click.option("--all", "show_all", is_flag=True, help=f"Include archived {things}.")
 
 
-def yes_option(help: str = "Delete (default: dry run, say what would go).") -> Callable[[FC], FC]:
+def yes_option() -> Callable[[FC], FC]:
     """`--yes`: really delete; without it a deleting command is a dry run that says what would go."""
-    return click.option("--yes", is_flag=True, help=help)
+    return click.option("--yes", is_flag=True, help="Delete (default: dry run, say what would go).")
 
 
 def json_option(help: str = "Machine-readable output on stdout.") -> Callable[[FC], FC]:
@@ -114,6 +114,6 @@ def json_option(help: str = "Machine-readable output on stdout.") -> Callable[[F
     return click.option("--json", "as_json", is_flag=True, help=help)
 
 
-def quiet_option(help: str | None = "No progress output.") -> Callable[[FC], FC]:
+def quiet_option() -> Callable[[FC], FC]:
     """`--quiet/-q`: no progress lines and no summary on success (errors still print)."""
-    return click.option("--quiet", "-q", is_flag=True, help=help)
+    return click.option("--quiet", "-q", is_flag=True, help="No progress output.")

@@ -121,7 +121,7 @@ def images(as_json, name):
 
 @click.command()
 @registry_option()
-@yes_option("Delete (default: dry run, list what would go).")
+@yes_option()
 @click.option(
     "--name",
     "names",

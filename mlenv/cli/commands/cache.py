@@ -61,7 +61,7 @@ def prune(days, yes, as_json):  # fmt: skip
 
 
 @cache.command()
-@yes_option("Delete (default: dry run).")
+@yes_option()
 @json_option()
 def clean(yes, as_json):
     """Remove all of mlenv's caches."""

@@ -28,8 +28,8 @@ from ..render import ProgressLine, emit_json, warn
 )
 @ca_bundle_option("every download")
 @click.option("--no-cache", is_flag=True, help="Do not keep downloaded artifacts in mlenv's cache.")
-@json_option("Print a machine-readable summary.")
-@quiet_option(None)
+@json_option("Print a machine-readable summary on stdout.")
+@quiet_option()
 def install(spec_file, lock_file, prefix, platform, python, pypi_prefix, ca_bundle, no_cache, as_json, quiet):  # fmt: skip
     """Materialize mlenv.lock into --prefix: conda packages with py-rattler,
     then PyPI packages with uv (--require-hashes --no-deps). Every artifact is

@@ -7,7 +7,7 @@ import sys
 import click
 
 from ...api import lock as api
-from ..options import json_option, quiet_option, spec_option
+from ..options import json_option, lock_option, quiet_option, spec_option
 from ..render import ProgressLine, emit_json, warn
 
 
@@ -74,14 +74,7 @@ def lock(spec_file, check, upgrade, upgrade_packages, platforms, offline, resolv
 
 @click.command("hash")
 @spec_option()
-@click.option(
-    "--lock",
-    "lock_file",
-    type=click.Path(dir_okay=False),
-    default=None,
-    metavar="PATH",
-    help="A lock file (default: the one next to the spec, or ./mlenv.lock).",
-)
+@lock_option()
 @click.option("--short", is_flag=True, help="Print only the 12-digit short hash.")
 @json_option("Print a JSON object.")
 def hash_(spec_file, lock_file, short, as_json):
