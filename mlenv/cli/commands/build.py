@@ -151,10 +151,15 @@ def gc(registry_url, yes, names, as_json):
     for item in res.unreferenced:
         if yes and item not in res.removed:
             continue
-        click.echo(f"{verb} {', '.join(item['tags']) or item['id'][:19]}  ({(item['size'] or 0) / 1e6:.0f} MB)")
+        click.echo(f"{verb} {_image_name(item)}  ({(item['size'] or 0) / 1e6:.0f} MB)")
     for item in res.failed:
-        warn(f"could not remove {', '.join(item['tags']) or item['id'][:19]}: {item['error']}")
+        warn(f"could not remove {_image_name(item)}: {item['error']}")
     if not yes:
         click.echo(f"dry run: {len(res.unreferenced)} image(s); pass --yes to delete", err=True)
     if res.failed:
         sys.exit(1)
+
+
+def _image_name(item: dict) -> str:
+    """An image gc lists: its tags, else the start of its id."""
+    return ", ".join(item["tags"]) or item["id"][:19]

@@ -8,7 +8,7 @@ import click
 
 from ...api import lock as api
 from ..options import json_option, lock_option, quiet_option, spec_option
-from ..render import ProgressLine, emit_json, warn
+from ..render import ProgressLine, emit_json, short_digest, warn
 
 
 @click.command()
@@ -54,7 +54,7 @@ def lock(spec_file, check, upgrade, upgrade_packages, platforms, offline, resolv
         for note in res.notes:
             warn(note)
         if res.ok:  # ok: a lock exists, so it has a content hash
-            short = (res.content_hash or "").split(":")[-1][:12]
+            short = short_digest(res.content_hash)
             click.echo(f"{res.lock_path.name} satisfies {res.spec_path.name} (content hash {short})", err=True)
             return
         click.echo(f"{res.lock_path}: stale: " + "; ".join(res.reasons), err=True)

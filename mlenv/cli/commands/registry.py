@@ -206,7 +206,7 @@ def restore(ref, registry_url, into, force, prefix, pull, from_image, as_json): 
     if as_json:
         emit_json(res.to_json())
         return
-    what = f"{res.source} ({res.content_hash.split(':')[-1][:12]})"
+    what = f"{res.source} ({short_digest(res.content_hash)})"
     state = "restored" if res.written else "already in place:"
     click.echo(f"{state} {what} -> {res.into / 'mlenv.toml'}, {res.into / 'mlenv.lock'}")
     if res.pulled:
