@@ -8,7 +8,7 @@ import click
 
 from ...api import registry as api
 from ..options import archived_option, json_option, platform_option, registry_option
-from ..render import aligned, emit_json, when
+from ..render import aligned, emit_json, warn, when
 
 
 @click.command()
@@ -33,7 +33,7 @@ def search(query, registry_url, platform, show_all, reindex, as_json):
         emit_json(found.to_json())
     else:
         for _ref, problem in result.problems:
-            click.echo(f"warning: {problem}", err=True)
+            warn(problem)
         if result.hits:
             rows = [
                 [

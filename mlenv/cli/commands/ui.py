@@ -6,6 +6,7 @@ import click
 
 from ...api import ui as api
 from ..options import dir_option, registry_option
+from ..render import warn
 
 
 @click.command()
@@ -61,14 +62,12 @@ def ui(registry_url, host, port, export_dir, curated_dir, image_layers, refresh)
 
     def ready(url: str, label: str) -> None:
         if host not in ("127.0.0.1", "localhost", "::1"):
-            click.echo(
-                f"warning: listening on {host}: anyone who can reach this address can read the catalog", err=True
-            )
+            warn(f"listening on {host}: anyone who can reach this address can read the catalog")
         click.echo(f"serving {label} at {url} (read-only; Ctrl-C stops)")
 
     report = api.ui(registry_url, host=host, port=port, export_dir=export_dir, curated_dir=curated_dir,
                     image_layers=image_layers, refresh=refresh, on_ready=ready)  # fmt: skip
     if report is not None:
         for problem in report.problems:
-            click.echo(f"warning: {problem}", err=True)
+            warn(problem)
         click.echo(f"exported {report.files} files to {report.directory} (open {report.directory / 'index.html'})")
