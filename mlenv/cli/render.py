@@ -1,5 +1,6 @@
-"""How commands show things: options shared by commands, JSON, warnings, progress on
-stderr (a rich spinner on a terminal, plain lines otherwise), tables, sizes."""
+"""How commands show things: JSON, warnings, progress on stderr (a rich spinner on a
+terminal, plain lines otherwise), tables, times and digests. (The options commands
+share are declared in mlenv.cli.options.)"""
 
 from __future__ import annotations
 
@@ -10,20 +11,10 @@ from typing import TYPE_CHECKING, Literal
 import click
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from types import TracebackType
 
     from rich.status import Status
-
-spec_option = click.option(
-    "--file", "-f", "spec_file", type=click.Path(dir_okay=False), default=None, metavar="PATH",
-    help="The spec file (default: ./mlenv.toml).",
-)  # fmt: skip
-registry_option = click.option(
-    "--registry", "registry_url", metavar="URL", default=None,
-    help="Registry: a directory (embedded, the default is the user data dir), oci://host[:port]/namespace "
-         "or azureml://... (default: $MLENV_REGISTRY, else `registry` in the user settings).",
-)  # fmt: skip
-json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output on stdout.")
 
 
 def emit_json(data: object) -> None:
@@ -109,14 +100,21 @@ def table(rows: list[list[str]], header: list[str], title: str | None = None) ->
             t.add_row(*r)
         Console().print(t)
         return
-    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(header)]
-    out = []
-    if title:
-        out.append(title)
-    out.append("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=False)).rstrip())
-    for r in rows:
-        out.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)).rstrip())
-    sys.stdout.write("\n".join(out) + "\n")
+    out = [title] if title else []
+    sys.stdout.write("\n".join(out + aligned([header, *rows])) + "\n")
+
+
+def aligned(rows: Sequence[Sequence[str]], *, free_last: bool = False) -> list[str]:
+    """Rows (the header first) as lines of left-aligned columns, two spaces apart, each as
+    wide as its widest cell; trailing blanks are cut. With `free_last` the last column is
+    written as it is: it does not widen the others' alignment and nothing is cut."""
+    padded = [row[:-1] for row in rows] if free_last else rows
+    widths = [max(len(cell) for cell in column) for column in zip(*padded, strict=False)]
+    lines = []
+    for row, cells in zip(rows, padded, strict=True):
+        line = "  ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=False))
+        lines.append((line + "  " + row[-1]) if free_last else line.rstrip())
+    return lines
 
 
 def when(text: str) -> str:

@@ -69,6 +69,11 @@ def check_result(entry: Entry, lock_text: str) -> str | None:
     return None
 
 
+def failed(entry: Entry, reason: str) -> Change:
+    """The change of an entry that is not released: it stays at its version and hash."""
+    return Change(entry.name, "failed", entry.version, entry.version, entry.content_hash, entry.content_hash, [reason])
+
+
 def release(
     directory: Path | None = None, *, upgrade: bool = False, names: tuple[str, ...] = (), check: bool = False
 ) -> list[Change]:
@@ -83,31 +88,11 @@ def release(
         try:
             text, content_hash, warnings = relock(entry, upgrade=upgrade)
         except MlenvError as exc:  # one broken entry does not stop the others; it is never shipped
-            changes.append(
-                Change(
-                    entry.name,
-                    "failed",
-                    entry.version,
-                    entry.version,
-                    entry.content_hash,
-                    entry.content_hash,
-                    [str(exc)],
-                )
-            )
+            changes.append(failed(entry, str(exc)))
             continue
         problem = check_result(entry, text)
         if problem:
-            changes.append(
-                Change(
-                    entry.name,
-                    "failed",
-                    entry.version,
-                    entry.version,
-                    entry.content_hash,
-                    entry.content_hash,
-                    [problem],
-                )
-            )
+            changes.append(failed(entry, problem))
             continue
         old_version, old_hash = entry.version, entry.content_hash
         current = entry.lock_path.read_text(encoding="utf-8") if entry.lock_path.exists() else None

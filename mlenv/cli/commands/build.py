@@ -9,42 +9,31 @@ import click
 
 from ...api import image as api
 from ...runtime.text import human_size
-from ..render import ProgressLine, emit_json, json_option, registry_option, spec_option, warn
+from ..options import (
+    ca_bundle_option,
+    dir_option,
+    json_option,
+    layout_option,
+    platform_option,
+    push_option,
+    quiet_option,
+    registry_option,
+    repository_option,
+    spec_option,
+    yes_option,
+)
+from ..render import ProgressLine, aligned, emit_json, warn
 
 
 @click.command()
-@spec_option
-@click.option(
-    "--repository",
-    default="mlenv",
-    show_default=True,
-    metavar="REPO",
-    help="Image repository: the image is REPO/NAME:SHORT_HASH; `host:port/ns` names a registry.",
-)
-@click.option("--push", is_flag=True, help="Push the image to the registry named by --repository.")
+@spec_option()
+@repository_option()
+@push_option()
 @click.option("--force", is_flag=True, help="Build even if an image with this content hash exists.")
 @click.option("--no-cache", "no_cache", is_flag=True, help="Do not use Docker's layer cache.")
-@click.option(
-    "--ca-bundle",
-    type=click.Path(dir_okay=False),
-    metavar="FILE",
-    help="CA bundle for mlenv's host-side downloads (else MLENV_CA_BUNDLE, else the ca-bundle setting); never in an image.",
-)
-@click.option(
-    "--platform",
-    "platform",
-    default="linux-64",
-    show_default=True,
-    metavar="PLATFORM",
-    help="Platform of the lock to build.",
-)
-@click.option(
-    "--dockerfile-only",
-    "dockerfile_only",
-    type=click.Path(file_okay=False),
-    metavar="DIR",
-    help="Write the Dockerfile and build context to DIR and stop.",
-)
+@ca_bundle_option("mlenv's host-side downloads", "; never in an image")
+@platform_option("Platform of the lock to build.", default="linux-64", show_default=True)
+@dir_option("--dockerfile-only", "dockerfile_only", help="Write the Dockerfile and build context to DIR and stop.")
 @click.option(
     "--builder",
     metavar="NAME",
@@ -53,15 +42,9 @@ from ..render import ProgressLine, emit_json, json_option, registry_option, spec
     "(multi-stage, through the docker CLI) or classic (docker SDK); else MLENV_BUILDER, else the "
     "builder setting.",
 )
-@click.option(
-    "--layout",
-    type=click.Path(),
-    metavar="DIR|FILE.tar",
-    help="Also write the image as an OCI image layout into DIR, or as one tar file when the path ends in .tar "
-    "(daemonless builder).",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable result on stdout.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+@layout_option("Also write", " (daemonless builder)")
+@json_option("Print a machine-readable result on stdout.")
+@quiet_option()
 def build(spec_file, repository, push, force, no_cache, ca_bundle, platform, dockerfile_only, builder, layout, as_json,
           quiet):  # fmt: skip
     """Build (or reuse) the Docker image of mlenv.lock, tagged REPO/NAME:SHORT_HASH.
@@ -85,7 +68,7 @@ def build(spec_file, repository, push, force, no_cache, ca_bundle, platform, doc
 
 
 @click.command()
-@spec_option
+@spec_option()
 @click.option(
     "--from",
     "from_image",
@@ -93,25 +76,12 @@ def build(spec_file, repository, push, force, no_cache, ca_bundle, platform, doc
     metavar="IMAGE",
     help="An image of an earlier lock that differs from mlenv.lock only in its base image.",
 )
-@click.option(
-    "--repository",
-    default="mlenv",
-    show_default=True,
-    metavar="REPO",
-    help="Image repository: the image is REPO/NAME:SHORT_HASH; `host:port/ns` names a registry.",
-)
-@click.option("--push", is_flag=True, help="Push the image to the registry named by --repository.")
-@click.option(
-    "--layout",
-    type=click.Path(),
-    metavar="DIR|FILE.tar",
-    help="Write the image as an OCI image layout into DIR, or as one tar file when the path ends in .tar.",
-)
-@click.option(
-    "--platform", "platform", default="linux-64", show_default=True, metavar="PLATFORM", help="Platform of the lock."
-)
-@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable result on stdout.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+@repository_option()
+@push_option()
+@layout_option()
+@platform_option("Platform of the lock.", default="linux-64", show_default=True)
+@json_option("Print a machine-readable result on stdout.")
+@quiet_option()
 def rebase(spec_file, from_image, repository, push, layout, platform, as_json, quiet):
     """Make the image of mlenv.lock from IMAGE without building: swap its base layers.
 
@@ -130,7 +100,7 @@ def rebase(spec_file, from_image, repository, push, layout, platform, as_json, q
 
 
 @click.command()
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+@json_option("Print a JSON list.")
 @click.option("--name", "name", metavar="NAME", help="Only images of this environment.")
 def images(as_json, name):
     """List the local images mlenv built (found by their org.mlenv.content-hash label)."""
@@ -145,14 +115,13 @@ def images(as_json, name):
     table = [(r["name"], r["short_hash"], human_size(r["size"]),
               time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created"])), ", ".join(r["tags"]) or "<untagged>")
              for r in rows]  # fmt: skip
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *table, strict=False)]
-    for row in (header, *table):
-        click.echo("  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=False)).rstrip())
+    for line in aligned([header, *table]):
+        click.echo(line)
 
 
 @click.command()
-@registry_option
-@click.option("--yes", is_flag=True, help="Delete (default: dry run, list what would go).")
+@registry_option()
+@yes_option()
 @click.option(
     "--name",
     "names",
@@ -160,7 +129,7 @@ def images(as_json, name):
     metavar="NAME",
     help="Only images of this environment (label org.mlenv.name; repeatable).",
 )
-@json_option
+@json_option()
 def gc(registry_url, yes, names, as_json):
     """Remove local mlenv images that no registered version and no ./mlenv.lock reference.
 
@@ -182,10 +151,15 @@ def gc(registry_url, yes, names, as_json):
     for item in res.unreferenced:
         if yes and item not in res.removed:
             continue
-        click.echo(f"{verb} {', '.join(item['tags']) or item['id'][:19]}  ({(item['size'] or 0) / 1e6:.0f} MB)")
+        click.echo(f"{verb} {_image_name(item)}  ({(item['size'] or 0) / 1e6:.0f} MB)")
     for item in res.failed:
-        warn(f"could not remove {', '.join(item['tags']) or item['id'][:19]}: {item['error']}")
+        warn(f"could not remove {_image_name(item)}: {item['error']}")
     if not yes:
         click.echo(f"dry run: {len(res.unreferenced)} image(s); pass --yes to delete", err=True)
     if res.failed:
         sys.exit(1)
+
+
+def _image_name(item: dict) -> str:
+    """An image gc lists: its tags, else the start of its id."""
+    return ", ".join(item["tags"]) or item["id"][:19]

@@ -6,7 +6,8 @@ import click
 
 from ... import cache as api
 from ...runtime.text import human_size
-from ..render import emit_json, json_option
+from ..options import json_option, yes_option
+from ..render import emit_json
 
 
 @click.group()
@@ -16,7 +17,7 @@ def cache():
 
 
 @cache.command()
-@json_option
+@json_option()
 def info(as_json):
     """Where the caches are, and how big."""
     areas = api.scan()
@@ -40,8 +41,8 @@ def info(as_json):
     metavar="DAYS",
     help="Remove entries not used for DAYS days.",
 )
-@click.option("--yes", is_flag=True, help="Delete (default: dry run, say what would go).")
-@json_option
+@yes_option()
+@json_option()
 def prune(days, yes, as_json):  # fmt: skip
     """Remove cache entries not used for a while (artifacts, build tools, hit records,
     logs; uv prunes its own). Everything removed is fetched or rebuilt when needed."""
@@ -60,8 +61,8 @@ def prune(days, yes, as_json):  # fmt: skip
 
 
 @cache.command()
-@click.option("--yes", is_flag=True, help="Delete (default: dry run).")
-@json_option
+@yes_option()
+@json_option()
 def clean(yes, as_json):
     """Remove all of mlenv's caches."""
     root, total, removed = api.clean_all(yes=yes)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from ... import curated as api
-from ..render import emit_json
+from ..options import json_option
+from ..render import aligned, emit_json
 
 
 @click.group()
@@ -14,7 +15,7 @@ def curated():
 
 
 @curated.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output on stdout.")
+@json_option()
 def list_(as_json):
     """List the curated environments: name, version, content hash, accelerator, purpose."""
     entries = api.list()
@@ -27,14 +28,12 @@ def list_(as_json):
             str(e.version) if e.released else "-",
             e.short_hash if e.released else "unreleased",
             e.accelerator,
-            e.purpose,
+            _clip(e.purpose, 70),
         ]
         for e in entries
     ]
-    header = ["NAME", "VERSION", "HASH", "ACCEL", "PURPOSE"]
-    widths = [max(len(r[i]) for r in rows + [header]) for i in range(4)]
-    for row in [header] + rows:
-        click.echo("  ".join(c.ljust(w) for c, w in zip(row[:4], widths, strict=False)) + "  " + _clip(row[4], 70))
+    for line in aligned([["NAME", "VERSION", "HASH", "ACCEL", "PURPOSE"], *rows], free_last=True):
+        click.echo(line)
 
 
 def _clip(text: str, n: int) -> str:
@@ -44,7 +43,7 @@ def _clip(text: str, n: int) -> str:
 @curated.command()
 @click.argument("name")
 @click.option("--packages", "show_packages", is_flag=True, help="List every locked package.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output on stdout.")
+@json_option()
 def show(name, show_packages, as_json):
     """Show one curated environment: purpose, version, hash, base image, spec and packages."""
     detail = api.show(name)

@@ -5,21 +5,16 @@ from __future__ import annotations
 import click
 
 from ...api import export as api
-from ..render import spec_option, warn
+from ..options import platform_option, spec_option
+from ..render import warn
 
 FORMAT_NAMES = ("requirements", "environment-yml", "conda-explicit", "conda-lock", "pylock", "azureml", "dockerfile")
 
 
 @click.command()
-@spec_option
+@spec_option()
 @click.option("--format", "fmt", type=click.Choice(FORMAT_NAMES), required=True, help="Target format.")
-@click.option(
-    "--platform",
-    "-p",
-    default=None,
-    metavar="PLATFORM",
-    help="Platform to export (per-platform formats; default: the only one, else linux-64).",
-)
+@platform_option("Platform to export (per-platform formats; default: the only one, else linux-64).", "-p", default=None)
 @click.option(
     "--output",
     "-o",

@@ -7,49 +7,29 @@ import sys
 import click
 
 from ...api import install as api
-from ..render import ProgressLine, emit_json, spec_option, warn
+from ..options import ca_bundle_option, dir_option, json_option, lock_option, platform_option, quiet_option, spec_option
+from ..render import ProgressLine, emit_json, warn
 
 
 @click.command()
-@spec_option
-@click.option(
-    "--lock",
-    "lock_file",
-    type=click.Path(dir_okay=False),
-    metavar="PATH",
-    help="The lock file (default: next to the spec, or ./mlenv.lock).",
-)
-@click.option(
-    "--prefix",
-    required=True,
-    type=click.Path(file_okay=False),
-    metavar="DIR",
-    help="Directory to install the environment into (created if missing).",
-)
-@click.option(
-    "--platform", "platform", metavar="PLATFORM", help="Platform of the lock to install (default: this host's)."
-)
+@spec_option()
+@lock_option()
+@dir_option("--prefix", required=True, help="Directory to install the environment into (created if missing).")
+@platform_option("Platform of the lock to install (default: this host's).")
 @click.option(
     "--python",
     "python",
     metavar="PATH",
     help="Base interpreter for the venv when the lock has no conda Python (default: [image] python, else python3).",
 )
-@click.option(
+@dir_option(
     "--pypi-prefix",
-    type=click.Path(file_okay=False),
-    metavar="DIR",
     help="Install PyPI packages under DIR (added to the env by a .pth file) instead of into the env itself.",
 )
-@click.option(
-    "--ca-bundle",
-    type=click.Path(dir_okay=False),
-    metavar="FILE",
-    help="CA bundle for every download (else MLENV_CA_BUNDLE, else the ca-bundle setting).",
-)
+@ca_bundle_option("every download")
 @click.option("--no-cache", is_flag=True, help="Do not keep downloaded artifacts in mlenv's cache.")
-@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
-@click.option("--quiet", "-q", is_flag=True)
+@json_option("Print a machine-readable summary on stdout.")
+@quiet_option()
 def install(spec_file, lock_file, prefix, platform, python, pypi_prefix, ca_bundle, no_cache, as_json, quiet):  # fmt: skip
     """Materialize mlenv.lock into --prefix: conda packages with py-rattler,
     then PyPI packages with uv (--require-hashes --no-deps). Every artifact is
@@ -68,23 +48,13 @@ def install(spec_file, lock_file, prefix, platform, python, pypi_prefix, ca_bund
 
 
 @click.command()
-@spec_option
-@click.option(
-    "--lock",
-    "lock_file",
-    type=click.Path(dir_okay=False),
-    metavar="PATH",
-    help="The lock file (default: next to the spec, or ./mlenv.lock; with --image and no local lock, the image's own).",
-)
-@click.option("--prefix", type=click.Path(file_okay=False), metavar="DIR", help="The installed prefix to check.")
+@spec_option()
+@lock_option("; with --image and no local lock, the image's own")
+@dir_option("--prefix", help="The installed prefix to check.")
 @click.option("--image", "image", metavar="REF", help="Check a Docker image built by mlenv instead of a prefix.")
-@click.option(
-    "--platform", "platform", metavar="PLATFORM", help="Platform of the lock to compare with (default: this host's)."
-)
-@click.option(
-    "--pypi-prefix", type=click.Path(file_okay=False), metavar="DIR", help="Where PyPI packages were put, if apart."
-)
-@click.option("--json", "as_json", is_flag=True, help="Print the differences as JSON.")
+@platform_option("Platform of the lock to compare with (default: this host's).")
+@dir_option("--pypi-prefix", help="Where PyPI packages were put, if apart.")
+@json_option("Print the differences as JSON.")
 def verify(spec_file, lock_file, prefix, image, platform, pypi_prefix, as_json):  # fmt: skip
     """Report every difference between a prefix (or an image) and mlenv.lock:
     missing, extra or wrong-version packages and missing files. Exit 1 on any."""

@@ -7,11 +7,12 @@ import sys
 import click
 
 from ...api import lock as api
-from ..render import ProgressLine, emit_json, spec_option, warn
+from ..options import json_option, lock_option, quiet_option, spec_option
+from ..render import ProgressLine, emit_json, short_digest, warn
 
 
 @click.command()
-@spec_option
+@spec_option()
 @click.option("--check", is_flag=True, help="Exit 1 when mlenv.lock is stale; write nothing (for CI).")
 @click.option("--upgrade", "-U", is_flag=True, help="Re-solve everything to the newest allowed versions.")
 @click.option(
@@ -38,8 +39,8 @@ from ..render import ProgressLine, emit_json, spec_option, warn
 @click.option(
     "--resolver", type=click.Choice(["uv", "pip-tools"]), default="uv", show_default=True, help="PyPI resolver."
 )
-@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+@json_option("Print a machine-readable summary on stdout.")
+@quiet_option()
 def lock(spec_file, check, upgrade, upgrade_packages, platforms, offline, resolver, as_json, quiet):  # fmt: skip
     """Solve mlenv.toml into mlenv.lock.
 
@@ -53,7 +54,7 @@ def lock(spec_file, check, upgrade, upgrade_packages, platforms, offline, resolv
         for note in res.notes:
             warn(note)
         if res.ok:  # ok: a lock exists, so it has a content hash
-            short = (res.content_hash or "").split(":")[-1][:12]
+            short = short_digest(res.content_hash)
             click.echo(f"{res.lock_path.name} satisfies {res.spec_path.name} (content hash {short})", err=True)
             return
         click.echo(f"{res.lock_path}: stale: " + "; ".join(res.reasons), err=True)
@@ -72,17 +73,10 @@ def lock(spec_file, check, upgrade, upgrade_packages, platforms, offline, resolv
 
 
 @click.command("hash")
-@spec_option
-@click.option(
-    "--lock",
-    "lock_file",
-    type=click.Path(dir_okay=False),
-    default=None,
-    metavar="PATH",
-    help="A lock file (default: the one next to the spec, or ./mlenv.lock).",
-)
+@spec_option()
+@lock_option()
 @click.option("--short", is_flag=True, help="Print only the 12-digit short hash.")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
+@json_option("Print a JSON object.")
 def hash_(spec_file, lock_file, short, as_json):
     """Print the content hash of mlenv.lock (verified against its content)."""
     lk = api.content_hash(lock_file, spec=spec_file)

@@ -7,15 +7,16 @@ from __future__ import annotations
 import click
 
 from ...api import registry as api
-from ..render import emit_json, json_option, registry_option, short_digest, spec_option, table, warn, when
+from ..options import archived_option, dir_option, json_option, registry_option, spec_option
+from ..render import emit_json, short_digest, table, warn, when
 
 
 @click.command()
-@spec_option
-@registry_option
+@spec_option()
+@registry_option()
 @click.option("--description", default=None, metavar="TEXT", help="Description of this version.")
 @click.option("--no-image", is_flag=True, help="Do not look for a locally built image to record.")
-@json_option
+@json_option()
 def register(spec_file, registry_url, description, no_image, as_json):
     """Record the current spec and lock as the next version of the environment.
 
@@ -32,9 +33,9 @@ def register(spec_file, registry_url, description, no_image, as_json):
 
 
 @click.command("list")
-@registry_option
-@click.option("--all", "show_all", is_flag=True, help="Include archived environments.")
-@json_option
+@registry_option()
+@archived_option("environments")
+@json_option()
 def list_(registry_url, show_all, as_json):
     """List registered environments (archived ones with --all)."""
     res = api.environments(registry=registry_url, include_archived=show_all)
@@ -51,9 +52,9 @@ def list_(registry_url, show_all, as_json):
 
 @click.command()
 @click.argument("name")
-@registry_option
-@click.option("--all", "show_all", is_flag=True, help="Include archived versions.")
-@json_option
+@registry_option()
+@archived_option("versions")
+@json_option()
 def versions(name, registry_url, show_all, as_json):
     """List the versions of an environment (archived ones with --all)."""
     res = api.versions(name, registry=registry_url, include_archived=show_all)
@@ -70,9 +71,9 @@ def versions(name, registry_url, show_all, as_json):
 
 @click.command()
 @click.argument("ref", metavar="NAME[@VERSION]")
-@registry_option
+@registry_option()
 @click.option("--packages", "show_packages", is_flag=True, help="List every package, not only counts.")
-@json_option
+@json_option()
 def show(ref, registry_url, show_packages, as_json):
     """Show one registered version: spec, packages per platform, variables, image."""
     detail = api.show(ref, registry=registry_url)
@@ -112,8 +113,8 @@ def show(ref, registry_url, show_packages, as_json):
 @click.command()
 @click.argument("left", metavar="NAME@A")
 @click.argument("right", metavar="NAME@B")
-@registry_option
-@json_option
+@registry_option()
+@json_option()
 def diff(left, right, registry_url, as_json):
     """Compare two registered versions: packages per platform, python, base image, variables."""
     d = api.diff(left, right, registry=registry_url)
@@ -126,9 +127,9 @@ def diff(left, right, registry_url, as_json):
 @click.command()
 @click.argument("ref", metavar="NAME@VERSION")
 @click.argument("label_name", metavar="LABEL")
-@registry_option
+@registry_option()
 @click.option("--history", is_flag=True, help="Show where LABEL has pointed over time (REF may be just NAME).")
-@json_option
+@json_option()
 def label(ref, label_name, registry_url, history, as_json):
     """Point LABEL at a version (moving it), e.g. `mlenv label fraud-train@3 prod`."""
     name = ref.partition("@")[0]
@@ -160,8 +161,8 @@ def _archived(target: str, archived: bool, as_json: bool) -> None:
 
 @click.command()
 @click.argument("ref", metavar="NAME[@VERSION]")
-@registry_option
-@json_option
+@registry_option()
+@json_option()
 def archive(ref, registry_url, as_json):
     """Hide an environment (NAME) or one version (NAME@V) from list and latest; restorable."""
     _archived(api.archive(ref, registry=registry_url), True, as_json)
@@ -169,8 +170,8 @@ def archive(ref, registry_url, as_json):
 
 @click.command()
 @click.argument("ref", metavar="NAME[@VERSION]")
-@registry_option
-@json_option
+@registry_option()
+@json_option()
 def unarchive(ref, registry_url, as_json):
     """Undo `mlenv archive`."""
     _archived(api.unarchive(ref, registry=registry_url), False, as_json)
@@ -178,24 +179,10 @@ def unarchive(ref, registry_url, as_json):
 
 @click.command()
 @click.argument("ref", metavar="NAME[@VERSION]", required=False)
-@registry_option
-@click.option(
-    "--into",
-    "into",
-    type=click.Path(file_okay=False),
-    default=".",
-    show_default=True,
-    metavar="DIR",
-    help="Directory to write mlenv.toml and mlenv.lock into.",
-)
+@registry_option()
+@dir_option("--into", "into", default=".", show_default=True, help="Directory to write mlenv.toml and mlenv.lock into.")
 @click.option("--force", is_flag=True, help="Overwrite local files that have changes not in the registry.")
-@click.option(
-    "--prefix",
-    type=click.Path(file_okay=False),
-    default=None,
-    metavar="DIR",
-    help="Also install the environment into DIR.",
-)
+@dir_option("--prefix", default=None, help="Also install the environment into DIR.")
 @click.option("--pull", is_flag=True, help="Also pull the recorded image by digest.")
 @click.option(
     "--from-image",
@@ -204,7 +191,7 @@ def unarchive(ref, registry_url, as_json):
     default=None,
     help="Recover spec and lock from an image mlenv built instead of a registry.",
 )
-@json_option
+@json_option()
 def restore(ref, registry_url, into, force, prefix, pull, from_image, as_json):  # fmt: skip
     """Write the spec and lock of a registered version, exactly as registered.
 
@@ -219,7 +206,7 @@ def restore(ref, registry_url, into, force, prefix, pull, from_image, as_json): 
     if as_json:
         emit_json(res.to_json())
         return
-    what = f"{res.source} ({res.content_hash.split(':')[-1][:12]})"
+    what = f"{res.source} ({short_digest(res.content_hash)})"
     state = "restored" if res.written else "already in place:"
     click.echo(f"{state} {what} -> {res.into / 'mlenv.toml'}, {res.into / 'mlenv.lock'}")
     if res.pulled:

@@ -7,17 +7,18 @@ import sys
 import click
 
 from ...api import registry as api
-from ..render import emit_json, json_option, registry_option, when
+from ..options import archived_option, json_option, platform_option, registry_option
+from ..render import aligned, emit_json, warn, when
 
 
 @click.command()
 @click.argument("query", metavar="SPEC")
-@registry_option
-@click.option("--platform", default=None, metavar="PLATFORM", help="Only this platform (e.g. linux-64).")
-@click.option("--all", "include_archived", is_flag=True, help="Include archived versions.")
+@registry_option()
+@platform_option("Only this platform (e.g. linux-64).", default=None)
+@archived_option("versions")
 @click.option("--reindex", is_flag=True, help="Rebuild the derived search index from the (verified) locks first.")
-@json_option
-def search(query, registry_url, platform, include_archived, reindex, as_json):
+@json_option()
+def search(query, registry_url, platform, show_all, reindex, as_json):
     """Find every environment version whose lock holds a package: `numpy`,
     `numpy==1.26.4`, `urllib3<2.2.2`, `conda:openssl>=3`, `pypi:torch~=2.5`.
 
@@ -25,14 +26,14 @@ def search(query, registry_url, platform, include_archived, reindex, as_json):
     under the PyPI name it provides. Exit status 0 when something matched, 1 when
     nothing did (like grep). The derived index lives in the user cache (docs/ui.md).
     """
-    found = api.search(query, registry=registry_url, platform=platform, include_archived=include_archived,
+    found = api.search(query, registry=registry_url, platform=platform, include_archived=show_all,
                        reindex=reindex)  # fmt: skip
     result, registry = found.result, found.registry
     if as_json:
         emit_json(found.to_json())
     else:
         for _ref, problem in result.problems:
-            click.echo(f"warning: {problem}", err=True)
+            warn(problem)
         if result.hits:
             rows = [
                 [
@@ -48,11 +49,9 @@ def search(query, registry_url, platform, include_archived, reindex, as_json):
                 for h in result.hits
             ]
             header = ["VERSION", "PLATFORM", "PACKAGE", "PKG VERSION", "MANAGER", "LABELS", "CREATED", "ARCHIVED"]
-            if not include_archived:
+            if not show_all:
                 rows, header = [r[:-1] for r in rows], header[:-1]
-            widths = [max(len(x) for x in col) for col in zip(header, *rows, strict=False)]
-            lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)).rstrip() for r in [header] + rows]
-            click.echo("\n".join(lines))
+            click.echo("\n".join(aligned([header, *rows])))
         envs = len({h.version.ref for h in result.hits})
         click.echo(
             f"{envs} version(s) of {len({h.version.name for h in result.hits})} environment(s) match "

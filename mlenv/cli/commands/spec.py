@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from ...api import spec as api
-from ..render import note, spec_option
+from ..options import spec_option
+from ..render import note
 
 
 @click.command()
@@ -52,7 +53,7 @@ def init(name, python, from_file, curated, extras, groups, force, spec_file):  #
 @click.command()
 @click.argument("packages", nargs=-1, required=True)
 @click.option("--conda", is_flag=True, help="Add to [conda] dependencies instead of [pypi].")
-@spec_option
+@spec_option()
 def add(packages, conda, spec_file):
     """Add packages (PEP 508 strings, or MatchSpecs with --conda).
 
@@ -65,7 +66,7 @@ def add(packages, conda, spec_file):
 @click.argument("packages", nargs=-1, required=True)
 @click.option("--conda", is_flag=True, help="Remove only from [conda] dependencies.")
 @click.option("--pypi", is_flag=True, help="Remove only from [pypi] dependencies.")
-@spec_option
+@spec_option()
 def remove(packages, conda, pypi, spec_file):
     """Remove packages by name from [pypi] and/or [conda] dependencies."""
     for change in api.remove(packages, conda=conda, pypi=pypi, spec=spec_file).changes:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import click
 
 from ...api import ui as api
-from ..render import registry_option
+from ..options import dir_option, registry_option
+from ..render import warn
 
 
 @click.command()
-@registry_option
+@registry_option()
 @click.option(
     "--host",
     default="127.0.0.1",
@@ -25,20 +26,14 @@ from ..render import registry_option
     metavar="N",
     help="Port to listen on (0: any free port; the URL is printed).",
 )
-@click.option(
-    "--export",
-    "export_dir",
-    type=click.Path(file_okay=False),
-    default=None,
-    metavar="DIR",
-    help="Write the catalog as a static site into DIR instead of serving it.",
+@dir_option(
+    "--export", "export_dir", default=None, help="Write the catalog as a static site into DIR instead of serving it."
 )
-@click.option(
+@dir_option(
     "--curated",
     "curated_dir",
-    type=click.Path(exists=True, file_okay=False),
+    exists=True,
     default=None,
-    metavar="DIR",
     help="A curated catalog directory (catalog.toml + specs + locks) instead of the one mlenv ships.",
 )
 @click.option(
@@ -67,14 +62,12 @@ def ui(registry_url, host, port, export_dir, curated_dir, image_layers, refresh)
 
     def ready(url: str, label: str) -> None:
         if host not in ("127.0.0.1", "localhost", "::1"):
-            click.echo(
-                f"warning: listening on {host}: anyone who can reach this address can read the catalog", err=True
-            )
+            warn(f"listening on {host}: anyone who can reach this address can read the catalog")
         click.echo(f"serving {label} at {url} (read-only; Ctrl-C stops)")
 
     report = api.ui(registry_url, host=host, port=port, export_dir=export_dir, curated_dir=curated_dir,
                     image_layers=image_layers, refresh=refresh, on_ready=ready)  # fmt: skip
     if report is not None:
         for problem in report.problems:
-            click.echo(f"warning: {problem}", err=True)
+            warn(problem)
         click.echo(f"exported {report.files} files to {report.directory} (open {report.directory / 'index.html'})")
