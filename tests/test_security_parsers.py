@@ -494,25 +494,26 @@ def test_item4_every_row_read_is_checked(project, tmp_path, column, value):
     assert "root:" not in err and "etc/hostname" not in err.split("invalid")[0]
 
 
-def test_item4_text_that_is_not_utf8_in_the_index_is_a_damaged_record(project, tmp_path):
+def _registry_with_non_utf8_text(project, tmp_path) -> Path:
+    """project registered as demo@1 in a local registry whose row then holds bytes that are not UTF-8."""
     reg = tmp_path / "reg"
     mlenv.register(project, registry=str(reg), image=False)
     db = sqlite3.connect(reg / "index.sqlite3")
     db.execute("UPDATE versions SET content_hash = CAST(X'ff41' AS TEXT)")
     db.commit()
     db.close()
+    return reg
+
+
+def test_item4_text_that_is_not_utf8_in_the_index_is_a_damaged_record(project, tmp_path):
+    reg = _registry_with_non_utf8_text(project, tmp_path)
     assert "damaged registry record" in one_error(mlenv.versions, "demo", registry=str(reg))
 
 
 def test_item4_a_damaged_record_renders_as_one_error_line(project, tmp_path):
     """The CLI of the registry reads: a damaged record (above, in-process) is one `error:`
     line, exit 2, no traceback."""
-    reg = tmp_path / "reg"
-    mlenv.register(project, registry=str(reg), image=False)
-    db = sqlite3.connect(reg / "index.sqlite3")
-    db.execute("UPDATE versions SET content_hash = CAST(X'ff41' AS TEXT)")
-    db.commit()
-    db.close()
+    reg = _registry_with_non_utf8_text(project, tmp_path)
     for args in (["versions", "demo"], ["show", "demo@1"]):
         err = one_clean_error(mlenv_cli(*args, cwd=project, env={"MLENV_REGISTRY": str(reg)}))
         assert "damaged registry record" in err
