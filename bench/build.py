@@ -216,7 +216,7 @@ def floor_install(pins: list[str], tmp: Path) -> float:
     """uv into an empty directory (empty uv cache), .pyc compiled, then a tar of it."""
     import shutil
 
-    from mlenv.solve.pypi import uv_binary
+    from mlenv.uvtool import uv_binary
 
     target, cache, tar = tmp / "floor-target", tmp / "floor-uv-cache", tmp / "floor.tar"
     for p in (target, cache):

@@ -77,7 +77,7 @@ def main() -> None:
     if args.sources_only:
         sources_bench(mlenv, args)
         return
-    from mlenv.solve.pypi import uv_binary
+    from mlenv.uvtool import uv_binary
 
     uv = uv_binary()
     pip_compile = str(venv_bin / "pip-compile")

@@ -92,7 +92,7 @@ def prune(areas: list[Area]) -> tuple[int, int]:
     if uv_dir is not None and uv_dir.is_dir():
         import subprocess
 
-        from .solve.pypi import uv_binary
+        from .uvtool import uv_binary
 
         subprocess.run([uv_binary(), "cache", "prune", "--cache-dir", str(uv_dir)], capture_output=True)
     return files, size

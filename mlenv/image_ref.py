@@ -1,10 +1,12 @@
-"""Image references: parse, normalize, and resolve a tag to a digest.
+"""Image references: parse and normalize (resolving a tag to a digest: mlenv.oci.client).
 
 A lock pins the base image by digest, so a moved tag (`:latest`, `:3.11-slim`)
 cannot silently change a locked environment. Resolution is one
-`HEAD /v2/<repo>/manifests/<tag>` through mlenv.oci.client (auth, transport and
-credentials live in mlenv.oci); when the registry cannot be reached the
-reference is recorded unresolved and the caller warns.
+`HEAD /v2/<repo>/manifests/<tag>` (mlenv.oci.client.resolve_digest: auth, transport
+and credentials live in mlenv.oci); when the registry cannot be reached the
+reference is recorded unresolved and the caller warns. This module parses; the
+OCI client uses it, and it asks only mlenv.oci.transport (which imports neither)
+how a registry is reached.
 """
 
 from __future__ import annotations
@@ -77,32 +79,3 @@ def parse(reference: str) -> ImageRef:
     if tag is None and digest is None:
         tag = "latest"
     return ImageRef(registry, repository, tag, digest)
-
-
-class ResolveError(Exception):
-    pass
-
-
-def resolve_digest(ref: ImageRef, *, timeout: float = 6.0) -> str:
-    """The registry's digest for ref's tag (the index digest for multi-arch images):
-    one manifest HEAD through mlenv.oci.client (auth: mlenv.oci.auth)."""
-    from .errors import MlenvError
-    from .oci.client import RegistryClient
-
-    if ref.digest:
-        return ref.digest
-    try:
-        desc = RegistryClient(ref.registry, timeout=timeout).head_manifest(ref.repository, ref.tag or "latest")
-    except MlenvError as exc:
-        raise ResolveError(exc.message) from None
-    if desc is None:
-        raise ResolveError(f"{ref} not found in registry {ref.registry}")
-    return desc.digest
-
-
-def registry_credentials(registry: str) -> tuple[str, str] | None:
-    """(user, password) for a registry: MLENV_REGISTRY_USERNAME/_PASSWORD, the Docker
-    config's credential helpers and `auths` (mlenv.oci.auth, their one home). Never logged."""
-    from .oci.auth import registry_credentials as lookup
-
-    return lookup(registry)

@@ -105,7 +105,7 @@ def install(
     in `project` that must match (mlenv.wheelbuild.ensure; `restore` puts the
     registry's copies into the cache first)."""
     from .runtime import install as runtime_install
-    from .solve.pypi import uv_binary
+    from .uvtool import uv_binary
     from .wheelbuild.ensure import ensure
 
     platform = check_platform(lock, platform)

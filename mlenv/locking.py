@@ -515,9 +515,11 @@ def resolve_image(spec: Spec, existing: Lock | None, *, offline: bool, upgrade: 
     elif digest is None and offline:
         warnings.append(f"base image {base} is not pinned to a digest (--offline); the lock records the tag")
     elif digest is None:
+        from .oci.client import ResolveError, resolve_digest
+
         try:
-            digest = image_ref.resolve_digest(ref)
-        except image_ref.ResolveError as exc:
+            digest = resolve_digest(ref)
+        except ResolveError as exc:
             warnings.append(f"base image {base} is not pinned to a digest: {exc}; the lock records the tag")
     image: dict[str, str | list[str]] = {
         "base": base,

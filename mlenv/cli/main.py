@@ -136,9 +136,3 @@ def main(argv: list[str] | None = None) -> None:
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
         _say_error(f"{where}{exc.strerror or exc}")
         sys.exit(2)
-
-
-if __name__ == "__main__":
-    from .entry import main as entry_main
-
-    entry_main()

@@ -202,7 +202,7 @@ def served_files(lock, plan: Plan, *, ca_bundle: str | None, artifacts: dict[str
         return served
     tools = runtime_files()
     if plan.tools_inline:
-        from ..solve.pypi import uv_binary
+        from ..uvtool import uv_binary
 
         tools.append(("bin/uv", Path(uv_binary())))
     plan.tools_sha, path = _cached_tar("tools", tools)

@@ -116,7 +116,7 @@ def labels_for(spec, lock, platform: str, *, rebase: str, floor: str | None, pyc
         LABEL_BUILDER: "daemonless",
         LABEL_PYC: pyc,
     }
-    from .rebase import LABEL_BASE_LAYERS, LABEL_FLOOR, LABEL_REBASE
+    from .rebasable import LABEL_BASE_LAYERS, LABEL_FLOOR, LABEL_REBASE
 
     labels[LABEL_REBASE] = rebase
     labels[LABEL_BASE_LAYERS] = str(base_layers)
@@ -233,7 +233,7 @@ def build(
         refuse_unbuildable,
         venv_skeleton,
     )
-    from .rebase import contract, glibc_floor
+    from .rebasable import contract, glibc_floor
 
     t0 = time.perf_counter()
     say = _say(progress)

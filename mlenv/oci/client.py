@@ -33,7 +33,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
 from ..errors import MlenvError
@@ -49,6 +49,9 @@ from .store import (
     check_digest,
 )
 from .transport import api_base, check_url, is_loopback, new_session, session_for
+
+if TYPE_CHECKING:
+    from ..image_ref import ImageRef
 
 MANIFEST_TYPES = (OCI_INDEX, OCI_MANIFEST, DOCKER_MANIFEST_LIST, DOCKER_MANIFEST)
 MANIFEST_ACCEPT = ", ".join(MANIFEST_TYPES)
@@ -533,6 +536,24 @@ def remote_has(reference: str, *, timeout: float = 5.0) -> str | None:
     return desc.digest if desc else None
 
 
+class ResolveError(Exception):
+    """A tag could not be resolved to a digest (the caller records the tag and warns)."""
+
+
+def resolve_digest(ref: ImageRef, *, timeout: float = 6.0) -> str:
+    """The registry's digest for ref's tag (the index digest for multi-arch images):
+    one manifest HEAD through RegistryClient (auth: mlenv.oci.auth)."""
+    if ref.digest:
+        return ref.digest
+    try:
+        desc = RegistryClient(ref.registry, timeout=timeout).head_manifest(ref.repository, ref.tag or "latest")
+    except MlenvError as exc:
+        raise ResolveError(exc.message) from None
+    if desc is None:
+        raise ResolveError(f"{ref} not found in registry {ref.registry}")
+    return desc.digest
+
+
 __all__ = [
     "CHUNK_SIZE",
     "CHUNK_THRESHOLD",
@@ -543,6 +564,7 @@ __all__ = [
     "ManifestNotFound",
     "RegistryClient",
     "RegistryTransferError",
+    "ResolveError",
     "TransientError",
     "check_reference",
     "check_repository",
@@ -550,4 +572,5 @@ __all__ = [
     "pull_scope",
     "push_scope",
     "remote_has",
+    "resolve_digest",
 ]  # fmt: skip

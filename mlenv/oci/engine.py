@@ -36,8 +36,8 @@ from typing import Any
 
 from .. import dockerd
 from ..errors import MlenvError
-from .manifest import ManifestError, canonical_json, parse_config, platform_of
-from .pull import PulledImage, _check_platform
+from .manifest import ManifestError, canonical_json, check_platform, parse_config, platform_of
+from .pulled import PulledImage
 from .store import OCI_CONFIG, OCI_LAYER, OCI_LAYER_GZIP, OCI_MANIFEST, BlobStore, Descriptor
 
 IN_MEMORY = 1 << 20  # files up to this size are held in memory while the tar streams
@@ -189,7 +189,7 @@ def read_from_engine(
     config = value if kind_ == "mem" else store.read(value)
     config_desc = store.put_bytes(config, OCI_CONFIG)
     cfg = parse_config(config, where)
-    _check_platform(cfg, platform_of(platform), where)
+    check_platform(cfg, platform_of(platform), where)
     if len(entry.layers) != len(cfg.diff_ids):
         raise ManifestError(f"{where}: the archive has {len(entry.layers)} layers, the config {len(cfg.diff_ids)}")
     layers = []

@@ -252,3 +252,12 @@ def media_type_of(data: bytes) -> str:
     except (ValueError, AttributeError, UnicodeDecodeError):
         media = None
     return media if isinstance(media, str) and media else OCI_MANIFEST
+
+
+def check_platform(config: ImageConfig, want: Platform, where: str) -> None:
+    """ManifestError unless config is an image for the platform `want` (where: for the message)."""
+    if not want.matches(config.os, config.architecture, config.variant):
+        raise ManifestError(
+            f"{where} is an image for {config.platform}, the platform needs {want}",
+            hint="pin a base image (or an index) that has the lock's platform",
+        )

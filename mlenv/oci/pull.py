@@ -36,16 +36,14 @@ its manifest digest exists only in the registry.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 from ..errors import MlenvError
 from .client import ManifestNotFound, RegistryClient, RegistryTransferError, names_registry
 from .locations import BlobLocations
 from .manifest import (
-    ImageConfig,
     ManifestError,
-    Platform,
     check_layers_match,
+    check_platform,
     kind,
     parse_config,
     parse_image_manifest,
@@ -53,41 +51,8 @@ from .manifest import (
     platform_of,
     select_platform,
 )
+from .pulled import PulledImage
 from .store import BlobError, BlobStore, Descriptor, default_store
-
-
-@dataclass(frozen=True)
-class PulledImage:
-    """An image whose manifest, config and layers are all in the store."""
-
-    reference: str  # as asked
-    source: str  # "registry" or "engine"
-    name: str  # registry/repository, or the Engine's name for it
-    digest: str  # what a lock pins (see the module docstring)
-    manifest_digest: str
-    manifest_media_type: str
-    manifest: bytes
-    config_digest: str
-    config_media_type: str
-    config: bytes
-    layers: tuple[Descriptor, ...]
-    diff_ids: tuple[str, ...]
-    platform: Platform
-    index_digest: str | None = None
-
-    @property
-    def pinned(self) -> str:
-        return f"{self.name}@{self.digest}"
-
-    @property
-    def manifest_descriptor(self) -> Descriptor:
-        return Descriptor(
-            self.manifest_media_type, self.manifest_digest, len(self.manifest), platform=self.platform.to_json()
-        )
-
-    @property
-    def config_descriptor(self) -> Descriptor:
-        return Descriptor(self.config_media_type, self.config_digest, len(self.config))
 
 
 def _parse_ref(reference: str):
@@ -173,7 +138,7 @@ def pull_image(
     fetch(image.config)
     config_bytes = store.read(image.config.digest)
     config = parse_config(config_bytes, f"{where} (config)")
-    _check_platform(config, want, where)
+    check_platform(config, want, where)
     check_layers_match(image, config, where)
     with ThreadPoolExecutor(max_workers=max(1, min(workers, len(image.layers) or 1))) as pool:
         list(pool.map(fetch, image.layers))
@@ -185,14 +150,6 @@ def pull_image(
         config_media_type=image.config.media_type, config=config_bytes, layers=image.layers,
         diff_ids=config.diff_ids, platform=config.platform, index_digest=index_digest,
     )  # fmt: skip
-
-
-def _check_platform(config: ImageConfig, want: Platform, where: str) -> None:
-    if not want.matches(config.os, config.architecture, config.variant):
-        raise ManifestError(
-            f"{where} is an image for {config.platform}, the platform needs {want}",
-            hint="pin a base image (or an index) that has the lock's platform",
-        )
 
 
 def pull_base(

@@ -9,7 +9,6 @@ installed twice.
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from ..errors import SolveError
 from ..runtime.fsutil import drop_scratch, make_scratch
 from ..runtime.secrets import referenced_values, scrub, strip_credentials
 from ..spec import Spec, expand_env
+from ..uvtool import uv_binary, uv_env
 from .direct import Direct
 from .names import normalize as normalize_name
 from .platforms import python_platform, wheel_tags
@@ -40,20 +40,6 @@ class PypiPackage:
     sdist: bool = False
     find_links: str | None = None  # the find-links page it was found on (when not an index's)
     direct: Direct | None = None  # git / path / URL: built or fetched by mlenv.solve.direct.realize
-
-
-def uv_binary() -> str:
-    try:
-        from uv import find_uv_bin
-
-        return find_uv_bin()
-    except Exception:  # the uv wheel is a dependency; fall back to PATH
-        import shutil
-
-        found = shutil.which("uv")
-        if not found:
-            raise SolveError("uv not found", hint="pip install uv (it is a dependency of mlenv)") from None
-        return found
 
 
 def resolve(spec: Spec, platform: str, python_version: str, **kwargs) -> list[PypiPackage]:
@@ -204,28 +190,12 @@ def start(
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
         text=True,
-        env=_uv_env(cache_dir),
+        env=uv_env(cache_dir),
         cwd=str(direct.project_dir(spec)),
     )
     return UvJob(
         spec, platform, python_version, provided, index, tmpdir, proc, offline, extras, scratch_fd, forms, find_links
     )
-
-
-def _uv_env(cache_dir: str | None) -> dict[str, str]:
-    env = dict(os.environ)
-    env.setdefault("UV_NO_CONFIG", "1")  # a user's uv.toml must not change what mlenv locks
-    # Corporate proxies: uv reads SSL_CERT_FILE; mlenv's CA bundle setting feeds it.
-    ca = env.get("MLENV_CA_BUNDLE")
-    if not ca:
-        from .. import settings
-
-        ca = settings.get("ca-bundle")
-    if ca:
-        env["SSL_CERT_FILE"] = ca
-    if cache_dir:
-        env["UV_CACHE_DIR"] = cache_dir
-    return env
 
 
 def _index_of(pkg: dict, url: str, index: str, extras: list[str]) -> str:

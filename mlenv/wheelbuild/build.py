@@ -85,9 +85,9 @@ def cached(sha256: str) -> Path | None:
 
 
 def _uv_env(opts: BuildOptions) -> dict[str, str]:
-    from ..solve.pypi import _uv_env as solver_env
+    from ..uvtool import uv_env
 
-    env = solver_env(None)
+    env = uv_env(None)
     env.update({"SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH, "PYTHONHASHSEED": "0", "UV_NO_CONFIG": "1"})
     if opts.ca_bundle:
         env["SSL_CERT_FILE"] = opts.ca_bundle
@@ -100,7 +100,7 @@ def build_wheel(src: Path, opts: BuildOptions, *, what: str) -> tuple[Built, byt
     import hashlib
 
     from ..runtime.secrets import scrub
-    from ..solve.pypi import uv_binary
+    from ..uvtool import uv_binary
 
     if not ((src / "pyproject.toml").is_file() or (src / "setup.py").is_file()):
         raise SolveError(f"{what} has no pyproject.toml or setup.py: not a Python project",

@@ -40,7 +40,7 @@ def ok(proc):
 
 
 def uv() -> str:
-    from mlenv.solve.pypi import uv_binary
+    from mlenv.uvtool import uv_binary
 
     return uv_binary()
 

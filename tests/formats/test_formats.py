@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def uv() -> str:
-    from mlenv.solve.pypi import uv_binary
+    from mlenv.uvtool import uv_binary
 
     return uv_binary()
 

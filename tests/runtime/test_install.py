@@ -112,7 +112,7 @@ def test_install_pypi_into_venv_then_verify_clean(pypi_project, tmp_path):
 def test_verify_reports_extra_and_wrong_version(pypi_project, tmp_path, pypi_server):
     prefix = tmp_path / "env"
     mlenv.install(prefix, spec=pypi_project, python=BASE_PYTHON)
-    from mlenv.solve.pypi import uv_binary
+    from mlenv.uvtool import uv_binary
 
     env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
     subprocess.run(

@@ -458,7 +458,8 @@ def test_version_page_on_an_oci_registry_shows_the_pushed_images_layers(
     image record pointing at an image that registry holds: its layers are read and drawn."""
     from selenium.webdriver.common.by import By
 
-    from mlenv.image_ref import parse, resolve_digest
+    from mlenv.image_ref import parse
+    from mlenv.oci.client import resolve_digest
 
     url = f"oci://{test_registry}/mlenv-ui-{uuid.uuid4().hex[:10]}"
     entry = next(e for e in load_catalog() if e.name == CURATED)
