@@ -35,7 +35,19 @@ from typing import Any, TypeVar
 from ..runtime.fsutil import atomic_write, sweep_temp_files
 from ..validation import quote
 from .base import NotFound, Registered, Registry, RegistryError, Version, check_label
-from .records import CONTENT_HASH, HEX64, check_name, damaged, is_label, is_name, is_number, is_text, make_version
+from .records import (
+    CONTENT_HASH,
+    HEX64,
+    ROW_COLUMNS,
+    check_name,
+    damaged,
+    is_label,
+    is_name,
+    is_number,
+    is_text,
+    make_version,
+    make_versions,
+)
 
 SCHEMA_VERSION = 1
 SCHEMA_RE = re.compile(r"^[0-9]{1,9}\Z", re.ASCII)
@@ -361,7 +373,7 @@ class LocalRegistry(Registry):
     def _where(self, row) -> str:
         return f"{self.index_path} (versions row {quote(row[0], 40)}@{quote(row[1], 12)})"
 
-    _COLS = "name, version, content_hash, spec_sha256, lock_sha256, created, description, archived, image, image_digest"
+    _COLS = ", ".join(ROW_COLUMNS)  # records.make_versions takes rows in this order
 
     def _env(self, name: str) -> tuple[int]:
         row = self.db.execute("SELECT archived FROM environments WHERE name = ?", (name,)).fetchone()
@@ -517,10 +529,13 @@ class LocalRegistry(Registry):
                 f"no environment named {quote(name)} in the registry {self.url} (it is empty)",
                 hint="`mlenv register` records the current spec and lock",
             )
-        (env_archived,) = self._env(name)
+        archived = bool(self._env(name)[0])
         labels = self._labels_of(name)
-        rows = self.db.execute(f"SELECT {self._COLS} FROM versions WHERE name = ? ORDER BY version", (name,))
-        return [self._version(r, bool(env_archived), labels.get(r[1], [])) for r in rows]
+        rows = self.db.execute(f"SELECT {self._COLS} FROM versions WHERE name = ? ORDER BY version", (name,)).fetchall()
+        # every row checked a column at a time; a damaged one is named by the per-row path (records.make_versions)
+        return make_versions(
+            rows, lambda r: self._version(r, archived, labels.get(r[1], [])), labels=labels, env_archived=archived
+        )
 
     @_sqlite_errors
     def find(self, name: str, content_hash: str) -> Version | None:

@@ -10,15 +10,20 @@ mlenv builds a Version from it or uses it in a path. One rule set for every back
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
+from itertools import chain, repeat
 from typing import Any
 
 from ..spec import NAME_RE
 from ..validation import has_control, quote
 from .base import LABEL_RE, RegistryError, Version
 
-HEX64 = re.compile(r"^[0-9a-f]{64}\Z", re.ASCII)
-CONTENT_HASH = re.compile(r"^sha256:[0-9a-f]{64}\Z", re.ASCII)
+_HEX = "[0-9a-f]{64}"
+HEX64 = re.compile(rf"^{_HEX}\Z", re.ASCII)
+CONTENT_HASH = re.compile(rf"^sha256:{_HEX}\Z", re.ASCII)
+# The same, over values joined by "\n" (which neither pattern admits): a fullmatch iff every value matches
+_HEX64_LINES = re.compile(rf"(?:{_HEX}\n)*+{_HEX}", re.ASCII)
+_CONTENT_HASH_LINES = re.compile(rf"(?:sha256:{_HEX}\n)*+sha256:{_HEX}", re.ASCII)
 NUMBER = re.compile(r"^[1-9][0-9]{0,8}\Z", re.ASCII)  # a version number as text: ASCII digits, no sign
 MAX_TEXT = 64 << 10  # a description, an image reference, a time stamp
 
@@ -110,6 +115,91 @@ def make_version(
     )
 
 
+# The columns of a row as make_versions takes it (the local index's `versions` table): every
+# field make_version checks, and `archived`, an integer flag that must be 0 or 1.
+ROW_COLUMNS = (
+    "name", "version", "content_hash", "spec_sha256", "lock_sha256", "created", "description", "archived", "image",
+    "image_digest",
+)  # fmt: skip
+
+
+def make_versions(
+    rows: Sequence[Sequence[Any]],
+    one: Callable[[Sequence[Any]], Version],
+    *,
+    labels: dict[int, list[str]],
+    env_archived: bool,
+) -> list[Version]:
+    """Versions from many stored rows (ROW_COLUMNS), every field of every row checked.
+
+    The checks are make_version's, run a column at a time (`rows_pass`): the same compiled
+    patterns and predicates, applied by C-level loops (map, join, set, min/max), so a listing
+    of 10,000 rows pays no Python call per row and field. Only when every row passes are the
+    Versions built without further checks; otherwise each row goes through `one`, the backend's
+    per-row constructor (make_version), which refuses the first damaged row in one line naming
+    where and the field, exactly as before. `labels`: version number -> its labels."""
+    if not rows:
+        return []
+    if not rows_pass(rows, labels.values()):
+        return [one(r) for r in rows]  # raises at the first damaged row; reached only when one is damaged
+    name, number, content_hash, spec, lock, created, description, archived, image, digest = zip(*rows, strict=True)
+    return list(
+        map(
+            Version,
+            name,
+            number,
+            content_hash,
+            spec,
+            lock,
+            created,
+            description,
+            map(list, map(labels.get, number, repeat(()))),  # a list of its own for every Version
+            repeat(True) if env_archived else map(bool, archived),
+            map(_or_none, image) if "" in image else image,
+            map(_or_none, digest) if "" in digest else digest,
+        )
+    )
+
+
+def rows_pass(rows: Sequence[Sequence[Any]], labels: Iterable[Iterable[Any]] = ()) -> bool:
+    """Whether every row (ROW_COLUMNS) passes make_version's checks and has an archived flag of
+    0 or 1, and every label is a label: make_version's predicates, a column at a time. Never
+    True for a row make_version would refuse (tests/registry/test_records.py compares both on
+    generated rows); False sends the caller to the per-row path, which names the damage."""
+    try:
+        columns = list(zip(*rows, strict=True))
+        if len(columns) != len(ROW_COLUMNS):
+            return False
+        name, number, content_hash, spec, lock, created, description, archived, image, digest = columns
+        return (
+            all(map(is_name, set(name)))  # one distinct value in a listing of one name
+            and set(map(type, number)) == {int}  # is_number: an int, not a bool ...
+            and 1 <= min(number)
+            and max(number) < 10**9  # ... from 1 to 999999999
+            and _CONTENT_HASH_LINES.fullmatch("\n".join(content_hash)) is not None  # join: TypeError if not a str
+            and _HEX64_LINES.fullmatch("\n".join(spec)) is not None
+            and _HEX64_LINES.fullmatch("\n".join(lock)) is not None
+            and _texts_pass(created, newlines=False)
+            and _texts_pass(description, newlines=True)
+            and set(archived) <= {0, 1}  # the local index's flag (LocalRegistry._version)
+            and all(map(is_optional_ref, set(image)))  # few distinct values: most are None
+            and all(map(is_optional_ref, set(digest)))
+            and all(map(is_label, chain.from_iterable(labels)))
+        )
+    except (TypeError, ValueError):  # an unhashable or incomparable value, a row of another length
+        return False
+
+
+def _texts_pass(column: tuple[Any, ...], *, newlines: bool) -> bool:
+    """is_text for every value: one join (TypeError for what is not a str), one search for a
+    control character over the joined text (a character is in it iff it is in a value)."""
+    return max(map(len, column)) <= MAX_TEXT and not has_control("".join(column), allow_newlines=newlines)
+
+
+def _or_none(value: str | None) -> str | None:
+    return value or None
+
+
 def damaged(where: str, what: str) -> RegistryError:
     return RegistryError(
         f"{where}: damaged registry record: invalid {what}; refusing to use it",
@@ -118,6 +208,7 @@ def damaged(where: str, what: str) -> RegistryError:
 
 
 __all__ = [
+    "ROW_COLUMNS",
     "check_name",
     "damaged",
     "is_label",
@@ -126,5 +217,7 @@ __all__ = [
     "is_optional_ref",
     "is_text",
     "make_version",
+    "make_versions",
     "parse_number",
+    "rows_pass",
 ]
