@@ -9,8 +9,10 @@ mlenv builds a Version from it or uses it in a path. One rule set for every back
 
 from __future__ import annotations
 
+import gc
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from itertools import chain, repeat
 from typing import Any
 
@@ -143,22 +145,37 @@ def make_versions(
     if not rows_pass(rows, labels.values()):
         return [one(r) for r in rows]  # raises at the first damaged row; reached only when one is damaged
     name, number, content_hash, spec, lock, created, description, archived, image, digest = zip(*rows, strict=True)
-    return list(
-        map(
-            Version,
-            name,
-            number,
-            content_hash,
-            spec,
-            lock,
-            created,
-            description,
-            map(list, map(labels.get, number, repeat(()))),  # a list of its own for every Version
-            repeat(True) if env_archived else map(bool, archived),
-            map(_or_none, image) if "" in image else image,
-            map(_or_none, digest) if "" in digest else digest,
+    with _collector_paused():
+        return list(
+            map(
+                Version,
+                name,
+                number,
+                content_hash,
+                spec,
+                lock,
+                created,
+                description,
+                map(list, map(labels.get, number, repeat(()))),  # a list of its own for every Version
+                repeat(True) if env_archived else map(bool, archived),
+                map(_or_none, image) if "" in image else image,
+                map(_or_none, digest) if "" in digest else digest,
+            )
         )
-    )
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection while many Versions are built: they hold no cycles (str, int,
+    a list of str), and the 40,000 objects of 10,000 Versions would otherwise set off a full
+    collection, which walks every object of the process (15 ms of a 190 ms listing)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def rows_pass(rows: Sequence[Sequence[Any]], labels: Iterable[Iterable[Any]] = ()) -> bool:
