@@ -11,6 +11,10 @@ without it they are left out. Writes the "registry" section of docs/benchmarks.m
 
     python bench/registry.py --versions-only   # only the 10,000-version listing; prints, writes nothing
 
+BENCH_BASELINE=DIR (with BENCH_BASELINE_NAME=TEXT) also runs the 10,000-version commands with
+the mlenv package in DIR first on the path (e.g. `git archive REV mlenv | tar -x -C DIR`),
+interleaved with this tree's runs, so a before/after shares the machine's load.
+
 BENCH_REPEAT (default 10) sets the runs per row; the machine is shared, so every CLI row
 also gives the child's CPU time (user + sys), which other load disturbs less than wall time.
 """
@@ -39,6 +43,8 @@ SEED_VERSIONS = 10_000
 SEARCH_VERSIONS = 1_000
 SEARCH_NAMES = 50
 SEARCH_QUERY = "pkg7>=1.500,<1.900"
+BASELINE = os.environ.get("BENCH_BASELINE", "")
+BASELINE_NAME = os.environ.get("BENCH_BASELINE_NAME", "baseline")
 
 
 def make_env(directory: Path, name: str, seed: int) -> None:
@@ -238,15 +244,23 @@ def bench_10k(tmp: Path) -> tuple[float, list[tuple[str, list[float], list[float
         ("mlenv list", ["list"]),
         ("mlenv --help (reference)", ["--help"]),
     )
-    for _label, args in commands:
-        cli(*args, cwd=tmp, env=env)  # warm the page cache
-    times: dict[str, tuple[list[float], list[float]]] = {label: ([], []) for label, _ in commands}
+    trees = {"": env}
+    if BASELINE:  # the same commands with an older mlenv first on the path
+        trees["baseline"] = dict(env, PYTHONPATH=os.pathsep.join(filter(None, [BASELINE, env.get("PYTHONPATH")])))
+    for tree_env in trees.values():
+        for _label, args in commands:
+            cli(*args, cwd=tmp, env=tree_env)  # warm the page cache, write the .pyc
+    times: dict[tuple[str, str], tuple[list[float], list[float]]] = {
+        (tree, label): ([], []) for tree in trees for label, _ in commands
+    }
     for _ in range(REPEAT):  # interleaved: a burst of load from others touches every row alike
-        for label, args in commands:
-            wall, cpu = timed_cpu(lambda args=args: cli(*args, cwd=tmp, env=env), 1)
-            times[label][0].extend(wall)
-            times[label][1].extend(cpu)
-    rows = [(label, *times[label]) for label, _ in commands]
+        for tree, tree_env in trees.items():
+            for label, args in commands:
+                wall, cpu = timed_cpu(lambda args=args, tree_env=tree_env: cli(*args, cwd=tmp, env=tree_env), 1)
+                times[tree, label][0].extend(wall)
+                times[tree, label][1].extend(cpu)
+    rows = [(f"{label} [{BASELINE_NAME}]" if tree else label, *times[tree, label]) for tree in trees
+            for label, _ in commands if not (tree and "--help" in label)]  # fmt: skip
     phases = versions_phases(root, "big-env")
     return seed, rows, phases, f"{start} at the start, {load()} at the end"
 
@@ -414,12 +428,19 @@ def versions_section(tmp: Path) -> str:
     ]
     versions_ms = median(big[0][1]) * 1000
     json_ms = median(big[1][1]) * 1000
+    baseline = (
+        f" Rows marked [{BASELINE_NAME}] ran the mlenv package of an older tree ({BASELINE_NAME}) on the same "
+        "registry, interleaved with the others."
+        if BASELINE
+        else ""
+    )
     text = "\n".join(
         [
             f"`mlenv versions` on a local registry holding {SEED_VERSIONS:,} versions of one name "
             f"(seeded in-process with `LocalRegistry.register_many` in {seed:.1f} s); output piped, "
             f"so plain aligned text (rich only on a terminal). Target: under 200 ms. {REPEAT} runs of each "
-            f"command, interleaved; CPU is the child's user + sys time. Load average (1 / 5 / 15 min): {loads}.",
+            f"command, interleaved; CPU is the child's user + sys time. Load average (1 / 5 / 15 min): {loads}."
+            + baseline,
             "",
             table(big_rows, ["command", "median", "min", "max", "CPU (median)"]),
             "",
@@ -439,11 +460,12 @@ def versions_section(tmp: Path) -> str:
 
 VERSIONS_NOTE = (
     "Every row read is still checked as untrusted input, every field of every row, by make_version's "
-    "own patterns and predicates (mlenv.registry.records.rows_pass), but a column at a time: the "
-    "10,000 content hashes joined by newlines and matched by one regex, the texts joined and searched "
-    "once for a control character, the numbers by one type set and min/max, the few distinct names, "
-    "images and digests one by one. Only when every row passes are the Versions built without "
-    "further checks (`map(Version, ...)`); a damaged row sends the listing through the per-row path, "
+    "own rules (mlenv.registry.records.rows_pass), but a column at a time, in C-level loops: the hashes "
+    "by one length set, one prefix pass and one `bytes.translate` that must delete every character of "
+    "the joined digits, the texts joined and searched once for a control character, the numbers by "
+    "one type set and min/max, the few distinct names, images and digests one by one. Only when every "
+    "row passes are the Versions built without further checks (`map(Version, ...)`, with the cyclic "
+    "collector paused: they hold no cycles); a damaged row sends the listing through the per-row path, "
     "which refuses the first damaged row in one line naming the row and the field, as before "
     "(tests/registry/test_records.py compares the bulk check with make_version on generated rows). "
     "Before: the per-row checks (make_version, a Python call per row and field) made the listing "

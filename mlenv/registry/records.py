@@ -14,18 +14,15 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from itertools import chain, repeat
+from operator import itemgetter
 from typing import Any
 
 from ..spec import NAME_RE
 from ..validation import has_control, quote
 from .base import LABEL_RE, RegistryError, Version
 
-_HEX = "[0-9a-f]{64}"
-HEX64 = re.compile(rf"^{_HEX}\Z", re.ASCII)
-CONTENT_HASH = re.compile(rf"^sha256:{_HEX}\Z", re.ASCII)
-# The same, over values joined by "\n" (which neither pattern admits): a fullmatch iff every value matches
-_HEX64_LINES = re.compile(rf"(?:{_HEX}\n)*+{_HEX}", re.ASCII)
-_CONTENT_HASH_LINES = re.compile(rf"(?:sha256:{_HEX}\n)*+sha256:{_HEX}", re.ASCII)
+HEX64 = re.compile(r"^[0-9a-f]{64}\Z", re.ASCII)
+CONTENT_HASH = re.compile(r"^sha256:[0-9a-f]{64}\Z", re.ASCII)
 NUMBER = re.compile(r"^[1-9][0-9]{0,8}\Z", re.ASCII)  # a version number as text: ASCII digits, no sign
 MAX_TEXT = 64 << 10  # a description, an image reference, a time stamp
 
@@ -193,9 +190,9 @@ def rows_pass(rows: Sequence[Sequence[Any]], labels: Iterable[Iterable[Any]] = (
             and set(map(type, number)) == {int}  # is_number: an int, not a bool ...
             and 1 <= min(number)
             and max(number) < 10**9  # ... from 1 to 999999999
-            and _CONTENT_HASH_LINES.fullmatch("\n".join(content_hash)) is not None  # join: TypeError if not a str
-            and _HEX64_LINES.fullmatch("\n".join(spec)) is not None
-            and _HEX64_LINES.fullmatch("\n".join(lock)) is not None
+            and _all_hex64(content_hash, "sha256:")  # CONTENT_HASH
+            and _all_hex64(spec)  # HEX64
+            and _all_hex64(lock)
             and _texts_pass(created, newlines=False)
             and _texts_pass(description, newlines=True)
             and set(archived) <= {0, 1}  # the local index's flag (LocalRegistry._version)
@@ -203,8 +200,24 @@ def rows_pass(rows: Sequence[Sequence[Any]], labels: Iterable[Iterable[Any]] = (
             and all(map(is_optional_ref, set(digest)))
             and all(map(is_label, chain.from_iterable(labels)))
         )
-    except (TypeError, ValueError):  # an unhashable or incomparable value, a row of another length
+    except (TypeError, ValueError):  # a value of another type (or not ASCII where hex is due), a row of another length
         return False
+
+
+def _all_hex64(values: tuple[Any, ...], prefix: str = "") -> bool:
+    """HEX64 (after `prefix`, CONTENT_HASH with "sha256:") for every value: each is a str of the
+    prefix and 64 more characters, and those characters, all joined, are ASCII that deleting the
+    16 digits 0-9a-f leaves empty. (A regex over the joined values is three times slower.)"""
+    if set(map(len, values)) != {len(prefix) + 64}:
+        return False
+    if prefix:
+        if not all(map(str.startswith, values, repeat(prefix))):  # TypeError (caught) for what is not a str
+            return False
+        values = tuple(map(itemgetter(slice(len(prefix), None)), values))
+    return not "".join(values).encode("ascii").translate(None, _HEX_DIGITS)  # UnicodeEncodeError: not ASCII
+
+
+_HEX_DIGITS = b"0123456789abcdef"
 
 
 def _texts_pass(column: tuple[Any, ...], *, newlines: bool) -> bool:

@@ -55,7 +55,8 @@ _A64 = "a" * 64
 _TEXTS = ["", "a", "a\nb", "a\tb", "a\rb", "a\x00b", "\x1f", "\x7f", "\x80", "\x85", "\x9f", "\xa0", "a b", " ", "é",
           "\ufffd", "\U0001f600", "x" * MAX_TEXT, "x" * (MAX_TEXT + 1), "é" * MAX_TEXT, "é" * (MAX_TEXT + 1)]  # fmt: skip
 _HEXES = [_A64, _A64 + "\n", "\n" + _A64, _A64[:63], _A64 + "a", "A" * 64, "٠" * 64, _A64[:63] + "g", _A64 + "\x00",
-          " " + _A64[1:], "0" * 64]  # fmt: skip
+          " " + _A64[1:], "0" * 64, _A64[:63] + "\n", "\n" + _A64[1:], _A64[:32] + "\x00" + _A64[33:], _A64[:63] + "é",
+          _A64[:60] + "sha2"]  # fmt: skip
 _WRONG = [None, 0, 1, -1, 1.0, 1.5, True, False, b"abc", b"", 2**63 - 1]
 EDGE_VALUES = {
     "name": [*"a 0 -a .a _a A é a/b a:b a_b-c.d".split(), "a" * 128, "a" * 129, "a b", "a\n", "", *_WRONG],
