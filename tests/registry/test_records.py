@@ -211,3 +211,15 @@ def test_text_that_is_not_utf8_among_many_rows_is_refused(tmp_path):
     db.close()
     with pytest.raises(RegistryError, match=r"versions row 'env'@40\).*invalid lock sha256"):
         LocalRegistry(tmp_path / "r").versions("env")
+
+
+def test_a_description_that_is_not_utf8_is_read_as_before_with_replacement_characters(tmp_path):
+    reg = LocalRegistry(tmp_path / "r")
+    reg.register_many([("env", b"spec", f"lock {i}".encode(), "sha256:" + f"{i:064x}", f"v{i}") for i in range(50)])
+    reg.close()
+    db = sqlite3.connect(tmp_path / "r" / "index.sqlite3")
+    db.execute("UPDATE versions SET description = CAST(X'41ff42' AS TEXT) WHERE version = 9")
+    db.commit()
+    db.close()
+    versions = LocalRegistry(tmp_path / "r").versions("env")
+    assert len(versions) == 50 and versions[8].description == "A\ufffdB" and versions[9].description == "v9"
