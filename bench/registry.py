@@ -428,6 +428,15 @@ def versions_section(tmp: Path) -> str:
     ]
     versions_ms = median(big[0][1]) * 1000
     json_ms = median(big[1][1]) * 1000
+    compared = ""
+    if BASELINE:
+        before = {label: median(w) * 1000 for label, w, _ in big}
+        plain, as_json = (before[f"{big[i][0]} [{BASELINE_NAME}]"] for i in (0, 1))
+        compared = (
+            f" Under the same load, {BASELINE_NAME}: {plain:.0f} ms and `--json` {as_json:.0f} ms "
+            f"({versions_ms / plain:.2f}x and {json_ms / as_json:.2f}x of that). The spread (min to max) is wide: "
+            "on this shared machine the median moves by tens of ms from one run of the script to the next."
+        )
     baseline = (
         f" Rows marked [{BASELINE_NAME}] ran the mlenv package of an older tree ({BASELINE_NAME}) on the same "
         "registry, interleaved with the others."
@@ -445,7 +454,7 @@ def versions_section(tmp: Path) -> str:
             table(big_rows, ["command", "median", "min", "max", "CPU (median)"]),
             "",
             f"Result: `mlenv versions` on 10,000 versions: {versions_ms:.0f} ms "
-            f"({'meets' if versions_ms < 200 else 'MISSES'} the 200 ms target); `--json` {json_ms:.0f} ms.",
+            f"({'meets' if versions_ms < 200 else 'MISSES'} the 200 ms target); `--json` {json_ms:.0f} ms." + compared,
             "",
             f"Where the time goes after start-up (in-process, median of {REPEAT}; start-up and imports are "
             "about the `--help` row):",
