@@ -4,8 +4,8 @@ share are declared in mlenv.cli.options.)"""
 
 from __future__ import annotations
 
-import json
 import sys
+from itertools import starmap
 from typing import TYPE_CHECKING, Literal
 
 import click
@@ -20,8 +20,9 @@ if TYPE_CHECKING:
 def emit_json(data: object) -> None:
     """JSON on stdout, through the one scrubber (a ${VAR} userinfo stays: it is no secret)."""
     from ..runtime.secrets import scrub
+    from .jsontext import dumps  # json.dumps(data, indent=2, sort_keys=True), faster on long listings
 
-    click.echo(scrub(json.dumps(data, indent=2, sort_keys=True)))
+    click.echo(scrub(dumps(data)))
 
 
 def warn(message: str) -> None:
@@ -109,7 +110,11 @@ def aligned(rows: Sequence[Sequence[str]], *, free_last: bool = False) -> list[s
     wide as its widest cell; trailing blanks are cut. With `free_last` the last column is
     written as it is: it does not widen the others' alignment and nothing is cut."""
     padded = [row[:-1] for row in rows] if free_last else rows
-    widths = [max(len(cell) for cell in column) for column in zip(*padded, strict=False)]
+    widths = [max(map(len, column)) for column in zip(*padded, strict=False)]
+    if not free_last and all(len(row) == len(widths) for row in rows):
+        # one format per line, C-level passes (`mlenv versions` on 10,000 rows); `:<w` pads as ljust(w)
+        line = "  ".join(f"{{:<{w}}}" for w in widths)
+        return list(map(str.rstrip, starmap(line.format, rows)))
     lines = []
     for row, cells in zip(rows, padded, strict=True):
         line = "  ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=False))

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
+from operator import attrgetter
 
 from ..errors import MlenvError
 
@@ -47,9 +48,16 @@ class Version:
         return f"{self.name}@{self.version}"
 
     def to_json(self) -> dict:
-        data = asdict(self)
+        # asdict's copy: every field, `labels` a list of its own; asdict itself deep-copies value
+        # by value (50 us a Version: half a second for `mlenv versions --json` on 10,000)
+        data = dict(zip(_VERSION_FIELDS, _version_values(self), strict=True))
+        data["labels"] = list(self.labels)
         data["short_hash"] = self.short_hash
         return data
+
+
+_VERSION_FIELDS = tuple(f.name for f in fields(Version))
+_version_values = attrgetter(*_VERSION_FIELDS)
 
 
 @dataclass

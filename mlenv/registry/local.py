@@ -35,7 +35,19 @@ from typing import Any, TypeVar
 from ..runtime.fsutil import atomic_write, sweep_temp_files
 from ..validation import quote
 from .base import NotFound, Registered, Registry, RegistryError, Version, check_label
-from .records import CONTENT_HASH, HEX64, check_name, damaged, is_label, is_name, is_number, is_text, make_version
+from .records import (
+    CONTENT_HASH,
+    HEX64,
+    ROW_COLUMNS,
+    check_name,
+    damaged,
+    is_label,
+    is_name,
+    is_number,
+    is_text,
+    make_version,
+    make_versions,
+)
 
 SCHEMA_VERSION = 1
 SCHEMA_RE = re.compile(r"^[0-9]{1,9}\Z", re.ASCII)
@@ -358,10 +370,26 @@ class LocalRegistry(Registry):
             labels=labels or [],
         )
 
+    def _fetch_utf8(self, sql: str, args: tuple[object, ...]) -> list[Any] | None:
+        """Every row of a query, TEXT decoded by sqlite3 itself (strict UTF-8, no Python call per
+        value as with _text: 15 ms of a 10,000-row listing), or None when a value is not UTF-8.
+        Rows read either way are checked alike; the factory is the connection's, so a query of
+        another thread meanwhile may decode strictly too, and then fails as a damaged index."""
+        db = self.db
+        db.text_factory = str
+        try:
+            return db.execute(sql, args).fetchall()
+        except sqlite3.OperationalError as exc:
+            if "UTF-8" not in str(exc):  # "Could not decode to UTF-8 column ..."
+                raise
+            return None
+        finally:
+            db.text_factory = _text
+
     def _where(self, row) -> str:
         return f"{self.index_path} (versions row {quote(row[0], 40)}@{quote(row[1], 12)})"
 
-    _COLS = "name, version, content_hash, spec_sha256, lock_sha256, created, description, archived, image, image_digest"
+    _COLS = ", ".join(ROW_COLUMNS)  # records.make_versions takes rows in this order
 
     def _env(self, name: str) -> tuple[int]:
         row = self.db.execute("SELECT archived FROM environments WHERE name = ?", (name,)).fetchone()
@@ -517,10 +545,16 @@ class LocalRegistry(Registry):
                 f"no environment named {quote(name)} in the registry {self.url} (it is empty)",
                 hint="`mlenv register` records the current spec and lock",
             )
-        (env_archived,) = self._env(name)
+        archived = bool(self._env(name)[0])
         labels = self._labels_of(name)
-        rows = self.db.execute(f"SELECT {self._COLS} FROM versions WHERE name = ? ORDER BY version", (name,))
-        return [self._version(r, bool(env_archived), labels.get(r[1], [])) for r in rows]
+        sql = f"SELECT {self._COLS} FROM versions WHERE name = ? ORDER BY version"
+        rows = self._fetch_utf8(sql, (name,))
+        if rows is None:  # a text that is not UTF-8: read as _text reads it, for the checks to name
+            rows = self.db.execute(sql, (name,)).fetchall()
+        # every row checked a column at a time; a damaged one is named by the per-row path (records.make_versions)
+        return make_versions(
+            rows, lambda r: self._version(r, archived, labels.get(r[1], [])), labels=labels, env_archived=archived
+        )
 
     @_sqlite_errors
     def find(self, name: str, content_hash: str) -> Version | None:
