@@ -104,7 +104,12 @@ def write_files(directory: str | os.PathLike[str], files: dict[str, bytes], old:
             committed = True
             _apply(directory, entries, dlock)
         except BaseException:
-            if committed:  # the change is committed: finish it (two renames), then report the interruption
+            # The journal's rename is the commit point. A signal (KeyboardInterrupt, the CLI's SIGTERM
+            # exception) can land after that rename and before `committed = True`: a journal here is
+            # ours (recover() ran under this lock), so the change is committed all the same.
+            if committed or (directory / JOURNAL).exists():
+                committed = True  # the finally keeps the temporary files the journal names
+                # finish it (two renames), then report the interruption
                 try:
                     _recover_locked(directory, dlock)
                 except Exception:  # the next command completes it
