@@ -6,6 +6,7 @@ The daemonless builder (docs/build.md, "The daemonless builder"):
 - materialize.py  the lock's env for a target platform on the host (rattler, installer, .pyc)
 - layering.py     which packages share a layer (the layer rule)
 - basefacts.py    what is read off a base image's files (Python, glibc, os-release)
-- rebase.py       the rebase contract and rebase_image()
+- rebasable.py    the rebase contract: labels, glibc floor, checks (recorded at build)
+- rebase.py       rebase_image(): a new base under the same environment layers
 - transport.py    the seam to mlenv.oci (pull, push, layout, load)
 """
