@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mlenv.image import basefacts, layering, rebase
+from mlenv.image import basefacts, layering, rebasable
 from mlenv.oci import layer as L
 from mlenv.oci.image import assemble, canonical_json, set_env
 from mlenv.oci.rootfs import LayeredRootFS
@@ -275,18 +275,18 @@ def test_layer_plan_order_and_budget():
 
 
 def test_glibc_floors():
-    assert rebase.conda_glibc_floor(["__glibc >=2.17,<3.0.a0", "libgcc >=13"]) == (2, 17)
-    assert rebase.conda_glibc_floor(["python >=3.8"]) is None
-    assert rebase.wheel_glibc_floor("x-1-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl") == (2, 17)
-    assert rebase.wheel_glibc_floor("x-1-cp311-cp311-manylinux_2_28_aarch64.whl") == (2, 28)
-    assert rebase.wheel_glibc_floor("x-1-py3-none-manylinux1_x86_64.whl") == (2, 5)
-    assert rebase.wheel_glibc_floor("x-1-py3-none-any.whl") is None
+    assert rebasable.conda_glibc_floor(["__glibc >=2.17,<3.0.a0", "libgcc >=13"]) == (2, 17)
+    assert rebasable.conda_glibc_floor(["python >=3.8"]) is None
+    assert rebasable.wheel_glibc_floor("x-1-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl") == (2, 17)
+    assert rebasable.wheel_glibc_floor("x-1-cp311-cp311-manylinux_2_28_aarch64.whl") == (2, 28)
+    assert rebasable.wheel_glibc_floor("x-1-py3-none-manylinux1_x86_64.whl") == (2, 5)
+    assert rebasable.wheel_glibc_floor("x-1-py3-none-any.whl") is None
 
 
 @given(st.lists(st.text(max_size=40), max_size=5), st.text(max_size=80))
 def test_floor_parsers_never_crash(depends, filename):
-    rebase.conda_glibc_floor(depends)
-    rebase.wheel_glibc_floor(filename)
+    rebasable.conda_glibc_floor(depends)
+    rebasable.wheel_glibc_floor(filename)
 
 
 # --- config and manifest -------------------------------------------------------------------------
