@@ -7,38 +7,16 @@ milliseconds it costs."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
-import mlenv
-
-ROOT = str(Path(mlenv.__file__).resolve().parent.parent)
-
-
-def imported_by(statement: str, cwd: Path) -> list[str]:
-    """The modules `statement` imports in a fresh interpreter, beyond interpreter start-up."""
-    code = (
-        "import sys\n"
-        "before = set(sys.modules)\n"
-        f"sys.path.insert(0, {ROOT!r})\n"
-        "try:\n"
-        f"    {statement}\n"
-        "except SystemExit:\n"
-        "    pass\n"
-        "sys.__stdout__.write('\\n' + ' '.join(sorted(set(sys.modules) - before)))\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, check=True)
-    return proc.stdout.splitlines()[-1].split()
+from fresh_imports import imported_by, roots
 
 
 def test_cache_hit_modules_import_only_os_and_themselves(tmp_path):
     # the modules the console script loads before it knows whether the hit answers
-    new = imported_by("import mlenv.cli.entry, mlenv.image.hit, mlenv.dockerd", tmp_path)
+    new, _ = imported_by("import mlenv.cli.entry, mlenv.image.hit, mlenv.dockerd", tmp_path)
     allowed = {"mlenv", "mlenv.cli", "mlenv.cli.entry", "mlenv.image", "mlenv.image.hit", "mlenv.dockerd"}
     allowed |= {"__future__", "importlib", "warnings", "os", "posixpath", "genericpath", "stat", "_stat"}
     allowed |= {"os.path", "_collections_abc", "importlib._bootstrap", "importlib._bootstrap_external"}
-    assert set(new) <= allowed, sorted(set(new) - allowed)
+    assert new <= allowed, sorted(new - allowed)
 
 
 def test_cache_hit_attempt_without_a_record_stays_small(tmp_path, monkeypatch):
@@ -46,15 +24,14 @@ def test_cache_hit_attempt_without_a_record_stays_small(tmp_path, monkeypatch):
     (tmp_path / "mlenv.toml").write_text('[environment]\nname = "x"\npython = "3.11"\n')
     (tmp_path / "mlenv.lock").write_text("{}\n")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    new = imported_by("from mlenv.image.hit import try_hit; assert try_hit(['build']) is None", tmp_path)
+    new, _ = imported_by("from mlenv.image.hit import try_hit; assert try_hit(['build']) is None", tmp_path)
     heavy = {"typing", "re", "click", "tomllib", "dataclasses", "json", "docker", "requests", "hashlib", "pathlib"}
-    assert not heavy & set(new), sorted(heavy & set(new))
+    assert not heavy & new, sorted(heavy & new)
 
 
 def test_help_imports_click_and_nothing_heavy(tmp_path):
-    new = imported_by("import mlenv.cli.main as m; m.main(['--help'])", tmp_path)
-    roots = {name.split(".")[0] for name in new}
-    assert "click" in roots
+    new, _ = imported_by("import mlenv.cli.main as m; m.main(['--help'])", tmp_path)
+    assert "click" in roots(new)
     heavy = {"rich", "requests", "docker", "rattler", "tomlkit", "packaging", "jinja2", "tomllib", "platformdirs"}
-    assert not heavy & roots, sorted(heavy & roots)
+    assert not heavy & roots(new), sorted(heavy & roots(new))
     assert not [n for n in new if n.startswith("mlenv.") and n.split(".")[1] not in ("cli", "errors", "runtime")]

@@ -19,7 +19,8 @@ asked for once per scope set and reused (mlenv.oci.auth.Authorizer).
   missing manifest/blob, a 5xx, a full disk while pulling (names the path).
 
 `remote_has(reference)` is the one-HEAD reuse check of `mlenv build`: urllib only
-(no requests import) unless the registry asks for a token.
+(no requests import) unless the registry asks for a token. `resolve_digest(ref)` is
+`mlenv lock`'s tag -> digest pin of a base image (one HEAD through RegistryClient).
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ import importlib
 from pathlib import Path
 
 import pytest
+from fresh_imports import imported_by, roots
 
 import mlenv
 from mlenv.cli.main import COMMANDS, main
@@ -103,16 +104,10 @@ def test_the_api_functions_are_exported_from_mlenv():
             assert getattr(getattr(mlenv, module.split(".")[1]), attr) is func, target
 
 
-def test_import_mlenv_is_cheap():
-    import subprocess
-    import sys
-
-    code = (
-        "import sys, mlenv; print(sorted(m for m in ('click', 'rich', 'requests', 'docker', 'rattler', "
-        "'packaging', 'tomlkit', 'mlenv.api') if m in sys.modules))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+def test_import_mlenv_is_cheap(tmp_path):
+    new, _ = imported_by("import mlenv", tmp_path)
+    heavy = {"click", "rich", "requests", "docker", "rattler", "packaging", "tomlkit", "mlenv.api"}
+    assert not heavy & (new | roots(new)), sorted(heavy & (new | roots(new)))
 
 
 def spec_kwargs(index: str) -> dict:

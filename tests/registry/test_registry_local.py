@@ -7,12 +7,11 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from fresh_imports import imported_by, roots
 from refusals import one_line
 from registry_envs import fake, make_env, register_all
 
@@ -341,17 +340,10 @@ def test_tampered_blob_is_reported_and_nothing_is_restored(tmp_path, reg_dir):
 def test_versions_on_local_registry_imports_nothing_heavy(tmp_path, reg_dir):
     reg = LocalRegistry(reg_dir)
     reg.register("env", *fake(1))
-    code = (
-        "import sys; from mlenv.cli.main import main\n"
-        "try:\n    main(['versions', 'env'])\nexcept SystemExit:\n    pass\n"
-        "heavy = [m for m in ('rich', 'requests', 'docker', 'packaging', 'rattler', 'tomlkit') if m in sys.modules]\n"
-        "print('HEAVY', heavy)"
+    new, err = imported_by(
+        "from mlenv.cli.main import main; main(['versions', 'env'])",
+        tmp_path,
+        dict(os.environ, MLENV_REGISTRY=str(reg_dir)),
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=dict(os.environ, MLENV_REGISTRY=str(reg_dir)),
-    )
-    assert "HEAVY []" in proc.stdout, proc.stdout + proc.stderr
+    heavy = {"rich", "requests", "docker", "packaging", "rattler", "tomlkit"}
+    assert not heavy & roots(new), (sorted(heavy & roots(new)), err)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from cli_run import mlenv as run_cli
+from fresh_imports import imported_by, roots
 from refusals import mlenv_error
 from solve_api import Said
 
@@ -105,15 +106,10 @@ def test_noop_lock_is_fast_and_writes_nothing(tmp_path, pypi_server):
     assert len(pypi_server.requests) == n
     # the console script's fast path (the subject here: a fresh interpreter) says so, writes nothing,
     # and imports neither rattler, uv, packaging nor rich
-    code = (
-        "import sys, mlenv.cli.main as c\n"
-        "try: c.main(['lock'])\n"
-        "except SystemExit: pass\n"
-        "print(sorted(m for m in ('rattler','packaging','rich','requests','tomlkit','docker') if m in sys.modules))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
-    assert out.stdout.strip() == "[]", out.stderr
-    assert "is up to date" in out.stderr
+    new, err = imported_by("import mlenv.cli.main as c; c.main(['lock'])", tmp_path)
+    heavy = {"rattler", "packaging", "rich", "requests", "tomlkit", "docker"}
+    assert not heavy & roots(new), (sorted(heavy & roots(new)), err)
+    assert "is up to date" in err
     assert lock_path.stat().st_mtime_ns == stat.st_mtime_ns
 
 
