@@ -12,8 +12,6 @@ image build steps with the stdlib-only mlenv.runtime: it must import nothing at 
 
 from __future__ import annotations
 
-import importlib
-
 # not `from typing import TYPE_CHECKING`: typing costs milliseconds on `mlenv build`'s cache hit,
 # which imports this package; type checkers treat a TYPE_CHECKING name as true all the same
 TYPE_CHECKING = False
@@ -109,6 +107,8 @@ def __getattr__(name: str) -> Any:
     target = _EXPORTS.get(name)
     if target is None:
         raise AttributeError(f"module 'mlenv' has no attribute {name!r}")
+    import importlib  # here, not at the top: importlib costs half a millisecond of the cache hit
+
     module, _, attr = target.partition(":")
     value = importlib.import_module(module)
     if attr:

@@ -98,6 +98,11 @@ class Lock:
     def platform_python(self, platform: str) -> str | None:
         return self.platforms.get(platform, {}).get("python") or self.python
 
+    def has_moving_sources(self) -> bool:
+        """Packages whose sources can move under an unchanged spec: local paths and git refs
+        (mlenv.solve.moved checks them). Here, so a lock without any never imports that."""
+        return any(p.manager == "pypi" and p.get("source") in ("path", "git") for p in self.packages)
+
     # --- TOML -----------------------------------------------------------------
     def dumps(self) -> str:
         out: list[str] = [

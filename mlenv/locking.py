@@ -91,10 +91,10 @@ def _drift(spec: Spec, lock: Lock, *, offline: bool):
 
 def require_current(spec: Spec, lock: Lock, *, path, doing: str) -> None:
     """Refuse to act on a lock that no longer matches its spec (build, register, export)."""
-    from .solve.moved import has_sources, local_changes
-
     if lock.spec_hash == spec.spec_hash():
-        changed = local_changes(spec, lock, missing_ok=True) if has_sources(lock) else []
+        from .solve.moved import local_changes
+
+        changed = local_changes(spec, lock, missing_ok=True) if lock.has_moving_sources() else []
         if changed:
             raise LockError(f"{path} is not current for {spec.path.name} (stale: {'; '.join(changed)}); refusing to "
                             f"{doing}", hint="run `mlenv lock` first")  # fmt: skip

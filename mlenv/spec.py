@@ -14,7 +14,6 @@ credential in an index or channel URL is refused.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -22,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import SpecError
+from .runtime.digest import sha256  # not hashlib: loading OpenSSL would cost the no-op lock 3 ms
 from .runtime.secrets import has_literal_credential, split_userinfo, strip_credentials
 from .validation import MAX_SPEC_BYTES, has_control, loads_toml, quote, read_text
 
@@ -533,7 +533,7 @@ def _check_source(value: str, where: str, what: str, *, channel: bool = False) -
 def sha256_json(obj: object) -> str:
     """sha256 hex of the canonical JSON of obj (sorted keys, no spaces, UTF-8)."""
     blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+    return sha256(blob.encode("utf-8")).hexdigest()
 
 
 def expand_env(url: str) -> str:

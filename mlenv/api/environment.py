@@ -29,7 +29,8 @@ from .progress import Progress
 
 if TYPE_CHECKING:
     from ..registry.base import Version
-    from .results import CheckResult, Diff, Image, Installed, LockOutcome, Registration, Verified, VersionList
+    from .lockresults import CheckResult, LockOutcome
+    from .results import Diff, Image, Installed, Registration, Verified, VersionList
 
 
 def _toml_str(value: str) -> str:
@@ -328,7 +329,7 @@ class Environment:
 
     def _repr_html_(self) -> str:
         from .html import block, details, esc
-        from .results import lock_html
+        from .lockresults import lock_html
 
         lock = None
         try:

@@ -7,13 +7,16 @@ tomllib and hashes; nothing of the solvers is imported on that path.
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from ..errors import LockError
 from ..lockfile import Lock, read_lock
 from ..spec import Spec, load_spec
+from .lockresults import CheckResult, LockOutcome
 from .options import spec_file
-from .progress import Progress
-from .results import CheckResult, LockOutcome
+
+if TYPE_CHECKING:
+    from .progress import Progress
 
 HINT_UNDECLARED = (
     "an index or channel served a file from a host the spec does not declare; declare that host as an "
@@ -116,10 +119,10 @@ def sources_moved(spec: Spec, existing: Lock, offline: bool, warn=None) -> bool:
     """A lock whose spec hash matches is still stale when a local package's files changed
     or a git tag was moved (mlenv.solve.moved); a moved branch or an unreachable
     repository is only a warning. Free for locks without local or git packages."""
-    from ..solve.moved import check, has_sources
-
-    if not has_sources(existing):
+    if not existing.has_moving_sources():
         return False
+    from ..solve.moved import check
+
     drift = check(spec, existing, offline=offline, fresh_refs=False)
     if not drift.reasons:
         for note in drift.notes:
@@ -139,9 +142,7 @@ def check(spec: str | os.PathLike[str] | Spec | None = None, *, offline: bool = 
             check_existing(existing, s)
     except LockError as exc:
         raise LockError(str(exc.message), hint=exc.hint or "run `mlenv lock` to regenerate it", exit_code=1) from None
-    from ..solve.moved import has_sources
-
-    if existing is not None and existing.spec_hash == s.spec_hash() and not has_sources(existing):
+    if existing is not None and existing.spec_hash == s.spec_hash() and not existing.has_moving_sources():
         return CheckResult(True, "fresh", [], s.path, s.lock_path, existing.content_hash)
     from ..locking import status
 

@@ -59,7 +59,7 @@ class CuratedDetail:
 
     def _repr_html_(self) -> str:
         from ..api.html import block, details, esc
-        from ..api.results import lock_html
+        from ..api.lockresults import lock_html
 
         e = self.entry
         facts = [("purpose", e.purpose), ("version", e.version if e.released else "not released"),

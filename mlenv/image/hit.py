@@ -14,7 +14,7 @@ no record, no image under that tag, a tcp:// DOCKER_HOST) returns None and the
 full path runs, with every check and message it has.
 
 Standard library only, and little of it: json, os, sys, time, the C modules _socket and
-_sha256 (hashlib where that is missing); the Engine is asked through mlenv.dockerd's
+_sha256 (mlenv.runtime.digest: not hashlib, which loads OpenSSL); the Engine is asked through mlenv.dockerd's
 unix_http, which imports nothing more.
 """
 
@@ -35,22 +35,11 @@ def _cache_dir() -> str | None:
     return os.path.join(base, "mlenv", "hits")
 
 
-def _sha256():
-    # the interpreter's own sha256: hashlib would load OpenSSL first (~3 ms of a ~20 ms hit)
-    try:
-        from _sha256 import sha256  # type: ignore[import-not-found]  # CPython <= 3.11; typeshed has no stub
-    except ImportError:
-        try:
-            from _sha2 import sha256  # type: ignore[import-not-found]  # CPython >= 3.12; typeshed has no stub
-        except ImportError:
-            from hashlib import sha256
-    return sha256()
-
-
 def _key(spec: bytes, lock: bytes, platform: str) -> str:
     from .. import __version__
+    from ..runtime.digest import sha256
 
-    h = _sha256()
+    h = sha256()
     h.update(KEY_VERSION)
     for part in (__version__.encode(), platform.encode(), spec, lock):
         h.update(len(part).to_bytes(8, "big"))

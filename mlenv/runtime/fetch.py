@@ -21,7 +21,7 @@ from urllib.parse import unquote, urlsplit
 from .cachedir import artifact_cache_dir, default_cache_root  # noqa: F401 - re-exported: one home, cachedir.py
 from .checks import artifact_filename, blocked_address, check_artifact, kind
 from .errors import InstallError, WriteError
-from .fsutil import link_or_copy, make_temp, sweep_temp_files
+from .fsutil import interrupts_held, link_or_copy, make_temp, sweep_temp_files
 from .plan import Artifact
 from .secrets import remember, scrub
 
@@ -252,12 +252,14 @@ def download_verified(art: Artifact, cache: Path, creds: dict[str, str], ctx, ar
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _redirect_handler())
     else:  # the CA bundle also for a redirect from http to https
         opener = urllib.request.build_opener(_redirect_handler(), urllib.request.HTTPSHandler(context=ctx))
-    try:  # locked while written: `sweep_temp_files` removes it only once this process is gone
-        fd, tmp = make_temp(cache, art.sha256, ".part")
-        os.chmod(tmp, 0o644)
-    except OSError as exc:
-        raise exc if isinstance(exc, WriteError) else WriteError(cache / art.sha256, exc) from None
+    fd, tmp = -1, None
     try:
+        try:  # locked while written: `sweep_temp_files` removes it only once this process is gone
+            with interrupts_held():  # the file exists only once `tmp` names it, for the handlers below
+                fd, tmp = make_temp(cache, art.sha256, ".part")
+            os.chmod(tmp, 0o644)
+        except OSError as exc:
+            raise exc if isinstance(exc, WriteError) else WriteError(cache / art.sha256, exc) from None
         with opener.open(req, timeout=120) as resp:
             while True:
                 chunk = resp.read(1 << 20)
@@ -271,12 +273,10 @@ def download_verified(art: Artifact, cache: Path, creds: dict[str, str], ctx, ar
                 except OSError as exc:  # disk full: name the file, not the URL
                     raise WriteError(cache / art.sha256, exc) from None
     except (InstallError, WriteError):
-        os.close(fd)
-        tmp.unlink(missing_ok=True)
+        _discard(fd, tmp)
         raise
     except BaseException as exc:  # URLError, HTTPError, SSL errors, timeouts, OSError; and interrupts
-        os.close(fd)
-        tmp.unlink(missing_ok=True)
+        _discard(fd, tmp)
         if not isinstance(exc, Exception):
             raise
         text = scrub(str(exc))
@@ -289,10 +289,10 @@ def download_verified(art: Artifact, cache: Path, creds: dict[str, str], ctx, ar
         raise InstallError(
             f"could not download {kind(art)} {art.name} {art.version} from {scrub(url)}: {text}", hint=hint
         ) from None
+    assert tmp is not None  # made above, or the handlers raised
     got = h.hexdigest()
     if got != art.sha256:
-        os.close(fd)
-        tmp.unlink(missing_ok=True)
+        _discard(fd, tmp)
         raise mismatch(art, got, f"the download from {scrub(url)}")
     dest = cache / art.sha256
     try:
@@ -300,6 +300,13 @@ def download_verified(art: Artifact, cache: Path, creds: dict[str, str], ctx, ar
     finally:
         os.close(fd)
     return dest
+
+
+def _discard(fd: int, tmp: Path | None) -> None:
+    if fd >= 0:
+        os.close(fd)
+    if tmp is not None:
+        tmp.unlink(missing_ok=True)
 
 
 def named_links(artifacts: list[Artifact], found: dict[str, Path], directory: Path) -> Path:

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import WriteError
@@ -39,10 +40,41 @@ def lock_fd(fd: int, *, blocking: bool = True) -> bool:
         return False
 
 
+@contextmanager
+def interrupts_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back for the block, then deliver the first that came.
+
+    Python runs a signal's handler between two bytecodes, so Ctrl-C (KeyboardInterrupt) or
+    the CLI's SIGTERM exception can land after a temporary file was created and before
+    its creator recorded the name for its cleanup: nobody would remove the file until a
+    later sweep. Creating a file and recording its name inside one held block closes
+    that gap; the block must sit inside the try whose handler removes the file. Outside
+    the main thread nothing is held: handlers run only in the main thread."""
+    import signal  # lazily: its enums cost a millisecond, and only writers need this
+
+    caught: list[int] = []
+    saved = {}
+    try:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            handler = signal.getsignal(signum)
+            if handler is not None and handler != signal.SIG_IGN:  # None: a handler not set from Python
+                saved[signum] = signal.signal(signum, lambda n, _frame: caught.append(n))
+    except ValueError:  # not the main thread
+        pass
+    try:
+        yield
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
+        if caught:
+            signal.raise_signal(caught[0])  # the restored handler runs now
+
+
 def make_temp(directory: Path, name: str, suffix: str = ".tmp") -> tuple[int, Path]:
     """A new, locked temporary file `.NAME.XXXXXXXX<suffix>` in directory: (fd, path).
     The lock is taken, then the name checked to still be ours (a sweeper may have
-    removed the file in between; then another is made)."""
+    removed the file in between; then another is made). Call it in interrupts_held(),
+    with whatever records the name for the caller's cleanup."""
     import tempfile  # lazily: tempfile pulls in shutil and random, which a no-op lock never needs
 
     for _ in range(100):
@@ -81,7 +113,8 @@ def atomic_write(
     tmp: Path | None = None
     fd = -1
     try:
-        fd, tmp = make_temp(path.parent, path.name)
+        with interrupts_held():  # the file exists only once `tmp` names it, for the finally below
+            fd, tmp = make_temp(path.parent, path.name)
         write_fd(fd, payload, sync=sync)
         if mode is not None:
             os.chmod(tmp, mode)

@@ -22,14 +22,14 @@ left in a user's project.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 from pathlib import Path
 
+from .digest import sha256
 from .errors import MlenvError
-from .fsutil import atomic_write, lock_fd, make_temp, sweep_temp_files, write_fd
+from .fsutil import atomic_write, interrupts_held, lock_fd, make_temp, sweep_temp_files, write_fd
 
 JOURNAL = ".mlenv.journal"
 FORMAT = "mlenv-journal-v1"
@@ -40,7 +40,7 @@ _SHA256 = re.compile(r"[0-9a-f]{64}\Z")
 
 
 def _sha256_of(path: Path) -> str | None:
-    h = hashlib.sha256()
+    h = sha256()
     try:
         with open(path, "rb") as fh:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -89,12 +89,13 @@ def write_files(directory: str | os.PathLike[str], files: dict[str, bytes], old:
         try:
             entries: list[dict] = []
             for name, data in files.items():
-                fd, tmp = make_temp(directory, name, ".new")
-                temps.append((fd, tmp))
+                with interrupts_held():  # the file exists only once `temps` holds it, for the finally below
+                    fd, tmp = make_temp(directory, name, ".new")
+                    temps.append((fd, tmp))
                 write_fd(fd, data)
                 os.chmod(tmp, 0o644)
                 entries.append({"name": name, "tmp": tmp.name, "old": old.get(name),
-                                "new": hashlib.sha256(data).hexdigest()})  # fmt: skip
+                                "new": sha256(data).hexdigest()})  # fmt: skip
             for e in entries:
                 if _sha256_of(directory / e["name"]) != e["old"]:
                     raise MlenvError(f"{directory / e['name']} changed while mlenv was writing it; nothing was written",

@@ -213,7 +213,7 @@ def check(spec, lock, *, offline: bool = False, fresh_refs: bool = True) -> Drif
     in the background while local trees are hashed. fresh_refs=False (the no-op `mlenv
     lock`): refs read less than REFS_TTL seconds ago are trusted."""
     drift = Drift()
-    if not has_sources(lock):
+    if not lock.has_moving_sources():
         return drift
     reads = {} if offline else _start_ref_reads(spec, lock, fresh=fresh_refs)
     try:
@@ -221,8 +221,3 @@ def check(spec, lock, *, offline: bool = False, fresh_refs: bool = True) -> Drif
     finally:
         _judge(reads, drift)
     return drift
-
-
-def has_sources(lock) -> bool:
-    """Does the lock hold packages whose sources can move (local paths, git refs)? Cheap."""
-    return any(p.manager == "pypi" and p.get("source") in ("path", "git") for p in lock.packages)

@@ -49,3 +49,14 @@ def test_interrupted_before_the_journal_leaves_the_old_files(tmp_path, monkeypat
         journal.write_files(tmp_path, files, old)
     assert (tmp_path / "a.txt").read_bytes() == b"old a\n" and (tmp_path / "b.txt").read_bytes() == b"old b\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.txt"]
+
+
+def test_ctrl_c_as_a_temporary_file_is_created_leaves_neither_it_nor_a_change(tmp_path, signal_after_mkstemp):
+    import signal
+
+    files, old = _setup(tmp_path)
+    signal_after_mkstemp(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        journal.write_files(tmp_path, files, old)
+    assert (tmp_path / "a.txt").read_bytes() == b"old a\n" and (tmp_path / "b.txt").read_bytes() == b"old b\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.txt"]  # the temporary file went at once

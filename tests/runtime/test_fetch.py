@@ -1,0 +1,19 @@
+"""mlenv.runtime.fetch: an interrupted download leaves no partial file in the cache."""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+from mlenv.runtime.fetch import fetch_artifacts
+from mlenv.runtime.plan import Artifact
+
+
+def test_ctrl_c_as_the_partial_file_is_created_removes_it(tmp_path, signal_after_mkstemp):
+    # the interruption lands before any request: nothing listens on this port, and nothing is asked
+    art = Artifact("pypi", "fixalpha", "1.1.0", "http://127.0.0.1:9/fixalpha-1.1.0-py3-none-any.whl", "a" * 64)
+    signal_after_mkstemp(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        fetch_artifacts([art], cache=tmp_path / "cache")
+    assert list((tmp_path / "cache").iterdir()) == []
