@@ -154,10 +154,20 @@ class BlobWriter:
     def __enter__(self) -> BlobWriter:
         import tempfile
 
+        from ..runtime.fsutil import interrupts_held
+
         self.store.blob_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".blob.", suffix=".part", dir=self.store.blob_dir)
-        self._tmp = Path(tmp)
-        self._fh = os.fdopen(fd, "wb")
+        try:
+            with interrupts_held():  # the file exists only once self._tmp names it
+                fd, tmp = tempfile.mkstemp(prefix=".blob.", suffix=".part", dir=self.store.blob_dir)
+                self._tmp = Path(tmp)
+                self._fh = os.fdopen(fd, "wb")
+        except BaseException:  # a held signal is raised here, and __exit__ does not run for it
+            if self._fh is not None:
+                self._fh.close()
+            if self._tmp is not None:
+                self._tmp.unlink(missing_ok=True)
+            raise
         return self
 
     def write(self, data: bytes) -> int:

@@ -120,8 +120,10 @@ def fetch_artifacts(
                 cache.mkdir(parents=True, exist_ok=True)
                 link_or_copy(local, tmp)
                 os.replace(tmp, cached)
-            except OSError as exc:
+            except BaseException as exc:  # OSError; and interrupts: the name is ours from the start
                 tmp.unlink(missing_ok=True)
+                if not isinstance(exc, OSError):
+                    raise
                 raise exc if isinstance(exc, WriteError) else WriteError(cached, exc) from None
             out[art.sha256] = cached
             continue

@@ -17,3 +17,23 @@ def test_ctrl_c_as_the_partial_file_is_created_removes_it(tmp_path, signal_after
     with pytest.raises(KeyboardInterrupt):
         fetch_artifacts([art], cache=tmp_path / "cache")
     assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_ctrl_c_while_a_local_file_is_linked_into_the_cache_removes_the_partial_file(tmp_path, monkeypatch):
+    import hashlib
+
+    from mlenv.runtime import fetch
+
+    local = tmp_path / "fixalpha-1.1.0-py3-none-any.whl"
+    local.write_bytes(b"a wheel")
+    art = Artifact("pypi", "fixalpha", "1.1.0", local.as_uri(), hashlib.sha256(b"a wheel").hexdigest())
+    real = fetch.link_or_copy
+
+    def then_interrupted(src, dest):
+        real(src, dest)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fetch, "link_or_copy", then_interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        fetch_artifacts([art], cache=tmp_path / "cache")
+    assert list((tmp_path / "cache").iterdir()) == []
