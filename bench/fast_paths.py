@@ -6,7 +6,9 @@ hits every command alike).
     python bench/fast_paths.py [--rounds 30]
     git archive REV | tar -x -C /tmp/old && BENCH_BASELINE=/tmp/old BENCH_BASELINE_NAME=REV python bench/fast_paths.py
 
-Measured, each a whole process (wall time, medians over --rounds):
+Measured, each a whole process (wall time and the child's CPU time, medians over --rounds;
+against an older tree, the two run each command back to back and the ratio is the median of
+those pairs'):
 - `mlenv --help`;
 - `mlenv lock -q` on a fresh lock (the no-op);
 - `mlenv build -q` when the image exists (the cache hit: mlenv/image/hit.py);
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -92,12 +95,21 @@ def main() -> None:
                 cmds[name, "floor: python -c pass"] = ([str(mlenv.with_name("python")), "-c", "pass"], proj, env)
                 cmds[name, "floor: no-op console script, same installer"] = (console_floor(mlenv), proj, env)
         times: dict[tuple[str, str], list[float]] = {k: [] for k in cmds}
+        cpu: dict[tuple[str, str], list[float]] = {k: [] for k in cmds}  # the child's user + system time
         loads = [os.getloadavg()[0]]
-        for _ in range(args.rounds):
-            for key, (cmd, cwd, env) in cmds.items():
-                t0 = time.perf_counter()
-                sh(cmd, cwd=cwd, env=env)
-                times[key].append(time.perf_counter() - t0)
+        names, cases_run = list(trees), list(dict.fromkeys(case for _, case in cmds))
+        for r in range(args.rounds):
+            for case in cases_run:  # the trees back to back on each case, in turn first
+                for name in names if r % 2 == 0 else names[::-1]:
+                    if (name, case) not in cmds:
+                        continue
+                    cmd, cwd, env = cmds[name, case]
+                    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+                    t0 = time.perf_counter()
+                    sh(cmd, cwd=cwd, env=env)
+                    times[name, case].append(time.perf_counter() - t0)
+                    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+                    cpu[name, case].append(r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime)
         loads.append(os.getloadavg()[0])
 
     med = {k: median(v) * 1000 for k, v in times.items()}
@@ -106,23 +118,32 @@ def main() -> None:
     floor_script = med["this tree", "floor: no-op console script, same installer"]
     header = ["command", "this tree", "above the console-script floor"]
     if baseline:
-        header += [baseline_name, "this tree / " + baseline_name]
+        header += [baseline_name, "this tree / " + baseline_name + " (middle half of the rounds)", "CPU time, ratio"]
     rows = []
     for case in cases:
         row = [case, f"{med['this tree', case]:.0f} ms", f"{med['this tree', case] - floor_script:.0f} ms"]
         if baseline:
             old = med[baseline_name, case]
-            row += [f"{old:.0f} ms", f"{med['this tree', case] / old:.2f}x"]
+            # each round's pair ran back to back: its ratio is the least disturbed by a busy minute
+            ratios = sorted(a / b for a, b in zip(times["this tree", case], times[baseline_name, case], strict=True))
+            q1, q3 = ratios[len(ratios) // 4], ratios[(3 * len(ratios)) // 4]
+            cpu_ratio = median(cpu["this tree", case]) / median(cpu[baseline_name, case])
+            row += [f"{old:.0f} ms", f"{median(ratios):.2f}x ({q1:.2f}-{q3:.2f})",
+                    f"{median(cpu['this tree', case]) * 1000:.0f} / {median(cpu[baseline_name, case]) * 1000:.0f} ms "
+                    f"= {cpu_ratio:.2f}x"]  # fmt: skip
         rows.append(row)
-    rows.append(["floor: `python -c pass`", f"{floor_py:.0f} ms", ""] + (["", ""] if baseline else []))
+    rows.append(["floor: `python -c pass`", f"{floor_py:.0f} ms", ""] + (["", "", ""] if baseline else []))
     rows.append(
         ["floor: a no-op console script (pip's wrapper)", f"{floor_script:.0f} ms", "0 ms"]
-        + (["", ""] if baseline else [])
+        + (["", "", ""] if baseline else [])
     )
     body = (
         "## Fast paths (`bench/fast_paths.py`)\n\n"
         "The command's start-up paths, each a whole process, medians of "
-        f"{args.rounds} interleaved rounds; every tree installed regularly (pip, byte-compiled) in its own "
+        f"{args.rounds} rounds; in each round the trees run each command back to back, in turn first, "
+        "and the ratio is the median of those pairs' ratios (with the middle half of them). The CPU time "
+        "(the child's user + system time, medians) is the steadier measure on a shared machine: waiting "
+        "for a core is not in it. Every tree installed regularly (pip, byte-compiled) in its own "
         "venv, with its own project (one PyPI package on the test base image, locked and built by that tree) "
         "and its own cache. The console-script floor is pip's wrapper with the entry point replaced by a "
         "no-op: what any command installed that way costs before its own code runs.\n\n"
