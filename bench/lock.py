@@ -220,8 +220,10 @@ def main() -> None:
         "Where mlenv's extra time goes: ~45 ms of interpreter, click and spec parsing before uv can start "
         "(uv is then started at once, and validation, base-image pinning and wheel-tag ranking run while it resolves), "
         "~10 ms after it (artifact selection, hashing, atomic write), and CPU contention with uv on this 2-core "
-        "machine. The cold ratio moves between about 1.15x and 1.3x from run to run with the network; the "
-        "overhead is a constant ~75 ms, so it shrinks as specs grow.\n"
+        "machine. The cold ratio moves between about 1.15x and 1.5x from run to run (the network through the "
+        "proxy; both tools also start uv's interpreter discovery through pyenv's shell shims on this machine); "
+        "the overhead, 75 to 250 ms over the runs of 2026-12-02, does not grow with the spec, so the ratio "
+        "shrinks as specs grow. To judge a change, time the two trees side by side instead.\n"
     )
     print(body)
     if not args.no_write:

@@ -28,6 +28,8 @@ KEYS = {
     "registry": "the default registry (--registry, MLENV_REGISTRY)",
     "builder": "auto, daemonless, buildkit, classic or a plugin builder's name (--builder, MLENV_BUILDER)",
 }
+# the environment variable of each setting: it wins over this file (and an argument over both)
+ENV_VARS = {"ca-bundle": "MLENV_CA_BUNDLE", "registry": "MLENV_REGISTRY", "builder": "MLENV_BUILDER"}
 _loaded: dict[str, dict] = {}
 
 
@@ -93,7 +95,13 @@ def get(name: str) -> str | None:
     return load().get(name)
 
 
+def effective(name: str) -> str | None:
+    """Setting `name` where no argument gives it: its environment variable, else this file.
+    The one precedence rule (mlenv.api.options.resolve puts an argument first)."""
+    return os.environ.get(ENV_VARS[name]) or get(name)
+
+
 def ca_bundle() -> str | None:
-    """The CA bundle for a download made below the API (the apt indexes at lock time):
-    MLENV_CA_BUNDLE, else the ca-bundle setting; None: the default trust store."""
-    return os.environ.get("MLENV_CA_BUNDLE") or get("ca-bundle")
+    """The CA bundle for a download made below the API (uv, the apt indexes, OCI
+    registries): MLENV_CA_BUNDLE, else the ca-bundle setting; None: the default trust store."""
+    return effective("ca-bundle")

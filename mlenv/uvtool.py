@@ -28,12 +28,10 @@ def uv_env(cache_dir: str | None) -> dict[str, str]:
     """The environment mlenv runs uv with: no user uv.toml, mlenv's CA bundle, its cache."""
     env = dict(os.environ)
     env.setdefault("UV_NO_CONFIG", "1")  # a user's uv.toml must not change what mlenv locks
-    # Corporate proxies: uv reads SSL_CERT_FILE; mlenv's CA bundle setting feeds it.
-    ca = env.get("MLENV_CA_BUNDLE")
-    if not ca:
-        from . import settings
+    # Corporate proxies: uv reads SSL_CERT_FILE; mlenv's CA bundle (variable, else setting) feeds it.
+    from .settings import ca_bundle
 
-        ca = settings.get("ca-bundle")
+    ca = ca_bundle()
     if ca:
         env["SSL_CERT_FILE"] = ca
     if cache_dir:

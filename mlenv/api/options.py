@@ -10,19 +10,15 @@ from pathlib import Path
 
 from ..errors import MlenvError
 
-ENV_VARS = {"ca-bundle": "MLENV_CA_BUNDLE", "registry": "MLENV_REGISTRY", "builder": "MLENV_BUILDER"}
-
 
 def resolve(name: str, value: str | None) -> str | None:
-    """The value of setting `name` (ca-bundle, registry, builder)."""
+    """The value of setting `name` (ca-bundle, registry, builder): the argument, else its
+    environment variable, else the settings file (mlenv.settings.effective)."""
     if value:
         return value
-    env = os.environ.get(ENV_VARS[name])
-    if env:
-        return env
     from .. import settings
 
-    return settings.get(name)  # one precedence: mlenv.settings.ca_bundle() is the same rule below the API
+    return settings.effective(name)
 
 
 def ca_bundle(value: str | None, *, required: bool = True) -> str | None:

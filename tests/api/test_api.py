@@ -236,6 +236,7 @@ def test_options_precedence_is_the_same_below_the_cli(tmp_path, monkeypatch):
     API's options and for the CA bundle every download (OCI registries too) verifies with."""
     from mlenv.api.options import resolve
     from mlenv.oci.transport import ca_bundle
+    from mlenv.uvtool import uv_env
 
     config = tmp_path / "config.toml"
     config.write_text('builder = "classic"\nca-bundle = "/settings/ca.pem"\n')
@@ -243,10 +244,10 @@ def test_options_precedence_is_the_same_below_the_cli(tmp_path, monkeypatch):
     for var in ("MLENV_BUILDER", "MLENV_CA_BUNDLE", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"):
         monkeypatch.delenv(var, raising=False)
     assert resolve("builder", None) == "classic"
-    assert ca_bundle() == "/settings/ca.pem"
+    assert ca_bundle() == "/settings/ca.pem" == uv_env(None)["SSL_CERT_FILE"]  # requests and uv alike
     monkeypatch.setenv("MLENV_BUILDER", "buildkit")
     monkeypatch.setenv("MLENV_CA_BUNDLE", "/env/ca.pem")
-    assert resolve("builder", None) == "buildkit" and ca_bundle() == "/env/ca.pem"
+    assert resolve("builder", None) == "buildkit" and ca_bundle() == "/env/ca.pem" == uv_env(None)["SSL_CERT_FILE"]
     assert resolve("builder", "daemonless") == "daemonless"
     monkeypatch.setenv("MLENV_CONFIG", str(tmp_path / "none.toml"))  # no settings file
     monkeypatch.delenv("MLENV_CA_BUNDLE")
