@@ -48,6 +48,7 @@ def signal_after_mkstemp(monkeypatch):
     def arm(signum: int) -> None:
         def mkstemp(*args, **kwargs):
             made = real(*args, **kwargs)
+            monkeypatch.setattr(tempfile, "mkstemp", real)  # once: the cleanup may make files too
             signal.raise_signal(signum)
             return made
 

@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..image.result import ImageResult
+from .lockresults import CheckResult as CheckResult  # re-exported: the results of every area are here
+from .lockresults import LockOutcome as LockOutcome
 from .lockresults import lock_html
 
 if TYPE_CHECKING:

@@ -157,6 +157,7 @@ class BlobWriter:
         from ..runtime.fsutil import interrupts_held
 
         self.store.blob_dir.mkdir(parents=True, exist_ok=True)
+        fd = -1
         try:
             with interrupts_held():  # the file exists only once self._tmp names it
                 fd, tmp = tempfile.mkstemp(prefix=".blob.", suffix=".part", dir=self.store.blob_dir)
@@ -165,6 +166,8 @@ class BlobWriter:
         except BaseException:  # a held signal is raised here, and __exit__ does not run for it
             if self._fh is not None:
                 self._fh.close()
+            elif fd >= 0:
+                os.close(fd)
             if self._tmp is not None:
                 self._tmp.unlink(missing_ok=True)
             raise

@@ -257,7 +257,7 @@ def download_verified(art: Artifact, cache: Path, creds: dict[str, str], ctx, ar
     fd, tmp = -1, None
     try:
         try:  # locked while written: `sweep_temp_files` removes it only once this process is gone
-            with interrupts_held():  # the file exists only once `tmp` names it, for the handlers below
+            with interrupts_held():  # the file exists only once `tmp` names it, for the finally below
                 fd, tmp = make_temp(cache, art.sha256, ".part")
             os.chmod(tmp, 0o644)
         except OSError as exc:
@@ -274,11 +274,19 @@ def download_verified(art: Artifact, cache: Path, creds: dict[str, str], ctx, ar
                         view = view[os.write(fd, view) :]
                 except OSError as exc:  # disk full: name the file, not the URL
                     raise WriteError(cache / art.sha256, exc) from None
+        got = h.hexdigest()
+        if got != art.sha256:
+            raise mismatch(art, got, f"the download from {scrub(url)}")
+        dest = cache / art.sha256
+        try:
+            os.replace(tmp, dest)  # still locked: a sweeper cannot take it in between
+        except OSError as exc:
+            raise WriteError(dest, exc) from None
+        tmp = None  # renamed: nothing left to remove
+        return dest
     except (InstallError, WriteError):
-        _discard(fd, tmp)
         raise
     except BaseException as exc:  # URLError, HTTPError, SSL errors, timeouts, OSError; and interrupts
-        _discard(fd, tmp)
         if not isinstance(exc, Exception):
             raise
         text = scrub(str(exc))
@@ -291,24 +299,11 @@ def download_verified(art: Artifact, cache: Path, creds: dict[str, str], ctx, ar
         raise InstallError(
             f"could not download {kind(art)} {art.name} {art.version} from {scrub(url)}: {text}", hint=hint
         ) from None
-    assert tmp is not None  # made above, or the handlers raised
-    got = h.hexdigest()
-    if got != art.sha256:
-        _discard(fd, tmp)
-        raise mismatch(art, got, f"the download from {scrub(url)}")
-    dest = cache / art.sha256
-    try:
-        os.replace(tmp, dest)  # still locked: a sweeper cannot take it in between
-    finally:
-        os.close(fd)
-    return dest
-
-
-def _discard(fd: int, tmp: Path | None) -> None:
-    if fd >= 0:
-        os.close(fd)
-    if tmp is not None:
-        tmp.unlink(missing_ok=True)
+    finally:  # every way out, interrupts included: the partial file goes, while still locked
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+        if fd >= 0:
+            os.close(fd)
 
 
 def named_links(artifacts: list[Artifact], found: dict[str, Path], directory: Path) -> Path:

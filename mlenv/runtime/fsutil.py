@@ -17,6 +17,7 @@ import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from .errors import WriteError
 
@@ -42,32 +43,59 @@ def lock_fd(fd: int, *, blocking: bool = True) -> bool:
 
 @contextmanager
 def interrupts_held() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM back for the block, then deliver the first that came.
+    """Hold SIGINT and SIGTERM back for the block, then deliver each that came, in order.
 
     Python runs a signal's handler between two bytecodes, so Ctrl-C (KeyboardInterrupt) or
     the CLI's SIGTERM exception can land after a temporary file was created and before
     its creator recorded the name for its cleanup: nobody would remove the file until a
     later sweep. Creating a file and recording its name inside one held block closes
-    that gap; the block must sit inside the try whose handler removes the file. Outside
-    the main thread nothing is held: handlers run only in the main thread."""
+    that gap; the block must sit inside the try whose handler removes the file.
+
+    While held, a signal only gets noted, and the wakeup fd (asyncio's
+    add_signal_handler) is set aside, so a loop hears of the signal once, when it is
+    delivered. signal.signal() runs a signal already pending before it swaps handlers,
+    and that handler may raise: every handler swapped is put back whatever happens, and
+    the first exception is raised once all are. Outside the main thread nothing is held:
+    handlers run only in the main thread."""
     import signal  # lazily: its enums cost a millisecond, and only writers need this
 
     caught: list[int] = []
-    saved = {}
+
+    def note(signum: int, _frame: object) -> None:
+        caught.append(signum)
+
+    saved: dict[int, Any] = {}  # signal number -> the handler it had
+    wakeup = -1
+    error: BaseException | None = None
     try:
         for signum in (signal.SIGINT, signal.SIGTERM):
             handler = signal.getsignal(signum)
-            if handler is not None and handler != signal.SIG_IGN:  # None: a handler not set from Python
-                saved[signum] = signal.signal(signum, lambda n, _frame: caught.append(n))
-    except ValueError:  # not the main thread
-        pass
-    try:
+            if handler is None or handler == signal.SIG_IGN:  # None: a handler not set from Python
+                continue
+            saved[signum] = handler  # before the swap: a pending signal's handler may raise in it
+            try:
+                signal.signal(signum, note)
+            except ValueError:  # not the main thread: only it may set handlers, and only it runs them
+                del saved[signum]
+                break
+        if saved:
+            wakeup = signal.set_wakeup_fd(-1)
         yield
     finally:
-        for signum, handler in saved.items():
-            signal.signal(signum, handler)
-        if caught:
-            signal.raise_signal(caught[0])  # the restored handler runs now
+        if wakeup != -1:
+            signal.set_wakeup_fd(wakeup)
+        for held, original in saved.items():
+            try:
+                signal.signal(held, original)
+            except BaseException as exc:  # a signal pending since the block ran a handler already put back
+                error = error or exc
+        for came in dict.fromkeys(caught):  # each distinct signal, in the order it came
+            try:
+                signal.raise_signal(came)  # its own handler runs now
+            except BaseException as exc:
+                error = error or exc
+        if error is not None:
+            raise error
 
 
 def make_temp(directory: Path, name: str, suffix: str = ".tmp") -> tuple[int, Path]:
