@@ -405,11 +405,9 @@ def probe_sources(spec: Spec, *, offline: bool = False) -> list[str]:
     gits = [f for f in forms if f.kind == GIT]
     ca = None
     if probes or gits:
-        import os
+        from .settings import ca_bundle
 
-        from . import settings
-
-        ca = os.environ.get("MLENV_CA_BUNDLE") or settings.get("ca-bundle")
+        ca = ca_bundle()
 
     def git_check(form) -> None:
         from .wheelbuild.git import check_ref

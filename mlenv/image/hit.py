@@ -14,8 +14,8 @@ no record, no image under that tag, a tcp:// DOCKER_HOST) returns None and the
 full path runs, with every check and message it has.
 
 Standard library only, and little of it: json, os, sys, time, the C modules _socket and
-_sha256 (mlenv.runtime.digest: not hashlib, which loads OpenSSL); the Engine is asked through mlenv.dockerd's
-unix_http, which imports nothing more.
+_sha256 (mlenv.runtime.digest: not hashlib, which loads OpenSSL); the Engine is asked
+through mlenv.dockerd's unix_http, which imports nothing more.
 """
 
 from __future__ import annotations

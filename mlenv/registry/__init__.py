@@ -9,7 +9,6 @@ group, so a backend can be installed as a plugin; base.py imports no backend.
 from __future__ import annotations
 
 import importlib
-import os
 from collections.abc import Callable
 
 from .base import Registry, RegistryError
@@ -33,7 +32,7 @@ def open_registry(url: str | None = None) -> Registry:
     (mlenv.settings), else the embedded local registry under the user data dir."""
     from .. import settings
 
-    url = url or os.environ.get("MLENV_REGISTRY") or settings.get("registry") or None
+    url = url or settings.effective("registry") or None
     if url is None or url.startswith("file://") or "://" not in url:
         return _load(BACKENDS["file"])(url.removeprefix("file://") if url else None)
     scheme = url.split("://", 1)[0].lower()

@@ -155,14 +155,11 @@ def local_archive(path: Path, *, what: str) -> Built:
 def build_options(spec, python: str | None, *, offline: bool) -> BuildOptions:
     """Where build backends come from: the spec's own indexes and find-links (expanded)."""
     from ..runtime.secrets import referenced_values
+    from ..settings import ca_bundle
     from ..spec import expand_env
     from .build import BuildOptions
 
-    ca = os.environ.get("MLENV_CA_BUNDLE") or None
-    if not ca:
-        from .. import settings
-
-        ca = settings.get("ca-bundle")
+    ca = ca_bundle()
     texts = [spec.index_url, *spec.extra_index_urls, *getattr(spec, "find_links", []),
              *(d for d in spec.pypi_dependencies if "${" in d)]  # fmt: skip
     return BuildOptions(
