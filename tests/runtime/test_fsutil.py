@@ -9,20 +9,6 @@ import pytest
 from mlenv.runtime.fsutil import atomic_write, interrupts_held
 
 
-def test_sigterm_as_an_atomic_write_creates_its_temporary_file_removes_it(tmp_path, signal_after_mkstemp):
-    from mlenv.cli.main import Terminated, _on_sigterm
-
-    (tmp_path / "f").write_text("old\n")
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)  # the CLI's handler: SIGTERM becomes an exception
-    try:
-        signal_after_mkstemp(signal.SIGTERM)
-        with pytest.raises(Terminated):
-            atomic_write(tmp_path / "f", "new\n")
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["f"] and (tmp_path / "f").read_text() == "old\n"
-
-
 @pytest.fixture
 def cli_handlers():
     """The CLI's handlers (SIGTERM raises Terminated, SIGINT KeyboardInterrupt), put back after."""
@@ -34,6 +20,16 @@ def cli_handlers():
     yield {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: _on_sigterm}
     for signum, handler in before.items():
         signal.signal(signum, handler)
+
+
+def test_sigterm_as_an_atomic_write_creates_its_temporary_file_removes_it(tmp_path, signal_after_mkstemp, cli_handlers):
+    from mlenv.cli.main import Terminated
+
+    (tmp_path / "f").write_text("old\n")
+    signal_after_mkstemp(signal.SIGTERM)
+    with pytest.raises(Terminated):
+        atomic_write(tmp_path / "f", "new\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f"] and (tmp_path / "f").read_text() == "old\n"
 
 
 def _handlers() -> dict:
