@@ -2,7 +2,7 @@
 
 Its own module, apart from the other results (mlenv.api.results), because the no-op
 `mlenv lock` imports it: a dataclass costs about 0.3 ms to create at import, and the
-other results' dozen would be a tenth of that command's time.
+other results' dozen would add about 4 ms to that command (docs/benchmarks.md).
 """
 
 from __future__ import annotations
